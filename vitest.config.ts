@@ -1,0 +1,10 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['**/*.test.ts'],
+    exclude: ['**/node_modules/**'],
+    setupFiles: ['./test/setup.ts'],
+    testTimeout: 60_000,
+  },
+});
