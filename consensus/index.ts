@@ -1,6 +1,7 @@
 // Public surface of the consensus core. See README.md for the caller's contract.
 
 export { assert } from './assert.ts';
+export { bootstrap } from './bootstrap.ts';
 export {
   CONF_CHANGE_CONTEXT_BYTES_MAX,
   decodeConfChange,

@@ -165,7 +165,10 @@ export class Progress {
       case 'probe':
         return this.msgAppFlowPaused;
       case 'replicate':
-        return this.inflights.full();
+        // Set by sentEntries when the window fills, cleared by a heartbeat response: the leader
+        // then sends one (empty) MsgApp, whose ack or rejection frees the window even when every
+        // MsgApp that filled it was lost (etcd's MsgAppFlowPaused).
+        return this.msgAppFlowPaused;
       case 'snapshot':
         return true;
     }

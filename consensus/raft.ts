@@ -277,7 +277,11 @@ export class Raft {
       ents = this.raftLog.entries(pr.next, this.maxMsgSize);
     }
     if (ents !== undefined && ents.length === 0 && !sendIfEmpty) return false;
-    if (prevTerm === undefined || ents === undefined) {
+    if (
+      prevTerm === undefined ||
+      ents === undefined ||
+      this.needsInitialMembership(to, prevIndex)
+    ) {
       return this.maybeSendSnapshot(to, pr);
     }
     let bytes = 0;
@@ -296,6 +300,21 @@ export class Raft {
     return true;
   }
 
+  /**
+   * A group started from a ConfState in storage (membership "at index 0", see bootstrap.ts) has
+   * its initial membership in no entry. A node outside that membership replaying from index 1
+   * would build a wrong membership (without the leader, or with itself as the only voter): it must
+   * start from a snapshot instead.
+   */
+  private needsInitialMembership(to: NodeId, prevIndex: number): boolean {
+    if (prevIndex !== 0) return false;
+    const initial = this.raftLog.storage.snapshot().metadata;
+    if (initial.index !== 0) return false;
+    const cs = initial.confState;
+    if (cs.voters.length === 0 && cs.learners.length === 0) return false;
+    return !cs.voters.includes(to) && !cs.learners.includes(to);
+  }
+
   private maybeSendSnapshot(to: NodeId, pr: Progress): boolean {
     if (!pr.recentActive) return false; // not while it may be down: snapshots are expensive
     let snapshot: Snapshot;
@@ -305,7 +324,8 @@ export class Raft {
       if (e instanceof RaftError && e.code === 'SNAPSHOT_TEMPORARILY_UNAVAILABLE') return false;
       throw e;
     }
-    assert(!isEmptySnapshot(snapshot), 'need a non-empty snapshot to send');
+    // No snapshot yet (only the initial membership at index 0): wait until the application makes one.
+    if (isEmptySnapshot(snapshot)) return false;
     pr.becomeSnapshot(snapshot.metadata.index);
     this.stats.snapshotsSent++;
     this.send(msg({ type: 'MsgSnap', to, snapshot }));
@@ -544,6 +564,23 @@ export class Raft {
     this.stepInternal(m);
   }
 
+  /**
+   * A message this role does not handle. Responses meant for a role we no longer hold (vote
+   * answers arriving after the election was decided, acks reaching a deposed leader) are normal
+   * and not counted; anything else is.
+   */
+  private dropUnexpected(m: Message): void {
+    switch (m.type) {
+      case 'MsgVoteResp':
+      case 'MsgPreVoteResp':
+      case 'MsgAppResp':
+      case 'MsgHeartbeatResp':
+        return;
+      default:
+        this.drop('unexpected');
+    }
+  }
+
   private drop(reason: DropReason): void {
     this.stats.dropped[reason]++;
   }
@@ -701,7 +738,7 @@ export class Raft {
         return;
       }
       default:
-        return this.drop('unexpected');
+        return this.dropUnexpected(m);
     }
   }
 
@@ -882,7 +919,7 @@ export class Raft {
       default:
         break;
     }
-    if (m.type !== myVoteResp) return this.drop('unexpected');
+    if (m.type !== myVoteResp) return this.dropUnexpected(m);
     this.trk.recordVote(m.from, !m.reject);
     const { result } = this.trk.tallyVotes();
     if (result === 'won') {
@@ -946,7 +983,7 @@ export class Raft {
         this.readStates.push({ index: m.index, context: m.context });
         return;
       default:
-        return this.drop('unexpected');
+        return this.dropUnexpected(m);
     }
   }
 

@@ -44,27 +44,33 @@ export interface Storage {
 export class MemoryStorage implements Storage {
   private hardState: HardState = EMPTY_HARD_STATE;
   private snap: Snapshot;
+  /** The membership to restart with: the snapshot's, plus conf changes applied since. */
+  private confState: ConfState;
   private ents: Entry[];
 
   constructor(confState?: ConfState) {
+    this.confState = confState ?? { voters: [], learners: [] };
     this.snap = {
-      metadata: { index: 0, term: 0, confState: confState ?? { voters: [], learners: [] } },
+      metadata: { index: 0, term: 0, confState: this.confState },
       data: new Uint8Array(0),
     };
     this.ents = [{ term: 0, index: 0, type: 'normal', data: new Uint8Array(0) }];
   }
 
   initialState(): InitialState {
-    return { hardState: this.hardState, confState: this.snap.metadata.confState };
+    return { hardState: this.hardState, confState: this.confState };
   }
 
   setHardState(hs: HardState): void {
     this.hardState = hs;
   }
 
-  /** The membership after the application applied conf changes past the snapshot. */
+  /**
+   * The membership after the application applied conf changes past the snapshot. The snapshot's
+   * own membership is left alone: it must stay the one in force at the snapshot's index.
+   */
   setConfState(cs: ConfState): void {
-    this.snap = { ...this.snap, metadata: { ...this.snap.metadata, confState: cs } };
+    this.confState = cs;
   }
 
   entries(lo: number, hi: number, maxSizeBytes: number): Entry[] {
@@ -105,6 +111,7 @@ export class MemoryStorage implements Storage {
       throw new RaftError('SNAPSHOT_OUT_OF_DATE', `snapshot ${snap.metadata.index} < ${cur}`);
     }
     this.snap = snap;
+    this.confState = snap.metadata.confState;
     this.ents = [
       {
         term: snap.metadata.term,

@@ -3,6 +3,7 @@
 // node's applied entries so tests can compare state machines. Delivery is synchronous and
 // deterministic; drops, cuts and isolation are explicit.
 
+import { bootstrap } from '../bootstrap.ts';
 import type { Config } from '../raft.ts';
 import { seededRandom } from '../rand.ts';
 import { RawNode } from '../rawnode.ts';
@@ -25,6 +26,16 @@ export interface NetworkOptions {
   seed?: number;
   /** Adjusts each node's config (pre-vote, check-quorum, limits...). */
   configure?: (c: Config) => Config;
+  /**
+   * Fills a node's storage before its RawNode is built, as if it had persisted this state before a
+   * restart (a log of earlier terms, a hard state). Called for every node `add` creates.
+   */
+  prepareStorage?: (id: NodeId, storage: MemoryStorage) => void;
+  /**
+   * Start the group with its membership written into the log (bootstrap.ts) instead of a
+   * ConfState in storage: nodes added later can then join by replaying the log. Voters only.
+   */
+  bootstrap?: boolean;
   /** Node IDs in the initial configuration; defaults to all of `ids`. */
   voters?: readonly NodeId[];
   learners?: readonly NodeId[];
@@ -37,6 +48,13 @@ export class Network {
   private readonly isolated = new Set<NodeId>();
   /** Extra filter: return false to drop a message. */
   filter: ((m: Message) => boolean) | undefined;
+  /**
+   * Changes a message in transit, after `filter` let it through; e.g. a MsgApp that loses the tail
+   * of its entries, which is what a leader with a smaller message size bound would have sent.
+   */
+  rewrite: ((m: Message) => Message) | undefined;
+  /** Sees each Ready as handleReady takes it, before it is persisted (transcripts print it). */
+  onReady: ((id: NodeId, rd: Ready) => void) | undefined;
   readonly opts: Required<Pick<NetworkOptions, 'electionTicks' | 'heartbeatTicks' | 'seed'>> &
     NetworkOptions;
   /** Every message that was delivered, for assertions. */
@@ -52,20 +70,32 @@ export class Network {
         voters.includes(id) || learners.includes(id)
           ? { voters, learners }
           : { voters: [], learners: [] };
-      this.add(id, cs, this.opts.seed * 1000 + seq++);
+      const member = voters.includes(id) || learners.includes(id);
+      if (opts.bootstrap && member) {
+        this.add(id, { voters: [], learners: [] }, this.opts.seed * 1000 + seq++, voters);
+      } else {
+        this.add(id, cs, this.opts.seed * 1000 + seq++);
+      }
     }
   }
 
   /** Adds a node with a fresh storage holding `confState` (empty for a node that joins later). */
-  add(id: NodeId, confState: ConfState = { voters: [], learners: [] }, seed?: number): TestNode {
-    const storage = new MemoryStorage(confState);
+  add(
+    id: NodeId,
+    confState: ConfState = { voters: [], learners: [] },
+    seed?: number,
+    bootstrapVoters?: readonly NodeId[],
+  ): TestNode {
+    const storage = new MemoryStorage(bootstrapVoters === undefined ? confState : undefined);
+    if (bootstrapVoters !== undefined) bootstrap(storage, bootstrapVoters);
+    this.opts.prepareStorage?.(id, storage);
     const node: TestNode = {
       id,
       rn: this.makeRawNode(id, storage, 0, seed ?? this.opts.seed * 1000 + this.nodes.size),
       storage,
       applied: [],
       readStates: [],
-      confState,
+      confState: storage.initialState().confState,
     };
     this.nodes.set(id, node);
     return node;
@@ -137,6 +167,7 @@ export class Network {
     const n = this.node(id);
     if (!n.rn.hasReady()) return [];
     const rd: Ready = n.rn.ready();
+    this.onReady?.(id, rd);
     // 1. persist
     if (rd.snapshot !== undefined) n.storage.applySnapshot(rd.snapshot);
     n.storage.append(rd.entries);
@@ -170,8 +201,9 @@ export class Network {
       const next: Message[] = [];
       for (const m of queue) {
         if (!this.canDeliver(m)) continue;
-        this.delivered.push(m);
-        this.node(m.to).rn.step(m);
+        const out = this.rewrite === undefined ? m : this.rewrite(m);
+        this.delivered.push(out);
+        this.node(out.to).rn.step(out);
       }
       queue = next;
     }
