@@ -1,0 +1,718 @@
+// The linearizability check: the Wing-Gong search with Lowe's cache, as in Porcupine's checkSingle,
+// run separately on each partition of the history (per key, P-compositionality).
+//
+// The search walks a doubly linked list of call and return entries sorted by time. At a call entry
+// it tries to linearize that operation next (model step); if the step works and the configuration
+// (linearized set, state) was not seen before, it lifts the operation's call and return out of the
+// list, pushes it on a stack and starts again from the head. Reaching a return entry means that
+// operation had to be linearized by now and was not: pop the last choice, put it back (unlift) and
+// try the next candidate. Success is every completed operation linearized.
+//
+// Indeterminate ('info') operations may take effect anywhere after their call, or never. They have
+// no return entry; they sit in a second list and are tried after the completed candidates. Three
+// things keep them from multiplying the search: they are optional (never required for success),
+// a cached configuration also covers those that add indeterminate operations to it (dominates),
+// and identical ones are linearized in call order only (twinsOf).
+//
+// Budgets (time, steps, cache bytes) make the search stop with 'unknown' instead of hanging. This
+// module owns the search, the budgets and the violation report (window and explanation); not the
+// history format (history.ts), the models (model.ts) or the drawing (render.ts).
+
+import { assert, CheckerError } from './errors.ts';
+import { describeInterval, type HistoryEvent, type Operation, pairHistory } from './history.ts';
+import { type AnyModel, canonicalJson } from './model.ts';
+
+export type Verdict = 'ok' | 'violation' | 'unknown';
+
+/** Default wall-clock budget for a whole check. */
+export const CHECK_TIMEOUT_MS_DEFAULT = 10_000;
+/** Default budget of search steps (one step = one list entry visited) for a whole check. */
+export const CHECK_STEPS_MAX_DEFAULT = 100_000_000;
+/** Default bound on the visited-configuration cache of one partition's search (approximate). */
+export const CACHE_BYTES_MAX_DEFAULT = 256 * 1024 * 1024;
+/** How many operations a violation's window shows at most. */
+export const WINDOW_OPS_MAX = 16;
+/** The clock is read once per this many steps (a power of two). */
+const CLOCK_CHECK_STEPS = 1024;
+/** Estimated bytes of one cache entry besides its bitset and key (Map slot, array, headers). */
+const CACHE_ENTRY_OVERHEAD_BYTES = 96;
+
+export interface CheckOptions {
+  /** Stop with 'unknown' after this much wall-clock time. */
+  readonly timeoutMs?: number;
+  /** Stop with 'unknown' after this many search steps: the deterministic budget. */
+  readonly stepsMax?: number;
+  /** Stop caching visited configurations beyond this (the search goes on, slower, uncached). */
+  readonly cacheBytesMax?: number;
+  /** false: search the whole history at once instead of per partition (for testing models). */
+  readonly partition?: boolean;
+  /** The clock, in milliseconds (default performance.now). */
+  readonly now?: () => number;
+}
+
+export type UnknownReason = 'timeout' | 'steps' | 'not-started';
+
+export interface KeyResult {
+  /** The partition's key ('*' if its operations do not share one). */
+  readonly key: string;
+  readonly verdict: Verdict;
+  /** Operations searched (without 'fail' ones and indeterminate reads). */
+  readonly operations: number;
+  readonly steps: number;
+  readonly elapsedMs: number;
+  /** For 'unknown': which budget ran out ('not-started': it ran out on an earlier key). */
+  readonly unknownReason?: UnknownReason;
+  /**
+   * For 'unknown': the operation the search was stuck on with the most operations linearized
+   * before it, and how many. If there is a violation, it is likely there; a lead, not a proof.
+   */
+  readonly furthestStuck?: { readonly op: Operation; readonly linearizedBefore: number };
+  /** For 'ok': operation ids in a valid linearization order (indeterminate ones it kept). */
+  readonly linearization?: readonly number[];
+}
+
+export interface Candidate {
+  readonly op: Operation;
+  /** Whether the model accepts it right after the partial linearization... */
+  readonly possible: boolean;
+  /** ...and, if so, the state it leads to (which turned out to be a dead end). */
+  readonly stateAfter?: string;
+}
+
+export interface Violation {
+  readonly key: string;
+  /** Every operation searched in this partition, by call time. */
+  readonly operations: readonly Operation[];
+  /** The longest linearizable prefix found, in linearization order. */
+  readonly partialLinearization: readonly Operation[];
+  /** The model state after the partial linearization. */
+  readonly stateAfterPartial: string;
+  /** The operation that had to take effect by its return, and could not. */
+  readonly blocked: Operation;
+  /** What could have gone next after the partial linearization; none leads anywhere. */
+  readonly candidates: readonly Candidate[];
+  /** The smallest picture of the failure: blocked, its rivals, and the prefix just before; by call. */
+  readonly window: readonly Operation[];
+  readonly explanation: string;
+}
+
+export interface CheckResult {
+  readonly verdict: Verdict;
+  readonly model: string;
+  /** One per partition, in the order checked (fewest operations first). */
+  readonly perKey: readonly KeyResult[];
+  /** For 'violation': the failing partition with the fewest operations. */
+  readonly violation?: Violation;
+  readonly ignored: {
+    /** 'fail' operations: they certainly had no effect. */
+    readonly failed: number;
+    /** Indeterminate read-only operations: they constrain nothing. */
+    readonly indeterminateReads: number;
+  };
+  readonly steps: number;
+  readonly elapsedMs: number;
+}
+
+/** The limits of one partition's search, and what it used. */
+interface Budget {
+  readonly deadlineMs: number;
+  readonly stepsMax: number;
+  readonly cacheBytesMax: number;
+  readonly now: () => number;
+  steps: number;
+  cacheBytes: number;
+}
+
+interface Prepared {
+  readonly op: Operation;
+  readonly input: unknown;
+  readonly output: unknown;
+}
+
+interface Deepest {
+  readonly prefix: readonly number[];
+  readonly okLinearized: number;
+  readonly state: unknown;
+  readonly blocked: number;
+  readonly candidates: readonly number[];
+}
+
+type SearchOutcome =
+  | { readonly verdict: 'ok'; readonly linearization: readonly number[] }
+  | { readonly verdict: 'violation'; readonly deepest: Deepest }
+  | {
+      readonly verdict: 'unknown';
+      readonly reason: UnknownReason;
+      readonly deepest: Deepest | undefined;
+    };
+
+/** splitmix32: a fixed seed keeps Zobrist hashes, and so the search, deterministic. */
+function zobristTable(n: number, seed: number): Int32Array {
+  const t = new Int32Array(n);
+  let s = seed | 0;
+  for (let i = 0; i < n; i++) {
+    s = (s + 0x9e3779b9) | 0;
+    let z = s;
+    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+    t[i] = z ^ (z >>> 16);
+  }
+  return t;
+}
+
+/**
+ * Whether a visited configuration `seen` dominates `next` (same state assumed): the same completed
+ * operations linearized, and a subset of the indeterminate ones. Everything that can follow `next`
+ * can follow `seen` too (indeterminate operations are optional and never constrain real time), so
+ * if `seen` led nowhere, neither does `next`. With no indeterminate operations this is equality,
+ * Lowe's cache as in Porcupine.
+ */
+function dominates(seen: Uint32Array, next: Uint32Array, okMask: Uint32Array): boolean {
+  for (let w = 0; w < seen.length; w++) {
+    const a = seen[w]!;
+    const b = next[w]!;
+    if ((a & ~b) !== 0 || ((a ^ b) & okMask[w]!) !== 0) return false;
+  }
+  return true;
+}
+
+/**
+ * For each indeterminate operation, the previous one (by call) with the same f, key and input, or
+ * -1. Such twins are interchangeable: both may take effect anywhere after their calls, or never,
+ * with the same effect, so a linearization using the later one can use the earlier one instead.
+ * The search therefore linearizes twins in call order only, which turns 2^k subsets of k twins
+ * into k + 1 (indeterminate writes of a few distinct values are common under faults).
+ */
+function twinsOf(ops: readonly Prepared[]): Int32Array {
+  const twin = new Int32Array(ops.length).fill(-1);
+  const last = new Map<string, number>();
+  const byCall = ops.map((_, i) => i).sort((a, b) => ops[a]!.op.call - ops[b]!.op.call || a - b);
+  for (const i of byCall) {
+    const op = ops[i]!.op;
+    if (op.outcome === 'ok') continue;
+    const key = `${op.f}\u0000${op.key ?? ''}\u0000${canonicalJson(op.input)}`;
+    const before = last.get(key);
+    if (before !== undefined) twin[i] = before;
+    last.set(key, i);
+  }
+  return twin;
+}
+
+/**
+ * Searches one partition. `ops` are prepared operations; ids in the returned outcome are indexes
+ * into `ops`. Two doubly linked lists live in typed arrays (-1 is "none"):
+ * - the main list (head node 0): call and return entries of the completed operations, by time;
+ * - the indeterminate list (head INFO_HEAD): one call entry per indeterminate operation, by call.
+ * From a configuration the search tries the completed operations whose calls come before the
+ * first remaining return entry, then the indeterminate ones invoked by then, then backtracks.
+ * Trying completed operations first means configurations with fewer indeterminate operations are
+ * cached first, and those dominate the ones that add some (see dominates).
+ */
+function searchPartition(model: AnyModel, ops: readonly Prepared[], budget: Budget): SearchOutcome {
+  const n = ops.length;
+  const definite: number[] = [];
+  const indeterminate: number[] = [];
+  ops.forEach((p, i) => {
+    (p.op.outcome === 'ok' ? definite : indeterminate).push(i);
+  });
+  const m = definite.length;
+  const INFO_HEAD = 2 * m + 1;
+  const nodes = INFO_HEAD + 1 + indeterminate.length;
+  const next = new Int32Array(nodes).fill(-1);
+  const prev = new Int32Array(nodes).fill(-1);
+  const match = new Int32Array(nodes).fill(-1); // call node -> its return node (main list only)
+  const opOf = new Int32Array(nodes).fill(-1);
+  const timeOfNode = new Float64Array(nodes);
+  const isInfo = (node: number): boolean => node > INFO_HEAD;
+
+  // Main list entries sorted by time; at equal times calls come first, so touching intervals
+  // count as concurrent. Entry e is the call (even) or return (odd) of definite[e >> 1].
+  const entryTime = (e: number): number => {
+    const op = ops[definite[e >> 1]!]!.op;
+    return e & 1 ? op.return : op.call;
+  };
+  const order: number[] = [];
+  for (let k = 0; k < m; k++) order.push(2 * k, 2 * k + 1);
+  order.sort((a, b) => entryTime(a) - entryTime(b) || (a & 1) - (b & 1) || a - b);
+  const nodeOfEntry = new Int32Array(2 * m);
+  order.forEach((e, k) => {
+    nodeOfEntry[e] = k + 1;
+  });
+  for (let node = 0; node <= 2 * m; node++) {
+    next[node] = node < 2 * m ? node + 1 : -1;
+    prev[node] = node - 1;
+  }
+  for (let k = 0; k < m; k++) {
+    const c = nodeOfEntry[2 * k]!;
+    const r = nodeOfEntry[2 * k + 1]!;
+    opOf[c] = opOf[r] = definite[k]!;
+    match[c] = r;
+    timeOfNode[c] = entryTime(2 * k);
+    timeOfNode[r] = entryTime(2 * k + 1);
+  }
+  // The indeterminate list, by call time.
+  indeterminate.sort((a, b) => ops[a]!.op.call - ops[b]!.op.call || a - b);
+  let tail = INFO_HEAD;
+  indeterminate.forEach((i, k) => {
+    const node = INFO_HEAD + 1 + k;
+    opOf[node] = i;
+    timeOfNode[node] = ops[i]!.op.call;
+    next[tail] = node;
+    prev[node] = tail;
+    tail = node;
+  });
+
+  const lift = (c: number): void => {
+    next[prev[c]!] = next[c]!;
+    if (next[c] !== -1) prev[next[c]!] = prev[c]!;
+    const r = match[c]!;
+    if (r === -1) return;
+    next[prev[r]!] = next[r]!;
+    if (next[r] !== -1) prev[next[r]!] = prev[r]!;
+  };
+  const unlift = (c: number): void => {
+    const r = match[c]!;
+    if (r !== -1) {
+      next[prev[r]!] = r;
+      if (next[r] !== -1) prev[next[r]!] = r;
+    }
+    next[prev[c]!] = c;
+    if (next[c] !== -1) prev[next[c]!] = c;
+  };
+
+  const words = Math.ceil(n / 32);
+  const linearized = new Uint32Array(words);
+  const twin = twinsOf(ops);
+  // The cache is keyed by the completed operations linearized (and the state); indeterminate
+  // ones hash to 0 and are compared by inclusion (see dominates).
+  const okMask = new Uint32Array(words);
+  const zLo = zobristTable(n, 0x2545f491);
+  const zHi = zobristTable(n, 0x6c8e9cf5);
+  for (const i of indeterminate) zLo[i] = zHi[i] = 0;
+  for (const i of definite) okMask[i >>> 5]! |= 1 << (i & 31);
+  let hashLo = 0;
+  let hashHi = 0;
+  const cache = new Map<string, Uint32Array[]>();
+  const entryBytes = words * 4 + CACHE_ENTRY_OVERHEAD_BYTES;
+  const isSet = (i: number): boolean => (linearized[i >>> 5]! & (1 << (i & 31))) !== 0;
+  const flip = (i: number): void => {
+    linearized[i >>> 5]! ^= 1 << (i & 31);
+    hashLo ^= zLo[i]!;
+    hashHi ^= zHi[i]!;
+  };
+
+  const stackNode = new Int32Array(n);
+  const stackState: unknown[] = new Array(n);
+  /** For each pushed configuration, the time of its first remaining return entry, if known. */
+  const stackStuckTime = new Float64Array(n);
+  let depth = 0;
+  let okLinearized = 0;
+  let deepest: Deepest | undefined;
+
+  let state: unknown = model.init();
+  let node = next[0]!;
+  /** In the indeterminate list: candidates are those invoked by this time. */
+  let stuckTime = Number.NaN;
+  for (;;) {
+    if (okLinearized === m) {
+      const linearization: number[] = [];
+      for (let d = 0; d < depth; d++) linearization.push(opOf[stackNode[d]!]!);
+      return { verdict: 'ok', linearization };
+    }
+    if ((budget.steps & (CLOCK_CHECK_STEPS - 1)) === 0 && budget.now() > budget.deadlineMs) {
+      return { verdict: 'unknown', reason: 'timeout', deepest };
+    }
+    if (budget.steps >= budget.stepsMax) {
+      return { verdict: 'unknown', reason: 'steps', deepest };
+    }
+    budget.steps++;
+    // Some completed operation is not linearized, so its return entry is still in the main list:
+    // the walk of the main list always meets a return entry before its end.
+    assert(node !== -1 || !Number.isNaN(stuckTime), 'walked off the end of the main list');
+
+    const info = node !== -1 && isInfo(node);
+    if (node !== -1 && (match[node] !== -1 || (info && timeOfNode[node]! <= stuckTime))) {
+      // A call entry: try to linearize this operation next.
+      const i = opOf[node]!;
+      const t = twin[i]!;
+      let pushed = false;
+      if (t === -1 || isSet(t)) {
+        const p = ops[i]!;
+        const r = model.step(state, p.input, p.output);
+        if (r.ok) {
+          flip(i);
+          const key = `${hashLo}:${hashHi}:${model.stateKey(r.state)}`;
+          const seen = cache.get(key);
+          let visited = false;
+          if (seen !== undefined) {
+            for (const s of seen) {
+              if (dominates(s, linearized, okMask)) {
+                visited = true;
+                break;
+              }
+            }
+          }
+          if (visited) {
+            flip(i);
+          } else {
+            remember(cache, key, seen, linearized, okMask, entryBytes, budget);
+            stackNode[depth] = node;
+            stackState[depth] = state;
+            stackStuckTime[depth] = stuckTime;
+            depth++;
+            if (!info) okLinearized++;
+            state = r.state;
+            lift(node);
+            node = next[0]!;
+            stuckTime = Number.NaN;
+            pushed = true;
+          }
+        }
+      }
+      if (!pushed) node = next[node]!;
+      continue;
+    }
+
+    if (!info && node !== -1) {
+      // The first remaining return entry: its operation had to be linearized by now. Remember
+      // how far we got (counting completed operations: indeterminate ones explain nothing), then
+      // try the indeterminate operations invoked by now.
+      stuckTime = timeOfNode[node]!;
+      if (
+        deepest === undefined ||
+        okLinearized > deepest.okLinearized ||
+        (okLinearized === deepest.okLinearized && depth < deepest.prefix.length)
+      ) {
+        const prefix: number[] = [];
+        for (let d = 0; d < depth; d++) prefix.push(opOf[stackNode[d]!]!);
+        const candidates: number[] = [];
+        for (let c = next[0]!; c !== node; c = next[c]!) {
+          if (match[c] !== -1) candidates.push(opOf[c]!); // the blocked operation's call is one
+        }
+        for (let c = next[INFO_HEAD]!; c !== -1 && timeOfNode[c]! <= stuckTime; c = next[c]!) {
+          candidates.push(opOf[c]!);
+        }
+        deepest = { prefix, okLinearized, state, blocked: opOf[node]!, candidates };
+      }
+      node = next[INFO_HEAD]!;
+      continue;
+    }
+
+    // Every candidate tried: backtrack.
+    if (depth === 0) {
+      assert(deepest !== undefined, 'no stuck point recorded before failing');
+      return { verdict: 'violation', deepest };
+    }
+    depth--;
+    const c = stackNode[depth]!;
+    const i = opOf[c]!;
+    state = stackState[depth];
+    stackState[depth] = undefined;
+    stuckTime = stackStuckTime[depth]!;
+    flip(i);
+    if (!isInfo(c)) okLinearized--;
+    assert(okLinearized >= 0, 'more completed operations unlinearized than linearized');
+    unlift(c);
+    node = next[c]!;
+  }
+}
+
+/** Adds a configuration to the cache, keeping each bucket an antichain, within the byte budget. */
+function remember(
+  cache: Map<string, Uint32Array[]>,
+  key: string,
+  seen: Uint32Array[] | undefined,
+  linearized: Uint32Array,
+  okMask: Uint32Array,
+  entryBytes: number,
+  budget: Budget,
+): void {
+  if (seen === undefined) {
+    const bytes = entryBytes + key.length * 2;
+    if (budget.cacheBytes + bytes > budget.cacheBytesMax) return;
+    budget.cacheBytes += bytes;
+    cache.set(key, [linearized.slice()]);
+    return;
+  }
+  let kept = 0;
+  for (const s of seen) if (!dominates(linearized, s, okMask)) seen[kept++] = s;
+  budget.cacheBytes -= (seen.length - kept) * entryBytes;
+  seen.length = kept;
+  if (budget.cacheBytes + entryBytes > budget.cacheBytesMax) return;
+  budget.cacheBytes += entryBytes;
+  seen.push(linearized.slice());
+}
+
+function partitionKeyOf(ops: readonly Operation[]): string {
+  const first = ops[0]?.key;
+  if (first === undefined) return ops.length === 0 ? '*' : '(no key)';
+  return ops.every((op) => op.key === first) ? first : '*';
+}
+
+function byCall(a: Operation, b: Operation): number {
+  return a.call - b.call || a.return - b.return || a.id - b.id;
+}
+
+function describeLine(model: AnyModel, op: Operation): string {
+  return `p${op.process}  ${model.describeOperation(op)}  ${describeInterval(op)}`;
+}
+
+/** Picks the window: blocked, its rivals nearest in time, then the tail of the prefix. */
+function chooseWindow(
+  blocked: Operation,
+  candidates: readonly Operation[],
+  prefix: readonly Operation[],
+): Operation[] {
+  const picked = new Map<number, Operation>([[blocked.id, blocked]]);
+  const add = (op: Operation): void => {
+    if (picked.size < WINDOW_OPS_MAX) picked.set(op.id, op);
+  };
+  const rivals = [...candidates].sort(
+    (a, b) => Math.abs(a.call - blocked.call) - Math.abs(b.call - blocked.call) || a.id - b.id,
+  );
+  // Rivals that completed first: indeterminate ones, invoked long ago, go after them.
+  for (const op of rivals) if (op.outcome === 'ok') add(op);
+  for (const op of rivals) if (op.outcome !== 'ok') add(op);
+  let start = blocked.call;
+  for (const op of candidates) if (op.outcome === 'ok') start = Math.min(start, op.call);
+  // From the prefix: the operations overlapping the rivals, and the last one linearized among
+  // those that had returned before they began (it set the state they all start from).
+  let before = false;
+  for (let i = prefix.length - 1; i >= 0; i--) {
+    const op = prefix[i]!;
+    if (op.return >= start) add(op);
+    else if (!before) {
+      add(op);
+      before = true;
+    }
+  }
+  return [...picked.values()].sort(byCall);
+}
+
+function explain(
+  model: AnyModel,
+  key: string,
+  ops: readonly Operation[],
+  v: Omit<Violation, 'explanation' | 'key' | 'operations'>,
+): string {
+  const lines: string[] = [];
+  const indeterminate = ops.filter((op) => op.outcome === 'info').length;
+  lines.push(
+    `Not linearizable: key ${JSON.stringify(key)} (${ops.length} operations searched, ` +
+      `${indeterminate} indeterminate).`,
+  );
+  lines.push('');
+  const prefix = v.partialLinearization;
+  if (prefix.length === 0) {
+    lines.push('No operation can be linearized first.');
+  } else {
+    lines.push(`Longest linearizable prefix found (${prefix.length} operations), in order:`);
+    const shown = 12;
+    if (prefix.length > shown) lines.push(`  ... ${prefix.length - shown} earlier operations`);
+    prefix.forEach((op, i) => {
+      if (i >= prefix.length - shown) lines.push(`  ${i + 1}. ${describeLine(model, op)}`);
+    });
+  }
+  lines.push(`State after it: ${v.stateAfterPartial}`);
+  lines.push('');
+  const b = v.blocked;
+  lines.push(
+    `Stuck: p${b.process} ${model.describeOperation(b)} must take effect before it returns at ` +
+      `t=${b.return}, but no operation can go next:`,
+  );
+  for (const c of v.candidates) {
+    const why = c.possible
+      ? `could take effect (state → ${c.stateAfter}), but every order from there fails`
+      : `cannot take effect on state ${v.stateAfterPartial}`;
+    lines.push(`  - ${describeLine(model, c.op)}: ${why}`);
+  }
+  return lines.join('\n');
+}
+
+function violationOf(
+  model: AnyModel,
+  key: string,
+  prepared: readonly Prepared[],
+  deepest: Deepest,
+): Violation {
+  const ops = prepared.map((p) => p.op);
+  const partialLinearization = deepest.prefix.map((i) => ops[i]!);
+  const blocked = ops[deepest.blocked]!;
+  const candidates: Candidate[] = deepest.candidates.map((i) => {
+    const p = prepared[i]!;
+    const r = model.step(deepest.state, p.input, p.output);
+    return r.ok
+      ? { op: p.op, possible: true, stateAfter: model.describeState(r.state) }
+      : { op: p.op, possible: false };
+  });
+  candidates.sort((a, b) => byCall(a.op, b.op));
+  const window = chooseWindow(
+    blocked,
+    candidates.map((c) => c.op),
+    partialLinearization,
+  );
+  const partial = {
+    partialLinearization,
+    stateAfterPartial: model.describeState(deepest.state),
+    blocked,
+    candidates,
+    window,
+  };
+  const sorted = [...ops].sort(byCall);
+  return { key, operations: sorted, ...partial, explanation: explain(model, key, sorted, partial) };
+}
+
+function positiveOption(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!(value >= 0)) {
+    throw new CheckerError('BAD_OPTION', `${name} is ${value}; expected a number >= 0`);
+  }
+  return value;
+}
+
+/**
+ * Checks operations (as paired by pairHistory) against a model. 'fail' operations are ignored;
+ * 'info' ones may or may not have taken effect. Throws BAD_OPERATION if the model cannot read an
+ * operation, BAD_OPTION for an impossible budget.
+ */
+export function checkOperations(
+  model: AnyModel,
+  operations: readonly Operation[],
+  options: CheckOptions = {},
+): CheckResult {
+  const now = options.now ?? (() => performance.now());
+  const startMs = now();
+  const deadlineMs =
+    startMs + positiveOption('timeoutMs', options.timeoutMs, CHECK_TIMEOUT_MS_DEFAULT);
+  const stepsMax = positiveOption('stepsMax', options.stepsMax, CHECK_STEPS_MAX_DEFAULT);
+  const cacheBytesMax = positiveOption(
+    'cacheBytesMax',
+    options.cacheBytesMax,
+    CACHE_BYTES_MAX_DEFAULT,
+  );
+  let steps = 0;
+
+  let failed = 0;
+  let indeterminateReads = 0;
+  const kept: Operation[] = [];
+  const preparedById = new Map<number, Prepared>();
+  for (const op of operations) {
+    if (op.outcome === 'fail') {
+      failed++;
+      continue;
+    }
+    const d = model.decode(op);
+    if ('error' in d) {
+      throw new CheckerError(
+        'BAD_OPERATION',
+        `operation ${op.id} (process ${op.process}, '${op.f}'${op.key === undefined ? '' : ` on key ${JSON.stringify(op.key)}`}, ${describeInterval(op)}): ${d.error}`,
+      );
+    }
+    if (op.outcome === 'info' && model.readOnly(d.input)) {
+      indeterminateReads++;
+      continue;
+    }
+    kept.push(op);
+    preparedById.set(op.id, { op, input: d.input, output: d.output });
+  }
+
+  const partitions = options.partition === false ? [kept] : model.partition(kept);
+  const named = partitions
+    .filter((ops) => ops.length > 0)
+    .map((ops) => ({ key: partitionKeyOf(ops), ops }))
+    .sort((a, b) => a.ops.length - b.ops.length || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+
+  // Two passes, so that one hard key cannot starve the others: first each key gets a fair share
+  // of what is left (what it does not use goes to the next), then the keys that ran out of their
+  // share start over with everything left.
+  const results: (KeyResult | undefined)[] = named.map(() => undefined);
+  const violations: (Violation | undefined)[] = named.map(() => undefined);
+  const run = (k: number, share: number): void => {
+    const { key, ops } = named[k]!;
+    const before = results[k];
+    const startedMs = now();
+    const budget: Budget = {
+      deadlineMs: Math.min(deadlineMs, startedMs + (deadlineMs - startedMs) * share),
+      stepsMax: Math.floor((stepsMax - steps) * share),
+      cacheBytesMax,
+      now,
+      steps: 0,
+      cacheBytes: 0,
+    };
+    const prepared = ops.map((op) => {
+      const p = preparedById.get(op.id);
+      assert(p !== undefined, `partition returned operation ${op.id}, which it was not given`);
+      return p;
+    });
+    const outcome = searchPartition(model, prepared, budget);
+    steps += budget.steps;
+    const base = {
+      key,
+      operations: ops.length,
+      steps: (before?.steps ?? 0) + budget.steps,
+      elapsedMs: (before?.elapsedMs ?? 0) + (now() - startedMs),
+    };
+    if (outcome.verdict === 'ok') {
+      const linearization = outcome.linearization.map((i) => ops[i]!.id);
+      results[k] = { ...base, verdict: 'ok', linearization };
+    } else if (outcome.verdict === 'violation') {
+      results[k] = { ...base, verdict: 'violation' };
+      violations[k] = violationOf(model, key, prepared, outcome.deepest);
+    } else {
+      const d = outcome.deepest;
+      results[k] = {
+        ...base,
+        verdict: 'unknown',
+        unknownReason: outcome.reason,
+        ...(d === undefined
+          ? {}
+          : { furthestStuck: { op: ops[d.blocked]!, linearizedBefore: d.prefix.length } }),
+      };
+    }
+  };
+  const left = (): boolean => steps < stepsMax && now() < deadlineMs;
+  named.forEach((_, k) => {
+    if (left()) run(k, 1 / (named.length - k));
+  });
+  named.forEach((_, k) => {
+    if (results[k]?.verdict === 'unknown' && left()) run(k, 1);
+  });
+  const perKey: KeyResult[] = named.map(
+    ({ key, ops }, k) =>
+      results[k] ?? {
+        key,
+        verdict: 'unknown',
+        operations: ops.length,
+        steps: 0,
+        elapsedMs: 0,
+        unknownReason: 'not-started',
+      },
+  );
+  // Partitions were checked smallest first: the first violation is the smallest.
+  const violation = violations.find((v) => v !== undefined);
+
+  const verdict: Verdict =
+    violation !== undefined
+      ? 'violation'
+      : perKey.some((k) => k.verdict === 'unknown')
+        ? 'unknown'
+        : 'ok';
+  return {
+    verdict,
+    model: model.name,
+    perKey,
+    ...(violation === undefined ? {} : { violation }),
+    ignored: { failed, indeterminateReads },
+    steps,
+    elapsedMs: now() - startMs,
+  };
+}
+
+/** pairHistory then checkOperations: the whole check from events (throws CheckerError). */
+export function checkEvents(
+  model: AnyModel,
+  events: readonly HistoryEvent[],
+  options: CheckOptions = {},
+): CheckResult {
+  return checkOperations(model, pairHistory(events).operations, options);
+}
