@@ -633,7 +633,7 @@ export class Raft {
         this.send(msg({ type: 'MsgAppResp', to: m.from }));
       } else if (m.type === 'MsgPreVote') {
         // Tell a pre-candidate of our higher term, or it could be stuck pre-voting forever.
-        this.send(msg({ type: 'MsgPreVoteResp', to: m.from, term: this.term, reject: true }));
+        this.send(this.voteRejection('MsgPreVote', m.from, this.term));
       }
       return this.drop('staleTerm');
     }
@@ -656,10 +656,14 @@ export class Raft {
             this.vote = m.from;
           }
         } else {
-          this.send(msg({ type: voteRespType(m.type), to: m.from, term: this.term, reject: true }));
+          this.send(this.voteRejection(m.type, m.from, this.term));
         }
         return;
       }
+      case 'MsgVoteResp':
+      case 'MsgPreVoteResp':
+        if (m.reject) this.learnCommitHint(m);
+        break;
       default:
         break;
     }
@@ -672,6 +676,31 @@ export class Raft {
       case 'follower':
         return this.stepFollower(m);
     }
+  }
+
+  /**
+   * A refused vote carries the voter's commit index and that entry's term. A committed prefix is a
+   * fact any node may pass on: a candidate holding the same (index, term) holds the same prefix
+   * (log matching), so it may commit it. Without this, a group can stall for good after a leader
+   * removes itself: the leader applies its removal and steps down, the remaining voters never
+   * heard that the removal committed, and the old leader, whose log is longer, refuses them its
+   * vote forever (found by the property tests).
+   */
+  private voteRejection(request: 'MsgVote' | 'MsgPreVote', to: NodeId, term: number): Message {
+    const commit = this.raftLog.committed;
+    return msg({
+      type: voteRespType(request),
+      to,
+      term,
+      reject: true,
+      commit,
+      logTerm: this.raftLog.term(commit) ?? 0,
+    });
+  }
+
+  private learnCommitHint(m: Message): void {
+    if (m.commit <= this.raftLog.committed || !this.raftLog.matchTerm(m.commit, m.logTerm)) return;
+    this.raftLog.commitTo(m.commit);
   }
 
   private stepLeader(m: Message): void {

@@ -396,6 +396,37 @@ describe('§6 membership changes', () => {
     expect(a.state).toBe('follower');
   });
 
+  it('thesis §4.2.2 removing the leader when the news of the commit is lost: a refused vote carries it', () => {
+    // Two voters; the leader removes itself and, before the removal commits, takes one more
+    // proposal that never reaches b. It commits the removal, applies it and steps down, and every
+    // message telling b so is lost. b still counts a as a voter, and a, with the longer log,
+    // refuses b its vote: without the commit index carried by that refusal, b waits forever.
+    const net = new Network(['a', 'b']);
+    net.campaign('a');
+    const a = raftOf(net, 'a');
+    const b = raftOf(net, 'b');
+    net.node('a').rn.proposeConfChange({ type: 'removeNode', nodeId: 'a' });
+    const ccIndex = a.raftLog.lastIndex();
+    const toB = net.handleReady('a');
+    for (const m of toB) net.node('b').rn.step(m);
+    const acks = net.handleReady('b');
+    net.node('a').rn.propose(encode('lost'));
+    net.handleReady('a'); // the MsgApp carrying 'lost' is dropped
+    for (const m of acks) net.node('a').rn.step(m);
+    net.handleReady('a'); // a commits and applies its removal; its news to b is dropped
+    expect(net.node('a').confState).toEqual({ voters: ['b'], learners: [] });
+    expect(a.state).toBe('follower');
+    expect(a.raftLog.lastIndex()).toBe(ccIndex + 1);
+    expect(b.raftLog.committed).toBeLessThan(ccIndex);
+    expect(net.node('b').confState.voters).toEqual(['a', 'b']);
+
+    tickAllUntil(net, () => b.state === 'leader', 10 * T);
+    expect(b.state).toBe('leader');
+    expect(net.node('b').confState).toEqual({ voters: ['b'], learners: [] });
+    net.propose('b', 'after');
+    expect(net.appliedData('b')).toEqual(['after']);
+  });
+
   it('thesis §4.2.2 with stepDownOnRemoval off, the removed leader stays leader but takes no proposals', () => {
     const net = new Network(['a', 'b', 'c'], {
       configure: withConfig({ stepDownOnRemoval: false }),
