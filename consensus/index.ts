@@ -21,4 +21,5 @@ export {
   DROP_REASONS,
   type DropReason,
   ENTRIES_PER_MESSAGE_MAX,
+  messageError,
 } from './validate.ts';

@@ -1,0 +1,447 @@
+// RaftNode: the node's consensus loop, with every effect behind an interface. It owns the core
+// (RawNode), the durable storage and the state machine, and plays the caller's contract of
+// consensus/README.md: persist a Ready (one atomic disk batch), then send its messages, apply its
+// committed entries, serve reads, and advance. Time comes in as tick() calls, messages as
+// receive() calls, and disk completions as callbacks, so the daemon (setInterval, libp2p, level)
+// and the simulator (virtual time, simulated network and disk) run this same code.
+//
+// Client requests: submit() proposes a command and answers after the entry is applied on this
+// node (with the state machine's result); read() answers a linearizable read through ReadIndex
+// (or a stale local read on request). A request the core refuses outright (no leader, too many
+// uncommitted entries) fails at once and definitely; one that was proposed and not seen applied
+// within requestTimeoutTicks fails as TIMEOUT, whose outcome is unknown (it may still commit).
+
+import {
+  type Config,
+  type ConfState,
+  type Entry,
+  isRaftError,
+  type Message,
+  type NodeId,
+  type RandomSource,
+  RawNode,
+  type Ready,
+  type Status,
+} from '../../consensus/index.ts';
+import {
+  type Command,
+  commandProblem,
+  decodeEnvelope,
+  encodeEnvelope,
+  type Query,
+  queryProblem,
+  type Result,
+  StateMachine,
+} from '../state/machine.ts';
+import type { Disk } from './disk.ts';
+import type { DurableStorage } from './storage.ts';
+
+export interface Transport {
+  /** Sends a message to its `to`, best effort (Raft tolerates loss, duplication and reordering). */
+  send(m: Message): void;
+}
+
+export type NodeErrorCode =
+  /** No leader is known: an election is in progress or this node is cut off. Retry. */
+  | 'NO_LEADER'
+  /** The leader refused the proposal (uncommitted limit, transfer in progress). Retry. */
+  | 'PROPOSAL_DROPPED'
+  /** Not seen applied in time: the outcome is unknown. */
+  | 'TIMEOUT'
+  /** The node stopped before the request finished: the outcome is unknown. */
+  | 'STOPPED'
+  /** The command or query is malformed or out of bounds. */
+  | 'INVALID';
+
+export type Outcome =
+  | { readonly ok: true; readonly result: Result; readonly index: number }
+  | {
+      readonly ok: false;
+      readonly code: NodeErrorCode;
+      readonly message: string;
+      /** True when the request may still take effect (a write that timed out or was cut short). */
+      readonly indeterminate: boolean;
+    };
+
+export interface RaftNodeOptions {
+  readonly id: NodeId;
+  /** Recovered from the node's disk (DurableStorage.recover); empty for a new node. */
+  readonly storage: DurableStorage;
+  readonly disk: Disk;
+  readonly transport: Transport;
+  /** Elections and request IDs. Seeded in the simulator, from crypto in the daemon. */
+  readonly random: RandomSource;
+  readonly electionTicks?: number;
+  readonly heartbeatTicks?: number;
+  /** A proposed write or a read not answered within this many ticks fails as TIMEOUT. */
+  readonly requestTimeoutTicks?: number;
+  /** Take a snapshot of the state machine after this many applied entries. */
+  readonly snapshotEntries?: number;
+  /** Entries kept behind a snapshot, so that slightly slow followers need no snapshot. */
+  readonly keepEntries?: number;
+  /** Further options of the core (pre-vote, check-quorum, flow control). */
+  readonly raft?: Partial<Omit<Config, 'id' | 'storage' | 'random' | 'applied'>>;
+  /** Called for every applied entry, with its command's result (observers: simulator, metrics). */
+  readonly onApply?: (entry: Entry, result: Result | undefined) => void;
+  /** The disk failed: the node has stopped. */
+  readonly onFatal?: (err: Error) => void;
+}
+
+export const NODE_DEFAULTS = {
+  electionTicks: 10,
+  heartbeatTicks: 1,
+  requestTimeoutTicks: 50,
+  snapshotEntries: 10_000,
+  keepEntries: 1_000,
+  /** Requests waiting for an answer on one node; more are refused (PROPOSAL_DROPPED). */
+  maxPendingRequests: 10_000,
+} as const;
+
+interface Pending {
+  readonly cb: (o: Outcome) => void;
+  readonly deadline: number;
+  readonly write: boolean;
+}
+
+interface PendingRead extends Pending {
+  readonly query: Query;
+  /** Read index once the leader confirmed it; the read runs when applied reaches it. */
+  index?: number;
+}
+
+export interface NodeStats {
+  readyBatches: number;
+  diskBatches: number;
+  applied: number;
+  proposals: number;
+  reads: number;
+  timeouts: number;
+  snapshotsTaken: number;
+  snapshotsRestored: number;
+}
+
+export class RaftNode {
+  readonly id: NodeId;
+  readonly rn: RawNode;
+  readonly sm = new StateMachine();
+  readonly storage: DurableStorage;
+  readonly stats: NodeStats = {
+    readyBatches: 0,
+    diskBatches: 0,
+    applied: 0,
+    proposals: 0,
+    reads: 0,
+    timeouts: 0,
+    snapshotsTaken: 0,
+    snapshotsRestored: 0,
+  };
+  private readonly opts: RaftNodeOptions;
+  private readonly requestTimeoutTicks: number;
+  private readonly snapshotEntries: number;
+  private readonly keepEntries: number;
+  private confState: ConfState;
+  private ticks = 0;
+  private seq = 0;
+  private readonly idPrefix: string;
+  private readonly writes = new Map<string, Pending>();
+  private readonly reads = new Map<string, PendingRead>();
+  /** A Ready is being made durable; the next one waits. */
+  private writing = false;
+  private stopped = false;
+
+  constructor(opts: RaftNodeOptions) {
+    this.opts = opts;
+    this.id = opts.id;
+    this.storage = opts.storage;
+    this.requestTimeoutTicks = opts.requestTimeoutTicks ?? NODE_DEFAULTS.requestTimeoutTicks;
+    this.snapshotEntries = opts.snapshotEntries ?? NODE_DEFAULTS.snapshotEntries;
+    this.keepEntries = opts.keepEntries ?? NODE_DEFAULTS.keepEntries;
+    const snap = this.storage.snapshot();
+    if (snap.metadata.index > 0) this.restoreSnapshotImage(snap.data, snap.metadata.index);
+    this.confState = this.storage.initialState().confState;
+    this.idPrefix = `${opts.id}/${opts.random.intn(0x1_0000_0000).toString(16)}`;
+    this.rn = new RawNode({
+      ...opts.raft,
+      id: opts.id,
+      storage: this.storage,
+      random: opts.random,
+      electionTicks: opts.electionTicks ?? NODE_DEFAULTS.electionTicks,
+      heartbeatTicks: opts.heartbeatTicks ?? NODE_DEFAULTS.heartbeatTicks,
+      applied: snap.metadata.index,
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Inputs.
+
+  tick(): void {
+    if (this.stopped) return;
+    this.ticks++;
+    this.rn.tick();
+    this.expire();
+    this.pump();
+  }
+
+  receive(m: Message): void {
+    if (this.stopped) return;
+    // Bad messages are dropped and counted by the core (status().stats.dropped); a RaftError
+    // here would be a refused forwarded proposal, also counted by the core.
+    try {
+      this.rn.step(m);
+    } catch (e) {
+      if (!isRaftError(e)) throw e;
+    }
+    this.pump();
+  }
+
+  reportUnreachable(id: NodeId): void {
+    if (this.stopped) return;
+    this.rn.reportUnreachable(id);
+    this.pump();
+  }
+
+  reportSnapshot(id: NodeId, ok: boolean): void {
+    if (this.stopped) return;
+    this.rn.reportSnapshot(id, ok);
+    this.pump();
+  }
+
+  /** Proposes a command; cb runs once with its result after this node applied it, or an error. */
+  submit(command: Command, cb: (o: Outcome) => void): void {
+    if (this.refuse(cb, commandProblem(command))) return;
+    const requestId = this.nextRequestId();
+    this.stats.proposals++;
+    try {
+      this.rn.propose(encodeEnvelope({ requestId, command }));
+    } catch (e) {
+      if (!isRaftError(e)) throw e;
+      cb(refused(e.code === 'NO_LEADER' ? 'NO_LEADER' : 'PROPOSAL_DROPPED', e.message));
+      return;
+    }
+    this.writes.set(requestId, {
+      cb,
+      deadline: this.ticks + this.requestTimeoutTicks,
+      write: true,
+    });
+    this.pump();
+  }
+
+  /** A linearizable read (ReadIndex), or a local read of possibly stale state with `stale`. */
+  read(query: Query, cb: (o: Outcome) => void, opts: { stale?: boolean } = {}): void {
+    if (this.refuse(cb, queryProblem(query))) return;
+    this.stats.reads++;
+    if (opts.stale === true) {
+      cb({ ok: true, result: this.sm.query(query), index: this.sm.applied });
+      return;
+    }
+    const ctx = this.nextRequestId();
+    try {
+      this.rn.readIndex(ctx);
+    } catch (e) {
+      if (!isRaftError(e)) throw e;
+      cb(refused(e.code === 'NO_LEADER' ? 'NO_LEADER' : 'PROPOSAL_DROPPED', e.message));
+      return;
+    }
+    this.reads.set(ctx, {
+      cb,
+      deadline: this.ticks + this.requestTimeoutTicks,
+      write: false,
+      query,
+    });
+    this.pump();
+  }
+
+  campaign(): void {
+    if (this.stopped) return;
+    this.rn.campaign();
+    this.pump();
+  }
+
+  transferLeader(to: NodeId): void {
+    if (this.stopped) return;
+    this.rn.transferLeader(to);
+    this.pump();
+  }
+
+  /** Stops the node: nothing runs any more; unanswered requests fail as STOPPED. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    const all = [...this.writes.values(), ...this.reads.values()];
+    this.writes.clear();
+    this.reads.clear();
+    for (const p of all)
+      p.cb({ ok: false, code: 'STOPPED', message: 'the node stopped', indeterminate: p.write });
+  }
+
+  get isStopped(): boolean {
+    return this.stopped;
+  }
+
+  status(): Status & { applied: number; pending: number } {
+    return {
+      ...this.rn.status(),
+      applied: this.sm.applied,
+      pending: this.writes.size + this.reads.size,
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The caller's contract.
+
+  private pump(): void {
+    while (!this.writing && !this.stopped && this.rn.hasReady()) {
+      const rd = this.rn.ready();
+      this.stats.readyBatches++;
+      const ops = this.storage.stage(rd);
+      if (ops.length === 0) {
+        this.afterPersist(rd);
+        continue;
+      }
+      this.writing = true;
+      this.stats.diskBatches++;
+      this.opts.disk.write(ops, (err) => {
+        if (this.stopped) return;
+        this.writing = false;
+        if (err !== undefined) return this.fatal(err);
+        this.afterPersist(rd);
+        this.pump();
+      });
+    }
+  }
+
+  private afterPersist(rd: Ready): void {
+    this.storage.commit(rd);
+    for (const m of rd.messages) this.opts.transport.send(m);
+    if (rd.snapshot !== undefined) {
+      this.restoreSnapshotImage(rd.snapshot.data, rd.snapshot.metadata.index);
+      this.confState = rd.snapshot.metadata.confState;
+      this.stats.snapshotsRestored++;
+    }
+    for (const e of rd.committedEntries) this.applyEntry(e);
+    for (const rs of rd.readStates) {
+      const p = this.reads.get(rs.context);
+      if (p !== undefined) p.index = rs.index;
+    }
+    this.serveReads();
+    this.rn.advance();
+    this.maybeSnapshot();
+  }
+
+  private applyEntry(e: Entry): void {
+    if (e.index <= this.sm.applied) return; // covered by a snapshot restored in this Ready
+    this.stats.applied++;
+    if (e.type === 'confChange') {
+      this.confState = this.rn.applyConfChangeEntry(e).confState;
+      this.storage.setConfState(this.confState);
+      this.sm.skip(e.index);
+      this.opts.onApply?.(e, undefined);
+      return;
+    }
+    if (e.data.byteLength === 0) {
+      this.sm.skip(e.index); // a new leader's no-op
+      this.opts.onApply?.(e, undefined);
+      return;
+    }
+    const env = decodeEnvelope(e.data);
+    if (typeof env === 'string') {
+      // Cannot happen for entries proposed through submit(); applied as a no-op everywhere alike.
+      const result: Result = { ok: false, code: 'invalid', message: env };
+      this.sm.skip(e.index);
+      this.opts.onApply?.(e, result);
+      return;
+    }
+    const result = this.sm.apply(e.index, env.command);
+    this.opts.onApply?.(e, result);
+    const p = this.writes.get(env.requestId);
+    if (p !== undefined) {
+      this.writes.delete(env.requestId);
+      p.cb({ ok: true, result, index: e.index });
+    }
+  }
+
+  private serveReads(): void {
+    for (const [ctx, p] of this.reads) {
+      if (p.index === undefined || p.index > this.sm.applied) continue;
+      this.reads.delete(ctx);
+      p.cb({ ok: true, result: this.sm.query(p.query), index: p.index });
+    }
+  }
+
+  private maybeSnapshot(): void {
+    const snapIndex = this.storage.snapshot().metadata.index;
+    const applied = this.sm.applied;
+    if (applied - snapIndex < this.snapshotEntries) return;
+    const compactTo = Math.max(0, applied - this.keepEntries);
+    const ops = this.storage.snapshotAndCompact(
+      applied,
+      this.confState,
+      this.sm.snapshot(),
+      compactTo,
+    );
+    this.stats.snapshotsTaken++;
+    this.stats.diskBatches++;
+    this.opts.disk.write(ops, (err) => {
+      if (err !== undefined && !this.stopped) this.fatal(err);
+    });
+  }
+
+  private restoreSnapshotImage(data: Uint8Array, index: number): void {
+    this.sm.restore(data);
+    if (this.sm.applied !== index) {
+      throw new Error(`snapshot at ${index} holds a state machine applied to ${this.sm.applied}`);
+    }
+  }
+
+  private expire(): void {
+    for (const table of [this.writes, this.reads] as Map<string, Pending>[]) {
+      for (const [id, p] of table) {
+        if (p.deadline > this.ticks) continue;
+        table.delete(id);
+        this.stats.timeouts++;
+        p.cb({
+          ok: false,
+          code: 'TIMEOUT',
+          message: p.write
+            ? 'not applied in time: the write may or may not take effect'
+            : 'read not answered in time',
+          indeterminate: p.write,
+        });
+      }
+    }
+  }
+
+  private refuse(cb: (o: Outcome) => void, problem: string | undefined): boolean {
+    if (this.stopped) {
+      cb({ ok: false, code: 'STOPPED', message: 'the node stopped', indeterminate: false });
+      return true;
+    }
+    if (problem !== undefined) {
+      cb({ ok: false, code: 'INVALID', message: problem, indeterminate: false });
+      return true;
+    }
+    if (this.writes.size + this.reads.size >= NODE_DEFAULTS.maxPendingRequests) {
+      cb(
+        refused(
+          'PROPOSAL_DROPPED',
+          `more than maxPendingRequests (${NODE_DEFAULTS.maxPendingRequests}) requests waiting`,
+        ),
+      );
+      return true;
+    }
+    return false;
+  }
+
+  private nextRequestId(): string {
+    return `${this.idPrefix}.${(this.seq++).toString(36)}`;
+  }
+
+  private fatal(err: Error): void {
+    this.stop();
+    this.opts.onFatal?.(err);
+  }
+}
+
+function refused(code: NodeErrorCode, message: string): Outcome {
+  return { ok: false, code, message, indeterminate: false };
+}

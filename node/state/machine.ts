@@ -1,0 +1,344 @@
+// The replicated state machine of the cluster: what every member holds once it has applied the
+// committed log. Pure and deterministic: apply(index, command) depends only on the state and its
+// arguments, never throws on bad input (a malformed command applies as a no-op with an error
+// result, identically on every member), and snapshot() encodes the same state to the same bytes.
+// The node (node/raft/node.ts) and the simulator (sim/) run this very code.
+//
+// Parts: a key-value space (for users and tests; lin-kv semantics for read, write and
+// compare-and-set) and the member table. Later issues add VM specs and placements as new command
+// families and new snapshot sections (bump SNAPSHOT_VERSION).
+
+import { Packr } from 'msgpackr';
+
+/** Longest key, in UTF-8 bytes. */
+export const KEY_BYTES_MAX = 1024;
+/** Longest value, in UTF-8 bytes. */
+export const VALUE_BYTES_MAX = 256 * 1024;
+/** Longest request ID carried in an entry. */
+export const REQUEST_ID_BYTES_MAX = 128;
+/** Format of snapshot() images; restore() refuses others. */
+export const SNAPSHOT_VERSION = 1;
+
+export type Role = 'voter' | 'learner' | 'member';
+
+export interface Member {
+  readonly id: string;
+  readonly addrs: readonly string[];
+  readonly role: Role;
+}
+
+export type Command =
+  | { readonly op: 'kv.put'; readonly key: string; readonly value: string }
+  /** Sets `to` if the current value is `from`; `from: null` means "only if absent". */
+  | {
+      readonly op: 'kv.cas';
+      readonly key: string;
+      readonly from: string | null;
+      readonly to: string;
+    }
+  | { readonly op: 'kv.del'; readonly key: string }
+  | { readonly op: 'member.put'; readonly member: Member }
+  | { readonly op: 'member.remove'; readonly id: string };
+
+export type Query =
+  | { readonly op: 'kv.get'; readonly key: string }
+  | { readonly op: 'kv.list'; readonly prefix: string; readonly limit?: number }
+  | { readonly op: 'members' };
+
+export interface KvEntry {
+  readonly key: string;
+  readonly value: string;
+  /** Raft index of the write that set this value (etcd's mod_revision). */
+  readonly revision: number;
+}
+
+export type ErrorCode =
+  /** kv.get, kv.del or kv.cas of a key that does not exist. */
+  | 'notFound'
+  /** kv.cas whose expected value differs from the current one. */
+  | 'casMismatch'
+  /** A command or query that is malformed or out of bounds; nothing changed. */
+  | 'invalid';
+
+export type Result =
+  | {
+      readonly ok: true;
+      readonly value?: string | null;
+      readonly revision: number;
+      readonly entries?: readonly KvEntry[];
+      readonly members?: readonly Member[];
+    }
+  | {
+      readonly ok: false;
+      readonly code: ErrorCode;
+      readonly message: string;
+      readonly current?: string;
+    };
+
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
+const encoder = new TextEncoder();
+
+function utf8Length(s: string): number {
+  return encoder.encode(s).byteLength;
+}
+
+function isString(x: unknown): x is string {
+  return typeof x === 'string';
+}
+
+function keyProblem(key: unknown): string | undefined {
+  if (!isString(key)) return 'key must be a string';
+  if (key.length === 0) return 'key must not be empty';
+  if (utf8Length(key) > KEY_BYTES_MAX)
+    return `key longer than KEY_BYTES_MAX (${KEY_BYTES_MAX} bytes)`;
+  return undefined;
+}
+
+function valueProblem(value: unknown, field = 'value'): string | undefined {
+  if (!isString(value)) return `${field} must be a string`;
+  if (utf8Length(value) > VALUE_BYTES_MAX)
+    return `${field} longer than VALUE_BYTES_MAX (${VALUE_BYTES_MAX} bytes)`;
+  return undefined;
+}
+
+function memberProblem(m: unknown): string | undefined {
+  if (typeof m !== 'object' || m === null) return 'member must be an object';
+  const o = m as Record<string, unknown>;
+  if (!isString(o.id) || o.id.length === 0 || utf8Length(o.id) > KEY_BYTES_MAX)
+    return 'member.id must be a non-empty string';
+  if (!Array.isArray(o.addrs) || !o.addrs.every(isString))
+    return 'member.addrs must be a list of strings';
+  if (o.role !== 'voter' && o.role !== 'learner' && o.role !== 'member')
+    return 'member.role must be voter, learner or member';
+  return undefined;
+}
+
+/** Why a decoded command is unusable, or undefined if it is well formed and within bounds. */
+export function commandProblem(c: unknown): string | undefined {
+  if (typeof c !== 'object' || c === null) return 'command must be an object';
+  const o = c as Record<string, unknown>;
+  switch (o.op) {
+    case 'kv.put':
+      return keyProblem(o.key) ?? valueProblem(o.value);
+    case 'kv.cas':
+      return (
+        keyProblem(o.key) ??
+        (o.from === null ? undefined : valueProblem(o.from, 'from')) ??
+        valueProblem(o.to, 'to')
+      );
+    case 'kv.del':
+      return keyProblem(o.key);
+    case 'member.put':
+      return memberProblem(o.member);
+    case 'member.remove':
+      return isString(o.id) && o.id.length > 0 ? undefined : 'id must be a non-empty string';
+    default:
+      return `unknown command op ${JSON.stringify(o.op)}`;
+  }
+}
+
+export function queryProblem(q: unknown): string | undefined {
+  if (typeof q !== 'object' || q === null) return 'query must be an object';
+  const o = q as Record<string, unknown>;
+  switch (o.op) {
+    case 'kv.get':
+      return keyProblem(o.key);
+    case 'kv.list':
+      if (!isString(o.prefix)) return 'prefix must be a string';
+      if (o.limit !== undefined && (!Number.isSafeInteger(o.limit) || (o.limit as number) < 1))
+        return 'limit must be a positive integer';
+      return undefined;
+    case 'members':
+      return undefined;
+    default:
+      return `unknown query op ${JSON.stringify(o.op)}`;
+  }
+}
+
+/** What a normal entry carries: the proposer's request ID (to answer it after apply) and the command. */
+export interface Envelope {
+  readonly requestId: string;
+  readonly command: Command;
+}
+
+export function encodeEnvelope(e: Envelope): Uint8Array {
+  return packr.pack([e.requestId, e.command]);
+}
+
+/** Decodes an entry's payload; a string says why it is unusable. */
+export function decodeEnvelope(data: Uint8Array): Envelope | string {
+  let raw: unknown;
+  try {
+    raw = packr.unpack(data);
+  } catch (e) {
+    return `undecodable entry: ${(e as Error).message}`;
+  }
+  if (!Array.isArray(raw) || raw.length !== 2) return 'entry is not [requestId, command]';
+  const [requestId, command] = raw as [unknown, unknown];
+  if (!isString(requestId) || utf8Length(requestId) > REQUEST_ID_BYTES_MAX) return 'bad request ID';
+  const problem = commandProblem(command);
+  if (problem !== undefined) return problem;
+  return { requestId, command: command as Command };
+}
+
+interface Slot {
+  value: string;
+  revision: number;
+}
+
+export class StateMachine {
+  private kv = new Map<string, Slot>();
+  private members = new Map<string, Member>();
+  /** Index of the last entry applied (or of the snapshot restored). */
+  private appliedIndex = 0;
+
+  get applied(): number {
+    return this.appliedIndex;
+  }
+
+  /**
+   * Applies the command of the committed entry at `index`. Entries must come in log order; a
+   * malformed command changes nothing but the applied index.
+   */
+  apply(index: number, command: unknown): Result {
+    if (index <= this.appliedIndex) {
+      throw new Error(`state machine: entry ${index} applied after ${this.appliedIndex}`);
+    }
+    this.appliedIndex = index;
+    const problem = commandProblem(command);
+    if (problem !== undefined) return { ok: false, code: 'invalid', message: problem };
+    const c = command as Command;
+    switch (c.op) {
+      case 'kv.put':
+        this.kv.set(c.key, { value: c.value, revision: index });
+        return { ok: true, revision: index };
+      case 'kv.cas': {
+        const cur = this.kv.get(c.key);
+        if (cur === undefined && c.from !== null) {
+          return {
+            ok: false,
+            code: 'notFound',
+            message: `key ${JSON.stringify(c.key)} does not exist`,
+          };
+        }
+        if (cur !== undefined && cur.value !== c.from) {
+          return {
+            ok: false,
+            code: 'casMismatch',
+            message: `key ${JSON.stringify(c.key)} is ${JSON.stringify(cur.value)}, expected ${JSON.stringify(c.from)}`,
+            current: cur.value,
+          };
+        }
+        this.kv.set(c.key, { value: c.to, revision: index });
+        return { ok: true, revision: index };
+      }
+      case 'kv.del':
+        if (!this.kv.delete(c.key)) {
+          return {
+            ok: false,
+            code: 'notFound',
+            message: `key ${JSON.stringify(c.key)} does not exist`,
+          };
+        }
+        return { ok: true, revision: index };
+      case 'member.put':
+        this.members.set(c.member.id, {
+          id: c.member.id,
+          addrs: [...c.member.addrs],
+          role: c.member.role,
+        });
+        return { ok: true, revision: index };
+      case 'member.remove':
+        if (!this.members.delete(c.id)) {
+          return { ok: false, code: 'notFound', message: `member ${c.id} does not exist` };
+        }
+        return { ok: true, revision: index };
+    }
+  }
+
+  /** Moves the applied index over an entry with no command (the leader's no-op, a conf change). */
+  skip(index: number): void {
+    if (index <= this.appliedIndex) {
+      throw new Error(`state machine: entry ${index} skipped after ${this.appliedIndex}`);
+    }
+    this.appliedIndex = index;
+  }
+
+  query(q: unknown): Result {
+    const problem = queryProblem(q);
+    if (problem !== undefined) return { ok: false, code: 'invalid', message: problem };
+    const query = q as Query;
+    switch (query.op) {
+      case 'kv.get': {
+        const slot = this.kv.get(query.key);
+        if (slot === undefined) {
+          return {
+            ok: false,
+            code: 'notFound',
+            message: `key ${JSON.stringify(query.key)} does not exist`,
+          };
+        }
+        return { ok: true, value: slot.value, revision: slot.revision };
+      }
+      case 'kv.list': {
+        const keys = [...this.kv.keys()].filter((k) => k.startsWith(query.prefix)).sort();
+        const limited = query.limit === undefined ? keys : keys.slice(0, query.limit);
+        const entries = limited.map((key) => {
+          const s = this.kv.get(key)!;
+          return { key, value: s.value, revision: s.revision };
+        });
+        return { ok: true, revision: this.appliedIndex, entries };
+      }
+      case 'members':
+        return {
+          ok: true,
+          revision: this.appliedIndex,
+          members: [...this.members.values()].sort((a, b) =>
+            a.id < b.id ? -1 : a.id > b.id ? 1 : 0,
+          ),
+        };
+    }
+  }
+
+  /** The whole state, encoded canonically (sorted), so equal states give equal bytes. */
+  snapshot(): Uint8Array {
+    const kv = [...this.kv.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([k, s]) => [k, s.value, s.revision]);
+    const members = [...this.members.values()]
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+      .map((m) => [m.id, [...m.addrs], m.role]);
+    return packr.pack([SNAPSHOT_VERSION, this.appliedIndex, kv, members]);
+  }
+
+  /** Replaces the state by a snapshot image. Throws on an image it cannot read (nothing changes). */
+  restore(data: Uint8Array): void {
+    const raw = packr.unpack(data) as unknown;
+    if (!Array.isArray(raw) || raw.length !== 4 || raw[0] !== SNAPSHOT_VERSION) {
+      throw new Error(`state machine: not a version ${SNAPSHOT_VERSION} snapshot`);
+    }
+    const [, applied, kvRows, memberRows] = raw as [number, unknown, unknown, unknown];
+    if (!Number.isSafeInteger(applied) || !Array.isArray(kvRows) || !Array.isArray(memberRows)) {
+      throw new Error('state machine: malformed snapshot');
+    }
+    const kv = new Map<string, Slot>();
+    for (const row of kvRows as unknown[]) {
+      const [k, value, revision] = row as [unknown, unknown, unknown];
+      if (keyProblem(k) !== undefined || !isString(value) || !Number.isSafeInteger(revision)) {
+        throw new Error('state machine: malformed snapshot key-value row');
+      }
+      kv.set(k as string, { value, revision: revision as number });
+    }
+    const members = new Map<string, Member>();
+    for (const row of memberRows as unknown[]) {
+      const [id, addrs, role] = row as [unknown, unknown, unknown];
+      const m = { id, addrs, role };
+      if (memberProblem(m) !== undefined)
+        throw new Error('state machine: malformed snapshot member row');
+      members.set(id as string, m as Member);
+    }
+    this.kv = kv;
+    this.members = members;
+    this.appliedIndex = applied as number;
+  }
+}
