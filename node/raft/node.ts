@@ -169,6 +169,8 @@ export class RaftNode {
       heartbeatTicks: opts.heartbeatTicks ?? NODE_DEFAULTS.heartbeatTicks,
       applied: snap.metadata.index,
     });
+    // Replay the committed log after the snapshot now, so a restarted node serves its state at once.
+    this.pump();
   }
 
   // ---------------------------------------------------------------------------------------------

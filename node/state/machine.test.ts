@@ -1,0 +1,169 @@
+import { describe, expect, it } from 'vitest';
+import {
+  decodeEnvelope,
+  encodeEnvelope,
+  KEY_BYTES_MAX,
+  StateMachine,
+  VALUE_BYTES_MAX,
+} from './machine.ts';
+
+describe('StateMachine: key-value with lin-kv semantics', () => {
+  it('put, get, cas and del, with revisions', () => {
+    const sm = new StateMachine();
+    expect(sm.query({ op: 'kv.get', key: 'a' })).toMatchObject({ ok: false, code: 'notFound' });
+    expect(sm.apply(1, { op: 'kv.put', key: 'a', value: '1' })).toEqual({ ok: true, revision: 1 });
+    expect(sm.query({ op: 'kv.get', key: 'a' })).toEqual({ ok: true, value: '1', revision: 1 });
+    expect(sm.apply(2, { op: 'kv.cas', key: 'a', from: '2', to: '3' })).toMatchObject({
+      ok: false,
+      code: 'casMismatch',
+      current: '1',
+    });
+    expect(sm.apply(3, { op: 'kv.cas', key: 'a', from: '1', to: '3' })).toEqual({
+      ok: true,
+      revision: 3,
+    });
+    expect(sm.apply(4, { op: 'kv.cas', key: 'b', from: '1', to: '2' })).toMatchObject({
+      ok: false,
+      code: 'notFound',
+    });
+    expect(sm.apply(5, { op: 'kv.cas', key: 'b', from: null, to: 'new' })).toEqual({
+      ok: true,
+      revision: 5,
+    });
+    expect(sm.apply(6, { op: 'kv.cas', key: 'b', from: null, to: 'again' })).toMatchObject({
+      ok: false,
+      code: 'casMismatch',
+    });
+    expect(sm.apply(7, { op: 'kv.del', key: 'a' })).toEqual({ ok: true, revision: 7 });
+    expect(sm.apply(8, { op: 'kv.del', key: 'a' })).toMatchObject({ ok: false, code: 'notFound' });
+    expect(sm.query({ op: 'kv.list', prefix: '' })).toEqual({
+      ok: true,
+      revision: 8,
+      entries: [{ key: 'b', value: 'new', revision: 5 }],
+    });
+    expect(sm.applied).toBe(8);
+  });
+
+  it('lists by prefix in key order, with a limit', () => {
+    const sm = new StateMachine();
+    for (const [i, key] of ['b/2', 'a/1', 'b/1', 'c'].entries()) {
+      sm.apply(i + 1, { op: 'kv.put', key, value: key });
+    }
+    const r = sm.query({ op: 'kv.list', prefix: 'b/' });
+    expect(r.ok && r.entries?.map((e) => e.key)).toEqual(['b/1', 'b/2']);
+    const l = sm.query({ op: 'kv.list', prefix: '', limit: 2 });
+    expect(l.ok && l.entries?.map((e) => e.key)).toEqual(['a/1', 'b/1']);
+  });
+
+  it('members: put, replace and remove', () => {
+    const sm = new StateMachine();
+    sm.apply(1, {
+      op: 'member.put',
+      member: { id: 'p2', addrs: ['/ip4/127.0.0.1/tcp/2'], role: 'voter' },
+    });
+    sm.apply(2, { op: 'member.put', member: { id: 'p1', addrs: [], role: 'learner' } });
+    sm.apply(3, { op: 'member.put', member: { id: 'p1', addrs: [], role: 'voter' } });
+    const r = sm.query({ op: 'members' });
+    expect(r.ok && r.members?.map((m) => `${m.id}:${m.role}`)).toEqual(['p1:voter', 'p2:voter']);
+    expect(sm.apply(4, { op: 'member.remove', id: 'p9' })).toMatchObject({
+      ok: false,
+      code: 'notFound',
+    });
+    expect(sm.apply(5, { op: 'member.remove', id: 'p1' })).toMatchObject({ ok: true });
+  });
+
+  it('bad commands change nothing but the applied index, identically everywhere', () => {
+    const sm = new StateMachine();
+    sm.apply(1, { op: 'kv.put', key: 'a', value: '1' });
+    const bad: unknown[] = [
+      null,
+      'x',
+      { op: 'kv.nope' },
+      { op: 'kv.put', key: '', value: 'v' },
+      { op: 'kv.put', key: 'k', value: 3 },
+      { op: 'kv.put', key: 'k'.repeat(KEY_BYTES_MAX + 1), value: 'v' },
+      { op: 'kv.put', key: 'k', value: 'v'.repeat(VALUE_BYTES_MAX + 1) },
+      { op: 'kv.cas', key: 'a', from: 1, to: '2' },
+      { op: 'member.put', member: { id: 'x', addrs: 'nope', role: 'voter' } },
+      { op: 'member.put', member: { id: 'x', addrs: [], role: 'king' } },
+    ];
+    const before = sm.snapshot();
+    bad.forEach((c, i) => {
+      expect(sm.apply(2 + i, c)).toMatchObject({ ok: false, code: 'invalid' });
+    });
+    expect(sm.applied).toBe(1 + bad.length);
+    // Only the applied index moved.
+    const other = new StateMachine();
+    other.restore(before);
+    other.skip(1 + bad.length);
+    expect(sm.snapshot()).toEqual(other.snapshot());
+  });
+
+  it('bad queries are refused', () => {
+    const sm = new StateMachine();
+    expect(sm.query({ op: 'kv.get', key: 5 })).toMatchObject({ ok: false, code: 'invalid' });
+    expect(sm.query({ op: 'kv.list', prefix: '', limit: 0 })).toMatchObject({
+      ok: false,
+      code: 'invalid',
+    });
+    expect(sm.query({ op: 'drop tables' })).toMatchObject({ ok: false, code: 'invalid' });
+  });
+
+  it('applies in log order only', () => {
+    const sm = new StateMachine();
+    sm.apply(3, { op: 'kv.put', key: 'a', value: '1' });
+    expect(() => sm.apply(3, { op: 'kv.put', key: 'a', value: '1' })).toThrow(/applied after 3/);
+    expect(() => sm.skip(2)).toThrow(/skipped after 3/);
+  });
+});
+
+describe('StateMachine snapshots', () => {
+  it('are canonical: the same state built in another order gives the same bytes', () => {
+    const a = new StateMachine();
+    const b = new StateMachine();
+    a.apply(1, { op: 'kv.put', key: 'x', value: '1' });
+    a.apply(2, { op: 'kv.put', key: 'y', value: '2' });
+    b.skip(1);
+    b.apply(2, { op: 'kv.put', key: 'y', value: '2' });
+    // Same keys and values but different revisions: different state, different bytes.
+    expect(a.snapshot()).not.toEqual(b.snapshot());
+    const c = new StateMachine();
+    c.restore(a.snapshot());
+    expect(c.snapshot()).toEqual(a.snapshot());
+    expect(c.applied).toBe(2);
+    expect(c.query({ op: 'kv.get', key: 'x' })).toEqual({ ok: true, value: '1', revision: 1 });
+  });
+
+  it('restore refuses an unreadable image and keeps its state', () => {
+    const sm = new StateMachine();
+    sm.apply(1, { op: 'kv.put', key: 'x', value: '1' });
+    const before = sm.snapshot();
+    expect(() => sm.restore(new Uint8Array([1, 2, 3]))).toThrow();
+    expect(() =>
+      sm.restore(encodeEnvelope({ requestId: 'r', command: { op: 'kv.del', key: 'x' } })),
+    ).toThrow(/not a version 1 snapshot/);
+    expect(sm.snapshot()).toEqual(before);
+  });
+});
+
+describe('entry envelopes', () => {
+  it('round-trip, and say what is wrong with bad payloads', () => {
+    const data = encodeEnvelope({
+      requestId: 'n1/ab.1',
+      command: { op: 'kv.put', key: 'k', value: 'v' },
+    });
+    expect(decodeEnvelope(data)).toEqual({
+      requestId: 'n1/ab.1',
+      command: { op: 'kv.put', key: 'k', value: 'v' },
+    });
+    expect(decodeEnvelope(new Uint8Array([0xc1]))).toMatch(/undecodable|not \[requestId/);
+    expect(
+      decodeEnvelope(encodeEnvelope({ requestId: 'r', command: { op: 'nope' } as never })),
+    ).toMatch(/unknown command/);
+    expect(
+      decodeEnvelope(
+        encodeEnvelope({ requestId: 'r'.repeat(200), command: { op: 'kv.del', key: 'k' } }),
+      ),
+    ).toBe('bad request ID');
+  });
+});
