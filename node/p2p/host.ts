@@ -1,0 +1,40 @@
+// The node's libp2p host: TCP, the cluster's private network (pre-shared key), noise, yamux,
+// identify and ping. Peers are dialed explicitly (libp2p 3 does not auto-dial); the node redials
+// its members itself.
+
+import '../polyfill.ts';
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import { identify } from '@libp2p/identify';
+import type { PrivateKey } from '@libp2p/interface';
+import { ping } from '@libp2p/ping';
+import { preSharedKey } from '@libp2p/pnet';
+import { tcp } from '@libp2p/tcp';
+import { createLibp2p, type Libp2p } from 'libp2p';
+
+export interface HostOptions {
+  readonly privateKey: PrivateKey;
+  /** The cluster secret in the swarm-key format of @libp2p/pnet (95 bytes). */
+  readonly psk: Uint8Array;
+  readonly listen: readonly string[];
+  /** Loopback and test networks dial each other a lot: allow them past the inbound rate limit. */
+  readonly allow?: readonly string[];
+}
+
+export type Host = Libp2p<{
+  identify: ReturnType<ReturnType<typeof identify>>;
+  ping: ReturnType<ReturnType<typeof ping>>;
+}>;
+
+export async function createHost(o: HostOptions): Promise<Host> {
+  return (await createLibp2p({
+    privateKey: o.privateKey,
+    addresses: { listen: [...o.listen] },
+    transports: [tcp()],
+    connectionProtector: preSharedKey({ psk: o.psk }),
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionManager: { allow: [...(o.allow ?? ['/ip4/127.0.0.0/ipcidr/8'])] },
+    services: { identify: identify(), ping: ping() },
+  })) as unknown as Host;
+}

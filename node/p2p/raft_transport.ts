@@ -1,0 +1,204 @@
+// Raft over libp2p (/pcr/raft/1.0.0, docs/protocols.md): one long-lived outbound stream per peer
+// carrying length-prefixed frames of node/raft/codec.ts; inbound streams are read, checked and
+// handed to the core. Implements RaftNode's Transport.
+
+import type { PeerId, Stream } from '@libp2p/interface';
+import { peerIdFromString } from '@libp2p/peer-id';
+import { type LengthPrefixedStream, lpStream } from '@libp2p/utils';
+import type { Multiaddr } from '@multiformats/multiaddr';
+import type { Message, NodeId } from '../../consensus/index.ts';
+import { decodeMessage, encodeMessage, MESSAGE_BYTES_MAX } from '../raft/codec.ts';
+import type { Transport } from '../raft/node.ts';
+import type { Host } from './host.ts';
+
+export const RAFT_PROTOCOL = '/pcr/raft/1.0.0';
+/** Frames queued for one peer; beyond this the oldest are dropped (Raft retransmits). */
+export const OUTBOX_FRAMES_MAX = 4096;
+export const REDIAL_BACKOFF_MIN_MS = 100;
+export const REDIAL_BACKOFF_MAX_MS = 2000;
+/** A dial that takes longer than this counts as a failure. */
+export const DIAL_TIMEOUT_MS = 3000;
+
+export interface RaftTransportOptions {
+  readonly host: Host;
+  /** Where a member can be dialed (from the replicated member table, or a join request). */
+  readonly addrsOf: (id: NodeId) => readonly Multiaddr[];
+  readonly deliver: (m: Message) => void;
+  readonly reportUnreachable: (id: NodeId) => void;
+  readonly reportSnapshot: (id: NodeId, ok: boolean) => void;
+  readonly warn?: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface RaftTransportStats {
+  framesSent: number;
+  framesReceived: number;
+  framesDropped: number;
+  badFrames: number;
+  dials: number;
+  dialFailures: number;
+}
+
+interface Outbox {
+  readonly frames: { bytes: Uint8Array; snapshot: boolean }[];
+  lp: LengthPrefixedStream<Stream> | undefined;
+  pumping: boolean;
+  backoffMs: number;
+}
+
+export class RaftTransport implements Transport {
+  readonly stats: RaftTransportStats = {
+    framesSent: 0,
+    framesReceived: 0,
+    framesDropped: 0,
+    badFrames: 0,
+    dials: 0,
+    dialFailures: 0,
+  };
+  private readonly o: RaftTransportOptions;
+  private readonly outboxes = new Map<NodeId, Outbox>();
+  private closed = false;
+
+  constructor(o: RaftTransportOptions) {
+    this.o = o;
+  }
+
+  async start(): Promise<void> {
+    await this.o.host.handle(
+      RAFT_PROTOCOL,
+      (stream, conn) => this.readLoop(stream, conn.remotePeer),
+      {
+        maxInboundStreams: 8,
+      },
+    );
+  }
+
+  send(m: Message): void {
+    if (this.closed) return;
+    let box = this.outboxes.get(m.to);
+    if (box === undefined) {
+      box = { frames: [], lp: undefined, pumping: false, backoffMs: REDIAL_BACKOFF_MIN_MS };
+      this.outboxes.set(m.to, box);
+    }
+    box.frames.push({ bytes: encodeMessage(m), snapshot: m.type === 'MsgSnap' });
+    while (box.frames.length > OUTBOX_FRAMES_MAX) {
+      const dropped = box.frames.shift()!;
+      this.stats.framesDropped++;
+      if (dropped.snapshot) this.o.reportSnapshot(m.to, false);
+    }
+    if (!box.pumping) void this.pump(m.to, box);
+  }
+
+  private async pump(to: NodeId, box: Outbox): Promise<void> {
+    box.pumping = true;
+    try {
+      while (!this.closed && box.frames.length > 0) {
+        if (box.lp === undefined) {
+          box.lp = await this.dial(to);
+          if (box.lp === undefined) {
+            // Unreachable: drop what is queued (Raft resends), tell the core, wait before retrying.
+            this.stats.framesDropped += box.frames.length;
+            for (const f of box.frames.splice(0)) if (f.snapshot) this.o.reportSnapshot(to, false);
+            this.o.reportUnreachable(to);
+            await sleep(box.backoffMs);
+            box.backoffMs = Math.min(box.backoffMs * 2, REDIAL_BACKOFF_MAX_MS);
+            continue;
+          }
+          box.backoffMs = REDIAL_BACKOFF_MIN_MS;
+        }
+        const f = box.frames.shift()!;
+        try {
+          await box.lp.write(f.bytes);
+          this.stats.framesSent++;
+          if (f.snapshot) this.o.reportSnapshot(to, true);
+        } catch (e) {
+          this.o.warn?.('raft stream to peer failed', { peer: to, err: (e as Error).message });
+          box.lp.unwrap().abort(e as Error);
+          box.lp = undefined;
+          this.stats.framesDropped++;
+          if (f.snapshot) this.o.reportSnapshot(to, false);
+          this.o.reportUnreachable(to);
+        }
+      }
+    } finally {
+      box.pumping = false;
+    }
+  }
+
+  private async dial(to: NodeId): Promise<LengthPrefixedStream<Stream> | undefined> {
+    const addrs = this.o.addrsOf(to);
+    if (addrs.length === 0) return undefined;
+    this.stats.dials++;
+    try {
+      const stream = await this.o.host.dialProtocol([...addrs], RAFT_PROTOCOL, {
+        signal: AbortSignal.timeout(DIAL_TIMEOUT_MS),
+      });
+      return lpStream(stream, { maxDataLength: MESSAGE_BYTES_MAX });
+    } catch (e) {
+      this.stats.dialFailures++;
+      this.o.warn?.('cannot dial raft peer', { peer: to, err: (e as Error).message });
+      return undefined;
+    }
+  }
+
+  private async readLoop(stream: Stream, remote: PeerId): Promise<void> {
+    const lp = lpStream(stream, { maxDataLength: MESSAGE_BYTES_MAX });
+    const peer = remote.toString();
+    for (;;) {
+      let frame: Uint8Array;
+      try {
+        frame = (await lp.read()).subarray();
+      } catch (e) {
+        const name = (e as Error).name;
+        if (
+          name !== 'UnexpectedEOFError' &&
+          name !== 'StreamResetError' &&
+          name !== 'StreamClosedError'
+        ) {
+          // Oversized or malformed length prefix: the peer is broken or hostile.
+          this.refuse(stream, peer, (e as Error).message);
+        }
+        return;
+      }
+      const m = decodeMessage(frame);
+      if ('error' in m) return this.refuse(stream, peer, m.error);
+      if (m.from !== peer)
+        return this.refuse(stream, peer, `message from ${m.from} sent by ${peer}`);
+      this.stats.framesReceived++;
+      if (!this.closed) this.o.deliver(m);
+    }
+  }
+
+  private refuse(stream: Stream, peer: string, why: string): void {
+    this.stats.badFrames++;
+    this.o.warn?.('refused a raft frame; resetting the stream', { peer, why });
+    stream.abort(new Error(`bad raft frame: ${why}`));
+  }
+
+  /** Forgets a peer's stream (it restarted, or left the group). */
+  forget(id: NodeId): void {
+    const box = this.outboxes.get(id);
+    if (box?.lp !== undefined) box.lp.unwrap().abort(new Error('forgotten'));
+    this.outboxes.delete(id);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const [, box] of this.outboxes) {
+      if (box.lp !== undefined)
+        await box.lp
+          .unwrap()
+          .close()
+          .catch(() => {});
+    }
+    this.outboxes.clear();
+    await this.o.host.unhandle(RAFT_PROTOCOL).catch(() => {});
+  }
+}
+
+export function peerIdOf(id: NodeId): PeerId {
+  return peerIdFromString(id);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
