@@ -48,6 +48,24 @@ class Cluster {
     return node;
   }
 
+  /** A new node with an empty disk, in no configuration yet (a joiner). */
+  addEmpty(id: NodeId): RaftNode {
+    this.ids.push(id);
+    this.disks.set(id, new MemoryDisk());
+    return this.start(id);
+  }
+
+  async change(
+    id: NodeId,
+    type: 'addLearner' | 'addVoter' | 'removeNode',
+    nodeId: NodeId,
+  ): Promise<Outcome> {
+    let out: Outcome | undefined;
+    this.node(id).changeMembership({ type, nodeId }, (o) => (out = o));
+    for (let i = 0; i < 100 && out === undefined; i++) await this.tick();
+    return out!;
+  }
+
   crash(id: NodeId): void {
     this.nodes.get(id)!.stop();
     this.down.add(id);
@@ -181,6 +199,29 @@ describe('RaftNode', () => {
     expect(third.sm.query({ op: 'kv.get', key: 'k1' })).toEqual(
       c.node(leader).sm.query({ op: 'kv.get', key: 'k1' }),
     );
+  });
+
+  it('membership: a joiner with an empty disk is added as a learner, catches up, is promoted', async () => {
+    const c = new Cluster(['a', 'b', 'c']);
+    const leader = await c.elect();
+    await c.submit(leader, { op: 'kv.put', key: 'before', value: '1' });
+    const d = c.addEmpty('d');
+    const follower = c.ids.find((x) => x !== leader && x !== 'd')!;
+    // Proposed on a follower: forwarded to the leader, answered once applied here.
+    expect(await c.change(follower, 'addLearner', 'd')).toMatchObject({ ok: true });
+    await c.tick(5);
+    expect(d.sm.query({ op: 'kv.get', key: 'before' })).toMatchObject({ ok: true, value: '1' });
+    expect(d.status().config.learners).toContain('d');
+    expect(await c.change(leader, 'addVoter', 'd')).toMatchObject({ ok: true });
+    await c.tick(3);
+    expect(c.node(leader).status().config.voters).toContain('d');
+    // Two changes at once: the second is refused outright, not left hanging.
+    const outs: Outcome[] = [];
+    c.node(leader).changeMembership({ type: 'removeNode', nodeId: 'd' }, (o) => outs.push(o));
+    c.node(leader).changeMembership({ type: 'removeNode', nodeId: 'c' }, (o) => outs.push(o));
+    expect(outs).toMatchObject([{ ok: false, code: 'PROPOSAL_DROPPED', indeterminate: false }]);
+    await c.tick(3);
+    expect(outs[1]).toMatchObject({ ok: true });
   });
 
   it('refusals: invalid commands, no leader, and a timeout whose outcome is unknown', async () => {

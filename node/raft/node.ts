@@ -12,6 +12,7 @@
 // within requestTimeoutTicks fails as TIMEOUT, whose outcome is unknown (it may still commit).
 
 import {
+  type ConfChange,
   type Config,
   type ConfState,
   type Entry,
@@ -35,6 +36,9 @@ import {
 } from '../state/machine.ts';
 import type { Disk } from './disk.ts';
 import type { DurableStorage } from './storage.ts';
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder();
 
 export interface Transport {
   /** Sends a message to its `to`, best effort (Raft tolerates loss, duplication and reordering). */
@@ -187,11 +191,12 @@ export class RaftNode {
   receive(m: Message): void {
     if (this.stopped) return;
     // Bad messages are dropped and counted by the core (status().stats.dropped); a RaftError
-    // here would be a refused forwarded proposal, also counted by the core.
+    // here would be a refused forwarded proposal, also counted by the core. A broken invariant
+    // (RaftError INVARIANT) is a bug, not bad input: it must not be swallowed.
     try {
       this.rn.step(m);
     } catch (e) {
-      if (!isRaftError(e)) throw e;
+      if (!isRaftError(e) || e.code === 'INVARIANT') throw e;
     }
     this.pump();
   }
@@ -249,6 +254,31 @@ export class RaftNode {
       deadline: this.ticks + this.requestTimeoutTicks,
       write: false,
       query,
+    });
+    this.pump();
+  }
+
+  /**
+   * Proposes a membership change (one at a time, consensus/README.md); cb runs once this node
+   * applied it. The request ID travels in the change's context.
+   */
+  changeMembership(
+    cc: { type: ConfChange['type']; nodeId: NodeId },
+    cb: (o: Outcome) => void,
+  ): void {
+    if (this.refuse(cb, undefined)) return;
+    const requestId = this.nextRequestId();
+    try {
+      this.rn.proposeConfChange({ ...cc, context: textEncoder.encode(requestId) });
+    } catch (e) {
+      if (!isRaftError(e)) throw e;
+      cb(refused(e.code === 'NO_LEADER' ? 'NO_LEADER' : 'PROPOSAL_DROPPED', e.message));
+      return;
+    }
+    this.writes.set(requestId, {
+      cb,
+      deadline: this.ticks + this.requestTimeoutTicks,
+      write: true,
     });
     this.pump();
   }
@@ -334,10 +364,17 @@ export class RaftNode {
     if (e.index <= this.sm.applied) return; // covered by a snapshot restored in this Ready
     this.stats.applied++;
     if (e.type === 'confChange') {
-      this.confState = this.rn.applyConfChangeEntry(e).confState;
+      const { change, confState } = this.rn.applyConfChangeEntry(e);
+      this.confState = confState;
       this.storage.setConfState(this.confState);
       this.sm.skip(e.index);
       this.opts.onApply?.(e, undefined);
+      const requestId = change?.context !== undefined ? textDecoder.decode(change.context) : '';
+      const p = this.writes.get(requestId);
+      if (p !== undefined) {
+        this.writes.delete(requestId);
+        p.cb({ ok: true, result: { ok: true, revision: e.index }, index: e.index });
+      }
       return;
     }
     if (e.data.byteLength === 0) {
