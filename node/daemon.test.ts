@@ -1,0 +1,112 @@
+// Daemons in one process, over real libp2p on loopback and real LevelDB: bootstrap by the first,
+// join through a seed, promotion of learners, API reads and writes on different members.
+// (Separate-process tests with kill -9 drive bin/pcr: node/cluster.test.ts.)
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ApiClient } from './api/client.ts';
+import { Daemon } from './daemon.ts';
+import { CLUSTER_SECRET_FILE, readSecret } from './identity.ts';
+import { DataDirLockedError } from './raft/level_disk.ts';
+
+const logger = pino({ level: process.env.PCR_LOG_LEVEL ?? 'silent' });
+const daemons: Daemon[] = [];
+const dirs: string[] = [];
+
+afterAll(async () => {
+  for (const d of daemons) await d.stop().catch(() => {});
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+async function until(cond: () => boolean | Promise<boolean>, ms: number): Promise<void> {
+  const start = Date.now();
+  while (!(await cond())) {
+    if (Date.now() - start > ms) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('Daemon (in one process)', () => {
+  it('bootstraps, lets two nodes join by seed, promotes them, serves the API on any member', async () => {
+    const base = await mkdtemp(join(tmpdir(), 'pcr-daemon-'));
+    dirs.push(base);
+    const a = await Daemon.start({
+      dataDir: join(base, 'a'),
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+      logger,
+    });
+    daemons.push(a);
+    await until(() => a.node.status().state === 'leader', 5000);
+    const secretFile = join(base, 'a', CLUSTER_SECRET_FILE);
+    const seed = a.addrs()[0]!;
+    for (const name of ['b', 'c']) {
+      daemons.push(
+        await Daemon.start({
+          dataDir: join(base, name),
+          listen: ['/ip4/127.0.0.1/tcp/0'],
+          seeds: [seed],
+          secretFile,
+          logger,
+        }),
+      );
+    }
+    await until(() => a.node.status().config.voters.length === 3, 15_000);
+
+    const secret = await readSecret(secretFile);
+    const cb = await ApiClient.connect(daemons[1]!.addrs()[0]!, secret);
+    const cc = await ApiClient.connect(daemons[2]!.addrs()[0]!, secret);
+    try {
+      expect(await cb.request({ op: 'kv.put', key: 'greeting', value: 'hello' })).toMatchObject({
+        ok: true,
+      });
+      expect(await cc.request({ op: 'kv.get', key: 'greeting' })).toMatchObject({
+        ok: true,
+        value: 'hello',
+      });
+      expect(
+        await cc.request({ op: 'kv.cas', key: 'greeting', from: 'nope', to: 'x' }),
+      ).toMatchObject({
+        ok: false,
+        error: { code: 'CAS_MISMATCH' },
+      });
+      expect(await cc.request({ op: 'kv.get', key: 'missing' })).toMatchObject({
+        ok: false,
+        error: { code: 'NOT_FOUND' },
+      });
+      expect(await cc.request({ op: 'nope' })).toMatchObject({
+        ok: false,
+        error: { code: 'INVALID' },
+      });
+      const st = await cb.request({ op: 'status' });
+      expect(st).toMatchObject({ ok: true, leader: a.id });
+      const members = (st as unknown as { members: { role: string; addrs: string[] }[] }).members;
+      expect(members.map((m) => m.role)).toEqual(['voter', 'voter', 'voter']);
+      expect(members.every((m) => m.addrs.length > 0)).toBe(true);
+    } finally {
+      await cb.close();
+      await cc.close();
+    }
+  });
+
+  it('a second process on the same data dir is refused', async () => {
+    const dir = join(dirs[0]!, 'a');
+    await expect(
+      Daemon.start({ dataDir: dir, listen: ['/ip4/127.0.0.1/tcp/0'], logger }),
+    ).rejects.toBeInstanceOf(DataDirLockedError);
+  });
+
+  it('joining without the cluster secret is refused with a clear error', async () => {
+    const dir = join(dirs[0]!, 'd');
+    await expect(
+      Daemon.start({
+        dataDir: dir,
+        listen: ['/ip4/127.0.0.1/tcp/0'],
+        seeds: [daemons[0]!.addrs()[0]!],
+        logger,
+      }),
+    ).rejects.toThrow(/needs its secret/);
+  });
+});

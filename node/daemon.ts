@@ -1,0 +1,460 @@
+// The daemon: one member of a cluster. It wires the node core (RaftNode) to the real world: libp2p
+// for Raft and the API, LevelDB for the log, a ticker for time. Without state and without a seed
+// it bootstraps a cluster of one; with a seed it asks to join (any member forwards the change to
+// the leader) and starts as a learner, which the leader promotes to voter once caught up while
+// there are fewer than maxVoters voters. Roles are assigned, never configured.
+
+import './polyfill.ts';
+import { randomInt } from 'node:crypto';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { peerIdFromString } from '@libp2p/peer-id';
+import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
+import type { Logger } from 'pino';
+import { bootstrap, type NodeId, type RandomSource } from '../consensus/index.ts';
+import {
+  API_PROTOCOL,
+  type ApiRequest,
+  type ApiResponse,
+  apiError,
+  requestExchange,
+  serveExchange,
+} from './api/wire.ts';
+import { loadOrCreatePeerKey, loadOrCreateSecret, NODE_INFO_FILE } from './identity.ts';
+import { createHost, type Host } from './p2p/host.ts';
+import { RaftTransport } from './p2p/raft_transport.ts';
+import { LevelDisk } from './raft/level_disk.ts';
+import { type Outcome, RaftNode } from './raft/node.ts';
+import { DurableStorage } from './raft/storage.ts';
+import type { Command, Member, Query } from './state/machine.ts';
+
+export interface DaemonOptions {
+  readonly dataDir: string;
+  readonly listen: readonly string[];
+  readonly seeds?: readonly string[];
+  /** The cluster secret to join with (a member's cluster.secret). */
+  readonly secretFile?: string;
+  /** How many members become voters; later ones stay learners. */
+  readonly maxVoters?: number;
+  readonly tickMs?: number;
+  readonly electionTicks?: number;
+  readonly snapshotEntries?: number;
+  readonly logger: Logger;
+}
+
+export const DAEMON_DEFAULTS = {
+  maxVoters: 5,
+  tickMs: 50,
+  electionTicks: 6,
+  /** How often the background loop joins, promotes and refreshes this member's record. */
+  reconcileMs: 300,
+  /** A learner this close to the leader's last index is caught up. */
+  promoteLagEntries: 20,
+  /** How long a leader waits for a transfer before it stops anyway. */
+  transferWaitMs: 2000,
+} as const;
+
+const cryptoRandom: RandomSource = { intn: (n) => randomInt(n) };
+
+export class Daemon {
+  readonly id: NodeId;
+  readonly host: Host;
+  readonly node: RaftNode;
+  private readonly o: DaemonOptions;
+  private readonly log: Logger;
+  private readonly disk: LevelDisk;
+  private readonly transport: RaftTransport;
+  /** Addresses learned outside the member table (seeds, join requests). */
+  private readonly extraAddrs = new Map<NodeId, Multiaddr[]>();
+  private ticker: NodeJS.Timeout | undefined;
+  private reconciler: NodeJS.Timeout | undefined;
+  private busy = false;
+  private stopping = false;
+
+  private constructor(o: DaemonOptions, host: Host, disk: LevelDisk, storage: DurableStorage) {
+    this.o = o;
+    this.log = o.logger;
+    this.host = host;
+    this.disk = disk;
+    this.id = host.peerId.toString();
+    let node: RaftNode | undefined;
+    this.transport = new RaftTransport({
+      host,
+      addrsOf: (id) => this.addrsOf(id),
+      deliver: (m) => node?.receive(m),
+      reportUnreachable: (id) => node?.reportUnreachable(id),
+      reportSnapshot: (id, ok) => node?.reportSnapshot(id, ok),
+      warn: (msg, fields) => this.log.debug(fields ?? {}, msg),
+    });
+    node = new RaftNode({
+      id: this.id,
+      storage,
+      disk,
+      transport: this.transport,
+      random: cryptoRandom,
+      electionTicks: o.electionTicks ?? DAEMON_DEFAULTS.electionTicks,
+      heartbeatTicks: 1,
+      requestTimeoutTicks: Math.ceil(5000 / (o.tickMs ?? DAEMON_DEFAULTS.tickMs)),
+      ...(o.snapshotEntries !== undefined ? { snapshotEntries: o.snapshotEntries } : {}),
+      onFatal: (err) => {
+        this.log.fatal({ err: err.message }, 'disk failed; the node stopped');
+        void this.stop();
+      },
+    });
+    this.node = node;
+  }
+
+  static async start(o: DaemonOptions): Promise<Daemon> {
+    await mkdir(o.dataDir, { recursive: true, mode: 0o700 });
+    // The LevelDB lock first: a second process on this data dir stops here, having touched nothing.
+    const { disk, records } = await LevelDisk.open(join(o.dataDir, 'raft'));
+    let host: Host | undefined;
+    try {
+      const fresh = records.size === 0;
+      const seeds = o.seeds ?? [];
+      const privateKey = await loadOrCreatePeerKey(o.dataDir);
+      const psk = await loadOrCreateSecret(o.dataDir, o.secretFile, fresh && seeds.length === 0);
+      host = await createHost({ privateKey, psk, listen: o.listen });
+      const storage = DurableStorage.recover(records);
+      if (fresh && seeds.length === 0) {
+        bootstrap(storage.mem, [host.peerId.toString()]);
+        await new Promise<void>((res, rej) =>
+          disk.write(DurableStorage.initialOps(storage.mem), (e) => (e ? rej(e) : res())),
+        );
+        o.logger.info({ id: host.peerId.toString() }, 'bootstrapped a new cluster');
+      }
+      const d = new Daemon(o, host, disk, storage);
+      for (const s of seeds) {
+        const ma = multiaddr(s);
+        const id = ma.getComponents().find((c) => c.name === 'p2p')?.value;
+        if (id !== undefined) d.extraAddrs.set(id, [ma]);
+      }
+      await d.run();
+      return d;
+    } catch (e) {
+      if (host !== undefined) await Promise.resolve(host.stop()).catch(() => {});
+      await disk.close().catch(() => {});
+      throw e;
+    }
+  }
+
+  private async run(): Promise<void> {
+    await this.transport.start();
+    await this.host.handle(API_PROTOCOL, (stream) => {
+      serveExchange(stream, (req) => this.handle(req)).catch((e: Error) =>
+        this.log.debug({ err: e.message }, 'api exchange failed'),
+      );
+    });
+    const tickMs = this.o.tickMs ?? DAEMON_DEFAULTS.tickMs;
+    this.ticker = setInterval(() => this.node.tick(), tickMs);
+    this.reconciler = setInterval(() => void this.reconcile(), DAEMON_DEFAULTS.reconcileMs);
+    const addrs = this.addrs();
+    await writeFile(
+      join(this.o.dataDir, NODE_INFO_FILE),
+      `${JSON.stringify({ id: this.id, addrs, pid: process.pid }, null, 2)}\n`,
+    );
+    this.log.info({ id: this.id, addrs }, 'node started');
+  }
+
+  addrs(): string[] {
+    return this.host.getMultiaddrs().map(String);
+  }
+
+  private addrsOf(id: NodeId): Multiaddr[] {
+    const m = this.member(id);
+    const fromTable = m === undefined ? [] : m.addrs.map((a) => multiaddr(a));
+    return [...fromTable, ...(this.extraAddrs.get(id) ?? [])];
+  }
+
+  private member(id: NodeId): Member | undefined {
+    const r = this.node.sm.query({ op: 'members' });
+    return r.ok ? r.members?.find((m) => m.id === id) : undefined;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Background duties: join, keep our record current, promote learners.
+
+  private async reconcile(): Promise<void> {
+    if (this.busy || this.stopping) return;
+    this.busy = true;
+    try {
+      const st = this.node.status();
+      const inConfig = st.config.voters.includes(this.id) || st.config.learners.includes(this.id);
+      if (!inConfig && st.lead === '') return await this.join();
+      if (st.lead === '') return;
+      const me = this.member(this.id);
+      const addrs = this.addrs();
+      const role = st.config.voters.includes(this.id) ? 'voter' : 'learner';
+      if (me === undefined || me.role !== role || me.addrs.join() !== addrs.join()) {
+        await this.submit({ op: 'member.put', member: { id: this.id, addrs, role } });
+        return;
+      }
+      if (st.state === 'leader') await this.promote();
+    } catch (e) {
+      this.log.debug({ err: (e as Error).message }, 'reconcile failed');
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async join(): Promise<void> {
+    for (const [, addrs] of this.extraAddrs) {
+      const resp = await this.request(addrs, {
+        op: 'join',
+        id: this.id,
+        addrs: this.addrs(),
+      }).catch((e: Error) => apiError('UNAVAILABLE', e.message));
+      if (resp.ok) {
+        this.log.info('join accepted; catching up as a learner');
+        return;
+      }
+      this.log.info({ reason: resp.error.message }, 'join not accepted yet');
+    }
+  }
+
+  private async promote(): Promise<void> {
+    const st = this.node.status();
+    const maxVoters = this.o.maxVoters ?? DAEMON_DEFAULTS.maxVoters;
+    if (st.config.voters.length >= maxVoters) return;
+    const last = this.node.storage.lastIndex();
+    for (const id of st.config.learners) {
+      const pr = st.progress?.[id];
+      if (pr === undefined || pr.match + DAEMON_DEFAULTS.promoteLagEntries < last) continue;
+      const out = await this.change('addVoter', id);
+      if (out.ok) this.log.info({ id }, 'promoted a caught-up learner to voter');
+      return;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Client API.
+
+  private submit(c: Command): Promise<Outcome> {
+    return new Promise((r) => this.node.submit(c, r));
+  }
+  private read(q: Query, stale: boolean): Promise<Outcome> {
+    return new Promise((r) => this.node.read(q, r, { stale }));
+  }
+  private change(type: 'addLearner' | 'addVoter' | 'removeNode', nodeId: NodeId): Promise<Outcome> {
+    return new Promise((r) => this.node.changeMembership({ type, nodeId }, r));
+  }
+
+  private async request(addrs: Multiaddr[], req: ApiRequest): Promise<ApiResponse> {
+    const stream = await this.host.dialProtocol(addrs, API_PROTOCOL, {
+      signal: AbortSignal.timeout(3000),
+    });
+    return requestExchange(stream, req);
+  }
+
+  private async handle(raw: unknown): Promise<ApiResponse> {
+    if (typeof raw !== 'object' || raw === null || typeof (raw as ApiRequest).op !== 'string') {
+      return apiError('INVALID', 'a request is an object with an op');
+    }
+    const req = raw as ApiRequest;
+    const stale = req.stale === true;
+    switch (req.op) {
+      case 'status':
+        return { ok: true, ...this.statusView() };
+      case 'kv.get':
+        return answer(await this.read({ op: 'kv.get', key: req.key as string }, stale));
+      case 'kv.list':
+        return answer(
+          await this.read(
+            {
+              op: 'kv.list',
+              prefix: (req.prefix as string) ?? '',
+              ...(req.limit !== undefined ? { limit: req.limit as number } : {}),
+            },
+            stale,
+          ),
+        );
+      case 'kv.put':
+        return answer(
+          await this.submit({ op: 'kv.put', key: req.key as string, value: req.value as string }),
+        );
+      case 'kv.cas':
+        return answer(
+          await this.submit({
+            op: 'kv.cas',
+            key: req.key as string,
+            from: req.from as string | null,
+            to: req.to as string,
+          }),
+        );
+      case 'kv.del':
+        return answer(await this.submit({ op: 'kv.del', key: req.key as string }));
+      case 'members':
+        return { ok: true, members: this.membersView() };
+      case 'join':
+        return this.handleJoin(req);
+      case 'raft.transfer':
+        return this.handleTransfer(req);
+      case 'raft.remove':
+        return this.handleRemove(req);
+      default:
+        return apiError('INVALID', `unknown op ${JSON.stringify(req.op)}`);
+    }
+  }
+
+  private async handleJoin(req: ApiRequest): Promise<ApiResponse> {
+    const id = req.id;
+    const addrs = req.addrs;
+    if (
+      typeof id !== 'string' ||
+      !Array.isArray(addrs) ||
+      !addrs.every((a) => typeof a === 'string')
+    ) {
+      return apiError('INVALID', 'join needs id and addrs');
+    }
+    try {
+      peerIdFromString(id);
+      for (const a of addrs) multiaddr(a as string);
+    } catch (e) {
+      return apiError('INVALID', `join: ${(e as Error).message}`);
+    }
+    const cfg = this.node.status().config;
+    if (cfg.voters.includes(id) || cfg.learners.includes(id)) return { ok: true, already: true };
+    this.extraAddrs.set(
+      id,
+      (addrs as string[]).map((a) => multiaddr(a)),
+    );
+    // The address first, so that the leader can reach the learner as soon as it is added.
+    const put = await this.submit({
+      op: 'member.put',
+      member: { id, addrs: addrs as string[], role: 'learner' },
+    });
+    if (!put.ok) return answer(put);
+    const added = await this.change('addLearner', id);
+    if (!added.ok) return answer(added);
+    this.log.info({ id }, 'added a learner');
+    return { ok: true };
+  }
+
+  private async handleTransfer(req: ApiRequest): Promise<ApiResponse> {
+    const st = this.node.status();
+    if (st.lead === '') return apiError('NO_LEADER', 'no leader yet: retry shortly');
+    const to = typeof req.to === 'string' ? req.to : this.bestTransferee();
+    if (to === undefined || !st.config.voters.includes(to))
+      return apiError('INVALID', `${String(to)} is not a voter`);
+    this.node.transferLeader(to);
+    const ok = await waitFor(() => this.node.status().lead === to, DAEMON_DEFAULTS.transferWaitMs);
+    return ok
+      ? { ok: true, leader: to }
+      : apiError('TIMEOUT', `leadership did not move to ${to} in time`);
+  }
+
+  private async handleRemove(req: ApiRequest): Promise<ApiResponse> {
+    if (typeof req.id !== 'string') return apiError('INVALID', 'remove needs id');
+    const out = await this.change('removeNode', req.id);
+    if (!out.ok) return answer(out);
+    await this.submit({ op: 'member.remove', id: req.id });
+    return { ok: true };
+  }
+
+  private bestTransferee(): NodeId | undefined {
+    const st = this.node.status();
+    let best: NodeId | undefined;
+    let bestMatch = -1;
+    for (const id of st.config.voters) {
+      if (id === this.id) continue;
+      const m = st.progress?.[id]?.match ?? -1;
+      if (m > bestMatch) {
+        best = id;
+        bestMatch = m;
+      }
+    }
+    return best;
+  }
+
+  statusView(): Record<string, unknown> {
+    const st = this.node.status();
+    return {
+      id: this.id,
+      state: st.state,
+      leader: st.lead,
+      term: st.term,
+      commit: st.commit,
+      applied: st.applied,
+      members: this.membersView(),
+    };
+  }
+
+  private membersView(): Record<string, unknown>[] {
+    const st = this.node.status();
+    const r = this.node.sm.query({ op: 'members' });
+    const table = new Map((r.ok ? (r.members ?? []) : []).map((m) => [m.id, m]));
+    const ids = new Set([...st.config.voters, ...st.config.learners, ...table.keys()]);
+    return [...ids].sort().map((id) => ({
+      id,
+      addrs: table.get(id)?.addrs ?? [],
+      role: st.config.voters.includes(id)
+        ? 'voter'
+        : st.config.learners.includes(id)
+          ? 'learner'
+          : 'member',
+      leader: id === st.lead,
+      ...(st.progress?.[id] !== undefined
+        ? { match: st.progress[id]!.match, active: st.progress[id]!.recentActive }
+        : {}),
+    }));
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  /** Stops cleanly; a leader first hands leadership to the most caught-up voter. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    clearInterval(this.reconciler);
+    const st = this.node.status();
+    if (!this.node.isStopped && st.state === 'leader') {
+      const to = this.bestTransferee();
+      if (to !== undefined) {
+        this.node.transferLeader(to);
+        await waitFor(() => this.node.status().state !== 'leader', DAEMON_DEFAULTS.transferWaitMs);
+      }
+    }
+    clearInterval(this.ticker);
+    this.node.stop();
+    await this.transport.close();
+    await this.host.stop();
+    await this.disk.close();
+    await rm(join(this.o.dataDir, NODE_INFO_FILE), { force: true });
+    this.log.info('node stopped');
+  }
+}
+
+function answer(o: Outcome): ApiResponse {
+  if (!o.ok) {
+    const code =
+      o.code === 'INVALID'
+        ? 'INVALID'
+        : o.code === 'NO_LEADER' || o.code === 'PROPOSAL_DROPPED'
+          ? 'NO_LEADER'
+          : 'TIMEOUT';
+    return apiError(code, o.message);
+  }
+  const r = o.result;
+  if (!r.ok) {
+    const code =
+      r.code === 'notFound' ? 'NOT_FOUND' : r.code === 'casMismatch' ? 'CAS_MISMATCH' : 'INVALID';
+    return apiError(code, r.message);
+  }
+  const { ok: _ok, ...rest } = r;
+  return { ok: true, index: o.index, ...rest };
+}
+
+function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
+  const start = Date.now();
+  return new Promise((resolve) => {
+    const t = setInterval(() => {
+      if (cond()) {
+        clearInterval(t);
+        resolve(true);
+      } else if (Date.now() - start > ms) {
+        clearInterval(t);
+        resolve(false);
+      }
+    }, 10);
+  });
+}
