@@ -82,6 +82,10 @@ describe('Daemon (in one process)', () => {
       });
       const st = await cb.request({ op: 'status' });
       expect(st).toMatchObject({ ok: true, leader: a.id });
+      await until(async () => {
+        const r = (await cc.request({ op: 'nodes' })) as unknown as { nodes: { health: string }[] };
+        return r.nodes.length === 3 && r.nodes.every((n) => n.health === 'alive');
+      }, 10_000);
       const members = (st as unknown as { members: { role: string; addrs: string[] }[] }).members;
       expect(members.map((m) => m.role)).toEqual(['voter', 'voter', 'voter']);
       expect(members.every((m) => m.addrs.length > 0)).toBe(true);

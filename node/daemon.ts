@@ -6,8 +6,10 @@
 
 import './polyfill.ts';
 import { randomInt } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
@@ -21,6 +23,7 @@ import {
   serveExchange,
 } from './api/wire.ts';
 import { loadOrCreatePeerKey, loadOrCreateSecret, NODE_INFO_FILE } from './identity.ts';
+import { collectMetrics, detectVmms, GOSSIP_INTERVAL_MS, Gossip } from './p2p/gossip.ts';
 import { createHost, type Host } from './p2p/host.ts';
 import { RaftTransport } from './p2p/raft_transport.ts';
 import { LevelDisk } from './raft/level_disk.ts';
@@ -39,6 +42,8 @@ export interface DaemonOptions {
   readonly tickMs?: number;
   readonly electionTicks?: number;
   readonly snapshotEntries?: number;
+  /** Metrics gossip interval. */
+  readonly gossipMs?: number;
   readonly logger: Logger;
 }
 
@@ -54,6 +59,12 @@ export const DAEMON_DEFAULTS = {
   transferWaitMs: 2000,
 } as const;
 
+export const PCR_VERSION: string = (
+  JSON.parse(
+    readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', 'package.json'), 'utf8'),
+  ) as { version: string }
+).version;
+
 const cryptoRandom: RandomSource = { intn: (n) => randomInt(n) };
 
 export class Daemon {
@@ -64,6 +75,7 @@ export class Daemon {
   private readonly log: Logger;
   private readonly disk: LevelDisk;
   private readonly transport: RaftTransport;
+  readonly gossip: Gossip;
   /** Addresses learned outside the member table (seeds, join requests). */
   private readonly extraAddrs = new Map<NodeId, Multiaddr[]>();
   private ticker: NodeJS.Timeout | undefined;
@@ -102,6 +114,12 @@ export class Daemon {
       },
     });
     this.node = node;
+    const vmms = detectVmms();
+    this.gossip = new Gossip(
+      host,
+      async () => collectMetrics(this.id, PCR_VERSION, o.dataDir, await vmms),
+      o.gossipMs ?? GOSSIP_INTERVAL_MS,
+    );
   }
 
   static async start(o: DaemonOptions): Promise<Daemon> {
@@ -114,7 +132,7 @@ export class Daemon {
       const seeds = o.seeds ?? [];
       const privateKey = await loadOrCreatePeerKey(o.dataDir);
       const psk = await loadOrCreateSecret(o.dataDir, o.secretFile, fresh && seeds.length === 0);
-      host = await createHost({ privateKey, psk, listen: o.listen });
+      host = await createHost({ privateKey, psk, listen: o.listen, gossip: true });
       const storage = DurableStorage.recover(records);
       if (fresh && seeds.length === 0) {
         bootstrap(storage.mem, [host.peerId.toString()]);
@@ -140,6 +158,7 @@ export class Daemon {
 
   private async run(): Promise<void> {
     await this.transport.start();
+    this.gossip.start();
     await this.host.handle(API_PROTOCOL, (stream) => {
       serveExchange(stream, (req) => this.handle(req)).catch((e: Error) =>
         this.log.debug({ err: e.message }, 'api exchange failed'),
@@ -285,6 +304,8 @@ export class Daemon {
         return answer(await this.submit({ op: 'kv.del', key: req.key as string }));
       case 'members':
         return { ok: true, members: this.membersView() };
+      case 'nodes':
+        return { ok: true, nodes: this.nodesView() };
       case 'join':
         return this.handleJoin(req);
       case 'raft.transfer':
@@ -399,6 +420,18 @@ export class Daemon {
     }));
   }
 
+  private nodesView(): Record<string, unknown>[] {
+    const now = Date.now();
+    return [...this.gossip.view.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([id, e]) => ({
+        ...e.metrics,
+        id,
+        lastSeenMs: now - e.lastSeen,
+        health: this.gossip.health(id, now),
+      }));
+  }
+
   // ---------------------------------------------------------------------------------------------
 
   /** Stops cleanly; a leader first hands leadership to the most caught-up voter. */
@@ -406,6 +439,7 @@ export class Daemon {
     if (this.stopping) return;
     this.stopping = true;
     clearInterval(this.reconciler);
+    this.gossip.stop();
     const st = this.node.status();
     if (!this.node.isStopped && st.state === 'leader') {
       const to = this.bestTransferee();

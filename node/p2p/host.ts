@@ -5,6 +5,7 @@
 import '../polyfill.ts';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
+import { type GossipSub, gossipsub } from '@libp2p/gossipsub';
 import { identify } from '@libp2p/identify';
 import type { PrivateKey } from '@libp2p/interface';
 import { ping } from '@libp2p/ping';
@@ -19,11 +20,14 @@ export interface HostOptions {
   readonly listen: readonly string[];
   /** Loopback and test networks dial each other a lot: allow them past the inbound rate limit. */
   readonly allow?: readonly string[];
+  /** Run gossipsub (members do; the `pcr` client does not). */
+  readonly gossip?: boolean;
 }
 
 export type Host = Libp2p<{
   identify: ReturnType<ReturnType<typeof identify>>;
   ping: ReturnType<ReturnType<typeof ping>>;
+  pubsub?: GossipSub;
 }>;
 
 export async function createHost(o: HostOptions): Promise<Host> {
@@ -35,6 +39,19 @@ export async function createHost(o: HostOptions): Promise<Host> {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionManager: { allow: [...(o.allow ?? ['/ip4/127.0.0.0/ipcidr/8'])] },
-    services: { identify: identify(), ping: ping() },
+    services: {
+      identify: identify(),
+      ping: ping(),
+      ...(o.gossip === true
+        ? {
+            pubsub: gossipsub({
+              allowPublishToZeroTopicPeers: true,
+              // Members often share one IP (tests, one machine): without this, more than 10
+              // same-IP peers score each other negative and no mesh forms (DESIGN.md).
+              scoreParams: { IPColocationFactorWeight: 0 },
+            }),
+          }
+        : {}),
+    },
   })) as unknown as Host;
 }

@@ -1,0 +1,181 @@
+// Metrics gossip: every member publishes its metrics on one gossipsub topic at a fixed interval,
+// and keeps a view of the cluster with last-seen times. Gossip is lossy by design: the view is
+// for people, placement hints and failure suspicion, never for anything that must not be lost
+// (membership and desired state live in Raft). Messages are signed by gossipsub (StrictSign), so
+// the publisher's peer ID is authenticated; a message about another node is refused.
+
+import { access, statfs } from 'node:fs/promises';
+import { cpus, freemem, loadavg, totalmem } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { Packr } from 'msgpackr';
+import type { Host } from './host.ts';
+
+export const METRICS_TOPIC = '/pcr/metrics/1';
+export const GOSSIP_INTERVAL_MS = 2000;
+/** A metrics message larger than this is refused. */
+export const METRICS_BYTES_MAX = 8 * 1024;
+/** Not heard from in this many intervals: suspect; in SUSPECT x 3: down. */
+export const SUSPECT_AFTER_INTERVALS = 3;
+
+export interface NodeMetrics {
+  readonly id: string;
+  readonly version: string;
+  readonly uptimeS: number;
+  readonly cpus: number;
+  readonly load1: number;
+  readonly memTotal: number;
+  readonly memFree: number;
+  readonly diskFree: number;
+  readonly vmms: readonly string[];
+}
+
+export interface ViewEntry {
+  readonly metrics: NodeMetrics;
+  /** Local wall-clock ms when last heard from. */
+  readonly lastSeen: number;
+}
+
+export type Health = 'alive' | 'suspect' | 'down';
+
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
+
+const VMM_BINARIES: Record<string, string> = {
+  qemu: 'qemu-system-x86_64',
+  'cloud-hypervisor': 'cloud-hypervisor',
+  firecracker: 'firecracker',
+};
+
+/** Which VMM binaries are on PATH (issue 6 refines this with probes that actually boot). */
+export async function detectVmms(): Promise<string[]> {
+  const dirs = (process.env.PATH ?? '').split(delimiter).filter((d) => d !== '');
+  const found: string[] = [];
+  for (const [name, bin] of Object.entries(VMM_BINARIES)) {
+    for (const d of dirs) {
+      if (
+        await access(join(d, bin)).then(
+          () => true,
+          () => false,
+        )
+      ) {
+        found.push(name);
+        break;
+      }
+    }
+  }
+  return found;
+}
+
+function metricsProblem(x: unknown): string | undefined {
+  if (typeof x !== 'object' || x === null) return 'not an object';
+  const m = x as Record<string, unknown>;
+  for (const f of ['uptimeS', 'cpus', 'load1', 'memTotal', 'memFree', 'diskFree']) {
+    if (typeof m[f] !== 'number' || !Number.isFinite(m[f])) return `${f} is not a number`;
+  }
+  if (typeof m.id !== 'string' || typeof m.version !== 'string')
+    return 'id or version is not a string';
+  if (!Array.isArray(m.vmms) || !m.vmms.every((v) => typeof v === 'string'))
+    return 'vmms is not a list of strings';
+  return undefined;
+}
+
+export class Gossip {
+  readonly view = new Map<string, ViewEntry>();
+  readonly stats = { published: 0, received: 0, refused: 0 };
+  private readonly host: Host;
+  private readonly collect: () => Promise<NodeMetrics>;
+  private readonly intervalMs: number;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(host: Host, collect: () => Promise<NodeMetrics>, intervalMs = GOSSIP_INTERVAL_MS) {
+    this.host = host;
+    this.collect = collect;
+    this.intervalMs = intervalMs;
+  }
+
+  start(): void {
+    const pubsub = this.host.services.pubsub;
+    if (pubsub === undefined) throw new Error('gossip needs a host started with gossip: true');
+    pubsub.addEventListener('message', (evt) => {
+      const msg = evt.detail;
+      if (msg.topic !== METRICS_TOPIC) return;
+      this.receive(msg.type === 'signed' ? msg.from.toString() : undefined, msg.data);
+    });
+    pubsub.subscribe(METRICS_TOPIC);
+    void this.publish();
+    this.timer = setInterval(() => void this.publish(), this.intervalMs);
+  }
+
+  /** Handles one received message; exported behaviour for tests of bad input. */
+  receive(from: string | undefined, data: Uint8Array): boolean {
+    if (from === undefined || data.byteLength > METRICS_BYTES_MAX) {
+      this.stats.refused++;
+      return false;
+    }
+    let m: unknown;
+    try {
+      m = packr.unpack(data);
+    } catch {
+      this.stats.refused++;
+      return false;
+    }
+    if (metricsProblem(m) !== undefined || (m as NodeMetrics).id !== from) {
+      this.stats.refused++;
+      return false;
+    }
+    this.stats.received++;
+    this.view.set(from, { metrics: m as NodeMetrics, lastSeen: Date.now() });
+    return true;
+  }
+
+  private async publish(): Promise<void> {
+    try {
+      const m = await this.collect();
+      this.view.set(m.id, { metrics: m, lastSeen: Date.now() });
+      await this.host.services.pubsub?.publish(METRICS_TOPIC, packr.pack(m));
+      this.stats.published++;
+    } catch {
+      // No peers yet, or stopping: the next interval tries again.
+    }
+  }
+
+  health(id: string, now = Date.now()): Health {
+    const e = this.view.get(id);
+    if (e === undefined) return 'down';
+    const age = now - e.lastSeen;
+    if (age <= SUSPECT_AFTER_INTERVALS * this.intervalMs) return 'alive';
+    if (age <= 3 * SUSPECT_AFTER_INTERVALS * this.intervalMs) return 'suspect';
+    return 'down';
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+const started = Date.now();
+
+export async function collectMetrics(
+  id: string,
+  version: string,
+  dataDir: string,
+  vmms: readonly string[],
+): Promise<NodeMetrics> {
+  let diskFree = 0;
+  try {
+    const s = await statfs(dataDir);
+    diskFree = s.bavail * s.bsize;
+  } catch {
+    // keep 0: unknown
+  }
+  return {
+    id,
+    version,
+    uptimeS: Math.round((Date.now() - started) / 1000),
+    cpus: cpus().length,
+    load1: loadavg()[0] ?? 0,
+    memTotal: totalmem(),
+    memFree: freemem(),
+    diskFree,
+    vmms: [...vmms],
+  };
+}
