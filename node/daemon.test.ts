@@ -86,6 +86,10 @@ describe('Daemon (in one process)', () => {
         const r = (await cc.request({ op: 'nodes' })) as unknown as { nodes: { health: string }[] };
         return r.nodes.length === 3 && r.nodes.every((n) => n.health === 'alive');
       }, 10_000);
+      const metrics = await (await fetch(a.metricsUrl)).text();
+      expect(metrics).toMatch(/^pcr_raft_is_leader 1$/m);
+      expect(metrics).toMatch(/^pcr_raft_voters 3$/m);
+      expect(metrics).toMatch(/^pcr_apply_latency_seconds_count \d+$/m);
       const members = (st as unknown as { members: { role: string; addrs: string[] }[] }).members;
       expect(members.map((m) => m.role)).toEqual(['voter', 'voter', 'voter']);
       expect(members.every((m) => m.addrs.length > 0)).toBe(true);

@@ -8,6 +8,7 @@ import './polyfill.ts';
 import { randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
+import type { Server } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { peerIdFromString } from '@libp2p/peer-id';
@@ -23,6 +24,7 @@ import {
   serveExchange,
 } from './api/wire.ts';
 import { loadOrCreatePeerKey, loadOrCreateSecret, NODE_INFO_FILE } from './identity.ts';
+import { Histogram, renderSamples, type Sample, serveMetrics } from './metrics.ts';
 import { collectMetrics, detectVmms, GOSSIP_INTERVAL_MS, Gossip } from './p2p/gossip.ts';
 import { createHost, type Host } from './p2p/host.ts';
 import { RaftTransport } from './p2p/raft_transport.ts';
@@ -42,6 +44,8 @@ export interface DaemonOptions {
   readonly tickMs?: number;
   readonly electionTicks?: number;
   readonly snapshotEntries?: number;
+  /** Prometheus metrics listen address, host:port (loopback by default; port 0 picks one). */
+  readonly metricsAddr?: string;
   /** Metrics gossip interval. */
   readonly gossipMs?: number;
   readonly logger: Logger;
@@ -76,6 +80,9 @@ export class Daemon {
   private readonly disk: LevelDisk;
   private readonly transport: RaftTransport;
   readonly gossip: Gossip;
+  private readonly applyLatency = new Histogram();
+  private metricsServer: Server | undefined;
+  metricsUrl = '';
   /** Addresses learned outside the member table (seeds, join requests). */
   private readonly extraAddrs = new Map<NodeId, Multiaddr[]>();
   private ticker: NodeJS.Timeout | undefined;
@@ -167,10 +174,14 @@ export class Daemon {
     const tickMs = this.o.tickMs ?? DAEMON_DEFAULTS.tickMs;
     this.ticker = setInterval(() => this.node.tick(), tickMs);
     this.reconciler = setInterval(() => void this.reconcile(), DAEMON_DEFAULTS.reconcileMs);
+    const [mhost, mport] = splitHostPort(this.o.metricsAddr ?? '127.0.0.1:0');
+    const served = await serveMetrics(mhost, mport, () => this.renderMetrics());
+    this.metricsServer = served.server;
+    this.metricsUrl = served.url;
     const addrs = this.addrs();
     await writeFile(
       join(this.o.dataDir, NODE_INFO_FILE),
-      `${JSON.stringify({ id: this.id, addrs, pid: process.pid }, null, 2)}\n`,
+      `${JSON.stringify({ id: this.id, addrs, metrics: this.metricsUrl, pid: process.pid }, null, 2)}\n`,
     );
     this.log.info({ id: this.id, addrs }, 'node started');
   }
@@ -249,7 +260,13 @@ export class Daemon {
   // Client API.
 
   private submit(c: Command): Promise<Outcome> {
-    return new Promise((r) => this.node.submit(c, r));
+    const start = performance.now();
+    return new Promise((r) =>
+      this.node.submit(c, (o) => {
+        if (o.ok) this.applyLatency.observe((performance.now() - start) / 1000);
+        r(o);
+      }),
+    );
   }
   private read(q: Query, stale: boolean): Promise<Outcome> {
     return new Promise((r) => this.node.read(q, r, { stale }));
@@ -420,6 +437,83 @@ export class Daemon {
     }));
   }
 
+  renderMetrics(): string {
+    const st = this.node.status();
+    const ns = this.node.stats;
+    const ts = this.transport.stats;
+    const g = this.gossip.stats;
+    const c = (
+      name: string,
+      help: string,
+      value: number,
+      labels?: Record<string, string>,
+    ): Sample => ({
+      name,
+      help,
+      type: 'counter',
+      value,
+      ...(labels !== undefined ? { labels } : {}),
+    });
+    const gauge = (name: string, help: string, value: number): Sample => ({
+      name,
+      help,
+      type: 'gauge',
+      value,
+    });
+    const samples: Sample[] = [
+      gauge('pcr_raft_term', 'Current Raft term.', st.term),
+      gauge('pcr_raft_commit_index', 'Highest log index known committed.', st.commit),
+      gauge(
+        'pcr_raft_applied_index',
+        'Highest log index applied to the state machine.',
+        st.applied,
+      ),
+      gauge('pcr_raft_is_leader', '1 if this member is the leader.', st.state === 'leader' ? 1 : 0),
+      gauge('pcr_raft_voters', 'Voters in the configuration.', st.config.voters.length),
+      gauge('pcr_raft_learners', 'Learners in the configuration.', st.config.learners.length),
+      c('pcr_raft_elections_total', 'Elections started by this member.', st.stats.elections),
+      c(
+        'pcr_raft_pre_elections_total',
+        'Pre-vote rounds started by this member.',
+        st.stats.preElections,
+      ),
+      c('pcr_raft_became_leader_total', 'Times this member became leader.', st.stats.becameLeader),
+      c(
+        'pcr_raft_snapshots_sent_total',
+        'Snapshots sent to lagging followers.',
+        st.stats.snapshotsSent,
+      ),
+      c('pcr_raft_proposals_total', 'Commands proposed through this member.', ns.proposals),
+      c('pcr_raft_disk_batches_total', 'Synced disk batches (group commits).', ns.diskBatches),
+      c(
+        'pcr_raft_snapshots_taken_total',
+        'Snapshots of the state machine taken here.',
+        ns.snapshotsTaken,
+      ),
+      c('pcr_raft_request_timeouts_total', 'Requests that timed out.', ns.timeouts),
+      ...Object.entries(st.stats.dropped).map(([reason, v]) =>
+        c('pcr_raft_messages_dropped_total', 'Raft messages dropped by the core, by reason.', v, {
+          reason,
+        }),
+      ),
+      c('pcr_transport_frames_sent_total', 'Raft frames written to peers.', ts.framesSent),
+      c(
+        'pcr_transport_frames_received_total',
+        'Raft frames received from peers.',
+        ts.framesReceived,
+      ),
+      c(
+        'pcr_transport_bad_frames_total',
+        'Raft frames refused (malformed, oversized, spoofed).',
+        ts.badFrames,
+      ),
+      c('pcr_gossip_messages_published_total', 'Metrics messages published.', g.published),
+      c('pcr_gossip_messages_received_total', 'Metrics messages accepted.', g.received),
+      c('pcr_gossip_messages_refused_total', 'Metrics messages refused.', g.refused),
+    ];
+    return `${renderSamples(samples)}\n${this.applyLatency.render('pcr_apply_latency_seconds', 'From proposal to apply on this member, for writes through it.')}`;
+  }
+
   private nodesView(): Record<string, unknown>[] {
     const now = Date.now();
     return [...this.gossip.view.entries()]
@@ -449,6 +543,7 @@ export class Daemon {
       }
     }
     clearInterval(this.ticker);
+    this.metricsServer?.close();
     this.node.stop();
     await this.transport.close();
     await this.host.stop();
@@ -476,6 +571,15 @@ function answer(o: Outcome): ApiResponse {
   }
   const { ok: _ok, ...rest } = r;
   return { ok: true, index: o.index, ...rest };
+}
+
+function splitHostPort(addr: string): [string, number] {
+  const i = addr.lastIndexOf(':');
+  const port = Number(addr.slice(i + 1));
+  if (i <= 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new Error(`metrics address ${JSON.stringify(addr)} is not host:port`);
+  }
+  return [addr.slice(0, i), port];
 }
 
 function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
