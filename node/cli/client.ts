@@ -1,0 +1,164 @@
+// How `pcr` finds a member and the cluster secret, runs one request, and turns the outcome into
+// output (a table for people, --json for machines) and a distinct exit code.
+
+import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { ApiClient } from '../api/client.ts';
+import type { ApiRequest, ApiResponse } from '../api/wire.ts';
+import { CLUSTER_SECRET_FILE, NODE_INFO_FILE, readSecret, SecretError } from '../identity.ts';
+
+/** Exit codes of `pcr` (docs/operations.md). */
+export const EXIT = {
+  ok: 0,
+  /** The request was carried out and the answer is "no" (e.g. a CAS whose expected value differed). */
+  failed: 1,
+  usage: 2,
+  noLeader: 3,
+  unreachable: 4,
+  unauthorized: 5,
+  timeout: 6,
+  notFound: 7,
+} as const;
+
+export class CliError extends Error {
+  readonly exitCode: number;
+  constructor(message: string, exitCode: number) {
+    super(message);
+    this.exitCode = exitCode;
+  }
+}
+
+export interface ConnectOptions {
+  readonly addr?: string;
+  readonly dataDir?: string;
+  readonly secretFile?: string;
+  readonly json?: boolean;
+  readonly timeout?: string;
+}
+
+export function defaultDataDir(): string {
+  return (
+    process.env.PCR_DATA_DIR ??
+    join(process.env.XDG_DATA_HOME ?? join(homedir(), '.local', 'share'), 'pcr')
+  );
+}
+
+async function resolveTarget(o: ConnectOptions): Promise<{ addr: string; secret: Uint8Array }> {
+  const dataDir = o.dataDir ?? defaultDataDir();
+  let addr = o.addr ?? process.env.PCR_ADDR;
+  if (addr === undefined) {
+    let info: { addrs?: string[] };
+    try {
+      info = JSON.parse(await readFile(join(dataDir, NODE_INFO_FILE), 'utf8')) as {
+        addrs?: string[];
+      };
+    } catch {
+      throw new CliError(
+        `no running node found in ${dataDir}: start one (pcr node start), or point at a member with --addr or PCR_ADDR`,
+        EXIT.unreachable,
+      );
+    }
+    addr = info.addrs?.find((a) => a.includes('/127.0.0.1/')) ?? info.addrs?.[0];
+    if (addr === undefined)
+      throw new CliError(`${join(dataDir, NODE_INFO_FILE)} lists no address`, EXIT.unreachable);
+  }
+  const secretFile =
+    o.secretFile ?? process.env.PCR_SECRET_FILE ?? join(dataDir, CLUSTER_SECRET_FILE);
+  try {
+    return { addr, secret: await readSecret(secretFile) };
+  } catch (e) {
+    if (e instanceof SecretError) {
+      throw new CliError(
+        `${e.message}: pass --secret-file (a member's ${CLUSTER_SECRET_FILE})`,
+        EXIT.unauthorized,
+      );
+    }
+    throw e;
+  }
+}
+
+const CODE_EXIT: Record<string, number> = {
+  NO_LEADER: EXIT.noLeader,
+  TIMEOUT: EXIT.timeout,
+  NOT_FOUND: EXIT.notFound,
+  CAS_MISMATCH: EXIT.failed,
+  INVALID: EXIT.usage,
+  UNAVAILABLE: EXIT.unreachable,
+  NOT_LEADER: EXIT.noLeader,
+};
+
+const CODE_HINT: Record<string, string> = {
+  NO_LEADER: 'no leader yet (an election is running, or this member is cut off): retry shortly',
+  TIMEOUT: 'timed out: the outcome is unknown; check with a read before retrying a write',
+};
+
+/** Sends one request and returns the successful answer, or throws a CliError with the right code. */
+export async function call(o: ConnectOptions, req: ApiRequest): Promise<Record<string, unknown>> {
+  const { addr, secret } = await resolveTarget(o);
+  const timeoutMs = o.timeout !== undefined ? Number(o.timeout) * 1000 : 15_000;
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
+    throw new CliError('--timeout must be a positive number of seconds', EXIT.usage);
+  let client: ApiClient;
+  try {
+    client = await ApiClient.connect(addr, secret);
+  } catch (e) {
+    throw new CliError(`bad member address ${addr}: ${(e as Error).message}`, EXIT.usage);
+  }
+  let resp: ApiResponse;
+  try {
+    resp = await client.request(req, timeoutMs);
+  } catch (e) {
+    const err = e as Error;
+    const text = `${err.name} ${err.message}`;
+    if (/EncryptionFailed|nonce|psk/i.test(text)) {
+      throw new CliError(
+        `not authorized by ${addr}: the cluster secret does not match (${err.name})`,
+        EXIT.unauthorized,
+      );
+    }
+    if (/abort|timeout/i.test(text))
+      throw new CliError(`no answer from ${addr} within ${timeoutMs / 1000} s`, EXIT.timeout);
+    throw new CliError(
+      `member unreachable at ${addr}: ${err.message}; is the node running?`,
+      EXIT.unreachable,
+    );
+  } finally {
+    await client.close().catch(() => {});
+  }
+  if (!resp.ok) {
+    const { code, message } = resp.error;
+    const hint = CODE_HINT[code];
+    throw new CliError(
+      `${code}: ${message}${hint !== undefined ? ` (${hint})` : ''}`,
+      CODE_EXIT[code] ?? EXIT.failed,
+    );
+  }
+  return resp as Record<string, unknown>;
+}
+
+/** Prints rows as an aligned table. */
+export function table(
+  rows: readonly Record<string, unknown>[],
+  columns: readonly string[],
+): string {
+  const cells = rows.map((r) => columns.map((c) => fmt(r[c])));
+  const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i]!.length)));
+  const line = (xs: readonly string[]): string =>
+    xs
+      .map((x, i) => x.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  return [line(columns.map((c) => c.toUpperCase())), ...cells.map(line)].join('\n');
+}
+
+function fmt(v: unknown): string {
+  if (v === undefined || v === null) return '-';
+  if (Array.isArray(v)) return v.join(',');
+  if (typeof v === 'boolean') return v ? 'yes' : 'no';
+  return String(v);
+}
+
+export function print(o: ConnectOptions, value: unknown, human: () => string): void {
+  process.stdout.write(`${o.json === true ? JSON.stringify(value) : human()}\n`);
+}

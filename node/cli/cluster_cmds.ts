@@ -1,0 +1,145 @@
+// `pcr` commands that talk to a running cluster: status, members, nodes, kv, operator raft.
+
+import type { Command } from 'commander';
+import { type ConnectOptions, call, print, table } from './client.ts';
+
+/** Options every client command takes. */
+export function withConnect(cmd: Command): Command {
+  return cmd
+    .option('--addr <multiaddr>', 'a member to talk to (default: PCR_ADDR, or the local node)')
+    .option('--data-dir <dir>', "the local node's data dir (its address and the cluster secret)")
+    .option(
+      '--secret-file <file>',
+      'the cluster secret (default: PCR_SECRET_FILE, or the data dir)',
+    )
+    .option('--timeout <seconds>', 'give up after this long (default 15)')
+    .option('--json', 'print JSON for machines');
+}
+
+type Opts = ConnectOptions & { stale?: boolean; limit?: string; absent?: boolean };
+
+function members(value: Record<string, unknown>): Record<string, unknown>[] {
+  return (value.members as Record<string, unknown>[]) ?? [];
+}
+
+export function registerClusterCommands(program: Command): void {
+  withConnect(
+    program.command('status').description('leader, term, commit and applied index, members'),
+  ).action(async (o: Opts) => {
+    const r = await call(o, { op: 'status' });
+    print(o, r, () =>
+      [
+        `node     ${r.id}`,
+        `state    ${r.state}`,
+        `leader   ${r.leader === '' ? '(none)' : r.leader}`,
+        `term     ${r.term}`,
+        `commit   ${r.commit}`,
+        `applied  ${r.applied}`,
+        '',
+        table(members(r), ['id', 'role', 'leader', 'match', 'active', 'addrs']),
+      ].join('\n'),
+    );
+  });
+
+  withConnect(
+    program.command('members').description('members of the cluster and their roles'),
+  ).action(async (o: Opts) => {
+    const r = await call(o, { op: 'members' });
+    print(o, r.members, () => table(members(r), ['id', 'role', 'leader', 'addrs']));
+  });
+
+  withConnect(program.command('nodes').description('gossiped metrics of every node')).action(
+    async (o: Opts) => {
+      const r = await call(o, { op: 'nodes' });
+      const nodes = (r.nodes as Record<string, unknown>[]).map((n) => ({
+        ...n,
+        mem: `${Math.round((Number(n.memTotal) - Number(n.memFree)) / 2 ** 20)}/${Math.round(Number(n.memTotal) / 2 ** 20)} MiB`,
+        disk: `${Math.round(Number(n.diskFree) / 2 ** 30)} GiB free`,
+        seen: `${(Number(n.lastSeenMs) / 1000).toFixed(1)}s ago`,
+      }));
+      print(o, r.nodes, () =>
+        table(nodes, [
+          'id',
+          'health',
+          'seen',
+          'cpus',
+          'load1',
+          'mem',
+          'disk',
+          'vmms',
+          'version',
+          'uptimeS',
+        ]),
+      );
+    },
+  );
+
+  const kv = program.command('kv').description('the replicated key-value space');
+  withConnect(kv.command('get <key>').description('read a key (linearizable unless --stale)'))
+    .option('--stale', 'read the local state without asking the leader')
+    .action(async (key: string, o: Opts) => {
+      const r = await call(o, { op: 'kv.get', key, stale: o.stale === true });
+      print(o, r, () => String(r.value));
+    });
+  withConnect(kv.command('put <key> <value>').description('write a key')).action(
+    async (key: string, value: string, o: Opts) => {
+      const r = await call(o, { op: 'kv.put', key, value });
+      print(o, r, () => `revision ${r.revision}`);
+    },
+  );
+  withConnect(kv.command('cas <key> <from> <to>').description('set <to> if the value is <from>'))
+    .option(
+      '--absent',
+      'treat <from> as "the key does not exist" (pass any placeholder for <from>)',
+    )
+    .action(async (key: string, from: string, to: string, o: Opts) => {
+      const r = await call(o, { op: 'kv.cas', key, from: o.absent === true ? null : from, to });
+      print(o, r, () => `revision ${r.revision}`);
+    });
+  withConnect(kv.command('del <key>').description('delete a key')).action(
+    async (key: string, o: Opts) => {
+      const r = await call(o, { op: 'kv.del', key });
+      print(o, r, () => `revision ${r.revision}`);
+    },
+  );
+  withConnect(kv.command('list [prefix]').description('keys with a prefix, in order'))
+    .option('--limit <n>', 'at most this many')
+    .option('--stale', 'read the local state without asking the leader')
+    .action(async (prefix: string | undefined, o: Opts) => {
+      const r = await call(o, {
+        op: 'kv.list',
+        prefix: prefix ?? '',
+        stale: o.stale === true,
+        ...(o.limit !== undefined ? { limit: Number(o.limit) } : {}),
+      });
+      print(o, r.entries, () =>
+        table(r.entries as Record<string, unknown>[], ['key', 'value', 'revision']),
+      );
+    });
+
+  const raft = program
+    .command('operator')
+    .description('operator commands')
+    .command('raft')
+    .description('the Raft group');
+  withConnect(
+    raft.command('list-peers').description('voters and learners, with replication progress'),
+  ).action(async (o: Opts) => {
+    const r = await call(o, { op: 'status' });
+    print(o, r.members, () => table(members(r), ['id', 'role', 'leader', 'match', 'active']));
+  });
+  withConnect(
+    raft
+      .command('transfer-leader [id]')
+      .description('move leadership (to the most caught-up voter by default)'),
+  ).action(async (id: string | undefined, o: Opts) => {
+    const r = await call(o, { op: 'raft.transfer', ...(id !== undefined ? { to: id } : {}) });
+    print(o, r, () => `leader is now ${r.leader}`);
+  });
+  withConnect(
+    raft.command('remove-peer <id>').description('remove a member from the Raft group'),
+  ).action(async (id: string, o: Opts) => {
+    const r = await call(o, { op: 'raft.remove', id });
+    print(o, r, () => `removed ${id}`);
+  });
+}

@@ -1,0 +1,74 @@
+// `pcr node start`: run a member in the foreground. Logs (pino, JSON) go to stderr.
+
+import type { Command } from 'commander';
+import pino from 'pino';
+import { DAEMON_DEFAULTS, Daemon } from '../daemon.ts';
+import { CliError, defaultDataDir, EXIT } from './client.ts';
+
+interface StartOpts {
+  dataDir?: string;
+  listen: string[];
+  seed: string[];
+  secretFile?: string;
+  maxVoters: string;
+  metrics: string;
+  logLevel: string;
+}
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+export function registerNodeCommands(program: Command): void {
+  const node = program.command('node').description('run a member of a cluster');
+  node
+    .command('start')
+    .description(
+      'start a member: without a seed and without state it bootstraps a new cluster of one',
+    )
+    .option(
+      '--data-dir <dir>',
+      'where the node keeps its key, secret and log (default: PCR_DATA_DIR or ~/.local/share/pcr)',
+    )
+    .option('--listen <multiaddr>', 'address to listen on (repeatable)', collect, [])
+    .option('--seed <multiaddr>', 'a member to join through (repeatable)', collect, [])
+    .option(
+      '--secret-file <file>',
+      "the cluster secret, needed to join (a member's cluster.secret)",
+    )
+    .option('--max-voters <n>', 'how many members become voters', String(DAEMON_DEFAULTS.maxVoters))
+    .option('--metrics <host:port>', 'Prometheus metrics address', '127.0.0.1:0')
+    .option(
+      '--log-level <level>',
+      'trace, debug, info, warn, error',
+      process.env.PCR_LOG_LEVEL ?? 'info',
+    )
+    .action(async (o: StartOpts) => {
+      const maxVoters = Number(o.maxVoters);
+      if (!Number.isInteger(maxVoters) || maxVoters < 1)
+        throw new CliError('--max-voters must be a positive integer', EXIT.usage);
+      const dataDir = o.dataDir ?? defaultDataDir();
+      const logger = pino({ level: o.logLevel }, pino.destination(2));
+      const daemon = await Daemon.start({
+        dataDir,
+        listen: o.listen.length > 0 ? o.listen : ['/ip4/127.0.0.1/tcp/0'],
+        seeds: o.seed,
+        ...(o.secretFile !== undefined ? { secretFile: o.secretFile } : {}),
+        maxVoters,
+        metricsAddr: o.metrics,
+        logger,
+      });
+      const addr = daemon.addrs()[0];
+      process.stderr.write(
+        `pcr node ${daemon.id} listening on ${daemon.addrs().join(' ')}\n` +
+          `metrics: ${daemon.metricsUrl}\n` +
+          `join it: pcr node start --data-dir <another dir> --seed ${addr} --secret-file ${dataDir}/cluster.secret\n`,
+      );
+      await new Promise<void>((resolve) => {
+        const stop = (sig: string): void => {
+          logger.info({ sig }, 'stopping');
+          daemon.stop().then(resolve, resolve);
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+    });
+}
