@@ -5,6 +5,7 @@
 
 import { assert } from './assert.ts';
 import { isRaftError } from './errors.ts';
+import { isPlanted } from './planted.ts';
 import { limitSize, type Storage } from './storage.ts';
 import type { Entry, Snapshot } from './types.ts';
 
@@ -249,7 +250,8 @@ export class RaftLog {
 
   /** Leader rule of §5.4.2: commit maxIndex only if it is from the current term. */
   maybeCommit(maxIndex: number, term: number): boolean {
-    if (maxIndex > this.committed && this.term(maxIndex) === term) {
+    if (maxIndex <= this.committed) return false;
+    if (this.term(maxIndex) === term || isPlanted('commitEarlierTerm')) {
       this.commitTo(maxIndex);
       return true;
     }

@@ -8,6 +8,7 @@ import { assert, assertSafeIndex } from './assert.ts';
 import { decodeConfChange, validateNodeId } from './confchange.ts';
 import { RaftError } from './errors.ts';
 import { RaftLog } from './log.ts';
+import { isPlanted } from './planted.ts';
 import type { Progress } from './progress.ts';
 import { voteResult } from './quorum.ts';
 import type { RandomSource } from './rand.ts';
@@ -649,7 +650,9 @@ export class Raft {
           this.vote === m.from ||
           (this.vote === NONE && this.lead === NONE) ||
           (m.type === 'MsgPreVote' && m.term > this.term);
-        if (canVote && this.raftLog.isUpToDate(m.index, m.logTerm)) {
+        const upToDate =
+          isPlanted('voteWithoutLogCheck') || this.raftLog.isUpToDate(m.index, m.logTerm);
+        if (canVote && upToDate) {
           this.send(msg({ type: voteRespType(m.type), to: m.from, term: m.term }));
           if (m.type === 'MsgVote') {
             this.electionElapsed = 0;

@@ -1,0 +1,140 @@
+// Speed of the deterministic simulator: virtual seconds simulated per wall-clock second, for a
+// 5-node cluster with 10 clients at 100 operations per second in total under the partition
+// nemesis (random halves, isolated nodes, isolated leaders, majorities rings, bridges). Everything
+// a run does counts: the real RaftNodes, the codec, the simulated disks and network, the history,
+// the linearizability check and the hash. One warm-up run (JIT), then several seeds.
+//
+//   npm run bench:sim -- [--seconds N] [--runs N] [--json]
+
+import os from 'node:os';
+import { runSimulation } from '../sim/run.ts';
+
+/** The anchor: a simulator that runs at least 100x real time makes long fault runs cheap. */
+const TARGET_SPEED = 100;
+const NODES = 5;
+const CLIENTS = 10;
+const RATE_OPS_PER_S = 100;
+const WARMUP_VIRTUAL_MS = 20_000;
+
+function parseArgs(argv: readonly string[]): { seconds: number; runs: number; json: boolean } {
+  let seconds = 60;
+  let runs = 5;
+  let json = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const positive = (name: string): number => {
+      const v = Number(argv[++i]);
+      if (!(v > 0)) throw new Error(`${name} needs a positive number, e.g. ${name} 3`);
+      return v;
+    };
+    if (a === '--seconds') seconds = positive('--seconds');
+    else if (a === '--runs') runs = Math.floor(positive('--runs'));
+    else if (a === '--json') json = true;
+    else
+      throw new Error(`unknown option ${a}: use --seconds N (virtual, per run), --runs N, --json`);
+  }
+  return { seconds, runs, json };
+}
+
+function main(): void {
+  const { seconds, runs, json } = parseArgs(process.argv.slice(2));
+  const env = {
+    node: process.version,
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.availableParallelism(),
+  };
+  const options = (seed: number, timeMs: number) => ({
+    seed,
+    nodes: NODES,
+    timeMs,
+    nemesis: ['partition'] as const,
+    workload: { clients: CLIENTS, rate: RATE_OPS_PER_S },
+  });
+  runSimulation(options(1_000_000, WARMUP_VIRTUAL_MS));
+
+  let virtualMs = 0;
+  let wallMs = 0;
+  let loopWallMs = 0;
+  let checkWallMs = 0;
+  let events = 0;
+  let ops = 0;
+  let messages = 0;
+  const perRun: {
+    seed: number;
+    virtualS: number;
+    wallS: number;
+    speed: number;
+    verdict: string;
+  }[] = [];
+  for (let seed = 1; seed <= runs; seed++) {
+    const r = runSimulation(options(seed, seconds * 1000));
+    if (r.failed) throw new Error(`seed ${seed} failed: the benchmark needs a healthy run`);
+    virtualMs += r.virtualMs;
+    wallMs += r.wallMs;
+    loopWallMs += r.loopWallMs;
+    checkWallMs += r.checkWallMs;
+    events += r.events;
+    ops += r.ops.invoked;
+    messages += r.network.sent;
+    perRun.push({
+      seed,
+      virtualS: r.virtualMs / 1000,
+      wallS: r.wallMs / 1000,
+      speed: r.speed,
+      verdict: r.check.verdict,
+    });
+  }
+  const speed = virtualMs / wallMs;
+  const result = {
+    env,
+    case: `${NODES} nodes, ${CLIENTS} clients at ${RATE_OPS_PER_S} ops/s, partition nemesis`,
+    runs,
+    virtualSPerRun: seconds,
+    speed,
+    targetSpeed: TARGET_SPEED,
+    ratio: speed / TARGET_SPEED,
+    loopSpeed: virtualMs / loopWallMs,
+    checkShare: checkWallMs / wallMs,
+    eventsPerWallS: events / (wallMs / 1000),
+    opsPerVirtualS: ops / (virtualMs / 1000),
+    messagesPerVirtualS: messages / (virtualMs / 1000),
+    heapUsedMiB: process.memoryUsage().heapUsed / 2 ** 20,
+    perRun,
+  };
+  if (json) {
+    console.log(JSON.stringify(result, null, 2));
+    return;
+  }
+  console.log(`Node ${env.node}, ${env.cpu}, ${env.cores} cores (the run uses one)`);
+  console.log(
+    `${result.case}; ${runs} runs of ${seconds} virtual s after a ${WARMUP_VIRTUAL_MS / 1000} s warm-up`,
+  );
+  console.log('');
+  const rows = [
+    ['figure', 'measured', 'target', 'ratio'],
+    ['virtual s per wall s', speed.toFixed(1), String(TARGET_SPEED), `${result.ratio.toFixed(2)}x`],
+  ];
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const [k, row] of rows.entries()) {
+    console.log(
+      row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '),
+    );
+    if (k === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  }
+  console.log('');
+  console.log(
+    `event loop alone ${result.loopSpeed.toFixed(1)}x real time; the check and hash take ` +
+      `${(result.checkShare * 100).toFixed(1)}% of the wall time`,
+  );
+  console.log(
+    `${Math.round(result.eventsPerWallS).toLocaleString('en-US')} events per wall s; per virtual s: ` +
+      `${result.opsPerVirtualS.toFixed(0)} client operations, ${result.messagesPerVirtualS.toFixed(0)} Raft messages`,
+  );
+  for (const r of perRun) {
+    console.log(
+      `  seed ${r.seed}: ${r.virtualS.toFixed(1)} virtual s in ${r.wallS.toFixed(2)} s (${r.speed.toFixed(1)}x), checker ${r.verdict}`,
+    );
+  }
+}
+
+main();

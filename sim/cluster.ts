@@ -1,0 +1,821 @@
+// A simulated cluster: N real RaftNodes (node/raft/node.ts, with the real DurableStorage, the real
+// StateMachine and the real message codec) over simulated time, network and disks. Everything
+// runs on one event queue in virtual time; nothing reads a clock or Math.random, so one seed
+// replays a run exactly.
+//
+// The cluster owns the processes: it starts every node from a bootstrapped log on its simulated
+// disk, ticks each node on its own (drifting) clock, delivers messages, crashes a node (its
+// unsynced disk batches are lost, its callbacks never reach the next incarnation), restarts it
+// from what its disk synced, pauses and resumes it (SIGSTOP: no ticks, no deliveries, no disk
+// completions; messages and completions wait for it), and cuts and heals links. It also checks,
+// as the run goes, what must hold across nodes: every node applies the same entry at each index,
+// a node's commit index never goes back within an incarnation, one leader per term. A violation
+// is recorded, never thrown.
+//
+// Requests (submit, read) go straight to a node at the current virtual time; callbacks run inside
+// virtual time, the returned promises settle when the caller's await resumes (after runFor).
+// Clients with network latency and a history are in workload.ts; whole runs in run.ts.
+
+import {
+  bootstrap,
+  type Config,
+  type Entry,
+  isRaftError,
+  MemoryStorage,
+  type Message,
+  type StateType,
+} from '../consensus/index.ts';
+import { decodeMessage } from '../node/raft/codec.ts';
+import { type NodeStats, type Outcome, RaftNode } from '../node/raft/node.ts';
+import { DurableStorage } from '../node/raft/storage.ts';
+import { type Command, decodeEnvelope, type Query } from '../node/state/machine.ts';
+import { DISK_LATENCY_DEFAULT, type DiskLatency, SimDisk } from './disk.ts';
+import { type Arrival, NETWORK_DEFAULTS, type NetworkOptions, SimNetwork } from './network.ts';
+import { EventQueue, msToUs, usToMs } from './queue.ts';
+import { SimRandom } from './random.ts';
+import { type Groups, Topology } from './topology.ts';
+
+export interface ClusterOptions {
+  readonly seed: number;
+  /** Number of nodes, named n1..nN. */
+  readonly nodes?: number;
+  /** Virtual length of a tick at drift 1. */
+  readonly tickMs?: number;
+  readonly electionTicks?: number;
+  readonly heartbeatTicks?: number;
+  readonly requestTimeoutTicks?: number;
+  /** A node snapshots its state machine every this many applied entries... */
+  readonly snapshotEntries?: number;
+  /** ...and keeps this many entries behind the snapshot. */
+  readonly keepEntries?: number;
+  /** Initial clock drift: each node's tick interval is scaled by a factor in [1 - d, 1 + d]. */
+  readonly driftMax?: number;
+  readonly network?: Partial<NetworkOptions>;
+  readonly disk?: DiskLatency;
+  /** Messages and requests queued for a paused node (its socket buffers); more are dropped. */
+  readonly pausedInboxMax?: number;
+  /** Report a partitioned link to the sender (reportUnreachable) at most this often. */
+  readonly unreachableReportMs?: number;
+  /** Further options of the consensus core (pre-vote and check-quorum are on by default). */
+  readonly raft?: Partial<Omit<Config, 'id' | 'storage' | 'random' | 'applied'>>;
+}
+
+export const CLUSTER_DEFAULTS = {
+  nodes: 5,
+  tickMs: 10,
+  electionTicks: 10,
+  heartbeatTicks: 1,
+  requestTimeoutTicks: 50,
+  snapshotEntries: 100,
+  keepEntries: 20,
+  driftMax: 0.1,
+  pausedInboxMax: 10_000,
+  unreachableReportMs: 100,
+} as const;
+
+/** Drift factors outside this range are refused (a clock 10x off is not drift). */
+export const DRIFT_MIN = 0.1;
+export const DRIFT_MAX = 10;
+
+export type ProcessState = 'up' | 'paused' | 'down';
+
+export type ViolationKind =
+  /** Two nodes applied different entries at the same index. */
+  | 'state-machine-safety'
+  /** A node's commit index went back within one incarnation. */
+  | 'commit-regression'
+  /** Two nodes were leaders of the same term. */
+  | 'election-safety'
+  /** A node threw (an invariant assertion of the core, or any other error): the process died. */
+  | 'node-failure'
+  /** A restarted node could not read its disk back. */
+  | 'recovery';
+
+export interface SafetyViolation {
+  readonly kind: ViolationKind;
+  readonly timeMs: number;
+  readonly node: string;
+  readonly message: string;
+}
+
+/** What the cluster did to its processes and links, in order: the nemesis part of a history. */
+export interface FaultRecord {
+  readonly timeMs: number;
+  readonly f: string;
+  readonly value: unknown;
+}
+
+export interface NodeInfo {
+  readonly id: string;
+  readonly process: ProcessState;
+  /** 1 for the first process, +1 per restart. */
+  readonly incarnation: number;
+  /** Tick interval factor (1 = nominal). */
+  readonly drift: number;
+  /** The rest is undefined while the node is down. */
+  readonly role: StateType | undefined;
+  readonly term: number | undefined;
+  readonly leader: string | undefined;
+  readonly commit: number | undefined;
+  readonly applied: number | undefined;
+  readonly firstIndex: number | undefined;
+  readonly lastIndex: number | undefined;
+  readonly snapshotIndex: number | undefined;
+  /** Counters of the current incarnation. */
+  readonly stats: NodeStats | undefined;
+  readonly diskPendingBatches: number;
+}
+
+interface Deferred {
+  readonly run: () => void;
+  /** Called instead of run when the process dies before it resumes. */
+  readonly drop?: () => void;
+  readonly message: boolean;
+}
+
+interface Slot {
+  readonly id: string;
+  readonly index: number;
+  readonly disk: SimDisk;
+  process: ProcessState;
+  incarnation: number;
+  node: RaftNode | undefined;
+  drift: number;
+  /** The drift the node started with (resetDrift goes back to it). */
+  readonly nominalDrift: number;
+  /** The phase of each process's first tick. */
+  readonly tickRandom: SimRandom;
+  /** Invalidates scheduled ticks (bumped on pause, crash, restart). */
+  tickGen: number;
+  /** Commit index last seen in this incarnation. */
+  lastCommit: number;
+  /** Work waiting for a paused process, in arrival order. */
+  deferred: Deferred[];
+  deferredMessages: number;
+  /** Totals over all incarnations. */
+  totals: { snapshotsRestored: number; snapshotsTaken: number; applied: number; timeouts: number };
+}
+
+interface AppliedEntry {
+  readonly term: number;
+  readonly data: Uint8Array;
+  readonly node: string;
+}
+
+/** Stored violations at most (all are counted). */
+const VIOLATIONS_KEPT_MAX = 100;
+
+export class SimCluster {
+  readonly seed: number;
+  readonly ids: readonly string[];
+  readonly queue = new EventQueue();
+  readonly topology: Topology;
+  readonly network: SimNetwork;
+  readonly violations: SafetyViolation[] = [];
+  violationCount = 0;
+  /**
+   * Committed entries carrying a request already committed at another index: one client command
+   * applied twice (a duplicated forwarded proposal, see docs/sim.md, Findings). Not a Raft safety
+   * violation, so only counted.
+   */
+  duplicateCommands = 0;
+  /** Every fault applied (partition, heal, crash, restart, pause, resume, drift), in order. */
+  readonly faults: FaultRecord[] = [];
+  private readonly slots: Slot[];
+  private readonly byId = new Map<string, Slot>();
+  private readonly opts: Required<Omit<ClusterOptions, 'network' | 'disk' | 'raft'>>;
+  private readonly raftOptions: ClusterOptions['raft'];
+  private readonly appliedByIndex = new Map<number, AppliedEntry>();
+  private readonly leaderOfTerm = new Map<number, string>();
+  /** Request ID -> the index it was first committed at. */
+  private readonly indexOfRequest = new Map<string, number>();
+  private readonly lastUnreachableUs: Float64Array;
+  /** Listeners of applied entries and of faults (tests, observers, the history). */
+  private readonly applyListeners: ((node: string, e: Entry) => void)[] = [];
+  private readonly faultListeners: ((f: FaultRecord) => void)[] = [];
+
+  constructor(options: ClusterOptions) {
+    this.seed = options.seed;
+    this.opts = {
+      seed: options.seed,
+      nodes: options.nodes ?? CLUSTER_DEFAULTS.nodes,
+      tickMs: options.tickMs ?? CLUSTER_DEFAULTS.tickMs,
+      electionTicks: options.electionTicks ?? CLUSTER_DEFAULTS.electionTicks,
+      heartbeatTicks: options.heartbeatTicks ?? CLUSTER_DEFAULTS.heartbeatTicks,
+      requestTimeoutTicks: options.requestTimeoutTicks ?? CLUSTER_DEFAULTS.requestTimeoutTicks,
+      snapshotEntries: options.snapshotEntries ?? CLUSTER_DEFAULTS.snapshotEntries,
+      keepEntries: options.keepEntries ?? CLUSTER_DEFAULTS.keepEntries,
+      driftMax: options.driftMax ?? CLUSTER_DEFAULTS.driftMax,
+      pausedInboxMax: options.pausedInboxMax ?? CLUSTER_DEFAULTS.pausedInboxMax,
+      unreachableReportMs: options.unreachableReportMs ?? CLUSTER_DEFAULTS.unreachableReportMs,
+    };
+    if (!(Number.isSafeInteger(this.opts.nodes) && this.opts.nodes >= 1)) {
+      throw new RangeError(`nodes must be a positive integer, got ${this.opts.nodes}`);
+    }
+    if (!(this.opts.tickMs > 0)) throw new RangeError('tickMs must be > 0');
+    if (!(this.opts.driftMax >= 0 && this.opts.driftMax < 1)) {
+      throw new RangeError('driftMax must be in [0, 1)');
+    }
+    this.raftOptions = options.raft;
+    const n = this.opts.nodes;
+    this.ids = Array.from({ length: n }, (_, i) => `n${i + 1}`);
+    this.topology = new Topology(this.ids);
+    this.lastUnreachableUs = new Float64Array(n * n).fill(Number.NEGATIVE_INFINITY);
+    this.network = new SimNetwork(
+      this.queue,
+      SimRandom.fork(this.seed, 'network'),
+      this.topology,
+      { ...NETWORK_DEFAULTS, ...options.network },
+      {
+        arrive: (a) => this.arrive(a),
+        dropped: (a, reason) => this.dropped(a, reason),
+      },
+    );
+    const driftRandom = SimRandom.fork(this.seed, 'drift');
+    const diskLatency = options.disk ?? DISK_LATENCY_DEFAULT;
+    this.slots = this.ids.map((id, index) => {
+      const drift = 1 + driftRandom.between(-this.opts.driftMax, this.opts.driftMax);
+      // Disk completions go to the slot's process (held while it is paused).
+      let self: Slot | undefined;
+      const disk = new SimDisk(
+        this.queue,
+        SimRandom.fork(this.seed, `disk/${id}`),
+        diskLatency,
+        (callback) => this.onProcess(self!, callback, false),
+      );
+      const slot: Slot = {
+        id,
+        index,
+        disk,
+        process: 'down',
+        incarnation: 0,
+        node: undefined,
+        drift,
+        nominalDrift: drift,
+        tickRandom: SimRandom.fork(this.seed, `ticks/${id}`),
+        tickGen: 0,
+        lastCommit: 0,
+        deferred: [],
+        deferredMessages: 0,
+        totals: { snapshotsRestored: 0, snapshotsTaken: 0, applied: 0, timeouts: 0 },
+      };
+      self = slot;
+      // A new group: the membership is written into the log (bootstrap) and that log is on every
+      // node's disk, synced, before any process starts.
+      const mem = new MemoryStorage();
+      bootstrap(mem, this.ids);
+      slot.disk.preload(DurableStorage.initialOps(mem));
+      this.byId.set(id, slot);
+      return slot;
+    });
+    for (const slot of this.slots) this.start(slot);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Time.
+
+  /** Virtual time, in milliseconds. */
+  get nowMs(): number {
+    return usToMs(this.queue.now);
+  }
+
+  /** Runs every event due in the next `ms` of virtual time; the clock ends exactly there. */
+  runFor(ms: number): void {
+    const until = this.queue.now + msToUs(ms);
+    while (this.queue.step(until)) {
+      // run
+    }
+    this.queue.now = Math.max(this.queue.now, until);
+  }
+
+  /** Runs until pred() holds (checked after every event) or maxMs passed; whether it holds. */
+  runUntil(pred: () => boolean, maxMs: number): boolean {
+    if (pred()) return true;
+    const until = this.queue.now + msToUs(maxMs);
+    while (this.queue.step(until)) {
+      if (pred()) return true;
+    }
+    this.queue.now = Math.max(this.queue.now, until);
+    return pred();
+  }
+
+  /** Runs `action` at a virtual time from now (an event of the run, like any other). */
+  schedule(delayMs: number, action: () => void): void {
+    this.queue.after(msToUs(delayMs), action);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Faults.
+
+  /** Cuts every link except within groups (a node in no group is isolated). */
+  partition(groups: Groups): void {
+    this.topology.partition(groups);
+    this.record(
+      'partition',
+      groups.map((g) => [...g]),
+    );
+  }
+
+  heal(): void {
+    this.topology.heal();
+    this.record('heal', null);
+  }
+
+  /** Kills the process: unsynced disk batches are lost, queued work is dropped. */
+  crash(id: string): void {
+    const slot = this.slot(id);
+    if (slot.process === 'down') return;
+    this.kill(slot);
+    this.record('crash', id);
+  }
+
+  /** Starts a new process from what the node's disk synced. */
+  restart(id: string): void {
+    const slot = this.slot(id);
+    if (slot.process !== 'down') return;
+    this.record('restart', id);
+    this.start(slot);
+  }
+
+  /** SIGSTOP: no ticks, no deliveries, no disk completions until resume(). */
+  pause(id: string): void {
+    const slot = this.slot(id);
+    if (slot.process !== 'up') return;
+    slot.process = 'paused';
+    slot.tickGen++;
+    this.record('pause', id);
+  }
+
+  /** SIGCONT: runs what queued up while paused, in order, then ticks again. */
+  resume(id: string): void {
+    const slot = this.slot(id);
+    if (slot.process !== 'paused') return;
+    slot.process = 'up';
+    this.record('resume', id);
+    const incarnation = slot.incarnation;
+    const work = slot.deferred;
+    slot.deferred = [];
+    slot.deferredMessages = 0;
+    for (let i = 0; i < work.length; i++) {
+      if (slot.process !== 'up' || slot.incarnation !== incarnation) {
+        for (const w of work.slice(i)) w.drop?.();
+        return;
+      }
+      work[i]!.run();
+    }
+    this.scheduleTick(slot, this.tickUs(slot));
+  }
+
+  /** Scales a node's tick interval (1 = nominal; 1.1 = a clock 10% slow). */
+  setDrift(id: string, factor: number): void {
+    if (!(factor >= DRIFT_MIN && factor <= DRIFT_MAX)) {
+      throw new RangeError(`drift factor must be in [${DRIFT_MIN}, ${DRIFT_MAX}], got ${factor}`);
+    }
+    const slot = this.slot(id);
+    slot.drift = factor;
+    this.record('drift', { node: id, factor: round6(factor) });
+  }
+
+  /** Puts a node's clock back to the drift it started with. */
+  resetDrift(id: string): void {
+    const slot = this.slot(id);
+    if (slot.drift === slot.nominalDrift) return;
+    slot.drift = slot.nominalDrift;
+    this.record('drift', { node: id, factor: round6(slot.drift) });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Requests.
+
+  /** Proposes a command on node `id`; the outcome comes once it is applied there, or an error. */
+  submit(id: string, command: Command, cb?: (o: Outcome) => void): Promise<Outcome> {
+    return this.request(id, true, (node, done) => node.submit(command, done), cb);
+  }
+
+  /** A linearizable read (ReadIndex) on node `id`, or a local one with { stale: true }. */
+  read(
+    id: string,
+    query: Query,
+    cb?: (o: Outcome) => void,
+    opts: { stale?: boolean } = {},
+  ): Promise<Outcome> {
+    return this.request(id, false, (node, done) => node.read(query, done, opts), cb);
+  }
+
+  private request(
+    id: string,
+    write: boolean,
+    issue: (node: RaftNode, done: (o: Outcome) => void) => void,
+    cb: ((o: Outcome) => void) | undefined,
+  ): Promise<Outcome> {
+    let resolve!: (o: Outcome) => void;
+    const promise = new Promise<Outcome>((r) => {
+      resolve = r;
+    });
+    let answered = false;
+    const done = (o: Outcome): void => {
+      if (answered) return;
+      answered = true;
+      cb?.(o);
+      resolve(o);
+    };
+    const slot = this.slot(id);
+    if (slot.process === 'down') {
+      done({ ok: false, code: 'STOPPED', message: `${id} is down`, indeterminate: false });
+      return promise;
+    }
+    this.onProcess(
+      slot,
+      () => issue(slot.node!, done),
+      false,
+      () =>
+        done({
+          ok: false,
+          code: 'STOPPED',
+          message: `${id} crashed before it read the request`,
+          indeterminate: write,
+        }),
+    );
+    return promise;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Inspection.
+
+  node(id: string): NodeInfo {
+    const slot = this.slot(id);
+    const n = slot.node;
+    const raft = n?.rn.raft;
+    return {
+      id,
+      process: slot.process,
+      incarnation: slot.incarnation,
+      drift: slot.drift,
+      role: raft?.state,
+      term: raft?.term,
+      leader: raft === undefined ? undefined : raft.lead === '' ? undefined : raft.lead,
+      commit: raft?.raftLog.committed,
+      applied: n?.sm.applied,
+      firstIndex: raft?.raftLog.firstIndex(),
+      lastIndex: raft?.raftLog.lastIndex(),
+      snapshotIndex: n?.storage.snapshot().metadata.index,
+      stats: n === undefined ? undefined : { ...n.stats },
+      diskPendingBatches: slot.disk.pendingBatches,
+    };
+  }
+
+  /** Whether `id`'s process is up, paused or down (cheaper than node()). */
+  processOf(id: string): ProcessState {
+    return this.slot(id).process;
+  }
+
+  nodes(): NodeInfo[] {
+    return this.ids.map((id) => this.node(id));
+  }
+
+  /** The entries of node `id`'s log still held (after its snapshot), unstable ones included. */
+  entries(id: string): Entry[] {
+    const raft = this.slot(id).node?.rn.raft;
+    return raft === undefined ? [] : raft.raftLog.allEntries();
+  }
+
+  /** The running RaftNode of `id` (undefined while down), for tests that need more. */
+  raftNode(id: string): RaftNode | undefined {
+    return this.slot(id).node;
+  }
+
+  /** The synced records of `id`'s disk: what a restart would read. */
+  diskRecords(id: string): Map<string, Uint8Array> {
+    return this.slot(id).disk.records();
+  }
+
+  disk(id: string): SimDisk {
+    return this.slot(id).disk;
+  }
+
+  /** The leader: a running node in state leader, of the highest such term. */
+  leader(): string | undefined {
+    let best: string | undefined;
+    let bestTerm = -1;
+    for (const slot of this.slots) {
+      const raft = slot.process === 'up' ? slot.node?.rn.raft : undefined;
+      if (raft !== undefined && raft.state === 'leader' && raft.term > bestTerm) {
+        best = slot.id;
+        bestTerm = raft.term;
+      }
+    }
+    return best;
+  }
+
+  /** Totals over every incarnation of each node. */
+  totals(): {
+    snapshotsRestored: number;
+    snapshotsTaken: number;
+    applied: number;
+    timeouts: number;
+  } {
+    const t = { snapshotsRestored: 0, snapshotsTaken: 0, applied: 0, timeouts: 0 };
+    for (const slot of this.slots) {
+      const live = slot.node?.stats;
+      t.snapshotsRestored += slot.totals.snapshotsRestored + (live?.snapshotsRestored ?? 0);
+      t.snapshotsTaken += slot.totals.snapshotsTaken + (live?.snapshotsTaken ?? 0);
+      t.applied += slot.totals.applied + (live?.applied ?? 0);
+      t.timeouts += slot.totals.timeouts + (live?.timeouts ?? 0);
+    }
+    return t;
+  }
+
+  /** Calls `listener` for every entry any node applies. */
+  onApply(listener: (node: string, e: Entry) => void): void {
+    this.applyListeners.push(listener);
+  }
+
+  /** Calls `listener` for every fault as it is applied. */
+  onFault(listener: (f: FaultRecord) => void): void {
+    this.faultListeners.push(listener);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Processes.
+
+  private slot(id: string): Slot {
+    const s = this.byId.get(id);
+    if (s === undefined)
+      throw new Error(`no node ${JSON.stringify(id)} (nodes: ${this.ids.join(', ')})`);
+    return s;
+  }
+
+  private start(slot: Slot): void {
+    let storage: DurableStorage;
+    try {
+      storage = DurableStorage.recover(slot.disk.records());
+    } catch (e) {
+      this.violation('recovery', slot, `cannot recover from disk: ${(e as Error).message}`);
+      return;
+    }
+    slot.incarnation++;
+    const incarnation = slot.incarnation;
+    slot.process = 'up';
+    slot.lastCommit = storage.hardState.commit;
+    let node: RaftNode;
+    try {
+      node = new RaftNode({
+        id: slot.id,
+        storage,
+        disk: slot.disk,
+        transport: { send: (m: Message) => this.network.send(slot.index, incarnation, m) },
+        random: SimRandom.fork(this.seed, `raft/${slot.id}/${incarnation}`),
+        electionTicks: this.opts.electionTicks,
+        heartbeatTicks: this.opts.heartbeatTicks,
+        requestTimeoutTicks: this.opts.requestTimeoutTicks,
+        snapshotEntries: this.opts.snapshotEntries,
+        keepEntries: this.opts.keepEntries,
+        raft: { preVote: true, checkQuorum: true, ...this.raftOptions },
+        onApply: (e) => this.applied(slot, e),
+      });
+    } catch (e) {
+      slot.process = 'down';
+      slot.disk.crash(); // what the dying process wrote and did not sync is lost
+      this.violation('recovery', slot, `cannot start: ${(e as Error).message}`);
+      return;
+    }
+    slot.node = node;
+    slot.tickGen++;
+    // A random phase, so that the nodes' clocks do not tick in lockstep.
+    this.scheduleTick(slot, 1 + slot.tickRandom.intn(this.tickUs(slot)));
+  }
+
+  private kill(slot: Slot): void {
+    const node = slot.node;
+    slot.process = 'down';
+    slot.tickGen++;
+    slot.node = undefined;
+    slot.disk.crash();
+    const work = slot.deferred;
+    slot.deferred = [];
+    slot.deferredMessages = 0;
+    if (node !== undefined) {
+      const s = node.stats;
+      slot.totals.snapshotsRestored += s.snapshotsRestored;
+      slot.totals.snapshotsTaken += s.snapshotsTaken;
+      slot.totals.applied += s.applied;
+      slot.totals.timeouts += s.timeouts;
+      node.stop(); // requests it held fail as STOPPED (indeterminate for writes)
+    }
+    for (const w of work) w.drop?.();
+  }
+
+  private tickUs(slot: Slot): number {
+    return Math.max(1, Math.round(msToUs(this.opts.tickMs) * slot.drift));
+  }
+
+  private scheduleTick(slot: Slot, delayUs: number): void {
+    const gen = slot.tickGen;
+    this.queue.after(delayUs, () => {
+      if (slot.tickGen !== gen || slot.process !== 'up') return;
+      const node = slot.node!;
+      this.guard(slot, () => node.tick());
+      if (slot.tickGen === gen && slot.process === 'up') this.scheduleTick(slot, this.tickUs(slot));
+    });
+  }
+
+  /**
+   * Runs `work` in the process of `slot` now if it is running, later (on resume) if it is paused;
+   * drops it (calling `drop`) if the process is down or dies first.
+   */
+  private onProcess(slot: Slot, work: () => void, message: boolean, drop?: () => void): void {
+    if (slot.process === 'up') {
+      this.guard(slot, work);
+      return;
+    }
+    if (slot.process === 'down') {
+      drop?.();
+      return;
+    }
+    if (message && slot.deferredMessages >= this.opts.pausedInboxMax) {
+      this.network.stats.dropped.inboxFull++;
+      drop?.();
+      return;
+    }
+    if (message) slot.deferredMessages++;
+    const incarnation = slot.incarnation;
+    slot.deferred.push({
+      run: () => {
+        if (slot.incarnation === incarnation) this.guard(slot, work);
+        else drop?.();
+      },
+      ...(drop === undefined ? {} : { drop }),
+      message,
+    });
+  }
+
+  /**
+   * Runs work of a node's process; an exception kills the process and is a finding. Then checks
+   * what must hold after any step of a node.
+   */
+  private guard(slot: Slot, work: () => void): void {
+    const incarnation = slot.incarnation;
+    try {
+      work();
+    } catch (e) {
+      this.died(slot, incarnation, e);
+      return;
+    }
+    this.checkStep(slot, incarnation);
+  }
+
+  /** A message for a running process: guard() without a closure (the hottest path). */
+  private receiveNow(slot: Slot, m: Message, a: Arrival): void {
+    const incarnation = slot.incarnation;
+    try {
+      slot.node!.receive(m);
+    } catch (e) {
+      this.died(slot, incarnation, e);
+      return;
+    } finally {
+      // Delivered, whatever the receiver then did with it.
+      if (a.isSnapshot) this.reportSnapshot(a, true);
+    }
+    this.checkStep(slot, incarnation);
+  }
+
+  /** A node threw: the process dies, and that is a finding. */
+  private died(slot: Slot, incarnation: number, e: unknown): void {
+    const err = e as Error;
+    const what = isRaftError(e, 'INVARIANT') ? err.message : `${err.name}: ${err.message}`;
+    this.violation('node-failure', slot, `the process died: ${what}`);
+    if (slot.incarnation === incarnation && slot.process !== 'down') {
+      this.kill(slot);
+      this.record('crash', slot.id, 'failure');
+    }
+  }
+
+  /** What must hold after any step of a node. */
+  private checkStep(slot: Slot, incarnation: number): void {
+    const raft = slot.node?.rn.raft;
+    if (raft === undefined || slot.incarnation !== incarnation) return;
+    const commit = raft.raftLog.committed;
+    if (commit < slot.lastCommit) {
+      this.violation(
+        'commit-regression',
+        slot,
+        `commit index went back from ${slot.lastCommit} to ${commit}`,
+      );
+    }
+    slot.lastCommit = commit;
+    if (raft.state === 'leader') {
+      const other = this.leaderOfTerm.get(raft.term);
+      if (other === undefined) this.leaderOfTerm.set(raft.term, slot.id);
+      else if (other !== slot.id) {
+        this.violation(
+          'election-safety',
+          slot,
+          `${slot.id} and ${other} were both leaders of term ${raft.term}`,
+        );
+      }
+    }
+  }
+
+  private applied(slot: Slot, e: Entry): void {
+    const seen = this.appliedByIndex.get(e.index);
+    if (seen === undefined) {
+      // A copy: the entry may be a view into a whole received message, which it would keep alive.
+      this.appliedByIndex.set(e.index, { term: e.term, data: e.data.slice(), node: slot.id });
+      if (e.type === 'normal' && e.data.byteLength > 0) {
+        const env = decodeEnvelope(e.data);
+        if (typeof env !== 'string') {
+          const first = this.indexOfRequest.get(env.requestId);
+          if (first === undefined) this.indexOfRequest.set(env.requestId, e.index);
+          else if (first !== e.index) this.duplicateCommands++;
+        }
+      }
+    } else if (seen.term !== e.term || !bytesEqual(seen.data, e.data)) {
+      this.violation(
+        'state-machine-safety',
+        slot,
+        `${slot.id} applied entry ${e.index} of term ${e.term} (${e.data.byteLength} bytes), ` +
+          `${seen.node} applied entry ${e.index} of term ${seen.term} (${seen.data.byteLength} bytes)`,
+      );
+    }
+    for (const l of this.applyListeners) l(slot.id, e);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Messages.
+
+  private arrive(a: Arrival): void {
+    const slot = this.slots[a.to]!;
+    if (slot.process === 'down') {
+      this.network.stats.dropped.down++;
+      if (a.isSnapshot) this.reportSnapshot(a, false);
+      return;
+    }
+    const m = decodeMessage(a.bytes);
+    if ('error' in m) {
+      this.network.stats.dropped.undecodable++;
+      return;
+    }
+    if (slot.process === 'up') {
+      this.receiveNow(slot, m, a);
+      return;
+    }
+    this.onProcess(
+      slot,
+      () => this.receiveNow(slot, m, a),
+      true,
+      a.isSnapshot ? () => this.reportSnapshot(a, false) : undefined,
+    );
+  }
+
+  private dropped(a: Arrival, reason: 'loss' | 'partition'): void {
+    if (a.isSnapshot) this.reportSnapshot(a, false);
+    if (reason !== 'partition') return;
+    // The sender's transport notices that it cannot reach the peer (rate-limited per link).
+    const link = a.from * this.ids.length + a.to;
+    const now = this.queue.now;
+    if (now - this.lastUnreachableUs[link]! < msToUs(this.opts.unreachableReportMs)) return;
+    this.lastUnreachableUs[link] = now;
+    const sender = this.slots[a.from]!;
+    const to = this.ids[a.to]!;
+    if (sender.incarnation !== a.fromIncarnation) return;
+    this.onProcess(sender, () => sender.node!.reportUnreachable(to), false);
+  }
+
+  /** Tells the sender's incarnation whether its snapshot got through. */
+  private reportSnapshot(a: Arrival, ok: boolean): void {
+    const sender = this.slots[a.from]!;
+    if (sender.incarnation !== a.fromIncarnation || sender.process === 'down') return;
+    const to = this.ids[a.to]!;
+    this.onProcess(sender, () => sender.node!.reportSnapshot(to, ok), false);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Findings and records.
+
+  private violation(kind: ViolationKind, slot: Slot, message: string): void {
+    this.violationCount++;
+    if (this.violations.length < VIOLATIONS_KEPT_MAX) {
+      this.violations.push({ kind, timeMs: this.nowMs, node: slot.id, message });
+    }
+  }
+
+  private record(f: string, value: unknown, cause?: string): void {
+    const r: FaultRecord = {
+      timeMs: this.nowMs,
+      f,
+      value: cause === undefined ? value : { node: value, cause },
+    };
+    this.faults.push(r);
+    for (const l of this.faultListeners) l(r);
+  }
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function round6(x: number): number {
+  return Math.round(x * 1e6) / 1e6;
+}
