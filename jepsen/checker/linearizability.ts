@@ -8,11 +8,19 @@
 // operation had to be linearized by now and was not: pop the last choice, put it back (unlift) and
 // try the next candidate. Success is every completed operation linearized.
 //
+// Two things keep it linear in practice on long keys. A read that fits the current state is
+// linearized at once, without trying the orders of the other candidates (commitment, a sound
+// partial-order reduction: see searchPartition), which removes the orders of concurrent reads. And
+// a cache entry keeps only the part of the linearized set beyond the first unlinearized completed
+// operation, a few words, not a bitset of the whole key.
+//
 // Indeterminate ('info') operations may take effect anywhere after their call, or never. They have
 // no return entry; they sit in a second list and are tried after the completed candidates. Three
-// things keep them from multiplying the search: they are optional (never required for success),
-// a cached configuration also covers those that add indeterminate operations to it (dominates),
-// and identical ones are linearized in call order only (twinsOf).
+// things keep them from multiplying the search: they are optional (never required for success, so
+// one never read costs nothing), a cached configuration also covers those that add indeterminate
+// operations to it (covers), and identical ones are linearized in call order only (twinsOf). Still,
+// refuting a violation must rule out every placement of the indeterminate operations before it:
+// that is exponential in how many there are, hence budgets.
 //
 // Budgets (time, steps, cache bytes) make the search stop with 'unknown' instead of hanging. This
 // module owns the search, the budgets and the violation report (window and explanation); not the
@@ -160,21 +168,8 @@ function zobristTable(n: number, seed: number): Int32Array {
   return t;
 }
 
-/**
- * Whether a visited configuration `seen` dominates `next` (same state assumed): the same completed
- * operations linearized, and a subset of the indeterminate ones. Everything that can follow `next`
- * can follow `seen` too (indeterminate operations are optional and never constrain real time), so
- * if `seen` led nowhere, neither does `next`. With no indeterminate operations this is equality,
- * Lowe's cache as in Porcupine.
- */
-function dominates(seen: Uint32Array, next: Uint32Array, okMask: Uint32Array): boolean {
-  for (let w = 0; w < seen.length; w++) {
-    const a = seen[w]!;
-    const b = next[w]!;
-    if ((a & ~b) !== 0 || ((a ^ b) & okMask[w]!) !== 0) return false;
-  }
-  return true;
-}
+/** Words of an entry of the visited cache before its bits: state id, lo, hi (see searchPartition). */
+const ENTRY_HEADER = 3;
 
 /**
  * For each indeterminate operation, the previous one (by call) with the same f, key and input, or
@@ -206,7 +201,17 @@ function twinsOf(ops: readonly Prepared[]): Int32Array {
  * From a configuration the search tries the completed operations whose calls come before the
  * first remaining return entry, then the indeterminate ones invoked by then, then backtracks.
  * Trying completed operations first means configurations with fewer indeterminate operations are
- * cached first, and those dominate the ones that add some (see dominates).
+ * cached first, and those dominate the ones that add some (see `covers`).
+ *
+ * Commitment (a partial-order reduction): if a candidate is read-only (model.readOnly: it never
+ * changes the state) and the model accepts it in the current state, the configuration can be
+ * completed iff the one with that read added can: in any completion, move the read to the front
+ * (nothing remaining returned before its call, since it is a candidate; it sees the current state
+ * there; and taking it out changes no state after it). So at each new configuration the reads are
+ * looked at first; one that fits is linearized at once and, when that fails, the configuration is
+ * abandoned without trying the other candidates. (A write of the current value does not qualify:
+ * later in the completion it may change the state.) This removes the orders of concurrent reads,
+ * which dominate refuting a violation.
  */
 function searchPartition(model: AnyModel, ops: readonly Prepared[], budget: Budget): SearchOutcome {
   const n = ops.length;
@@ -224,6 +229,8 @@ function searchPartition(model: AnyModel, ops: readonly Prepared[], budget: Budg
   const opOf = new Int32Array(nodes).fill(-1);
   const timeOfNode = new Float64Array(nodes);
   const isInfo = (node: number): boolean => node > INFO_HEAD;
+  const readOnly = new Uint8Array(n);
+  for (const i of definite) if (model.readOnly(ops[i]!.input)) readOnly[i] = 1;
 
   // Main list entries sorted by time; at equal times calls come first, so touching intervals
   // count as concurrent. Entry e is the call (even) or return (odd) of definite[e >> 1].
@@ -280,39 +287,203 @@ function searchPartition(model: AnyModel, ops: readonly Prepared[], budget: Budg
     if (next[c] !== -1) prev[next[c]!] = c;
   };
 
-  const words = Math.ceil(n / 32);
-  const linearized = new Uint32Array(words);
+  // The linearized set as a bitset: the indeterminate operations first (by call), then, from the
+  // next word boundary (`base`), the completed ones by return time. Every completed operation
+  // returning before the first unlinearized one (the frontier) is linearized, and after it at
+  // most one per process (each invoked before the frontier operation returned), so a cache entry
+  // keeps only the words from the frontier's (lo) to the last with a bit set (hi): a few words
+  // however long the history, where the whole bitset would make a long key quadratic.
+  const infoWords = Math.ceil(indeterminate.length / 32);
+  const base = infoWords * 32;
+  const end = base + m;
+  const bitOf = new Int32Array(n);
+  indeterminate.forEach((i, k) => {
+    bitOf[i] = k;
+  });
+  [...definite]
+    .sort((a, b) => ops[a]!.op.return - ops[b]!.op.return || ops[a]!.op.call - ops[b]!.op.call)
+    .forEach((i, k) => {
+      bitOf[i] = base + k;
+    });
+  const linearized = new Uint32Array(infoWords + Math.ceil(m / 32));
+  /** Bits set per word, to keep `hiWord` (one past the last word with a completed bit set). */
+  const wordCount = new Int32Array(linearized.length);
+  let hiWord = infoWords;
+  let frontier = base;
+  // The cache is keyed by a hash of the completed operations linearized and the state; the
+  // indeterminate ones are compared by inclusion (see covers).
+  const zobrist = zobristTable(m, 0x2545f491);
+  let hash = 0;
   const twin = twinsOf(ops);
-  // The cache is keyed by the completed operations linearized (and the state); indeterminate
-  // ones hash to 0 and are compared by inclusion (see dominates).
-  const okMask = new Uint32Array(words);
-  const zLo = zobristTable(n, 0x2545f491);
-  const zHi = zobristTable(n, 0x6c8e9cf5);
-  for (const i of indeterminate) zLo[i] = zHi[i] = 0;
-  for (const i of definite) okMask[i >>> 5]! |= 1 << (i & 31);
-  let hashLo = 0;
-  let hashHi = 0;
-  const cache = new Map<string, Uint32Array[]>();
-  const entryBytes = words * 4 + CACHE_ENTRY_OVERHEAD_BYTES;
-  const isSet = (i: number): boolean => (linearized[i >>> 5]! & (1 << (i & 31))) !== 0;
-  const flip = (i: number): void => {
-    linearized[i >>> 5]! ^= 1 << (i & 31);
-    hashLo ^= zLo[i]!;
-    hashHi ^= zHi[i]!;
+  const bitIsSet = (b: number): boolean => (linearized[b >>> 5]! & (1 << (b & 31))) !== 0;
+  const isSet = (i: number): boolean => bitIsSet(bitOf[i]!);
+  const setBit = (i: number): void => {
+    const b = bitOf[i]!;
+    const w = b >>> 5;
+    linearized[w]! |= 1 << (b & 31);
+    if (b < base) return;
+    hash ^= zobrist[b - base]!;
+    wordCount[w]!++;
+    if (w >= hiWord) hiWord = w + 1;
+    if (b === frontier) {
+      do frontier++;
+      while (frontier < end && bitIsSet(frontier));
+    }
+  };
+  const clearBit = (i: number): void => {
+    const b = bitOf[i]!;
+    const w = b >>> 5;
+    linearized[w]! &= ~(1 << (b & 31));
+    if (b < base) return;
+    hash ^= zobrist[b - base]!;
+    wordCount[w]!--;
+    while (hiWord > infoWords && wordCount[hiWord - 1] === 0) hiWord--;
+    if (b < frontier) frontier = b;
+  };
+
+  // States are interned: equal states (equal stateKey) get equal small ids.
+  const stateIds = new Map<string, number>();
+  const intern = (s: unknown): number => {
+    const k = model.stateKey(s);
+    let id = stateIds.get(k);
+    if (id === undefined) {
+      id = stateIds.size;
+      stateIds.set(k, id);
+    }
+    return id;
+  };
+
+  // An entry: [state id, lo, hi, indeterminate words..., completed words lo .. hi-1].
+  const cache = new Map<number, Uint32Array[]>();
+  const cacheKey = (sid: number): number => (hash ^ Math.imul(sid + 1, 0x9e3779b1)) | 0;
+  /** Same state and completed operations as the current configuration (then compare the rest). */
+  const sameCompleted = (e: Uint32Array, sid: number, lo: number, hi: number): boolean => {
+    if (e[0] !== sid || e[1] !== lo || e[2] !== hi) return false;
+    const off = ENTRY_HEADER + infoWords - lo;
+    for (let w = lo; w < hi; w++) if (e[off + w] !== linearized[w]) return false;
+    return true;
+  };
+  /**
+   * Whether a visited configuration `e` covers the current one: the same state and completed
+   * operations linearized, and a subset of the indeterminate ones. Everything that can follow the
+   * current one can follow `e` too (indeterminate operations are optional and never constrain real
+   * time), so if `e` led nowhere, neither does this. With no indeterminate operations this is
+   * equality, Lowe's cache as in Porcupine.
+   */
+  const covers = (e: Uint32Array, sid: number, lo: number, hi: number): boolean => {
+    if (!sameCompleted(e, sid, lo, hi)) return false;
+    for (let w = 0; w < infoWords; w++) {
+      if ((e[ENTRY_HEADER + w]! & ~linearized[w]!) !== 0) return false;
+    }
+    return true;
+  };
+  const coveredBy = (e: Uint32Array, sid: number, lo: number, hi: number): boolean => {
+    if (!sameCompleted(e, sid, lo, hi)) return false;
+    for (let w = 0; w < infoWords; w++) {
+      if ((linearized[w]! & ~e[ENTRY_HEADER + w]!) !== 0) return false;
+    }
+    return true;
+  };
+  /**
+   * Linearizes operation i (its bit) unless the resulting configuration, with state `sid`, is
+   * covered by a visited one; then remembers it, keeping each bucket an antichain, within the byte
+   * budget. Returns whether the configuration is new.
+   */
+  const visit = (i: number, sid: number): boolean => {
+    setBit(i);
+    const lo = frontier >>> 5;
+    const hi = Math.max(hiWord, lo);
+    const key = cacheKey(sid);
+    const bucket = cache.get(key);
+    if (bucket !== undefined) {
+      for (const e of bucket) {
+        if (covers(e, sid, lo, hi)) {
+          clearBit(i);
+          return false;
+        }
+      }
+      let kept = 0;
+      for (const e of bucket) {
+        if (coveredBy(e, sid, lo, hi)) {
+          budget.cacheBytes -= e.length * 4 + CACHE_ENTRY_OVERHEAD_BYTES;
+        } else bucket[kept++] = e;
+      }
+      bucket.length = kept;
+    }
+    const size = ENTRY_HEADER + infoWords + hi - lo;
+    const bytes = size * 4 + CACHE_ENTRY_OVERHEAD_BYTES;
+    if (budget.cacheBytes + bytes > budget.cacheBytesMax) return true;
+    budget.cacheBytes += bytes;
+    const e = new Uint32Array(size);
+    e[0] = sid;
+    e[1] = lo;
+    e[2] = hi;
+    for (let w = 0; w < infoWords; w++) e[ENTRY_HEADER + w] = linearized[w]!;
+    const off = ENTRY_HEADER + infoWords - lo;
+    for (let w = lo; w < hi; w++) e[off + w] = linearized[w]!;
+    if (bucket === undefined) cache.set(key, [e]);
+    else bucket.push(e);
+    return true;
   };
 
   const stackNode = new Int32Array(n);
   const stackState: unknown[] = new Array(n);
+  const stackSid = new Int32Array(n);
   /** For each pushed configuration, the time of its first remaining return entry, if known. */
   const stackStuckTime = new Float64Array(n);
+  /** 1 if the operation is a committed read: when it is undone, so is the configuration below. */
+  const stackCommitted = new Uint8Array(n);
   let depth = 0;
   let okLinearized = 0;
-  let deepest: Deepest | undefined;
+  // The deepest stuck point: its prefix is copied into `snapshot` incrementally (positions below
+  // `lowWater` have not changed on the stack since the last copy), so recording it is not O(depth).
+  const snapshot = new Int32Array(n);
+  let lowWater = 0;
+  let deepest:
+    | {
+        readonly length: number;
+        readonly okLinearized: number;
+        readonly state: unknown;
+        readonly blocked: number;
+        readonly candidates: readonly number[];
+      }
+    | undefined;
+  const deepestOutcome = (): Deepest | undefined =>
+    deepest === undefined
+      ? undefined
+      : {
+          prefix: Array.from(snapshot.subarray(0, deepest.length)),
+          okLinearized: deepest.okLinearized,
+          state: deepest.state,
+          blocked: deepest.blocked,
+          candidates: deepest.candidates,
+        };
 
   let state: unknown = model.init();
+  let sid = intern(state);
   let node = next[0]!;
   /** In the indeterminate list: candidates are those invoked by this time. */
   let stuckTime = Number.NaN;
+  /** At a new configuration: looking for a read that can go next, to commit it. */
+  let scanning = true;
+  /** Undoing configurations, down to one with candidates left to try. */
+  let unwinding = false;
+  const push = (c: number, nextState: unknown, nextSid: number, committed: boolean): void => {
+    stackNode[depth] = c;
+    stackState[depth] = state;
+    stackSid[depth] = sid;
+    stackStuckTime[depth] = stuckTime;
+    stackCommitted[depth] = committed ? 1 : 0;
+    depth++;
+    if (!isInfo(c)) okLinearized++;
+    state = nextState;
+    sid = nextSid;
+    lift(c);
+    node = next[0]!;
+    stuckTime = Number.NaN;
+    scanning = true;
+  };
+
   for (;;) {
     if (okLinearized === m) {
       const linearization: number[] = [];
@@ -320,56 +491,80 @@ function searchPartition(model: AnyModel, ops: readonly Prepared[], budget: Budg
       return { verdict: 'ok', linearization };
     }
     if ((budget.steps & (CLOCK_CHECK_STEPS - 1)) === 0 && budget.now() > budget.deadlineMs) {
-      return { verdict: 'unknown', reason: 'timeout', deepest };
+      return { verdict: 'unknown', reason: 'timeout', deepest: deepestOutcome() };
     }
     if (budget.steps >= budget.stepsMax) {
-      return { verdict: 'unknown', reason: 'steps', deepest };
+      return { verdict: 'unknown', reason: 'steps', deepest: deepestOutcome() };
     }
     budget.steps++;
+
+    if (unwinding) {
+      if (depth === 0) {
+        const d = deepestOutcome();
+        assert(d !== undefined, 'no stuck point recorded before failing');
+        return { verdict: 'violation', deepest: d };
+      }
+      depth--;
+      if (depth < lowWater) lowWater = depth;
+      const c = stackNode[depth]!;
+      state = stackState[depth];
+      stackState[depth] = undefined;
+      sid = stackSid[depth]!;
+      stuckTime = stackStuckTime[depth]!;
+      clearBit(opOf[c]!);
+      if (!isInfo(c)) okLinearized--;
+      assert(okLinearized >= 0, 'more completed operations unlinearized than linearized');
+      unlift(c);
+      if (stackCommitted[depth] === 0) {
+        unwinding = false;
+        node = next[c]!;
+      }
+      continue;
+    }
+
     // Some completed operation is not linearized, so its return entry is still in the main list:
     // the walk of the main list always meets a return entry before its end.
     assert(node !== -1 || !Number.isNaN(stuckTime), 'walked off the end of the main list');
 
+    if (scanning) {
+      if (match[node] === -1) {
+        // No read can go next: try every candidate, from the start.
+        scanning = false;
+        node = next[0]!;
+        continue;
+      }
+      const i = opOf[node]!;
+      if (readOnly[i] === 1) {
+        const p = ops[i]!;
+        if (model.step(state, p.input, p.output).ok) {
+          // Committed: if the configuration with it was visited, this one leads nowhere either.
+          if (visit(i, sid)) push(node, state, sid, true);
+          else unwinding = true;
+          continue;
+        }
+      }
+      node = next[node]!;
+      continue;
+    }
+
     const info = node !== -1 && isInfo(node);
     if (node !== -1 && (match[node] !== -1 || (info && timeOfNode[node]! <= stuckTime))) {
-      // A call entry: try to linearize this operation next.
+      // A call entry: try to linearize this operation next. Reads were tried by the scan (from
+      // this same configuration) and cannot.
       const i = opOf[node]!;
       const t = twin[i]!;
-      let pushed = false;
-      if (t === -1 || isSet(t)) {
+      if (readOnly[i] === 0 && (t === -1 || isSet(t))) {
         const p = ops[i]!;
         const r = model.step(state, p.input, p.output);
         if (r.ok) {
-          flip(i);
-          const key = `${hashLo}:${hashHi}:${model.stateKey(r.state)}`;
-          const seen = cache.get(key);
-          let visited = false;
-          if (seen !== undefined) {
-            for (const s of seen) {
-              if (dominates(s, linearized, okMask)) {
-                visited = true;
-                break;
-              }
-            }
-          }
-          if (visited) {
-            flip(i);
-          } else {
-            remember(cache, key, seen, linearized, okMask, entryBytes, budget);
-            stackNode[depth] = node;
-            stackState[depth] = state;
-            stackStuckTime[depth] = stuckTime;
-            depth++;
-            if (!info) okLinearized++;
-            state = r.state;
-            lift(node);
-            node = next[0]!;
-            stuckTime = Number.NaN;
-            pushed = true;
+          const nextSid = r.state === state ? sid : intern(r.state);
+          if (visit(i, nextSid)) {
+            push(node, r.state, nextSid, false);
+            continue;
           }
         }
       }
-      if (!pushed) node = next[node]!;
+      node = next[node]!;
       continue;
     }
 
@@ -381,10 +576,10 @@ function searchPartition(model: AnyModel, ops: readonly Prepared[], budget: Budg
       if (
         deepest === undefined ||
         okLinearized > deepest.okLinearized ||
-        (okLinearized === deepest.okLinearized && depth < deepest.prefix.length)
+        (okLinearized === deepest.okLinearized && depth < deepest.length)
       ) {
-        const prefix: number[] = [];
-        for (let d = 0; d < depth; d++) prefix.push(opOf[stackNode[d]!]!);
+        for (let d = lowWater; d < depth; d++) snapshot[d] = opOf[stackNode[d]!]!;
+        lowWater = depth;
         const candidates: number[] = [];
         for (let c = next[0]!; c !== node; c = next[c]!) {
           if (match[c] !== -1) candidates.push(opOf[c]!); // the blocked operation's call is one
@@ -392,55 +587,15 @@ function searchPartition(model: AnyModel, ops: readonly Prepared[], budget: Budg
         for (let c = next[INFO_HEAD]!; c !== -1 && timeOfNode[c]! <= stuckTime; c = next[c]!) {
           candidates.push(opOf[c]!);
         }
-        deepest = { prefix, okLinearized, state, blocked: opOf[node]!, candidates };
+        deepest = { length: depth, okLinearized, state, blocked: opOf[node]!, candidates };
       }
       node = next[INFO_HEAD]!;
       continue;
     }
 
     // Every candidate tried: backtrack.
-    if (depth === 0) {
-      assert(deepest !== undefined, 'no stuck point recorded before failing');
-      return { verdict: 'violation', deepest };
-    }
-    depth--;
-    const c = stackNode[depth]!;
-    const i = opOf[c]!;
-    state = stackState[depth];
-    stackState[depth] = undefined;
-    stuckTime = stackStuckTime[depth]!;
-    flip(i);
-    if (!isInfo(c)) okLinearized--;
-    assert(okLinearized >= 0, 'more completed operations unlinearized than linearized');
-    unlift(c);
-    node = next[c]!;
+    unwinding = true;
   }
-}
-
-/** Adds a configuration to the cache, keeping each bucket an antichain, within the byte budget. */
-function remember(
-  cache: Map<string, Uint32Array[]>,
-  key: string,
-  seen: Uint32Array[] | undefined,
-  linearized: Uint32Array,
-  okMask: Uint32Array,
-  entryBytes: number,
-  budget: Budget,
-): void {
-  if (seen === undefined) {
-    const bytes = entryBytes + key.length * 2;
-    if (budget.cacheBytes + bytes > budget.cacheBytesMax) return;
-    budget.cacheBytes += bytes;
-    cache.set(key, [linearized.slice()]);
-    return;
-  }
-  let kept = 0;
-  for (const s of seen) if (!dominates(linearized, s, okMask)) seen[kept++] = s;
-  budget.cacheBytes -= (seen.length - kept) * entryBytes;
-  seen.length = kept;
-  if (budget.cacheBytes + entryBytes > budget.cacheBytesMax) return;
-  budget.cacheBytes += entryBytes;
-  seen.push(linearized.slice());
 }
 
 function partitionKeyOf(ops: readonly Operation[]): string {
