@@ -13,6 +13,8 @@ interface StartOpts {
   maxVoters: string;
   metrics: string;
   logLevel: string;
+  snapshotEntries?: string;
+  keepEntries?: string;
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -37,6 +39,11 @@ export function registerNodeCommands(program: Command): void {
     .option('--max-voters <n>', 'how many members become voters', String(DAEMON_DEFAULTS.maxVoters))
     .option('--metrics <host:port>', 'Prometheus metrics address', '127.0.0.1:0')
     .option(
+      '--snapshot-entries <n>',
+      'snapshot the state machine and compact the log every n entries',
+    )
+    .option('--keep-entries <n>', 'log entries kept behind a snapshot for slow followers')
+    .option(
       '--log-level <level>',
       'trace, debug, info, warn, error',
       process.env.PCR_LOG_LEVEL ?? 'info',
@@ -54,6 +61,12 @@ export function registerNodeCommands(program: Command): void {
         ...(o.secretFile !== undefined ? { secretFile: o.secretFile } : {}),
         maxVoters,
         metricsAddr: o.metrics,
+        ...(o.snapshotEntries !== undefined
+          ? { snapshotEntries: positive(o.snapshotEntries, '--snapshot-entries') }
+          : {}),
+        ...(o.keepEntries !== undefined
+          ? { keepEntries: positive(o.keepEntries, '--keep-entries') }
+          : {}),
         logger,
       });
       const addr = daemon.addrs()[0];
@@ -71,4 +84,11 @@ export function registerNodeCommands(program: Command): void {
         process.once('SIGINT', () => stop('SIGINT'));
       });
     });
+}
+
+function positive(v: string, flag: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1)
+    throw new CliError(`${flag} must be a positive integer, not ${JSON.stringify(v)}`, EXIT.usage);
+  return n;
 }

@@ -1,0 +1,151 @@
+// The `pcr` dispatcher in process (help, version, usage errors and their exit code, the sim
+// pass-through), and bin/pcr as a real executable: from another directory and through symlinks.
+
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { CliIo } from './context.ts';
+import { main } from './pcr.ts';
+import { loadSimMain } from './sim.ts';
+
+const run = promisify(execFile);
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const PCR = join(ROOT, 'bin/pcr');
+const VERSION = (
+  JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }
+).version;
+
+function capture(): CliIo & { stdout: () => string; stderr: () => string } {
+  let out = '';
+  let err = '';
+  return {
+    out: (t) => void (out += t),
+    err: (t) => void (err += t),
+    stdout: () => out,
+    stderr: () => err,
+  };
+}
+
+describe('pcr (in process)', () => {
+  it('prints the version of package.json', async () => {
+    const io = capture();
+    expect(await main(['--version'], io)).toBe(0);
+    expect(io.stdout().trim()).toBe(VERSION);
+  });
+
+  it('lists its commands on --help', async () => {
+    const io = capture();
+    expect(await main(['--help'], io)).toBe(0);
+    expect(io.stdout()).toMatch(/Usage: pcr/);
+    for (const noun of ['node', 'status', 'kv', 'operator', 'maelstrom', 'sim']) {
+      expect(io.stdout()).toMatch(new RegExp(`\\n  ${noun} `));
+    }
+  });
+
+  it('exits with the code an error of a command carries, and prints its message', async () => {
+    const io = capture();
+    const code = await main(['sim'], io, {
+      loadSim: async () => async () => {
+        throw Object.assign(new Error('no leader: retry'), { exitCode: 3 });
+      },
+    });
+    expect(code).toBe(3);
+    expect(io.stderr()).toBe('pcr: no leader: retry\n');
+  });
+
+  it.each([
+    [[], /Usage: pcr/],
+    [['frobnicate'], /unknown command 'frobnicate'/],
+    [['--frobnicate'], /unknown option '--frobnicate'/],
+    [['maelstrom', '--tick-ms', '0'], /--tick-ms.*expected an integer from 1/],
+    [['maelstrom', '--election-ticks', 'ten'], /expected an integer/],
+    [['maelstrom', 'extra'], /too many arguments/],
+  ])('exits 2 with a message for wrong usage: %j', async (argv, message) => {
+    const io = capture();
+    expect(await main(argv, io)).toBe(2);
+    expect(io.stderr()).toMatch(message);
+  });
+
+  it.each([
+    [['sim', 'run', '--seed', '3', 'x']],
+    [['sim', '--seed', '3', '--nodes=5']],
+    [['sim', '--help']],
+    [['sim', '-h']],
+    [['sim', '--version']],
+    [['sim', '--', '--x', 'y']],
+    [['sim']],
+  ])('passes every argument after sim to the simulator untouched: %j', async (argv) => {
+    let got: string[] | undefined;
+    const code = await main(argv, capture(), {
+      loadSim: async () => async (args) => {
+        got = args;
+        return 7;
+      },
+    });
+    expect(code).toBe(7);
+    expect(got).toEqual(argv.slice(1));
+  });
+
+  it('passes --help to the simulator on `pcr help sim`', async () => {
+    let got: string[] | undefined;
+    await main(['help', 'sim'], capture(), {
+      loadSim: async () => async (args) => {
+        got = args;
+        return 0;
+      },
+    });
+    expect(got).toEqual(['--help']);
+  });
+
+  it('says so when the simulator is not available', async () => {
+    const io = capture();
+    const code = await main(['sim', 'x'], io, { loadSim: async () => 'not in this build' });
+    expect(code).toBe(1);
+    expect(io.stderr()).toMatch(/pcr sim: not in this build/);
+  });
+
+  it('loads the simulator only if it exists and exports main', async () => {
+    expect(await loadSimMain('./test/missing_sim.ts')).toMatch(/not available.*missing_sim\.ts/);
+    expect(await loadSimMain('./test/no_main.ts')).toMatch(/does not export main/);
+  });
+});
+
+describe('bin/pcr (a real process)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pcr-cli-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('runs from another directory through a symlink, with the exit code of the command', async () => {
+    symlinkSync(PCR, join(dir, 'pcr'));
+    const ok = await run(join(dir, 'pcr'), ['--version'], { cwd: dir });
+    expect(ok.stdout.trim()).toBe(VERSION);
+    const bad = await run(join(dir, 'pcr'), ['frobnicate'], { cwd: dir }).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect('code' in bad && bad.code).toBe(2);
+    expect((bad as { stderr: string }).stderr).toMatch(/unknown command/);
+  });
+
+  it('bin/pcr-maelstrom (through a symlink) answers init with init_ok on stdout', async () => {
+    symlinkSync(join(ROOT, 'bin/pcr-maelstrom'), join(dir, 'node-bin'));
+    const child = spawn(join(dir, 'node-bin'), [], { cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
+    const firstLine = new Promise<string>((resolve) => {
+      createInterface({ input: child.stdout }).once('line', resolve);
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    child.stdin.write(
+      `${JSON.stringify({ src: 'c0', dest: 'n1', body: { type: 'init', msg_id: 1, node_id: 'n1', node_ids: ['n1'] } })}\n`,
+    );
+    expect(JSON.parse(await firstLine)).toEqual({
+      src: 'n1',
+      dest: 'c0',
+      body: { type: 'init_ok', in_reply_to: 1, msg_id: 1 },
+    });
+    child.stdin.end();
+    expect(await exited).toBe(0);
+  });
+});
