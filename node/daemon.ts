@@ -44,6 +44,7 @@ export interface DaemonOptions {
   readonly tickMs?: number;
   readonly electionTicks?: number;
   readonly snapshotEntries?: number;
+  readonly keepEntries?: number;
   /** Prometheus metrics listen address, host:port (loopback by default; port 0 picks one). */
   readonly metricsAddr?: string;
   /** Metrics gossip interval. */
@@ -115,6 +116,7 @@ export class Daemon {
       heartbeatTicks: 1,
       requestTimeoutTicks: Math.ceil(5000 / (o.tickMs ?? DAEMON_DEFAULTS.tickMs)),
       ...(o.snapshotEntries !== undefined ? { snapshotEntries: o.snapshotEntries } : {}),
+      ...(o.keepEntries !== undefined ? { keepEntries: o.keepEntries } : {}),
       onFatal: (err) => {
         this.log.fatal({ err: err.message }, 'disk failed; the node stopped');
         void this.stop();
@@ -489,6 +491,11 @@ export class Daemon {
         'pcr_raft_snapshots_taken_total',
         'Snapshots of the state machine taken here.',
         ns.snapshotsTaken,
+      ),
+      c(
+        'pcr_raft_snapshots_restored_total',
+        'Snapshots received from the leader and installed.',
+        ns.snapshotsRestored,
       ),
       c('pcr_raft_request_timeouts_total', 'Requests that timed out.', ns.timeouts),
       ...Object.entries(st.stats.dropped).map(([reason, v]) =>

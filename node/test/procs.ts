@@ -1,0 +1,126 @@
+// Real node processes for tests: `bin/pcr node start` spawned with execa, each with its own data
+// dir on loopback; helpers to run `pcr` commands against them and to kill -9 them.
+
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa, type ResultPromise } from 'execa';
+import { ApiClient } from '../api/client.ts';
+import type { ApiRequest, ApiResponse } from '../api/wire.ts';
+import { CLUSTER_SECRET_FILE, NODE_INFO_FILE, readSecret } from '../identity.ts';
+
+export const PCR = resolve(fileURLToPath(new URL('../../bin/pcr', import.meta.url)));
+
+export interface NodeProc {
+  readonly name: string;
+  readonly dataDir: string;
+  child: ResultPromise;
+  id: string;
+  addr: string;
+  metrics: string;
+  stderr: string[];
+}
+
+async function sleep(ms: number): Promise<void> {
+  await new Promise((r) => setTimeout(r, ms));
+}
+
+export async function until<T>(
+  f: () => Promise<T | undefined> | T | undefined,
+  ms: number,
+  what: string,
+): Promise<T> {
+  const start = Date.now();
+  for (;;) {
+    const v = await f();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() - start > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+/** Starts a node process and waits until it wrote its node.json. */
+export async function startNode(
+  base: string,
+  name: string,
+  args: readonly string[] = [],
+): Promise<NodeProc> {
+  const dataDir = join(base, name);
+  const child = execa(
+    PCR,
+    ['node', 'start', '--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', ...args],
+    {
+      reject: false,
+      env: { PCR_LOG_LEVEL: process.env.PCR_LOG_LEVEL ?? 'warn' },
+      stdin: 'ignore',
+    },
+  );
+  const p: NodeProc = { name, dataDir, child, id: '', addr: '', metrics: '', stderr: [] };
+  child.stderr?.on('data', (d: Buffer) => p.stderr.push(d.toString()));
+  let exited = false;
+  void child.then(() => {
+    exited = true;
+  });
+  const info = await until(
+    async () => {
+      if (exited) throw new Error(`${name} exited: ${p.stderr.join('')}`);
+      try {
+        const i = JSON.parse(await readFile(join(dataDir, NODE_INFO_FILE), 'utf8')) as {
+          id: string;
+          addrs: string[];
+          metrics: string;
+          pid: number;
+        };
+        return i.pid === child.pid ? i : undefined;
+      } catch {
+        return undefined;
+      }
+    },
+    30_000,
+    `${name} to start`,
+  );
+  p.id = info.id;
+  p.addr = info.addrs[0]!;
+  p.metrics = info.metrics;
+  return p;
+}
+
+export async function kill9(p: NodeProc): Promise<void> {
+  p.child.kill('SIGKILL');
+  await p.child;
+}
+
+export async function stop(p: NodeProc): Promise<void> {
+  p.child.kill('SIGTERM');
+  await p.child;
+}
+
+/** Runs `pcr ...`; never rejects. */
+export async function pcr(
+  args: readonly string[],
+): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const r = await execa(PCR, args, { reject: false, stdin: 'ignore' });
+  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+}
+
+/** An in-test API client to one node (requests go over real libp2p). */
+export async function request(
+  p: NodeProc,
+  secretFrom: NodeProc,
+  req: ApiRequest,
+  timeoutMs = 10_000,
+): Promise<ApiResponse> {
+  const client = await ApiClient.connect(
+    p.addr,
+    await readSecret(join(secretFrom.dataDir, CLUSTER_SECRET_FILE)),
+  );
+  try {
+    return await client.request(req, timeoutMs);
+  } finally {
+    await client.close();
+  }
+}
+
+export function secretFileOf(p: NodeProc): string {
+  return join(p.dataDir, CLUSTER_SECRET_FILE);
+}
