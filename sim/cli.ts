@@ -358,7 +358,7 @@ function describeRun(r: RunResult, a: Args, program: string): string {
   lines.push(
     `  safety     ${r.violationCount === 0 ? 'no violation' : `${r.violationCount} violations`}` +
       (r.duplicateCommands > 0
-        ? `; ${r.duplicateCommands} client commands committed twice (known issue, docs/sim.md)`
+        ? `; ${r.duplicateCommands} client commands committed twice, each applied once (client sessions)`
         : ''),
   );
   lines.push(`  liveness   ${r.liveness.ok ? 'ok' : 'FAILED'}: ${r.liveness.message}`);

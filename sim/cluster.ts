@@ -28,7 +28,7 @@ import {
 import { decodeMessage } from '../node/raft/codec.ts';
 import { type NodeStats, type Outcome, RaftNode } from '../node/raft/node.ts';
 import { DurableStorage } from '../node/raft/storage.ts';
-import { type Command, decodeEnvelope, type Query } from '../node/state/machine.ts';
+import { type Command, decodeEnvelope, type Query, type Result } from '../node/state/machine.ts';
 import { DISK_LATENCY_DEFAULT, type DiskLatency, SimDisk } from './disk.ts';
 import { type Arrival, NETWORK_DEFAULTS, type NetworkOptions, SimNetwork } from './network.ts';
 import { EventQueue, msToUs, usToMs } from './queue.ts';
@@ -89,7 +89,9 @@ export type ViolationKind =
   /** A node threw (an invariant assertion of the core, or any other error): the process died. */
   | 'node-failure'
   /** A restarted node could not read its disk back. */
-  | 'recovery';
+  | 'recovery'
+  /** One client request took effect twice (committed twice and not deduplicated). */
+  | 'applied-twice';
 
 export interface SafetyViolation {
   readonly kind: ViolationKind;
@@ -174,9 +176,9 @@ export class SimCluster {
   readonly violations: SafetyViolation[] = [];
   violationCount = 0;
   /**
-   * Committed entries carrying a request already committed at another index: one client command
-   * applied twice (a duplicated forwarded proposal, see docs/sim.md, Findings). Not a Raft safety
-   * violation, so only counted.
+   * Committed entries carrying a request already committed at another index (a duplicated
+   * forwarded proposal, docs/sim.md, Findings). The state machine's client sessions make the
+   * second copy a no-op; one that took effect again is an 'applied-twice' violation.
    */
   duplicateCommands = 0;
   /** Every fault applied (partition, heal, crash, restart, pause, resume, drift), in order. */
@@ -571,7 +573,7 @@ export class SimCluster {
         snapshotEntries: this.opts.snapshotEntries,
         keepEntries: this.opts.keepEntries,
         raft: { preVote: true, checkQuorum: true, ...this.raftOptions },
-        onApply: (e) => this.applied(slot, e),
+        onApply: (e, r) => this.applied(slot, e, r),
       });
     } catch (e) {
       slot.process = 'down';
@@ -716,7 +718,7 @@ export class SimCluster {
     }
   }
 
-  private applied(slot: Slot, e: Entry): void {
+  private applied(slot: Slot, e: Entry, result: Result | undefined): void {
     const seen = this.appliedByIndex.get(e.index);
     if (seen === undefined) {
       // A copy: the entry may be a view into a whole received message, which it would keep alive.
@@ -726,7 +728,16 @@ export class SimCluster {
         if (typeof env !== 'string') {
           const first = this.indexOfRequest.get(env.requestId);
           if (first === undefined) this.indexOfRequest.set(env.requestId, e.index);
-          else if (first !== e.index) this.duplicateCommands++;
+          else if (first !== e.index) {
+            this.duplicateCommands++;
+            if (result?.ok !== false || result.code !== 'duplicate') {
+              this.violation(
+                'applied-twice',
+                slot,
+                `request ${env.requestId} took effect at ${first} and again at ${e.index}`,
+              );
+            }
+          }
         }
       }
     } else if (seen.term !== e.term || !bytesEqual(seen.data, e.data)) {

@@ -95,6 +95,10 @@ export function replyBody(f: LinKvRequest['f'], o: Outcome): Body {
         return errorBody(ERROR.preconditionFailed, r.message);
       case 'invalid':
         return errorBody(ERROR.malformedRequest, r.message);
+      case 'duplicate':
+        // Never reaches a waiting client (the first application answered it); if it did, the
+        // request took effect once: report the outcome as unknown rather than guess.
+        return errorBody(ERROR.timeout, r.message);
     }
   }
   switch (f) {

@@ -390,7 +390,7 @@ export class RaftNode {
       this.opts.onApply?.(e, result);
       return;
     }
-    const result = this.sm.apply(e.index, env.command);
+    const result = this.sm.applyRequest(e.index, env.requestId, env.command);
     this.opts.onApply?.(e, result);
     const p = this.writes.get(env.requestId);
     if (p !== undefined) {

@@ -3,6 +3,9 @@ import {
   decodeEnvelope,
   encodeEnvelope,
   KEY_BYTES_MAX,
+  parseRequestId,
+  SESSION_WINDOW,
+  SESSIONS_MAX,
   StateMachine,
   VALUE_BYTES_MAX,
 } from './machine.ts';
@@ -141,7 +144,7 @@ describe('StateMachine snapshots', () => {
     expect(() => sm.restore(new Uint8Array([1, 2, 3]))).toThrow();
     expect(() =>
       sm.restore(encodeEnvelope({ requestId: 'r', command: { op: 'kv.del', key: 'x' } })),
-    ).toThrow(/not a version 1 snapshot/);
+    ).toThrow(/not a version 2 snapshot/);
     expect(sm.snapshot()).toEqual(before);
   });
 });
@@ -165,5 +168,76 @@ describe('entry envelopes', () => {
         encodeEnvelope({ requestId: 'r'.repeat(200), command: { op: 'kv.del', key: 'k' } }),
       ),
     ).toBe('bad request ID');
+  });
+});
+
+describe('client sessions: a request takes effect at most once', () => {
+  it('a second copy of a request ID is a no-op, even across a snapshot', () => {
+    const sm = new StateMachine();
+    expect(
+      sm.applyRequest(1, 'n1/ab.1', { op: 'kv.cas', key: 'x', from: null, to: 'a' }),
+    ).toMatchObject({ ok: true });
+    expect(sm.applyRequest(2, 'n1/ab.2', { op: 'kv.put', key: 'x', value: 'b' })).toMatchObject({
+      ok: true,
+    });
+    // The cas again would fail; the put again would overwrite a newer value: neither happens.
+    expect(sm.applyRequest(3, 'n1/ab.3', { op: 'kv.put', key: 'x', value: 'c' })).toMatchObject({
+      ok: true,
+    });
+    expect(sm.applyRequest(4, 'n1/ab.2', { op: 'kv.put', key: 'x', value: 'b' })).toMatchObject({
+      code: 'duplicate',
+    });
+    expect(sm.query({ op: 'kv.get', key: 'x' })).toMatchObject({ value: 'c' });
+    const copy = new StateMachine();
+    copy.restore(sm.snapshot());
+    expect(
+      copy.applyRequest(5, 'n1/ab.1', { op: 'kv.cas', key: 'x', from: null, to: 'a' }),
+    ).toMatchObject({
+      code: 'duplicate',
+    });
+    expect(copy.applied).toBe(5);
+    // Out of order within the window is fine; other sessions are independent.
+    expect(copy.applyRequest(6, 'n1/ab.0', { op: 'kv.put', key: 'y', value: '0' })).toMatchObject({
+      ok: true,
+    });
+    expect(copy.applyRequest(7, 'n2/cd.1', { op: 'kv.put', key: 'z', value: '1' })).toMatchObject({
+      ok: true,
+    });
+  });
+
+  it('refuses a copy older than SESSION_WINDOW, and forgets the least recent of SESSIONS_MAX sessions', () => {
+    const sm = new StateMachine();
+    sm.applyRequest(1, `s.${(SESSION_WINDOW + 5).toString(36)}`, {
+      op: 'kv.put',
+      key: 'k',
+      value: 'v',
+    });
+    expect(sm.applyRequest(2, 's.4', { op: 'kv.put', key: 'k', value: 'old' })).toMatchObject({
+      code: 'duplicate',
+    });
+    expect(sm.applyRequest(3, 's.6', { op: 'kv.put', key: 'k', value: 'w' })).toMatchObject({
+      ok: true,
+    });
+    let index = 3;
+    for (let i = 0; i < SESSIONS_MAX; i++)
+      sm.applyRequest(++index, `other${i}.1`, { op: 'kv.del', key: 'nope' });
+    // Session 's' was the least recently applied: forgotten, so its old seq applies again.
+    expect(
+      sm.applyRequest(++index, 's.6', { op: 'kv.put', key: 'k', value: 'again' }),
+    ).toMatchObject({ ok: true });
+    expect(sm.applyRequest(++index, 'other5.1', { op: 'kv.del', key: 'nope' })).toMatchObject({
+      code: 'duplicate',
+    });
+  });
+
+  it('request IDs without a session suffix are applied as they come', () => {
+    expect(parseRequestId('n1/ab.z')).toEqual({ session: 'n1/ab', seq: 35 });
+    expect(parseRequestId('plain')).toBeUndefined();
+    expect(parseRequestId('a.B')).toBeUndefined();
+    const sm = new StateMachine();
+    sm.applyRequest(1, 'plain', { op: 'kv.put', key: 'k', value: '1' });
+    expect(sm.applyRequest(2, 'plain', { op: 'kv.put', key: 'k', value: '2' })).toMatchObject({
+      ok: true,
+    });
   });
 });

@@ -17,7 +17,16 @@ export const VALUE_BYTES_MAX = 256 * 1024;
 /** Longest request ID carried in an entry. */
 export const REQUEST_ID_BYTES_MAX = 128;
 /** Format of snapshot() images; restore() refuses others. */
-export const SNAPSHOT_VERSION = 1;
+export const SNAPSHOT_VERSION = 2;
+/**
+ * Client sessions (Raft dissertation §6.3): a request ID is `<session>.<seq in base 36>`, seqs
+ * increasing within a session. A command whose (session, seq) was already applied is not applied
+ * again: a forwarded proposal delivered twice is committed twice but takes effect once. A seq more
+ * than SESSION_WINDOW below the session's highest is refused too (it can only be a very late copy).
+ */
+export const SESSION_WINDOW = 1024;
+/** Sessions remembered; beyond this the one applied longest ago is forgotten. */
+export const SESSIONS_MAX = 4096;
 
 export type Role = 'voter' | 'learner' | 'member';
 
@@ -58,7 +67,9 @@ export type ErrorCode =
   /** kv.cas whose expected value differs from the current one. */
   | 'casMismatch'
   /** A command or query that is malformed or out of bounds; nothing changed. */
-  | 'invalid';
+  | 'invalid'
+  /** A request ID already applied (a duplicated proposal); nothing changed. */
+  | 'duplicate';
 
 export type Result =
   | {
@@ -186,9 +197,28 @@ interface Slot {
   revision: number;
 }
 
+interface Session {
+  /** Highest seq applied. */
+  max: number;
+  /** Seqs applied within the window below max. */
+  seen: Set<number>;
+  /** Index of the last entry applied for this session (for eviction). */
+  lastIndex: number;
+}
+
+/** Splits a request ID into its session and seq; undefined if it has no `.<base36>` suffix. */
+export function parseRequestId(id: string): { session: string; seq: number } | undefined {
+  const dot = id.lastIndexOf('.');
+  if (dot <= 0) return undefined;
+  const tail = id.slice(dot + 1);
+  if (!/^[0-9a-z]{1,10}$/.test(tail)) return undefined;
+  return { session: id.slice(0, dot), seq: Number.parseInt(tail, 36) };
+}
+
 export class StateMachine {
   private kv = new Map<string, Slot>();
   private members = new Map<string, Member>();
+  private sessions = new Map<string, Session>();
   /** Index of the last entry applied (or of the snapshot restored). */
   private appliedIndex = 0;
 
@@ -256,6 +286,49 @@ export class StateMachine {
     }
   }
 
+  /**
+   * Applies the command of a client request, at most once per request ID (see SESSION_WINDOW).
+   * A duplicate moves only the applied index and returns a 'duplicate' result.
+   */
+  applyRequest(index: number, requestId: string, command: unknown): Result {
+    const parsed = parseRequestId(requestId);
+    if (parsed === undefined) return this.apply(index, command);
+    const { session, seq } = parsed;
+    const s = this.sessions.get(session);
+    if (s !== undefined && (s.seen.has(seq) || seq <= s.max - SESSION_WINDOW)) {
+      this.skip(index);
+      return { ok: false, code: 'duplicate', message: `request ${requestId} was already applied` };
+    }
+    const result = this.apply(index, command);
+    if (s === undefined) {
+      this.sessions.set(session, { max: seq, seen: new Set([seq]), lastIndex: index });
+      if (this.sessions.size > SESSIONS_MAX) this.evictSession();
+    } else {
+      s.seen.add(seq);
+      if (seq > s.max) {
+        s.max = seq;
+        for (const q of s.seen) if (q <= seq - SESSION_WINDOW) s.seen.delete(q);
+      }
+      s.lastIndex = index;
+    }
+    return result;
+  }
+
+  private evictSession(): void {
+    let oldest: string | undefined;
+    let oldestIndex = Number.POSITIVE_INFINITY;
+    for (const [id, s] of this.sessions) {
+      if (
+        s.lastIndex < oldestIndex ||
+        (s.lastIndex === oldestIndex && oldest !== undefined && id < oldest)
+      ) {
+        oldest = id;
+        oldestIndex = s.lastIndex;
+      }
+    }
+    if (oldest !== undefined) this.sessions.delete(oldest);
+  }
+
   /** Moves the applied index over an entry with no command (the leader's no-op, a conf change). */
   skip(index: number): void {
     if (index <= this.appliedIndex) {
@@ -308,18 +381,50 @@ export class StateMachine {
     const members = [...this.members.values()]
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
       .map((m) => [m.id, [...m.addrs], m.role]);
-    return packr.pack([SNAPSHOT_VERSION, this.appliedIndex, kv, members]);
+    const sessions = [...this.sessions.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([id, x]) => [id, x.max, [...x.seen].sort((p, q) => p - q), x.lastIndex]);
+    return packr.pack([SNAPSHOT_VERSION, this.appliedIndex, kv, members, sessions]);
   }
 
   /** Replaces the state by a snapshot image. Throws on an image it cannot read (nothing changes). */
   restore(data: Uint8Array): void {
     const raw = packr.unpack(data) as unknown;
-    if (!Array.isArray(raw) || raw.length !== 4 || raw[0] !== SNAPSHOT_VERSION) {
+    if (!Array.isArray(raw) || raw.length !== 5 || raw[0] !== SNAPSHOT_VERSION) {
       throw new Error(`state machine: not a version ${SNAPSHOT_VERSION} snapshot`);
     }
-    const [, applied, kvRows, memberRows] = raw as [number, unknown, unknown, unknown];
-    if (!Number.isSafeInteger(applied) || !Array.isArray(kvRows) || !Array.isArray(memberRows)) {
+    const [, applied, kvRows, memberRows, sessionRows] = raw as [
+      number,
+      unknown,
+      unknown,
+      unknown,
+      unknown,
+    ];
+    if (
+      !Number.isSafeInteger(applied) ||
+      !Array.isArray(kvRows) ||
+      !Array.isArray(memberRows) ||
+      !Array.isArray(sessionRows)
+    ) {
       throw new Error('state machine: malformed snapshot');
+    }
+    const sessions = new Map<string, Session>();
+    for (const row of sessionRows as unknown[]) {
+      const [id, max, seen, lastIndex] = row as [unknown, unknown, unknown, unknown];
+      if (
+        !isString(id) ||
+        !Number.isSafeInteger(max) ||
+        !Number.isSafeInteger(lastIndex) ||
+        !Array.isArray(seen) ||
+        !seen.every((q) => Number.isSafeInteger(q))
+      ) {
+        throw new Error('state machine: malformed snapshot session row');
+      }
+      sessions.set(id, {
+        max: max as number,
+        seen: new Set(seen as number[]),
+        lastIndex: lastIndex as number,
+      });
     }
     const kv = new Map<string, Slot>();
     for (const row of kvRows as unknown[]) {
@@ -339,6 +444,7 @@ export class StateMachine {
     }
     this.kv = kv;
     this.members = members;
+    this.sessions = sessions;
     this.appliedIndex = applied as number;
   }
 }
