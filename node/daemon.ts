@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import { bootstrap, type NodeId, type RandomSource } from '../consensus/index.ts';
 import {
   API_PROTOCOL,
+  API_STREAMS_PER_CONNECTION_MAX,
   type ApiRequest,
   type ApiResponse,
   apiError,
@@ -168,11 +169,18 @@ export class Daemon {
   private async run(): Promise<void> {
     await this.transport.start();
     this.gossip.start();
-    await this.host.handle(API_PROTOCOL, (stream) => {
-      serveExchange(stream, (req) => this.handle(req)).catch((e: Error) =>
-        this.log.debug({ err: e.message }, 'api exchange failed'),
-      );
-    });
+    await this.host.handle(
+      API_PROTOCOL,
+      (stream) => {
+        serveExchange(stream, (req) => this.handle(req)).catch((e: Error) =>
+          this.log.debug({ err: e.message }, 'api exchange failed'),
+        );
+      },
+      {
+        maxInboundStreams: API_STREAMS_PER_CONNECTION_MAX,
+        maxOutboundStreams: API_STREAMS_PER_CONNECTION_MAX,
+      },
+    );
     const tickMs = this.o.tickMs ?? DAEMON_DEFAULTS.tickMs;
     this.ticker = setInterval(() => this.node.tick(), tickMs);
     this.reconciler = setInterval(() => void this.reconcile(), DAEMON_DEFAULTS.reconcileMs);

@@ -5,7 +5,13 @@ import '../polyfill.ts';
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { createHost, type Host } from '../p2p/host.ts';
-import { API_PROTOCOL, type ApiRequest, type ApiResponse, requestExchange } from './wire.ts';
+import {
+  API_PROTOCOL,
+  API_STREAMS_PER_CONNECTION_MAX,
+  type ApiRequest,
+  type ApiResponse,
+  requestExchange,
+} from './wire.ts';
 
 export class ApiClient {
   private readonly host: Host;
@@ -25,12 +31,14 @@ export class ApiClient {
     return new ApiClient(host, multiaddr(addr));
   }
 
-  /** One request; rejects when the member cannot be reached within timeoutMs. */
+  /** One request; rejects when no answer came within timeoutMs (dial and exchange together). */
   async request(req: ApiRequest, timeoutMs = 10_000): Promise<ApiResponse> {
+    const signal = AbortSignal.timeout(timeoutMs);
     const stream = await this.host.dialProtocol(this.addr, API_PROTOCOL, {
-      signal: AbortSignal.timeout(timeoutMs),
+      signal,
+      maxOutboundStreams: API_STREAMS_PER_CONNECTION_MAX,
     });
-    return requestExchange(stream, req);
+    return requestExchange(stream, req, signal);
   }
 
   async close(): Promise<void> {

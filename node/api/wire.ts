@@ -9,6 +9,8 @@ export const API_PROTOCOL = '/pcr/api/1.0.0';
 export const API_REQUEST_BYTES_MAX = 1024 * 1024;
 /** Largest answer frame a client reads. */
 export const API_RESPONSE_BYTES_MAX = 64 * 1024 * 1024;
+/** Requests one member serves at once on one connection (one stream each). */
+export const API_STREAMS_PER_CONNECTION_MAX = 1024;
 
 export type ApiErrorCode =
   | 'NO_LEADER'
@@ -56,10 +58,19 @@ export async function serveExchange(
 }
 
 /** The client's side: send one request, read one answer. */
-export async function requestExchange(stream: Stream, req: ApiRequest): Promise<ApiResponse> {
+export async function requestExchange(
+  stream: Stream,
+  req: ApiRequest,
+  signal?: AbortSignal,
+): Promise<ApiResponse> {
   const lp = lpStream(stream, { maxDataLength: API_RESPONSE_BYTES_MAX });
-  await lp.write(packr.pack(req));
-  const resp = packr.unpack((await lp.read()).subarray()) as ApiResponse;
-  await stream.close().catch(() => {});
-  return resp;
+  try {
+    await lp.write(packr.pack(req), { signal });
+    const resp = packr.unpack((await lp.read({ signal })).subarray()) as ApiResponse;
+    await stream.close().catch(() => {});
+    return resp;
+  } catch (e) {
+    stream.abort(e as Error);
+    throw e;
+  }
 }

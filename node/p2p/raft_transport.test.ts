@@ -101,7 +101,13 @@ const read = (n: RaftNode, key: string): Promise<Outcome> =>
 
 describe('Raft over libp2p (real TCP, noise, yamux, pnet; LevelDB)', () => {
   it('elects a leader, replicates a write, reads it linearizably on another member', async () => {
-    await until(() => members.some((m) => m.node.status().state === 'leader'), 10_000);
+    // Every member knows the leader (a follower that has not heard from it yet refuses with NO_LEADER).
+    await until(
+      () =>
+        members.some((m) => m.node.status().state === 'leader') &&
+        members.every((m) => m.node.status().lead !== ''),
+      10_000,
+    );
     const follower = members.find((m) => m.node.status().state !== 'leader')!;
     const other = members.find((m) => m !== follower && m.node.status().state !== 'leader')!;
     const w = await submit(follower.node, 'k', 'v');

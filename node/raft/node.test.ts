@@ -224,6 +224,29 @@ describe('RaftNode', () => {
     expect(outs[1]).toMatchObject({ ok: true });
   });
 
+  it('a write forwarded to a leader that died is proposed again to the next leader, and applied once', async () => {
+    const c = new Cluster(['a', 'b', 'c'], { requestTimeoutTicks: 200 });
+    const leader = await c.elect();
+    const follower = c.ids.find((x) => x !== leader)!;
+    c.crash(leader);
+    let out: Outcome | undefined;
+    c.node(follower).submit({ op: 'kv.cas', key: 'k', from: null, to: 'once' }, (o) => (out = o));
+    await c.settle();
+    expect(out).toBeUndefined(); // forwarded into the void
+    for (let i = 0; i < 100 && out === undefined; i++) await c.tick();
+    expect(out).toMatchObject({ ok: true, result: { ok: true } });
+    expect(c.node(follower).stats.reproposals).toBeGreaterThan(0);
+    // The dead leader comes back with its copy (if it appended one): still applied once.
+    c.start(leader);
+    await c.tick(20);
+    for (const id of c.ids) {
+      expect(c.node(id).sm.query({ op: 'kv.get', key: 'k' })).toMatchObject({
+        ok: true,
+        value: 'once',
+      });
+    }
+  });
+
   it('refusals: invalid commands, no leader, and a timeout whose outcome is unknown', async () => {
     const c = new Cluster(['a', 'b', 'c'], { requestTimeoutTicks: 5 });
     const outs: Outcome[] = [];

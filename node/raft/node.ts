@@ -105,6 +105,8 @@ interface Pending {
   readonly cb: (o: Outcome) => void;
   readonly deadline: number;
   readonly write: boolean;
+  /** A submitted command's entry payload, proposed again when the leader changes. */
+  readonly data?: Uint8Array;
 }
 
 interface PendingRead extends Pending {
@@ -122,6 +124,8 @@ export interface NodeStats {
   timeouts: number;
   snapshotsTaken: number;
   snapshotsRestored: number;
+  /** Unanswered writes proposed again after a leader change. */
+  reproposals: number;
 }
 
 export class RaftNode {
@@ -138,6 +142,7 @@ export class RaftNode {
     timeouts: 0,
     snapshotsTaken: 0,
     snapshotsRestored: 0,
+    reproposals: 0,
   };
   private readonly opts: RaftNodeOptions;
   private readonly requestTimeoutTicks: number;
@@ -151,6 +156,8 @@ export class RaftNode {
   private readonly reads = new Map<string, PendingRead>();
   /** A Ready is being made durable; the next one waits. */
   private writing = false;
+  /** The leader last seen in a Ready's soft state ('' for none). */
+  private knownLeader = '';
   private stopped = false;
 
   constructor(opts: RaftNodeOptions) {
@@ -218,8 +225,9 @@ export class RaftNode {
     if (this.refuse(cb, commandProblem(command))) return;
     const requestId = this.nextRequestId();
     this.stats.proposals++;
+    const data = encodeEnvelope({ requestId, command });
     try {
-      this.rn.propose(encodeEnvelope({ requestId, command }));
+      this.rn.propose(data);
     } catch (e) {
       if (!isRaftError(e)) throw e;
       cb(refused(e.code === 'NO_LEADER' ? 'NO_LEADER' : 'PROPOSAL_DROPPED', e.message));
@@ -229,6 +237,7 @@ export class RaftNode {
       cb,
       deadline: this.ticks + this.requestTimeoutTicks,
       write: true,
+      data,
     });
     this.pump();
   }
@@ -344,6 +353,10 @@ export class RaftNode {
 
   private afterPersist(rd: Ready): void {
     this.storage.commit(rd);
+    if (rd.softState !== undefined && rd.softState.lead !== this.knownLeader) {
+      this.knownLeader = rd.softState.lead;
+      if (this.knownLeader !== '') this.reproposePending();
+    }
     for (const m of rd.messages) this.opts.transport.send(m);
     if (rd.snapshot !== undefined) {
       this.restoreSnapshotImage(rd.snapshot.data, rd.snapshot.metadata.index);
@@ -404,6 +417,25 @@ export class RaftNode {
       if (p.index === undefined || p.index > this.sm.applied) continue;
       this.reads.delete(ctx);
       p.cb({ ok: true, result: this.sm.query(p.query), index: p.index });
+    }
+  }
+
+  /**
+   * A new leader: proposals forwarded to the old one may be lost with it. Propose every unanswered
+   * write again, with its request ID: client sessions apply a request at most once (D10), so a copy
+   * that the old leader did commit is a no-op, and the client is answered as soon as the new leader
+   * commits instead of after a timeout.
+   */
+  private reproposePending(): void {
+    for (const p of this.writes.values()) {
+      if (p.data === undefined) continue;
+      try {
+        this.rn.propose(p.data);
+        this.stats.reproposals++;
+      } catch (e) {
+        if (!isRaftError(e)) throw e;
+        return; // no leader after all, or the leader's limits: the deadline still applies
+      }
     }
   }
 
