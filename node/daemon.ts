@@ -221,9 +221,14 @@ export class Daemon {
       const st = this.node.status();
       const inConfig = st.config.voters.includes(this.id) || st.config.learners.includes(this.id);
       if (!inConfig && st.lead === '') return await this.join();
-      if (st.lead === '') return;
       const me = this.member(this.id);
       const addrs = this.addrs();
+      if (st.lead === '') {
+        // Restarted on new addresses, members dial the old ones and we hear from no leader: tell a
+        // member we can reach, which records our addresses through Raft.
+        if (me !== undefined && me.addrs.join() !== addrs.join()) await this.announce(addrs);
+        return;
+      }
       const role = st.config.voters.includes(this.id) ? 'voter' : 'learner';
       if (me === undefined || me.role !== role || me.addrs.join() !== addrs.join()) {
         await this.submit({ op: 'member.put', member: { id: this.id, addrs, role } });
@@ -249,6 +254,22 @@ export class Daemon {
         return;
       }
       this.log.info({ reason: resp.error.message }, 'join not accepted yet');
+    }
+  }
+
+  private async announce(addrs: string[]): Promise<void> {
+    const st = this.node.status();
+    for (const id of [...st.config.voters, ...st.config.learners]) {
+      if (id === this.id) continue;
+      const to = this.addrsOf(id);
+      if (to.length === 0) continue;
+      const resp = await this.request(to, { op: 'join', id: this.id, addrs }).catch(
+        () => undefined,
+      );
+      if (resp?.ok === true) {
+        this.log.info({ via: id }, 'announced new addresses');
+        return;
+      }
     }
   }
 
@@ -361,7 +382,20 @@ export class Daemon {
       return apiError('INVALID', `join: ${(e as Error).message}`);
     }
     const cfg = this.node.status().config;
-    if (cfg.voters.includes(id) || cfg.learners.includes(id)) return { ok: true, already: true };
+    if (cfg.voters.includes(id) || cfg.learners.includes(id)) {
+      // Already a member: a restarted node announcing new addresses.
+      const known = this.member(id);
+      if (known !== undefined && known.addrs.join() === (addrs as string[]).join())
+        return { ok: true, already: true };
+      this.extraAddrs.set(
+        id,
+        (addrs as string[]).map((a) => multiaddr(a)),
+      );
+      const role = cfg.voters.includes(id) ? 'voter' : 'learner';
+      return answer(
+        await this.submit({ op: 'member.put', member: { id, addrs: addrs as string[], role } }),
+      );
+    }
     this.extraAddrs.set(
       id,
       (addrs as string[]).map((a) => multiaddr(a)),
