@@ -284,3 +284,43 @@ describe('a cluster of real node processes', { timeout: 180_000 }, () => {
     expect(put.exitCode, put.stderr).toBe(0);
   });
 });
+
+describe('a 5-voter cluster of real processes', { timeout: 180_000 }, () => {
+  it('forms from one seed; the first five become voters, a sixth stays a learner; writes anywhere', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pcr-cluster5-'));
+    const nodes: NodeProc[] = [];
+    try {
+      const first = await startNode(dir, 'm0', []);
+      nodes.push(first);
+      const seed = ['--seed', first.addr, '--secret-file', secretFileOf(first)];
+      nodes.push(...(await Promise.all([1, 2, 3, 4, 5].map((i) => startNode(dir, `m${i}`, seed)))));
+      const st = await until(
+        async () => {
+          const s = await status(first);
+          if (s === undefined) return undefined;
+          const ms = s.members as { role: string }[];
+          return ms.length === 6 &&
+            voters(s).length === 5 &&
+            ms.filter((m) => m.role === 'learner').length === 1
+            ? s
+            : undefined;
+        },
+        60_000,
+        '5 voters and 1 learner',
+      );
+      expect(voters(st)).toContain(first.id);
+      // Any member serves reads and writes, the learner included.
+      const learner = nodes.find((n) => !voters(st).includes(n.id))!;
+      expect((await pcr(['kv', 'put', 'five', 'ok', '--data-dir', learner.dataDir])).exitCode).toBe(
+        0,
+      );
+      for (const n of nodes) {
+        const r = await pcr(['kv', 'get', 'five', '--data-dir', n.dataDir]);
+        expect(r, n.name).toMatchObject({ exitCode: 0, stdout: 'ok' });
+      }
+    } finally {
+      for (const n of nodes) await kill9(n).catch(() => {});
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
