@@ -220,19 +220,28 @@ export class RaftNode {
     this.pump();
   }
 
+  /**
+   * Hands a request to the core; a refusal (no leader, limits) answers cb at once, definitely.
+   * Returns whether the core took it.
+   */
+  private offer(cb: (o: Outcome) => void, hand: () => void): boolean {
+    try {
+      hand();
+      return true;
+    } catch (e) {
+      if (!isRaftError(e)) throw e;
+      cb(refused(e.code === 'NO_LEADER' ? 'NO_LEADER' : 'PROPOSAL_DROPPED', e.message));
+      return false;
+    }
+  }
+
   /** Proposes a command; cb runs once with its result after this node applied it, or an error. */
   submit(command: Command, cb: (o: Outcome) => void): void {
     if (this.refuse(cb, commandProblem(command))) return;
     const requestId = this.nextRequestId();
     this.stats.proposals++;
     const data = encodeEnvelope({ requestId, command });
-    try {
-      this.rn.propose(data);
-    } catch (e) {
-      if (!isRaftError(e)) throw e;
-      cb(refused(e.code === 'NO_LEADER' ? 'NO_LEADER' : 'PROPOSAL_DROPPED', e.message));
-      return;
-    }
+    if (!this.offer(cb, () => this.rn.propose(data))) return;
     this.writes.set(requestId, {
       cb,
       deadline: this.ticks + this.requestTimeoutTicks,
@@ -251,13 +260,7 @@ export class RaftNode {
       return;
     }
     const ctx = this.nextRequestId();
-    try {
-      this.rn.readIndex(ctx);
-    } catch (e) {
-      if (!isRaftError(e)) throw e;
-      cb(refused(e.code === 'NO_LEADER' ? 'NO_LEADER' : 'PROPOSAL_DROPPED', e.message));
-      return;
-    }
+    if (!this.offer(cb, () => this.rn.readIndex(ctx))) return;
     this.reads.set(ctx, {
       cb,
       deadline: this.ticks + this.requestTimeoutTicks,
@@ -277,13 +280,8 @@ export class RaftNode {
   ): void {
     if (this.refuse(cb, undefined)) return;
     const requestId = this.nextRequestId();
-    try {
-      this.rn.proposeConfChange({ ...cc, context: textEncoder.encode(requestId) });
-    } catch (e) {
-      if (!isRaftError(e)) throw e;
-      cb(refused(e.code === 'NO_LEADER' ? 'NO_LEADER' : 'PROPOSAL_DROPPED', e.message));
-      return;
-    }
+    const context = textEncoder.encode(requestId);
+    if (!this.offer(cb, () => this.rn.proposeConfChange({ ...cc, context }))) return;
     this.writes.set(requestId, {
       cb,
       deadline: this.ticks + this.requestTimeoutTicks,
