@@ -21,7 +21,7 @@ import {
   type ApiRequest,
   type ApiResponse,
   apiError,
-  requestExchange,
+  apiRequest,
   serveExchange,
 } from './api/wire.ts';
 import { loadOrCreatePeerKey, loadOrCreateSecret, NODE_INFO_FILE } from './identity.ts';
@@ -61,6 +61,8 @@ export const DAEMON_DEFAULTS = {
   reconcileMs: 300,
   /** A learner this close to the leader's last index is caught up. */
   promoteLagEntries: 20,
+  /** A join or announce sent to another member gives up after this long. */
+  peerRequestTimeoutMs: 6000,
   /** How long a leader waits for a transfer before it stops anyway. */
   transferWaitMs: 2000,
 } as const;
@@ -207,8 +209,7 @@ export class Daemon {
   }
 
   private member(id: NodeId): Member | undefined {
-    const r = this.node.sm.query({ op: 'members' });
-    return r.ok ? r.members?.find((m) => m.id === id) : undefined;
+    return this.node.sm.member(id);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -306,11 +307,8 @@ export class Daemon {
     return new Promise((r) => this.node.changeMembership({ type, nodeId }, r));
   }
 
-  private async request(addrs: Multiaddr[], req: ApiRequest): Promise<ApiResponse> {
-    const stream = await this.host.dialProtocol(addrs, API_PROTOCOL, {
-      signal: AbortSignal.timeout(3000),
-    });
-    return requestExchange(stream, req);
+  private request(addrs: Multiaddr[], req: ApiRequest): Promise<ApiResponse> {
+    return apiRequest(this.host, addrs, req, DAEMON_DEFAULTS.peerRequestTimeoutMs);
   }
 
   private async handle(raw: unknown): Promise<ApiResponse> {
@@ -382,30 +380,25 @@ export class Daemon {
       return apiError('INVALID', `join: ${(e as Error).message}`);
     }
     const cfg = this.node.status().config;
-    if (cfg.voters.includes(id) || cfg.learners.includes(id)) {
-      // Already a member: a restarted node announcing new addresses.
-      const known = this.member(id);
-      if (known !== undefined && known.addrs.join() === (addrs as string[]).join())
-        return { ok: true, already: true };
-      this.extraAddrs.set(
-        id,
-        (addrs as string[]).map((a) => multiaddr(a)),
-      );
-      const role = cfg.voters.includes(id) ? 'voter' : 'learner';
-      return answer(
-        await this.submit({ op: 'member.put', member: { id, addrs: addrs as string[], role } }),
-      );
-    }
+    const list = addrs as string[];
+    const role = cfg.voters.includes(id)
+      ? 'voter'
+      : cfg.learners.includes(id)
+        ? 'learner'
+        : undefined;
+    // Already a member: a restarted node announcing new addresses (nothing to do if unchanged).
+    if (role !== undefined && this.member(id)?.addrs.join() === list.join())
+      return { ok: true, already: true };
     this.extraAddrs.set(
       id,
-      (addrs as string[]).map((a) => multiaddr(a)),
+      list.map((a) => multiaddr(a)),
     );
-    // The address first, so that the leader can reach the learner as soon as it is added.
+    // The address first, so that the leader can reach a new learner as soon as it is added.
     const put = await this.submit({
       op: 'member.put',
-      member: { id, addrs: addrs as string[], role: 'learner' },
+      member: { id, addrs: list, role: role ?? 'learner' },
     });
-    if (!put.ok) return answer(put);
+    if (!put.ok || role !== undefined) return answer(put);
     const added = await this.change('addLearner', id);
     if (!added.ok) return answer(added);
     this.log.info({ id }, 'added a learner');

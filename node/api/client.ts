@@ -5,13 +5,7 @@ import '../polyfill.ts';
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { createHost, type Host } from '../p2p/host.ts';
-import {
-  API_PROTOCOL,
-  API_STREAMS_PER_CONNECTION_MAX,
-  type ApiRequest,
-  type ApiResponse,
-  requestExchange,
-} from './wire.ts';
+import { type ApiRequest, type ApiResponse, apiRequest } from './wire.ts';
 
 export class ApiClient {
   private readonly host: Host;
@@ -32,13 +26,8 @@ export class ApiClient {
   }
 
   /** One request; rejects when no answer came within timeoutMs (dial and exchange together). */
-  async request(req: ApiRequest, timeoutMs = 10_000): Promise<ApiResponse> {
-    const signal = AbortSignal.timeout(timeoutMs);
-    const stream = await this.host.dialProtocol(this.addr, API_PROTOCOL, {
-      signal,
-      maxOutboundStreams: API_STREAMS_PER_CONNECTION_MAX,
-    });
-    return requestExchange(stream, req, signal);
+  request(req: ApiRequest, timeoutMs = 10_000): Promise<ApiResponse> {
+    return apiRequest(this.host, this.addr, req, timeoutMs);
   }
 
   async close(): Promise<void> {

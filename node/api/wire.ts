@@ -1,7 +1,8 @@
 // /pcr/api/1.0.0 (docs/protocols.md): one request frame, one answer frame, per stream.
 
-import type { Stream } from '@libp2p/interface';
+import type { Libp2p, Stream } from '@libp2p/interface';
 import { lpStream } from '@libp2p/utils';
+import type { Multiaddr } from '@multiformats/multiaddr';
 import { Packr } from 'msgpackr';
 
 export const API_PROTOCOL = '/pcr/api/1.0.0';
@@ -55,6 +56,24 @@ export async function serveExchange(
   const resp = await handle(req);
   await lp.write(packr.pack(resp));
   await stream.close();
+}
+
+/**
+ * Dials a member and runs one exchange; rejects when no answer came within timeoutMs (dial and
+ * exchange together). The one client path: `pcr` (ApiClient) and members (joins) both use it.
+ */
+export async function apiRequest(
+  host: Libp2p,
+  addr: Multiaddr | Multiaddr[],
+  req: ApiRequest,
+  timeoutMs: number,
+): Promise<ApiResponse> {
+  const signal = AbortSignal.timeout(timeoutMs);
+  const stream = await host.dialProtocol(addr, API_PROTOCOL, {
+    signal,
+    maxOutboundStreams: API_STREAMS_PER_CONNECTION_MAX,
+  });
+  return requestExchange(stream, req, signal);
 }
 
 /** The client's side: send one request, read one answer. */

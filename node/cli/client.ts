@@ -7,13 +7,14 @@ import { join } from 'node:path';
 import { ApiClient } from '../api/client.ts';
 import type { ApiRequest, ApiResponse } from '../api/wire.ts';
 import { CLUSTER_SECRET_FILE, NODE_INFO_FILE, readSecret, SecretError } from '../identity.ts';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './context.ts';
 
-/** Exit codes of `pcr` (docs/operations.md). */
+/** Exit codes of `pcr` (docs/operations.md); 0, 1 and 2 are the dispatcher's (context.ts). */
 export const EXIT = {
-  ok: 0,
+  ok: EXIT_OK,
   /** The request was carried out and the answer is "no" (e.g. a CAS whose expected value differed). */
-  failed: 1,
-  usage: 2,
+  failed: EXIT_FAILURE,
+  usage: EXIT_USAGE,
   noLeader: 3,
   unreachable: 4,
   unauthorized: 5,

@@ -3,18 +3,19 @@
 import type { Command } from 'commander';
 import pino from 'pino';
 import { DAEMON_DEFAULTS, Daemon } from '../daemon.ts';
-import { CliError, defaultDataDir, EXIT } from './client.ts';
+import { defaultDataDir } from './client.ts';
+import { integerOption } from './context.ts';
 
 interface StartOpts {
   dataDir?: string;
   listen: string[];
   seed: string[];
   secretFile?: string;
-  maxVoters: string;
+  maxVoters: number;
   metrics: string;
   logLevel: string;
-  snapshotEntries?: string;
-  keepEntries?: string;
+  snapshotEntries?: number;
+  keepEntries?: number;
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -36,22 +37,29 @@ export function registerNodeCommands(program: Command): void {
       '--secret-file <file>',
       "the cluster secret, needed to join (a member's cluster.secret)",
     )
-    .option('--max-voters <n>', 'how many members become voters', String(DAEMON_DEFAULTS.maxVoters))
+    .option(
+      '--max-voters <n>',
+      'how many members become voters',
+      integerOption(1, 1000),
+      DAEMON_DEFAULTS.maxVoters,
+    )
     .option('--metrics <host:port>', 'Prometheus metrics address', '127.0.0.1:0')
     .option(
       '--snapshot-entries <n>',
       'snapshot the state machine and compact the log every n entries',
+      integerOption(1, 1e9),
     )
-    .option('--keep-entries <n>', 'log entries kept behind a snapshot for slow followers')
+    .option(
+      '--keep-entries <n>',
+      'log entries kept behind a snapshot for slow followers',
+      integerOption(1, 1e9),
+    )
     .option(
       '--log-level <level>',
       'trace, debug, info, warn, error',
       process.env.PCR_LOG_LEVEL ?? 'info',
     )
     .action(async (o: StartOpts) => {
-      const maxVoters = Number(o.maxVoters);
-      if (!Number.isInteger(maxVoters) || maxVoters < 1)
-        throw new CliError('--max-voters must be a positive integer', EXIT.usage);
       const dataDir = o.dataDir ?? defaultDataDir();
       const logger = pino({ level: o.logLevel }, pino.destination(2));
       const daemon = await Daemon.start({
@@ -59,14 +67,10 @@ export function registerNodeCommands(program: Command): void {
         listen: o.listen.length > 0 ? o.listen : ['/ip4/127.0.0.1/tcp/0'],
         seeds: o.seed,
         ...(o.secretFile !== undefined ? { secretFile: o.secretFile } : {}),
-        maxVoters,
+        maxVoters: o.maxVoters,
         metricsAddr: o.metrics,
-        ...(o.snapshotEntries !== undefined
-          ? { snapshotEntries: positive(o.snapshotEntries, '--snapshot-entries') }
-          : {}),
-        ...(o.keepEntries !== undefined
-          ? { keepEntries: positive(o.keepEntries, '--keep-entries') }
-          : {}),
+        ...(o.snapshotEntries !== undefined ? { snapshotEntries: o.snapshotEntries } : {}),
+        ...(o.keepEntries !== undefined ? { keepEntries: o.keepEntries } : {}),
         logger,
       });
       const addr = daemon.addrs()[0];
@@ -84,11 +88,4 @@ export function registerNodeCommands(program: Command): void {
         process.once('SIGINT', () => stop('SIGINT'));
       });
     });
-}
-
-function positive(v: string, flag: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1)
-    throw new CliError(`${flag} must be a positive integer, not ${JSON.stringify(v)}`, EXIT.usage);
-  return n;
 }

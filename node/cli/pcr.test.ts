@@ -47,6 +47,23 @@ describe('pcr (in process)', () => {
     }
   });
 
+  it('refuses bad numbers for node start before starting anything (usage, exit 2)', async () => {
+    for (const bad of [
+      ['--max-voters', '0'],
+      ['--snapshot-entries', 'many'],
+      ['--keep-entries', '-3'],
+    ]) {
+      const io = capture();
+      expect(
+        await main(
+          ['node', 'start', '--data-dir', join(tmpdir(), 'pcr-never-created'), ...bad],
+          io,
+        ),
+      ).toBe(2);
+      expect(io.stderr()).toMatch(new RegExp(`${bad[0]} <n>' argument`));
+    }
+  });
+
   it('exits with the code an error of a command carries, and prints its message', async () => {
     const io = capture();
     const code = await main(['sim'], io, {

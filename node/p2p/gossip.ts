@@ -14,8 +14,10 @@ export const METRICS_TOPIC = '/pcr/metrics/1';
 export const GOSSIP_INTERVAL_MS = 2000;
 /** A metrics message larger than this is refused. */
 export const METRICS_BYTES_MAX = 8 * 1024;
-/** Not heard from in this many intervals: suspect; in SUSPECT x 3: down. */
+/** Not heard from in this many intervals: suspect. */
 export const SUSPECT_AFTER_INTERVALS = 3;
+/** Not heard from in this many intervals: down. */
+export const DOWN_AFTER_INTERVALS = 9;
 
 export interface NodeMetrics {
   readonly id: string;
@@ -143,7 +145,7 @@ export class Gossip {
     if (e === undefined) return 'down';
     const age = now - e.lastSeen;
     if (age <= SUSPECT_AFTER_INTERVALS * this.intervalMs) return 'alive';
-    if (age <= 3 * SUSPECT_AFTER_INTERVALS * this.intervalMs) return 'suspect';
+    if (age <= DOWN_AFTER_INTERVALS * this.intervalMs) return 'suspect';
     return 'down';
   }
 

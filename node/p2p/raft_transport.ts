@@ -3,7 +3,6 @@
 // handed to the core. Implements RaftNode's Transport.
 
 import type { PeerId, Stream } from '@libp2p/interface';
-import { peerIdFromString } from '@libp2p/peer-id';
 import { type LengthPrefixedStream, lpStream } from '@libp2p/utils';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import type { Message, NodeId } from '../../consensus/index.ts';
@@ -174,13 +173,6 @@ export class RaftTransport implements Transport {
     stream.abort(new Error(`bad raft frame: ${why}`));
   }
 
-  /** Forgets a peer's stream (it restarted, or left the group). */
-  forget(id: NodeId): void {
-    const box = this.outboxes.get(id);
-    if (box?.lp !== undefined) box.lp.unwrap().abort(new Error('forgotten'));
-    this.outboxes.delete(id);
-  }
-
   async close(): Promise<void> {
     this.closed = true;
     for (const [, box] of this.outboxes) {
@@ -193,10 +185,6 @@ export class RaftTransport implements Transport {
     this.outboxes.clear();
     await this.o.host.unhandle(RAFT_PROTOCOL).catch(() => {});
   }
-}
-
-export function peerIdOf(id: NodeId): PeerId {
-  return peerIdFromString(id);
 }
 
 function sleep(ms: number): Promise<void> {

@@ -19,14 +19,12 @@ export interface Disk {
 /** A disk whose every batch is durable immediately (tests); `records()` is what a restart reads. */
 export class MemoryDisk implements Disk {
   private readonly data = new Map<string, Uint8Array>();
-  batches = 0;
 
   write(ops: readonly DiskOp[], done: (err?: Error) => void): void {
     for (const op of ops) {
       if (op.type === 'put') this.data.set(op.key, op.value);
       else this.data.delete(op.key);
     }
-    this.batches++;
     queueMicrotask(() => done());
   }
 

@@ -16,7 +16,6 @@ export class LevelDisk implements Disk {
   private readonly db: Db;
   private tail: Promise<void> = Promise.resolve();
   private closed = false;
-  batches = 0;
 
   private constructor(db: Db) {
     this.db = db;
@@ -58,7 +57,6 @@ export class LevelDisk implements Disk {
       () =>
         this.db.batch(batch, { sync: true }).then(
           () => {
-            this.batches++;
             done();
           },
           (e: Error) => done(e),

@@ -15,7 +15,6 @@
 import { Packr } from 'msgpackr';
 import {
   type ConfState,
-  EMPTY_HARD_STATE,
   type Entry,
   type HardState,
   type InitialState,
@@ -211,7 +210,7 @@ export class DurableStorage implements Storage {
     return this.mem.snapshot();
   }
   get hardState(): HardState {
-    return this.mem.initialState().hardState ?? EMPTY_HARD_STATE;
+    return this.mem.initialState().hardState;
   }
 }
 

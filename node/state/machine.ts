@@ -337,6 +337,10 @@ export class StateMachine {
     this.appliedIndex = index;
   }
 
+  member(id: string): Member | undefined {
+    return this.members.get(id);
+  }
+
   query(q: unknown): Result {
     const problem = queryProblem(q);
     if (problem !== undefined) return { ok: false, code: 'invalid', message: problem };
