@@ -15,6 +15,7 @@ import { readSecret } from './identity.ts';
 import { createHost } from './p2p/host.ts';
 import { RAFT_PROTOCOL } from './p2p/raft_transport.ts';
 import {
+  closeClients,
   kill9,
   type NodeProc,
   pcr,
@@ -32,6 +33,7 @@ beforeAll(async () => {
   base = await mkdtemp(join(tmpdir(), 'pcr-cluster-'));
 });
 afterAll(async () => {
+  await closeClients();
   for (const p of procs) if (p.child.exitCode === null) await kill9(p).catch(() => {});
   await rm(base, { recursive: true, force: true });
 });

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
+import { until } from '../test/until.ts';
 import { ApiClient } from './api/client.ts';
 import { Daemon } from './daemon.ts';
 import { CLUSTER_SECRET_FILE, readSecret } from './identity.ts';
@@ -20,14 +21,6 @@ afterAll(async () => {
   for (const d of daemons) await d.stop().catch(() => {});
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
-
-async function until(cond: () => boolean | Promise<boolean>, ms: number): Promise<void> {
-  const start = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - start > ms) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('Daemon (in one process)', () => {
   it('bootstraps, lets two nodes join by seed, promotes them, serves the API on any member', async () => {

@@ -9,6 +9,7 @@ import { generateKey } from '@libp2p/pnet';
 import { lpStream } from '@libp2p/utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bootstrap, msg, seededRandom } from '../../consensus/index.ts';
+import { until } from '../../test/until.ts';
 import { encodeMessage } from '../raft/codec.ts';
 import { LevelDisk } from '../raft/level_disk.ts';
 import { type Outcome, RaftNode } from '../raft/node.ts';
@@ -28,21 +29,6 @@ const psk = new Uint8Array(95);
 generateKey(psk);
 const members: Member[] = [];
 let dir = '';
-
-function until(cond: () => boolean, ms: number): Promise<void> {
-  const start = Date.now();
-  return new Promise((resolve, reject) => {
-    const t = setInterval(() => {
-      if (cond()) {
-        clearInterval(t);
-        resolve();
-      } else if (Date.now() - start > ms) {
-        clearInterval(t);
-        reject(new Error('timed out'));
-      }
-    }, 20);
-  });
-}
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'pcr-p2p-'));
@@ -140,7 +126,7 @@ describe('Raft over libp2p (real TCP, noise, yamux, pnet; LevelDB)', () => {
       for (const f of frames) {
         const lp = lpStream(await rogue.dialProtocol(addr, RAFT_PROTOCOL));
         await lp.write(f);
-        await until(() => true, 50);
+        await new Promise((r) => setTimeout(r, 50)); // one frame per stream, in order
       }
       // A length prefix claiming 1 GiB.
       const s = await rogue.dialProtocol(addr, RAFT_PROTOCOL);

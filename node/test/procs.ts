@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
+import { until } from '../../test/until.ts';
 import { ApiClient } from '../api/client.ts';
 import type { ApiRequest, ApiResponse } from '../api/wire.ts';
 import { CLUSTER_SECRET_FILE, NODE_INFO_FILE, readSecret } from '../identity.ts';
@@ -21,23 +22,7 @@ export interface NodeProc {
   stderr: string[];
 }
 
-async function sleep(ms: number): Promise<void> {
-  await new Promise((r) => setTimeout(r, ms));
-}
-
-export async function until<T>(
-  f: () => Promise<T | undefined> | T | undefined,
-  ms: number,
-  what: string,
-): Promise<T> {
-  const start = Date.now();
-  for (;;) {
-    const v = await f();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() - start > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(100);
-  }
-}
+export { until };
 
 /** Starts a node process and waits until it wrote its node.json. */
 export async function startNode(
@@ -103,22 +88,32 @@ export async function pcr(
   return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 
-/** An in-test API client to one node (requests go over real libp2p). */
+const clients = new Map<string, Promise<ApiClient>>();
+
+/**
+ * An in-test API request to one node over real libp2p. Clients (one libp2p host each) are kept
+ * per (node address, secret) and reused; closeClients() stops them.
+ */
 export async function request(
   p: NodeProc,
   secretFrom: NodeProc,
   req: ApiRequest,
   timeoutMs = 10_000,
 ): Promise<ApiResponse> {
-  const client = await ApiClient.connect(
-    p.addr,
-    await readSecret(join(secretFrom.dataDir, CLUSTER_SECRET_FILE)),
-  );
-  try {
-    return await client.request(req, timeoutMs);
-  } finally {
-    await client.close();
+  const secretFile = join(secretFrom.dataDir, CLUSTER_SECRET_FILE);
+  const key = `${p.addr} ${secretFile}`;
+  let client = clients.get(key);
+  if (client === undefined) {
+    client = readSecret(secretFile).then((secret) => ApiClient.connect(p.addr, secret));
+    clients.set(key, client);
   }
+  return (await client).request(req, timeoutMs);
+}
+
+export async function closeClients(): Promise<void> {
+  const all = [...clients.values()];
+  clients.clear();
+  for (const c of all) await (await c).close().catch(() => {});
 }
 
 export function secretFileOf(p: NodeProc): string {
