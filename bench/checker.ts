@@ -8,12 +8,12 @@
 //
 //   npm run bench:checker -- [--seed N] [--runs N] [--no-scale] [--json]
 
-import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { generateHistory, type InjectedAnomaly } from '../jepsen/checker/generate.ts';
 import { describeInterval, type HistoryEvent } from '../jepsen/checker/history.ts';
 import { type CheckResult, checkEvents } from '../jepsen/checker/linearizability.ts';
 import { kvMap } from '../jepsen/checker/model.ts';
+import { fmtInt, machine, machineLine, parseOptions } from './common.ts';
 
 /** The target (the issue's requirement): a 10,000-operation history checked in under 1 s. */
 const TARGET_MS = 1_000;
@@ -131,35 +131,8 @@ function runCase(c: Case, seed: number): Result {
   };
 }
 
-function parseArgs(argv: readonly string[]) {
-  let seed = 1;
-  let runs = 5;
-  let scale = true;
-  let json = false;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const integer = (name: string, min: number): number => {
-      const v = Number(argv[++i]);
-      if (!(Number.isSafeInteger(v) && v >= min)) {
-        throw new Error(`${name} needs an integer >= ${min}, e.g. ${name} 3`);
-      }
-      return v;
-    };
-    if (a === '--seed') seed = integer('--seed', 0);
-    else if (a === '--runs') runs = integer('--runs', 1);
-    else if (a === '--no-scale') scale = false;
-    else if (a === '--json') json = true;
-    else throw new Error(`unknown option ${a}: use --seed N, --runs N, --no-scale, --json`);
-  }
-  return { seed, runs, scale, json };
-}
-
-function fmt(n: number): string {
-  return Math.round(n).toLocaleString('en-US');
-}
-
 function ms(n: number): string {
-  return n < 100 ? n.toFixed(1) : fmt(n);
+  return n < 100 ? n.toFixed(1) : fmtInt(n);
 }
 
 function printTable(results: readonly Result[]): void {
@@ -179,7 +152,7 @@ function printTable(results: readonly Result[]): void {
   ];
   const rows = results.map((r) => [
     r.case,
-    fmt(r.ops),
+    fmtInt(r.ops),
     String(r.keys),
     `${r.processes} (${r.processIds} ids)`,
     `${r.outcomes.ok}/${r.outcomes.fail}/${r.outcomes.info}`,
@@ -188,7 +161,7 @@ function printTable(results: readonly Result[]): void {
     String(r.runs),
     ms(r.medianMs),
     ms(r.bestMs),
-    r.targetMs === null ? '-' : fmt(r.targetMs),
+    r.targetMs === null ? '-' : fmtInt(r.targetMs),
     r.ratio === null ? '-' : `${r.ratio.toFixed(3)}x`,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
@@ -213,13 +186,13 @@ function printFindings(results: readonly Result[]): void {
         r.lead === null
           ? ''
           : `; the search kept getting stuck on op ${r.lead.opId} (${r.lead.isInjected ? 'the injected read' : 'not the injected read'})`;
-      console.log(`  not found: verdict ${r.verdict} after ${fmt(r.steps)} steps${lead}`);
+      console.log(`  not found: verdict ${r.verdict} after ${fmtInt(r.steps)} steps${lead}`);
       continue;
     }
     const f = r.found;
     const blocked = f.blockedIsInjected ? 'the injected read' : 'NOT the injected read';
     console.log(
-      `  found: smallest failing key ${f.key} (${fmt(f.operationsSearched)} operations searched), ` +
+      `  found: smallest failing key ${f.key} (${fmtInt(f.operationsSearched)} operations searched), ` +
         `blocked op ${f.blockedId} (${blocked}); window of ${f.window.length} operations:`,
     );
     for (const w of f.window) console.log(`    ${w}`);
@@ -227,7 +200,14 @@ function printFindings(results: readonly Result[]): void {
 }
 
 function main(): void {
-  const { seed, runs, scale, json } = parseArgs(process.argv.slice(2));
+  const opts = parseOptions(process.argv.slice(2), {
+    seed: { default: 1, min: 0, integer: true },
+    runs: { default: 5, min: 1, integer: true },
+    'no-scale': { flag: true },
+    json: { flag: true },
+  });
+  const { seed, runs, json } = opts;
+  const scale = !opts['no-scale'];
   const cases: Case[] = [
     { name: '10k ops, valid', ops: 10_000, keys: KEYS, anomaly: false, targetMs: TARGET_MS, runs },
     {
@@ -276,13 +256,9 @@ function main(): void {
       },
     );
   }
-  const env = {
-    node: process.version,
-    cpu: os.cpus()[0]?.model ?? 'unknown',
-    cores: os.availableParallelism(),
-  };
+  const env = machine();
   if (!json) {
-    console.log(`Node ${env.node}, ${env.cpu}, ${env.cores} cores (the check uses one)`);
+    console.log(machineLine(env, 'the check uses one'));
     console.log(
       `seed ${seed}; ${PROCESSES} client processes; read/write/cas 50/30/20, values 0..4, ` +
         '2% of responses lost (info, half took effect), cas mismatch -> fail; kv model, ' +

@@ -6,20 +6,18 @@
 
 import '../node/polyfill.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { ApiClient } from '../node/api/client.ts';
 import { readSecret } from '../node/identity.ts';
 import { kill9, type NodeProc, startNode, until } from '../node/test/procs.ts';
+import { machine, machineLine, parseOptions } from './common.ts';
 
-const args = process.argv.slice(2);
-const arg = (name: string, dflt: number): number => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : dflt;
-};
-const SECONDS = arg('seconds', 5);
-const FAILOVERS = arg('failovers', 5);
+const { seconds: SECONDS, failovers: FAILOVERS } = parseOptions(process.argv.slice(2), {
+  seconds: { default: 5, min: 0.5 },
+  failovers: { default: 5, min: 1, integer: true },
+});
 const CONCURRENCY = [1, 16, 256];
 
 interface LoadResult {
@@ -275,7 +273,7 @@ const fmt = (n: number, d = 0): string =>
 async function main(): Promise<void> {
   const base = await mkdtemp(join(tmpdir(), 'pcr-bench-cluster-'));
   console.log(
-    `Node ${process.version}, ${cpus()[0]?.model ?? '?'}, ${cpus().length} cores; 3 members on loopback; 128-byte values; ${SECONDS} s per load level`,
+    `${machineLine(machine(), '3 members on loopback')}; 128-byte values; ${SECONDS} s per load level`,
   );
   const results = new Map<string, { loads: LoadResult[]; failover: number[] }>();
   const targets: (() => Promise<Target | undefined>)[] = [

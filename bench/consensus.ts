@@ -7,10 +7,10 @@
 //
 //   npm run bench:consensus -- [--seconds N] [--batch N] [--json]
 
-import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Cluster, type StateMachine } from '../consensus/cluster.ts';
 import type { Entry } from '../consensus/types.ts';
+import { fmtInt, machine, machineLine, parseOptions } from './common.ts';
 
 /** The anchor: committed entries per second of a 3-voter group with batching. */
 const TARGET_ENTRIES_PER_S = 100_000;
@@ -156,29 +156,6 @@ function runCase(c: Case, seconds: number): Result {
   };
 }
 
-function parseArgs(argv: readonly string[]): { seconds: number; batch: number; json: boolean } {
-  let seconds = 3;
-  let batch = 64;
-  let json = false;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const positive = (name: string): number => {
-      const v = Number(argv[++i]);
-      if (!(v > 0)) throw new Error(`${name} needs a positive number, e.g. ${name} 3`);
-      return v;
-    };
-    if (a === '--seconds') seconds = positive('--seconds');
-    else if (a === '--batch') batch = Math.floor(positive('--batch'));
-    else if (a === '--json') json = true;
-    else throw new Error(`unknown option ${a}: use --seconds N, --batch N, --json`);
-  }
-  return { seconds, batch, json };
-}
-
-function fmt(n: number): string {
-  return Math.round(n).toLocaleString('en-US');
-}
-
 function printTable(results: readonly Result[]): void {
   const header = [
     'case',
@@ -191,10 +168,10 @@ function printTable(results: readonly Result[]): void {
   ];
   const rows = results.map((r) => [
     r.case,
-    fmt(r.entries),
+    fmtInt(r.entries),
     r.seconds.toFixed(2),
-    fmt(r.entriesPerS),
-    r.targetEntriesPerS === null ? '-' : fmt(r.targetEntriesPerS),
+    fmtInt(r.entriesPerS),
+    r.targetEntriesPerS === null ? '-' : fmtInt(r.targetEntriesPerS),
     r.ratio === null ? '-' : `${r.ratio.toFixed(2)}x`,
     r.latencyCycles.toFixed(2),
   ]);
@@ -207,20 +184,20 @@ function printTable(results: readonly Result[]): void {
 }
 
 function main(): void {
-  const { seconds, batch, json } = parseArgs(process.argv.slice(2));
+  const { seconds, batch, json } = parseOptions(process.argv.slice(2), {
+    seconds: { default: 3, min: 0.1 },
+    batch: { default: 64, min: 1, integer: true },
+    json: { flag: true },
+  });
   const cases: Case[] = [
     { name: `3 voters, batch ${batch}`, voters: 3, batch, target: TARGET_ENTRIES_PER_S },
     { name: `5 voters, batch ${batch}`, voters: 5, batch, target: undefined },
     { name: '3 voters, no batching', voters: 3, batch: 1, target: undefined },
     { name: '5 voters, no batching', voters: 5, batch: 1, target: undefined },
   ];
-  const env = {
-    node: process.version,
-    cpu: os.cpus()[0]?.model ?? 'unknown',
-    cores: os.availableParallelism(),
-  };
+  const env = machine();
   if (!json) {
-    console.log(`Node ${env.node}, ${env.cpu}, ${env.cores} cores (the run uses one)`);
+    console.log(machineLine(env, 'the run uses one'));
     console.log(
       `${PAYLOAD_BYTES}-byte proposals, MemoryStorage, instant delivery, ` +
         `${WARMUP_SECONDS} s warm-up then ${seconds} s per case; compaction every ` +

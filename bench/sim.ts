@@ -6,8 +6,8 @@
 //
 //   npm run bench:sim -- [--seconds N] [--runs N] [--json]
 
-import os from 'node:os';
 import { runSimulation } from '../sim/run.ts';
+import { machine, machineLine, parseOptions } from './common.ts';
 
 /** The anchor: a simulator that runs at least 100x real time makes long fault runs cheap. */
 const TARGET_SPEED = 100;
@@ -16,33 +16,13 @@ const CLIENTS = 10;
 const RATE_OPS_PER_S = 100;
 const WARMUP_VIRTUAL_MS = 20_000;
 
-function parseArgs(argv: readonly string[]): { seconds: number; runs: number; json: boolean } {
-  let seconds = 60;
-  let runs = 5;
-  let json = false;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const positive = (name: string): number => {
-      const v = Number(argv[++i]);
-      if (!(v > 0)) throw new Error(`${name} needs a positive number, e.g. ${name} 3`);
-      return v;
-    };
-    if (a === '--seconds') seconds = positive('--seconds');
-    else if (a === '--runs') runs = Math.floor(positive('--runs'));
-    else if (a === '--json') json = true;
-    else
-      throw new Error(`unknown option ${a}: use --seconds N (virtual, per run), --runs N, --json`);
-  }
-  return { seconds, runs, json };
-}
-
 function main(): void {
-  const { seconds, runs, json } = parseArgs(process.argv.slice(2));
-  const env = {
-    node: process.version,
-    cpu: os.cpus()[0]?.model ?? 'unknown',
-    cores: os.availableParallelism(),
-  };
+  const { seconds, runs, json } = parseOptions(process.argv.slice(2), {
+    seconds: { default: 60, min: 1 }, // virtual, per run
+    runs: { default: 5, min: 1, integer: true },
+    json: { flag: true },
+  });
+  const env = machine();
   const options = (seed: number, timeMs: number) => ({
     seed,
     nodes: NODES,
@@ -105,7 +85,7 @@ function main(): void {
     console.log(JSON.stringify(result, null, 2));
     return;
   }
-  console.log(`Node ${env.node}, ${env.cpu}, ${env.cores} cores (the run uses one)`);
+  console.log(machineLine(env, 'the run uses one'));
   console.log(
     `${result.case}; ${runs} runs of ${seconds} virtual s after a ${WARMUP_VIRTUAL_MS / 1000} s warm-up`,
   );

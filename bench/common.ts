@@ -1,0 +1,64 @@
+// What every benchmark shares: the machine line printed beside the figures, and option parsing
+// with a clear message (exit 2) for a bad option.
+
+import os from 'node:os';
+
+export interface Machine {
+  readonly node: string;
+  readonly cpu: string;
+  readonly cores: number;
+}
+
+export function machine(): Machine {
+  return {
+    node: process.version,
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.availableParallelism(),
+  };
+}
+
+/** "Node v20.20.2, <cpu>, 2 cores (<note>)" */
+export function machineLine(m: Machine, note: string): string {
+  return `Node ${m.node}, ${m.cpu}, ${m.cores} cores (${note})`;
+}
+
+type NumberOption = { readonly default: number; readonly min: number; readonly integer?: boolean };
+type FlagOption = { readonly flag: true };
+export type OptionSpec = Readonly<Record<string, NumberOption | FlagOption>>;
+export type Options<S extends OptionSpec> = {
+  [K in keyof S]: S[K] extends FlagOption ? boolean : number;
+};
+
+/** Parses `--name value` numbers and `--flag` switches; anything else exits 2 with the usage. */
+export function parseOptions<S extends OptionSpec>(argv: readonly string[], spec: S): Options<S> {
+  const out: Record<string, number | boolean> = {};
+  for (const [k, o] of Object.entries(spec)) out[k] = 'flag' in o ? false : o.default;
+  const usage = Object.entries(spec)
+    .map(([k, o]) => ('flag' in o ? `--${k}` : `--${k} N`))
+    .join(', ');
+  const fail = (why: string): never => {
+    process.stderr.write(`bench: ${why} (options: ${usage})\n`);
+    process.exit(2);
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const name = a.startsWith('--') ? a.slice(2) : '';
+    const o = spec[name];
+    if (o === undefined) fail(`unknown option ${a}`);
+    else if ('flag' in o) out[name] = true;
+    else {
+      const v = Number(argv[++i]);
+      if (!Number.isFinite(v) || v < o.min || (o.integer === true && !Number.isSafeInteger(v))) {
+        fail(
+          `${a} needs ${o.integer === true ? 'an integer' : 'a number'} >= ${o.min}, got ${JSON.stringify(argv[i] ?? '')}`,
+        );
+      }
+      out[name] = v;
+    }
+  }
+  return out as Options<S>;
+}
+
+export function fmtInt(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
