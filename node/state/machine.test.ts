@@ -1,3 +1,4 @@
+import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import {
   decodeEnvelope,
@@ -228,6 +229,36 @@ describe('client sessions: a request takes effect at most once', () => {
     expect(sm.applyRequest(++index, 'other5.1', { op: 'kv.del', key: 'nope' })).toMatchObject({
       code: 'duplicate',
     });
+  });
+
+  it('remembers at most SESSION_WINDOW seqs per session, across small steps and big jumps', () => {
+    const sm = new StateMachine();
+    let index = 0;
+    const put = (seq: number) =>
+      sm.applyRequest(++index, `s.${seq.toString(36)}`, {
+        op: 'kv.put',
+        key: 'k',
+        value: `${seq}`,
+      });
+    for (let seq = 0; seq < 3 * SESSION_WINDOW; seq++) put(seq);
+    put(10 * SESSION_WINDOW); // a jump past the whole window
+    put(10 * SESSION_WINDOW - 1); // within the window below the new highest: still applied
+    const rows = new Packr({ useRecords: false }).unpack(sm.snapshot())[4] as [
+      string,
+      number,
+      number[],
+      number,
+    ][];
+    expect(rows[0]![2]).toEqual([10 * SESSION_WINDOW - 1, 10 * SESSION_WINDOW]);
+    for (let seq = 10 * SESSION_WINDOW + 1; seq <= 12 * SESSION_WINDOW; seq++) put(seq);
+    const after = new Packr({ useRecords: false }).unpack(sm.snapshot())[4] as [
+      string,
+      number,
+      number[],
+      number,
+    ][];
+    expect(after[0]![2].length).toBe(SESSION_WINDOW);
+    expect(after[0]![2][0]).toBe(11 * SESSION_WINDOW + 1);
   });
 
   it('request IDs without a session suffix are applied as they come', () => {

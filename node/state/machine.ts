@@ -304,11 +304,14 @@ export class StateMachine {
       this.sessions.set(session, { max: seq, seen: new Set([seq]), lastIndex: index });
       if (this.sessions.size > SESSIONS_MAX) this.evictSession();
     } else {
-      s.seen.add(seq);
       if (seq > s.max) {
+        // Drop the seqs the window slid over (not a scan of the whole set: this runs per entry).
+        if (seq - s.max >= SESSION_WINDOW) s.seen.clear();
+        else
+          for (let q = s.max - SESSION_WINDOW + 1; q <= seq - SESSION_WINDOW; q++) s.seen.delete(q);
         s.max = seq;
-        for (const q of s.seen) if (q <= seq - SESSION_WINDOW) s.seen.delete(q);
       }
+      s.seen.add(seq);
       s.lastIndex = index;
     }
     return result;
