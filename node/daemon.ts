@@ -450,12 +450,11 @@ export class Daemon {
       term: st.term,
       commit: st.commit,
       applied: st.applied,
-      members: this.membersView(),
+      members: this.membersView(st),
     };
   }
 
-  private membersView(): Record<string, unknown>[] {
-    const st = this.node.status();
+  private membersView(st = this.node.status()): Record<string, unknown>[] {
     const r = this.node.sm.query({ op: 'members' });
     const table = new Map((r.ok ? (r.members ?? []) : []).map((m) => [m.id, m]));
     const ids = new Set([...st.config.voters, ...st.config.learners, ...table.keys()]);
