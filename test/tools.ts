@@ -1,0 +1,76 @@
+// System tools that some tests need (nix, qemu-system-x86_64, a kernel, busybox). Locally a test
+// whose tool is missing is skipped, and says which tool and how to install it; under CI (CI=true)
+// a missing tool is a failure, never a skip (.ci/run installs every one of them).
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { describe } from 'vitest';
+
+/** The Debian package that provides each tool, for the skip message. */
+export const TOOL_PACKAGES: Record<string, string> = {
+  nix: 'nix-bin',
+  'nix-store': 'nix-bin',
+  'qemu-system-x86_64': 'qemu-system-x86',
+  busybox: 'busybox-static',
+  cpio: 'cpio',
+  etcd: 'etcd-server',
+};
+
+/** The absolute path of an executable on PATH (or an absolute path that exists), else undefined. */
+export function findTool(name: string): string | undefined {
+  const candidates = name.startsWith('/')
+    ? [name]
+    : (process.env.PATH ?? '').split(delimiter).map((dir) => join(dir, name));
+  for (const path of candidates) {
+    try {
+      accessSync(path, name.startsWith('/') ? constants.R_OK : constants.X_OK);
+      return path;
+    } catch {}
+  }
+  return undefined;
+}
+
+/** Tools from `names` that are missing. Under CI a missing tool throws. */
+export function missingTools(names: readonly string[]): string[] {
+  const missing = names.filter((n) => findTool(n) === undefined);
+  if (missing.length > 0 && process.env.CI === 'true') {
+    throw new Error(
+      `CI=true and required tools are missing: ${missing.join(', ')} ` +
+        `(install: apt-get install ${missing.map((n) => TOOL_PACKAGES[n] ?? n).join(' ')})`,
+    );
+  }
+  return missing;
+}
+
+/**
+ * `describe` that runs only when every tool is present. Locally it skips with a message naming
+ * the missing tools; under CI it fails at collection time.
+ */
+export function describeWithTools(tools: readonly string[], name: string, body: () => void): void {
+  const missing = missingTools(tools);
+  if (missing.length === 0) {
+    describe(name, body);
+    return;
+  }
+  const install = missing.map((n) => TOOL_PACKAGES[n] ?? n).join(' ');
+  describe.skip(
+    `${name} [skipped: missing ${missing.join(', ')}; apt-get install ${install}]`,
+    body,
+  );
+}
+
+/**
+ * Environment for running the real Nix offline as root in single-user mode: no sandbox, no build
+ * users, flakes on, no substituters (the machines here reach no binary cache).
+ */
+export function nixEnv(extra = ''): NodeJS.ProcessEnv {
+  const config = [
+    'sandbox = false',
+    'build-users-group =',
+    'experimental-features = nix-command flakes',
+    'substituters =',
+    extra,
+  ]
+    .filter((l) => l !== '')
+    .join('\n');
+  return { ...process.env, NIX_CONFIG: config };
+}
