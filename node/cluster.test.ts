@@ -2,7 +2,7 @@
 // by seeds only, the pcr client, kill -9 of the leader under load, restart and catch-up by
 // snapshot, member removal, refusals (wrong secret, data dir in use, bad frames from a raw peer).
 
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPair } from '@libp2p/crypto/keys';
@@ -203,6 +203,23 @@ describe('a cluster of real node processes', { timeout: 180_000 }, () => {
     const st = (await status(b))!;
     expect((st.members as { id: string }[]).map((m) => m.id)).not.toContain(outsider.id);
     await stop(outsider);
+  });
+
+  it("a copy of a running member's data dir is refused: one live process per identity", async () => {
+    const copy = join(base, 'copy-of-a');
+    await cp(a.dataDir, copy, { recursive: true });
+    const twin = await pcr(
+      ['node', 'start', '--data-dir', copy, '--listen', '/ip4/127.0.0.1/tcp/0'],
+      30_000,
+    );
+    expect(twin.exitCode, twin.stderr).not.toBe(0);
+    expect(twin.stderr).toMatch(/another process is already running as this node/);
+    expect(twin.stderr).toContain(a.id);
+    // The original is untouched: still a voter, and the cluster takes writes through it.
+    const st = (await status(a))!;
+    expect(voters(st)).toContain(a.id);
+    const put = await request(a, a, { op: 'kv.put', key: 'after-twin', value: '1' });
+    expect(put.ok).toBe(true);
   });
 
   it('malformed and oversized frames from a raw libp2p peer are refused without harm', async () => {

@@ -11,6 +11,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Connection } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
@@ -28,6 +29,13 @@ import { loadOrCreatePeerKey, loadOrCreateSecret, NODE_INFO_FILE } from './ident
 import { Histogram, renderSamples, type Sample, serveMetrics } from './metrics.ts';
 import { collectMetrics, detectVmms, GOSSIP_INTERVAL_MS, Gossip } from './p2p/gossip.ts';
 import { createHost, type Host } from './p2p/host.ts';
+import {
+  DuplicateInstanceError,
+  findOtherInstance,
+  isInstanceNonce,
+  newInstanceNonce,
+  serveInstance,
+} from './p2p/instance.ts';
 import { RaftTransport } from './p2p/raft_transport.ts';
 import { LevelDisk } from './raft/level_disk.ts';
 import { type Outcome, RaftNode } from './raft/node.ts';
@@ -93,6 +101,8 @@ export class Daemon {
   private reconciler: NodeJS.Timeout | undefined;
   private busy = false;
   private stopping = false;
+  /** This process's instance nonce: tells it apart from a copy running with the same identity. */
+  private readonly nonce = newInstanceNonce();
 
   private constructor(o: DaemonOptions, host: Host, disk: LevelDisk, storage: DurableStorage) {
     this.o = o;
@@ -169,12 +179,11 @@ export class Daemon {
   }
 
   private async run(): Promise<void> {
-    await this.transport.start();
-    this.gossip.start();
+    await serveInstance(this.host, this.nonce);
     await this.host.handle(
       API_PROTOCOL,
-      (stream) => {
-        serveExchange(stream, (req) => this.handle(req)).catch((e: Error) =>
+      (stream, connection) => {
+        serveExchange(stream, (req) => this.handle(req, connection)).catch((e: Error) =>
           this.log.debug({ err: e.message }, 'api exchange failed'),
         );
       },
@@ -183,6 +192,10 @@ export class Daemon {
         maxOutboundStreams: API_STREAMS_PER_CONNECTION_MAX,
       },
     );
+    // Before any Raft traffic: refuse to run beside another live process with our identity.
+    await this.checkUnique();
+    await this.transport.start();
+    this.gossip.start();
     const tickMs = this.o.tickMs ?? DAEMON_DEFAULTS.tickMs;
     this.ticker = setInterval(() => this.node.tick(), tickMs);
     this.reconciler = setInterval(() => void this.reconcile(), DAEMON_DEFAULTS.reconcileMs);
@@ -196,6 +209,52 @@ export class Daemon {
       `${JSON.stringify({ id: this.id, addrs, metrics: this.metricsUrl, pid: process.pid }, null, 2)}\n`,
     );
     this.log.info({ id: this.id, addrs }, 'node started');
+  }
+
+  /**
+   * Asks the members we know (and the seeds) whether another live process holds our peer ID;
+   * throws DuplicateInstanceError if one does. Best effort by design: members that do not answer
+   * within the peer request timeout are not evidence either way (docs/protocols.md).
+   */
+  private async checkUnique(): Promise<void> {
+    const targets = new Map<NodeId, Multiaddr[]>(this.extraAddrs);
+    const table = this.node.sm.query({ op: 'members' });
+    for (const m of table.ok ? (table.members ?? []) : []) {
+      if (m.id !== this.id) targets.set(m.id, this.addrsOf(m.id));
+    }
+    targets.delete(this.id);
+    const answers = await Promise.all(
+      [...targets].map(async ([id, addrs]) => {
+        if (addrs.length === 0) return undefined;
+        const r = await this.request(addrs, {
+          op: 'instance.check',
+          id: this.id,
+          nonce: this.nonce,
+        }).catch(() => undefined);
+        return r?.ok === true && typeof r.duplicate === 'string'
+          ? { id, at: r.duplicate }
+          : undefined;
+      }),
+    );
+    const dup = answers.find((a) => a !== undefined);
+    if (dup !== undefined) {
+      throw new DuplicateInstanceError(
+        `another process is already running as this node (peer ID ${this.id}), at ${dup.at} as ` +
+          `seen by member ${dup.id}: was this data dir copied from a running node? Stop that ` +
+          'process, or start this one with a new --data-dir to join as a new member',
+      );
+    }
+  }
+
+  private async handleInstanceCheck(req: ApiRequest, connection: Connection): Promise<ApiResponse> {
+    if (req.id !== connection.remotePeer.toString() || !isInstanceNonce(req.nonce)) {
+      return apiError('INVALID', "instance.check takes the asker's own id and a nonce");
+    }
+    const at = await findOtherInstance(this.host, connection, req.nonce);
+    if (at !== undefined) {
+      this.log.warn({ id: req.id, at }, 'refused a second process with the identity of a member');
+    }
+    return { ok: true, duplicate: at ?? false };
   }
 
   addrs(): string[] {
@@ -311,7 +370,7 @@ export class Daemon {
     return apiRequest(this.host, addrs, req, DAEMON_DEFAULTS.peerRequestTimeoutMs);
   }
 
-  private async handle(raw: unknown): Promise<ApiResponse> {
+  private async handle(raw: unknown, connection: Connection): Promise<ApiResponse> {
     if (typeof raw !== 'object' || raw === null || typeof (raw as ApiRequest).op !== 'string') {
       return apiError('INVALID', 'a request is an object with an op');
     }
@@ -354,6 +413,8 @@ export class Daemon {
         return { ok: true, nodes: this.nodesView() };
       case 'join':
         return this.handleJoin(req);
+      case 'instance.check':
+        return this.handleInstanceCheck(req, connection);
       case 'raft.transfer':
         return this.handleTransfer(req);
       case 'raft.remove':

@@ -83,8 +83,14 @@ export async function stop(p: NodeProc): Promise<void> {
 /** Runs `pcr ...`; never rejects. */
 export async function pcr(
   args: readonly string[],
+  timeoutMs = 120_000,
 ): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  const r = await execa(PCR, args, { reject: false, stdin: 'ignore' });
+  const r = await execa(PCR, args, {
+    reject: false,
+    stdin: 'ignore',
+    timeout: timeoutMs,
+    killSignal: 'SIGKILL',
+  });
   return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 
