@@ -1,0 +1,308 @@
+// The node-local store, for machines without Nix: each path is an uncompressed NAR
+// (`nar/<hashPart>.nar`) and a narinfo (`info/<hashPart>.narinfo`, with its signatures) under the
+// store dir. The narinfo's rename is the commit point: a path without one does not exist, and
+// open() deletes whatever a crash left behind. A size limit is kept by evicting least-recently-used
+// paths, never one a pin needs (pins are closure roots; their whole closure is kept) and never one
+// another present path references (the store stays closed under references).
+
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
+import { StoreError } from './errors.ts';
+import { formatNarInfo, parseNarInfo, uncompressedNarInfo } from './narinfo.ts';
+import {
+  newCounters,
+  type PathInfo,
+  type StagedPath,
+  type Store,
+  type StoreCounters,
+  type StoreSummary,
+} from './store.ts';
+import { parseStorePath } from './store_path.ts';
+
+/** Last-use times are written back to the narinfo's mtime at most this often per path. */
+export const TOUCH_INTERVAL_MS = 60_000;
+export const NAR_READ_CHUNK_BYTES = 1 << 20;
+
+export interface LocalStoreOptions {
+  /** The store dir (the daemon passes `<dataDir>/store`). */
+  readonly dir: string;
+  /** Sum of NAR sizes kept; beyond it least-recently-used unpinned paths are evicted. */
+  readonly maxBytes: number;
+  /** Closure roots that must stay (VMs running or about to run). Read at every eviction. */
+  readonly pins?: () => Iterable<string>;
+  readonly counters?: StoreCounters;
+  /** fsync NARs and narinfos before they become visible (default true; tests may turn it off). */
+  readonly fsync?: boolean;
+}
+
+interface Entry {
+  info: PathInfo;
+  lastUseMs: number;
+  touchedMs: number;
+}
+
+export class LocalStore implements Store {
+  readonly kind = 'local' as const;
+  private readonly o: LocalStoreOptions;
+  private readonly counters: StoreCounters;
+  private readonly entries = new Map<string, Entry>();
+  /** Present paths referencing each path (self-references excluded). */
+  private readonly referrers = new Map<string, number>();
+  private bytes = 0;
+  private clock = 0;
+
+  private constructor(o: LocalStoreOptions) {
+    this.o = o;
+    this.counters = o.counters ?? newCounters();
+  }
+
+  static async open(o: LocalStoreOptions): Promise<LocalStore> {
+    const s = new LocalStore(o);
+    for (const d of ['nar', 'info', 'tmp']) await mkdir(join(o.dir, d), { recursive: true });
+    await s.recover();
+    return s;
+  }
+
+  /** Drops what a crash left half-done: anything in tmp/, NARs without narinfo, torn pairs. */
+  private async recover(): Promise<void> {
+    await rm(join(this.o.dir, 'tmp'), { recursive: true, force: true });
+    await mkdir(join(this.o.dir, 'tmp'));
+    const loaded: { info: PathInfo; mtimeMs: number }[] = [];
+    for (const f of await readdir(join(this.o.dir, 'info'))) {
+      const file = join(this.o.dir, 'info', f);
+      const hp = f.replace(/\.narinfo$/, '');
+      try {
+        const info = parseNarInfo(await readFile(file));
+        if (parseStorePath(info.path).hashPart !== hp) throw new Error('misnamed');
+        const st = await stat(join(this.o.dir, 'nar', `${hp}.nar`));
+        if (st.size !== info.narSize) throw new Error('NAR size differs');
+        loaded.push({ info: stripCacheFields(info), mtimeMs: (await stat(file)).mtimeMs });
+      } catch {
+        await rm(file, { force: true });
+      }
+    }
+    loaded.sort((a, b) => a.mtimeMs - b.mtimeMs);
+    for (const l of loaded) this.insert(l.info, l.mtimeMs);
+    for (const f of await readdir(join(this.o.dir, 'nar'))) {
+      if (!this.entries.has(f.replace(/\.nar$/, ''))) await rm(join(this.o.dir, 'nar', f));
+    }
+  }
+
+  private insert(info: PathInfo, lastUseMs: number): void {
+    const hp = parseStorePath(info.path).hashPart;
+    this.entries.set(hp, { info, lastUseMs, touchedMs: lastUseMs });
+    this.bytes += info.narSize;
+    for (const r of info.references) {
+      if (r !== info.path) this.referrers.set(r, (this.referrers.get(r) ?? 0) + 1);
+    }
+  }
+
+  private entry(path: string): Entry | undefined {
+    const sp = tryParse(path);
+    if (sp === undefined) return undefined;
+    const e = this.entries.get(sp);
+    return e?.info.path === path ? e : undefined;
+  }
+
+  private now(): number {
+    // Monotone even if two uses share a millisecond, so LRU order is exact.
+    this.clock = Math.max(this.clock + 1e-3, Date.now());
+    return this.clock;
+  }
+
+  private use(e: Entry): void {
+    e.lastUseMs = this.now();
+    if (e.lastUseMs - e.touchedMs > TOUCH_INTERVAL_MS) {
+      e.touchedMs = e.lastUseMs;
+      const hp = parseStorePath(e.info.path).hashPart;
+      const t = new Date(e.lastUseMs);
+      void utimes(join(this.o.dir, 'info', `${hp}.narinfo`), t, t).catch(() => {});
+    }
+  }
+
+  async has(paths: readonly string[]): Promise<Set<string>> {
+    return new Set(paths.filter((p) => this.entry(p) !== undefined));
+  }
+
+  async info(paths: readonly string[]): Promise<Map<string, PathInfo>> {
+    const out = new Map<string, PathInfo>();
+    for (const p of paths) {
+      const e = this.entry(p);
+      if (e !== undefined) out.set(p, e.info);
+    }
+    return out;
+  }
+
+  async byHashPart(hashPart: string): Promise<string | undefined> {
+    return this.entries.get(hashPart)?.info.path;
+  }
+
+  async *nar(path: string): AsyncIterable<Uint8Array> {
+    const e = this.entry(path);
+    if (e === undefined) throw new StoreError('NOT_FOUND', `${path} is not in the local store`);
+    this.use(e);
+    const hp = parseStorePath(path).hashPart;
+    yield* createReadStream(join(this.o.dir, 'nar', `${hp}.nar`), {
+      highWaterMark: NAR_READ_CHUNK_BYTES,
+    });
+  }
+
+  stagingDir(): string {
+    return join(this.o.dir, 'tmp');
+  }
+
+  async commit(items: readonly StagedPath[]): Promise<void> {
+    const fresh = items.filter((i) => this.entry(i.info.path) === undefined);
+    try {
+      const batch = new Set(fresh.map((i) => i.info.path));
+      const earlier = new Set<string>();
+      for (const { info } of fresh) {
+        for (const r of info.references) {
+          if (r !== info.path && !earlier.has(r) && this.entry(r) === undefined) {
+            throw new StoreError(
+              'NOT_FOUND',
+              `cannot add ${info.path}: its reference ${r} is not in the store${batch.has(r) ? ' yet (commit references first)' : ''}`,
+            );
+          }
+        }
+        earlier.add(info.path);
+      }
+      const need = fresh.reduce((n, i) => n + i.info.narSize, 0);
+      const keep = new Set<string>();
+      for (const { info } of fresh) for (const r of info.references) keep.add(r);
+      await this.makeRoom(need, keep);
+    } catch (e) {
+      for (const i of items) await rm(i.file, { force: true });
+      throw e;
+    }
+    for (const i of items) {
+      if (!fresh.includes(i)) {
+        await rm(i.file, { force: true });
+        continue;
+      }
+      await this.commitOne(i);
+    }
+  }
+
+  private async commitOne({ info, file }: StagedPath): Promise<void> {
+    const hp = parseStorePath(info.path).hashPart;
+    const fsync = this.o.fsync ?? true;
+    await rename(file, join(this.o.dir, 'nar', `${hp}.nar`));
+    const text = formatNarInfo(uncompressedNarInfo(info, `nar/${hp}.nar`));
+    const tmp = join(this.o.dir, 'tmp', `${hp}.narinfo`);
+    const fh = await open(tmp, 'w', 0o644);
+    try {
+      await fh.writeFile(text);
+      if (fsync) await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, join(this.o.dir, 'info', `${hp}.narinfo`));
+    if (fsync) await syncDir(join(this.o.dir, 'info'));
+    this.insert(info, this.now());
+  }
+
+  /** The closure (within this store) of the pinned roots and of `extra`. */
+  private protectedPaths(extra: Iterable<string>): Set<string> {
+    const out = new Set<string>();
+    const stack = [...(this.o.pins?.() ?? []), ...extra];
+    while (stack.length > 0) {
+      const p = stack.pop()!;
+      if (out.has(p)) continue;
+      out.add(p);
+      const e = this.entry(p);
+      if (e !== undefined) for (const r of e.info.references) stack.push(r);
+    }
+    return out;
+  }
+
+  /** Evicts LRU unprotected leaves until `need` more bytes fit, or throws STORE_FULL (no change). */
+  private async makeRoom(need: number, keep: Iterable<string>): Promise<void> {
+    if (this.bytes + need <= this.o.maxBytes) return;
+    const prot = this.protectedPaths(keep);
+    // Plan first, evict after: a commit that cannot fit must not have evicted anything.
+    const refs = new Map(this.referrers);
+    const byAge = [...this.entries.values()].sort((a, b) => a.lastUseMs - b.lastUseMs);
+    const victims: Entry[] = [];
+    const chosen = new Set<string>();
+    let bytes = this.bytes;
+    for (let progress = true; progress && bytes + need > this.o.maxBytes; ) {
+      progress = false;
+      for (const e of byAge) {
+        if (bytes + need <= this.o.maxBytes) break;
+        const p = e.info.path;
+        if (chosen.has(p) || prot.has(p) || (refs.get(p) ?? 0) > 0) continue;
+        chosen.add(p);
+        victims.push(e);
+        bytes -= e.info.narSize;
+        for (const r of e.info.references) if (r !== p) refs.set(r, (refs.get(r) ?? 0) - 1);
+        progress = true;
+      }
+    }
+    if (bytes + need > this.o.maxBytes) {
+      throw new StoreError(
+        'STORE_FULL',
+        `local store limit ${this.o.maxBytes} bytes: ${need} more bytes do not fit even after evicting every unpinned path (raise the limit or unpin VMs)`,
+      );
+    }
+    for (const v of victims) await this.evict(v);
+  }
+
+  private async evict(e: Entry): Promise<void> {
+    const hp = parseStorePath(e.info.path).hashPart;
+    this.entries.delete(hp);
+    this.bytes -= e.info.narSize;
+    for (const r of e.info.references) {
+      if (r === e.info.path) continue;
+      const n = (this.referrers.get(r) ?? 1) - 1;
+      if (n <= 0) this.referrers.delete(r);
+      else this.referrers.set(r, n);
+    }
+    this.counters.evictions++;
+    // The narinfo goes first: once it is gone the path does not exist, even if the NAR stays (a
+    // crash in between leaves an orphan NAR, which open() deletes).
+    await rm(join(this.o.dir, 'info', `${hp}.narinfo`), { force: true });
+    await rm(join(this.o.dir, 'nar', `${hp}.nar`), { force: true });
+  }
+
+  async summary(): Promise<StoreSummary> {
+    return {
+      kind: 'local',
+      paths: this.entries.size,
+      bytes: this.bytes,
+      maxBytes: this.o.maxBytes,
+      pinned: [...this.protectedPaths([])].filter((p) => this.entry(p) !== undefined).length,
+    };
+  }
+}
+
+function tryParse(path: string): string | undefined {
+  try {
+    return parseStorePath(path).hashPart;
+  } catch {
+    return undefined;
+  }
+}
+
+function stripCacheFields(i: PathInfo): PathInfo {
+  const out: PathInfo = {
+    path: i.path,
+    narHash: i.narHash,
+    narSize: i.narSize,
+    references: i.references,
+    sigs: i.sigs,
+  };
+  if (i.deriver !== undefined) out.deriver = i.deriver;
+  if (i.ca !== undefined) out.ca = i.ca;
+  return out;
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}

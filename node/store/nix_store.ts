@@ -1,0 +1,195 @@
+// The machine's real Nix store, through the `nix` CLI (single-user, the daemon runs as a user Nix
+// trusts). Reads use `nix-store --check-validity` and `nix path-info --json`; NARs come from our
+// own writer over the store directory (byte-identical to `nix-store --dump`, without a process per
+// path). Writes stage the verified NARs as a `file://` binary cache and import them with one
+// `nix copy --no-recursive --no-check-sigs`: Nix's own atomic import, keeping our `Sig` lines.
+// `root` selects a chroot store (`--store /tmp/x`, the store dir is then `/tmp/x/nix/store`).
+
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { StoreError } from './errors.ts';
+import { normaliseSha256 } from './hash.ts';
+import { dumpNar } from './nar.ts';
+import { formatNarInfo, nixCacheInfo, uncompressedNarInfo } from './narinfo.ts';
+import type { PathInfo, StagedPath, Store, StoreSummary } from './store.ts';
+import { isHashPart, parseStorePath, STORE_DIR } from './store_path.ts';
+
+/** Paths per `nix` invocation (argv stays far below ARG_MAX). */
+export const NIX_ARGS_PATHS_MAX = 2000;
+
+export interface NixStoreOptions {
+  /** A chroot store dir; undefined is the machine's /nix/store. */
+  readonly root?: string;
+  /** Staging dir for ingest and imports (the daemon passes `<dataDir>/nix-staging`). */
+  readonly stagingDir: string;
+  /** Environment for nix (tests pass nixEnv()). */
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+interface PathInfoJson {
+  path: string;
+  valid?: boolean;
+  narHash?: string;
+  narSize?: number;
+  references?: string[];
+  deriver?: string;
+  signatures?: string[];
+  ca?: string;
+}
+
+export class NixStore implements Store {
+  readonly kind = 'nix' as const;
+  private readonly o: NixStoreOptions;
+  private readonly realStoreDir: string;
+
+  constructor(o: NixStoreOptions) {
+    this.o = o;
+    this.realStoreDir = o.root === undefined ? STORE_DIR : join(o.root, STORE_DIR);
+  }
+
+  static async open(o: NixStoreOptions): Promise<NixStore> {
+    await rm(o.stagingDir, { recursive: true, force: true });
+    await mkdir(o.stagingDir, { recursive: true });
+    return new NixStore(o);
+  }
+
+  private storeArgs(): string[] {
+    return this.o.root === undefined ? [] : ['--store', this.o.root];
+  }
+
+  private async nix(cmd: string, args: string[]): Promise<string> {
+    const r = await execa(cmd, args, { env: this.o.env, reject: false, maxBuffer: 1 << 30 });
+    if (r.exitCode !== 0) {
+      throw new StoreError(
+        'NIX_FAILED',
+        `${cmd} ${args.slice(0, 4).join(' ')}… failed (exit ${r.exitCode}): ${String(r.stderr).trim().slice(-500)}`,
+      );
+    }
+    return String(r.stdout);
+  }
+
+  async has(paths: readonly string[]): Promise<Set<string>> {
+    const out = new Set<string>();
+    for (let i = 0; i < paths.length; i += NIX_ARGS_PATHS_MAX) {
+      const chunk = paths.slice(i, i + NIX_ARGS_PATHS_MAX).filter(valid);
+      if (chunk.length === 0) continue;
+      const invalid = new Set(
+        (
+          await this.nix('nix-store', [
+            ...this.storeArgs(),
+            '--check-validity',
+            '--print-invalid',
+            ...chunk,
+          ])
+        )
+          .split('\n')
+          .filter((l) => l !== ''),
+      );
+      for (const p of chunk) if (!invalid.has(p)) out.add(p);
+    }
+    return out;
+  }
+
+  async info(paths: readonly string[]): Promise<Map<string, PathInfo>> {
+    const out = new Map<string, PathInfo>();
+    for (let i = 0; i < paths.length; i += NIX_ARGS_PATHS_MAX) {
+      const chunk = paths.slice(i, i + NIX_ARGS_PATHS_MAX).filter(valid);
+      if (chunk.length === 0) continue;
+      const json = JSON.parse(
+        await this.nix('nix', ['path-info', ...this.storeArgs(), '--json', ...chunk]),
+      ) as PathInfoJson[];
+      for (const j of json) {
+        if (j.valid === false || j.narHash === undefined) continue;
+        const info: PathInfo = {
+          path: j.path,
+          narHash: normaliseSha256(j.narHash),
+          narSize: j.narSize ?? 0,
+          references: [...(j.references ?? [])].sort(),
+          sigs: j.signatures ?? [],
+        };
+        if (j.deriver !== undefined) info.deriver = j.deriver;
+        if (j.ca !== undefined) info.ca = j.ca;
+        out.set(j.path, info);
+      }
+    }
+    return out;
+  }
+
+  async byHashPart(hashPart: string): Promise<string | undefined> {
+    if (!isHashPart(hashPart)) return undefined;
+    // Nix has no CLI for queryPathFromHashPart; a directory scan is O(store) but needs no process.
+    const prefix = `${hashPart}-`;
+    const names = (await readdir(this.realStoreDir)).filter(
+      (n) => n.startsWith(prefix) && !n.endsWith('.lock'),
+    );
+    const paths = names.map((n) => `${STORE_DIR}/${n}`).filter(valid);
+    const ok = await this.has(paths);
+    return paths.find((p) => ok.has(p));
+  }
+
+  async *nar(path: string): AsyncIterable<Uint8Array> {
+    const sp = parseStorePath(path);
+    if (!(await this.has([path])).has(path)) {
+      throw new StoreError('NOT_FOUND', `${path} is not valid in the Nix store`);
+    }
+    yield* dumpNar(join(this.realStoreDir, sp.baseName));
+  }
+
+  stagingDir(): string {
+    return this.o.stagingDir;
+  }
+
+  async commit(items: readonly StagedPath[]): Promise<void> {
+    if (items.length === 0) return;
+    const cache = join(this.o.stagingDir, `cache-${randomBytes(6).toString('hex')}`);
+    try {
+      await mkdir(join(cache, 'nar'), { recursive: true });
+      await writeFile(join(cache, 'nix-cache-info'), nixCacheInfo());
+      for (const { info, file } of items) {
+        const hp = parseStorePath(info.path).hashPart;
+        await rename(file, join(cache, 'nar', `${hp}.nar`));
+        await writeFile(
+          join(cache, `${hp}.narinfo`),
+          formatNarInfo(uncompressedNarInfo(info, `nar/${hp}.nar`)),
+        );
+      }
+      const paths = items.map((i) => i.info.path);
+      for (let i = 0; i < paths.length; i += NIX_ARGS_PATHS_MAX) {
+        await this.nix('nix', [
+          'copy',
+          '--no-recursive',
+          '--no-check-sigs',
+          '--from',
+          `file://${cache}`,
+          '--to',
+          this.o.root ?? 'auto',
+          ...paths.slice(i, i + NIX_ARGS_PATHS_MAX),
+        ]);
+      }
+    } finally {
+      await rm(cache, { recursive: true, force: true });
+      for (const i of items) await rm(i.file, { force: true });
+    }
+  }
+
+  async summary(): Promise<StoreSummary> {
+    const names = await readdir(this.realStoreDir).catch(() => [] as string[]);
+    return {
+      kind: 'nix',
+      paths: names.filter((n) => !n.endsWith('.lock')).length,
+      bytes: 0,
+      pinned: 0,
+    };
+  }
+}
+
+function valid(p: string): boolean {
+  try {
+    parseStorePath(p);
+    return true;
+  } catch {
+    return false;
+  }
+}

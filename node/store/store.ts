@@ -1,0 +1,161 @@
+// The Store interface every store implements (the machine's Nix store, the node-local store), the
+// path metadata they share, the node's store counters, and closure helpers (references first).
+
+import { StoreError } from './errors.ts';
+import { ingestNar, type NarIngestOptions } from './ingest.ts';
+import { checkSignatures, type TrustPolicy } from './keys.ts';
+
+export interface PathInfo {
+  /** `/nix/store/<hash>-<name>` */
+  path: string;
+  /** Always `sha256:<nix32>`. */
+  narHash: string;
+  narSize: number;
+  /** Full store paths, sorted. May include `path` itself (self-reference). */
+  references: string[];
+  deriver?: string;
+  /** `keyname:base64(sig)` */
+  sigs: string[];
+  ca?: string;
+}
+
+/** A NAR that was received, hashed, size-checked and parsed, waiting in the staging dir. */
+export interface StagedPath {
+  readonly info: PathInfo;
+  readonly file: string;
+}
+
+export interface StoreSummary {
+  readonly kind: 'nix' | 'local';
+  readonly paths: number;
+  readonly bytes: number;
+  /** Size limit (local store), undefined when unbounded. */
+  readonly maxBytes?: number;
+  readonly pinned: number;
+}
+
+export interface Store {
+  readonly kind: 'nix' | 'local';
+  /** The subset of `paths` that is valid (complete and verified) here. */
+  has(paths: readonly string[]): Promise<Set<string>>;
+  /** Infos of those of `paths` that are valid here. */
+  info(paths: readonly string[]): Promise<Map<string, PathInfo>>;
+  /** The valid path with this hash part, if any (narinfo requests name only the hash part). */
+  byHashPart(hashPart: string): Promise<string | undefined>;
+  /** The path's NAR, uncompressed. Throws NOT_FOUND when the path is not valid here. */
+  nar(path: string): AsyncIterable<Uint8Array>;
+  /** Where ingest writes NARs before commit (same filesystem as the store, for renames). */
+  stagingDir(): string;
+  /**
+   * Makes staged, verified paths valid, in the given order (references first), each atomically.
+   * A path whose references are neither valid nor earlier in `items` is refused.
+   */
+  commit(items: readonly StagedPath[]): Promise<void>;
+  summary(): Promise<StoreSummary>;
+}
+
+/** The node's store counters (for `pcr store stats` and Prometheus). One object per node. */
+export interface StoreCounters {
+  hits: number;
+  misses: number;
+  pathsServed: number;
+  bytesServed: number;
+  pathsFetched: number;
+  bytesFetched: number;
+  fetchRetries: number;
+  rejected: number;
+  evictions: number;
+}
+
+export function newCounters(): StoreCounters {
+  return {
+    hits: 0,
+    misses: 0,
+    pathsServed: 0,
+    bytesServed: 0,
+    pathsFetched: 0,
+    bytesFetched: 0,
+    fetchRetries: 0,
+    rejected: 0,
+    evictions: 0,
+  };
+}
+
+/** Orders infos so that every path comes after its references (self-references ignored). */
+export function topoSort(infos: readonly PathInfo[]): PathInfo[] {
+  const byPath = new Map(infos.map((i) => [i.path, i]));
+  const out: PathInfo[] = [];
+  const state = new Map<string, 'visiting' | 'done'>();
+  for (const root of infos) {
+    if (state.has(root.path)) continue;
+    // Iterative DFS: closures can be deep (long dependency chains) and recursion would overflow.
+    const stack: { info: PathInfo; next: number }[] = [{ info: root, next: 0 }];
+    state.set(root.path, 'visiting');
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]!;
+      const refs = top.info.references;
+      if (top.next < refs.length) {
+        const r = refs[top.next++]!;
+        if (r === top.info.path) continue;
+        const ri = byPath.get(r);
+        if (ri === undefined) continue;
+        const s = state.get(r);
+        if (s === 'visiting') {
+          throw new StoreError('BAD_NARINFO', `reference cycle through ${r}`);
+        }
+        if (s === undefined) {
+          state.set(r, 'visiting');
+          stack.push({ info: ri, next: 0 });
+        }
+      } else {
+        state.set(top.info.path, 'done');
+        out.push(top.info);
+        stack.pop();
+      }
+    }
+  }
+  return out;
+}
+
+/** Bound on the paths of one closure walk. */
+export const CLOSURE_PATHS_MAX = 100_000;
+
+/** The closure of `roots` in `store`, references first. Throws NOT_FOUND on a missing path. */
+export async function closureOf(store: Store, roots: readonly string[]): Promise<PathInfo[]> {
+  const seen = new Map<string, PathInfo>();
+  let frontier = [...new Set(roots)];
+  while (frontier.length > 0) {
+    const infos = await store.info(frontier);
+    const next = new Set<string>();
+    for (const p of frontier) {
+      const i = infos.get(p);
+      if (i === undefined) throw new StoreError('NOT_FOUND', `${p} is not in this store`);
+      seen.set(p, i);
+      for (const r of i.references) if (!seen.has(r) && !frontier.includes(r)) next.add(r);
+    }
+    if (seen.size + next.size > CLOSURE_PATHS_MAX) {
+      throw new StoreError(
+        'TOO_LARGE',
+        `closure of ${roots[0]} exceeds ${CLOSURE_PATHS_MAX} paths`,
+      );
+    }
+    frontier = [...next].filter((p) => !seen.has(p));
+  }
+  return topoSort([...seen.values()]);
+}
+
+/**
+ * One path in one call: checks the signature against `trust` (when given), receives the NAR into
+ * staging (hash, size, grammar) and commits it. Its references must already be valid.
+ */
+export async function addPath(
+  store: Store,
+  info: PathInfo,
+  chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  trust?: TrustPolicy,
+  o: Partial<NarIngestOptions> = {},
+): Promise<void> {
+  if (trust !== undefined) checkSignatures(info, trust);
+  const staged = await ingestNar(info, chunks, { dir: store.stagingDir(), ...o });
+  await store.commit([staged]);
+}
