@@ -16,6 +16,7 @@ import { peerIdFromString } from '@libp2p/peer-id';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
 import { bootstrap, type NodeId, type RandomSource } from '../consensus/index.ts';
+import { API_SESSION_PROTOCOL, serveSession } from './api/session.ts';
 import {
   API_PROTOCOL,
   API_STREAMS_PER_CONNECTION_MAX,
@@ -185,6 +186,18 @@ export class Daemon {
       (stream, connection) => {
         serveExchange(stream, (req) => this.handle(req, connection)).catch((e: Error) =>
           this.log.debug({ err: e.message }, 'api exchange failed'),
+        );
+      },
+      {
+        maxInboundStreams: API_STREAMS_PER_CONNECTION_MAX,
+        maxOutboundStreams: API_STREAMS_PER_CONNECTION_MAX,
+      },
+    );
+    await this.host.handle(
+      API_SESSION_PROTOCOL,
+      (stream, connection) => {
+        serveSession(stream, (req) => this.handle(req, connection)).catch((e: Error) =>
+          this.log.debug({ err: e.message }, 'api session failed'),
         );
       },
       {

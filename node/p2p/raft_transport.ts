@@ -13,6 +13,8 @@ import type { Host } from './host.ts';
 export const RAFT_PROTOCOL = '/pcr/raft/1.0.0';
 /** Frames queued for one peer; beyond this the oldest are dropped (Raft retransmits). */
 export const OUTBOX_FRAMES_MAX = 4096;
+/** Bytes of queued frames that one write carries at most (one frame alone may be larger). */
+export const WRITE_BATCH_BYTES_MAX = 1024 * 1024;
 export const REDIAL_BACKOFF_MIN_MS = 100;
 export const REDIAL_BACKOFF_MAX_MS = 2000;
 /** A dial that takes longer than this counts as a failure. */
@@ -104,17 +106,19 @@ export class RaftTransport implements Transport {
           }
           box.backoffMs = REDIAL_BACKOFF_MIN_MS;
         }
-        const f = box.frames.shift()!;
+        // Frames queued meanwhile leave in one write (one muxer frame, one encrypted frame, one
+        // syscall) up to a byte bound; a snapshot goes alone so that its outcome is its own.
+        const batch = takeBatch(box.frames);
         try {
-          await box.lp.write(f.bytes);
-          this.stats.framesSent++;
-          if (f.snapshot) this.o.reportSnapshot(to, true);
+          await box.lp.writeV(batch.map((f) => f.bytes));
+          this.stats.framesSent += batch.length;
+          for (const f of batch) if (f.snapshot) this.o.reportSnapshot(to, true);
         } catch (e) {
           this.o.warn?.('raft stream to peer failed', { peer: to, err: (e as Error).message });
           box.lp.unwrap().abort(e as Error);
           box.lp = undefined;
-          this.stats.framesDropped++;
-          if (f.snapshot) this.o.reportSnapshot(to, false);
+          this.stats.framesDropped += batch.length;
+          for (const f of batch) if (f.snapshot) this.o.reportSnapshot(to, false);
           this.o.reportUnreachable(to);
         }
       }
@@ -189,4 +193,19 @@ export class RaftTransport implements Transport {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Takes the frames of the next write: one snapshot alone, or consecutive others up to a bound. */
+function takeBatch(
+  frames: { bytes: Uint8Array; snapshot: boolean }[],
+): { bytes: Uint8Array; snapshot: boolean }[] {
+  if (frames[0]!.snapshot) return frames.splice(0, 1);
+  let n = 0;
+  let bytes = 0;
+  while (n < frames.length && !frames[n]!.snapshot) {
+    bytes += frames[n]!.bytes.byteLength;
+    if (n > 0 && bytes > WRITE_BATCH_BYTES_MAX) break;
+    n++;
+  }
+  return frames.splice(0, n);
 }
