@@ -1,0 +1,474 @@
+// /pcr/store/1.0.0 (docs/store.md): store queries and NAR streaming between nodes. One request
+// per stream; length-prefixed frames; control frames are msgpack maps, NAR data frames raw bytes.
+// lpStream has no back-pressure (a reader 4 MiB behind gets its stream reset), so NAR data flows
+// under a byte credit the receiver grants: the server never has more than `window` bytes unacked.
+
+import type { PeerId, Stream } from '@libp2p/interface';
+import { peerIdFromString } from '@libp2p/peer-id';
+import { type LengthPrefixedStream, lpStream } from '@libp2p/utils';
+import type { Multiaddr } from '@multiformats/multiaddr';
+import { Packr } from 'msgpackr';
+import { StoreError, type StoreErrorCode } from '../store/errors.ts';
+import { formatPublicKey, type SecretKey, withSignature } from '../store/keys.ts';
+import {
+  closureOf,
+  newCounters,
+  type PathInfo,
+  type Store,
+  type StoreCounters,
+} from '../store/store.ts';
+import { isHashPart, parseStorePath } from '../store/store_path.ts';
+import type { Host } from './host.ts';
+
+export const STORE_PROTOCOL = '/pcr/store/1.0.0';
+/** A request frame (paths and hash parts: 10,000 paths is about 700 KB). */
+export const REQUEST_BYTES_MAX = 4 * 1024 * 1024;
+/** An answer or control frame (a closure's infos). */
+export const CONTROL_FRAME_BYTES_MAX = 64 * 1024 * 1024;
+export const HAVE_QUERY_MAX = 10_000;
+export const NARS_PER_REQUEST_MAX = 1_000;
+/** A NAR data frame. */
+export const NAR_CHUNK_BYTES = 256 * 1024;
+/** Credit a client grants by default, and the most a server honours. */
+export const NAR_WINDOW_BYTES = 1024 * 1024;
+export const NAR_WINDOW_BYTES_MAX = 2 * 1024 * 1024;
+/** Streams of this protocol one connection may carry at once. */
+export const STORE_STREAMS_MAX = 64;
+export const STORE_DIAL_TIMEOUT_MS = 5_000;
+/** A query answer must arrive within this. NAR streams have no total timeout, only a stall one. */
+export const STORE_QUERY_TIMEOUT_MS = 30_000;
+export const NAR_STALL_TIMEOUT_MS = 30_000;
+
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
+
+type Request =
+  | { op: 'key' }
+  | { op: 'have'; hashParts: string[] }
+  | { op: 'closure'; paths: string[] }
+  | { op: 'nars'; paths: string[]; window: number };
+
+interface WireError {
+  error: { code: StoreErrorCode; message: string };
+}
+
+function protocolError(message: string): StoreError {
+  return new StoreError('PROTOCOL', message);
+}
+
+// --- validation of what arrives ---------------------------------------------------------------
+
+function stringArray(v: unknown, max: number, what: string): string[] {
+  if (!Array.isArray(v) || v.length > max || !v.every((s) => typeof s === 'string')) {
+    throw protocolError(`${what} must be an array of at most ${max} strings`);
+  }
+  return v as string[];
+}
+
+function parseRequest(v: unknown): Request {
+  if (typeof v !== 'object' || v === null) throw protocolError('request is not a map');
+  const r = v as Record<string, unknown>;
+  switch (r.op) {
+    case 'key':
+      return { op: 'key' };
+    case 'have':
+      return { op: 'have', hashParts: stringArray(r.hashParts, HAVE_QUERY_MAX, 'hashParts') };
+    case 'closure':
+      return { op: 'closure', paths: stringArray(r.paths, NARS_PER_REQUEST_MAX, 'paths') };
+    case 'nars': {
+      const w = r.window;
+      if (typeof w !== 'number' || !Number.isSafeInteger(w) || w < NAR_CHUNK_BYTES) {
+        throw protocolError(`window must be an integer >= ${NAR_CHUNK_BYTES}`);
+      }
+      return {
+        op: 'nars',
+        paths: stringArray(r.paths, NARS_PER_REQUEST_MAX, 'paths'),
+        window: Math.min(w, NAR_WINDOW_BYTES_MAX),
+      };
+    }
+    default:
+      throw protocolError(`unknown op ${JSON.stringify(r.op)}`);
+  }
+}
+
+/** Checks an info that came from a peer: every field typed, every path well-formed. */
+export function parseWireInfo(v: unknown): PathInfo {
+  if (typeof v !== 'object' || v === null) throw protocolError('path info is not a map');
+  const r = v as Record<string, unknown>;
+  const path = parseStorePath(String(r.path)).path;
+  if (typeof r.narHash !== 'string' || !/^sha256:[0-9a-z]{52}$/.test(r.narHash)) {
+    throw protocolError(`${path}: bad narHash`);
+  }
+  if (typeof r.narSize !== 'number' || !Number.isSafeInteger(r.narSize) || r.narSize < 0) {
+    throw protocolError(`${path}: bad narSize`);
+  }
+  const info: PathInfo = {
+    path,
+    narHash: r.narHash,
+    narSize: r.narSize,
+    references: stringArray(r.references, 10_000, 'references').map((p) => parseStorePath(p).path),
+    sigs: stringArray(r.sigs, 16, 'sigs'),
+  };
+  if (typeof r.deriver === 'string') info.deriver = parseStorePath(r.deriver).path;
+  if (typeof r.ca === 'string') info.ca = r.ca;
+  return info;
+}
+
+function errorFrame(e: unknown): Uint8Array {
+  const se =
+    e instanceof StoreError ? e : new StoreError('PROTOCOL', (e as Error).message ?? String(e));
+  return packr.pack({ error: { code: se.code, message: se.message } } satisfies WireError);
+}
+
+// --- server ---------------------------------------------------------------------------------
+
+export interface StoreServerOptions {
+  readonly host: Host;
+  readonly store: Store;
+  /** The node's store key: every info served carries its signature. */
+  readonly key: SecretKey;
+  readonly counters?: StoreCounters;
+  readonly warn?: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export class StoreServer {
+  private readonly o: StoreServerOptions;
+  private readonly counters: StoreCounters;
+  /** Our signature per path@narHash, so a busy node signs each path once. */
+  private readonly signed = new Map<string, PathInfo>();
+  static readonly SIGNED_CACHE_MAX = 100_000;
+
+  constructor(o: StoreServerOptions) {
+    this.o = o;
+    this.counters = o.counters ?? newCounters();
+  }
+
+  async start(): Promise<void> {
+    await this.o.host.handle(STORE_PROTOCOL, (stream) => this.serve(stream), {
+      maxInboundStreams: STORE_STREAMS_MAX,
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.o.host.unhandle(STORE_PROTOCOL).catch(() => {});
+  }
+
+  /** `info` with this node's signature added (cached). */
+  sign(info: PathInfo): PathInfo {
+    const k = `${info.path}@${info.narHash}`;
+    const hit = this.signed.get(k);
+    if (hit !== undefined) return hit;
+    const s = withSignature(this.o.key, info);
+    if (this.signed.size >= StoreServer.SIGNED_CACHE_MAX) this.signed.clear();
+    this.signed.set(k, s);
+    return s;
+  }
+
+  private async serve(stream: Stream): Promise<void> {
+    const lp = lpStream(stream, { maxDataLength: REQUEST_BYTES_MAX });
+    try {
+      let req: Request;
+      try {
+        req = parseRequest(packr.unpack((await lp.read()).subarray()));
+      } catch (e) {
+        await lp.write(
+          errorFrame(
+            e instanceof StoreError
+              ? e
+              : protocolError(`bad request frame: ${(e as Error).message}`),
+          ),
+        );
+        await stream.close();
+        return;
+      }
+      if (req.op === 'nars') return await this.serveNars(stream, lp, req.paths, req.window);
+      let answer: unknown;
+      try {
+        answer = await this.answer(req);
+      } catch (e) {
+        await lp.write(errorFrame(e));
+        await stream.close();
+        return;
+      }
+      await lp.write(packr.pack(answer));
+      await stream.close();
+    } catch (e) {
+      stream.abort(e as Error);
+    }
+  }
+
+  private async answer(req: Exclude<Request, { op: 'nars' }>): Promise<unknown> {
+    switch (req.op) {
+      case 'key':
+        return { key: formatPublicKey(this.o.key.publicKey) };
+      case 'have': {
+        const paths: string[] = [];
+        for (const h of req.hashParts) {
+          if (!isHashPart(h)) continue;
+          const p = await this.o.store.byHashPart(h);
+          if (p !== undefined) paths.push(p);
+        }
+        this.counters.hits += paths.length;
+        this.counters.misses += req.hashParts.length - paths.length;
+        return { paths };
+      }
+      case 'closure': {
+        const infos = await closureOf(
+          this.o.store,
+          req.paths.map((p) => parseStorePath(p).path),
+        );
+        return { infos: infos.map((i) => this.sign(i)) };
+      }
+    }
+  }
+
+  private async serveNars(
+    stream: Stream,
+    lp: LengthPrefixedStream<Stream>,
+    paths: string[],
+    window: number,
+  ): Promise<void> {
+    // Credit arrives on the same stream while we write; a waiter wakes the writer.
+    let credit = window;
+    let wake: (() => void) | undefined;
+    let readerDone = false;
+    void (async () => {
+      try {
+        for (;;) {
+          const m = packr.unpack((await lp.read()).subarray()) as { credit?: unknown };
+          if (typeof m.credit !== 'number' || !Number.isSafeInteger(m.credit) || m.credit <= 0) {
+            throw protocolError('bad credit frame');
+          }
+          credit = Math.min(credit + m.credit, window);
+          wake?.();
+        }
+      } catch {
+        readerDone = true;
+        wake?.();
+      }
+    })();
+    const infos = await this.o.store.info(paths.filter(validPath));
+    for (const path of paths) {
+      const info = infos.get(path);
+      if (info === undefined) {
+        this.counters.misses++;
+        await lp.write(
+          packr.pack({ path, error: { code: 'NOT_FOUND', message: `${path} is not here` } }),
+        );
+        continue;
+      }
+      this.counters.hits++;
+      await lp.write(packr.pack({ path, narSize: info.narSize }));
+      let sent = 0;
+      for await (const chunk of this.o.store.nar(path)) {
+        for (let off = 0; off < chunk.length; off += NAR_CHUNK_BYTES) {
+          const piece = chunk.subarray(off, off + NAR_CHUNK_BYTES);
+          while (credit < piece.length) {
+            if (readerDone) throw protocolError('client went away');
+            await new Promise<void>((r) => {
+              wake = r;
+            });
+            wake = undefined;
+          }
+          credit -= piece.length;
+          await lp.write(piece);
+          sent += piece.length;
+        }
+      }
+      if (sent !== info.narSize) {
+        // The store changed under us (evicted, or a broken disk): the client must not wait.
+        throw new StoreError('SIZE_MISMATCH', `${path}: served ${sent} bytes of ${info.narSize}`);
+      }
+      this.counters.pathsServed++;
+      this.counters.bytesServed += sent;
+    }
+    await stream.close();
+  }
+}
+
+function validPath(p: string): boolean {
+  try {
+    parseStorePath(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// --- client ---------------------------------------------------------------------------------
+
+/** Receives one NAR: `write` each chunk (await before more is granted), then `finish`. */
+export interface NarSinkAsync {
+  write(chunk: Uint8Array): Promise<void>;
+  finish(): Promise<void>;
+  abort(why: unknown): Promise<void>;
+}
+
+export interface StoreClientOptions {
+  readonly host: Host;
+  /** Where to dial a peer; when absent or empty, libp2p dials the peer id (known addresses). */
+  readonly addrsOf?: (peer: string) => readonly Multiaddr[];
+  readonly window?: number;
+}
+
+export class StoreClient {
+  private readonly o: StoreClientOptions;
+  private readonly keys = new Map<string, string>();
+
+  constructor(o: StoreClientOptions) {
+    this.o = o;
+  }
+
+  private async open(peer: string): Promise<Stream> {
+    const addrs = this.o.addrsOf?.(peer) ?? [];
+    const target: PeerId | Multiaddr[] = addrs.length > 0 ? [...addrs] : peerIdFromString(peer);
+    return this.o.host.dialProtocol(target, STORE_PROTOCOL, {
+      signal: AbortSignal.timeout(STORE_DIAL_TIMEOUT_MS),
+      maxOutboundStreams: STORE_STREAMS_MAX,
+    });
+  }
+
+  private async query(peer: string, req: Request): Promise<Record<string, unknown>> {
+    const stream = await this.open(peer);
+    const lp = lpStream(stream, { maxDataLength: CONTROL_FRAME_BYTES_MAX });
+    const signal = AbortSignal.timeout(STORE_QUERY_TIMEOUT_MS);
+    try {
+      await lp.write(packr.pack(req), { signal });
+      const answer = packr.unpack((await lp.read({ signal })).subarray()) as Record<
+        string,
+        unknown
+      >;
+      await stream.close().catch(() => {});
+      throwIfError(answer, peer);
+      return answer;
+    } catch (e) {
+      stream.abort(e as Error);
+      throw e;
+    }
+  }
+
+  /** The peer's store public key (`name:base64`), cached per peer. */
+  async key(peer: string): Promise<string> {
+    const k = this.keys.get(peer);
+    if (k !== undefined) return k;
+    const a = await this.query(peer, { op: 'key' });
+    if (typeof a.key !== 'string') throw protocolError(`${peer} sent no key`);
+    this.keys.set(peer, a.key);
+    return a.key;
+  }
+
+  /** Full store paths of those hash parts the peer holds. */
+  async have(peer: string, hashParts: readonly string[]): Promise<string[]> {
+    const out: string[] = [];
+    for (let i = 0; i < hashParts.length; i += HAVE_QUERY_MAX) {
+      const a = await this.query(peer, {
+        op: 'have',
+        hashParts: hashParts.slice(i, i + HAVE_QUERY_MAX),
+      });
+      for (const p of stringArray(a.paths, HAVE_QUERY_MAX, 'paths'))
+        out.push(parseStorePath(p).path);
+    }
+    return out;
+  }
+
+  /** The infos of the closure of `paths` as the peer holds it (signatures not yet checked). */
+  async closure(peer: string, paths: readonly string[]): Promise<PathInfo[]> {
+    const a = await this.query(peer, { op: 'closure', paths: [...paths] });
+    if (!Array.isArray(a.infos)) throw protocolError(`${peer} sent no infos`);
+    return a.infos.map(parseWireInfo);
+  }
+
+  /**
+   * Streams the NARs of `infos` from `peer`, each into the sink `start` opens. Returns the paths
+   * that failed, with why (the peer lacks it, a sink refused it, the stream broke: all remaining
+   * paths fail then). Never throws for a per-path failure.
+   */
+  async nars(
+    peer: string,
+    infos: readonly PathInfo[],
+    start: (info: PathInfo) => Promise<NarSinkAsync>,
+  ): Promise<Map<string, unknown>> {
+    const failed = new Map<string, unknown>();
+    const window = Math.min(this.o.window ?? NAR_WINDOW_BYTES, NAR_WINDOW_BYTES_MAX);
+    let stream: Stream;
+    try {
+      stream = await this.open(peer);
+    } catch (e) {
+      for (const i of infos) failed.set(i.path, e);
+      return failed;
+    }
+    const lp = lpStream(stream, {
+      maxDataLength: Math.max(CONTROL_FRAME_BYTES_MAX, NAR_CHUNK_BYTES),
+    });
+    let k = 0;
+    let sink: NarSinkAsync | undefined;
+    try {
+      await lp.write(packr.pack({ op: 'nars', paths: infos.map((i) => i.path), window }));
+      let owed = 0;
+      for (; k < infos.length; k++) {
+        const info = infos[k]!;
+        const head = packr.unpack((await readStalled(lp)).subarray()) as Record<string, unknown>;
+        if (head.path !== info.path)
+          throw protocolError(`${peer} answered for ${String(head.path)}, not ${info.path}`);
+        if (head.error !== undefined) {
+          failed.set(info.path, wireError(head, peer));
+          continue;
+        }
+        if (head.narSize !== info.narSize) {
+          throw new StoreError(
+            'SIZE_MISMATCH',
+            `${peer} offers ${info.path} with ${String(head.narSize)} bytes, the signed NarSize is ${info.narSize}`,
+          );
+        }
+        sink = await start(info);
+        let got = 0;
+        while (got < info.narSize) {
+          const frame = (await readStalled(lp)).subarray();
+          if (frame.length > info.narSize - got) {
+            throw new StoreError(
+              'SIZE_MISMATCH',
+              `${peer} sent more than NarSize for ${info.path}`,
+            );
+          }
+          await sink.write(frame);
+          got += frame.length;
+          owed += frame.length;
+          // Grant credit in batches: a frame per data frame would double the frame rate.
+          if (owed >= window / 4) {
+            await lp.write(packr.pack({ credit: owed }));
+            owed = 0;
+          }
+        }
+        const s = sink;
+        sink = undefined;
+        try {
+          await s.finish();
+        } catch (e) {
+          failed.set(info.path, e);
+        }
+      }
+      await stream.close().catch(() => {});
+    } catch (e) {
+      await sink?.abort(e);
+      stream.abort(e as Error);
+      for (; k < infos.length; k++) if (!failed.has(infos[k]!.path)) failed.set(infos[k]!.path, e);
+    }
+    return failed;
+  }
+}
+
+async function readStalled(lp: LengthPrefixedStream<Stream>) {
+  return lp.read({ signal: AbortSignal.timeout(NAR_STALL_TIMEOUT_MS) });
+}
+
+function wireError(a: Record<string, unknown>, peer: string): StoreError {
+  const e = a.error as { code?: unknown; message?: unknown };
+  return new StoreError(
+    (typeof e.code === 'string' ? e.code : 'PROTOCOL') as StoreErrorCode,
+    `${peer}: ${typeof e.message === 'string' ? e.message : 'error'}`,
+  );
+}
+
+function throwIfError(a: Record<string, unknown>, peer: string): void {
+  if (typeof a !== 'object' || a === null) throw protocolError(`${peer} sent a non-map answer`);
+  if (a.error !== undefined) throw wireError(a, peer);
+}

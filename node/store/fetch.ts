@@ -1,0 +1,295 @@
+// Closure fetch from peers: which paths of the closure are missing here, who holds them (query
+// fan-out, docs/store.md), parallel NAR streams spread over the holders, every NAR verified as it
+// arrives (hash, size, grammar) and every info's signature checked against the trust policy, a
+// failed path retried from another holder, and a commit of everything in reference order at the
+// end, or of nothing.
+
+import { rm } from 'node:fs/promises';
+import type { StoreClient } from '../p2p/store_protocol.ts';
+import { NARS_PER_REQUEST_MAX } from '../p2p/store_protocol.ts';
+import { isStoreError, StoreError } from './errors.ts';
+import { NarIngest } from './ingest.ts';
+import { checkSignatures, type TrustPolicy } from './keys.ts';
+import {
+  newCounters,
+  type PathInfo,
+  type StagedPath,
+  type Store,
+  type StoreCounters,
+  topoSort,
+} from './store.ts';
+import { isHashPart, parseStorePath } from './store_path.ts';
+
+/** NAR streams open at once for one fetch. */
+export const FETCH_PARALLEL_MAX = 16;
+export const FETCH_PARALLEL_DEFAULT = 8;
+/** Holders tried per path before the fetch fails. */
+export const FETCH_ATTEMPTS_MAX = 4;
+/** Peers asked at once in a holder fan-out. */
+export const HOLDER_PEERS_MAX = 32;
+/** Small paths ride one stream together up to this many bytes (a big path goes alone). */
+export const FETCH_BATCH_BYTES = 8 * 1024 * 1024;
+
+export interface FetchOptions {
+  readonly store: Store;
+  readonly client: StoreClient;
+  /** Peers to ask (the cluster members, without this node). */
+  readonly peers: () => readonly string[];
+  /** Configured trusted keys; with trustPeers, the peers' own store keys are added. */
+  readonly trust: TrustPolicy;
+  /** Trust the store keys of `peers()` (they are members: default true). */
+  readonly trustPeers?: boolean;
+  readonly parallel?: number;
+  readonly attempts?: number;
+  readonly counters?: StoreCounters;
+  readonly fsync?: boolean;
+}
+
+export interface FetchReport {
+  /** Paths of the closure that were already here. */
+  readonly present: number;
+  readonly fetched: number;
+  readonly bytes: number;
+  readonly retries: number;
+  /** Paths fetched from each peer. */
+  readonly fromPeers: Readonly<Record<string, number>>;
+}
+
+async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  f: (t: T) => Promise<R>,
+): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await f(items[i]!);
+      }
+    }),
+  );
+  return out;
+}
+
+/** Who holds which of `hashParts`: asks every peer (unreachable peers count as holding nothing). */
+export async function findHolders(
+  client: StoreClient,
+  peers: readonly string[],
+  hashParts: readonly string[],
+): Promise<Map<string, { path: string; peers: string[] }>> {
+  const want = hashParts.filter(isHashPart);
+  const out = new Map<string, { path: string; peers: string[] }>();
+  const answers = await mapLimit(peers, HOLDER_PEERS_MAX, async (peer) => ({
+    peer,
+    paths: await client.have(peer, want).catch(() => [] as string[]),
+  }));
+  for (const { peer, paths } of answers) {
+    for (const p of paths) {
+      const hp = parseStorePath(p).hashPart;
+      const e = out.get(hp);
+      if (e === undefined) out.set(hp, { path: p, peers: [peer] });
+      else if (e.path === p) e.peers.push(peer);
+    }
+  }
+  return out;
+}
+
+async function addPeerKeys(o: FetchOptions): Promise<void> {
+  if (o.trustPeers === false) return;
+  await mapLimit(o.peers(), HOLDER_PEERS_MAX, async (peer) => {
+    try {
+      o.trust.add(await o.client.key(peer));
+    } catch {
+      // Unreachable now: its paths will be untrusted unless another key signed them.
+    }
+  });
+}
+
+/** Fetches what is missing of the closures of `roots` into `o.store`. */
+export async function fetchClosure(
+  roots: readonly string[],
+  o: FetchOptions,
+): Promise<FetchReport> {
+  const counters = o.counters ?? newCounters();
+  for (const r of roots) parseStorePath(r);
+  const present = await o.store.has(roots);
+  const missingRoots = roots.filter((r) => !present.has(r));
+  const empty = { present: roots.length, fetched: 0, bytes: 0, retries: 0, fromPeers: {} };
+  if (missingRoots.length === 0) return empty;
+  const peers = o.peers();
+  await addPeerKeys(o);
+
+  // 1. The closure's infos, from a holder of each root.
+  const rootHolders = await findHolders(
+    o.client,
+    peers,
+    missingRoots.map((r) => parseStorePath(r).hashPart),
+  );
+  const infos = new Map<string, PathInfo>();
+  for (const root of missingRoots) {
+    if (infos.has(root)) continue;
+    const h = rootHolders.get(parseStorePath(root).hashPart);
+    if (h === undefined || h.path !== root) {
+      throw new StoreError('NO_HOLDER', `no peer holds ${root} (asked ${peers.length} peers)`);
+    }
+    let last: unknown;
+    for (const peer of h.peers) {
+      try {
+        for (const i of await o.client.closure(peer, [root]))
+          if (!infos.has(i.path)) infos.set(i.path, i);
+        last = undefined;
+        break;
+      } catch (e) {
+        last = e;
+      }
+    }
+    if (last !== undefined) throw last;
+  }
+
+  // 2. What is missing here, and is it trusted and closed under references?
+  const have = await o.store.has([...infos.keys()]);
+  const missing = [...infos.values()].filter((i) => !have.has(i.path));
+  for (const i of missing) {
+    for (const r of i.references) {
+      if (!infos.has(r) && !have.has(r)) {
+        throw new StoreError(
+          'PROTOCOL',
+          `closure of ${roots[0]} is incomplete: ${i.path} refers to ${r}, which was not sent`,
+        );
+      }
+    }
+    try {
+      checkSignatures(i, o.trust);
+    } catch (e) {
+      counters.rejected++;
+      throw e;
+    }
+  }
+  const report = {
+    present: infos.size - missing.length,
+    fetched: 0,
+    bytes: 0,
+    retries: 0,
+    fromPeers: {} as Record<string, number>,
+  };
+  if (missing.length === 0) return report;
+
+  // 3. Holders of each missing path, then parallel download into staging.
+  const holders = await findHolders(
+    o.client,
+    peers,
+    missing.map((i) => parseStorePath(i.path).hashPart),
+  );
+  const staged = new Map<string, StagedPath>();
+  const tried = new Map<string, Set<string>>();
+  const lastError = new Map<string, unknown>();
+  const inflight = new Map<string, number>();
+  const attempts = Math.min(o.attempts ?? FETCH_ATTEMPTS_MAX, FETCH_ATTEMPTS_MAX);
+  const pending = [...missing].sort((a, b) => b.narSize - a.narSize);
+  const failed: PathInfo[] = [];
+
+  const holdersOf = (i: PathInfo) => {
+    const h = holders.get(parseStorePath(i.path).hashPart);
+    const all = h?.path === i.path ? h.peers : [];
+    const t = tried.get(i.path);
+    return all.filter((p) => t === undefined || !t.has(p));
+  };
+
+  /** The next batch: the biggest pending path, on its least busy untried holder, plus more. */
+  const nextBatch = (): { peer: string; batch: PathInfo[] } | undefined => {
+    while (pending.length > 0) {
+      const first = pending.shift()!;
+      const hs = holdersOf(first);
+      if (hs.length === 0 || (tried.get(first.path)?.size ?? 0) >= attempts) {
+        failed.push(first);
+        continue;
+      }
+      const peer = hs.reduce((a, b) => ((inflight.get(a) ?? 0) <= (inflight.get(b) ?? 0) ? a : b));
+      const batch = [first];
+      let bytes = first.narSize;
+      for (
+        let j = 0;
+        j < pending.length && bytes < FETCH_BATCH_BYTES && batch.length < NARS_PER_REQUEST_MAX;
+      ) {
+        const c = pending[j]!;
+        if (bytes + c.narSize <= FETCH_BATCH_BYTES && holdersOf(c).includes(peer)) {
+          batch.push(c);
+          bytes += c.narSize;
+          pending.splice(j, 1);
+        } else j++;
+      }
+      return { peer, batch };
+    }
+    return undefined;
+  };
+
+  const worker = async () => {
+    for (let job = nextBatch(); job !== undefined; job = nextBatch()) {
+      const { peer, batch } = job;
+      inflight.set(peer, (inflight.get(peer) ?? 0) + 1);
+      const fails = await o.client.nars(peer, batch, async (info) => {
+        const ing = await NarIngest.start(info, { dir: o.store.stagingDir(), fsync: o.fsync });
+        return {
+          write: (c) => ing.write(c),
+          finish: async () => {
+            staged.set(info.path, await ing.finish());
+          },
+          abort: (why) => ing.abort(why),
+        };
+      });
+      inflight.set(peer, (inflight.get(peer) ?? 1) - 1);
+      for (const info of batch) {
+        const e = fails.get(info.path);
+        if (e === undefined && staged.has(info.path)) {
+          counters.pathsFetched++;
+          counters.bytesFetched += info.narSize;
+          report.fetched++;
+          report.bytes += info.narSize;
+          report.fromPeers[peer] = (report.fromPeers[peer] ?? 0) + 1;
+          continue;
+        }
+        if (isStoreError(e) && ['HASH_MISMATCH', 'BAD_NAR', 'SIZE_MISMATCH'].includes(e.code)) {
+          counters.rejected++;
+        }
+        let t = tried.get(info.path);
+        if (t === undefined) tried.set(info.path, (t = new Set()));
+        t.add(peer);
+        lastError.set(
+          info.path,
+          e ?? new StoreError('PROTOCOL', `${peer} did not send ${info.path}`),
+        );
+        counters.fetchRetries++;
+        report.retries++;
+        pending.push(info);
+      }
+    }
+  };
+  const parallel = Math.max(1, Math.min(o.parallel ?? FETCH_PARALLEL_DEFAULT, FETCH_PARALLEL_MAX));
+  await Promise.all(Array.from({ length: parallel }, worker));
+
+  if (failed.length > 0 || staged.size !== missing.length) {
+    for (const s of staged.values()) await rm(s.file, { force: true });
+    const f = failed[0] ?? missing.find((i) => !staged.has(i.path))!;
+    const why = lastError.get(f.path);
+    throw new StoreError(
+      isStoreError(why) && why.code !== 'NOT_FOUND' ? why.code : 'NO_HOLDER',
+      `cannot fetch ${f.path} (${failed.length} paths failed; tried ${tried.get(f.path)?.size ?? 0} holders)${why === undefined ? ': no peer holds it' : `: ${(why as Error).message}`}`,
+    );
+  }
+  report.retries = Math.max(0, report.retries);
+  await o.store.commit(topoSort(missing).map((i) => staged.get(i.path)!));
+  return report;
+}
+
+/**
+ * For the HTTP cache's misses: if a peer holds the path with this hash part, fetch its closure
+ * and return true; false when no peer holds it.
+ */
+export async function fetchByHashPart(hashPart: string, o: FetchOptions): Promise<boolean> {
+  const h = (await findHolders(o.client, o.peers(), [hashPart])).get(hashPart);
+  if (h === undefined) return false;
+  await fetchClosure([h.path], o);
+  return true;
+}

@@ -1,0 +1,162 @@
+// The node's Nix binary cache over HTTP: `/nix-cache-info`, `/<hash>.narinfo` (HEAD and GET) and
+// `/nar/<hash>-<narhash>.nar`, uncompressed, from the node's store, every narinfo signed with the
+// node's key. On a miss it asks peers first (the injected onMiss) because Nix remembers a 404 for
+// an hour (narinfo-cache-negative-ttl): see docs/store.md for the exact rule.
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { encodeNix32 } from './base32.ts';
+import { parseSha256 } from './hash.ts';
+import { type SecretKey, withSignature } from './keys.ts';
+import { formatNarInfo, nixCacheInfo, uncompressedNarInfo } from './narinfo.ts';
+import { newCounters, type PathInfo, type Store, type StoreCounters } from './store.ts';
+import { isHashPart, parseStorePath } from './store_path.ts';
+
+export const MISS_WAIT_MS_DEFAULT = 60_000;
+/** What a 503 tells Nix to wait before asking again. */
+export const RETRY_AFTER_S = 5;
+
+export interface HttpCacheOptions {
+  readonly store: Store;
+  readonly key: SecretKey;
+  /** Loopback by default: exposing the cache is an explicit choice. */
+  readonly host?: string;
+  readonly port?: number;
+  readonly counters?: StoreCounters;
+  /**
+   * Called on a narinfo miss with the hash part: fetch it from peers into the store, resolve true
+   * if it is now present, false if no peer holds it. May take long; the cache waits missWaitMs.
+   */
+  readonly onMiss?: (hashPart: string) => Promise<boolean>;
+  readonly missWaitMs?: number;
+  readonly priority?: number;
+}
+
+export interface HttpCache {
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+function narUrl(info: PathInfo): string {
+  return `nar/${parseStorePath(info.path).hashPart}-${encodeNix32(parseSha256(info.narHash))}.nar`;
+}
+
+export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
+  const counters = o.counters ?? newCounters();
+  const misses = new Map<string, Promise<boolean>>();
+  const missWaitMs = o.missWaitMs ?? MISS_WAIT_MS_DEFAULT;
+
+  async function lookup(hashPart: string): Promise<PathInfo | undefined> {
+    const path = await o.store.byHashPart(hashPart);
+    if (path === undefined) return undefined;
+    return (await o.store.info([path])).get(path);
+  }
+
+  /** 'absent' only when peers were asked and nobody has it; 'wait' when still fetching. */
+  async function resolve(hashPart: string): Promise<PathInfo | 'absent' | 'wait'> {
+    const here = await lookup(hashPart);
+    if (here !== undefined) {
+      counters.hits++;
+      return here;
+    }
+    counters.misses++;
+    if (o.onMiss === undefined) return 'absent';
+    let p = misses.get(hashPart);
+    if (p === undefined) {
+      p = o.onMiss(hashPart).finally(() => misses.delete(hashPart));
+      misses.set(hashPart, p);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([
+      p.then(
+        (found) => (found ? 'found' : 'absent'),
+        () => 'absent' as const,
+      ),
+      new Promise<'wait'>((r) => {
+        timer = setTimeout(() => r('wait'), missWaitMs);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    if (outcome === 'wait') return 'wait';
+    if (outcome === 'absent') return 'absent';
+    return (await lookup(hashPart)) ?? 'absent';
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = (req.url ?? '/').split('?')[0]!;
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'GET or HEAD only\n');
+    const head = req.method === 'HEAD';
+    if (url === '/nix-cache-info') return send(res, 200, nixCacheInfo(o.priority), head);
+    let m = /^\/([0-9a-z]{32})\.narinfo$/.exec(url);
+    if (m !== null && isHashPart(m[1]!)) {
+      const r = await resolve(m[1]!);
+      if (r === 'absent') return send(res, 404, 'not in this cache or on any peer\n', head);
+      if (r === 'wait') {
+        res.setHeader('Retry-After', String(RETRY_AFTER_S));
+        return send(res, 503, 'fetching from peers; try again\n', head);
+      }
+      const signed = withSignature(o.key, r);
+      return send(
+        res,
+        200,
+        formatNarInfo(uncompressedNarInfo(signed, narUrl(r))),
+        head,
+        'text/x-nix-narinfo',
+      );
+    }
+    m = /^\/nar\/([0-9a-z]{32})-([0-9a-z]{52})\.nar$/.exec(url);
+    if (m !== null && isHashPart(m[1]!)) {
+      const info = await lookup(m[1]!);
+      if (info === undefined || narUrl(info) !== url.slice(1))
+        return send(res, 404, 'no such NAR\n', head);
+      res.writeHead(200, {
+        'Content-Type': 'application/x-nix-nar',
+        'Content-Length': String(info.narSize),
+      });
+      if (head) return void res.end();
+      await pipeline(Readable.from(o.store.nar(info.path)), res);
+      counters.pathsServed++;
+      counters.bytesServed += info.narSize;
+      return;
+    }
+    return send(res, 404, 'not found\n', head);
+  }
+
+  const server: Server = createServer((req, res) => {
+    handle(req, res).catch((e: unknown) => {
+      if (!res.headersSent) send(res, 500, `${(e as Error).message}\n`);
+      else res.destroy(e as Error);
+    });
+  });
+  await new Promise<void>((ok, fail) => {
+    server.once('error', fail);
+    server.listen(o.port ?? 0, o.host ?? '127.0.0.1', () => ok());
+  });
+  const addr = server.address() as AddressInfo;
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  return {
+    url: `http://${host}:${addr.port}`,
+    port: addr.port,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
+function send(
+  res: ServerResponse,
+  status: number,
+  body: string,
+  head = false,
+  type = 'text/plain',
+): void {
+  res.writeHead(status, {
+    'Content-Type': type,
+    'Content-Length': String(Buffer.byteLength(body)),
+  });
+  res.end(head ? undefined : body);
+}
