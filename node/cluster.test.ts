@@ -160,6 +160,19 @@ describe('a cluster of real node processes', { timeout: 180_000 }, () => {
       30_000,
       'the restarted node to catch up',
     );
+    // It came back on a new port (tcp/0): the member table, replicated, carries the new address
+    // (the announce path: members could not reach it at the old one).
+    await until(
+      async () => {
+        const st = await status(b, b);
+        const rec = (st?.members as { id: string; addrs: string[] }[] | undefined)?.find(
+          (m) => m.id === back.id,
+        );
+        return rec?.addrs.some((x) => back.addr.startsWith(x)) === true ? true : undefined;
+      },
+      15_000,
+      'the new address in the member table',
+    );
     const r = await request(back, back, { op: 'kv.list', prefix: 'load/', stale: true });
     const keys = new Set(
       ((r as unknown as { entries: { key: string }[] }).entries ?? []).map((e) => e.key),

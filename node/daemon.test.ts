@@ -92,6 +92,22 @@ describe('Daemon (in one process)', () => {
     }
   });
 
+  it('members redial a member they lost their connection to, even without Raft traffic', async () => {
+    // b and c are followers: Raft sends nothing between them, so only keepConnected redials.
+    const [a, b, c] = daemons as [Daemon, Daemon, Daemon];
+    expect(a.node.status().state).toBe('leader');
+    await until(() => b.host.getConnections(c.host.peerId).length > 0, 10_000, 'b-c connected');
+    const before = b.stats.memberRedials + c.stats.memberRedials;
+    await b.host.hangUp(c.host.peerId);
+    expect(b.host.getConnections(c.host.peerId)).toEqual([]);
+    await until(
+      () => b.host.getConnections(c.host.peerId).length > 0,
+      10_000,
+      'b and c connected again',
+    );
+    expect(b.stats.memberRedials + c.stats.memberRedials).toBeGreaterThan(before);
+  });
+
   it('a second process on the same data dir is refused', async () => {
     const dir = join(dirs[0]!, 'a');
     await expect(

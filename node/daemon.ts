@@ -11,7 +11,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Connection } from '@libp2p/interface';
+import type { Connection, PeerId } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
@@ -74,6 +74,14 @@ export const DAEMON_DEFAULTS = {
   peerRequestTimeoutMs: 6000,
   /** How long a leader waits for a transfer before it stops anyway. */
   transferWaitMs: 2000,
+  /**
+   * A member with no connection is dialed again at most this often. libp2p closes connections
+   * whose pings time out and never redials; Raft redials only the peers it sends to (leader to
+   * followers), while gossip wants every member connected.
+   */
+  memberRedialMs: 2000,
+  /** One redial gives up after this long. */
+  memberDialTimeoutMs: 3000,
 } as const;
 
 export const PCR_VERSION: string = (
@@ -104,6 +112,9 @@ export class Daemon {
   private stopping = false;
   /** This process's instance nonce: tells it apart from a copy running with the same identity. */
   private readonly nonce = newInstanceNonce();
+  /** When each member was last redialed (keepConnected). */
+  private readonly lastDial = new Map<NodeId, number>();
+  readonly stats = { memberRedials: 0 };
 
   private constructor(o: DaemonOptions, host: Host, disk: LevelDisk, storage: DurableStorage) {
     this.o = o;
@@ -287,8 +298,33 @@ export class Daemon {
   // ---------------------------------------------------------------------------------------------
   // Background duties: join, keep our record current, promote learners.
 
+  /** Dials members we hold no connection to (each at most every memberRedialMs). */
+  private keepConnected(): void {
+    const now = Date.now();
+    const table = this.node.sm.query({ op: 'members' });
+    for (const m of table.ok ? (table.members ?? []) : []) {
+      if (m.id === this.id || m.addrs.length === 0) continue;
+      if ((this.lastDial.get(m.id) ?? 0) + DAEMON_DEFAULTS.memberRedialMs > now) continue;
+      let peer: PeerId;
+      try {
+        peer = peerIdFromString(m.id);
+      } catch {
+        continue;
+      }
+      if (this.host.getConnections(peer).length > 0) continue;
+      this.lastDial.set(m.id, now);
+      this.stats.memberRedials++;
+      this.host
+        .dial(this.addrsOf(m.id), {
+          signal: AbortSignal.timeout(DAEMON_DEFAULTS.memberDialTimeoutMs),
+        })
+        .catch((e: Error) => this.log.debug({ id: m.id, err: e.message }, 'member redial failed'));
+    }
+  }
+
   private async reconcile(): Promise<void> {
     if (this.busy || this.stopping) return;
+    this.keepConnected();
     this.busy = true;
     try {
       const st = this.node.status();
@@ -621,6 +657,11 @@ export class Daemon {
         'pcr_transport_bad_frames_total',
         'Raft frames refused (malformed, oversized, spoofed).',
         ts.badFrames,
+      ),
+      c(
+        'pcr_member_redials_total',
+        'Dials of members this node held no connection to.',
+        this.stats.memberRedials,
       ),
       c('pcr_gossip_messages_published_total', 'Metrics messages published.', g.published),
       c('pcr_gossip_messages_received_total', 'Metrics messages accepted.', g.received),
