@@ -1,0 +1,214 @@
+// The node-local store: atomic imports (a bad NAR leaves nothing; a crash's leftovers are gone at
+// open), the size limit with LRU eviction that spares pinned closures and referenced paths, and
+// STORE_FULL when nothing more can go.
+
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatSha256 } from './hash.ts';
+import { ingestNar } from './ingest.ts';
+import { generateSecretKey, signPath, TrustPolicy } from './keys.ts';
+import { LocalStore } from './local_store.ts';
+import { narString } from './nar.ts';
+import { addPath, newCounters, type PathInfo } from './store.ts';
+
+let dir = '';
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'pcr-local-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function narOf(contents: string): Buffer {
+  return Buffer.concat(
+    ['nix-archive-1', '(', 'type', 'regular', 'contents', contents, ')'].map((t) => narString(t)),
+  );
+}
+
+let n = 0;
+function path(
+  name: string,
+  contents: string,
+  references: string[] = [],
+): { info: PathInfo; nar: Buffer } {
+  const nar = narOf(contents);
+  const hash = (n++).toString().padStart(32, '0');
+  return {
+    info: {
+      path: `/nix/store/${hash}-${name}`,
+      narHash: formatSha256(createHash('sha256').update(nar).digest()),
+      narSize: nar.length,
+      references: references.sort(),
+      sigs: [],
+    },
+    nar,
+  };
+}
+
+async function open(name: string, maxBytes = 1 << 20, pins: string[] = []) {
+  const counters = newCounters();
+  const store = await LocalStore.open({
+    dir: join(dir, name),
+    maxBytes,
+    pins: () => pins,
+    counters,
+    fsync: false,
+  });
+  return { store, counters, pins };
+}
+
+describe('LocalStore', () => {
+  it('adds a path and serves it back byte for byte, and it survives a reopen', async () => {
+    const { store } = await open('basic');
+    const p = path('hello', 'hello world');
+    await addPath(store, p.info, [p.nar]);
+    const back: Uint8Array[] = [];
+    for await (const c of store.nar(p.info.path)) back.push(c);
+    expect(Buffer.concat(back)).toEqual(p.nar);
+    const again = await LocalStore.open({
+      dir: join(dir, 'basic'),
+      maxBytes: 1 << 20,
+      fsync: false,
+    });
+    expect((await again.info([p.info.path])).get(p.info.path)).toEqual(p.info);
+    expect(await again.byHashPart(p.info.path.slice(11, 43))).toBe(p.info.path);
+  });
+
+  it('imports nothing when the hash, the size, the NAR or the signature is wrong', async () => {
+    const { store } = await open('bad');
+    const p = path('x', 'contents');
+    await expect(
+      addPath(store, { ...p.info, narHash: formatSha256(Buffer.alloc(32)) }, [p.nar]),
+    ).rejects.toMatchObject({ code: 'HASH_MISMATCH' });
+    await expect(
+      addPath(store, { ...p.info, narSize: p.info.narSize + 8 }, [p.nar]),
+    ).rejects.toMatchObject({ code: 'SIZE_MISMATCH' });
+    await expect(
+      addPath(store, { ...p.info, narSize: p.info.narSize - 8 }, [p.nar]),
+    ).rejects.toMatchObject({ code: 'SIZE_MISMATCH' });
+    const broken = Buffer.from(p.nar);
+    broken.write('nix-archive-2', 8);
+    await expect(
+      addPath(
+        store,
+        { ...p.info, narHash: formatSha256(createHash('sha256').update(broken).digest()) },
+        [broken],
+      ),
+    ).rejects.toMatchObject({ code: 'BAD_NAR' });
+    const k = generateSecretKey('k-1');
+    await expect(
+      addPath(store, p.info, [p.nar], new TrustPolicy([k.publicKey])),
+    ).rejects.toMatchObject({ code: 'UNTRUSTED' });
+    await expect(
+      addPath(
+        store,
+        { ...p.info, sigs: [signPath(k, { ...p.info, narSize: 1 })] },
+        [p.nar],
+        new TrustPolicy([k.publicKey]),
+      ),
+    ).rejects.toMatchObject({ code: 'BAD_SIGNATURE' });
+    expect((await store.has([p.info.path])).size).toBe(0);
+    expect(await readdir(store.stagingDir())).toEqual([]);
+    expect(await readdir(join(dir, 'bad', 'nar'))).toEqual([]);
+    await addPath(
+      store,
+      { ...p.info, sigs: [signPath(k, p.info)] },
+      [p.nar],
+      new TrustPolicy([k.publicKey]),
+    );
+    expect((await store.has([p.info.path])).size).toBe(1);
+  });
+
+  it('refuses a path whose references are missing', async () => {
+    const { store } = await open('refs');
+    const dep = path('dep', 'd');
+    const top = path('top', 't', [dep.info.path]);
+    await expect(addPath(store, top.info, [top.nar])).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await addPath(store, dep.info, [dep.nar]);
+    await addPath(store, top.info, [top.nar]);
+    expect((await store.has([top.info.path])).size).toBe(1);
+  });
+
+  it('drops what a crash left: staged files, NARs without narinfo, narinfo without NAR', async () => {
+    const { store } = await open('crash');
+    const p = path('kept', 'k');
+    await addPath(store, p.info, [p.nar]);
+    const q = path('torn', 'q');
+    await ingestNar(q.info, [q.nar], { dir: store.stagingDir() });
+    await writeFile(join(dir, 'crash', 'nar', `${'9'.repeat(32)}.nar`), 'orphan');
+    await writeFile(
+      join(dir, 'crash', 'info', `${'8'.repeat(32)}.narinfo`),
+      'StorePath: /nix/store/x\n',
+    );
+    const again = await LocalStore.open({
+      dir: join(dir, 'crash'),
+      maxBytes: 1 << 20,
+      fsync: false,
+    });
+    expect((await again.summary()).paths).toBe(1);
+    expect(await readdir(join(dir, 'crash', 'tmp'))).toEqual([]);
+    expect(await readdir(join(dir, 'crash', 'nar'))).toEqual([`${p.info.path.slice(11, 43)}.nar`]);
+    expect(await readdir(join(dir, 'crash', 'info'))).toEqual([
+      `${p.info.path.slice(11, 43)}.narinfo`,
+    ]);
+  });
+
+  it('evicts least-recently-used paths to stay under maxBytes, counting evictions', async () => {
+    const a = path('a', 'a'.repeat(1000));
+    const b = path('b', 'b'.repeat(1000));
+    const c = path('c', 'c'.repeat(1000));
+    const { store, counters } = await open('lru', a.info.narSize * 2);
+    await addPath(store, a.info, [a.nar]);
+    await addPath(store, b.info, [b.nar]);
+    for await (const _ of store.nar(a.info.path)); // a is now more recent than b
+    await addPath(store, c.info, [c.nar]);
+    expect([...(await store.has([a.info.path, b.info.path, c.info.path]))].sort()).toEqual(
+      [a.info.path, c.info.path].sort(),
+    );
+    expect(counters.evictions).toBe(1);
+    expect((await store.summary()).bytes).toBeLessThanOrEqual(a.info.narSize * 2);
+  });
+
+  it('never evicts a pinned closure or a referenced path; STORE_FULL when nothing can go', async () => {
+    const dep = path('dep', 'd'.repeat(1000));
+    const vm = path('vm', 'v'.repeat(1000), [dep.info.path]);
+    const other = path('other', 'o'.repeat(1000));
+    const pins: string[] = [];
+    const { store } = await open('pins', dep.info.narSize * 3, pins);
+    await addPath(store, dep.info, [dep.nar]);
+    await addPath(store, vm.info, [vm.nar]);
+    pins.push(vm.info.path);
+    await addPath(store, other.info, [other.nar]);
+    // Full: dep (oldest) is pinned through vm, vm is pinned, other is the only candidate.
+    const next = path('next', 'n'.repeat(1000));
+    await addPath(store, next.info, [next.nar]);
+    expect(
+      (await store.has([dep.info.path, vm.info.path, other.info.path, next.info.path])).size,
+    ).toBe(3);
+    expect((await store.has([other.info.path])).size).toBe(0);
+    // Two more at once cannot fit: refused, and nothing was evicted for it.
+    const big = path('big', 'b'.repeat(2500));
+    await expect(addPath(store, big.info, [big.nar])).rejects.toMatchObject({ code: 'STORE_FULL' });
+    expect((await store.has([next.info.path])).size).toBe(1);
+    expect(await readdir(store.stagingDir())).toEqual([]);
+    // Unpinned, dep is still safe while vm (which refers to it) is present: vm goes first.
+    pins.length = 0;
+    const last = path('last', 'l'.repeat(1000));
+    await store.nar(dep.info.path)[Symbol.asyncIterator]().next();
+    await addPath(store, last.info, [last.nar]);
+    // dep was used last but vm still refers to it: vm (least recently used of the leaves) goes.
+    expect((await store.has([vm.info.path])).size).toBe(0);
+    expect((await store.has([dep.info.path, next.info.path, last.info.path])).size).toBe(3);
+  });
+});
+
+describe('LocalStore directory', () => {
+  it('creates its layout', async () => {
+    await mkdir(join(dir, 'layout'));
+    await open('layout');
+    expect((await readdir(join(dir, 'layout'))).sort()).toEqual(['info', 'nar', 'tmp']);
+  });
+});
