@@ -659,6 +659,16 @@ export class Daemon {
         ts.badFrames,
       ),
       c(
+        'pcr_transport_snapshot_chunks_sent_total',
+        'Snapshot chunks streamed to lagging members.',
+        ts.snapshotChunksSent,
+      ),
+      c(
+        'pcr_transport_snapshots_refused_total',
+        'Inbound snapshot streams refused (bad size, overrun, truncated, spoofed).',
+        ts.snapshotsRefused,
+      ),
+      c(
         'pcr_member_redials_total',
         'Dials of members this node held no connection to.',
         this.stats.memberRedials,

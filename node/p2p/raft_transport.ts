@@ -1,6 +1,7 @@
 // Raft over libp2p (/pcr/raft/1.0.0, docs/protocols.md): one long-lived outbound stream per peer
 // carrying length-prefixed frames of node/raft/codec.ts; inbound streams are read, checked and
-// handed to the core. Implements RaftNode's Transport.
+// handed to the core. Snapshots travel on their own stream, in chunks with a window
+// (snapshot_stream.ts). Implements RaftNode's Transport.
 
 import type { PeerId, Stream } from '@libp2p/interface';
 import { type LengthPrefixedStream, lpStream } from '@libp2p/utils';
@@ -9,6 +10,12 @@ import type { Message, NodeId } from '../../consensus/index.ts';
 import { decodeMessage, encodeMessage, MESSAGE_BYTES_MAX } from '../raft/codec.ts';
 import type { Transport } from '../raft/node.ts';
 import type { Host } from './host.ts';
+import {
+  receiveSnapshot,
+  SNAPSHOT_MESSAGE_BYTES_MAX,
+  SNAPSHOT_PROTOCOL,
+  sendSnapshot,
+} from './snapshot_stream.ts';
 
 export const RAFT_PROTOCOL = '/pcr/raft/1.0.0';
 /** Frames queued for one peer; beyond this the oldest are dropped (Raft retransmits). */
@@ -37,10 +44,14 @@ export interface RaftTransportStats {
   badFrames: number;
   dials: number;
   dialFailures: number;
+  snapshotsSent: number;
+  snapshotChunksSent: number;
+  snapshotsReceived: number;
+  snapshotsRefused: number;
 }
 
 interface Outbox {
-  readonly frames: { bytes: Uint8Array; snapshot: boolean }[];
+  readonly frames: Uint8Array[];
   lp: LengthPrefixedStream<Stream> | undefined;
   pumping: boolean;
   backoffMs: number;
@@ -54,6 +65,10 @@ export class RaftTransport implements Transport {
     badFrames: 0,
     dials: 0,
     dialFailures: 0,
+    snapshotsSent: 0,
+    snapshotChunksSent: 0,
+    snapshotsReceived: 0,
+    snapshotsRefused: 0,
   };
   private readonly o: RaftTransportOptions;
   private readonly outboxes = new Map<NodeId, Outbox>();
@@ -71,20 +86,28 @@ export class RaftTransport implements Transport {
         maxInboundStreams: 8,
       },
     );
+    await this.o.host.handle(
+      SNAPSHOT_PROTOCOL,
+      (stream, conn) => void this.receiveSnapshot(stream, conn.remotePeer),
+      { maxInboundStreams: 2 },
+    );
   }
 
   send(m: Message): void {
     if (this.closed) return;
+    if (m.type === 'MsgSnap') {
+      void this.sendSnapshot(m);
+      return;
+    }
     let box = this.outboxes.get(m.to);
     if (box === undefined) {
       box = { frames: [], lp: undefined, pumping: false, backoffMs: REDIAL_BACKOFF_MIN_MS };
       this.outboxes.set(m.to, box);
     }
-    box.frames.push({ bytes: encodeMessage(m), snapshot: m.type === 'MsgSnap' });
+    box.frames.push(encodeMessage(m));
     while (box.frames.length > OUTBOX_FRAMES_MAX) {
-      const dropped = box.frames.shift()!;
+      box.frames.shift();
       this.stats.framesDropped++;
-      if (dropped.snapshot) this.o.reportSnapshot(m.to, false);
     }
     if (!box.pumping) void this.pump(m.to, box);
   }
@@ -97,8 +120,7 @@ export class RaftTransport implements Transport {
           box.lp = await this.dial(to);
           if (box.lp === undefined) {
             // Unreachable: drop what is queued (Raft resends), tell the core, wait before retrying.
-            this.stats.framesDropped += box.frames.length;
-            for (const f of box.frames.splice(0)) if (f.snapshot) this.o.reportSnapshot(to, false);
+            this.stats.framesDropped += box.frames.splice(0).length;
             this.o.reportUnreachable(to);
             await sleep(box.backoffMs);
             box.backoffMs = Math.min(box.backoffMs * 2, REDIAL_BACKOFF_MAX_MS);
@@ -107,18 +129,16 @@ export class RaftTransport implements Transport {
           box.backoffMs = REDIAL_BACKOFF_MIN_MS;
         }
         // Frames queued meanwhile leave in one write (one muxer frame, one encrypted frame, one
-        // syscall) up to a byte bound; a snapshot goes alone so that its outcome is its own.
+        // syscall) up to a byte bound.
         const batch = takeBatch(box.frames);
         try {
-          await box.lp.writeV(batch.map((f) => f.bytes));
+          await box.lp.writeV(batch);
           this.stats.framesSent += batch.length;
-          for (const f of batch) if (f.snapshot) this.o.reportSnapshot(to, true);
         } catch (e) {
           this.o.warn?.('raft stream to peer failed', { peer: to, err: (e as Error).message });
           box.lp.unwrap().abort(e as Error);
           box.lp = undefined;
           this.stats.framesDropped += batch.length;
-          for (const f of batch) if (f.snapshot) this.o.reportSnapshot(to, false);
           this.o.reportUnreachable(to);
         }
       }
@@ -140,6 +160,44 @@ export class RaftTransport implements Transport {
       this.stats.dialFailures++;
       this.o.warn?.('cannot dial raft peer', { peer: to, err: (e as Error).message });
       return undefined;
+    }
+  }
+
+  /** One snapshot on its own stream; the core learns the outcome (reportSnapshot) either way. */
+  private async sendSnapshot(m: Message): Promise<void> {
+    let ok = false;
+    try {
+      const addrs = this.o.addrsOf(m.to);
+      if (addrs.length === 0) throw new Error('no address');
+      const stream = await this.o.host.dialProtocol([...addrs], SNAPSHOT_PROTOCOL, {
+        signal: AbortSignal.timeout(DIAL_TIMEOUT_MS),
+      });
+      const { chunks } = await sendSnapshot(stream, encodeMessage(m));
+      this.stats.snapshotsSent++;
+      this.stats.snapshotChunksSent += chunks;
+      ok = true;
+    } catch (e) {
+      this.o.warn?.('snapshot to peer failed', { peer: m.to, err: (e as Error).message });
+    } finally {
+      if (!this.closed) this.o.reportSnapshot(m.to, ok);
+    }
+  }
+
+  private async receiveSnapshot(stream: Stream, remote: PeerId): Promise<void> {
+    const peer = remote.toString();
+    try {
+      await receiveSnapshot(stream, (bytes) => {
+        const m = decodeMessage(bytes, SNAPSHOT_MESSAGE_BYTES_MAX);
+        if ('error' in m) return m.error;
+        if (m.type !== 'MsgSnap') return `a ${m.type} on the snapshot protocol`;
+        if (m.from !== peer) return `message from ${m.from} sent by ${peer}`;
+        this.stats.snapshotsReceived++;
+        if (!this.closed) this.o.deliver(m);
+        return undefined;
+      });
+    } catch (e) {
+      this.stats.snapshotsRefused++;
+      this.o.warn?.('refused a snapshot stream', { peer, err: (e as Error).message });
     }
   }
 
@@ -195,15 +253,12 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** Takes the frames of the next write: one snapshot alone, or consecutive others up to a bound. */
-function takeBatch(
-  frames: { bytes: Uint8Array; snapshot: boolean }[],
-): { bytes: Uint8Array; snapshot: boolean }[] {
-  if (frames[0]!.snapshot) return frames.splice(0, 1);
+/** Takes the frames of the next write: at least one, then more up to WRITE_BATCH_BYTES_MAX. */
+function takeBatch(frames: Uint8Array[]): Uint8Array[] {
   let n = 0;
   let bytes = 0;
-  while (n < frames.length && !frames[n]!.snapshot) {
-    bytes += frames[n]!.bytes.byteLength;
+  while (n < frames.length) {
+    bytes += frames[n]!.byteLength;
     if (n > 0 && bytes > WRITE_BATCH_BYTES_MAX) break;
     n++;
   }

@@ -98,6 +98,6 @@ describe('message codec', () => {
 
   it('refuses a frame larger than MESSAGE_BYTES_MAX before decoding it', () => {
     const out = decodeMessage(new Uint8Array(MESSAGE_BYTES_MAX + 1));
-    expect('error' in out && out.error).toMatch(/MESSAGE_BYTES_MAX/);
+    expect('error' in out && out.error).toMatch(/exceeds the limit of 67108864 bytes/);
   });
 });

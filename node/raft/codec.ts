@@ -6,7 +6,10 @@
 import { Packr } from 'msgpackr';
 import { type Entry, type Message, messageError } from '../../consensus/index.ts';
 
-/** Largest encoded message a transport accepts (a snapshot travels in one message for now). */
+/**
+ * Largest encoded message accepted on a Raft stream. Snapshots over libp2p travel on their own
+ * stream in chunks, up to SNAPSHOT_MESSAGE_BYTES_MAX (node/p2p/snapshot_stream.ts).
+ */
 export const MESSAGE_BYTES_MAX = 64 * 1024 * 1024;
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
@@ -48,10 +51,13 @@ function u8(x: unknown): Uint8Array {
     : (x as Uint8Array);
 }
 
-export function decodeMessage(bytes: Uint8Array): Message | { error: string } {
-  if (bytes.byteLength > MESSAGE_BYTES_MAX) {
+export function decodeMessage(
+  bytes: Uint8Array,
+  bytesMax = MESSAGE_BYTES_MAX,
+): Message | { error: string } {
+  if (bytes.byteLength > bytesMax) {
     return {
-      error: `message of ${bytes.byteLength} bytes exceeds MESSAGE_BYTES_MAX (${MESSAGE_BYTES_MAX})`,
+      error: `message of ${bytes.byteLength} bytes exceeds the limit of ${bytesMax} bytes`,
     };
   }
   let raw: unknown;
