@@ -94,6 +94,7 @@ export function replyBody(f: LinKvRequest['f'], o: Outcome): Body {
       case 'casMismatch':
         return errorBody(ERROR.preconditionFailed, r.message);
       case 'invalid':
+      case 'stale': // VM reports only; no lin-kv request gives it
         return errorBody(ERROR.malformedRequest, r.message);
       case 'duplicate':
         // Never reaches a waiting client (the first application answered it); if it did, the

@@ -5,10 +5,20 @@
 // The node (node/raft/node.ts) and the simulator (sim/) run this very code.
 //
 // Parts: a key-value space (for users and tests; lin-kv semantics for read, write and
-// compare-and-set) and the member table. Later issues add VM specs and placements as new command
-// families and new snapshot sections (bump SNAPSHOT_VERSION).
+// compare-and-set), the member table, and the VM table (node/state/vms.ts: specs, the node each
+// runs on, reported state). New parts come as new command families and snapshot sections (bump
+// SNAPSHOT_VERSION).
 
 import { Packr } from 'msgpackr';
+import {
+  type VmCommand,
+  type VmEntry,
+  type VmQuery,
+  type VmResult,
+  VmTable,
+  vmCommandProblem,
+  vmQueryProblem,
+} from './vms.ts';
 
 /** Longest key, in UTF-8 bytes. */
 export const KEY_BYTES_MAX = 1024;
@@ -17,7 +27,7 @@ export const VALUE_BYTES_MAX = 256 * 1024;
 /** Longest request ID carried in an entry. */
 export const REQUEST_ID_BYTES_MAX = 128;
 /** Format of snapshot() images; restore() refuses others. */
-export const SNAPSHOT_VERSION = 2;
+export const SNAPSHOT_VERSION = 3;
 /**
  * Client sessions (Raft dissertation §6.3): a request ID is `<session>.<seq in base 36>`, seqs
  * increasing within a session. A command whose (session, seq) was already applied is not applied
@@ -47,12 +57,14 @@ export type Command =
     }
   | { readonly op: 'kv.del'; readonly key: string }
   | { readonly op: 'member.put'; readonly member: Member }
-  | { readonly op: 'member.remove'; readonly id: string };
+  | { readonly op: 'member.remove'; readonly id: string }
+  | VmCommand;
 
 export type Query =
   | { readonly op: 'kv.get'; readonly key: string }
   | { readonly op: 'kv.list'; readonly prefix: string; readonly limit?: number }
-  | { readonly op: 'members' };
+  | { readonly op: 'members' }
+  | VmQuery;
 
 export interface KvEntry {
   readonly key: string;
@@ -69,7 +81,9 @@ export type ErrorCode =
   /** A command or query that is malformed or out of bounds; nothing changed. */
   | 'invalid'
   /** A request ID already applied (a duplicated proposal); nothing changed. */
-  | 'duplicate';
+  | 'duplicate'
+  /** A VM report for another generation or node than the current one; ignored. */
+  | 'stale';
 
 export type Result =
   | {
@@ -78,6 +92,8 @@ export type Result =
       readonly revision: number;
       readonly entries?: readonly KvEntry[];
       readonly members?: readonly Member[];
+      readonly vm?: VmEntry;
+      readonly vms?: readonly VmEntry[];
     }
   | {
       readonly ok: false;
@@ -143,6 +159,11 @@ export function commandProblem(c: unknown): string | undefined {
       return memberProblem(o.member);
     case 'member.remove':
       return isString(o.id) && o.id.length > 0 ? undefined : 'id must be a non-empty string';
+    case 'vm.put':
+    case 'vm.stop':
+    case 'vm.rm':
+    case 'vm.report':
+      return vmCommandProblem(o);
     default:
       return `unknown command op ${JSON.stringify(o.op)}`;
   }
@@ -161,6 +182,9 @@ export function queryProblem(q: unknown): string | undefined {
       return undefined;
     case 'members':
       return undefined;
+    case 'vm.get':
+    case 'vm.list':
+      return vmQueryProblem(o);
     default:
       return `unknown query op ${JSON.stringify(o.op)}`;
   }
@@ -219,6 +243,8 @@ export class StateMachine {
   private kv = new Map<string, Slot>();
   private members = new Map<string, Member>();
   private sessions = new Map<string, Session>();
+  /** The VM table (node/state/vms.ts). */
+  readonly vms = new VmTable();
   /** Index of the last entry applied (or of the snapshot restored). */
   private appliedIndex = 0;
 
@@ -283,7 +309,25 @@ export class StateMachine {
           return { ok: false, code: 'notFound', message: `member ${c.id} does not exist` };
         }
         return { ok: true, revision: index };
+      case 'vm.put':
+      case 'vm.stop':
+      case 'vm.rm':
+      case 'vm.report':
+        return this.vmResult(
+          this.vms.apply(index, c, (id) => this.members.has(id)),
+          index,
+        );
     }
+  }
+
+  private vmResult(r: VmResult, revision: number): Result {
+    if (!r.ok) return r;
+    return {
+      ok: true,
+      revision,
+      ...(r.vm !== undefined ? { vm: r.vm } : {}),
+      ...(r.vms !== undefined ? { vms: r.vms } : {}),
+    };
   }
 
   /**
@@ -377,6 +421,9 @@ export class StateMachine {
             a.id < b.id ? -1 : a.id > b.id ? 1 : 0,
           ),
         };
+      case 'vm.get':
+      case 'vm.list':
+        return this.vmResult(this.vms.query(query), this.appliedIndex);
     }
   }
 
@@ -391,17 +438,28 @@ export class StateMachine {
     const sessions = [...this.sessions.entries()]
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([id, x]) => [id, x.max, [...x.seen].sort((p, q) => p - q), x.lastIndex]);
-    return packr.pack([SNAPSHOT_VERSION, this.appliedIndex, kv, members, sessions]);
+    return packr.pack([
+      SNAPSHOT_VERSION,
+      this.appliedIndex,
+      kv,
+      members,
+      sessions,
+      this.vms.rows(),
+    ]);
   }
 
   /** Replaces the state by a snapshot image. Throws on an image it cannot read (nothing changes). */
   restore(data: Uint8Array): void {
     const raw = packr.unpack(data) as unknown;
-    if (!Array.isArray(raw) || raw.length !== 5 || raw[0] !== SNAPSHOT_VERSION) {
-      throw new Error(`state machine: not a version ${SNAPSHOT_VERSION} snapshot`);
+    // Version 2 (before the VM table) is still read: its VM table is empty.
+    const v2 = Array.isArray(raw) && raw.length === 5 && raw[0] === 2;
+    const v3 = Array.isArray(raw) && raw.length === 6 && raw[0] === SNAPSHOT_VERSION;
+    if (!v2 && !v3) {
+      throw new Error(`state machine: not a version 2 or ${SNAPSHOT_VERSION} snapshot`);
     }
-    const [, applied, kvRows, memberRows, sessionRows] = raw as [
+    const [, applied, kvRows, memberRows, sessionRows, vmRows] = raw as [
       number,
+      unknown,
       unknown,
       unknown,
       unknown,
@@ -449,6 +507,7 @@ export class StateMachine {
         throw new Error('state machine: malformed snapshot member row');
       members.set(id as string, m as Member);
     }
+    this.vms.restore(v3 ? vmRows : []);
     this.kv = kv;
     this.members = members;
     this.sessions = sessions;

@@ -1,0 +1,144 @@
+// The replicated VM table: specs validated at apply, generations, reports for the current
+// generation only, bounded events, and snapshot round trips (with version 2 images still read).
+
+import { Packr } from 'msgpackr';
+import { describe, expect, it } from 'vitest';
+import { StateMachine } from './machine.ts';
+import { VM_EVENTS_MAX } from './vms.ts';
+
+const RUNNER = '/nix/store/0c6lw3rq0qvd4n4ys4fvnnbd5bxxc0nk-microvm-run-db';
+
+function withMember(): StateMachine {
+  const sm = new StateMachine();
+  sm.apply(1, { op: 'member.put', member: { id: 'n1', addrs: [], role: 'voter' } });
+  return sm;
+}
+
+describe('VM table', () => {
+  it('vm.put validates the spec, needs a member, and takes the entry index as generation', () => {
+    const sm = withMember();
+    const bad = sm.apply(2, {
+      op: 'vm.put',
+      node: 'n1',
+      atMs: 5,
+      spec: { version: 1, name: 'db', runner: RUNNER, memoryMiB: 1 << 30, colour: 'red' },
+    });
+    expect(bad).toMatchObject({ ok: false, code: 'invalid' });
+    expect(bad.ok === false && bad.message).toMatch(/memoryMiB: .*above the maximum/);
+    expect(bad.ok === false && bad.message).toMatch(/colour/);
+    expect(
+      sm.apply(3, {
+        op: 'vm.put',
+        node: 'nx',
+        atMs: 5,
+        spec: { version: 1, name: 'db', runner: RUNNER },
+      }),
+    ).toMatchObject({ ok: false, code: 'notFound' });
+    const ok = sm.apply(4, {
+      op: 'vm.put',
+      node: 'n1',
+      atMs: 7,
+      spec: { version: 1, name: 'db', runner: RUNNER },
+    });
+    expect(ok).toMatchObject({
+      ok: true,
+      vm: { name: 'db', node: 'n1', generation: 4, desired: 'running', state: 'pending' },
+    });
+    // Normalized: defaults filled in.
+    expect(sm.query({ op: 'vm.get', name: 'db' })).toMatchObject({
+      ok: true,
+      vm: { spec: { memoryMiB: 256, restart: { policy: 'never' } } },
+    });
+  });
+
+  it('accepts reports for the current generation and node only, and bounds the events', () => {
+    const sm = withMember();
+    sm.apply(2, {
+      op: 'vm.put',
+      node: 'n1',
+      atMs: 1,
+      spec: { version: 1, name: 'db', runner: RUNNER },
+    });
+    const report = (index: number, state: string, generation = 2, node = 'n1') =>
+      sm.apply(index, { op: 'vm.report', name: 'db', node, generation, state, atMs: index });
+    expect(report(3, 'starting')).toMatchObject({ ok: true, vm: { state: 'starting' } });
+    expect(report(4, 'running', 1)).toMatchObject({ ok: false, code: 'stale' });
+    expect(report(5, 'running', 2, 'n2')).toMatchObject({ ok: false, code: 'stale' });
+    expect(report(6, 'bogus')).toMatchObject({ ok: false, code: 'invalid' });
+    // A repeated report changes nothing (reports are at-least-once).
+    const vmOf = () => {
+      const r = sm.query({ op: 'vm.get', name: 'db' });
+      return r.ok ? r.vm : undefined;
+    };
+    const before = vmOf();
+    expect(report(7, 'starting')).toMatchObject({ ok: true });
+    expect(vmOf()).toEqual(before);
+    for (let i = 0; i < VM_EVENTS_MAX + 10; i++) report(10 + i, i % 2 === 0 ? 'running' : 'failed');
+    const vm = sm.query({ op: 'vm.get', name: 'db' });
+    expect(vm.ok && vm.vm!.events.length).toBe(VM_EVENTS_MAX);
+    // A new put is a new generation: the old generation's reports are stale from now on.
+    sm.apply(100, {
+      op: 'vm.put',
+      node: 'n1',
+      atMs: 1,
+      spec: { version: 1, name: 'db', runner: RUNNER },
+    });
+    expect(report(101, 'running', 2)).toMatchObject({ ok: false, code: 'stale' });
+    expect(report(102, 'running', 100)).toMatchObject({ ok: true });
+  });
+
+  it('vm.stop sets desired stopped; vm.rm deletes; unknown names are notFound', () => {
+    const sm = withMember();
+    sm.apply(2, {
+      op: 'vm.put',
+      node: 'n1',
+      atMs: 1,
+      spec: { version: 1, name: 'db', runner: RUNNER },
+    });
+    expect(sm.apply(3, { op: 'vm.stop', name: 'db', atMs: 2 })).toMatchObject({
+      ok: true,
+      vm: { desired: 'stopped' },
+    });
+    expect(sm.apply(4, { op: 'vm.stop', name: 'nope', atMs: 2 })).toMatchObject({
+      code: 'notFound',
+    });
+    expect(sm.query({ op: 'vm.list', node: 'n1' })).toMatchObject({
+      ok: true,
+      vms: [{ name: 'db' }],
+    });
+    expect(sm.apply(5, { op: 'vm.rm', name: 'db' })).toMatchObject({ ok: true });
+    expect(sm.query({ op: 'vm.list' })).toMatchObject({ ok: true, vms: [] });
+    expect(sm.apply(6, { op: 'vm.rm', name: 'db' })).toMatchObject({ code: 'notFound' });
+  });
+
+  it('snapshots carry the VM table; a version 2 image restores with none', () => {
+    const sm = withMember();
+    sm.apply(2, {
+      op: 'vm.put',
+      node: 'n1',
+      atMs: 1,
+      spec: { version: 1, name: 'db', runner: RUNNER },
+    });
+    sm.apply(3, {
+      op: 'vm.report',
+      name: 'db',
+      node: 'n1',
+      generation: 2,
+      state: 'failed',
+      reason: 'exit 1',
+      atMs: 9,
+    });
+    const copy = new StateMachine();
+    copy.restore(sm.snapshot());
+    expect(copy.snapshot()).toEqual(sm.snapshot());
+    expect(copy.query({ op: 'vm.get', name: 'db' })).toEqual(
+      sm.query({ op: 'vm.get', name: 'db' }),
+    );
+    const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
+    const v2 = packr.pack([2, 7, [['k', 'v', 3]], [['n1', [], 'voter']], []]);
+    copy.restore(v2);
+    expect(copy.applied).toBe(7);
+    expect(copy.query({ op: 'vm.list' })).toMatchObject({ ok: true, vms: [] });
+    expect(copy.query({ op: 'kv.get', key: 'k' })).toMatchObject({ ok: true, value: 'v' });
+  });
+});
