@@ -451,13 +451,6 @@ export class Supervisor {
     this.applyPolicy(entry, exit, this.now() - entry.record.startedAtMs);
   }
 
-  /** Waits until onExit ran for this handle (it runs on the same promise, one tick later). */
-  private async settled(entry: Entry, handle: VmmHandle): Promise<void> {
-    await handle.exited;
-    for (let i = 0; i < 100 && entry.phase === 'stopping'; i++)
-      await new Promise((r) => setImmediate(r));
-  }
-
   private findProcess(record: VmRecord): { pid: number; startTicks: number } | undefined {
     if (record.pid !== undefined && record.pidStartTicks !== undefined) {
       return isSameProcess(record.pid, record.pidStartTicks)
