@@ -201,12 +201,8 @@ export class StoreServer {
       case 'key':
         return { key: formatPublicKey(this.o.key.publicKey) };
       case 'have': {
-        const paths: string[] = [];
-        for (const h of req.hashParts) {
-          if (!isHashPart(h)) continue;
-          const p = await this.o.store.byHashPart(h);
-          if (p !== undefined) paths.push(p);
-        }
+        const found = await this.o.store.byHashParts(req.hashParts.filter(isHashPart));
+        const paths = [...found.values()];
         this.counters.hits += paths.length;
         this.counters.misses += req.hashParts.length - paths.length;
         return { paths };

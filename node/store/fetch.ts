@@ -190,6 +190,9 @@ export async function fetchClosure(
   const pending = [...missing].sort((a, b) => b.narSize - a.narSize);
   const failed: PathInfo[] = [];
 
+  const parallel = Math.max(1, Math.min(o.parallel ?? FETCH_PARALLEL_DEFAULT, FETCH_PARALLEL_MAX));
+  // Spread small paths over every stream: one stream per holder would leave the others idle.
+  const batchPathsMax = Math.min(NARS_PER_REQUEST_MAX, Math.ceil(missing.length / parallel));
   const holdersOf = (i: PathInfo) => {
     const h = holders.get(parseStorePath(i.path).hashPart);
     const all = h?.path === i.path ? h.peers : [];
@@ -211,7 +214,7 @@ export async function fetchClosure(
       let bytes = first.narSize;
       for (
         let j = 0;
-        j < pending.length && bytes < FETCH_BATCH_BYTES && batch.length < NARS_PER_REQUEST_MAX;
+        j < pending.length && bytes < FETCH_BATCH_BYTES && batch.length < batchPathsMax;
       ) {
         const c = pending[j]!;
         if (bytes + c.narSize <= FETCH_BATCH_BYTES && holdersOf(c).includes(peer)) {
@@ -266,7 +269,6 @@ export async function fetchClosure(
       }
     }
   };
-  const parallel = Math.max(1, Math.min(o.parallel ?? FETCH_PARALLEL_DEFAULT, FETCH_PARALLEL_MAX));
   await Promise.all(Array.from({ length: parallel }, worker));
 
   if (failed.length > 0 || staged.size !== missing.length) {

@@ -15,8 +15,21 @@ import {
   signPath,
   TrustPolicy,
 } from './keys.ts';
-import { checkNar, NAR_DEPTH_MAX, NarParser, narString } from './nar.ts';
-import { formatNarInfo, NARINFO_BYTES_MAX, NARINFO_SIGS_MAX, parseNarInfo } from './narinfo.ts';
+import {
+  checkNar,
+  NAR_DEPTH_MAX,
+  NAR_NAME_BYTES_MAX,
+  NAR_TARGET_BYTES_MAX,
+  NarParser,
+  narString,
+} from './nar.ts';
+import {
+  formatNarInfo,
+  NARINFO_BYTES_MAX,
+  NARINFO_REFERENCES_MAX,
+  NARINFO_SIGS_MAX,
+  parseNarInfo,
+} from './narinfo.ts';
 import type { PathInfo } from './store.ts';
 import { parseStorePath, STORE_PATH_NAME_CHARS_MAX } from './store_path.ts';
 
@@ -165,6 +178,16 @@ describe('NAR parser', () => {
     long.writeBigUInt64LE(1_000_000n);
     await refuse(Buffer.concat([s('nix-archive-1'), long]), /token where at most 64/);
   });
+  it('refuses names past NAR_NAME_BYTES_MAX and symlink targets past NAR_TARGET_BYTES_MAX', async () => {
+    await checkNar([nar(dir(entry('n'.repeat(NAR_NAME_BYTES_MAX), file('x'))))]);
+    await refuse(
+      nar(dir(entry('n'.repeat(NAR_NAME_BYTES_MAX + 1), file('x')))),
+      /at most 255 bytes/,
+    );
+    const link = (t: string) => nar([s('('), s('type'), s('symlink'), s('target'), s(t), s(')')]);
+    await checkNar([link('t'.repeat(NAR_TARGET_BYTES_MAX))]);
+    await refuse(link('t'.repeat(NAR_TARGET_BYTES_MAX + 1)), /at most 4095 bytes/);
+  });
   it('refuses nesting deeper than NAR_DEPTH_MAX, trailing bytes, bad padding and bad magic', async () => {
     let node = file('x');
     for (let i = 0; i <= NAR_DEPTH_MAX; i++) node = dir(entry('d', node));
@@ -211,6 +234,15 @@ describe('narinfo', () => {
     expect(() => parseNarInfo(`${text}${'Sig: a:b\n'.repeat(NARINFO_SIGS_MAX + 1)}`)).toThrow(
       /NARINFO_SIGS_MAX/,
     );
+  });
+  it('refuses more than NARINFO_REFERENCES_MAX references', () => {
+    const refs = Array.from(
+      { length: NARINFO_REFERENCES_MAX + 1 },
+      (_, i) => `${String(i).padStart(32, '0')}-r`,
+    );
+    expect(() =>
+      parseNarInfo(text.replace(/References: .*\n/, `References: ${refs.join(' ')}\n`)),
+    ).toThrow(/NARINFO_REFERENCES_MAX/);
   });
   it('refuses an unknown compression with UNSUPPORTED', () => {
     expect(() => parseNarInfo(text.replace('Compression: none', 'Compression: rot13'))).toThrow(

@@ -50,7 +50,7 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
   const missWaitMs = o.missWaitMs ?? MISS_WAIT_MS_DEFAULT;
 
   async function lookup(hashPart: string): Promise<PathInfo | undefined> {
-    const path = await o.store.byHashPart(hashPart);
+    const path = (await o.store.byHashParts([hashPart])).get(hashPart);
     if (path === undefined) return undefined;
     return (await o.store.info([path])).get(path);
   }

@@ -6,7 +6,17 @@
 // another present path references (the store stays closed under references).
 
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
+import {
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import { StoreError } from './errors.ts';
 import { formatNarInfo, parseNarInfo, uncompressedNarInfo } from './narinfo.ts';
@@ -134,8 +144,13 @@ export class LocalStore implements Store {
     return out;
   }
 
-  async byHashPart(hashPart: string): Promise<string | undefined> {
-    return this.entries.get(hashPart)?.info.path;
+  async byHashParts(hashParts: readonly string[]): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    for (const h of hashParts) {
+      const e = this.entries.get(h);
+      if (e !== undefined) out.set(h, e.info.path);
+    }
+    return out;
   }
 
   async *nar(path: string): AsyncIterable<Uint8Array> {
@@ -176,31 +191,32 @@ export class LocalStore implements Store {
       for (const i of items) await rm(i.file, { force: true });
       throw e;
     }
-    for (const i of items) {
-      if (!fresh.includes(i)) {
-        await rm(i.file, { force: true });
-        continue;
-      }
-      await this.commitOne(i);
-    }
+    for (const i of items) if (!fresh.includes(i)) await rm(i.file, { force: true });
+    await this.commitBatch(fresh);
   }
 
-  private async commitOne({ info, file }: StagedPath): Promise<void> {
-    const hp = parseStorePath(info.path).hashPart;
+  /**
+   * Durability with few fsyncs: every NAR is synced and moved into nar/ first, then nar/ is synced
+   * once; only then do the narinfos appear, in order (references first), and info/ is synced once.
+   * A crash leaves a prefix of the batch visible (closed under references); a torn narinfo is
+   * refused at open, taking its NAR with it.
+   */
+  private async commitBatch(items: readonly StagedPath[]): Promise<void> {
+    if (items.length === 0) return;
     const fsync = this.o.fsync ?? true;
-    await rename(file, join(this.o.dir, 'nar', `${hp}.nar`));
-    const text = formatNarInfo(uncompressedNarInfo(info, `nar/${hp}.nar`));
-    const tmp = join(this.o.dir, 'tmp', `${hp}.narinfo`);
-    const fh = await open(tmp, 'w', 0o644);
-    try {
-      await fh.writeFile(text);
-      if (fsync) await fh.sync();
-    } finally {
-      await fh.close();
+    for (const { info, file } of items) {
+      if (fsync) await syncFile(file);
+      await rename(file, join(this.o.dir, 'nar', `${parseStorePath(info.path).hashPart}.nar`));
     }
-    await rename(tmp, join(this.o.dir, 'info', `${hp}.narinfo`));
-    if (fsync) await syncDir(join(this.o.dir, 'info'));
-    this.insert(info, this.now());
+    if (fsync) await syncFile(join(this.o.dir, 'nar'));
+    for (const { info } of items) {
+      const hp = parseStorePath(info.path).hashPart;
+      const tmp = join(this.o.dir, 'tmp', `${hp}.narinfo`);
+      await writeFile(tmp, formatNarInfo(uncompressedNarInfo(info, `nar/${hp}.nar`)));
+      await rename(tmp, join(this.o.dir, 'info', `${hp}.narinfo`));
+      this.insert(info, this.now());
+    }
+    if (fsync) await syncFile(join(this.o.dir, 'info'));
   }
 
   /** The closure (within this store) of the pinned roots and of `extra`. */
@@ -298,8 +314,8 @@ function stripCacheFields(i: PathInfo): PathInfo {
   return out;
 }
 
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
+async function syncFile(path: string): Promise<void> {
+  const fh = await open(path, 'r');
   try {
     await fh.sync();
   } finally {

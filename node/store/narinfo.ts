@@ -8,8 +8,8 @@ import { normaliseSha256 } from './hash.ts';
 import type { PathInfo } from './store.ts';
 import { parseBaseName, parseStorePath, STORE_DIR } from './store_path.ts';
 
-/** A narinfo larger than this is refused before it is parsed. */
-export const NARINFO_BYTES_MAX = 64 * 1024;
+/** A narinfo larger than this is refused before it is parsed (room for NARINFO_REFERENCES_MAX refs). */
+export const NARINFO_BYTES_MAX = 512 * 1024;
 /** Signatures on one path (Nix keeps every one it is given; nobody needs more). */
 export const NARINFO_SIGS_MAX = 16;
 /** References of one path. */

@@ -43,6 +43,14 @@ export async function nixBuild(dir: string, expr: string, salt: string): Promise
   return r.stdout.trim();
 }
 
+/** Evaluates `expr` (a builtins.toFile path: no build) and returns the store path it made. */
+export async function nixEvalPath(dir: string, expr: string, salt: string): Promise<string> {
+  const file = join(dir, `expr-${salt}.nix`);
+  await writeFile(file, expr.replaceAll('SALT', salt));
+  const r = await execa('nix', ['eval', '--raw', '--file', file], { env: nixEnv() });
+  return r.stdout.trim();
+}
+
 /** The closure of `path`, as nix lists it. */
 export async function nixClosure(path: string, store?: string): Promise<string[]> {
   const args = ['-qR', path];
@@ -51,7 +59,7 @@ export async function nixClosure(path: string, store?: string): Promise<string[]
   return r.stdout.split('\n').filter((l) => l !== '');
 }
 
-/** `count` small paths made with builtins.toFile, plus a root that refers to them all. */
+/** `count` small paths made with builtins.toFile, plus a root that refers to them all (eval it). */
 export function manySmallPathsExpr(count: number, bytes: number): string {
   return `
 let

@@ -6,7 +6,7 @@
 // `root` selects a chroot store (`--store /tmp/x`, the store dir is then `/tmp/x/nix/store`).
 
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { StoreError } from './errors.ts';
@@ -117,24 +117,31 @@ export class NixStore implements Store {
     return out;
   }
 
-  async byHashPart(hashPart: string): Promise<string | undefined> {
-    if (!isHashPart(hashPart)) return undefined;
-    // Nix has no CLI for queryPathFromHashPart; a directory scan is O(store) but needs no process.
-    const prefix = `${hashPart}-`;
-    const names = (await readdir(this.realStoreDir)).filter(
-      (n) => n.startsWith(prefix) && !n.endsWith('.lock'),
-    );
-    const paths = names.map((n) => `${STORE_DIR}/${n}`).filter(valid);
-    const ok = await this.has(paths);
-    return paths.find((p) => ok.has(p));
+  async byHashParts(hashParts: readonly string[]): Promise<Map<string, string>> {
+    const want = new Set(hashParts.filter(isHashPart));
+    const out = new Map<string, string>();
+    if (want.size === 0) return out;
+    // Nix has no CLI for queryPathFromHashPart: one directory scan per batch (O(store), no
+    // process), then one validity check for the candidates.
+    const candidates = (await readdir(this.realStoreDir))
+      .filter((n) => n[32] === '-' && want.has(n.slice(0, 32)) && !n.endsWith('.lock'))
+      .map((n) => `${STORE_DIR}/${n}`)
+      .filter(valid);
+    for (const p of await this.has(candidates))
+      out.set(p.slice(STORE_DIR.length + 1, STORE_DIR.length + 33), p);
+    return out;
   }
 
   async *nar(path: string): AsyncIterable<Uint8Array> {
-    const sp = parseStorePath(path);
-    if (!(await this.has([path])).has(path)) {
-      throw new StoreError('NOT_FOUND', `${path} is not valid in the Nix store`);
+    // Validity is the caller's check (info() first, as the server and the cache do): a process
+    // per NAR would dominate small paths. A path that is not there at all is still NOT_FOUND.
+    const fsPath = join(this.realStoreDir, parseStorePath(path).baseName);
+    try {
+      await lstat(fsPath);
+    } catch {
+      throw new StoreError('NOT_FOUND', `${path} is not in the Nix store`);
     }
-    yield* dumpNar(join(this.realStoreDir, sp.baseName));
+    yield* dumpNar(fsPath);
   }
 
   stagingDir(): string {

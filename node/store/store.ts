@@ -40,8 +40,8 @@ export interface Store {
   has(paths: readonly string[]): Promise<Set<string>>;
   /** Infos of those of `paths` that are valid here. */
   info(paths: readonly string[]): Promise<Map<string, PathInfo>>;
-  /** The valid path with this hash part, if any (narinfo requests name only the hash part). */
-  byHashPart(hashPart: string): Promise<string | undefined>;
+  /** Valid paths by hash part, for those held (narinfo and `have` requests name only these). */
+  byHashParts(hashParts: readonly string[]): Promise<Map<string, string>>;
   /** The path's NAR, uncompressed. Throws NOT_FOUND when the path is not valid here. */
   nar(path: string): AsyncIterable<Uint8Array>;
   /** Where ingest writes NARs before commit (same filesystem as the store, for renames). */

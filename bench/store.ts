@@ -1,0 +1,280 @@
+// npm run bench:store: Nix closures moved from node A to node B over loopback, each node its own
+// process (a libp2p host + a store; A serves the machine's Nix store). (a) one path of 256 MiB,
+// (b) a closure of 1,000 small paths (+ a root). Side by side: a plain local copy of the same
+// bytes (`cp`), and `nix copy --from` the same closure served as a static file:// cache over HTTP
+// (node:http), into a fresh chroot store. B is measured twice: into a node-local store (a machine
+// without Nix) and into a Nix chroot store (import through nix copy from a staging cache).
+// Also printed: Ed25519 verify rates (node:crypto vs @noble/ed25519) and the holder query time.
+// Usage: npm run bench:store -- [--mib 256] [--paths 1000] [--small-bytes 1000]
+
+import '../node/polyfill.ts';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, normalize } from 'node:path';
+import * as ed from '@noble/ed25519';
+import { execa } from 'execa';
+import {
+  fingerprint,
+  formatPublicKey,
+  formatSecretKey,
+  generateSecretKey,
+  signPath,
+  verifyDetached,
+} from '../node/store/keys.ts';
+import {
+  bigPathExpr,
+  manySmallPathsExpr,
+  nixBuild,
+  nixClosure,
+  nixEvalPath,
+} from '../node/store/nix_fixtures.ts';
+import { findTool, nixEnv } from '../test/tools.ts';
+import { fmtInt, machine, machineLine, parseOptions } from './common.ts';
+
+const opts = parseOptions(process.argv.slice(2), {
+  mib: { default: 256, min: 1, integer: true },
+  paths: { default: 1000, min: 1, integer: true },
+  'small-bytes': { default: 1000, min: 1, integer: true },
+});
+
+if (findTool('nix') === undefined) {
+  process.stderr.write('bench:store needs the nix CLI (apt-get install nix-bin)\n');
+  process.exit(1);
+}
+
+const root = new URL('..', import.meta.url).pathname;
+const loader = `file://${join(root, 'node_modules/tsx/dist/loader.mjs')}`;
+const dir = await mkdtemp(join(tmpdir(), 'pcr-bench-store-'));
+const psk = Buffer.alloc(95);
+(await import('@libp2p/pnet')).generateKey(psk);
+
+function nodeProc(config: Record<string, unknown>) {
+  return execa(
+    process.execPath,
+    [
+      '--import',
+      loader,
+      join(root, 'bench/store_node.ts'),
+      JSON.stringify({ psk: psk.toString('hex'), ...config }),
+    ],
+    {
+      env: { ...nixEnv(), TSX_TSCONFIG_PATH: join(root, 'tsconfig.json') },
+      stderr: 'inherit',
+    },
+  );
+}
+
+// --- Ed25519: measure, do not assume ----------------------------------------------------------
+
+ed.hashes.sha512 = (m: Uint8Array) => new Uint8Array(createHash('sha512').update(m).digest());
+function ed25519(): { node: number; noble: number } {
+  const key = generateSecretKey('m-1');
+  const infos = Array.from({ length: 1000 }, (_, i) => ({
+    path: `/nix/store/${randomBytes(16)
+      .toString('hex')
+      .replace(/[eotu]/g, 'a')
+      .slice(0, 32)}-p${i}`,
+    narHash: `sha256:${'0'.repeat(52)}`,
+    narSize: i,
+    references: [],
+    sigs: [],
+  }));
+  const fps = infos.map(fingerprint);
+  const sigs = infos.map((i) => Buffer.from(signPath(key, i).split(':')[1]!, 'base64'));
+  let t = performance.now();
+  for (let i = 0; i < fps.length; i++)
+    if (!verifyDetached(key.publicKey, fps[i]!, sigs[i]!)) throw new Error('verify');
+  const nodeMs = performance.now() - t;
+  t = performance.now();
+  for (let i = 0; i < fps.length; i++)
+    if (!ed.verify(sigs[i]!, fps[i]!, key.publicKey.bytes)) throw new Error('verify');
+  const nobleMs = performance.now() - t;
+  return { node: nodeMs, noble: nobleMs };
+}
+
+// --- baselines -------------------------------------------------------------------------------
+
+async function timed<T>(f: () => Promise<T>): Promise<[number, T]> {
+  const t = performance.now();
+  const v = await f();
+  return [(performance.now() - t) / 1000, v];
+}
+
+async function staticServer(base: string) {
+  const server = createServer((req, res) => {
+    const p = normalize(join(base, decodeURIComponent((req.url ?? '/').split('?')[0]!)));
+    if (!p.startsWith(base)) return void res.writeHead(403).end();
+    stat(p).then(
+      (st) => {
+        res.writeHead(200, { 'Content-Length': String(st.size) });
+        if (req.method === 'HEAD') return void res.end();
+        createReadStream(p).pipe(res);
+      },
+      () => res.writeHead(404).end(),
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => server.close(),
+  };
+}
+
+interface Row {
+  case: string;
+  method: string;
+  seconds: number;
+  bytes: number;
+  paths: number;
+}
+
+async function runCase(
+  name: string,
+  rootPath: string,
+  serve: { id: string; addrs: string[]; key: string },
+): Promise<Row[]> {
+  const closure = await nixClosure(rootPath);
+  const info = JSON.parse(
+    (await execa('nix', ['path-info', '--json', ...closure], { env: nixEnv() })).stdout,
+  ) as { narSize: number }[];
+  const bytes = info.reduce((n, i) => n + i.narSize, 0);
+  const rows: Row[] = [];
+  const caseDir = join(dir, name.slice(1, 2));
+  await mkdir(caseDir, { recursive: true });
+
+  // Plain copy of the same files (cp: one process for all of them).
+  await mkdir(join(caseDir, 'cp'));
+  const [cpS] = await timed(() => execa('cp', ['-r', '-t', join(caseDir, 'cp'), ...closure]));
+  rows.push({ case: name, method: 'plain copy (cp)', seconds: cpS, bytes, paths: closure.length });
+  await rm(join(caseDir, 'cp'), { recursive: true, force: true });
+
+  // pcr: A -> B over libp2p, into a node-local store, then into a Nix chroot store.
+  let haveMs = 0;
+  for (const store of ['local', 'nix'] as const) {
+    const r = await nodeProc({
+      role: 'fetch',
+      dir: join(caseDir, `b-${store}`),
+      store,
+      peer: serve.id,
+      addrs: serve.addrs,
+      roots: [rootPath],
+      trust: [serve.key],
+      haveQuery: closure,
+    });
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
+      seconds: number;
+      fetched: number;
+      bytes: number;
+      haveMs: number;
+      haveAnswered: number;
+    };
+    if (out.fetched !== closure.length || out.bytes !== bytes)
+      throw new Error(
+        `${name}: fetched ${out.fetched} paths / ${out.bytes} bytes, expected ${closure.length} / ${bytes}`,
+      );
+    haveMs = out.haveMs;
+    rows.push({
+      case: name,
+      method: `pcr p2p -> ${store === 'local' ? 'node-local store' : 'nix chroot store'}`,
+      seconds: out.seconds,
+      bytes,
+      paths: closure.length,
+    });
+    await rm(join(caseDir, `b-${store}`), { recursive: true, force: true });
+  }
+
+  // nix copy --from a static file:// cache over HTTP, signed, into a fresh chroot store.
+  const key = generateSecretKey('bench-cache-1');
+  await writeFile(join(caseDir, 'sk'), formatSecretKey(key));
+  const cache = join(caseDir, 'cache');
+  await execa(
+    'nix',
+    [
+      'copy',
+      '--to',
+      `file://${cache}?compression=none&secret-key=${join(caseDir, 'sk')}`,
+      rootPath,
+    ],
+    { env: nixEnv() },
+  );
+  const http = await staticServer(cache);
+  const [ncS] = await timed(() =>
+    execa('nix', ['copy', '--from', http.url, '--to', join(caseDir, 'nix-dest'), rootPath], {
+      env: nixEnv(`trusted-public-keys = ${formatPublicKey(key.publicKey)}`),
+    }),
+  );
+  http.close();
+  rows.push({
+    case: name,
+    method: 'nix copy --from http static cache',
+    seconds: ncS,
+    bytes,
+    paths: closure.length,
+  });
+  await rm(caseDir, { recursive: true, force: true });
+  process.stdout.write(
+    `  ${name}: holder query (have, ${closure.length} hash parts, one peer) ${haveMs.toFixed(1)} ms\n`,
+  );
+  return rows;
+}
+
+const m = machine();
+process.stdout.write(
+  `bench:store — ${machineLine(m, 'A and B separate processes, loopback, warm page cache')}\n`,
+);
+const e = ed25519();
+process.stdout.write(
+  `Ed25519 verify, 1000 fingerprints: node:crypto ${e.node.toFixed(0)} ms (${fmtInt(1000 / (e.node / 1000))}/s), ` +
+    `@noble/ed25519 ${e.noble.toFixed(0)} ms (${fmtInt(1000 / (e.noble / 1000))}/s): node:crypto is ${(e.noble / e.node).toFixed(1)}x faster\n`,
+);
+
+const t0 = performance.now();
+const big = await nixBuild(dir, bigPathExpr(opts.mib), `bench${opts.mib}`);
+const small = await nixEvalPath(
+  dir,
+  manySmallPathsExpr(opts.paths, opts['small-bytes']),
+  `bench${opts.paths}x${opts['small-bytes']}`,
+);
+process.stdout.write(
+  `fixtures built or found in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`,
+);
+
+const a = nodeProc({ role: 'serve', dir: join(dir, 'a') });
+const serve = await new Promise<{ id: string; addrs: string[]; key: string }>((ok, fail) => {
+  a.stdout!.once('data', (d: Buffer) => ok(JSON.parse(d.toString().split('\n')[0]!)));
+  a.catch(fail);
+});
+
+const rows: Row[] = [];
+try {
+  rows.push(...(await runCase(`(a) 1 path of ${opts.mib} MiB`, big, serve)));
+  rows.push(...(await runCase(`(b) ${opts.paths} small paths + root`, small, serve)));
+} finally {
+  a.stdin!.end();
+  await a.catch(() => {});
+  await rm(dir, { recursive: true, force: true });
+}
+
+const pad = (s: string, n: number) => s.padEnd(n);
+process.stdout.write(
+  `\n${pad('case', 30)}${pad('method', 36)}${pad('seconds', 10)}${pad('MB/s', 10)}paths/s\n`,
+);
+for (const r of rows) {
+  process.stdout.write(
+    `${pad(r.case, 30)}${pad(r.method, 36)}${pad(r.seconds.toFixed(3), 10)}${pad((r.bytes / 1e6 / r.seconds).toFixed(0), 10)}${fmtInt(r.paths / r.seconds)}\n`,
+  );
+}
+const get = (c: string, mth: string) =>
+  rows.find((r) => r.case.startsWith(c) && r.method.startsWith(mth))!.seconds;
+const aRatio = get('(a)', 'plain') / get('(a)', 'pcr p2p -> node-local');
+const bRatio = get('(b)', 'nix copy') / get('(b)', 'pcr p2p -> node-local');
+const bRatioNix = get('(b)', 'nix copy') / get('(b)', 'pcr p2p -> nix');
+process.stdout.write(
+  `\n(a) pcr p2p (node-local) throughput / plain copy: ${(aRatio * 100).toFixed(0)}% (target >= 70%): ${aRatio >= 0.7 ? 'met' : 'MISSED'}\n` +
+    `(b) pcr p2p (node-local) vs nix copy from static cache: ${bRatio.toFixed(2)}x as fast (target > 1): ${bRatio > 1 ? 'met' : 'MISSED'}\n` +
+    `(b) pcr p2p (nix chroot store) vs nix copy from static cache: ${bRatioNix.toFixed(2)}x as fast\n`,
+);
