@@ -108,6 +108,52 @@ describe('Daemon (in one process)', () => {
     expect(b.stats.memberRedials + c.stats.memberRedials).toBeGreaterThan(before);
   });
 
+  it('commits VM specs through any member: refused specs name the field; stop, list, rm', async () => {
+    const [a, b] = daemons as [Daemon, Daemon];
+    const secret = await readSecret(join(dirs[0]!, 'a', CLUSTER_SECRET_FILE));
+    const cb = await ApiClient.connect(b.addrs()[0]!, secret);
+    try {
+      const runner = '/nix/store/0c6lw3rq0qvd4n4ys4fvnnbd5bxxc0nk-microvm-run-db';
+      const bad = await cb.request({
+        op: 'vm.run',
+        node: a.id,
+        spec: { version: 1, name: 'db', runner, memoryMiB: 1 << 30, extra: 1 },
+      });
+      expect(bad).toMatchObject({ ok: false, error: { code: 'INVALID' } });
+      expect(JSON.stringify(bad)).toMatch(/memoryMiB: .*above the maximum/);
+      expect(JSON.stringify(bad)).toMatch(/extra/);
+      expect(
+        await cb.request({
+          op: 'vm.run',
+          node: 'nobody',
+          spec: { version: 1, name: 'db', runner },
+        }),
+      ).toMatchObject({ ok: false, error: { code: 'NOT_FOUND' } });
+      // A unique prefix of a peer ID names the node.
+      const put = await cb.request({
+        op: 'vm.run',
+        node: a.id.slice(0, 20),
+        spec: { version: 1, name: 'db', runner },
+      });
+      expect(put).toMatchObject({ ok: true, vm: { name: 'db', node: a.id, state: 'pending' } });
+      expect(await cb.request({ op: 'vm.list', node: a.id })).toMatchObject({
+        ok: true,
+        vms: [{ name: 'db' }],
+      });
+      expect(await cb.request({ op: 'vm.stop', name: 'db' })).toMatchObject({
+        ok: true,
+        vm: { desired: 'stopped' },
+      });
+      expect(await cb.request({ op: 'vm.rm', name: 'db' })).toMatchObject({ ok: true });
+      expect(await cb.request({ op: 'vm.get', name: 'db' })).toMatchObject({
+        ok: false,
+        error: { code: 'NOT_FOUND' },
+      });
+    } finally {
+      await cb.close();
+    }
+  });
+
   it('a second process on the same data dir is refused', async () => {
     const dir = join(dirs[0]!, 'a');
     await expect(

@@ -7,7 +7,7 @@
 import './polyfill.ts';
 import { randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, rm, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -468,9 +468,76 @@ export class Daemon {
         return this.handleTransfer(req);
       case 'raft.remove':
         return this.handleRemove(req);
+      case 'vm.run': {
+        const node = this.resolveNode(req.node);
+        if (typeof node !== 'string') return node;
+        return answer(await this.submit({ op: 'vm.put', spec: req.spec, node, atMs: Date.now() }));
+      }
+      case 'vm.get':
+        return answer(await this.read({ op: 'vm.get', name: req.name as string }, stale));
+      case 'vm.list': {
+        let node: string | undefined;
+        if (req.node !== undefined) {
+          const r = this.resolveNode(req.node);
+          if (typeof r !== 'string') return r;
+          node = r;
+        }
+        return answer(
+          await this.read({ op: 'vm.list', ...(node !== undefined ? { node } : {}) }, stale),
+        );
+      }
+      case 'vm.stop':
+        return answer(
+          await this.submit({ op: 'vm.stop', name: req.name as string, atMs: Date.now() }),
+        );
+      case 'vm.rm':
+        return answer(await this.submit({ op: 'vm.rm', name: req.name as string }));
+      case 'vm.logs':
+        return this.handleVmLogs(req);
       default:
         return apiError('INVALID', `unknown op ${JSON.stringify(req.op)}`);
     }
+  }
+
+  /** A member's full peer ID from the ID or a unique prefix of it. */
+  private resolveNode(x: unknown): string | ApiResponse {
+    if (typeof x !== 'string' || x.length === 0) return apiError('INVALID', 'name a node: --on ID');
+    const table = this.node.sm.query({ op: 'members' });
+    const ids = (table.ok ? (table.members ?? []) : []).map((m) => m.id);
+    const hits = ids.filter((id) => id.startsWith(x));
+    if (hits.length === 1) return hits[0]!;
+    if (hits.length === 0) return apiError('NOT_FOUND', `no member ${x}: see pcr members`);
+    return apiError('INVALID', `${x} names ${hits.length} members: give more of the ID`);
+  }
+
+  /** A VM's console log, read where the VM runs (a member forwards to that node). */
+  private async handleVmLogs(req: ApiRequest): Promise<ApiResponse> {
+    if (typeof req.name !== 'string') return apiError('INVALID', 'vm.logs needs a name');
+    if (
+      req.offset !== undefined &&
+      (!Number.isSafeInteger(req.offset) || (req.offset as number) < 0)
+    )
+      return apiError('INVALID', 'offset must be a non-negative integer');
+    const vm = this.node.sm.vms.get(req.name);
+    if (vm === undefined) return apiError('NOT_FOUND', `no VM ${req.name}`);
+    if (vm.node !== this.id) {
+      if (req.forwarded === true) {
+        return apiError('UNAVAILABLE', `${req.name} runs on ${vm.node}, not here`);
+      }
+      const to = this.addrsOf(vm.node);
+      if (to.length === 0) return apiError('UNAVAILABLE', `no address for ${vm.node}`);
+      return this.request(to, { ...req, forwarded: true }).catch((e: Error) =>
+        apiError('UNAVAILABLE', `node ${vm.node} (runs ${req.name}) unreachable: ${e.message}`),
+      );
+    }
+    return {
+      ok: true,
+      ...(await readConsole(this.vmRunDir(), req.name, req.offset as number | undefined)),
+    };
+  }
+
+  private vmRunDir(): string {
+    return join(this.o.dataDir, VM_RUN_DIR);
   }
 
   private async handleJoin(req: ApiRequest): Promise<ApiResponse> {
@@ -737,6 +804,40 @@ function answer(o: Outcome): ApiResponse {
   }
   const { ok: _ok, ...rest } = r;
   return { ok: true, index: o.index, ...rest };
+}
+
+/** Bytes of console log one vm.logs answer carries at most. */
+export const VM_LOGS_BYTES_MAX = 1024 * 1024;
+/** Where the node's VMs live under the data dir (the supervisor's run dir). */
+export const VM_RUN_DIR = 'vms';
+
+/**
+ * Reads a VM's console log from `offset` (default: the start of what is kept), at most
+ * VM_LOGS_BYTES_MAX. The supervisor caps the log by keeping its tail: an offset past the end
+ * means the log was cut, and reading starts again from its start.
+ */
+async function readConsole(
+  runDir: string,
+  name: string,
+  offset: number | undefined,
+): Promise<{ data: string; next: number; size: number }> {
+  let fh: Awaited<ReturnType<typeof open>>;
+  try {
+    fh = await open(join(runDir, name, 'console.log'), 'r');
+  } catch {
+    return { data: '', next: 0, size: 0 };
+  }
+  try {
+    const size = (await fh.stat()).size;
+    const from =
+      offset === undefined || offset > size ? Math.max(0, size - VM_LOGS_BYTES_MAX) : offset;
+    const length = Math.min(VM_LOGS_BYTES_MAX, size - from);
+    const buf = Buffer.alloc(length);
+    const { bytesRead } = await fh.read(buf, 0, length, from);
+    return { data: buf.subarray(0, bytesRead).toString('utf8'), next: from + bytesRead, size };
+  } finally {
+    await fh.close();
+  }
 }
 
 function splitHostPort(addr: string): [string, number] {

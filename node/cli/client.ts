@@ -20,6 +20,8 @@ export const EXIT = {
   unauthorized: 5,
   timeout: 6,
   notFound: 7,
+  /** `pcr vm run` / `vm stop`: the VM failed (to start, or while stopping); the reason is printed. */
+  vmFailed: 8,
 } as const;
 
 export class CliError extends Error {
@@ -94,8 +96,14 @@ const CODE_HINT: Record<string, string> = {
   TIMEOUT: 'timed out: the outcome is unknown; check with a read before retrying a write',
 };
 
-/** Sends one request and returns the successful answer, or throws a CliError with the right code. */
-export async function call(o: ConnectOptions, req: ApiRequest): Promise<Record<string, unknown>> {
+/** A connection to one member for several requests (e.g. `vm logs --follow`, `vm run` waiting). */
+export interface Connection {
+  /** Sends one request and returns the successful answer, or throws a CliError with its code. */
+  request(req: ApiRequest): Promise<Record<string, unknown>>;
+  close(): Promise<void>;
+}
+
+export async function connect(o: ConnectOptions): Promise<Connection> {
   const { addr, secret } = await resolveTarget(o);
   const timeoutMs = o.timeout !== undefined ? Number(o.timeout) * 1000 : 15_000;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
@@ -106,36 +114,49 @@ export async function call(o: ConnectOptions, req: ApiRequest): Promise<Record<s
   } catch (e) {
     throw new CliError(`bad member address ${addr}: ${(e as Error).message}`, EXIT.usage);
   }
-  let resp: ApiResponse;
+  return {
+    request: async (req) => {
+      let resp: ApiResponse;
+      try {
+        resp = await client.request(req, timeoutMs);
+      } catch (e) {
+        const err = e as Error;
+        const text = `${err.name} ${err.message}`;
+        if (/EncryptionFailed|nonce|psk/i.test(text)) {
+          throw new CliError(
+            `not authorized by ${addr}: the cluster secret does not match (${err.name})`,
+            EXIT.unauthorized,
+          );
+        }
+        if (/abort|timeout|no answer within/i.test(text))
+          throw new CliError(`no answer from ${addr} within ${timeoutMs / 1000} s`, EXIT.timeout);
+        throw new CliError(
+          `member unreachable at ${addr}: ${err.message}; is the node running?`,
+          EXIT.unreachable,
+        );
+      }
+      if (!resp.ok) {
+        const { code, message } = resp.error;
+        const hint = CODE_HINT[code];
+        throw new CliError(
+          `${code}: ${message}${hint !== undefined ? ` (${hint})` : ''}`,
+          CODE_EXIT[code] ?? EXIT.failed,
+        );
+      }
+      return resp as Record<string, unknown>;
+    },
+    close: () => client.close().catch(() => {}),
+  };
+}
+
+/** Sends one request and returns the successful answer, or throws a CliError with the right code. */
+export async function call(o: ConnectOptions, req: ApiRequest): Promise<Record<string, unknown>> {
+  const c = await connect(o);
   try {
-    resp = await client.request(req, timeoutMs);
-  } catch (e) {
-    const err = e as Error;
-    const text = `${err.name} ${err.message}`;
-    if (/EncryptionFailed|nonce|psk/i.test(text)) {
-      throw new CliError(
-        `not authorized by ${addr}: the cluster secret does not match (${err.name})`,
-        EXIT.unauthorized,
-      );
-    }
-    if (/abort|timeout/i.test(text))
-      throw new CliError(`no answer from ${addr} within ${timeoutMs / 1000} s`, EXIT.timeout);
-    throw new CliError(
-      `member unreachable at ${addr}: ${err.message}; is the node running?`,
-      EXIT.unreachable,
-    );
+    return await c.request(req);
   } finally {
-    await client.close().catch(() => {});
+    await c.close();
   }
-  if (!resp.ok) {
-    const { code, message } = resp.error;
-    const hint = CODE_HINT[code];
-    throw new CliError(
-      `${code}: ${message}${hint !== undefined ? ` (${hint})` : ''}`,
-      CODE_EXIT[code] ?? EXIT.failed,
-    );
-  }
-  return resp as Record<string, unknown>;
 }
 
 /** Prints rows as an aligned table. */

@@ -2,7 +2,7 @@
 // pass-through), and bin/pcr as a real executable: from another directory and through symlinks.
 
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -61,6 +61,30 @@ describe('pcr (in process)', () => {
         ),
       ).toBe(2);
       expect(io.stderr()).toMatch(new RegExp(`${bad[0]} <n>' argument`));
+    }
+  });
+
+  it('refuses a bad VM spec before contacting anyone, naming the fields (exit 2)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pcr-spec-'));
+    try {
+      const cases: [string, RegExp][] = [
+        ['{"version":1,"name":"x","memoryMiB":99999999,"colour":1}', /memoryMiB: .*above/],
+        ['{"version":1,"name":"x","memoryMiB":512}', /runner|kernel/],
+        ['{"version":1,', /is not JSON/],
+      ];
+      for (const [text, why] of cases) {
+        const file = join(dir, 'spec.json');
+        writeFileSync(file, text);
+        const io = capture();
+        const args = ['vm', 'run', file, '--on', 'n1', '--addr', '/ip4/127.0.0.1/tcp/1'];
+        expect(await main(args, io)).toBe(2);
+        expect(io.stderr()).toMatch(why);
+      }
+      const io = capture();
+      expect(await main(['vm', 'run', join(dir, 'missing.json'), '--on', 'n1'], io)).toBe(2);
+      expect(io.stderr()).toMatch(/cannot read the spec/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -1,0 +1,243 @@
+// `pcr vm ...`: run a VM on a named node, list, status with events, console logs, stop, remove.
+// `vm run` and `vm stop` wait for the outcome the node reports through Raft (like `nomad job run`
+// monitoring its evaluation) unless --detach: exit 0 running/stopped, 8 failed with the reason.
+
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { formatSpecErrors, validateVmSpec } from '../vmm/spec.ts';
+import {
+  CliError,
+  type Connection,
+  type ConnectOptions,
+  call,
+  connect,
+  EXIT,
+  print,
+  table,
+} from './client.ts';
+import { withConnect } from './cluster_cmds.ts';
+import { integerOption } from './context.ts';
+
+type Opts = ConnectOptions & { on?: string; detach?: boolean; wait?: number; follow?: boolean };
+
+interface VmView {
+  name: string;
+  node: string;
+  generation: number;
+  desired: string;
+  state: string;
+  reason?: string;
+  spec: Record<string, unknown>;
+  events: { atMs: number; generation: number; state: string; reason?: string }[];
+}
+
+/** How often `vm run`, `vm stop` and `vm logs --follow` ask again. */
+const POLL_MS = 250;
+const LOGS_FOLLOW_MS = 1000;
+
+async function readSpec(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = file === '-' ? await readStdin() : await readFile(file, 'utf8');
+  } catch (e) {
+    throw new CliError(`cannot read the spec ${file}: ${(e as Error).message}`, EXIT.usage);
+  }
+  let spec: unknown;
+  try {
+    spec = JSON.parse(text);
+  } catch (e) {
+    throw new CliError(`${file} is not JSON: ${(e as Error).message}`, EXIT.usage);
+  }
+  const r = validateVmSpec(spec);
+  if (!r.ok) throw new CliError(`${file}: ${formatSpecErrors(r.errors)}`, EXIT.usage);
+  return spec;
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function short(id: string): string {
+  return id.length > 16 ? `${id.slice(0, 6)}…${id.slice(-6)}` : id;
+}
+
+/**
+ * Polls the VM until `done` says so, printing each new state to stderr; returns the last view.
+ * Throws a timeout CliError after `waitS` seconds.
+ */
+async function watch(
+  c: Connection,
+  name: string,
+  generation: number,
+  waitS: number,
+  done: (v: VmView) => boolean,
+): Promise<VmView> {
+  const deadline = Date.now() + waitS * 1000;
+  let last = '';
+  for (;;) {
+    const v = (await c.request({ op: 'vm.get', name })).vm as VmView;
+    if (v.generation !== generation) {
+      throw new CliError(
+        `${name} was replaced (generation ${v.generation}) while waiting`,
+        EXIT.failed,
+      );
+    }
+    const now = `${v.state}${v.reason !== undefined ? `: ${v.reason}` : ''}`;
+    if (now !== last) {
+      process.stderr.write(`${new Date().toISOString()}  ${name}  ${now}\n`);
+      last = now;
+    }
+    if (done(v)) return v;
+    if (Date.now() > deadline) {
+      throw new CliError(
+        `${name} is still ${v.state} after ${waitS} s: see pcr vm status ${name}`,
+        EXIT.timeout,
+      );
+    }
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
+export function registerVmCommands(program: Command): void {
+  const vm = program.command('vm').description('microVMs: run on a node, list, status, logs, stop');
+
+  withConnect(
+    vm
+      .command('run <spec>')
+      .description('run the VM a spec file describes (- for stdin) on a node; waits until it runs'),
+  )
+    .requiredOption('--on <node>', 'the node to run it on: a peer ID or a unique prefix of one')
+    .option('--detach', 'return once the VM is committed, without waiting for it to run')
+    .option(
+      '--wait <seconds>',
+      'give up waiting after this long (default 300)',
+      integerOption(1, 86_400),
+    )
+    .action(async (file: string, o: Opts) => {
+      const spec = await readSpec(file);
+      const c = await connect(o);
+      try {
+        const r = await c.request({ op: 'vm.run', spec, node: o.on! });
+        const put = r.vm as VmView;
+        if (o.detach === true) {
+          print(
+            o,
+            put,
+            () => `${put.name} committed for ${put.node} (generation ${put.generation})`,
+          );
+          return;
+        }
+        const v = await watch(c, put.name, put.generation, o.wait ?? 300, (x) =>
+          ['running', 'failed', 'stopped'].includes(x.state),
+        );
+        print(o, v, () => `${v.name} ${v.state} on ${v.node}`);
+        if (v.state !== 'running') {
+          throw new CliError(
+            `${v.name} ${v.state}${v.reason !== undefined ? `: ${v.reason}` : ''}`,
+            EXIT.vmFailed,
+          );
+        }
+      } finally {
+        await c.close();
+      }
+    });
+
+  withConnect(vm.command('list').description('VMs of the cluster (or of one node)'))
+    .option('--on <node>', 'only the VMs of this node')
+    .action(async (o: Opts) => {
+      const r = await call(o, { op: 'vm.list', ...(o.on !== undefined ? { node: o.on } : {}) });
+      const vms = (r.vms as VmView[]).map((v) => ({
+        ...v,
+        node: short(v.node),
+        reason: v.reason,
+        memory: `${v.spec.memoryMiB} MiB`,
+      }));
+      print(o, r.vms, () =>
+        table(vms, ['name', 'node', 'desired', 'state', 'generation', 'memory', 'reason']),
+      );
+    });
+
+  withConnect(vm.command('status <name>').description('a VM: its spec, state and events')).action(
+    async (name: string, o: Opts) => {
+      const v = (await call(o, { op: 'vm.get', name })).vm as VmView;
+      print(o, v, () =>
+        [
+          `name        ${v.name}`,
+          `node        ${v.node}`,
+          `desired     ${v.desired}`,
+          `state       ${v.state}${v.reason !== undefined ? ` (${v.reason})` : ''}`,
+          `generation  ${v.generation}`,
+          `spec        ${JSON.stringify(v.spec)}`,
+          '',
+          table(
+            v.events.map((e) => ({
+              time: e.atMs > 0 ? new Date(e.atMs).toISOString() : '-',
+              ...e,
+            })),
+            ['time', 'generation', 'state', 'reason'],
+          ),
+        ].join('\n'),
+      );
+    },
+  );
+
+  withConnect(vm.command('logs <name>').description("a VM's serial console, from its node"))
+    .option('--follow', 'keep printing what the console writes')
+    .action(async (name: string, o: Opts) => {
+      const c = await connect(o);
+      try {
+        let offset: number | undefined;
+        for (;;) {
+          const r = await c.request({
+            op: 'vm.logs',
+            name,
+            ...(offset !== undefined ? { offset } : {}),
+          });
+          process.stdout.write(r.data as string);
+          offset = r.next as number;
+          if (o.follow !== true) return;
+          await new Promise((res) => setTimeout(res, LOGS_FOLLOW_MS));
+        }
+      } finally {
+        await c.close();
+      }
+    });
+
+  withConnect(
+    vm.command('stop <name>').description('stop a VM (it stays listed); waits until stopped'),
+  )
+    .option('--detach', 'return once the stop is committed')
+    .option(
+      '--wait <seconds>',
+      'give up waiting after this long (default 120)',
+      integerOption(1, 86_400),
+    )
+    .action(async (name: string, o: Opts) => {
+      const c = await connect(o);
+      try {
+        const v = (await c.request({ op: 'vm.stop', name })).vm as VmView;
+        if (o.detach === true) {
+          print(o, v, () => `${name}: stop committed`);
+          return;
+        }
+        const end = await watch(c, name, v.generation, o.wait ?? 120, (x) =>
+          ['stopped', 'failed'].includes(x.state),
+        );
+        print(o, end, () => `${name} ${end.state}`);
+        if (end.state === 'failed') {
+          throw new CliError(`${name} failed: ${end.reason ?? 'no reason given'}`, EXIT.vmFailed);
+        }
+      } finally {
+        await c.close();
+      }
+    });
+
+  withConnect(
+    vm.command('rm <name>').description('remove a VM; its node stops it if it runs'),
+  ).action(async (name: string, o: Opts) => {
+    const r = await call(o, { op: 'vm.rm', name });
+    print(o, r, () => `${name} removed`);
+  });
+}
