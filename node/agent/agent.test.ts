@@ -1,0 +1,200 @@
+// The agent driving the reconciler: with an in-memory supervisor (closure fetch, report order,
+// report retries, removal), then with the real supervisor and QEMU (TCG): a desired VM boots to its
+// console marker with reports starting then running, and is stopped and removed once no longer
+// desired. One real boot.
+
+import { existsSync } from 'node:fs';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describeWithTools } from '../../test/tools.ts';
+import { until } from '../../test/until.ts';
+import type { ExitReason } from '../vmm/backend.ts';
+import { qemuBackend } from '../vmm/qemu.ts';
+import { specHash, type VmSpec, validateVmSpec } from '../vmm/spec.ts';
+import { type ObservedVm, Supervisor } from '../vmm/supervisor.ts';
+import { buildTestVm, TEST_VM_MARKER } from '../vmm/test/fixture.ts';
+import {
+  BOOT_TIMEOUT_MS,
+  shortTmpDir,
+  sweep,
+  testVmSpec,
+  VM_TOOLS,
+  waitForMarker,
+} from '../vmm/test/helpers.ts';
+import { Agent, type AgentSupervisor } from './agent.ts';
+import type { DesiredVm, VmState } from './reconciler.ts';
+
+const RUNNER = '/nix/store/0c6lw3rq0qvd4n4ys4fvnnbd5bxxc0nk-microvm-run-db';
+
+/** An in-memory supervisor: launches succeed at once, stops end at once. */
+class MemorySupervisor implements AgentSupervisor {
+  readonly vms = new Map<string, ObservedVm>();
+  readonly calls: string[] = [];
+  observed(): ObservedVm[] {
+    return [...this.vms.values()];
+  }
+  async launch(spec: VmSpec, generation: number): Promise<void> {
+    this.calls.push(`launch ${spec.name}`);
+    this.vms.set(spec.name, {
+      name: spec.name,
+      backend: 'microvm',
+      specHash: specHash(spec),
+      generation,
+      phase: 'running',
+      sinceMs: 0,
+      attempts: 0,
+      adopted: false,
+    });
+  }
+  async stop(name: string): Promise<ExitReason | undefined> {
+    this.calls.push(`stop ${name}`);
+    const o = this.vms.get(name);
+    const exit: ExitReason = { kind: 'stopped', detail: 'stopped by the node' };
+    if (o !== undefined) this.vms.set(name, { ...o, phase: 'exited', lastExit: exit });
+    return exit;
+  }
+  async remove(name: string): Promise<void> {
+    this.calls.push(`remove ${name}`);
+    this.vms.delete(name);
+  }
+}
+
+describe('Agent with an in-memory supervisor', () => {
+  let agent: Agent;
+  afterEach(async () => agent?.stop());
+
+  it('fetches the closure, starts the VM, reports fetching, starting, running in order; removes it when undesired', async () => {
+    const r = validateVmSpec({ version: 1, name: 'db', runner: RUNNER });
+    if (!r.ok) throw new Error('spec');
+    let desired: DesiredVm[] = [{ name: 'db', spec: r.spec, generation: 1, state: 'running' }];
+    const reports: string[] = [];
+    let present = false;
+    const progress: unknown[] = [];
+    const sup = new MemorySupervisor();
+    agent = new Agent({
+      supervisor: sup,
+      intervalMs: 20,
+      deps: {
+        desiredForThisNode: () => desired,
+        report: async (name: string, state: VmState) => void reports.push(`${name} ${state}`),
+        ensureClosure: async (path, onProgress) => {
+          onProgress({ message: `fetching ${path}` });
+          progress.push(path);
+          present = true;
+        },
+        closurePresent: () => present,
+      },
+    });
+    agent.start();
+    await until(() => agent.lastReported().db?.state === 'running', 5000, 'running');
+    expect(progress).toEqual([RUNNER]);
+    expect(reports).toEqual(['db fetching', 'db starting', 'db running']);
+    expect(sup.calls).toEqual(['launch db']);
+
+    desired = [];
+    agent.poke();
+    await until(() => sup.vms.size === 0, 5000, 'removal');
+    expect(sup.calls).toEqual(['launch db', 'stop db', 'remove db']);
+    expect(reports).toEqual(['db fetching', 'db starting', 'db running']);
+  });
+
+  it('retries a rejected report on a later round, without a busy loop', async () => {
+    const s = validateVmSpec({ version: 1, name: 'a', kernel: '/k' });
+    if (!s.ok) throw new Error('spec');
+    let attempts = 0;
+    const errors: string[] = [];
+    agent = new Agent({
+      supervisor: new MemorySupervisor(),
+      intervalMs: 50,
+      onError: (what) => errors.push(what),
+      deps: {
+        desiredForThisNode: () => [{ name: 'a', spec: s.spec, generation: 1, state: 'running' }],
+        report: async () => {
+          attempts++;
+          if (attempts <= 2) throw new Error('NO_LEADER');
+        },
+        ensureClosure: async () => undefined,
+      },
+    });
+    agent.start();
+    await until(
+      () => agent.lastReported().a?.state === 'running',
+      5000,
+      'the report to go through',
+    );
+    // Two rejected reports (of whatever state the VM was in then), then one that went through,
+    // and none after it: nothing changed.
+    expect(errors).toHaveLength(2);
+    expect(errors.every((e) => e.startsWith('report a '))).toBe(true);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(attempts).toBe(3);
+  });
+
+  it('reports failed with the reason when a fetch fails', async () => {
+    const r = validateVmSpec({ version: 1, name: 'db', runner: RUNNER });
+    if (!r.ok) throw new Error('spec');
+    agent = new Agent({
+      supervisor: new MemorySupervisor(),
+      intervalMs: 20,
+      deps: {
+        desiredForThisNode: () => [{ name: 'db', spec: r.spec, generation: 1, state: 'running' }],
+        report: async () => undefined,
+        ensureClosure: async () => {
+          throw new Error('no peer holds it');
+        },
+        closurePresent: () => false,
+      },
+    });
+    agent.start();
+    const rep = await until(
+      () => (agent.lastReported().db?.state === 'failed' ? agent.lastReported().db : undefined),
+      5000,
+      'failed',
+    );
+    expect(rep.reason).toBe(`fetching ${RUNNER} failed: no peer holds it (retrying)`);
+  });
+});
+
+describeWithTools(VM_TOOLS, 'Agent with the real supervisor and QEMU (TCG)', () => {
+  let runDir: string;
+  let sup: Supervisor;
+  let agent: Agent;
+  beforeAll(() => {
+    runDir = shortTmpDir('pcr-agent');
+  });
+  afterAll(async () => {
+    await agent?.stop();
+    await sup?.close();
+    await sweep(runDir);
+  });
+
+  it(
+    'boots a desired VM to its marker, reports starting then running, and stops and removes it when undesired',
+    async () => {
+      const vm = await buildTestVm();
+      sup = new Supervisor({ runDir, backends: { qemu: qemuBackend({ accelerator: 'tcg' }) } });
+      const spec = testVmSpec(vm, 'agentvm');
+      let desired: DesiredVm[] = [{ name: 'agentvm', spec, generation: 1, state: 'running' }];
+      const reports: string[] = [];
+      agent = new Agent({
+        supervisor: sup,
+        stopTimeoutMs: 20_000,
+        deps: {
+          desiredForThisNode: () => desired,
+          report: async (name, state) => void reports.push(`${name} ${state}`),
+          ensureClosure: async () => undefined,
+        },
+      });
+      agent.start();
+      await waitForMarker(sup.paths('agentvm').console, TEST_VM_MARKER);
+      await until(() => agent.lastReported().agentvm?.state === 'running', 10_000, 'running');
+      expect(reports).toEqual(['agentvm starting', 'agentvm running']);
+
+      desired = [];
+      agent.poke();
+      await until(() => sup.get('agentvm') === undefined, 30_000, 'the VM removed');
+      expect(existsSync(sup.paths('agentvm').dir)).toBe(false);
+      expect(reports).toEqual(['agentvm starting', 'agentvm running']);
+    },
+    BOOT_TIMEOUT_MS * 2,
+  );
+});

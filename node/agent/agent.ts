@@ -1,0 +1,227 @@
+// The agent: the imperative shell around the reconciler on one node. It runs a reconcile round
+// when poked (the daemon pokes it whenever the applied Raft state changes) and every
+// AGENT_INTERVAL_MS, and executes the actions through injected interfaces: the supervisor (start,
+// stop, remove), the store (ensureClosure) and Raft (report). It owns no VM state of its own beyond
+// what is in flight and what was last reported. docs/vmm.md states the contract.
+
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ExitReason } from '../vmm/backend.ts';
+import type { VmSpec } from '../vmm/spec.ts';
+import type { ObservedVm } from '../vmm/supervisor.ts';
+import {
+  type Action,
+  type ClosureView,
+  type DesiredVm,
+  type Reported,
+  reconcile,
+  type VmState,
+} from './reconciler.ts';
+
+/** A round runs at least this often, so a lost poke or a failed report is retried. */
+export const AGENT_INTERVAL_MS = 1000;
+/** How long the agent gives a VM to stop gracefully before its VMM is forced. */
+export const AGENT_STOP_TIMEOUT_MS = 30_000;
+
+export interface ClosureProgress {
+  readonly bytes?: number;
+  readonly paths?: number;
+  readonly message?: string;
+}
+
+/** What the daemon provides. */
+export interface AgentDeps {
+  /** The VMs the applied Raft state says should be on this node (a snapshot; cheap to call). */
+  desiredForThisNode(): readonly DesiredVm[];
+  /** Commits a state transition through Raft. A rejection is retried on a later round. */
+  report(name: string, state: VmState, reason?: string): Promise<void>;
+  /** Makes a store path and its closure present locally (peer-to-peer fetch). */
+  ensureClosure(storePath: string, onProgress: (p: ClosureProgress) => void): Promise<void>;
+  /** Default: `<storePath>/bin/microvm-run` exists. */
+  closurePresent?(storePath: string): boolean;
+}
+
+/** The part of the Supervisor the agent uses (a fake in tests, the simulator's own later). */
+export interface AgentSupervisor {
+  observed(): ObservedVm[];
+  launch(spec: VmSpec, generation: number): Promise<void>;
+  stop(name: string, timeoutMs?: number): Promise<ExitReason | undefined>;
+  remove(name: string, timeoutMs?: number): Promise<void>;
+}
+
+export interface AgentOptions {
+  readonly supervisor: AgentSupervisor;
+  readonly deps: AgentDeps;
+  readonly intervalMs?: number;
+  readonly stopTimeoutMs?: number;
+  readonly now?: () => number;
+  /** Errors the agent handled (a failed report, a failed action); the daemon logs them. */
+  readonly onError?: (what: string, err: Error) => void;
+  /** Every action as it is executed (tests, the benchmark, debug logs). */
+  readonly onAction?: (a: Action) => void;
+}
+
+export class Agent {
+  private readonly opts: AgentOptions;
+  private readonly now: () => number;
+  private readonly busy = new Set<string>();
+  private readonly reported: Record<string, Reported> = {};
+  private readonly reporting = new Set<string>();
+  private readonly closures: Record<string, ClosureView> = {};
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+
+  constructor(opts: AgentOptions) {
+    this.opts = opts;
+    this.now = opts.now ?? Date.now;
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.timer = setInterval(() => this.poke(), this.opts.intervalMs ?? AGENT_INTERVAL_MS);
+    this.timer.unref();
+    this.poke();
+  }
+
+  /** Runs a round as soon as possible; pokes during a round coalesce into one more round. */
+  poke(): void {
+    if (this.stopped) return;
+    if (this.running !== undefined) {
+      this.again = true;
+      return;
+    }
+    this.running = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.round();
+        } while (this.again && !this.stopped);
+      } finally {
+        this.running = undefined;
+      }
+    })();
+  }
+
+  /** Stops the loop; the VMs keep running (the supervisor owns them). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** What was last reported per VM (status commands, tests). */
+  lastReported(): Readonly<Record<string, Reported>> {
+    return { ...this.reported };
+  }
+
+  /** One reconcile round: observe, decide, start executing. Actions run in the background. */
+  async round(): Promise<void> {
+    const desired = this.opts.deps.desiredForThisNode();
+    // Forget what is no longer desired here, so the maps stay bounded by the desired set and a VM
+    // that comes back is reported afresh.
+    const names = new Set(desired.map((d) => d.name));
+    const runners = new Set(desired.map((d) => d.spec.runner));
+    for (const n of Object.keys(this.reported)) if (!names.has(n)) delete this.reported[n];
+    for (const p of Object.keys(this.closures))
+      if (!runners.has(p) && !this.closures[p]!.fetching) delete this.closures[p];
+    const present =
+      this.opts.deps.closurePresent ?? ((p: string) => existsSync(join(p, 'bin', 'microvm-run')));
+    for (const d of desired) {
+      const r = d.spec.runner;
+      if (r === undefined) continue;
+      const c = this.closures[r];
+      if (c?.fetching) continue;
+      this.closures[r] = { ...c, present: present(r), fetching: false };
+    }
+    const actions = reconcile(
+      {
+        desired,
+        observed: this.opts.supervisor.observed(),
+        closures: this.closures,
+        busy: this.busy,
+        reported: this.reported,
+      },
+      this.now(),
+    );
+    for (const a of actions) this.execute(a);
+  }
+
+  private execute(a: Action): void {
+    this.opts.onAction?.(a);
+    const sup = this.opts.supervisor;
+    const stopMs = this.opts.stopTimeoutMs ?? AGENT_STOP_TIMEOUT_MS;
+    switch (a.kind) {
+      case 'report':
+        return this.report(a.name, {
+          state: a.state,
+          ...(a.reason !== undefined ? { reason: a.reason } : {}),
+        });
+      case 'fetch':
+        return this.fetch(a.storePath);
+      case 'start':
+        // A failed launch leaves the VM `failed` in the supervisor with the reason; the next
+        // round reports it. Nothing to do here but log.
+        return this.background(a.name, `start ${a.name}`, () => sup.launch(a.spec, a.generation));
+      case 'stop':
+        return this.background(
+          a.name,
+          `stop ${a.name}`,
+          async () => void (await sup.stop(a.name, stopMs)),
+        );
+      case 'remove':
+        return this.background(a.name, `remove ${a.name}`, () => sup.remove(a.name, stopMs));
+    }
+  }
+
+  private background(name: string, what: string, f: () => Promise<void>): void {
+    this.busy.add(name);
+    f()
+      .catch((e: Error) => this.opts.onError?.(what, e))
+      .finally(() => {
+        this.busy.delete(name);
+        this.poke();
+      });
+  }
+
+  private fetch(storePath: string): void {
+    const prev = this.closures[storePath];
+    if (prev?.fetching) return;
+    this.closures[storePath] = { present: false, fetching: true };
+    this.opts.deps
+      .ensureClosure(storePath, () => undefined)
+      .then(
+        () => {
+          this.closures[storePath] = { present: true, fetching: false };
+        },
+        (e: Error) => {
+          this.closures[storePath] = {
+            present: false,
+            fetching: false,
+            failed: { reason: e.message, atMs: this.now() },
+          };
+          this.opts.onError?.(`fetch ${storePath}`, e);
+        },
+      )
+      .finally(() => this.poke());
+  }
+
+  private report(name: string, status: Reported): void {
+    // One report per VM at a time, in order; a newer state waits for the next round.
+    if (this.reporting.has(name)) return;
+    this.reporting.add(name);
+    this.opts.deps.report(name, status.state, status.reason).then(
+      () => {
+        this.reported[name] = status;
+        this.reporting.delete(name);
+        this.poke();
+      },
+      (e: Error) => {
+        // Retried by the interval's round, not at once: Raft may be without a leader for a while.
+        this.reporting.delete(name);
+        this.opts.onError?.(`report ${name} ${status.state}`, e);
+      },
+    );
+  }
+}
