@@ -6,7 +6,7 @@
 
 import './polyfill.ts';
 import { randomInt } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { mkdir, open, rm, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { dirname, join } from 'node:path';
@@ -42,6 +42,8 @@ import { LevelDisk } from './raft/level_disk.ts';
 import { type Outcome, RaftNode } from './raft/node.ts';
 import { DurableStorage } from './raft/storage.ts';
 import type { Command, Member, Query } from './state/machine.ts';
+import type { FetchProgress } from './store/fetch.ts';
+import { type StoreMode, StoreService } from './store/service.ts';
 
 export interface DaemonOptions {
   readonly dataDir: string;
@@ -59,6 +61,16 @@ export interface DaemonOptions {
   readonly metricsAddr?: string;
   /** Metrics gossip interval. */
   readonly gossipMs?: number;
+  /** Which store this node uses (default auto: the machine's Nix store if nix is installed). */
+  readonly store?: StoreMode;
+  /** Size limit of the node-local store, in bytes. */
+  readonly storeMaxBytes?: number;
+  /** The HTTP binary cache's address, host:port (default 127.0.0.1:0), or 'off'. */
+  readonly cacheAddr?: string;
+  /** Store keys trusted besides the members' (Nix format `name:base64`). */
+  readonly trustedKeys?: readonly string[];
+  /** Environment for the nix CLI (tests: offline settings). */
+  readonly nixEnv?: NodeJS.ProcessEnv;
   readonly logger: Logger;
 }
 
@@ -82,6 +94,8 @@ export const DAEMON_DEFAULTS = {
   memberRedialMs: 2000,
   /** One redial gives up after this long. */
   memberDialTimeoutMs: 3000,
+  /** A member asked to fetch a closure (store push) gets this long. */
+  storeFetchTimeoutMs: 3_600_000,
 } as const;
 
 export const PCR_VERSION: string = (
@@ -115,6 +129,10 @@ export class Daemon {
   /** When each member was last redialed (keepConnected). */
   private readonly lastDial = new Map<NodeId, number>();
   readonly stats = { memberRedials: 0 };
+  /** The node's store, its P2P server and its binary cache (started in run()). */
+  store: StoreService | undefined;
+  /** Closure fetches started through the API, by the client's progress id. */
+  private readonly fetchProgress = new Map<string, FetchProgress>();
 
   private constructor(o: DaemonOptions, host: Host, disk: LevelDisk, storage: DurableStorage) {
     this.o = o;
@@ -161,6 +179,7 @@ export class Daemon {
     // The LevelDB lock first: a second process on this data dir stops here, having touched nothing.
     const { disk, records } = await LevelDisk.open(join(o.dataDir, 'raft'));
     let host: Host | undefined;
+    let d: Daemon | undefined;
     try {
       const fresh = records.size === 0;
       const seeds = o.seeds ?? [];
@@ -175,7 +194,7 @@ export class Daemon {
         );
         o.logger.info({ id: host.peerId.toString() }, 'bootstrapped a new cluster');
       }
-      const d = new Daemon(o, host, disk, storage);
+      d = new Daemon(o, host, disk, storage);
       for (const s of seeds) {
         const ma = multiaddr(s);
         const id = ma.getComponents().find((c) => c.name === 'p2p')?.value;
@@ -184,6 +203,8 @@ export class Daemon {
       await d.run();
       return d;
     } catch (e) {
+      await d?.store?.close().catch(() => {});
+      d?.metricsServer?.close();
       if (host !== undefined) await Promise.resolve(host.stop()).catch(() => {});
       await disk.close().catch(() => {});
       throw e;
@@ -218,6 +239,22 @@ export class Daemon {
     );
     // Before any Raft traffic: refuse to run beside another live process with our identity.
     await this.checkUnique();
+    const cacheAddr = this.o.cacheAddr ?? '127.0.0.1:0';
+    const [chost, cport] = cacheAddr === 'off' ? ['', 0] : splitHostPort(cacheAddr);
+    this.store = await StoreService.start({
+      dataDir: this.o.dataDir,
+      host: this.host,
+      peerId: this.id,
+      mode: this.o.store ?? 'auto',
+      nixAvailable: commandOnPath('nix'),
+      ...(this.o.storeMaxBytes !== undefined ? { localMaxBytes: this.o.storeMaxBytes } : {}),
+      ...(cacheAddr !== 'off' ? { cache: { host: chost, port: cport } } : {}),
+      trustedKeys: this.o.trustedKeys ?? [],
+      peers: () => this.otherMembers(),
+      addrsOf: (id) => this.addrsOf(id),
+      log: this.log,
+      ...(this.o.nixEnv !== undefined ? { env: this.o.nixEnv } : {}),
+    });
     await this.transport.start();
     this.gossip.start();
     const tickMs = this.o.tickMs ?? DAEMON_DEFAULTS.tickMs;
@@ -230,7 +267,7 @@ export class Daemon {
     const addrs = this.addrs();
     await writeFile(
       join(this.o.dataDir, NODE_INFO_FILE),
-      `${JSON.stringify({ id: this.id, addrs, metrics: this.metricsUrl, pid: process.pid }, null, 2)}\n`,
+      `${JSON.stringify({ id: this.id, addrs, metrics: this.metricsUrl, cache: this.store.cacheUrl, pid: process.pid }, null, 2)}\n`,
     );
     this.log.info({ id: this.id, addrs }, 'node started');
   }
@@ -289,6 +326,12 @@ export class Daemon {
     const m = this.member(id);
     const fromTable = m === undefined ? [] : m.addrs.map((a) => multiaddr(a));
     return [...fromTable, ...(this.extraAddrs.get(id) ?? [])];
+  }
+
+  /** Peer IDs of the other members (the store asks them for closures). */
+  private otherMembers(): string[] {
+    const table = this.node.sm.query({ op: 'members' });
+    return (table.ok ? (table.members ?? []) : []).map((m) => m.id).filter((id) => id !== this.id);
   }
 
   private member(id: NodeId): Member | undefined {
@@ -494,8 +537,80 @@ export class Daemon {
         return answer(await this.submit({ op: 'vm.rm', name: req.name as string }));
       case 'vm.logs':
         return this.handleVmLogs(req);
+      case 'store.info':
+      case 'store.where':
+      case 'store.fetch':
+      case 'store.progress':
+      case 'store.push':
+      case 'store.stats':
+        return this.handleStore(req).catch((e: Error) => {
+          const code = (e as { code?: string }).code;
+          return apiError(
+            code === 'NOT_FOUND' || code === 'NO_HOLDER'
+              ? 'NOT_FOUND'
+              : code === 'BAD_STORE_PATH'
+                ? 'INVALID'
+                : 'UNAVAILABLE',
+            `${code !== undefined ? `${code}: ` : ''}${e.message}`,
+          );
+        });
       default:
         return apiError('INVALID', `unknown op ${JSON.stringify(req.op)}`);
+    }
+  }
+
+  private async handleStore(req: ApiRequest): Promise<ApiResponse> {
+    const store = this.store;
+    if (store === undefined) return apiError('UNAVAILABLE', 'the store is not started yet');
+    const path = req.path;
+    if (req.op !== 'store.stats' && req.op !== 'store.progress' && typeof path !== 'string') {
+      return apiError('INVALID', `${req.op} needs a store path`);
+    }
+    switch (req.op) {
+      case 'store.info': {
+        const info = await store.info(path as string);
+        if (info !== undefined) return { ok: true, here: true, info };
+        return { ok: true, here: false, holders: await store.where(path as string) };
+      }
+      case 'store.where':
+        return { ok: true, holders: await store.where(path as string) };
+      case 'store.fetch': {
+        const id = typeof req.progressId === 'string' ? req.progressId : undefined;
+        try {
+          const report = await store.fetch(path as string, (p) => {
+            if (id !== undefined) this.fetchProgress.set(id, p);
+          });
+          return { ok: true, ...report };
+        } finally {
+          if (id !== undefined) this.fetchProgress.delete(id);
+        }
+      }
+      case 'store.progress': {
+        const p =
+          typeof req.progressId === 'string' ? this.fetchProgress.get(req.progressId) : undefined;
+        return { ok: true, ...(p !== undefined ? { progress: p } : {}) };
+      }
+      case 'store.push': {
+        const imported = await store.importFromNix(path as string);
+        const replicated: string[] = [];
+        const failed: Record<string, string> = {};
+        for (const target of Array.isArray(req.to) ? req.to : []) {
+          const id = this.resolveNode(target);
+          if (typeof id !== 'string') return id;
+          if (id === this.id) continue;
+          const r = await apiRequest(
+            this.host,
+            this.addrsOf(id),
+            { op: 'store.fetch', path },
+            DAEMON_DEFAULTS.storeFetchTimeoutMs,
+          ).catch((e: Error) => apiError('UNAVAILABLE', e.message));
+          if (r.ok) replicated.push(id);
+          else failed[id] = r.error.message;
+        }
+        return { ok: true, imported, replicated, failed };
+      }
+      default:
+        return { ok: true, ...(await store.stats()) };
     }
   }
 
@@ -777,6 +892,7 @@ export class Daemon {
     }
     clearInterval(this.ticker);
     this.metricsServer?.close();
+    await this.store?.close().catch(() => {});
     this.node.stop();
     await this.transport.close();
     await this.host.stop();
@@ -838,6 +954,18 @@ async function readConsole(
   } finally {
     await fh.close();
   }
+}
+
+/** Whether an executable of that name is on PATH. */
+function commandOnPath(name: string): boolean {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    if (dir === '') continue;
+    try {
+      accessSync(join(dir, name), constants.X_OK);
+      return true;
+    } catch {}
+  }
+  return false;
 }
 
 function splitHostPort(addr: string): [string, number] {

@@ -1,8 +1,9 @@
 // `pcr node start`: run a member in the foreground. Logs (pino, JSON) go to stderr.
 
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import pino from 'pino';
 import { DAEMON_DEFAULTS, Daemon } from '../daemon.ts';
+import type { StoreMode } from '../store/service.ts';
 import { defaultDataDir } from './client.ts';
 import { integerOption } from './context.ts';
 
@@ -16,6 +17,17 @@ interface StartOpts {
   logLevel: string;
   snapshotEntries?: number;
   keepEntries?: number;
+  store: StoreMode;
+  storeMaxMib?: number;
+  cache: string;
+  trustedKey: string[];
+}
+
+/** `--store auto|nix|local|nix:DIR`. */
+function storeMode(v: string): StoreMode {
+  if (v === 'auto' || v === 'nix' || v === 'local') return v;
+  if (v.startsWith('nix:/')) return { nixRoot: v.slice(4) };
+  throw new InvalidArgumentError('auto, nix, local, or nix:/absolute/chroot/store');
 }
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -50,6 +62,28 @@ export function registerNodeCommands(program: Command): void {
       integerOption(1, 1e9),
     )
     .option(
+      '--store <mode>',
+      "the node's store: auto (the Nix store if nix is installed), nix, local, or nix:DIR (a chroot store)",
+      storeMode,
+      'auto' as StoreMode,
+    )
+    .option(
+      '--store-max-mib <n>',
+      'size limit of the node-local store (least recently used paths go first)',
+      integerOption(1, 1 << 30),
+    )
+    .option(
+      '--cache <host:port>',
+      "the binary cache's HTTP address for Nix (loopback by default), or off",
+      '127.0.0.1:0',
+    )
+    .option(
+      '--trusted-key <name:key>',
+      "a store key trusted besides the members' (repeatable), e.g. cache.nixos.org-1:...",
+      collect,
+      [],
+    )
+    .option(
       '--keep-entries <n>',
       'log entries kept behind a snapshot for slow followers',
       integerOption(1, 1e9),
@@ -71,12 +105,19 @@ export function registerNodeCommands(program: Command): void {
         metricsAddr: o.metrics,
         ...(o.snapshotEntries !== undefined ? { snapshotEntries: o.snapshotEntries } : {}),
         ...(o.keepEntries !== undefined ? { keepEntries: o.keepEntries } : {}),
+        store: o.store,
+        ...(o.storeMaxMib !== undefined ? { storeMaxBytes: o.storeMaxMib * 1024 * 1024 } : {}),
+        cacheAddr: o.cache,
+        trustedKeys: o.trustedKey,
         logger,
       });
       const addr = daemon.addrs()[0];
       process.stderr.write(
         `pcr node ${daemon.id} listening on ${daemon.addrs().join(' ')}\n` +
           `metrics: ${daemon.metricsUrl}\n` +
+          (daemon.store?.cacheUrl !== undefined
+            ? `binary cache: ${daemon.store.cacheUrl} (trusted-public-keys: ${daemon.store.publicKey})\n`
+            : '') +
           `join it: pcr node start --data-dir <another dir> --seed ${addr} --secret-file ${dataDir}/cluster.secret\n`,
       );
       await new Promise<void>((resolve) => {

@@ -31,6 +31,7 @@ const NOUNS: readonly Noun[] = [
     names: ['status', 'members', 'nodes', 'kv', 'operator'],
     load: async () => (await import('./cluster_cmds.ts')).registerClusterCommands,
   },
+  { names: ['store'], load: async () => (await import('./store_cmds.ts')).registerStoreCommands },
   { names: ['vm'], load: async () => (await import('./vm_cmds.ts')).registerVmCommands },
   { names: ['maelstrom'], load: async () => (await import('./maelstrom.ts')).register },
   { names: ['sim'], load: async () => (await import('./sim.ts')).register, passThrough: true },

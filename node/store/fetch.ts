@@ -43,6 +43,17 @@ export interface FetchOptions {
   readonly attempts?: number;
   readonly counters?: StoreCounters;
   readonly fsync?: boolean;
+  /** Called once the missing part is known, then as bytes arrive and paths complete. */
+  readonly onProgress?: (p: FetchProgress) => void;
+}
+
+export interface FetchProgress {
+  /** Paths of the closure missing here (to fetch), and those fetched so far. */
+  readonly paths: number;
+  readonly pathsDone: number;
+  /** NAR bytes to fetch, and those received so far (retries not counted twice). */
+  readonly bytes: number;
+  readonly bytesDone: number;
 }
 
 export interface FetchReport {
@@ -175,6 +186,15 @@ export async function fetchClosure(
     fromPeers: {} as Record<string, number>,
   };
   if (missing.length === 0) return report;
+  const progress = {
+    paths: missing.length,
+    pathsDone: 0,
+    bytes: missing.reduce((n, i) => n + i.narSize, 0),
+    bytesDone: 0,
+  };
+  const tell = () =>
+    o.onProgress?.({ ...progress, bytesDone: Math.min(progress.bytesDone, progress.bytes) });
+  tell();
 
   // 3. Holders of each missing path, then parallel download into staging.
   const holders = await findHolders(
@@ -186,6 +206,8 @@ export async function fetchClosure(
   const tried = new Map<string, Set<string>>();
   const lastError = new Map<string, unknown>();
   const inflight = new Map<string, number>();
+  /** NAR bytes received per path, the most over its attempts (progress). */
+  const received = new Map<string, number>();
   const attempts = Math.min(o.attempts ?? FETCH_ATTEMPTS_MAX, FETCH_ATTEMPTS_MAX);
   const pending = [...missing].sort((a, b) => b.narSize - a.narSize);
   const failed: PathInfo[] = [];
@@ -234,8 +256,19 @@ export async function fetchClosure(
       inflight.set(peer, (inflight.get(peer) ?? 0) + 1);
       const fails = await o.client.nars(peer, batch, async (info) => {
         const ing = await NarIngest.start(info, { dir: o.store.stagingDir(), fsync: o.fsync });
+        let got = 0;
         return {
-          write: (c) => ing.write(c),
+          write: (c) => {
+            // A retried path counts only the bytes beyond what an earlier attempt received.
+            got += c.byteLength;
+            const before = received.get(info.path) ?? 0;
+            if (got > before) {
+              progress.bytesDone += got - before;
+              received.set(info.path, got);
+              tell();
+            }
+            return ing.write(c);
+          },
           finish: async () => {
             staged.set(info.path, await ing.finish());
           },
@@ -248,6 +281,8 @@ export async function fetchClosure(
         if (e === undefined && staged.has(info.path)) {
           counters.pathsFetched++;
           counters.bytesFetched += info.narSize;
+          progress.pathsDone++;
+          tell();
           report.fetched++;
           report.bytes += info.narSize;
           report.fromPeers[peer] = (report.fromPeers[peer] ?? 0) + 1;

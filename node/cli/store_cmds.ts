@@ -1,0 +1,153 @@
+// `pcr store ...`: the cluster's Nix store. info and where ask the member (and, through it, the
+// others); fetch pulls a closure onto a member (the one --on names) with a progress bar; push
+// makes a path from the local Nix store available to the cluster; stats shows the counters.
+
+import { randomBytes } from 'node:crypto';
+import type { Command } from 'commander';
+import { CliError, type ConnectOptions, call, connect, EXIT, print, table } from './client.ts';
+import { withConnect } from './cluster_cmds.ts';
+
+type Opts = ConnectOptions & { on?: string; to?: string[] };
+
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+/** A fetch can take long: unless --timeout says otherwise, wait up to an hour. */
+const FETCH_TIMEOUT_S = '3600';
+const PROGRESS_MS = 200;
+
+function mib(n: unknown): string {
+  return `${(Number(n) / 2 ** 20).toFixed(1)} MiB`;
+}
+
+function bar(p: { paths: number; pathsDone: number; bytes: number; bytesDone: number }): string {
+  const frac = p.bytes > 0 ? p.bytesDone / p.bytes : p.paths > 0 ? p.pathsDone / p.paths : 1;
+  const width = 30;
+  const full = Math.round(frac * width);
+  return `[${'#'.repeat(full)}${'.'.repeat(width - full)}] ${(frac * 100).toFixed(0).padStart(3)}%  ${p.pathsDone}/${p.paths} paths  ${mib(p.bytesDone)}/${mib(p.bytes)}`;
+}
+
+/** The address of the member `node` names (ID or unique prefix), asked of the member we reach. */
+async function addrOf(o: Opts, node: string): Promise<string> {
+  const r = await call(o, { op: 'members' });
+  const ms = (r.members as { id: string; addrs: string[] }[]).filter((m) => m.id.startsWith(node));
+  if (ms.length !== 1) {
+    throw new CliError(
+      ms.length === 0 ? `no member ${node}: see pcr members` : `${node} names ${ms.length} members`,
+      ms.length === 0 ? EXIT.notFound : EXIT.usage,
+    );
+  }
+  const m = ms[0]!;
+  const addr = m.addrs.find((a) => a.includes('/127.0.0.1/')) ?? m.addrs[0];
+  if (addr === undefined) throw new CliError(`member ${m.id} has no address`, EXIT.unreachable);
+  return addr.includes('/p2p/') ? addr : `${addr}/p2p/${m.id}`;
+}
+
+export function registerStoreCommands(program: Command): void {
+  const store = program.command('store').description("the cluster's Nix store");
+
+  withConnect(
+    store.command('info <path>').description('a store path: its narinfo, or who holds it'),
+  ).action(async (path: string, o: Opts) => {
+    const r = await call(o, { op: 'store.info', path });
+    print(o, r, () => {
+      if (r.here !== true) {
+        const holders = r.holders as string[];
+        return holders.length === 0
+          ? `${path}: not here, and no member holds it`
+          : `${path}: not here; held by ${holders.join(', ')}`;
+      }
+      const i = r.info as Record<string, unknown>;
+      return [
+        `StorePath: ${i.path}`,
+        `NarHash: ${i.narHash}`,
+        `NarSize: ${i.narSize}`,
+        `References: ${(i.references as string[]).map((x) => x.slice(11)).join(' ')}`,
+        ...(i.deriver !== undefined ? [`Deriver: ${String(i.deriver).slice(11)}`] : []),
+        ...(i.sigs as string[]).map((s) => `Sig: ${s}`),
+      ].join('\n');
+    });
+  });
+
+  withConnect(store.command('where <path>').description('which members hold a store path')).action(
+    async (path: string, o: Opts) => {
+      const r = await call(o, { op: 'store.where', path });
+      const holders = r.holders as string[];
+      print(o, holders, () =>
+        holders.length === 0 ? `no member holds ${path}` : holders.join('\n'),
+      );
+      if (holders.length === 0) process.exitCode = EXIT.notFound;
+    },
+  );
+
+  withConnect(
+    store
+      .command('fetch <path>')
+      .description("fetch a path's closure from the members that hold it, verified"),
+  )
+    .option('--on <node>', 'fetch onto this member instead of the one we talk to')
+    .action(async (path: string, o: Opts) => {
+      const target: Opts = {
+        ...o,
+        timeout: o.timeout ?? FETCH_TIMEOUT_S,
+        ...(o.on !== undefined ? { addr: await addrOf(o, o.on) } : {}),
+      };
+      const c = await connect(target);
+      const progressId = randomBytes(8).toString('hex');
+      const tty = process.stderr.isTTY === true && o.json !== true;
+      let done = false;
+      const poll = (async () => {
+        while (!done) {
+          await new Promise((r) => setTimeout(r, PROGRESS_MS));
+          const p = await c.request({ op: 'store.progress', progressId }).catch(() => undefined);
+          if (!done && tty && p?.progress !== undefined) {
+            process.stderr.write(`\r${bar(p.progress as Parameters<typeof bar>[0])}`);
+          }
+        }
+      })();
+      try {
+        const r = await c.request({ op: 'store.fetch', path, progressId });
+        done = true;
+        await poll;
+        if (tty) process.stderr.write('\n');
+        print(o, r, () =>
+          Number(r.fetched) === 0
+            ? `${path}: already here (${r.present} paths)`
+            : `${path}: fetched ${r.fetched} paths (${mib(r.bytes)}), ${r.present} were here, ${r.retries} retries, from ${Object.keys(r.fromPeers as object).length} members`,
+        );
+      } finally {
+        done = true;
+        await c.close();
+      }
+    });
+
+  withConnect(
+    store
+      .command('push <path>')
+      .description('make a path of the local Nix store available to the cluster (its closure)'),
+  )
+    .option('--to <node>', 'also have this member fetch it (repeatable)', collect)
+    .action(async (path: string, o: Opts) => {
+      const r = await call(
+        { ...o, timeout: o.timeout ?? FETCH_TIMEOUT_S },
+        { op: 'store.push', path, to: o.to ?? [] },
+      );
+      const failed = r.failed as Record<string, string>;
+      print(o, r, () =>
+        [
+          `${path}: ${r.imported} paths imported into the member's store`,
+          ...(r.replicated as string[]).map((id) => `fetched by ${id}`),
+          ...Object.entries(failed).map(([id, why]) => `NOT fetched by ${id}: ${why}`),
+        ].join('\n'),
+      );
+      if (Object.keys(failed).length > 0) process.exitCode = EXIT.failed;
+    });
+
+  withConnect(store.command('stats').description("the member's store: size and counters")).action(
+    async (o: Opts) => {
+      const r = await call(o, { op: 'store.stats' });
+      const rows = Object.entries(r)
+        .filter(([k]) => k !== 'ok')
+        .map(([k, v]) => ({ counter: k, value: v }));
+      print(o, r, () => table(rows, ['counter', 'value']));
+    },
+  );
+}

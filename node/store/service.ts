@@ -1,0 +1,244 @@
+// A node's store, wired: the store itself (the machine's Nix store, a Nix chroot store, or the
+// node-local store), the node's signing key, the /pcr/store/1.0.0 server and client, closure
+// fetch from the members, and the HTTP binary cache. The daemon builds one and calls it for the
+// `store.*` API ops and for the agent's closures (docs/store.md, "What the daemon wires").
+
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Multiaddr } from '@multiformats/multiaddr';
+import type { Logger } from 'pino';
+import type { Host } from '../p2p/host.ts';
+import { StoreClient, StoreServer } from '../p2p/store_protocol.ts';
+import { StoreError } from './errors.ts';
+import {
+  type FetchOptions,
+  type FetchProgress,
+  type FetchReport,
+  fetchByHashPart,
+  fetchClosure,
+  findHolders,
+} from './fetch.ts';
+import { type HttpCache, startHttpCache } from './http_cache.ts';
+import { formatPublicKey, loadOrCreateStoreKey, parsePublicKey, TrustPolicy } from './keys.ts';
+import { LocalStore } from './local_store.ts';
+import { NixStore } from './nix_store.ts';
+import {
+  addPath,
+  closureOf,
+  newCounters,
+  type PathInfo,
+  type Store,
+  type StoreCounters,
+  type StoreSummary,
+} from './store.ts';
+import { parseStorePath } from './store_path.ts';
+
+/** `auto`: the machine's Nix store when `nix` is installed, else the node-local store. */
+export type StoreMode = 'auto' | 'nix' | 'local' | { readonly nixRoot: string };
+
+/** Default size limit of the node-local store. */
+export const LOCAL_STORE_BYTES_DEFAULT = 10 * 1024 ** 3;
+
+export interface StoreServiceOptions {
+  readonly dataDir: string;
+  readonly host: Host;
+  readonly peerId: string;
+  readonly mode: StoreMode;
+  readonly nixAvailable: boolean;
+  readonly localMaxBytes?: number;
+  /** The HTTP binary cache's address; undefined: no cache. */
+  readonly cache?: { readonly host: string; readonly port: number };
+  /** Keys trusted besides the members' store keys (e.g. `cache.nixos.org-1:...`). */
+  readonly trustedKeys?: readonly string[];
+  /** The other members (peer IDs), asked for closures. */
+  readonly peers: () => readonly string[];
+  readonly addrsOf: (peer: string) => readonly Multiaddr[];
+  /** Closure roots the local store must keep (VMs running or about to). */
+  readonly pins?: () => Iterable<string>;
+  readonly log: Logger;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export class StoreService {
+  readonly store: Store;
+  readonly counters: StoreCounters;
+  readonly publicKey: string;
+  private readonly server: StoreServer;
+  private readonly client: StoreClient;
+  private readonly trust: TrustPolicy;
+  private readonly o: StoreServiceOptions;
+  private cache: HttpCache | undefined;
+  /** Fetches in flight per root: a second caller joins the first. */
+  private readonly fetching = new Map<string, Promise<FetchReport>>();
+
+  private constructor(
+    o: StoreServiceOptions,
+    store: Store,
+    counters: StoreCounters,
+    server: StoreServer,
+    publicKey: string,
+  ) {
+    this.o = o;
+    this.store = store;
+    this.counters = counters;
+    this.server = server;
+    this.publicKey = publicKey;
+    this.client = new StoreClient({ host: o.host, addrsOf: o.addrsOf });
+    this.trust = new TrustPolicy([...(o.trustedKeys ?? [])]);
+  }
+
+  static async start(options: StoreServiceOptions): Promise<StoreService> {
+    // The nix CLI's commands this layer runs (path-info, copy) need nix-command on Nix 2.8.
+    const o: StoreServiceOptions = {
+      ...options,
+      env: options.env ?? {
+        ...process.env,
+        NIX_CONFIG: `${process.env.NIX_CONFIG ?? ''}\nexperimental-features = nix-command`,
+      },
+    };
+    for (const k of o.trustedKeys ?? []) parsePublicKey(k); // a bad key fails the start, clearly
+    const counters = newCounters();
+    const key = await loadOrCreateStoreKey(o.dataDir, o.peerId);
+    const store = await openStore(o, counters);
+    const server = new StoreServer({
+      host: o.host,
+      store,
+      key,
+      counters,
+      warn: (msg, fields) => o.log.debug(fields ?? {}, msg),
+    });
+    await server.start();
+    const s = new StoreService(o, store, counters, server, formatPublicKey(key.publicKey));
+    if (o.cache !== undefined) {
+      s.cache = await startHttpCache({
+        store,
+        key,
+        host: o.cache.host,
+        port: o.cache.port,
+        counters,
+        onMiss: (hashPart) => fetchByHashPart(hashPart, s.fetchOptions()),
+      });
+    }
+    return s;
+  }
+
+  get cacheUrl(): string | undefined {
+    return this.cache?.url;
+  }
+
+  private fetchOptions(onProgress?: (p: FetchProgress) => void): FetchOptions {
+    return {
+      store: this.store,
+      client: this.client,
+      peers: this.o.peers,
+      trust: this.trust,
+      counters: this.counters,
+      ...(onProgress !== undefined ? { onProgress } : {}),
+    };
+  }
+
+  /** The path's info here, or undefined. */
+  async info(path: string): Promise<PathInfo | undefined> {
+    parseStorePath(path);
+    return (await this.store.info([path])).get(path);
+  }
+
+  /** Which members hold `path` (this node included when it does). */
+  async where(path: string): Promise<string[]> {
+    const { hashPart } = parseStorePath(path);
+    const holders = await findHolders(this.client, this.o.peers(), [hashPart]);
+    const h = holders.get(hashPart);
+    const peers = h?.path === path ? [...h.peers] : [];
+    if ((await this.store.has([path])).has(path)) peers.unshift(this.o.peerId);
+    return peers;
+  }
+
+  /** Fetches the closure of `path` from the members; concurrent callers share one fetch. */
+  fetch(path: string, onProgress?: (p: FetchProgress) => void): Promise<FetchReport> {
+    parseStorePath(path);
+    const running = this.fetching.get(path);
+    if (running !== undefined) return running;
+    const p = fetchClosure([path], this.fetchOptions(onProgress)).finally(() =>
+      this.fetching.delete(path),
+    );
+    this.fetching.set(path, p);
+    return p;
+  }
+
+  /**
+   * Makes the closure of `path` available here from the machine's Nix store (for a node whose
+   * store is the node-local one; a Nix-backed node holds it already). Signed by this node's key
+   * as it is served. Returns the number of paths imported.
+   */
+  async importFromNix(path: string): Promise<number> {
+    parseStorePath(path);
+    if (this.store.kind === 'nix') {
+      if (!(await this.store.has([path])).has(path)) {
+        throw new StoreError('NOT_FOUND', `${path} is not in this node's Nix store`);
+      }
+      return 0;
+    }
+    if (!this.o.nixAvailable) {
+      throw new StoreError('NOT_FOUND', `${path}: this node has no Nix store to import from`);
+    }
+    const nix = await NixStore.open({
+      stagingDir: join(this.o.dataDir, 'nix-import-staging'),
+      ...(this.o.env !== undefined ? { env: this.o.env } : {}),
+    });
+    if (!(await nix.has([path])).has(path)) {
+      throw new StoreError('NOT_FOUND', `${path} is not in the machine's Nix store`);
+    }
+    const infos = await closureOf(nix, [path]);
+    const have = await this.store.has(infos.map((i) => i.path));
+    let n = 0;
+    for (const info of infos) {
+      if (have.has(info.path)) continue;
+      await addPath(this.store, info, nix.nar(info.path));
+      n++;
+    }
+    return n;
+  }
+
+  async stats(): Promise<StoreCounters & StoreSummary & { publicKey: string; cache?: string }> {
+    return {
+      publicKey: this.publicKey,
+      ...this.counters,
+      ...(await this.store.summary()),
+      ...(this.cacheUrl !== undefined ? { cache: this.cacheUrl } : {}),
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.cache?.close();
+    await this.server.close();
+  }
+}
+
+async function openStore(o: StoreServiceOptions, counters: StoreCounters): Promise<Store> {
+  const mode = o.mode === 'auto' ? (o.nixAvailable ? 'nix' : 'local') : o.mode;
+  if (mode === 'local') {
+    const dir = join(o.dataDir, 'store');
+    await mkdir(dir, { recursive: true });
+    return LocalStore.open({
+      dir,
+      maxBytes: o.localMaxBytes ?? LOCAL_STORE_BYTES_DEFAULT,
+      counters,
+      ...(o.pins !== undefined ? { pins: o.pins } : {}),
+    });
+  }
+  if (!o.nixAvailable) {
+    throw new StoreError('NIX_FAILED', 'the Nix store was asked for, but nix is not installed');
+  }
+  const stagingDir = join(o.dataDir, 'nix-staging');
+  if (/\s/.test(stagingDir)) {
+    throw new StoreError(
+      'NIX_FAILED',
+      `the data dir ${o.dataDir} contains a space, which Nix's file:// import cannot take: use another --data-dir or --store local`,
+    );
+  }
+  return NixStore.open({
+    stagingDir,
+    ...(typeof mode === 'object' ? { root: mode.nixRoot } : {}),
+    ...(o.env !== undefined ? { env: o.env } : {}),
+  });
+}

@@ -1,0 +1,120 @@
+// `pcr store` against real node processes with node-local stores and the real Nix: push a
+// closure from the machine's Nix store into node A's store and have B fetch it peer to peer;
+// where/info/stats; C fetches with `pcr store fetch`; Nix copies the closure from B's binary
+// cache into a fresh store and `nix store verify -r` passes; a path nobody holds is NOT_FOUND.
+
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeWithTools, nixEnv } from '../test/tools.ts';
+import { NODE_INFO_FILE } from './identity.ts';
+import { CLOSURE_EXPR, nixBuild, nixClosure } from './store/nix_fixtures.ts';
+import {
+  closeClients,
+  kill9,
+  type NodeProc,
+  pcr,
+  secretFileOf,
+  startNode,
+  until,
+} from './test/procs.ts';
+
+let base = '';
+const procs: NodeProc[] = [];
+
+beforeAll(async () => {
+  base = await mkdtemp(join(tmpdir(), 'pcr-store-cluster-'));
+});
+afterAll(async () => {
+  await closeClients();
+  for (const p of procs) if (p.child.exitCode === null) await kill9(p).catch(() => {});
+  await rm(base, { recursive: true, force: true });
+});
+
+describeWithTools(['nix', 'nix-store'], 'pcr store on real node processes', () => {
+  let a: NodeProc;
+  let b: NodeProc;
+  let c: NodeProc;
+  let root = '';
+  const cli = (p: NodeProc, args: string[]) =>
+    pcr([...args, '--addr', p.addr, '--secret-file', secretFileOf(a)]);
+
+  beforeAll(async () => {
+    root = await nixBuild(base, CLOSURE_EXPR, `store-cluster-${Date.now()}`);
+    a = await startNode(base, 'a', ['--store', 'local']);
+    procs.push(a);
+    const seed = ['--seed', a.addr, '--secret-file', secretFileOf(a), '--store', 'local'];
+    b = await startNode(base, 'b', seed);
+    c = await startNode(base, 'c', seed);
+    procs.push(b, c);
+    await until(
+      async () => {
+        const r = await cli(a, ['members', '--json']);
+        return r.exitCode === 0 && (JSON.parse(r.stdout) as unknown[]).length === 3;
+      },
+      30_000,
+      'three members',
+    );
+  }, 120_000);
+
+  it('push imports a closure into A and B fetches it from A; where and info agree', {
+    timeout: 120_000,
+  }, async () => {
+    const push = await cli(a, ['store', 'push', root, '--to', b.id, '--json']);
+    expect(push.exitCode, push.stderr).toBe(0);
+    const closure = await nixClosure(root);
+    expect(JSON.parse(push.stdout)).toMatchObject({ imported: closure.length, replicated: [b.id] });
+    const where = await cli(c, ['store', 'where', root, '--json']);
+    expect(where.exitCode, where.stderr).toBe(0);
+    expect((JSON.parse(where.stdout) as string[]).sort()).toEqual([a.id, b.id].sort());
+    const info = await cli(b, ['store', 'info', root]);
+    expect(info.exitCode, info.stderr).toBe(0);
+    expect(info.stdout).toContain(`StorePath: ${root}`);
+    expect(info.stdout).toMatch(/^NarHash: sha256:[0-9a-z]{52}$/m);
+    const stats = JSON.parse((await cli(b, ['store', 'stats', '--json'])).stdout);
+    expect(stats).toMatchObject({
+      kind: 'local',
+      pathsFetched: closure.length,
+      paths: closure.length,
+    });
+  });
+
+  it("pcr store fetch onto C; Nix copies the closure from B's binary cache and verifies it", {
+    timeout: 120_000,
+  }, async () => {
+    const fetched = await cli(a, ['store', 'fetch', root, '--on', c.id.slice(0, 24), '--json']);
+    expect(fetched.exitCode, fetched.stderr).toBe(0);
+    expect(JSON.parse(fetched.stdout)).toMatchObject({ fetched: (await nixClosure(root)).length });
+    const again = await cli(c, ['store', 'fetch', root]);
+    expect(again.stdout).toMatch(/already here/);
+
+    const info = JSON.parse(await readFile(join(b.dataDir, NODE_INFO_FILE), 'utf8')) as {
+      cache: string;
+    };
+    const key = JSON.parse((await cli(b, ['store', 'stats', '--json'])).stdout).publicKey as string;
+    const dest = join(base, 'chroot');
+    const env = nixEnv(`trusted-public-keys = ${key}`);
+    const copy = await execa('nix', ['copy', '--from', info.cache, '--to', dest, root], {
+      env,
+      reject: false,
+    });
+    expect(copy.exitCode, copy.stderr).toBe(0);
+    const verify = await execa('nix', ['store', 'verify', '-r', '--store', dest, root], {
+      env,
+      reject: false,
+    });
+    expect(verify.exitCode, verify.stderr).toBe(0);
+    expect((await nixClosure(root, dest)).sort()).toEqual((await nixClosure(root)).sort());
+  });
+
+  it('a path no member holds is NOT_FOUND (exit 7); a malformed path is a usage error', async () => {
+    const missing = '/nix/store/00000000000000000000000000000000-nothing';
+    const r = await cli(b, ['store', 'fetch', missing]);
+    expect(r.exitCode, r.stderr).toBe(7);
+    expect(r.stderr).toMatch(/no peer holds/);
+    const bad = await cli(b, ['store', 'where', '/tmp/not-a-store-path']);
+    expect(bad.exitCode, bad.stderr).toBe(2);
+  });
+});
