@@ -292,3 +292,10 @@ export function newestHostKernel(): string | undefined {
     return undefined;
   }
 }
+
+/** The first x.y(.z) in `<binary> --version`, 'unknown' if none; undefined if it does not run. */
+export async function versionOf(binary: string): Promise<string | undefined> {
+  const out = await run(binary, ['--version'], 5000);
+  if (out === undefined) return undefined;
+  return /(\d+\.\d+(\.\d+)?)/.exec(out)?.[1] ?? 'unknown';
+}

@@ -1,0 +1,127 @@
+// The firecracker backend: one `firecracker --api-sock ...` process per VM, configured through its
+// API on that unix socket (PUT /machine-config, /boot-source, /drives/{id},
+// /network-interfaces/{id}, then /actions InstanceStart; SendCtrlAltDel to stop; GET / for the
+// state), per its published swagger document. Verified here only against a labelled test double of
+// that API: the binary is not installable on these machines (docs/vmm.md).
+
+import { existsSync } from 'node:fs';
+import type {
+  Backend,
+  BackendProbe,
+  LaunchContext,
+  VmmHandle,
+  VmmStatus,
+  VmRecord,
+} from './backend.ts';
+import { VmmError } from './backend.ts';
+import { apiCall, waitForApi } from './http_unix.ts';
+import { makeHandle, spawnVmm, VmmProcess } from './proc.ts';
+import { versionOf } from './qemu.ts';
+import type { VmSpec } from './spec.ts';
+
+export const FC_API_READY_TIMEOUT_MS = 10_000;
+
+export function firecrackerBackend(opts: { readonly binary?: string } = {}): Backend {
+  const binary = opts.binary ?? 'firecracker';
+  return {
+    name: 'firecracker',
+    async probe(): Promise<BackendProbe> {
+      const v = await versionOf(binary);
+      if (v === undefined)
+        return { available: false, reason: `${binary} not found or does not run` };
+      if (!existsSync('/dev/kvm'))
+        return {
+          available: false,
+          version: v,
+          reason: '/dev/kvm is absent (firecracker needs KVM)',
+        };
+      return { available: true, version: v };
+    },
+    async launch(ctx: LaunchContext): Promise<VmmHandle> {
+      const s = await spawnVmm(binary, ['--api-sock', ctx.paths.socket], {
+        consoleFd: ctx.consoleFd,
+        launchId: ctx.launchId,
+        cwd: ctx.paths.dir,
+      });
+      const proc = new VmmProcess(s.pid, s.startTicks, s.child);
+      try {
+        await waitForApi(ctx.paths.socket, '/', () => proc.alive, FC_API_READY_TIMEOUT_MS);
+        for (const [path, body] of fcRequests(ctx.spec, ctx.tap))
+          await apiCall(ctx.paths.socket, 'PUT', path, body);
+      } catch (e) {
+        proc.signal('SIGKILL');
+        throw e;
+      }
+      return fcHandle(proc, ctx.paths.socket);
+    },
+    async adopt(
+      record: VmRecord,
+      pid: number,
+      pidStartTicks: number,
+    ): Promise<VmmHandle | undefined> {
+      try {
+        await apiCall(record.paths.socket, 'GET', '/');
+      } catch {
+        return undefined;
+      }
+      return fcHandle(
+        new VmmProcess(pid, pidStartTicks, undefined, record.startedAtMs),
+        record.paths.socket,
+      );
+    },
+  };
+}
+
+/** The PUT requests that configure and start a VM, in order. */
+export function fcRequests(spec: VmSpec, tap: string | undefined): [string, unknown][] {
+  if (spec.kernel === undefined)
+    throw new VmmError('VMM_LAUNCH_FAILED', `${spec.name}: firecracker needs a kernel spec`);
+  const reqs: [string, unknown][] = [
+    ['/machine-config', { vcpu_count: spec.vcpus, mem_size_mib: spec.memoryMiB }],
+    [
+      '/boot-source',
+      {
+        kernel_image_path: spec.kernel,
+        boot_args: spec.cmdline ?? 'console=ttyS0',
+        ...(spec.initrd !== undefined ? { initrd_path: spec.initrd } : {}),
+      },
+    ],
+  ];
+  spec.disks.forEach((d, i) => {
+    reqs.push([
+      `/drives/d${i}`,
+      { drive_id: `d${i}`, path_on_host: d.path, is_root_device: false, is_read_only: d.readOnly },
+    ]);
+  });
+  if (spec.network.mode === 'tap') {
+    reqs.push([
+      '/network-interfaces/eth0',
+      {
+        iface_id: 'eth0',
+        host_dev_name: tap,
+        ...(spec.network.mac !== undefined ? { guest_mac: spec.network.mac } : {}),
+      },
+    ]);
+  }
+  reqs.push(['/actions', { action_type: 'InstanceStart' }]);
+  return reqs;
+}
+
+function fcHandle(proc: VmmProcess, socket: string): VmmHandle {
+  return makeHandle(proc, {
+    async status(): Promise<VmmStatus> {
+      const info = (await apiCall(socket, 'GET', '/')) as { state?: string };
+      return info.state === 'Running'
+        ? 'running'
+        : info.state === 'Paused'
+          ? 'paused'
+          : info.state === 'Not started'
+            ? 'shutdown'
+            : 'unknown';
+    },
+    // The guest resets on Ctrl-Alt-Del and firecracker exits on a reset. No API ends firecracker
+    // itself: the force path is SIGTERM, then SIGKILL.
+    requestStop: async () =>
+      void (await apiCall(socket, 'PUT', '/actions', { action_type: 'SendCtrlAltDel' })),
+  });
+}
