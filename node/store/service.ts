@@ -3,8 +3,10 @@
 // fetch from the members, and the HTTP binary cache. The daemon builds one and calls it for the
 // `store.*` API ops and for the agent's closures (docs/store.md, "What the daemon wires").
 
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
 import type { Host } from '../p2p/host.ts';
@@ -21,6 +23,7 @@ import {
 import { type HttpCache, startHttpCache } from './http_cache.ts';
 import { formatPublicKey, loadOrCreateStoreKey, parsePublicKey, TrustPolicy } from './keys.ts';
 import { LocalStore } from './local_store.ts';
+import { restoreNar } from './nar.ts';
 import { NixStore } from './nix_store.ts';
 import {
   addPath,
@@ -31,7 +34,7 @@ import {
   type StoreCounters,
   type StoreSummary,
 } from './store.ts';
-import { parseStorePath } from './store_path.ts';
+import { parseStorePath, STORE_DIR } from './store_path.ts';
 
 /** `auto`: the machine's Nix store when `nix` is installed, else the node-local store. */
 export type StoreMode = 'auto' | 'nix' | 'local' | { readonly nixRoot: string };
@@ -166,6 +169,15 @@ export class StoreService {
   }
 
   /**
+   * Makes the closure of `path` runnable here: fetched from the members if missing, and, for a
+   * node-local store (no Nix on the machine), its paths written out at their /nix/store paths.
+   */
+  async ensureRunnable(path: string, onProgress?: (p: FetchProgress) => void): Promise<void> {
+    await this.fetch(path, onProgress);
+    if (this.store.kind === 'local') await materializeClosure(this.store, path);
+  }
+
+  /**
    * Makes the closure of `path` available here from the machine's Nix store (for a node whose
    * store is the node-local one; a Nix-backed node holds it already). Signed by this node's key
    * as it is served. Returns the number of paths imported.
@@ -212,6 +224,36 @@ export class StoreService {
     await this.cache?.close();
     await this.server.close();
   }
+}
+
+/**
+ * Writes the closure of `path` from `store` to `storeDir` (default /nix/store), references first,
+ * each path atomically (restored beside it, then renamed into place). Paths already there are left
+ * alone: store paths are immutable and named by their content's hash. Returns how many it wrote.
+ */
+export async function materializeClosure(
+  store: Store,
+  path: string,
+  storeDir = STORE_DIR,
+): Promise<number> {
+  const infos = await closureOf(store, [path]);
+  await mkdir(storeDir, { recursive: true });
+  let n = 0;
+  for (const info of infos) {
+    const dest = join(storeDir, basename(info.path));
+    if (existsSync(dest)) continue;
+    const tmp = join(storeDir, `.pcr-restore-${randomBytes(8).toString('hex')}`);
+    try {
+      await restoreNar(store.nar(info.path), tmp);
+      await rename(tmp, dest);
+      n++;
+    } catch (e) {
+      await rm(tmp, { recursive: true, force: true });
+      if (existsSync(dest)) continue; // another restore of the same path won the race
+      throw e;
+    }
+  }
+  return n;
 }
 
 async function openStore(o: StoreServiceOptions, counters: StoreCounters): Promise<Store> {

@@ -1,0 +1,63 @@
+// Materializing a closure from the node-local store at its store paths (for running runners on a
+// machine without Nix): byte for byte what Nix has, references first, idempotent, and a restore
+// that fails leaves nothing at the path.
+
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeWithTools, nixEnv } from '../../test/tools.ts';
+import { LocalStore } from './local_store.ts';
+import { CLOSURE_EXPR, nixBuild, nixClosure } from './nix_fixtures.ts';
+import { NixStore } from './nix_store.ts';
+import { materializeClosure } from './service.ts';
+import { addPath, closureOf, type Store } from './store.ts';
+
+let dir = '';
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'pcr-materialize-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describeWithTools(['nix', 'nix-store'], 'materializeClosure', () => {
+  it('writes a closure out at its store paths, identical to Nix, once', async () => {
+    const root = await nixBuild(dir, CLOSURE_EXPR, `materialize-${Date.now()}`);
+    const nix = await NixStore.open({ stagingDir: join(dir, 'nix-staging'), env: nixEnv() });
+    const local: Store = await LocalStore.open({
+      dir: join(dir, 'local'),
+      maxBytes: 1 << 30,
+      fsync: false,
+    });
+    for (const info of await closureOf(nix, [root])) await addPath(local, info, nix.nar(info.path));
+    const out = join(dir, 'out-store');
+    expect(await materializeClosure(local, root, out)).toBe((await nixClosure(root)).length);
+    expect(await materializeClosure(local, root, out)).toBe(0);
+    expect((await readdir(out)).sort()).toEqual(
+      (await nixClosure(root)).map((p) => basename(p)).sort(),
+    );
+    for (const p of await nixClosure(root)) {
+      // Same tree, same bytes, same modes and links: compare the NARs Nix makes of both.
+      const mine = await execa('nix-store', ['--dump', join(out, basename(p))], {
+        encoding: 'buffer',
+      });
+      const theirs = await execa('nix-store', ['--dump', p], { encoding: 'buffer' });
+      expect(Buffer.compare(mine.stdout as Uint8Array, theirs.stdout as Uint8Array)).toBe(0);
+    }
+  });
+
+  it('a path the store does not hold fails and leaves nothing behind', async () => {
+    const local: Store = await LocalStore.open({
+      dir: join(dir, 'empty'),
+      maxBytes: 1 << 30,
+      fsync: false,
+    });
+    const out = join(dir, 'out-empty');
+    await expect(
+      materializeClosure(local, '/nix/store/00000000000000000000000000000000-nothing', out),
+    ).rejects.toThrow(/not in this store/);
+    expect(await readdir(out).catch(() => [])).toEqual([]);
+  });
+});
