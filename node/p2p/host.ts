@@ -9,13 +9,13 @@ import { type GossipSub, gossipsub } from '@libp2p/gossipsub';
 import { identify } from '@libp2p/identify';
 import type { PrivateKey } from '@libp2p/interface';
 import { ping } from '@libp2p/ping';
-import { preSharedKey } from '@libp2p/pnet';
 import { tcp } from '@libp2p/tcp';
 import { createLibp2p, type Libp2p } from 'libp2p';
+import { clusterProtector } from './protector.ts';
 
 export interface HostOptions {
   readonly privateKey: PrivateKey;
-  /** The cluster secret in the swarm-key format of @libp2p/pnet (95 bytes). */
+  /** The cluster secret in the swarm-key format (95 bytes; node/p2p/protector.ts uses it). */
   readonly psk: Uint8Array;
   readonly listen: readonly string[];
   /** Loopback and test networks dial each other a lot: allow them past the inbound rate limit. */
@@ -35,7 +35,7 @@ export async function createHost(o: HostOptions): Promise<Host> {
     privateKey: o.privateKey,
     addresses: { listen: [...o.listen] },
     transports: [tcp()],
-    connectionProtector: preSharedKey({ psk: o.psk }),
+    connectionProtector: clusterProtector({ psk: o.psk }),
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionManager: { allow: [...(o.allow ?? ['/ip4/127.0.0.0/ipcidr/8'])] },
