@@ -7,6 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKeyPair } from '@libp2p/crypto/keys';
+import type { Stream } from '@libp2p/interface';
 import { generateKey } from '@libp2p/pnet';
 import { lpStream } from '@libp2p/utils';
 import { Packr } from 'msgpackr';
@@ -17,7 +18,17 @@ import { LocalStore } from '../store/local_store.ts';
 import { narString } from '../store/nar.ts';
 import { addPath, type PathInfo } from '../store/store.ts';
 import { createHost, type Host } from './host.ts';
-import { HAVE_QUERY_MAX, STORE_PROTOCOL, StoreClient, StoreServer } from './store_protocol.ts';
+import {
+  CONTROL_FRAME_BYTES_MAX,
+  HAVE_QUERY_MAX,
+  NAR_WINDOW_BYTES,
+  NARS_PER_REQUEST_MAX,
+  REQUEST_BYTES_MAX,
+  STORE_PROTOCOL,
+  STORE_STREAMS_MAX,
+  StoreClient,
+  StoreServer,
+} from './store_protocol.ts';
 
 const psk = new Uint8Array(95);
 generateKey(psk);
@@ -130,5 +141,133 @@ describe('/pcr/store/1.0.0', () => {
     expect(await ask({ op: 'closure', paths: ['/etc/passwd'] })).toMatchObject({
       code: 'BAD_STORE_PATH',
     });
+  });
+});
+
+/** One raw request from b to a's server; the whole answer frame. */
+async function request(req: unknown): Promise<Record<string, unknown>> {
+  const stream = await b.dialProtocol(a.getMultiaddrs(), STORE_PROTOCOL);
+  const lp = lpStream(stream, { maxDataLength: CONTROL_FRAME_BYTES_MAX });
+  await lp.write(packr.pack(req));
+  const answer = packr.unpack((await lp.read()).subarray()) as Record<string, unknown>;
+  await stream.close().catch(() => {});
+  return answer;
+}
+
+/** Unsigned varint, as lpStream frames lengths. */
+function varint(n: number): Buffer {
+  const out: number[] = [];
+  for (; n >= 0x80; n = Math.floor(n / 0x80)) out.push((n % 0x80) | 0x80);
+  out.push(n);
+  return Buffer.from(out);
+}
+
+describe('/pcr/store/1.0.0 bounds', () => {
+  it(`refuses closure and nars requests of more than NARS_PER_REQUEST_MAX (${NARS_PER_REQUEST_MAX}) paths`, async () => {
+    const paths = (n: number) => Array(n).fill(big.path) as string[];
+    const atBound = await request({ op: 'closure', paths: paths(NARS_PER_REQUEST_MAX) });
+    expect(atBound.infos).toHaveLength(1);
+    for (const req of [
+      { op: 'closure', paths: paths(NARS_PER_REQUEST_MAX + 1) },
+      { op: 'nars', paths: paths(NARS_PER_REQUEST_MAX + 1), window: NAR_WINDOW_BYTES },
+    ]) {
+      expect((await request(req)).error).toMatchObject({
+        code: 'PROTOCOL',
+        message: expect.stringMatching(/paths must be an array of at most 1000 strings/),
+      });
+    }
+  });
+
+  it('answers a request frame of REQUEST_BYTES_MAX and refuses a larger one', async () => {
+    // One long "hash part" (not a valid one: answered with no paths) fills the frame.
+    const frame = (n: number) => packr.pack({ op: 'have', hashParts: ['h'.repeat(n)] });
+    const n = REQUEST_BYTES_MAX - 1024;
+    const fits = REQUEST_BYTES_MAX - (frame(n).length - n);
+    expect(frame(fits).length).toBe(REQUEST_BYTES_MAX);
+    expect(await request({ op: 'have', hashParts: ['h'.repeat(fits)] })).toEqual({ paths: [] });
+    expect((await request({ op: 'have', hashParts: ['h'.repeat(fits + 1)] })).error).toMatchObject({
+      code: 'PROTOCOL',
+      message: expect.stringMatching(/bad request frame: .*too long/),
+    });
+  });
+
+  it('a client refuses an answer frame announced past CONTROL_FRAME_BYTES_MAX', async () => {
+    const rogue = await createHost({
+      privateKey: await generateKeyPair('Ed25519'),
+      psk,
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+    });
+    try {
+      await rogue.handle(STORE_PROTOCOL, async (stream) => {
+        await lpStream(stream).read();
+        // Announce one byte more than the bound, then send a little and wait.
+        stream.send(varint(CONTROL_FRAME_BYTES_MAX + 1));
+        stream.send(Buffer.alloc(1024));
+      });
+      const c = new StoreClient({ host: b, addrsOf: () => rogue.getMultiaddrs() });
+      await expect(c.key(rogue.peerId.toString())).rejects.toThrow(
+        `Message length too long - ${CONTROL_FRAME_BYTES_MAX + 1} > ${CONTROL_FRAME_BYTES_MAX}`,
+      );
+    } finally {
+      await rogue.stop();
+    }
+  });
+
+  it(`a server takes at most STORE_STREAMS_MAX (${STORE_STREAMS_MAX}) store streams per connection`, async () => {
+    const open: Stream[] = [];
+    const dial = async () => {
+      const st = await b.dialProtocol(a.getMultiaddrs(), STORE_PROTOCOL, {
+        maxOutboundStreams: 1_000,
+      });
+      open.push(st);
+      return st;
+    };
+    try {
+      // Idle requests: the server holds each stream open, waiting for its request frame.
+      for (let i = 0; i < STORE_STREAMS_MAX; i++) await dial();
+      // A stream past the bound is reset, unanswered.
+      const extra = lpStream(await dial());
+      await expect(
+        (async () => {
+          await extra.write(packr.pack({ op: 'key' }));
+          await extra.read({ signal: AbortSignal.timeout(5_000) });
+        })(),
+      ).rejects.toThrow(/reset|closed|EOF/i);
+      // The streams within the bound are still served.
+      const first = lpStream(open[0]!);
+      await first.write(packr.pack({ op: 'key' }));
+      expect(packr.unpack((await first.read()).subarray())).toHaveProperty('key');
+    } finally {
+      for (const st of open) st.abort(new Error('test done'));
+    }
+    expect(await request({ op: 'key' })).toHaveProperty('key');
+  });
+
+  it(`a client opens at most STORE_STREAMS_MAX (${STORE_STREAMS_MAX}) store streams per connection`, async () => {
+    // A peer that would take any number of streams, so only the client's own bound can refuse.
+    const lenient = await createHost({
+      privateKey: await generateKeyPair('Ed25519'),
+      psk,
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+    });
+    const open: Stream[] = [];
+    try {
+      await lenient.handle(STORE_PROTOCOL, () => {}, { maxInboundStreams: 1_000 });
+      const peer = lenient.peerId.toString();
+      const c = new StoreClient({ host: b, addrsOf: () => lenient.getMultiaddrs() });
+      for (let i = 0; i < STORE_STREAMS_MAX; i++) {
+        open.push(
+          await b.dialProtocol(lenient.getMultiaddrs(), STORE_PROTOCOL, {
+            maxOutboundStreams: 1_000,
+          }),
+        );
+      }
+      await expect(c.have(peer, [big.path.slice(11, 43)])).rejects.toThrow(
+        `Too many outbound protocol streams for protocol "${STORE_PROTOCOL}" - ${STORE_STREAMS_MAX + 1}/${STORE_STREAMS_MAX}`,
+      );
+    } finally {
+      for (const st of open) st.abort(new Error('test done'));
+      await lenient.stop();
+    }
   });
 });

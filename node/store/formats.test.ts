@@ -18,6 +18,7 @@ import {
 import {
   checkNar,
   NAR_DEPTH_MAX,
+  NAR_DIR_ENTRIES_MAX,
   NAR_NAME_BYTES_MAX,
   NAR_TARGET_BYTES_MAX,
   NarParser,
@@ -199,6 +200,36 @@ describe('NAR parser', () => {
     await refuse(Buffer.concat([s('nix-archive-2'), ...file('x')]), /expected "nix-archive-1"/);
     await refuse(nar([s('('), s('type'), s('fifo'), s(')')]), /unknown node type/);
   });
+  it('accepts NAR_DIR_ENTRIES_MAX entries in a directory and refuses the next one', () => {
+    // No smaller bound to lower: a million empty subdirectories (9 tokens, 144 bytes each)
+    // streamed in chunks. The refusal must come exactly at the first entry past the bound.
+    const entry = Buffer.concat(
+      ['entry', '(', 'name', '0000000', 'node', '(', 'type', 'directory', ')', ')'].map((t) =>
+        s(t),
+      ),
+    );
+    const nameAt = 3 * 16 + 8;
+    const head = Buffer.concat([s('nix-archive-1'), s('('), s('type'), s('directory')]);
+    const perChunk = 65_536;
+    const entries = NAR_DIR_ENTRIES_MAX + 1;
+    expect(entries).toBeLessThan(10_000_000); // the 7-digit names stay sorted
+    const p = new NarParser();
+    const feed = () => {
+      p.push(head);
+      for (let i = 0; i < entries; i += perChunk) {
+        const n = Math.min(perChunk, entries - i);
+        const chunk = Buffer.allocUnsafe(entry.length * n);
+        for (let j = 0; j < n; j++) {
+          entry.copy(chunk, j * entry.length);
+          chunk.write(String(i + j).padStart(7, '0'), j * entry.length + nameAt, 'latin1');
+        }
+        p.push(chunk);
+      }
+    };
+    expect(feed).toThrow(/more than 1000000 entries in the root/);
+    // Everything up to the "entry" token of entry NAR_DIR_ENTRIES_MAX + 1 was parsed.
+    expect(p.bytes).toBe(head.length + NAR_DIR_ENTRIES_MAX * entry.length + 16);
+  }, 120_000);
 });
 
 const info: PathInfo = {
