@@ -26,8 +26,9 @@ export const TEST_VM_CMDLINE = 'console=ttyS0 quiet panic=-1 tsc_early_khz=20000
 
 const MODULES = ['kernel/drivers/acpi/button.ko', 'kernel/drivers/input/evdev.ko'];
 
-// The marker is printed only once the power button is armed, so a powerdown sent as soon as the
-// marker is seen is never lost. The button is the guest's only input device.
+// The event device is opened (fd 3) before the marker is printed: evdev queues events only for
+// open readers, so a powerdown sent as soon as the marker is seen is never lost. The short sleep
+// lets the UART drain the power-down line before the power goes. The button is the only input.
 const INIT = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
@@ -41,9 +42,11 @@ while [ -z "$ev" ]; do
   done
   [ -n "$ev" ] && [ -e "$ev" ] || { ev=""; sleep 0.1; }
 done
+exec 3<"$ev"
 echo ${TEST_VM_MARKER}
-dd if="$ev" bs=24 count=1 of=/dev/null 2>/dev/null
+dd bs=24 count=1 of=/dev/null <&3 2>/dev/null
 echo ${TEST_VM_POWERDOWN_MARKER}
+sleep 0.2
 poweroff -f
 `;
 
