@@ -256,8 +256,8 @@ async function main(): Promise<void> {
     );
   }
   process.stdout.write(
-    '\noverhead = agent row minus its by-hand row. A TCG boot varies by +-150 ms between runs on this\n' +
-      "shared machine; poke->spawn is the node's own latency before the VMM is spawned.\n",
+    '\noverhead = agent row minus its by-hand row. A TCG boot varies by hundreds of ms between runs on a\n' +
+      "shared machine (seconds under load); poke->spawn is the node's own latency before the VMM is spawned.\n",
   );
 }
 
