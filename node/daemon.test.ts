@@ -30,6 +30,7 @@ describe('Daemon (in one process)', () => {
       dataDir: join(base, 'a'),
       listen: ['/ip4/127.0.0.1/tcp/0'],
       logger,
+      accel: 'tcg',
     });
     daemons.push(a);
     await until(() => a.node.status().state === 'leader', 5000);
@@ -43,6 +44,7 @@ describe('Daemon (in one process)', () => {
           seeds: [seed],
           secretFile,
           logger,
+          accel: 'tcg',
         }),
       );
     }
@@ -157,7 +159,7 @@ describe('Daemon (in one process)', () => {
   it('a second process on the same data dir is refused', async () => {
     const dir = join(dirs[0]!, 'a');
     await expect(
-      Daemon.start({ dataDir: dir, listen: ['/ip4/127.0.0.1/tcp/0'], logger }),
+      Daemon.start({ dataDir: dir, listen: ['/ip4/127.0.0.1/tcp/0'], logger, accel: 'tcg' }),
     ).rejects.toBeInstanceOf(DataDirLockedError);
   });
 
@@ -169,6 +171,7 @@ describe('Daemon (in one process)', () => {
         listen: ['/ip4/127.0.0.1/tcp/0'],
         seeds: [daemons[0]!.addrs()[0]!],
         logger,
+        accel: 'tcg',
       }),
     ).rejects.toThrow(/needs its secret/);
   });

@@ -16,6 +16,7 @@ import { peerIdFromString } from '@libp2p/peer-id';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
 import { bootstrap, type NodeId, type RandomSource } from '../consensus/index.ts';
+import { Agent } from './agent/agent.ts';
 import { API_SESSION_PROTOCOL, serveSession } from './api/session.ts';
 import {
   API_PROTOCOL,
@@ -28,7 +29,7 @@ import {
 } from './api/wire.ts';
 import { loadOrCreatePeerKey, loadOrCreateSecret, NODE_INFO_FILE } from './identity.ts';
 import { Histogram, renderSamples, type Sample, serveMetrics } from './metrics.ts';
-import { collectMetrics, detectVmms, GOSSIP_INTERVAL_MS, Gossip } from './p2p/gossip.ts';
+import { collectMetrics, GOSSIP_INTERVAL_MS, Gossip } from './p2p/gossip.ts';
 import { createHost, type Host } from './p2p/host.ts';
 import {
   DuplicateInstanceError,
@@ -42,8 +43,12 @@ import { LevelDisk } from './raft/level_disk.ts';
 import { type Outcome, RaftNode } from './raft/node.ts';
 import { DurableStorage } from './raft/storage.ts';
 import type { Command, Member, Query } from './state/machine.ts';
+import { VM_REASON_BYTES_MAX, type VmState } from './state/vms.ts';
 import type { FetchProgress } from './store/fetch.ts';
 import { type StoreMode, StoreService } from './store/service.ts';
+import type { Accelerator, Backend, BackendName, Capabilities } from './vmm/backend.ts';
+import { defaultBackends, probeBackends } from './vmm/probe.ts';
+import { Supervisor } from './vmm/supervisor.ts';
 
 export interface DaemonOptions {
   readonly dataDir: string;
@@ -71,6 +76,8 @@ export interface DaemonOptions {
   readonly trustedKeys?: readonly string[];
   /** Environment for the nix CLI (tests: offline settings). */
   readonly nixEnv?: NodeJS.ProcessEnv;
+  /** QEMU's accelerator: `auto` proves KVM by booting a kernel under it, else TCG. */
+  readonly accel?: 'auto' | Accelerator;
   readonly logger: Logger;
 }
 
@@ -133,6 +140,15 @@ export class Daemon {
   store: StoreService | undefined;
   /** Closure fetches started through the API, by the client's progress id. */
   private readonly fetchProgress = new Map<string, FetchProgress>();
+  /** The VMM backends, what they can do here (probed once, in the background), the VMs. */
+  private readonly backends: Record<BackendName, Backend>;
+  readonly capabilities: Promise<Capabilities>;
+  supervisor: Supervisor | undefined;
+  agent: Agent | undefined;
+  /** Runner closures this process made sure of (in the store, verified, on disk). */
+  private readonly runnable = new Set<string>();
+  /** The VM table's change count the agent last saw (it is poked when that moves). */
+  private vmChangesSeen = -1;
 
   private constructor(o: DaemonOptions, host: Host, disk: LevelDisk, storage: DurableStorage) {
     this.o = o;
@@ -160,13 +176,27 @@ export class Daemon {
       requestTimeoutTicks: Math.ceil(5000 / (o.tickMs ?? DAEMON_DEFAULTS.tickMs)),
       ...(o.snapshotEntries !== undefined ? { snapshotEntries: o.snapshotEntries } : {}),
       ...(o.keepEntries !== undefined ? { keepEntries: o.keepEntries } : {}),
+      onApply: () => {
+        if (node === undefined) return; // replaying the log inside RaftNode's constructor
+        const changes = node.sm.vms.changes;
+        if (changes !== this.vmChangesSeen) {
+          this.vmChangesSeen = changes;
+          this.agent?.poke();
+        }
+      },
       onFatal: (err) => {
         this.log.fatal({ err: err.message }, 'disk failed; the node stopped');
         void this.stop();
       },
     });
     this.node = node;
-    const vmms = detectVmms();
+    this.backends = defaultBackends(
+      o.accel !== undefined && o.accel !== 'auto' ? { qemu: { accelerator: o.accel } } : {},
+    );
+    this.capabilities = probeBackends(this.backends);
+    const vmms = this.capabilities.then((c) =>
+      (Object.keys(c.backends) as BackendName[]).filter((n) => c.backends[n].available),
+    );
     this.gossip = new Gossip(
       host,
       async () => collectMetrics(this.id, PCR_VERSION, o.dataDir, await vmms),
@@ -251,10 +281,15 @@ export class Daemon {
       ...(cacheAddr !== 'off' ? { cache: { host: chost, port: cport } } : {}),
       trustedKeys: this.o.trustedKeys ?? [],
       peers: () => this.otherMembers(),
+      pins: () =>
+        this.node.sm.vms
+          .list(this.id)
+          .flatMap((v) => (v.spec.runner !== undefined ? [v.spec.runner] : [])),
       addrsOf: (id) => this.addrsOf(id),
       log: this.log,
       ...(this.o.nixEnv !== undefined ? { env: this.o.nixEnv } : {}),
     });
+    await this.startVms();
     await this.transport.start();
     this.gossip.start();
     const tickMs = this.o.tickMs ?? DAEMON_DEFAULTS.tickMs;
@@ -326,6 +361,68 @@ export class Daemon {
     const m = this.member(id);
     const fromTable = m === undefined ? [] : m.addrs.map((a) => multiaddr(a));
     return [...fromTable, ...(this.extraAddrs.get(id) ?? [])];
+  }
+
+  /**
+   * The supervisor (adopting VMs that kept running while the daemon was down) and the agent that
+   * reconciles this node's VMs with the replicated VM table (docs/vmm.md).
+   */
+  private async startVms(): Promise<void> {
+    const supervisor = new Supervisor({
+      runDir: join(this.o.dataDir, VM_RUN_DIR),
+      backends: this.backends,
+      onEvent: (e) => this.log.info({ vm: e.name, event: e.kind, detail: e.detail }, 'vm event'),
+    });
+    const found = await supervisor.recover();
+    if (found.length > 0) this.log.info({ vms: found.map((v) => v.name) }, 'VMs found again');
+    this.supervisor = supervisor;
+    this.agent = new Agent({
+      supervisor,
+      deps: {
+        desiredForThisNode: () =>
+          this.node.sm.vms.list(this.id).map((v) => ({
+            name: v.name,
+            spec: v.spec,
+            generation: v.generation,
+            state: v.desired,
+          })),
+        report: (name, state, reason) => this.reportVm(name, state, reason),
+        // The node's store is the authority on what is here, not the file system: a path on
+        // disk that the store does not hold (another tool put it there) is fetched and verified.
+        closurePresent: (path) => this.runnable.has(path),
+        ensureClosure: async (path, onProgress) => {
+          await this.store!.ensureRunnable(path, (p) =>
+            onProgress({ bytes: p.bytesDone, paths: p.pathsDone }),
+          );
+          this.runnable.add(path);
+        },
+      },
+      onError: (what, err) => this.log.warn({ err: err.message }, what),
+    });
+    this.agent.start();
+  }
+
+  /** Commits a VM's state as this node's agent sees it, for the VM's current generation. */
+  private async reportVm(name: string, state: VmState, reason?: string): Promise<void> {
+    const vm = this.node.sm.vms.get(name);
+    if (vm === undefined || vm.node !== this.id) return; // removed or moved: nothing to say
+    const why =
+      reason === undefined
+        ? undefined
+        : Buffer.from(reason)
+            .subarray(0, VM_REASON_BYTES_MAX)
+            .toString('utf8')
+            .replace(/\uFFFD$/, '');
+    const out = await this.submit({
+      op: 'vm.report',
+      name,
+      node: this.id,
+      generation: vm.generation,
+      state,
+      ...(why !== undefined ? { reason: why } : {}),
+      atMs: Date.now(),
+    });
+    if (!out.ok) throw new Error(`report of ${name} ${state} not committed: ${out.message}`);
   }
 
   /** Peer IDs of the other members (the store asks them for closures). */
@@ -892,6 +989,9 @@ export class Daemon {
     }
     clearInterval(this.ticker);
     this.metricsServer?.close();
+    // The VMs keep running: the next daemon on this data dir adopts them.
+    await this.agent?.stop().catch(() => {});
+    await this.supervisor?.close().catch(() => {});
     await this.store?.close().catch(() => {});
     this.node.stop();
     await this.transport.close();

@@ -21,6 +21,7 @@ interface StartOpts {
   storeMaxMib?: number;
   cache: string;
   trustedKey: string[];
+  accel: 'auto' | 'kvm' | 'tcg';
 }
 
 /** `--store auto|nix|local|nix:DIR`. */
@@ -84,6 +85,16 @@ export function registerNodeCommands(program: Command): void {
       [],
     )
     .option(
+      '--accel <accel>',
+      "QEMU's accelerator: auto (KVM if a probe boot proves it works, else TCG), kvm, tcg",
+      (v: string) => {
+        if (v !== 'auto' && v !== 'kvm' && v !== 'tcg')
+          throw new InvalidArgumentError('auto, kvm or tcg');
+        return v;
+      },
+      process.env.PCR_ACCEL ?? 'auto',
+    )
+    .option(
       '--keep-entries <n>',
       'log entries kept behind a snapshot for slow followers',
       integerOption(1, 1e9),
@@ -109,6 +120,7 @@ export function registerNodeCommands(program: Command): void {
         ...(o.storeMaxMib !== undefined ? { storeMaxBytes: o.storeMaxMib * 1024 * 1024 } : {}),
         cacheAddr: o.cache,
         trustedKeys: o.trustedKey,
+        accel: o.accel,
         logger,
       });
       const addr = daemon.addrs()[0];

@@ -4,9 +4,8 @@
 // (membership and desired state live in Raft). Messages are signed by gossipsub (StrictSign), so
 // the publisher's peer ID is authenticated; a message about another node is refused.
 
-import { access, statfs } from 'node:fs/promises';
+import { statfs } from 'node:fs/promises';
 import { cpus, freemem, loadavg, totalmem } from 'node:os';
-import { delimiter, join } from 'node:path';
 import { Packr } from 'msgpackr';
 import type { Host } from './host.ts';
 
@@ -40,32 +39,6 @@ export interface ViewEntry {
 export type Health = 'alive' | 'suspect' | 'down';
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
-
-const VMM_BINARIES: Record<string, string> = {
-  qemu: 'qemu-system-x86_64',
-  'cloud-hypervisor': 'cloud-hypervisor',
-  firecracker: 'firecracker',
-};
-
-/** Which VMM binaries are on PATH (issue 6 refines this with probes that actually boot). */
-export async function detectVmms(): Promise<string[]> {
-  const dirs = (process.env.PATH ?? '').split(delimiter).filter((d) => d !== '');
-  const found: string[] = [];
-  for (const [name, bin] of Object.entries(VMM_BINARIES)) {
-    for (const d of dirs) {
-      if (
-        await access(join(d, bin)).then(
-          () => true,
-          () => false,
-        )
-      ) {
-        found.push(name);
-        break;
-      }
-    }
-  }
-  return found;
-}
 
 function metricsProblem(x: unknown): string | undefined {
   if (typeof x !== 'object' || x === null) return 'not an object';

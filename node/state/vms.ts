@@ -124,9 +124,20 @@ function withEvent(vm: VmEntry, e: VmEvent): VmEvent[] {
 
 export class VmTable {
   private vms = new Map<string, VmEntry>();
+  /**
+   * Counts changes to the table (not replicated, not in the snapshot): a node's agent looks at it
+   * after each applied entry to know when to reconcile.
+   */
+  changes = 0;
 
   /** `isMember` says whether a node id is in the member table (vm.put must name a member). */
   apply(index: number, c: VmCommand, isMember: (id: string) => boolean): VmResult {
+    const r = this.applyOne(index, c, isMember);
+    if (r.ok) this.changes++;
+    return r;
+  }
+
+  private applyOne(index: number, c: VmCommand, isMember: (id: string) => boolean): VmResult {
     switch (c.op) {
       case 'vm.put': {
         const r = validateVmSpec(c.spec);
@@ -249,5 +260,6 @@ export class VmTable {
       vms.set(v.name, v as VmEntry);
     }
     this.vms = vms;
+    this.changes++;
   }
 }

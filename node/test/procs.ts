@@ -36,7 +36,8 @@ export async function startNode(
     ['node', 'start', '--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', ...args],
     {
       reject: false,
-      env: { PCR_LOG_LEVEL: process.env.PCR_LOG_LEVEL ?? 'warn' },
+      // TCG: each node start would otherwise probe KVM with a guest boot (seconds of CPU here).
+      env: { PCR_LOG_LEVEL: process.env.PCR_LOG_LEVEL ?? 'warn', PCR_ACCEL: 'tcg' },
       stdin: 'ignore',
     },
   );

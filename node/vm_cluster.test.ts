@@ -1,0 +1,161 @@
+// From `pcr` to a running VM on a 3-node cluster of real processes (issue 6's end-to-end test):
+// a microvm.nix-shaped runner closure built with the real Nix is pushed into node A's store; a
+// client on node C runs it on node B, which fetches the closure from A peer to peer and starts it;
+// the guest's marker shows in `pcr vm logs`; a kill -9 of the VMM is followed by a restart per the
+// spec's policy; `pcr vm stop` powers the guest down gracefully; a VM whose closure nobody holds
+// fails with the reason and exit 8; a bad spec is refused with exit 2.
+
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeWithTools } from '../test/tools.ts';
+import { VM_RUN_DIR } from './daemon.ts';
+import {
+  closeClients,
+  kill9,
+  type NodeProc,
+  pcr,
+  secretFileOf,
+  startNode,
+  until,
+} from './test/procs.ts';
+import { buildTestVm, TEST_VM_MARKER, TEST_VM_POWERDOWN_MARKER } from './vmm/test/fixture.ts';
+import { sweep, vmmsUnder } from './vmm/test/helpers.ts';
+import { buildRunnerClosure } from './vmm/test/runner.ts';
+
+let base = '';
+const procs: NodeProc[] = [];
+
+beforeAll(async () => {
+  // Short: VMM sockets live under the data dirs (unix socket paths are at most 107 bytes).
+  base = await mkdtemp('/tmp/pcr-vmc-');
+});
+afterAll(async () => {
+  await closeClients();
+  for (const p of procs) if (p.child.exitCode === null) await kill9(p).catch(() => {});
+  for (const p of procs) await sweep(join(p.dataDir, VM_RUN_DIR));
+  await rm(base, { recursive: true, force: true });
+});
+
+describeWithTools(
+  ['nix', 'nix-store', 'qemu-system-x86_64', 'busybox'],
+  'VMs on a cluster of real node processes',
+  () => {
+    let a: NodeProc;
+    let b: NodeProc;
+    let c: NodeProc;
+    let runner = '';
+    const cli = (p: NodeProc, args: string[], timeoutMs?: number) =>
+      pcr([...args, '--addr', p.addr, '--secret-file', secretFileOf(a)], timeoutMs);
+    const logs = async (name: string) => (await cli(c, ['vm', 'logs', name])).stdout;
+    const count = (text: string, marker: string) => text.split(marker).length - 1;
+
+    beforeAll(async () => {
+      const vm = await buildTestVm();
+      runner = await buildRunnerClosure(vm, `pcr-e2e-${Date.now()}`);
+      a = await startNode(base, 'a', ['--store', 'local']);
+      procs.push(a);
+      const seed = ['--seed', a.addr, '--secret-file', secretFileOf(a), '--store', 'local'];
+      b = await startNode(base, 'b', seed);
+      c = await startNode(base, 'c', seed);
+      procs.push(b, c);
+      await until(
+        async () => {
+          const r = await cli(a, ['members', '--json']);
+          return r.exitCode === 0 && (JSON.parse(r.stdout) as unknown[]).length === 3;
+        },
+        30_000,
+        'three members',
+      );
+      const push = await cli(a, ['store', 'push', runner]);
+      expect(push.exitCode, push.stderr).toBe(0);
+    }, 180_000);
+
+    it('runs on B from C with the closure fetched from A; logs; restart after kill -9; graceful stop', {
+      timeout: 300_000,
+    }, async () => {
+      const spec = join(base, 'e2e.json');
+      await writeFile(
+        spec,
+        JSON.stringify({
+          version: 1,
+          name: 'e2e',
+          runner,
+          memoryMiB: 128,
+          restart: {
+            policy: 'on-failure',
+            maxAttempts: 3,
+            backoffInitialMs: 200,
+            backoffMaxMs: 1000,
+          },
+        }),
+      );
+      const run = await cli(c, ['vm', 'run', spec, '--on', b.id, '--json'], 120_000);
+      expect(run.exitCode, run.stderr).toBe(0);
+      expect(JSON.parse(run.stdout)).toMatchObject({ name: 'e2e', node: b.id, state: 'running' });
+      // The states went through Raft in order, and B fetched the closure from A.
+      const events = JSON.parse((await cli(c, ['vm', 'status', 'e2e', '--json'])).stdout)
+        .events as {
+        state: string;
+      }[];
+      expect(events.map((e) => e.state)).toEqual(['pending', 'fetching', 'starting', 'running']);
+      const where = JSON.parse((await cli(c, ['store', 'where', runner, '--json'])).stdout);
+      expect(where).toContain(b.id);
+      const stats = JSON.parse((await cli(b, ['store', 'stats', '--json'])).stdout);
+      expect(stats.pathsFetched).toBeGreaterThan(0);
+
+      await until(async () => count(await logs('e2e'), TEST_VM_MARKER) >= 1, 60_000, 'the marker');
+
+      // kill -9 of the VMM: the policy restarts it, and the guest boots again.
+      const pids = vmmsUnder(join(b.dataDir, VM_RUN_DIR));
+      expect(pids.length).toBeGreaterThan(0);
+      for (const pid of pids) process.kill(pid, 'SIGKILL');
+      await until(
+        async () => count(await logs('e2e'), TEST_VM_MARKER) >= 2,
+        90_000,
+        'a second boot',
+      );
+      const status = JSON.parse((await cli(c, ['vm', 'status', 'e2e', '--json'])).stdout);
+      expect(status.state).toBe('running');
+
+      const stop = await cli(c, ['vm', 'stop', 'e2e', '--json'], 120_000);
+      expect(stop.exitCode, stop.stderr).toBe(0);
+      expect(JSON.parse(stop.stdout)).toMatchObject({ state: 'stopped' });
+      expect(await logs('e2e')).toContain(TEST_VM_POWERDOWN_MARKER);
+      expect(vmmsUnder(join(b.dataDir, VM_RUN_DIR))).toEqual([]);
+
+      const removed = await cli(c, ['vm', 'rm', 'e2e']);
+      expect(removed.exitCode, removed.stderr).toBe(0);
+      const list = JSON.parse((await cli(a, ['vm', 'list', '--json'])).stdout);
+      expect(list).toEqual([]);
+    });
+
+    it('a VM whose closure no member holds fails with the reason (exit 8); a bad spec exits 2', {
+      timeout: 120_000,
+    }, async () => {
+      const spec = join(base, 'nothing.json');
+      await writeFile(
+        spec,
+        JSON.stringify({
+          version: 1,
+          name: 'nothing',
+          runner: '/nix/store/00000000000000000000000000000000-microvm-run-nothing',
+        }),
+      );
+      const run = await cli(c, ['vm', 'run', spec, '--on', a.id], 60_000);
+      expect(run.exitCode, run.stderr).toBe(8);
+      expect(run.stderr).toMatch(/nothing failed: .*no peer holds/);
+      await cli(c, ['vm', 'rm', 'nothing']);
+
+      const bad = join(base, 'bad.json');
+      await writeFile(
+        bad,
+        JSON.stringify({ version: 1, name: 'Bad Name', runner, memoryMiB: 1 << 30 }),
+      );
+      const refused = await cli(c, ['vm', 'run', bad, '--on', a.id]);
+      expect(refused.exitCode).toBe(2);
+      expect(refused.stderr).toMatch(/name: /);
+      expect(refused.stderr).toMatch(/memoryMiB: /);
+    });
+  },
+);
