@@ -10,24 +10,32 @@
 //
 // Every row detects the marker the same way (polling the console file every POLL_MS), so the
 // detector's cost cancels out of the difference. Runs alternate between rows to spread drift.
-// The `pcr vm run` rows (end to end through Raft, closure present and fetched from a peer) are
-// added by the CLI's issue: push a Row to `rows` below.
+//   vm.run API, present    the `vm.run` request `pcr vm run` sends, to a real node process (Raft
+//                          commit, apply, the agent, the supervisor, the microvm backend); the
+//                          runner closure is already in that node's store
+//   pcr vm run, present    the same through the `pcr` command, Node's start included
+//   vm.run API, fetched    on a fresh node whose store is empty: the closure comes from a peer
 //
 //   npm run bench:vm -- [--runs N] [--json]
 
 import '../node/polyfill.ts';
 import { spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Agent } from '../node/agent/agent.ts';
 import type { DesiredVm } from '../node/agent/reconciler.ts';
+import { ApiClient } from '../node/api/client.ts';
+import { VM_RUN_DIR } from '../node/daemon.ts';
+import { readSecret } from '../node/identity.ts';
+import { type NodeProc, pcr, secretFileOf, startNode, stop } from '../node/test/procs.ts';
 import { microvmBackend } from '../node/vmm/microvm.ts';
 import { qemuArgs, qemuBackend } from '../node/vmm/qemu.ts';
 import { type VmSpec, validateVmSpec } from '../node/vmm/spec.ts';
 import { Supervisor } from '../node/vmm/supervisor.ts';
 import { buildTestVm, readConsole, TEST_VM_MARKER, type TestVm } from '../node/vmm/test/fixture.ts';
+import { vmmsUnder } from '../node/vmm/test/helpers.ts';
 import { buildRunnerClosure } from '../node/vmm/test/runner.ts';
 import { machine, machineLine, parseOptions } from './common.ts';
 
@@ -129,6 +137,127 @@ function throughAgent(
   };
 }
 
+/**
+ * End-to-end rows on real node processes: node A (runner pushed into its node-local store) and,
+ * for the fetched row, a fresh node per run that joins A as a learner.
+ */
+async function clusterRows(
+  root: string,
+  runner: string,
+): Promise<{ rows: Row[]; close(): Promise<void> }> {
+  const nodes: NodeProc[] = [];
+  const clients: ApiClient[] = [];
+  // One voter: the fresh nodes stay learners, so stopping them never touches the quorum.
+  const a = await startNode(root, 'a', ['--store', 'local', '--max-voters', '1']);
+  nodes.push(a);
+  const secret = await readSecret(secretFileOf(a));
+  const ca = await ApiClient.connect(a.addr, secret);
+  clients.push(ca);
+  const push = await ca.request({ op: 'store.push', path: runner }, 120_000);
+  if (!push.ok) throw new Error(`store push: ${push.error.message}`);
+  const spec = (name: string) => ({ version: 1, name, runner, memoryMiB: 128 });
+
+  /** Waits for the marker in `node`'s console of `name`, then removes the VM and waits it gone. */
+  const measure = async (
+    node: NodeProc,
+    client: ApiClient,
+    name: string,
+    t0: number,
+  ): Promise<Sample> => {
+    const runDir = join(node.dataDir, VM_RUN_DIR);
+    try {
+      return { markerMs: await waitMarker(join(runDir, name, 'console.log'), t0) };
+    } finally {
+      await client.request({ op: 'vm.rm', name }, 30_000);
+      for (let i = 0; i < 3000 && vmmsUnder(join(runDir, name)).length > 0; i++)
+        await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+  const rows: Row[] = [
+    {
+      name: 'vm.run API, present',
+      baseline: 'by hand, runner',
+      once: async (run) => {
+        const name = `api${run}`;
+        const t0 = performance.now();
+        const r = await ca.request({ op: 'vm.run', spec: spec(name), node: a.id }, 60_000);
+        if (!r.ok) throw new Error(r.error.message);
+        return measure(a, ca, name, t0);
+      },
+    },
+    {
+      name: 'pcr vm run, present',
+      baseline: 'by hand, runner',
+      once: async (run) => {
+        const name = `cli${run}`;
+        const file = join(root, `${name}.json`);
+        await writeFile(file, JSON.stringify(spec(name)));
+        const t0 = performance.now();
+        const cli = pcr([
+          'vm',
+          'run',
+          file,
+          '--on',
+          a.id,
+          '--detach',
+          '--addr',
+          a.addr,
+          '--secret-file',
+          secretFileOf(a),
+        ]);
+        const sample = await measure(a, ca, name, t0).finally(() => cli);
+        const r = await cli;
+        if (r.exitCode !== 0) throw new Error(`pcr vm run: ${r.stderr}`);
+        return sample;
+      },
+    },
+    {
+      name: 'vm.run API, fetched',
+      once: async (run) => {
+        const b = await startNode(root, `b${run}`, [
+          '--store',
+          'local',
+          '--seed',
+          a.addr,
+          '--secret-file',
+          secretFileOf(a),
+        ]);
+        nodes.push(b);
+        const cb = await ApiClient.connect(b.addr, secret);
+        try {
+          for (let i = 0; ; i++) {
+            const st = await cb.request({ op: 'status' }, 5000).catch(() => undefined);
+            const me = (
+              (st as Record<string, unknown> | undefined)?.members as
+                | { id: string; role: string }[]
+                | undefined
+            )?.find((m) => m.id === b.id);
+            if (st?.ok === true && st.leader !== '' && me?.role === 'learner') break;
+            if (i > 600) throw new Error('the fresh node did not join');
+            await new Promise((r) => setTimeout(r, 50));
+          }
+          const name = `fetch${run}`;
+          const t0 = performance.now();
+          const r = await cb.request({ op: 'vm.run', spec: spec(name), node: b.id }, 60_000);
+          if (!r.ok) throw new Error(r.error.message);
+          return await measure(b, cb, name, t0);
+        } finally {
+          await cb.close();
+          await stop(b);
+          await ca.request({ op: 'raft.remove', id: b.id }, 10_000).catch(() => undefined);
+        }
+      },
+    },
+  ];
+  return {
+    rows,
+    async close() {
+      for (const c of clients) await c.close();
+      for (const n of nodes) if (n.child.exitCode === null) await stop(n).catch(() => {});
+    },
+  };
+}
+
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
@@ -182,8 +311,10 @@ async function main(): Promise<void> {
       `bench: no runner rows (building the runner closure with Nix failed: ${(e as Error).message})\n`,
     );
   }
+  let cluster: Awaited<ReturnType<typeof clusterRows>> | undefined;
   if (runner !== undefined) {
     const r = runner;
+    cluster = await clusterRows(join(root, 'cluster'), r);
     rows.push(
       {
         name: 'by hand, runner',
@@ -198,6 +329,7 @@ async function main(): Promise<void> {
           return s.spec;
         }),
       },
+      ...cluster.rows,
     );
   }
 
@@ -207,6 +339,7 @@ async function main(): Promise<void> {
       for (const row of rows) samples.get(row.name)!.push(await row.once(run));
     }
   } finally {
+    await cluster?.close();
     await rm(root, { recursive: true, force: true });
   }
 
