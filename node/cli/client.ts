@@ -96,6 +96,18 @@ const CODE_HINT: Record<string, string> = {
   TIMEOUT: 'timed out: the outcome is unknown; check with a read before retrying a write',
 };
 
+/**
+ * Whether the connection protector refused the member's proof of the cluster secret
+ * (ProtectorError code WRONG_SECRET), looking through libp2p's wrapped and aggregated errors.
+ */
+function isWrongSecret(e: unknown, depth = 0): boolean {
+  if (typeof e !== 'object' || e === null || depth > 8) return false;
+  const x = e as { code?: unknown; cause?: unknown; errors?: unknown };
+  if (x.code === 'WRONG_SECRET') return true;
+  if (Array.isArray(x.errors) && x.errors.some((y) => isWrongSecret(y, depth + 1))) return true;
+  return isWrongSecret(x.cause, depth + 1);
+}
+
 /** A connection to one member for several requests (e.g. `vm logs --follow`, `vm run` waiting). */
 export interface Connection {
   /** Sends one request and returns the successful answer, or throws a CliError with its code. */
@@ -122,7 +134,7 @@ export async function connect(o: ConnectOptions): Promise<Connection> {
       } catch (e) {
         const err = e as Error;
         const text = `${err.name} ${err.message}`;
-        if (/EncryptionFailed|nonce|psk/i.test(text)) {
+        if (isWrongSecret(err)) {
           throw new CliError(
             `not authorized by ${addr}: the cluster secret does not match (${err.name})`,
             EXIT.unauthorized,
