@@ -107,6 +107,47 @@ describeWithTools(['nix', 'nix-store'], 'pcr store on real node processes', () =
     });
     expect(verify.exitCode, verify.stderr).toBe(0);
     expect((await nixClosure(root, dest)).sort()).toEqual((await nixClosure(root)).sort());
+    // And as a substituter: realising the path in another fresh store substitutes it from B.
+    const dest2 = join(base, 'chroot-substituted');
+    const sub = await execa(
+      'nix-store',
+      ['--store', dest2, '--realise', root, '--option', 'substituters', info.cache],
+      { env, reject: false },
+    );
+    expect(sub.exitCode, sub.stderr).toBe(0);
+    expect(sub.stderr).toMatch(/copying path/);
+    const verify2 = await execa('nix', ['store', 'verify', '-r', '--store', dest2, root], {
+      env,
+      reject: false,
+    });
+    expect(verify2.exitCode, verify2.stderr).toBe(0);
+  });
+
+  it("a node's binary cache fetches a missing path from the members before answering Nix", {
+    timeout: 120_000,
+  }, async () => {
+    const fresh = await nixBuild(base, CLOSURE_EXPR, `store-cluster-miss-${Date.now()}`);
+    const push = await cli(a, ['store', 'push', fresh]);
+    expect(push.exitCode, push.stderr).toBe(0);
+    const before = JSON.parse((await cli(c, ['store', 'stats', '--json'])).stdout);
+    const info = JSON.parse(await readFile(join(c.dataDir, NODE_INFO_FILE), 'utf8')) as {
+      cache: string;
+    };
+    const key = before.publicKey as string;
+    const dest = join(base, 'chroot-miss');
+    const env = nixEnv(`trusted-public-keys = ${key}`);
+    const copy = await execa('nix', ['copy', '--from', info.cache, '--to', dest, fresh], {
+      env,
+      reject: false,
+    });
+    expect(copy.exitCode, copy.stderr).toBe(0);
+    const after = JSON.parse((await cli(c, ['store', 'stats', '--json'])).stdout);
+    expect(after.pathsFetched - before.pathsFetched).toBe((await nixClosure(fresh)).length);
+    const verify = await execa('nix', ['store', 'verify', '-r', '--store', dest, fresh], {
+      env,
+      reject: false,
+    });
+    expect(verify.exitCode, verify.stderr).toBe(0);
   });
 
   it('a path no member holds is NOT_FOUND (exit 7); a malformed path is a usage error', async () => {
