@@ -7,6 +7,7 @@
 
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeWithTools } from '../test/tools.ts';
 import { VM_RUN_DIR } from './daemon.ts';
@@ -14,6 +15,7 @@ import {
   closeClients,
   kill9,
   type NodeProc,
+  PCR,
   pcr,
   secretFileOf,
   startNode,
@@ -118,6 +120,46 @@ describeWithTools(
       const status = JSON.parse((await cli(c, ['vm', 'status', 'e2e', '--json'])).stdout);
       expect(status.state).toBe('running');
 
+      // `pcr vm logs --follow` streams the console as it grows.
+      const follow = execa(
+        PCR,
+        ['vm', 'logs', 'e2e', '--follow', '--addr', c.addr, '--secret-file', secretFileOf(a)],
+        { reject: false, stdin: 'ignore' },
+      );
+      let followed = '';
+      follow.stdout?.on('data', (d: Buffer) => {
+        followed += d.toString();
+      });
+      await until(
+        () => count(followed, TEST_VM_MARKER) >= 2,
+        30_000,
+        'the marker through --follow',
+      );
+      follow.kill('SIGTERM');
+      await follow;
+
+      // kill -9 of B's daemon: the VM keeps running; the restarted daemon adopts it, no second VMM.
+      const vmmBefore = vmmsUnder(join(b.dataDir, VM_RUN_DIR));
+      expect(vmmBefore.length).toBe(1);
+      await kill9(b);
+      const b2 = await startNode(base, 'b', []);
+      procs.push(b2);
+      Object.assign(b, b2);
+      await until(
+        async () => {
+          const st = await cli(b, ['status', '--json']);
+          return st.exitCode === 0 && JSON.parse(st.stdout).leader !== '' ? true : undefined;
+        },
+        30_000,
+        'B back in the cluster',
+      );
+      await new Promise((r) => setTimeout(r, 2000)); // a few agent rounds
+      expect(vmmsUnder(join(b.dataDir, VM_RUN_DIR))).toEqual(vmmBefore);
+      expect(count(await logs('e2e'), TEST_VM_MARKER)).toBe(2); // not booted again
+      expect(JSON.parse((await cli(c, ['vm', 'status', 'e2e', '--json'])).stdout).state).toBe(
+        'running',
+      );
+
       const stop = await cli(c, ['vm', 'stop', 'e2e', '--json'], 120_000);
       expect(stop.exitCode, stop.stderr).toBe(0);
       expect(JSON.parse(stop.stdout)).toMatchObject({ state: 'stopped' });
@@ -128,6 +170,22 @@ describeWithTools(
       expect(removed.exitCode, removed.stderr).toBe(0);
       const list = JSON.parse((await cli(a, ['vm', 'list', '--json'])).stdout);
       expect(list).toEqual([]);
+    });
+
+    it('every node advertises the backends that work on it in its gossiped metrics', async () => {
+      await until(
+        async () => {
+          const r = await cli(c, ['nodes', '--json']);
+          if (r.exitCode !== 0) return undefined;
+          const nodes = JSON.parse(r.stdout) as { vmms: string[] }[];
+          return nodes.length === 3 &&
+            nodes.every((n) => n.vmms.includes('qemu') && n.vmms.includes('microvm'))
+            ? true
+            : undefined;
+        },
+        30_000,
+        "qemu and microvm in every node's gossiped vmms",
+      );
     });
 
     it('a VM whose closure no member holds fails with the reason (exit 8); a bad spec exits 2', {
