@@ -35,7 +35,7 @@ import { qemuArgs, qemuBackend } from '../node/vmm/qemu.ts';
 import { type VmSpec, validateVmSpec } from '../node/vmm/spec.ts';
 import { Supervisor } from '../node/vmm/supervisor.ts';
 import { buildTestVm, readConsole, TEST_VM_MARKER, type TestVm } from '../node/vmm/test/fixture.ts';
-import { vmmsUnder } from '../node/vmm/test/helpers.ts';
+import { testVmSpec, vmmsUnder } from '../node/vmm/test/helpers.ts';
 import { buildRunnerClosure } from '../node/vmm/test/runner.ts';
 import { machine, machineLine, parseOptions } from './common.ts';
 
@@ -271,18 +271,7 @@ async function main(): Promise<void> {
   });
   const vm: TestVm = await buildTestVm();
   const root = mkdtempSync('/tmp/pcr-bench-vm-');
-  const kernelSpec = (name: string): VmSpec => {
-    const r = validateVmSpec({
-      version: 1,
-      name,
-      kernel: vm.kernel,
-      initrd: vm.initrd,
-      cmdline: vm.cmdline,
-      memoryMiB: 128,
-    });
-    if (!r.ok) throw new Error(r.errors[0]!.message);
-    return r.spec;
-  };
+  const kernelSpec = (name: string): VmSpec => testVmSpec(vm, name);
   const rows: Row[] = [
     {
       name: 'by hand, kernel',

@@ -17,8 +17,7 @@ import {
   type NodeProc,
   pcr,
   secretFileOf,
-  startNode,
-  until,
+  startCluster,
 } from './test/procs.ts';
 
 let base = '';
@@ -43,20 +42,11 @@ describeWithTools(['nix', 'nix-store'], 'pcr store on real node processes', () =
 
   beforeAll(async () => {
     root = await nixBuild(base, CLOSURE_EXPR, `store-cluster-${Date.now()}`);
-    a = await startNode(base, 'a', ['--store', 'local']);
-    procs.push(a);
-    const seed = ['--seed', a.addr, '--secret-file', secretFileOf(a), '--store', 'local'];
-    b = await startNode(base, 'b', seed);
-    c = await startNode(base, 'c', seed);
-    procs.push(b, c);
-    await until(
-      async () => {
-        const r = await cli(a, ['members', '--json']);
-        return r.exitCode === 0 && (JSON.parse(r.stdout) as unknown[]).length === 3;
-      },
-      30_000,
-      'three members',
-    );
+    [a, b, c] = (await startCluster(base, ['a', 'b', 'c'], ['--store', 'local'], procs)) as [
+      NodeProc,
+      NodeProc,
+      NodeProc,
+    ];
   }, 120_000);
 
   it('push imports a closure into A and B fetches it from A; where and info agree', {

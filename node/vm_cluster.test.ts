@@ -18,6 +18,7 @@ import {
   PCR,
   pcr,
   secretFileOf,
+  startCluster,
   startNode,
   until,
 } from './test/procs.ts';
@@ -55,20 +56,11 @@ describeWithTools(
     beforeAll(async () => {
       const vm = await buildTestVm();
       runner = await buildRunnerClosure(vm, `pcr-e2e-${Date.now()}`);
-      a = await startNode(base, 'a', ['--store', 'local']);
-      procs.push(a);
-      const seed = ['--seed', a.addr, '--secret-file', secretFileOf(a), '--store', 'local'];
-      b = await startNode(base, 'b', seed);
-      c = await startNode(base, 'c', seed);
-      procs.push(b, c);
-      await until(
-        async () => {
-          const r = await cli(a, ['members', '--json']);
-          return r.exitCode === 0 && (JSON.parse(r.stdout) as unknown[]).length === 3;
-        },
-        30_000,
-        'three members',
-      );
+      [a, b, c] = (await startCluster(base, ['a', 'b', 'c'], ['--store', 'local'], procs)) as [
+        NodeProc,
+        NodeProc,
+        NodeProc,
+      ];
       const push = await cli(a, ['store', 'push', runner]);
       expect(push.exitCode, push.stderr).toBe(0);
     }, 180_000);

@@ -13,18 +13,10 @@ import type { ObservedVm } from '../vmm/supervisor.ts';
 /** A failed closure fetch is tried again after this long. */
 export const FETCH_RETRY_MS = 10_000;
 
-/**
- * The states a node reports for a VM. `pending` is the state of a VM committed but not yet acted
- * on (the state machine's initial state; the agent does not report it).
- */
-export type VmState =
-  | 'pending'
-  | 'fetching'
-  | 'starting'
-  | 'running'
-  | 'stopping'
-  | 'stopped'
-  | 'failed';
+/** The states a node reports for a VM: the replicated VM table's (node/state/vms.ts). */
+import type { VmState } from '../state/vms.ts';
+
+export type { VmState };
 
 export interface DesiredVm {
   readonly name: string;

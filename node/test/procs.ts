@@ -126,3 +126,35 @@ export async function closeClients(): Promise<void> {
 export function secretFileOf(p: NodeProc): string {
   return join(p.dataDir, CLUSTER_SECRET_FILE);
 }
+
+/**
+ * Starts a cluster of real node processes: the first bootstraps, the others join through it with
+ * its secret; `args` go to every node. Resolves once every member is in the member table.
+ */
+export async function startCluster(
+  base: string,
+  names: readonly string[],
+  args: readonly string[] = [],
+  /** Each node is pushed here as soon as it runs (so a failed start leaves none untracked). */
+  track: NodeProc[] = [],
+): Promise<NodeProc[]> {
+  const first = await startNode(base, names[0]!, args);
+  track.push(first);
+  const seed = ['--seed', first.addr, '--secret-file', secretFileOf(first), ...args];
+  const rest = [];
+  for (const name of names.slice(1)) {
+    const p = await startNode(base, name, seed);
+    track.push(p);
+    rest.push(p);
+  }
+  const nodes = [first, ...rest];
+  await until(
+    async () => {
+      const r = await request(first, first, { op: 'members' }, 3000).catch(() => undefined);
+      return r?.ok === true && (r.members as unknown[]).length === nodes.length ? true : undefined;
+    },
+    30_000,
+    `${nodes.length} members`,
+  );
+  return nodes;
+}
