@@ -4,79 +4,29 @@
 // Verified here only against a labelled test double of that API: the binary is not installable on
 // these machines (docs/vmm.md).
 
-import { existsSync } from 'node:fs';
-import type {
-  Backend,
-  BackendProbe,
-  LaunchContext,
-  VmmHandle,
-  VmmStatus,
-  VmRecord,
-} from './backend.ts';
+import { apiBackend } from './api_backend.ts';
+import type { Backend, VmmHandle, VmmStatus } from './backend.ts';
 import { VmmError } from './backend.ts';
-import { apiCall, waitForApi } from './http_unix.ts';
-import { makeHandle, spawnVmm, VmmProcess } from './proc.ts';
-import { versionOf } from './qemu.ts';
+import { apiCall } from './http_unix.ts';
+import { makeHandle, type VmmProcess } from './proc.ts';
 import type { VmSpec } from './spec.ts';
 
 export const CH_API_READY_TIMEOUT_MS = 10_000;
 const API = '/api/v1';
 
 export function cloudHypervisorBackend(opts: { readonly binary?: string } = {}): Backend {
-  const binary = opts.binary ?? 'cloud-hypervisor';
-  return {
+  return apiBackend({
     name: 'cloud-hypervisor',
-    async probe(): Promise<BackendProbe> {
-      const v = await versionOf(binary);
-      if (v === undefined)
-        return { available: false, reason: `${binary} not found or does not run` };
-      // cloud-hypervisor has no emulator: without KVM it cannot run a guest at all.
-      if (!existsSync('/dev/kvm'))
-        return {
-          available: false,
-          version: v,
-          reason: '/dev/kvm is absent (cloud-hypervisor needs KVM)',
-        };
-      return { available: true, version: v };
-    },
-    async launch(ctx: LaunchContext): Promise<VmmHandle> {
-      const s = await spawnVmm(binary, ['--api-socket', `path=${ctx.paths.socket}`], {
-        consoleFd: ctx.consoleFd,
-        launchId: ctx.launchId,
-        cwd: ctx.paths.dir,
-      });
-      const proc = new VmmProcess(s.pid, s.startTicks, s.child);
-      try {
-        await waitForApi(
-          ctx.paths.socket,
-          `${API}/vmm.ping`,
-          () => proc.alive,
-          CH_API_READY_TIMEOUT_MS,
-        );
-        await apiCall(ctx.paths.socket, 'PUT', `${API}/vm.create`, chVmConfig(ctx.spec, ctx.tap));
-        await apiCall(ctx.paths.socket, 'PUT', `${API}/vm.boot`);
-      } catch (e) {
-        proc.signal('SIGKILL');
-        throw e;
-      }
-      return chHandle(proc, ctx.paths.socket);
-    },
-    async adopt(
-      record: VmRecord,
-      pid: number,
-      pidStartTicks: number,
-    ): Promise<VmmHandle | undefined> {
-      try {
-        await apiCall(record.paths.socket, 'GET', `${API}/vmm.ping`);
-      } catch {
-        return undefined;
-      }
-      return chHandle(
-        new VmmProcess(pid, pidStartTicks, undefined, record.startedAtMs),
-        record.paths.socket,
-      );
-    },
-  };
+    binary: opts.binary ?? 'cloud-hypervisor',
+    args: (socket) => ['--api-socket', `path=${socket}`],
+    pingPath: `${API}/vmm.ping`,
+    readyTimeoutMs: CH_API_READY_TIMEOUT_MS,
+    bootRequests: (spec, tap) => [
+      ['PUT', `${API}/vm.create`, chVmConfig(spec, tap)],
+      ['PUT', `${API}/vm.boot`],
+    ],
+    handle: chHandle,
+  });
 }
 
 /** The vm.create body (VmConfig in cloud-hypervisor's OpenAPI document). */

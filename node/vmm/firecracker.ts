@@ -4,72 +4,25 @@
 // state), per its published swagger document. Verified here only against a labelled test double of
 // that API: the binary is not installable on these machines (docs/vmm.md).
 
-import { existsSync } from 'node:fs';
-import type {
-  Backend,
-  BackendProbe,
-  LaunchContext,
-  VmmHandle,
-  VmmStatus,
-  VmRecord,
-} from './backend.ts';
+import { apiBackend } from './api_backend.ts';
+import type { Backend, VmmHandle, VmmStatus } from './backend.ts';
 import { VmmError } from './backend.ts';
-import { apiCall, waitForApi } from './http_unix.ts';
-import { makeHandle, spawnVmm, VmmProcess } from './proc.ts';
-import { versionOf } from './qemu.ts';
+import { apiCall } from './http_unix.ts';
+import { makeHandle, type VmmProcess } from './proc.ts';
 import type { VmSpec } from './spec.ts';
 
 export const FC_API_READY_TIMEOUT_MS = 10_000;
 
 export function firecrackerBackend(opts: { readonly binary?: string } = {}): Backend {
-  const binary = opts.binary ?? 'firecracker';
-  return {
+  return apiBackend({
     name: 'firecracker',
-    async probe(): Promise<BackendProbe> {
-      const v = await versionOf(binary);
-      if (v === undefined)
-        return { available: false, reason: `${binary} not found or does not run` };
-      if (!existsSync('/dev/kvm'))
-        return {
-          available: false,
-          version: v,
-          reason: '/dev/kvm is absent (firecracker needs KVM)',
-        };
-      return { available: true, version: v };
-    },
-    async launch(ctx: LaunchContext): Promise<VmmHandle> {
-      const s = await spawnVmm(binary, ['--api-sock', ctx.paths.socket], {
-        consoleFd: ctx.consoleFd,
-        launchId: ctx.launchId,
-        cwd: ctx.paths.dir,
-      });
-      const proc = new VmmProcess(s.pid, s.startTicks, s.child);
-      try {
-        await waitForApi(ctx.paths.socket, '/', () => proc.alive, FC_API_READY_TIMEOUT_MS);
-        for (const [path, body] of fcRequests(ctx.spec, ctx.tap))
-          await apiCall(ctx.paths.socket, 'PUT', path, body);
-      } catch (e) {
-        proc.signal('SIGKILL');
-        throw e;
-      }
-      return fcHandle(proc, ctx.paths.socket);
-    },
-    async adopt(
-      record: VmRecord,
-      pid: number,
-      pidStartTicks: number,
-    ): Promise<VmmHandle | undefined> {
-      try {
-        await apiCall(record.paths.socket, 'GET', '/');
-      } catch {
-        return undefined;
-      }
-      return fcHandle(
-        new VmmProcess(pid, pidStartTicks, undefined, record.startedAtMs),
-        record.paths.socket,
-      );
-    },
-  };
+    binary: opts.binary ?? 'firecracker',
+    args: (socket) => ['--api-sock', socket],
+    pingPath: '/',
+    readyTimeoutMs: FC_API_READY_TIMEOUT_MS,
+    bootRequests: (spec, tap) => fcRequests(spec, tap).map(([path, body]) => ['PUT', path, body]),
+    handle: fcHandle,
+  });
 }
 
 /** The PUT requests that configure and start a VM, in order. */
