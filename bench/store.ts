@@ -154,6 +154,7 @@ async function runCase(
 
   // pcr: A -> B over libp2p, into a node-local store, then into a Nix chroot store.
   let haveMs = 0;
+  const cpuLines: string[] = [];
   for (const store of ['local', 'nix'] as const) {
     const r = await nodeProc({
       role: 'fetch',
@@ -167,6 +168,7 @@ async function runCase(
     });
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
       seconds: number;
+      cpuSeconds: number;
       fetched: number;
       bytes: number;
       haveMs: number;
@@ -177,6 +179,9 @@ async function runCase(
         `${name}: fetched ${out.fetched} paths / ${out.bytes} bytes, expected ${closure.length} / ${bytes}`,
       );
     haveMs = out.haveMs;
+    cpuLines.push(
+      `  ${name} -> ${store}: fetching node CPU ${out.cpuSeconds.toFixed(2)} s in ${out.seconds.toFixed(2)} s`,
+    );
     rows.push({
       case: name,
       method: `pcr p2p -> ${store === 'local' ? 'node-local store' : 'nix chroot store'}`,
@@ -217,7 +222,7 @@ async function runCase(
   });
   await rm(caseDir, { recursive: true, force: true });
   process.stdout.write(
-    `  ${name}: holder query (have, ${closure.length} hash parts, one peer) ${haveMs.toFixed(1)} ms\n`,
+    `  ${name}: holder query (have, ${closure.length} hash parts, one peer) ${haveMs.toFixed(1)} ms\n${cpuLines.join('\n')}\n`,
   );
   return rows;
 }

@@ -71,6 +71,7 @@ if (c.role === 'serve') {
   const held = await client.have(c.peer!, hps);
   const haveMs = performance.now() - h0;
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   const report = await fetchClosure(c.roots!, {
     store,
     client,
@@ -79,8 +80,10 @@ if (c.role === 'serve') {
     trustPeers: false,
   });
   const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   process.stdout.write(
-    `${JSON.stringify({ seconds, fetched: report.fetched, bytes: report.bytes, haveMs, haveAnswered: held.length, haveAsked: hps.length })}\n`,
+    `${JSON.stringify({ seconds, cpuSeconds, fetched: report.fetched, bytes: report.bytes, haveMs, haveAnswered: held.length, haveAsked: hps.length })}\n`,
   );
   await host.stop();
   process.exit(0);

@@ -21,6 +21,9 @@ import { createHost, type Host } from './host.ts';
 import {
   CONTROL_FRAME_BYTES_MAX,
   HAVE_QUERY_MAX,
+  INGEST_PATHS_PENDING_MAX,
+  INGEST_QUEUE_BYTES_MAX,
+  NAR_CHUNK_BYTES,
   NAR_WINDOW_BYTES,
   NARS_PER_REQUEST_MAX,
   REQUEST_BYTES_MAX,
@@ -28,6 +31,7 @@ import {
   STORE_STREAMS_MAX,
   StoreClient,
   StoreServer,
+  WriteBehind,
 } from './store_protocol.ts';
 
 const psk = new Uint8Array(95);
@@ -83,19 +87,95 @@ describe('/pcr/store/1.0.0', () => {
   it('streams a 16 MiB NAR to a slow reader under the credit window', async () => {
     const parts: Uint8Array[] = [];
     let finished = false;
-    const failed = await client.nars(a.peerId.toString(), [big], async () => ({
-      write: async (c) => {
-        parts.push(Uint8Array.from(c));
-        await new Promise((r) => setTimeout(r, 5));
-      },
-      finish: async () => {
-        finished = true;
-      },
-      abort: async () => {},
-    }));
+    const queue = new WriteBehind();
+    const failed = await client.nars(
+      a.peerId.toString(),
+      [big],
+      async () => ({
+        write: async (c) => {
+          parts.push(Uint8Array.from(c));
+          await new Promise((r) => setTimeout(r, 5));
+        },
+        finish: async () => {
+          finished = true;
+        },
+        abort: async () => {},
+      }),
+      queue,
+    );
     expect([...failed.keys()]).toEqual([]);
     expect(finished).toBe(true);
     expect(Buffer.compare(Buffer.concat(parts), bigNar)).toBe(0);
+    // The slow sink held the write-behind at its bound, never past it.
+    expect(queue.bytesPeak).toBeGreaterThan(INGEST_QUEUE_BYTES_MAX / 2);
+    expect(queue.bytesPeak).toBeLessThanOrEqual(INGEST_QUEUE_BYTES_MAX);
+  });
+
+  it(`a slow disk holds the write-behind at INGEST_QUEUE_BYTES_MAX (${INGEST_QUEUE_BYTES_MAX}) and INGEST_PATHS_PENDING_MAX (${INGEST_PATHS_PENDING_MAX})`, async () => {
+    // Sinks that never finish until released: the client must stop reading (and granting
+    // credit) at the bounds instead of buffering the rest of the stream.
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const queue = new WriteBehind();
+    let writes = 0;
+    let starts = 0;
+    const big2 = [big, big];
+    const pending = client.nars(
+      a.peerId.toString(),
+      big2,
+      async () => {
+        starts++;
+        return {
+          write: async () => {
+            writes++;
+            await gate;
+          },
+          finish: async () => {},
+          abort: async () => {},
+        };
+      },
+      queue,
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    // One write at work, the queue full behind it; nothing else read off the stream.
+    expect(writes).toBe(1);
+    expect(starts).toBe(1);
+    expect(queue.bytes).toBeLessThanOrEqual(INGEST_QUEUE_BYTES_MAX);
+    expect(queue.bytes).toBeGreaterThan(INGEST_QUEUE_BYTES_MAX - NAR_CHUNK_BYTES);
+    release();
+    expect([...(await pending).keys()]).toEqual([]);
+    expect(queue.bytesPeak).toBeLessThanOrEqual(INGEST_QUEUE_BYTES_MAX);
+
+    // Many paths: at most INGEST_PATHS_PENDING_MAX sinks at work at once (the queue on its own).
+    const q2 = new WriteBehind();
+    let finishGate: () => void = () => {};
+    const finishing = new Promise<void>((r) => {
+      finishGate = r;
+    });
+    const jobs = [];
+    for (let i = 0; i < INGEST_PATHS_PENDING_MAX; i++) {
+      await q2.roomForPath();
+      const job = q2.start(big, async () => ({
+        write: async () => {},
+        finish: () => finishing,
+        abort: async () => {},
+      }));
+      job.finish();
+      jobs.push(job);
+    }
+    let more = false;
+    const next = q2.roomForPath().then(() => {
+      more = true;
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(q2.pending).toBe(INGEST_PATHS_PENDING_MAX);
+    expect(more).toBe(false);
+    finishGate();
+    await next;
+    await q2.settled();
+    expect(jobs.every((j) => j.ok)).toBe(true);
   });
 
   it('answers have, closure (signed by the server) and key; NOT_FOUND per path in nars', async () => {

@@ -27,11 +27,29 @@ export const REQUEST_BYTES_MAX = 4 * 1024 * 1024;
 export const CONTROL_FRAME_BYTES_MAX = 64 * 1024 * 1024;
 export const HAVE_QUERY_MAX = 10_000;
 export const NARS_PER_REQUEST_MAX = 1_000;
-/** A NAR data frame. */
+/** A NAR data frame as a server sends it. */
 export const NAR_CHUNK_BYTES = 256 * 1024;
+/** The largest NAR data frame a client accepts (a bigger one is a protocol error). */
+export const NAR_FRAME_BYTES_MAX = 1024 * 1024;
 /** Credit a client grants by default, and the most a server honours. */
-export const NAR_WINDOW_BYTES = 1024 * 1024;
-export const NAR_WINDOW_BYTES_MAX = 2 * 1024 * 1024;
+export const NAR_WINDOW_BYTES = 4 * 1024 * 1024;
+export const NAR_WINDOW_BYTES_MAX = 8 * 1024 * 1024;
+/**
+ * A NAR stream's read buffer holds the window plus what credit does not count: the per-path
+ * header frames (at most NARS_PER_REQUEST_MAX of about 300 bytes) and the length prefixes.
+ */
+export const NAR_READ_SLACK_BYTES = 1024 * 1024;
+/**
+ * Received NAR bytes a client holds per stream ahead of its sinks (write-behind). Credit goes back
+ * when a frame is queued, not when it is on disk, so the network and the disk work at once; while
+ * the queue is full the client reads nothing more and grants no credit, so a slow disk holds the
+ * sender back. A stream's client thus holds at most window + slack + this many bytes.
+ */
+export const INGEST_QUEUE_BYTES_MAX = 1024 * 1024;
+/** NARs of one stream whose sinks are still at work (each may hold an open staging file). */
+export const INGEST_PATHS_PENDING_MAX = 32;
+/** A server joins frames into one write up to this many bytes (small paths: few muxer frames). */
+export const SEND_BATCH_BYTES = 64 * 1024;
 /** Streams of this protocol one connection may carry at once. */
 export const STORE_STREAMS_MAX = 64;
 export const STORE_DIAL_TIMEOUT_MS = 5_000;
@@ -242,23 +260,40 @@ export class StoreServer {
         wake?.();
       }
     })();
+    // Frames go out in batches of up to SEND_BATCH_BYTES: small paths' header and data frames
+    // share one muxer frame (fewer muxer frames, cipher calls and window updates on both sides).
+    // The batch is flushed before waiting for credit, so the client always has what it is owed.
+    const batch: Uint8Array[] = [];
+    let batchBytes = 0;
+    const flush = async () => {
+      if (batch.length === 0) return;
+      const frames = batch.splice(0);
+      batchBytes = 0;
+      await lp.writeV(frames);
+    };
+    const send = async (frame: Uint8Array) => {
+      batch.push(frame);
+      batchBytes += frame.length;
+      if (batchBytes >= SEND_BATCH_BYTES) await flush();
+    };
     const infos = await this.o.store.info(paths.filter(validPath));
     for (const path of paths) {
       const info = infos.get(path);
       if (info === undefined) {
         this.counters.misses++;
-        await lp.write(
+        await send(
           packr.pack({ path, error: { code: 'NOT_FOUND', message: `${path} is not here` } }),
         );
         continue;
       }
       this.counters.hits++;
-      await lp.write(packr.pack({ path, narSize: info.narSize }));
+      await send(packr.pack({ path, narSize: info.narSize }));
       let sent = 0;
       for await (const chunk of this.o.store.nar(path)) {
         for (let off = 0; off < chunk.length; off += NAR_CHUNK_BYTES) {
           const piece = chunk.subarray(off, off + NAR_CHUNK_BYTES);
           while (credit < piece.length) {
+            await flush();
             if (readerDone) throw protocolError('client went away');
             await new Promise<void>((r) => {
               wake = r;
@@ -266,7 +301,7 @@ export class StoreServer {
             wake = undefined;
           }
           credit -= piece.length;
-          await lp.write(piece);
+          await send(piece);
           sent += piece.length;
         }
       }
@@ -277,6 +312,7 @@ export class StoreServer {
       this.counters.pathsServed++;
       this.counters.bytesServed += sent;
     }
+    await flush();
     await stream.close();
   }
 }
@@ -292,11 +328,182 @@ function validPath(p: string): boolean {
 
 // --- client ---------------------------------------------------------------------------------
 
-/** Receives one NAR: `write` each chunk (await before more is granted), then `finish`. */
+/**
+ * Receives one NAR: `write` each chunk, then `finish`; `abort` discards it. The client calls one
+ * sink's methods one at a time, in order, but does not wait for them before it reads on: sinks
+ * of successive paths may be at work at once (write-behind, bounded by INGEST_QUEUE_BYTES_MAX and
+ * INGEST_PATHS_PENDING_MAX). A sink may keep the chunks it is given (the client does not reuse
+ * them).
+ */
 export interface NarSinkAsync {
   write(chunk: Uint8Array): Promise<void>;
+  /** A chunk in pieces, as it arrived (saves joining them); `write` of the joined bytes if absent. */
+  writev?(chunks: readonly Uint8Array[]): Promise<void>;
   finish(): Promise<void>;
   abort(why: unknown): Promise<void>;
+}
+
+/**
+ * The write-behind of one NAR stream: per path, its sink's calls chained in order; across paths,
+ * at most INGEST_PATHS_PENDING_MAX sinks at work and INGEST_QUEUE_BYTES_MAX bytes queued. One
+ * reader (the stream's loop) waits for room; the sinks' completions wake it.
+ */
+export class WriteBehind {
+  readonly bytesMax: number;
+  readonly pathsMax: number;
+  /** Bytes handed to sinks and not yet written by them. */
+  bytes = 0;
+  /** The most `bytes` ever was (tests check the bound). */
+  bytesPeak = 0;
+  private readonly jobs = new Set<SinkJob>();
+  private wake: (() => void) | undefined;
+
+  constructor(bytesMax = INGEST_QUEUE_BYTES_MAX, pathsMax = INGEST_PATHS_PENDING_MAX) {
+    this.bytesMax = bytesMax;
+    this.pathsMax = pathsMax;
+  }
+
+  get pending(): number {
+    return this.jobs.size;
+  }
+
+  /** Waits until `n` more bytes fit (a frame larger than the bound fits an empty queue). */
+  async roomFor(n: number): Promise<void> {
+    while (this.bytes > 0 && this.bytes + n > this.bytesMax) await this.wait();
+  }
+
+  /** Waits until another sink may start. */
+  async roomForPath(): Promise<void> {
+    while (this.jobs.size >= this.pathsMax) await this.wait();
+  }
+
+  /** Starts a path's sink (after roomForPath). */
+  start(info: PathInfo, open: (info: PathInfo) => Promise<NarSinkAsync>): SinkJob {
+    const job = new SinkJob(this, info, open);
+    this.jobs.add(job);
+    return job;
+  }
+
+  /** Every sink not yet finishing fails with `why` (the stream broke). */
+  abortAll(why: unknown): void {
+    for (const j of this.jobs) j.abort(why);
+  }
+
+  /** Waits for every sink started so far to be done. */
+  async settled(): Promise<void> {
+    while (this.jobs.size > 0) await Promise.all([...this.jobs].map((j) => j.done));
+  }
+
+  add(n: number): void {
+    this.bytes += n;
+    if (this.bytes > this.bytesPeak) this.bytesPeak = this.bytes;
+  }
+
+  release(n: number): void {
+    this.bytes -= n;
+    this.notify();
+  }
+
+  ended(job: SinkJob): void {
+    this.jobs.delete(job);
+    this.notify();
+  }
+
+  private notify(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  private wait(): Promise<void> {
+    return new Promise<void>((r) => {
+      this.wake = r;
+    });
+  }
+}
+
+/** A frame as lpStream reads it: pieces of received buffers (a Uint8ArrayList). */
+interface Frame extends Iterable<Uint8Array> {
+  readonly byteLength: number;
+  subarray(): Uint8Array;
+}
+
+/** One path's sink behind a WriteBehind: its calls run in order; the first failure sticks. */
+export class SinkJob {
+  readonly info: PathInfo;
+  /** Why the path failed (start, a write or finish threw, or the stream broke before its end). */
+  error: unknown;
+  /** True once finish ran and succeeded. */
+  ok = false;
+  /** Settles (never rejects) when the sink is done: finished, or failed and aborted. */
+  done: Promise<void>;
+  private readonly q: WriteBehind;
+  private sink: NarSinkAsync | undefined;
+  private tail: Promise<void>;
+  private ending = false;
+  private endDone: (() => void) | undefined;
+
+  constructor(q: WriteBehind, info: PathInfo, open: (info: PathInfo) => Promise<NarSinkAsync>) {
+    this.q = q;
+    this.info = info;
+    this.done = new Promise<void>((r) => {
+      this.endDone = r;
+    });
+    this.tail = open(info).then(
+      (s) => {
+        this.sink = s;
+      },
+      (e: unknown) => {
+        this.error ??= e;
+      },
+    );
+  }
+
+  private chain(bytes: number, op: (s: NarSinkAsync) => Promise<void>): void {
+    this.q.add(bytes);
+    this.tail = this.tail.then(async () => {
+      try {
+        if (this.error === undefined) await op(this.sink!);
+      } catch (e) {
+        this.error ??= e;
+      } finally {
+        this.q.release(bytes);
+      }
+    });
+  }
+
+  /** Queues a chunk (the caller waited for room). A failed sink drops it. */
+  write(chunk: Frame): void {
+    this.chain(chunk.byteLength, (s) =>
+      s.writev !== undefined ? s.writev([...chunk]) : s.write(chunk.subarray()),
+    );
+  }
+
+  /** Queues finish; the job ends after it. */
+  finish(): void {
+    if (this.ending) return;
+    this.chain(0, async (s) => {
+      await s.finish();
+      this.ok = this.error === undefined;
+    });
+    this.end();
+  }
+
+  /** Fails the path unless its finish is already queued. */
+  abort(why: unknown): void {
+    if (this.ending) return;
+    this.error ??= why;
+    this.end();
+  }
+
+  private end(): void {
+    this.ending = true;
+    this.tail = this.tail.then(async () => {
+      if (this.error !== undefined) await this.sink?.abort(this.error).catch(() => {});
+      this.q.ended(this);
+      this.endDone?.();
+    });
+  }
 }
 
 export interface StoreClientOptions {
@@ -375,13 +582,14 @@ export class StoreClient {
 
   /**
    * Streams the NARs of `infos` from `peer`, each into the sink `start` opens. Returns the paths
-   * that failed, with why (the peer lacks it, a sink refused it, the stream broke: all remaining
-   * paths fail then). Never throws for a per-path failure.
+   * that failed, with why (the peer lacks it, its sink refused it, the stream broke: all paths
+   * not yet received fail then). Never throws for a per-path failure.
    */
   async nars(
     peer: string,
     infos: readonly PathInfo[],
     start: (info: PathInfo) => Promise<NarSinkAsync>,
+    queue: WriteBehind = new WriteBehind(),
   ): Promise<Map<string, unknown>> {
     const failed = new Map<string, unknown>();
     const window = Math.min(this.o.window ?? NAR_WINDOW_BYTES, NAR_WINDOW_BYTES_MAX);
@@ -393,10 +601,11 @@ export class StoreClient {
       return failed;
     }
     const lp = lpStream(stream, {
-      maxDataLength: Math.max(CONTROL_FRAME_BYTES_MAX, NAR_CHUNK_BYTES),
+      maxDataLength: Math.max(CONTROL_FRAME_BYTES_MAX, NAR_FRAME_BYTES_MAX),
+      maxBufferSize: window + NAR_READ_SLACK_BYTES,
     });
+    const jobs: SinkJob[] = [];
     let k = 0;
-    let sink: NarSinkAsync | undefined;
     try {
       await lp.write(packr.pack({ op: 'nars', paths: infos.map((i) => i.path), window }));
       let owed = 0;
@@ -415,39 +624,46 @@ export class StoreClient {
             `${peer} offers ${info.path} with ${String(head.narSize)} bytes, the signed NarSize is ${info.narSize}`,
           );
         }
-        sink = await start(info);
+        await queue.roomForPath();
+        const job = queue.start(info, start);
+        jobs.push(job);
         let got = 0;
         while (got < info.narSize) {
-          const frame = (await readStalled(lp)).subarray();
-          if (frame.length > info.narSize - got) {
+          const frame = await readStalled(lp);
+          const n = frame.byteLength;
+          if (n > info.narSize - got) {
             throw new StoreError(
               'SIZE_MISMATCH',
               `${peer} sent more than NarSize for ${info.path}`,
             );
           }
-          await sink.write(frame);
-          got += frame.length;
-          owed += frame.length;
+          if (n > NAR_FRAME_BYTES_MAX) {
+            throw protocolError(`${peer} sent a data frame of ${n} bytes`);
+          }
+          // Credit for this frame goes back once it is queued: wait for room first, so a slow
+          // sink holds the server back instead of growing the queue.
+          await queue.roomFor(n);
+          job.write(frame);
+          got += n;
+          owed += n;
           // Grant credit in batches: a frame per data frame would double the frame rate.
           if (owed >= window / 4) {
             await lp.write(packr.pack({ credit: owed }));
             owed = 0;
           }
         }
-        const s = sink;
-        sink = undefined;
-        try {
-          await s.finish();
-        } catch (e) {
-          failed.set(info.path, e);
-        }
+        job.finish();
       }
+      await queue.settled();
       await stream.close().catch(() => {});
     } catch (e) {
-      await sink?.abort(e);
       stream.abort(e as Error);
+      queue.abortAll(e);
+      await queue.settled();
       for (; k < infos.length; k++) if (!failed.has(infos[k]!.path)) failed.set(infos[k]!.path, e);
     }
+    for (const j of jobs)
+      if (!j.ok) failed.set(j.info.path, j.error ?? protocolError('not finished'));
     return failed;
   }
 }

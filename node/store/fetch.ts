@@ -42,6 +42,7 @@ export interface FetchOptions {
   readonly parallel?: number;
   readonly attempts?: number;
   readonly counters?: StoreCounters;
+  /** fsync each staged NAR as it finishes (default: what the store asks, `stagingFsync`). */
   readonly fsync?: boolean;
   /** Called once the missing part is known, then as bytes arrive and paths complete. */
   readonly onProgress?: (p: FetchProgress) => void;
@@ -255,19 +256,29 @@ export async function fetchClosure(
       const { peer, batch } = job;
       inflight.set(peer, (inflight.get(peer) ?? 0) + 1);
       const fails = await o.client.nars(peer, batch, async (info) => {
-        const ing = await NarIngest.start(info, { dir: o.store.stagingDir(), fsync: o.fsync });
+        const ing = await NarIngest.start(info, {
+          dir: o.store.stagingDir(),
+          fsync: o.fsync ?? o.store.stagingFsync === true,
+        });
         let got = 0;
+        // A retried path counts only the bytes beyond what an earlier attempt received.
+        const count = (n: number) => {
+          got += n;
+          const before = received.get(info.path) ?? 0;
+          if (got > before) {
+            progress.bytesDone += got - before;
+            received.set(info.path, got);
+            tell();
+          }
+        };
         return {
           write: (c) => {
-            // A retried path counts only the bytes beyond what an earlier attempt received.
-            got += c.byteLength;
-            const before = received.get(info.path) ?? 0;
-            if (got > before) {
-              progress.bytesDone += got - before;
-              received.set(info.path, got);
-              tell();
-            }
+            count(c.byteLength);
             return ing.write(c);
+          },
+          writev: (cs) => {
+            for (const c of cs) count(c.byteLength);
+            return ing.writev(cs);
           },
           finish: async () => {
             staged.set(info.path, await ing.finish());

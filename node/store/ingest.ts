@@ -49,17 +49,27 @@ export class NarIngest {
 
   /** Checks and writes one chunk. Throws (and cleans up) on the first bad byte. */
   async write(chunk: Uint8Array): Promise<void> {
+    return this.writev([chunk]);
+  }
+
+  /** Checks and writes chunks in one call (no copy into one buffer). */
+  async writev(chunks: readonly Uint8Array[]): Promise<void> {
     if (this.failed !== undefined) throw this.failed;
     try {
-      if (this.hash.bytes + chunk.length > this.info.narSize) {
+      let n = 0;
+      for (const c of chunks) n += c.length;
+      if (this.hash.bytes + n > this.info.narSize) {
         throw new StoreError(
           'SIZE_MISMATCH',
           `${this.info.path}: NAR is longer than its declared NarSize ${this.info.narSize}`,
         );
       }
-      this.hash.update(chunk);
-      this.parser.push(chunk);
-      await this.fh!.write(chunk);
+      for (const c of chunks) {
+        this.hash.update(c);
+        this.parser.push(c);
+      }
+      if (chunks.length === 1) await this.fh!.write(chunks[0]!);
+      else await this.fh!.writev(chunks as Uint8Array[]);
     } catch (e) {
       await this.abort(e);
       throw e;
@@ -84,10 +94,11 @@ export class NarIngest {
           `${this.info.path}: NAR hash is ${got}, the signed NarHash is ${this.info.narHash} (corrupt or forged; try another holder)`,
         );
       }
-      if (this.o.fsync === true) await this.fh!.sync();
+      const synced = this.o.fsync === true;
+      if (synced) await this.fh!.sync();
       await this.fh!.close();
       this.fh = undefined;
-      return { info: this.info, file: this.file };
+      return { info: this.info, file: this.file, synced };
     } catch (e) {
       await this.abort(e);
       throw e;

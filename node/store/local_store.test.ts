@@ -3,7 +3,7 @@
 // STORE_FULL when nothing more can go.
 
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -155,6 +155,75 @@ describe('LocalStore', () => {
     expect(await readdir(join(dir, 'crash', 'info'))).toEqual([
       `${p.info.path.slice(11, 43)}.narinfo`,
     ]);
+  });
+
+  it('a crash mid-commit leaves a prefix of the batch, closed under references', async () => {
+    // The states a crash can leave, rebuilt on disk from one committed batch a <- b <- c (c
+    // refers to b, b to a): NARs moved and narinfos written to tmp/ but not renamed (nothing
+    // visible), and the commit points reached for a only (a visible, alone).
+    const a = path('a', 'a');
+    const b = path('b', 'b', [a.info.path]);
+    const c = path('c', 'c', [b.info.path]);
+    const hp = (x: { info: PathInfo }) => x.info.path.slice(11, 43);
+    for (const [name, renamed] of [
+      ['mid-none', 0],
+      ['mid-a', 1],
+    ] as const) {
+      const { store } = await open(name);
+      const staged = [];
+      for (const x of [a, b, c]) {
+        staged.push(await ingestNar(x.info, [x.nar], { dir: store.stagingDir() }));
+      }
+      await store.commit(staged);
+      const d = join(dir, name);
+      for (const x of [a, b, c].slice(renamed)) {
+        await rename(join(d, 'info', `${hp(x)}.narinfo`), join(d, 'tmp', `${hp(x)}.narinfo`));
+      }
+      const again = await LocalStore.open({ dir: d, maxBytes: 1 << 20, fsync: false });
+      const visible = await again.has([a.info.path, b.info.path, c.info.path]);
+      expect([...visible]).toEqual([a, b, c].slice(0, renamed).map((x) => x.info.path));
+      expect(await readdir(join(d, 'tmp'))).toEqual([]);
+      expect((await readdir(join(d, 'nar'))).sort()).toEqual(
+        [a, b, c].slice(0, renamed).map((x) => `${hp(x)}.nar`),
+      );
+    }
+  });
+
+  it('at open, drops a path whose reference is gone, and the paths above it', async () => {
+    const { store } = await open('closed');
+    const a = path('a', 'a');
+    const b = path('b', 'b', [a.info.path]);
+    const c = path('c', 'c', [b.info.path]);
+    const other = path('other', 'o');
+    for (const x of [a, b, c, other]) await addPath(store, x.info, [x.nar]);
+    // A lost narinfo (a disk that did not keep it, or a hand-deleted file) in the middle.
+    await rm(join(dir, 'closed', 'info', `${a.info.path.slice(11, 43)}.narinfo`));
+    const again = await LocalStore.open({
+      dir: join(dir, 'closed'),
+      maxBytes: 1 << 20,
+      fsync: false,
+    });
+    const all = [a, b, c, other].map((x) => x.info.path);
+    expect([...(await again.has(all))]).toEqual([other.info.path]);
+    expect(await readdir(join(dir, 'closed', 'nar'))).toEqual([
+      `${other.info.path.slice(11, 43)}.nar`,
+    ]);
+  });
+
+  it('commits a batch with fsync on (NARs synced at ingest, narinfos before their rename)', async () => {
+    const d = join(dir, 'synced');
+    const store = await LocalStore.open({ dir: d, maxBytes: 1 << 20 });
+    expect(store.stagingFsync).toBe(true);
+    const xs = Array.from({ length: 40 }, (_, i) => path(`s${i}`, `s${i}`));
+    const staged = [];
+    for (const x of xs) {
+      const st = await ingestNar(x.info, [x.nar], { dir: store.stagingDir(), fsync: true });
+      expect(st.synced).toBe(true);
+      staged.push(st);
+    }
+    await store.commit(staged);
+    const again = await LocalStore.open({ dir: d, maxBytes: 1 << 20 });
+    expect((await again.has(xs.map((x) => x.info.path))).size).toBe(40);
   });
 
   it('evicts least-recently-used paths to stay under maxBytes, counting evictions', async () => {

@@ -6,17 +6,7 @@
 // another present path references (the store stays closed under references).
 
 import { createReadStream } from 'node:fs';
-import {
-  mkdir,
-  open,
-  readdir,
-  readFile,
-  rename,
-  rm,
-  stat,
-  utimes,
-  writeFile,
-} from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StoreError } from './errors.ts';
 import { formatNarInfo, parseNarInfo, uncompressedNarInfo } from './narinfo.ts';
@@ -33,6 +23,8 @@ import { parseStorePath } from './store_path.ts';
 /** Last-use times are written back to the narinfo's mtime at most this often per path. */
 export const TOUCH_INTERVAL_MS = 60_000;
 export const NAR_READ_CHUNK_BYTES = 1 << 20;
+/** File operations a commit runs at once (fsyncs of many files batch in the journal). */
+export const COMMIT_IO_PARALLEL = 16;
 
 export interface LocalStoreOptions {
   /** The store dir (the daemon passes `<dataDir>/store`). */
@@ -74,7 +66,10 @@ export class LocalStore implements Store {
     return s;
   }
 
-  /** Drops what a crash left half-done: anything in tmp/, NARs without narinfo, torn pairs. */
+  /**
+   * Drops what a crash left half-done: anything in tmp/, NARs without narinfo, torn pairs, and
+   * paths whose references are not present.
+   */
   private async recover(): Promise<void> {
     await rm(join(this.o.dir, 'tmp'), { recursive: true, force: true });
     await mkdir(join(this.o.dir, 'tmp'));
@@ -92,8 +87,23 @@ export class LocalStore implements Store {
         await rm(file, { force: true });
       }
     }
-    loaded.sort((a, b) => a.mtimeMs - b.mtimeMs);
-    for (const l of loaded) this.insert(l.info, l.mtimeMs);
+    // Closed under references, whatever the disk kept: a path whose reference is gone goes too
+    // (commit order makes this a no-op after a crash; it guards against a lost or removed file).
+    const present = new Set(loaded.map((l) => l.info.path));
+    for (let dropped = true; dropped; ) {
+      dropped = false;
+      for (const l of loaded) {
+        if (!present.has(l.info.path)) continue;
+        if (l.info.references.every((r) => r === l.info.path || present.has(r))) continue;
+        present.delete(l.info.path);
+        dropped = true;
+        const hp = parseStorePath(l.info.path).hashPart;
+        await rm(join(this.o.dir, 'info', `${hp}.narinfo`), { force: true });
+      }
+    }
+    const kept = loaded.filter((l) => present.has(l.info.path));
+    kept.sort((a, b) => a.mtimeMs - b.mtimeMs);
+    for (const l of kept) this.insert(l.info, l.mtimeMs);
     for (const f of await readdir(join(this.o.dir, 'nar'))) {
       if (!this.entries.has(f.replace(/\.nar$/, ''))) await rm(join(this.o.dir, 'nar', f));
     }
@@ -167,6 +177,10 @@ export class LocalStore implements Store {
     return join(this.o.dir, 'tmp');
   }
 
+  get stagingFsync(): boolean {
+    return this.o.fsync ?? true;
+  }
+
   async commit(items: readonly StagedPath[]): Promise<void> {
     const fresh = items.filter((i) => this.entry(i.info.path) === undefined);
     try {
@@ -196,24 +210,32 @@ export class LocalStore implements Store {
   }
 
   /**
-   * Durability with few fsyncs: every NAR is synced and moved into nar/ first, then nar/ is synced
-   * once; only then do the narinfos appear, in order (references first), and info/ is synced once.
-   * A crash leaves a prefix of the batch visible (closed under references); a torn narinfo is
-   * refused at open, taking its NAR with it.
+   * Durability with few fsyncs on the commit's path: each NAR is durable (synced at ingest, else
+   * here) and moved into nar/, and each narinfo is written and synced under tmp/, all in parallel
+   * (the journal batches concurrent fsyncs); nar/ is synced once. Only then are the narinfos
+   * renamed into info/, one after the other in the given order (references first): each rename
+   * is a path's commit point, and renames reach the journal in order, so a crash leaves a prefix
+   * of the batch visible, closed under references, every visible narinfo and NAR complete.
+   * info/ is synced once at the end.
    */
   private async commitBatch(items: readonly StagedPath[]): Promise<void> {
     if (items.length === 0) return;
     const fsync = this.o.fsync ?? true;
-    for (const { info, file } of items) {
-      if (fsync) await syncFile(file);
-      await rename(file, join(this.o.dir, 'nar', `${parseStorePath(info.path).hashPart}.nar`));
-    }
+    const tmpInfo = (hp: string) => join(this.o.dir, 'tmp', `${hp}.narinfo`);
+    await forEachLimit(items, COMMIT_IO_PARALLEL, async ({ info, file, synced }) => {
+      const hp = parseStorePath(info.path).hashPart;
+      if (fsync && synced !== true) await syncFile(file);
+      await rename(file, join(this.o.dir, 'nar', `${hp}.nar`));
+      await writeFileSynced(
+        tmpInfo(hp),
+        formatNarInfo(uncompressedNarInfo(info, `nar/${hp}.nar`)),
+        fsync,
+      );
+    });
     if (fsync) await syncFile(join(this.o.dir, 'nar'));
     for (const { info } of items) {
       const hp = parseStorePath(info.path).hashPart;
-      const tmp = join(this.o.dir, 'tmp', `${hp}.narinfo`);
-      await writeFile(tmp, formatNarInfo(uncompressedNarInfo(info, `nar/${hp}.nar`)));
-      await rename(tmp, join(this.o.dir, 'info', `${hp}.narinfo`));
+      await rename(tmpInfo(hp), join(this.o.dir, 'info', `${hp}.narinfo`));
       this.insert(info, this.now());
     }
     if (fsync) await syncFile(join(this.o.dir, 'info'));
@@ -312,6 +334,38 @@ function stripCacheFields(i: PathInfo): PathInfo {
   if (i.deriver !== undefined) out.deriver = i.deriver;
   if (i.ca !== undefined) out.ca = i.ca;
   return out;
+}
+
+/** Runs `f` over `items`, at most `limit` at once; the first error is thrown once all settled. */
+async function forEachLimit<T>(
+  items: readonly T[],
+  limit: number,
+  f: (t: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failed: { e: unknown } | undefined;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (failed === undefined && next < items.length) {
+        try {
+          await f(items[next++]!);
+        } catch (e) {
+          failed ??= { e };
+        }
+      }
+    }),
+  );
+  if (failed !== undefined) throw failed.e;
+}
+
+async function writeFileSynced(path: string, text: string, fsync: boolean): Promise<void> {
+  const fh = await open(path, 'w', 0o644);
+  try {
+    await fh.writeFile(text);
+    if (fsync) await fh.sync();
+  } finally {
+    await fh.close();
+  }
 }
 
 async function syncFile(path: string): Promise<void> {

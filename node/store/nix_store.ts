@@ -6,7 +6,7 @@
 // `root` selects a chroot store (`--store /tmp/x`, the store dir is then `/tmp/x/nix/store`).
 
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { StoreError } from './errors.ts';
@@ -136,12 +136,20 @@ export class NixStore implements Store {
     // Validity is the caller's check (info() first, as the server and the cache do): a process
     // per NAR would dominate small paths. A path that is not there at all is still NOT_FOUND.
     const fsPath = join(this.realStoreDir, parseStorePath(path).baseName);
+    const nar = dumpNar(fsPath);
+    // The first chunk needs the top lstat: a path that is not there fails here, before any byte.
+    let first: IteratorResult<Uint8Array>;
     try {
-      await lstat(fsPath);
-    } catch {
-      throw new StoreError('NOT_FOUND', `${path} is not in the Nix store`);
+      first = await nar.next();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new StoreError('NOT_FOUND', `${path} is not in the Nix store`);
+      }
+      throw e;
     }
-    yield* dumpNar(fsPath);
+    if (first.done === true) return;
+    yield first.value;
+    yield* nar;
   }
 
   stagingDir(): string {

@@ -23,6 +23,8 @@ export interface PathInfo {
 export interface StagedPath {
   readonly info: PathInfo;
   readonly file: string;
+  /** The file was fsync'd when it was staged (commit need not sync it again). */
+  readonly synced?: boolean;
 }
 
 export interface StoreSummary {
@@ -46,6 +48,11 @@ export interface Store {
   nar(path: string): AsyncIterable<Uint8Array>;
   /** Where ingest writes NARs before commit (same filesystem as the store, for renames). */
   stagingDir(): string;
+  /**
+   * True when commit needs staged NARs durable: ingest then fsyncs each NAR as it finishes (in
+   * parallel with the network, off the commit's path) and marks it `synced`.
+   */
+  readonly stagingFsync?: boolean;
   /**
    * Makes staged, verified paths valid, in the given order (references first), each atomically.
    * A path whose references are neither valid nor earlier in `items` is refused.
@@ -156,6 +163,10 @@ export async function addPath(
   o: Partial<NarIngestOptions> = {},
 ): Promise<void> {
   if (trust !== undefined) checkSignatures(info, trust);
-  const staged = await ingestNar(info, chunks, { dir: store.stagingDir(), ...o });
+  const staged = await ingestNar(info, chunks, {
+    dir: store.stagingDir(),
+    fsync: store.stagingFsync === true,
+    ...o,
+  });
   await store.commit([staged]);
 }
