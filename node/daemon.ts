@@ -233,6 +233,8 @@ export class Daemon {
       await d.run();
       return d;
     } catch (e) {
+      await d?.agent?.stop().catch(() => {});
+      await d?.supervisor?.close().catch(() => {});
       await d?.store?.close().catch(() => {});
       d?.metricsServer?.close();
       if (host !== undefined) await Promise.resolve(host.stop()).catch(() => {});
