@@ -13,7 +13,7 @@ import { generateHistory, type InjectedAnomaly } from '../jepsen/checker/generat
 import { describeInterval, type HistoryEvent } from '../jepsen/checker/history.ts';
 import { type CheckResult, checkEvents } from '../jepsen/checker/linearizability.ts';
 import { kvMap } from '../jepsen/checker/model.ts';
-import { fmtInt, machine, machineLine, parseOptions } from './common.ts';
+import { fmtInt, formatTable, machine, machineLine, parseOptions } from './common.ts';
 
 /** The target (the issue's requirement): a 10,000-operation history checked in under 1 s. */
 const TARGET_MS = 1_000;
@@ -164,12 +164,7 @@ function printTable(results: readonly Result[]): void {
     r.targetMs === null ? '-' : fmtInt(r.targetMs),
     r.ratio === null ? '-' : `${r.ratio.toFixed(3)}x`,
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: readonly string[]): string =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const r of rows) console.log(line(r));
+  console.log(formatTable(header, rows));
 }
 
 function printFindings(results: readonly Result[]): void {

@@ -10,7 +10,7 @@
 import { performance } from 'node:perf_hooks';
 import { Cluster, type StateMachine } from '../consensus/cluster.ts';
 import type { Entry } from '../consensus/types.ts';
-import { fmtInt, machine, machineLine, parseOptions } from './common.ts';
+import { fmtInt, formatTable, machine, machineLine, parseOptions } from './common.ts';
 
 /** The anchor: committed entries per second of a 3-voter group with batching. */
 const TARGET_ENTRIES_PER_S = 100_000;
@@ -175,12 +175,7 @@ function printTable(results: readonly Result[]): void {
     r.ratio === null ? '-' : `${r.ratio.toFixed(2)}x`,
     r.latencyCycles.toFixed(2),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: readonly string[]): string =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const r of rows) console.log(line(r));
+  console.log(formatTable(header, rows));
 }
 
 function main(): void {

@@ -7,7 +7,7 @@
 //   npm run bench:sim -- [--seconds N] [--runs N] [--json]
 
 import { runSimulation } from '../sim/run.ts';
-import { machine, machineLine, parseOptions } from './common.ts';
+import { formatTable, machine, machineLine, parseOptions } from './common.ts';
 
 /** The anchor: a simulator that runs at least 100x real time makes long fault runs cheap. */
 const TARGET_SPEED = 100;
@@ -90,17 +90,19 @@ function main(): void {
     `${result.case}; ${runs} runs of ${seconds} virtual s after a ${WARMUP_VIRTUAL_MS / 1000} s warm-up`,
   );
   console.log('');
-  const rows = [
-    ['figure', 'measured', 'target', 'ratio'],
-    ['virtual s per wall s', speed.toFixed(1), String(TARGET_SPEED), `${result.ratio.toFixed(2)}x`],
-  ];
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  for (const [k, row] of rows.entries()) {
-    console.log(
-      row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '),
-    );
-    if (k === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  }
+  console.log(
+    formatTable(
+      ['figure', 'measured', 'target', 'ratio'],
+      [
+        [
+          'virtual s per wall s',
+          speed.toFixed(1),
+          String(TARGET_SPEED),
+          `${result.ratio.toFixed(2)}x`,
+        ],
+      ],
+    ),
+  );
   console.log('');
   console.log(
     `event loop alone ${result.loopSpeed.toFixed(1)}x real time; the check and hash take ` +
