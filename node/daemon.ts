@@ -7,7 +7,7 @@
 import './polyfill.ts';
 import { randomInt } from 'node:crypto';
 import { accessSync, constants, readFileSync } from 'node:fs';
-import { mkdir, open, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,6 +34,7 @@ import { createHost, type Host } from './p2p/host.ts';
 import {
   DuplicateInstanceError,
   findOtherInstance,
+  INSTANCE_CHECK_TIMEOUT_MS,
   isInstanceNonce,
   newInstanceNonce,
   serveInstance,
@@ -312,7 +313,8 @@ export class Daemon {
   /**
    * Asks the members we know (and the seeds) whether another live process holds our peer ID;
    * throws DuplicateInstanceError if one does. Best effort by design: members that do not answer
-   * within the peer request timeout are not evidence either way (docs/protocols.md).
+   * within INSTANCE_CHECK_TIMEOUT_MS are not evidence either way (docs/protocols.md); the bound
+   * keeps a cold restart, with members still down, from waiting long at start.
    */
   private async checkUnique(): Promise<void> {
     const targets = new Map<NodeId, Multiaddr[]>(this.extraAddrs);
@@ -324,11 +326,12 @@ export class Daemon {
     const answers = await Promise.all(
       [...targets].map(async ([id, addrs]) => {
         if (addrs.length === 0) return undefined;
-        const r = await this.request(addrs, {
-          op: 'instance.check',
-          id: this.id,
-          nonce: this.nonce,
-        }).catch(() => undefined);
+        const r = await apiRequest(
+          this.host,
+          addrs,
+          { op: 'instance.check', id: this.id, nonce: this.nonce },
+          INSTANCE_CHECK_TIMEOUT_MS,
+        ).catch(() => undefined);
         return r?.ok === true && typeof r.duplicate === 'string'
           ? { id, at: r.duplicate }
           : undefined;
@@ -744,14 +747,15 @@ export class Daemon {
         apiError('UNAVAILABLE', `node ${vm.node} (runs ${req.name}) unreachable: ${e.message}`),
       );
     }
-    return {
-      ok: true,
-      ...(await readConsole(this.vmRunDir(), req.name, req.offset as number | undefined)),
-    };
-  }
-
-  private vmRunDir(): string {
-    return join(this.o.dataDir, VM_RUN_DIR);
+    const read = await this.supervisor
+      ?.consoleRead(req.name, req.offset as number | undefined, VM_LOGS_BYTES_MAX)
+      .catch((e: { code?: string }) => {
+        // Committed but not started here yet: no console so far.
+        if (e.code === 'VMM_NOT_FOUND') return { data: '', next: 0, size: 0 };
+        throw e;
+      });
+    if (read === undefined) return apiError('UNAVAILABLE', 'this node is still starting');
+    return { ok: true, ...read };
   }
 
   private async handleJoin(req: ApiRequest): Promise<ApiResponse> {
@@ -1028,35 +1032,6 @@ function answer(o: Outcome): ApiResponse {
 export const VM_LOGS_BYTES_MAX = 1024 * 1024;
 /** Where the node's VMs live under the data dir (the supervisor's run dir). */
 export const VM_RUN_DIR = 'vms';
-
-/**
- * Reads a VM's console log from `offset` (default: the start of what is kept), at most
- * VM_LOGS_BYTES_MAX. The supervisor caps the log by keeping its tail: an offset past the end
- * means the log was cut, and reading starts again from its start.
- */
-async function readConsole(
-  runDir: string,
-  name: string,
-  offset: number | undefined,
-): Promise<{ data: string; next: number; size: number }> {
-  let fh: Awaited<ReturnType<typeof open>>;
-  try {
-    fh = await open(join(runDir, name, 'console.log'), 'r');
-  } catch {
-    return { data: '', next: 0, size: 0 };
-  }
-  try {
-    const size = (await fh.stat()).size;
-    const from =
-      offset === undefined || offset > size ? Math.max(0, size - VM_LOGS_BYTES_MAX) : offset;
-    const length = Math.min(VM_LOGS_BYTES_MAX, size - from);
-    const buf = Buffer.alloc(length);
-    const { bytesRead } = await fh.read(buf, 0, length, from);
-    return { data: buf.subarray(0, bytesRead).toString('utf8'), next: from + bytesRead, size };
-  } finally {
-    await fh.close();
-  }
-}
 
 /** Whether an executable of that name is on PATH. */
 function commandOnPath(name: string): boolean {

@@ -14,6 +14,11 @@ export const INSTANCE_PROTOCOL = '/pcr/instance/1.0.0';
 export const INSTANCE_NONCE_BYTES = 16;
 /** How long a member waits for another connection of the same peer to name its nonce. */
 export const INSTANCE_ASK_TIMEOUT_MS = 1500;
+/**
+ * How long a starting node waits for the members' answers (dial, their asks, the reply): above
+ * INSTANCE_ASK_TIMEOUT_MS, and short, since it delays every start while members are down.
+ */
+export const INSTANCE_CHECK_TIMEOUT_MS = 3000;
 
 export function newInstanceNonce(): string {
   return randomBytes(INSTANCE_NONCE_BYTES).toString('hex');

@@ -232,19 +232,31 @@ export class Supervisor {
 
   /** The console log's last `maxBytes` bytes (default: all of it, at most the cap). */
   async consoleLog(name: string, maxBytes = this.consoleMax): Promise<string> {
-    const path = this.paths(name).console;
+    return (await this.consoleRead(name, undefined, maxBytes)).data;
+  }
+
+  /**
+   * Reads the console log from byte `offset` (default: its last `maxBytes`), at most `maxBytes`;
+   * `next` is where the following read starts. The log is capped by keeping its tail, so an offset
+   * past the end means it was cut: reading starts again from its last `maxBytes`.
+   */
+  async consoleRead(
+    name: string,
+    offset: number | undefined,
+    maxBytes = this.consoleMax,
+  ): Promise<{ data: string; next: number; size: number }> {
     let fh: Awaited<ReturnType<typeof open>>;
     try {
-      fh = await open(path, 'r');
+      fh = await open(this.paths(name).console, 'r');
     } catch {
       throw new VmmError('VMM_NOT_FOUND', `no console log for ${name} on this node`);
     }
     try {
       const size = (await fh.stat()).size;
-      const len = Math.min(size, maxBytes);
-      const buf = Buffer.alloc(len);
-      await fh.read(buf, 0, len, size - len);
-      return buf.toString('utf8');
+      const from = offset === undefined || offset > size ? Math.max(0, size - maxBytes) : offset;
+      const buf = Buffer.alloc(Math.min(maxBytes, size - from));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, from);
+      return { data: buf.subarray(0, bytesRead).toString('utf8'), next: from + bytesRead, size };
     } finally {
       await fh.close();
     }
