@@ -6,7 +6,7 @@
 
 import './polyfill.ts';
 import { randomInt } from 'node:crypto';
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { dirname, join } from 'node:path';
@@ -50,6 +50,7 @@ import { type StoreMode, StoreService } from './store/service.ts';
 import type { Accelerator, Backend, BackendName, Capabilities } from './vmm/backend.ts';
 import { defaultBackends, probeBackends } from './vmm/probe.ts';
 import { Supervisor } from './vmm/supervisor.ts';
+import { which } from './which.ts';
 
 export interface DaemonOptions {
   readonly dataDir: string;
@@ -279,7 +280,7 @@ export class Daemon {
       host: this.host,
       peerId: this.id,
       mode: this.o.store ?? 'auto',
-      nixAvailable: commandOnPath('nix'),
+      nixAvailable: which('nix') !== undefined,
       ...(this.o.storeMaxBytes !== undefined ? { localMaxBytes: this.o.storeMaxBytes } : {}),
       ...(cacheAddr !== 'off' ? { cache: { host: chost, port: cport } } : {}),
       trustedKeys: this.o.trustedKeys ?? [],
@@ -1032,18 +1033,6 @@ function answer(o: Outcome): ApiResponse {
 export const VM_LOGS_BYTES_MAX = 1024 * 1024;
 /** Where the node's VMs live under the data dir (the supervisor's run dir). */
 export const VM_RUN_DIR = 'vms';
-
-/** Whether an executable of that name is on PATH. */
-function commandOnPath(name: string): boolean {
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    if (dir === '') continue;
-    try {
-      accessSync(join(dir, name), constants.X_OK);
-      return true;
-    } catch {}
-  }
-  return false;
-}
 
 function splitHostPort(addr: string): [string, number] {
   const i = addr.lastIndexOf(':');

@@ -2,8 +2,8 @@
 // whose tool is missing is skipped, and says which tool and how to install it; under CI (CI=true)
 // a missing tool is a failure, never a skip (.ci/run installs every one of them).
 import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
 import { describe } from 'vitest';
+import { which } from '../node/which.ts';
 
 /** The Debian package that provides each tool, for the skip message. */
 export const TOOL_PACKAGES: Record<string, string> = {
@@ -17,16 +17,13 @@ export const TOOL_PACKAGES: Record<string, string> = {
 
 /** The absolute path of an executable on PATH (or an absolute path that exists), else undefined. */
 export function findTool(name: string): string | undefined {
-  const candidates = name.startsWith('/')
-    ? [name]
-    : (process.env.PATH ?? '').split(delimiter).map((dir) => join(dir, name));
-  for (const path of candidates) {
-    try {
-      accessSync(path, name.startsWith('/') ? constants.R_OK : constants.X_OK);
-      return path;
-    } catch {}
+  if (!name.startsWith('/')) return which(name);
+  try {
+    accessSync(name, constants.R_OK);
+    return name;
+  } catch {
+    return undefined;
   }
-  return undefined;
 }
 
 /** Tools from `names` that are missing. Under CI a missing tool throws. */
