@@ -100,22 +100,27 @@ async function watch(
   }
 }
 
+/** --detach and --wait, for the commands that wait for the node's outcome. */
+function withWait(cmd: Command, detach: string, defaultS: number): Command {
+  return cmd
+    .option('--detach', detach)
+    .option(
+      '--wait <seconds>',
+      `give up waiting after this long (default ${defaultS})`,
+      integerOption(1, 86_400),
+    );
+}
+
 export function registerVmCommands(program: Command): void {
   const vm = program.command('vm').description('microVMs: run on a node, list, status, logs, stop');
 
-  withConnect(
+  const run = withConnect(
     vm
       .command('run <spec>')
       .description('run the VM a spec file describes (- for stdin) on a node; waits until it runs'),
-  )
-    .requiredOption('--on <node>', 'the node to run it on: a peer ID or a unique prefix of one')
-    .option('--detach', 'return once the VM is committed, without waiting for it to run')
-    .option(
-      '--wait <seconds>',
-      'give up waiting after this long (default 300)',
-      integerOption(1, 86_400),
-    )
-    .action(async (file: string, o: Opts) => {
+  ).requiredOption('--on <node>', 'the node to run it on: a peer ID or a unique prefix of one');
+  withWait(run, 'return once the VM is committed, without waiting for it to run', 300).action(
+    async (file: string, o: Opts) => {
       const spec = await readSpec(file);
       const c = await connect(o);
       try {
@@ -142,7 +147,8 @@ export function registerVmCommands(program: Command): void {
       } finally {
         await c.close();
       }
-    });
+    },
+  );
 
   withConnect(vm.command('list').description('VMs of the cluster (or of one node)'))
     .option('--on <node>', 'only the VMs of this node')
@@ -205,34 +211,31 @@ export function registerVmCommands(program: Command): void {
       }
     });
 
-  withConnect(
-    vm.command('stop <name>').description('stop a VM (it stays listed); waits until stopped'),
-  )
-    .option('--detach', 'return once the stop is committed')
-    .option(
-      '--wait <seconds>',
-      'give up waiting after this long (default 120)',
-      integerOption(1, 86_400),
-    )
-    .action(async (name: string, o: Opts) => {
-      const c = await connect(o);
-      try {
-        const v = (await c.request({ op: 'vm.stop', name })).vm as VmView;
-        if (o.detach === true) {
-          print(o, v, () => `${name}: stop committed`);
-          return;
-        }
-        const end = await watch(c, name, v.generation, o.wait ?? 120, (x) =>
-          ['stopped', 'failed'].includes(x.state),
-        );
-        print(o, end, () => `${name} ${end.state}`);
-        if (end.state === 'failed') {
-          throw new CliError(`${name} failed: ${end.reason ?? 'no reason given'}`, EXIT.vmFailed);
-        }
-      } finally {
-        await c.close();
+  withWait(
+    withConnect(
+      vm.command('stop <name>').description('stop a VM (it stays listed); waits until stopped'),
+    ),
+    'return once the stop is committed',
+    120,
+  ).action(async (name: string, o: Opts) => {
+    const c = await connect(o);
+    try {
+      const v = (await c.request({ op: 'vm.stop', name })).vm as VmView;
+      if (o.detach === true) {
+        print(o, v, () => `${name}: stop committed`);
+        return;
       }
-    });
+      const end = await watch(c, name, v.generation, o.wait ?? 120, (x) =>
+        ['stopped', 'failed'].includes(x.state),
+      );
+      print(o, end, () => `${name} ${end.state}`);
+      if (end.state === 'failed') {
+        throw new CliError(`${name} failed: ${end.reason ?? 'no reason given'}`, EXIT.vmFailed);
+      }
+    } finally {
+      await c.close();
+    }
+  });
 
   withConnect(
     vm.command('rm <name>').description('remove a VM; its node stops it if it runs'),
