@@ -71,8 +71,11 @@ export class StoreService {
   private readonly trust: TrustPolicy;
   private readonly o: StoreServiceOptions;
   private cache: HttpCache | undefined;
-  /** Fetches in flight per root: a second caller joins the first. */
-  private readonly fetching = new Map<string, Promise<FetchReport>>();
+  /** Fetches in flight per root: a second caller joins the first and hears its progress too. */
+  private readonly fetching = new Map<
+    string,
+    { done: Promise<FetchReport>; listeners: ((p: FetchProgress) => void)[] }
+  >();
 
   private constructor(
     o: StoreServiceOptions,
@@ -160,12 +163,19 @@ export class StoreService {
   fetch(path: string, onProgress?: (p: FetchProgress) => void): Promise<FetchReport> {
     parseStorePath(path);
     const running = this.fetching.get(path);
-    if (running !== undefined) return running;
-    const p = fetchClosure([path], this.fetchOptions(onProgress)).finally(() =>
-      this.fetching.delete(path),
-    );
-    this.fetching.set(path, p);
-    return p;
+    if (running !== undefined) {
+      if (onProgress !== undefined) running.listeners.push(onProgress);
+      return running.done;
+    }
+    const listeners = onProgress !== undefined ? [onProgress] : [];
+    const done = fetchClosure(
+      [path],
+      this.fetchOptions((p) => {
+        for (const l of listeners) l(p);
+      }),
+    ).finally(() => this.fetching.delete(path));
+    this.fetching.set(path, { done, listeners });
+    return done;
   }
 
   /**
