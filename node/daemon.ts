@@ -818,7 +818,7 @@ export class Daemon {
     if (typeof req.id !== 'string') return apiError('INVALID', 'remove needs id');
     const out = await this.change('removeNode', req.id);
     if (!out.ok) return answer(out);
-    await this.submit({ op: 'member.remove', id: req.id });
+    await this.submit({ op: 'member.remove', id: req.id, atMs: Date.now() });
     return { ok: true };
   }
 

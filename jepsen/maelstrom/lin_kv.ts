@@ -94,7 +94,8 @@ export function replyBody(f: LinKvRequest['f'], o: Outcome): Body {
       case 'casMismatch':
         return errorBody(ERROR.preconditionFailed, r.message);
       case 'invalid':
-      case 'stale': // VM reports only; no lin-kv request gives it
+      case 'stale': // VM reports and member records only; no lin-kv request gives them
+      case 'removed':
         return errorBody(ERROR.malformedRequest, r.message);
       case 'duplicate':
         // Never reaches a waiting client (the first application answered it); if it did, the

@@ -5,6 +5,7 @@ import {
   encodeEnvelope,
   KEY_BYTES_MAX,
   parseRequestId,
+  REMOVED_MEMBERS_MAX,
   SESSION_WINDOW,
   SESSIONS_MAX,
   StateMachine,
@@ -76,6 +77,64 @@ describe('StateMachine: key-value with lin-kv semantics', () => {
     expect(sm.apply(5, { op: 'member.remove', id: 'p1' })).toMatchObject({ ok: true });
   });
 
+  it('a removed member leaves a tombstone: it cannot be recorded again, across a snapshot', () => {
+    const sm = new StateMachine();
+    sm.apply(1, { op: 'member.put', member: { id: 'p1', addrs: [], role: 'voter' } });
+    sm.apply(2, { op: 'member.remove', id: 'p1', atMs: 5 });
+    expect(sm.isRemoved('p1')).toBe(true);
+    expect(sm.isRemoved('p2')).toBe(false);
+    const again = { op: 'member.put', member: { id: 'p1', addrs: [], role: 'learner' } };
+    expect(sm.apply(3, again)).toMatchObject({ ok: false, code: 'removed' });
+    expect(sm.member('p1')).toBeUndefined();
+    const copy = new StateMachine();
+    copy.restore(sm.snapshot());
+    expect(copy.isRemoved('p1')).toBe(true);
+    expect(copy.apply(4, again)).toMatchObject({ ok: false, code: 'removed' });
+  });
+
+  it(`remembers at most REMOVED_MEMBERS_MAX (${REMOVED_MEMBERS_MAX}) removals, forgetting the oldest`, () => {
+    const sm = new StateMachine();
+    let i = 0;
+    for (let n = 0; n <= REMOVED_MEMBERS_MAX; n++) {
+      sm.apply(++i, { op: 'member.put', member: { id: `m${n}`, addrs: [], role: 'learner' } });
+      sm.apply(++i, { op: 'member.remove', id: `m${n}` });
+    }
+    expect(sm.isRemoved('m0')).toBe(false);
+    expect(sm.isRemoved('m1')).toBe(true);
+    expect(sm.isRemoved(`m${REMOVED_MEMBERS_MAX}`)).toBe(true);
+  });
+
+  it('removing a member releases its VMs: unplaced, pending, with the reason', () => {
+    const sm = new StateMachine();
+    sm.apply(1, { op: 'member.put', member: { id: 'p1', addrs: [], role: 'voter' } });
+    sm.apply(2, { op: 'member.put', member: { id: 'p2', addrs: [], role: 'voter' } });
+    const spec = (name: string) => ({
+      version: 1,
+      name,
+      runner: '/nix/store/0c6lw3rq0qvd4n4ys4fvnnbd5bxxc0nk-microvm-run-db',
+    });
+    sm.apply(3, { op: 'vm.put', spec: spec('a'), node: 'p1', atMs: 1 });
+    sm.apply(4, { op: 'vm.put', spec: spec('b'), node: 'p2', atMs: 1 });
+    sm.apply(5, {
+      op: 'vm.report',
+      name: 'a',
+      node: 'p1',
+      generation: 3,
+      state: 'running',
+      atMs: 2,
+    });
+    sm.apply(6, { op: 'member.remove', id: 'p1', atMs: 7 });
+    const a = sm.vms.get('a')!;
+    expect(a).toMatchObject({ node: '', state: 'pending' });
+    expect(a.reason).toContain('removed');
+    expect(a.events.at(-1)).toMatchObject({ atMs: 7, state: 'pending' });
+    expect(sm.vms.list('p1')).toEqual([]);
+    expect(sm.vms.get('b')!.node).toBe('p2');
+    const copy = new StateMachine();
+    copy.restore(sm.snapshot());
+    expect(copy.vms.get('a')!.node).toBe('');
+  });
+
   it('bad commands change nothing but the applied index, identically everywhere', () => {
     const sm = new StateMachine();
     sm.apply(1, { op: 'kv.put', key: 'a', value: '1' });
@@ -145,7 +204,7 @@ describe('StateMachine snapshots', () => {
     expect(() => sm.restore(new Uint8Array([1, 2, 3]))).toThrow();
     expect(() =>
       sm.restore(encodeEnvelope({ requestId: 'r', command: { op: 'kv.del', key: 'x' } })),
-    ).toThrow(/not a version 2 or 3 snapshot/);
+    ).toThrow(/not a version 2, 3 or 4 snapshot/);
     expect(sm.snapshot()).toEqual(before);
   });
 });

@@ -27,7 +27,12 @@ export const VALUE_BYTES_MAX = 256 * 1024;
 /** Longest request ID carried in an entry. */
 export const REQUEST_ID_BYTES_MAX = 128;
 /** Format of snapshot() images; restore() refuses others. */
-export const SNAPSHOT_VERSION = 3;
+export const SNAPSHOT_VERSION = 4;
+/**
+ * Removed members remembered (tombstones); beyond this the one removed longest ago is forgotten.
+ * A removed node learns of its removal from them, and a removed ID cannot be recorded again.
+ */
+export const REMOVED_MEMBERS_MAX = 1024;
 /**
  * Client sessions (Raft dissertation §6.3): a request ID is `<session>.<seq in base 36>`, seqs
  * increasing within a session. A command whose (session, seq) was already applied is not applied
@@ -57,7 +62,8 @@ export type Command =
     }
   | { readonly op: 'kv.del'; readonly key: string }
   | { readonly op: 'member.put'; readonly member: Member }
-  | { readonly op: 'member.remove'; readonly id: string }
+  /** `atMs`: the proposer's clock, for the events of the VMs it releases. */
+  | { readonly op: 'member.remove'; readonly id: string; readonly atMs?: number }
   | VmCommand;
 
 export type Query =
@@ -83,7 +89,9 @@ export type ErrorCode =
   /** A request ID already applied (a duplicated proposal); nothing changed. */
   | 'duplicate'
   /** A VM report for another generation or node than the current one; ignored. */
-  | 'stale';
+  | 'stale'
+  /** member.put of a node the cluster removed: it may not come back under that identity. */
+  | 'removed';
 
 export type Result =
   | {
@@ -158,6 +166,7 @@ export function commandProblem(c: unknown): string | undefined {
     case 'member.put':
       return memberProblem(o.member);
     case 'member.remove':
+      if (o.atMs !== undefined && !Number.isSafeInteger(o.atMs)) return 'atMs must be an integer';
       return isString(o.id) && o.id.length > 0 ? undefined : 'id must be a non-empty string';
     case 'vm.put':
     case 'vm.stop':
@@ -242,6 +251,8 @@ export function parseRequestId(id: string): { session: string; seq: number } | u
 export class StateMachine {
   private kv = new Map<string, Slot>();
   private members = new Map<string, Member>();
+  /** Removed members' IDs, each with the index of its removal (bounded: REMOVED_MEMBERS_MAX). */
+  private removed = new Map<string, number>();
   private sessions = new Map<string, Session>();
   /** The VM table (node/state/vms.ts). */
   readonly vms = new VmTable();
@@ -298,6 +309,13 @@ export class StateMachine {
         }
         return { ok: true, revision: index };
       case 'member.put':
+        if (this.removed.has(c.member.id)) {
+          return {
+            ok: false,
+            code: 'removed',
+            message: `member ${c.member.id} was removed from the cluster; it joins again only as a new node (pcr node start --rejoin)`,
+          };
+        }
         this.members.set(c.member.id, {
           id: c.member.id,
           addrs: [...c.member.addrs],
@@ -308,6 +326,9 @@ export class StateMachine {
         if (!this.members.delete(c.id)) {
           return { ok: false, code: 'notFound', message: `member ${c.id} does not exist` };
         }
+        this.tombstone(c.id, index);
+        // Its VMs are released: unplaced until placed again (pcr vm run --on, or the scheduler).
+        this.vms.release(c.id, index, c.atMs ?? 0, `its node ${c.id} was removed from the cluster`);
         return { ok: true, revision: index };
       case 'vm.put':
       case 'vm.stop':
@@ -388,6 +409,25 @@ export class StateMachine {
     return this.members.get(id);
   }
 
+  /** Whether the cluster removed this node (as far as the tombstones remember). */
+  isRemoved(id: string): boolean {
+    return this.removed.has(id);
+  }
+
+  private tombstone(id: string, index: number): void {
+    this.removed.set(id, index);
+    if (this.removed.size <= REMOVED_MEMBERS_MAX) return;
+    let oldest: string | undefined;
+    let oldestIndex = Number.POSITIVE_INFINITY;
+    for (const [rid, at] of this.removed) {
+      if (at < oldestIndex) {
+        oldest = rid;
+        oldestIndex = at;
+      }
+    }
+    this.removed.delete(oldest!);
+  }
+
   query(q: unknown): Result {
     const problem = queryProblem(q);
     if (problem !== undefined) return { ok: false, code: 'invalid', message: problem };
@@ -445,20 +485,23 @@ export class StateMachine {
       members,
       sessions,
       this.vms.rows(),
+      [...this.removed.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
     ]);
   }
 
   /** Replaces the state by a snapshot image. Throws on an image it cannot read (nothing changes). */
   restore(data: Uint8Array): void {
     const raw = packr.unpack(data) as unknown;
-    // Version 2 (before the VM table) is still read: its VM table is empty.
+    // Versions 2 (before the VM table) and 3 (before tombstones) are still read.
     const v2 = Array.isArray(raw) && raw.length === 5 && raw[0] === 2;
-    const v3 = Array.isArray(raw) && raw.length === 6 && raw[0] === SNAPSHOT_VERSION;
-    if (!v2 && !v3) {
-      throw new Error(`state machine: not a version 2 or ${SNAPSHOT_VERSION} snapshot`);
+    const v3 = Array.isArray(raw) && raw.length === 6 && raw[0] === 3;
+    const v4 = Array.isArray(raw) && raw.length === 7 && raw[0] === SNAPSHOT_VERSION;
+    if (!v2 && !v3 && !v4) {
+      throw new Error(`state machine: not a version 2, 3 or ${SNAPSHOT_VERSION} snapshot`);
     }
-    const [, applied, kvRows, memberRows, sessionRows, vmRows] = raw as [
+    const [, applied, kvRows, memberRows, sessionRows, vmRows, removedRows] = raw as [
       number,
+      unknown,
       unknown,
       unknown,
       unknown,
@@ -507,10 +550,25 @@ export class StateMachine {
         throw new Error('state machine: malformed snapshot member row');
       members.set(id as string, m as Member);
     }
-    this.vms.restore(v3 ? vmRows : []);
+    const removed = restoreTombstones(v4 ? removedRows : []);
+    this.vms.restore(v2 ? [] : vmRows);
     this.kv = kv;
     this.members = members;
+    this.removed = removed;
     this.sessions = sessions;
     this.appliedIndex = applied as number;
   }
+}
+
+function restoreTombstones(rows: unknown): Map<string, number> {
+  if (!Array.isArray(rows)) throw new Error('state machine: malformed snapshot tombstones');
+  const removed = new Map<string, number>();
+  for (const row of rows as unknown[]) {
+    const [id, at] = row as [unknown, unknown];
+    if (!isString(id) || id.length === 0 || !Number.isSafeInteger(at)) {
+      throw new Error('state machine: malformed snapshot tombstone row');
+    }
+    removed.set(id, at as number);
+  }
+  return removed;
 }

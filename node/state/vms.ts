@@ -44,7 +44,7 @@ export interface VmEvent {
 export interface VmEntry {
   readonly name: string;
   readonly spec: VmSpec;
-  /** The member that runs it. */
+  /** The member that runs it; '' while unplaced (its node was removed). */
   readonly node: string;
   /** Raft index of the vm.put that set the spec. */
   readonly generation: number;
@@ -211,6 +211,26 @@ export class VmTable {
     }
   }
 
+  /**
+   * Unplaces every VM of a node that left the cluster: no node runs it until it is placed again.
+   * Its state goes back to pending with the reason, as an event, so `pcr vm status` says why.
+   */
+  release(node: string, index: number, atMs: number, reason: string): void {
+    for (const vm of this.vms.values()) {
+      if (vm.node !== node) continue;
+      const { reason: _drop, ...rest } = vm;
+      const next: VmEntry = {
+        ...rest,
+        node: '',
+        state: 'pending',
+        reason,
+        events: withEvent(vm, { atMs, generation: index, state: 'pending', reason }),
+      };
+      this.vms.set(vm.name, next);
+      this.changes++;
+    }
+  }
+
   get(name: string): VmEntry | undefined {
     return this.vms.get(name);
   }
@@ -247,7 +267,7 @@ export class VmTable {
         v === null ||
         typeof v !== 'object' ||
         !nonEmpty(v.name) ||
-        !nonEmpty(v.node) ||
+        typeof v.node !== 'string' ||
         !Number.isSafeInteger(v.generation) ||
         (v.desired !== 'running' && v.desired !== 'stopped') ||
         !VM_STATES.includes(v.state as VmState) ||

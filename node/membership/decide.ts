@@ -1,0 +1,174 @@
+// Membership policy as pure functions: what this member should do next about its own place in
+// the cluster (join, keep its record current, announce new addresses, find out it was removed)
+// and, on the leader, which learner to promote; how a member answers a join; whom a stopping
+// leader hands over to. No I/O, no clock, no randomness: the daemon's executor
+// (node/membership/executor.ts) feeds it a view and carries out the one action it returns, and
+// the simulator runs the very same functions (docs/membership.md has the contract).
+//
+// One action at a time, by construction: the executor carries out an action and asks again with
+// a fresh view; Raft itself admits one configuration change at a time.
+
+import type { NodeId, StateType } from '../../consensus/index.ts';
+import type { Member } from '../state/machine.ts';
+
+export interface MembershipPolicy {
+  /** Members beyond this many stay learners. */
+  readonly maxVoters: number;
+  /** A learner whose match index is this close to the leader's last index is caught up. */
+  readonly promoteLagEntries: number;
+  /** With no leader for this long, ask the members whether they still count this node. */
+  readonly probeAfterMs: number;
+}
+
+export const MEMBERSHIP_DEFAULTS: MembershipPolicy = {
+  maxVoters: 5,
+  promoteLagEntries: 20,
+  probeAfterMs: 3000,
+};
+
+/** What a reachable member said about this node (its answer to `member.check`). */
+export type PeerVerdict = 'member' | 'removed' | 'unknown';
+
+/** Everything decide() looks at: this member's Raft status, its applied state, its addresses. */
+export interface MembershipView {
+  readonly self: NodeId;
+  readonly state: StateType;
+  /** The leader this member knows, '' when none. */
+  readonly lead: NodeId;
+  readonly voters: readonly NodeId[];
+  readonly learners: readonly NodeId[];
+  /** Leader only: each member's match index. */
+  readonly match?: Readonly<Record<NodeId, number>>;
+  /** The leader's last log index (only read on the leader). */
+  readonly lastIndex: number;
+  /** This member's record in the applied member table, if it has one. */
+  readonly record: Member | undefined;
+  /** The applied state names this node as removed (a tombstone of member.remove). */
+  readonly removedHere: boolean;
+  /** The newest answer of a member asked about this node, if any. */
+  readonly peerVerdict: PeerVerdict | undefined;
+  /** The addresses this process listens on now. */
+  readonly addrs: readonly string[];
+  /** How long this member has known no leader (0 while it knows one). */
+  readonly leaderlessMs: number;
+}
+
+export type MembershipAction =
+  /** Not in any configuration and no leader: ask a seed (or a known member) to add us. */
+  | { readonly kind: 'join' }
+  /** No leader, and our record shows old addresses: tell a reachable member the new ones. */
+  | { readonly kind: 'announce'; readonly addrs: readonly string[] }
+  /** Our record in the member table is missing or stale: commit this one. */
+  | { readonly kind: 'record'; readonly member: Member }
+  /** Leader: promote this caught-up learner to voter. */
+  | { readonly kind: 'promote'; readonly id: NodeId }
+  /** No leader for long: ask the members whether they still count us (member.check). */
+  | { readonly kind: 'probe' }
+  /** The cluster removed this node: stop taking part, say why. */
+  | { readonly kind: 'removed'; readonly why: string };
+
+function sameAddrs(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** The one thing this member should do next about membership, or undefined for nothing. */
+export function decide(v: MembershipView, p: MembershipPolicy): MembershipAction | undefined {
+  if (v.removedHere) {
+    return { kind: 'removed', why: 'the applied member table records this node as removed' };
+  }
+  if (v.peerVerdict === 'removed') {
+    return { kind: 'removed', why: 'a member answered that this node was removed' };
+  }
+  const inConfig = v.voters.includes(v.self) || v.learners.includes(v.self);
+  if (v.lead === '') return leaderless(v, p, inConfig);
+  const role = v.voters.includes(v.self) ? 'voter' : 'learner';
+  const r = v.record;
+  if (r === undefined || r.role !== role || !sameAddrs(r.addrs, v.addrs)) {
+    return { kind: 'record', member: { id: v.self, addrs: [...v.addrs], role } };
+  }
+  if (v.state === 'leader') return promotion(v, p);
+  return undefined;
+}
+
+function leaderless(
+  v: MembershipView,
+  p: MembershipPolicy,
+  inConfig: boolean,
+): MembershipAction | undefined {
+  if (!inConfig) return { kind: 'join' };
+  // Restarted on new addresses: the members dial the old ones, so we hear from no leader.
+  if (v.record !== undefined && !sameAddrs(v.record.addrs, v.addrs)) {
+    return { kind: 'announce', addrs: [...v.addrs] };
+  }
+  if (v.leaderlessMs >= p.probeAfterMs) return { kind: 'probe' };
+  return undefined;
+}
+
+/** Leader: the first caught-up learner (in ID order), while there are fewer than maxVoters. */
+function promotion(v: MembershipView, p: MembershipPolicy): MembershipAction | undefined {
+  if (v.voters.length >= p.maxVoters) return undefined;
+  for (const id of [...v.learners].sort()) {
+    const m = v.match?.[id];
+    if (m === undefined || m + p.promoteLagEntries < v.lastIndex) continue;
+    return { kind: 'promote', id };
+  }
+  return undefined;
+}
+
+/** What the cluster records about a node that asks to join. */
+export interface JoinView {
+  readonly voters: readonly NodeId[];
+  readonly learners: readonly NodeId[];
+  /** The asker's record in the applied member table, if any. */
+  readonly record: Member | undefined;
+  /** The asker is in the tombstones of member.remove. */
+  readonly removed: boolean;
+}
+
+export type JoinDecision =
+  /** A removed node does not come back under the same identity (docs/membership.md). */
+  | { readonly kind: 'refuse-removed' }
+  /** A member with the same addresses: nothing to do. */
+  | { readonly kind: 'already' }
+  /** A member announcing new addresses: commit its record with its current role. */
+  | { readonly kind: 'update-addrs'; readonly member: Member }
+  /** A new node: commit its record (so the leader can reach it), then add it as a learner. */
+  | { readonly kind: 'add-learner'; readonly member: Member };
+
+export function decideJoin(id: NodeId, addrs: readonly string[], v: JoinView): JoinDecision {
+  if (v.removed) return { kind: 'refuse-removed' };
+  const role = v.voters.includes(id) ? 'voter' : v.learners.includes(id) ? 'learner' : undefined;
+  if (role === undefined) {
+    return { kind: 'add-learner', member: { id, addrs: [...addrs], role: 'learner' } };
+  }
+  if (v.record !== undefined && sameAddrs(v.record.addrs, addrs)) return { kind: 'already' };
+  return { kind: 'update-addrs', member: { id, addrs: [...addrs], role } };
+}
+
+/** A member's answer to `member.check` about `id`, from its applied state. */
+export function verdictOf(
+  id: NodeId,
+  v: { voters: readonly NodeId[]; learners: readonly NodeId[]; removed: boolean },
+): PeerVerdict {
+  if (v.removed) return 'removed';
+  return v.voters.includes(id) || v.learners.includes(id) ? 'member' : 'unknown';
+}
+
+/** The voter a stopping leader hands over to: the most caught-up other voter (ties: lowest ID). */
+export function transferee(
+  self: NodeId,
+  voters: readonly NodeId[],
+  match: Readonly<Record<NodeId, number>> | undefined,
+): NodeId | undefined {
+  let best: NodeId | undefined;
+  let bestMatch = -1;
+  for (const id of [...voters].sort()) {
+    if (id === self) continue;
+    const m = match?.[id] ?? -1;
+    if (m > bestMatch) {
+      best = id;
+      bestMatch = m;
+    }
+  }
+  return best;
+}
