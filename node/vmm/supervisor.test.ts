@@ -3,14 +3,14 @@
 // including a VMM found only by its launch id. Three real boots. The refusals, the pid-reuse guard
 // and the console cap need no boot.
 
-import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { describeWithTools } from '../../test/tools.ts';
 import { until } from '../../test/until.ts';
-import type { VmRecord } from './backend.ts';
+import type { Backend, ExitReason, VmRecord } from './backend.ts';
 import { linkExists, tapName } from './net.ts';
 import { procStat } from './proc.ts';
 import { qemuBackend } from './qemu.ts';
@@ -140,7 +140,77 @@ describe('Supervisor without a boot', () => {
     expect(await sup.consoleLog('chatty', 10)).toBe(text.slice(-10));
     expect(sup.events('chatty').map((e) => e.kind)).toContain('console-cut');
   });
+
+  // The ordering remove() promises, on a real process: the "VMM" here is `sleep` (a labelled
+  // stand-in for QEMU: what is tested is the supervisor's bookkeeping, not a boot). It crashes
+  // (kill -9) while the restart policy is on, so a record write is queued as remove() runs.
+  it('remove: the VM is gone for callers only once its directory is gone, and stays gone', async () => {
+    runDir = shortTmpDir('pcr-sup');
+    sup = new Supervisor({ runDir, backends: { qemu: sleepBackend() } });
+    for (let round = 0; round < 5; round++) {
+      const r = validateVmSpec({
+        version: 1,
+        name: 'gone',
+        kernel: '/bin/sh',
+        restart: { policy: 'always', backoffInitialMs: 1, backoffMaxMs: 1 },
+      });
+      if (!r.ok) throw new Error('spec');
+      await sup.launch(r.spec);
+      const dir = sup.paths('gone').dir;
+      const pid = sup.get('gone')!.pid!;
+      process.kill(pid, 'SIGKILL');
+      await until(() => sup.events('gone').some((e) => e.kind === 'exited'), 10_000);
+      const seen: string[] = [];
+      let done = false;
+      const removing = sup.remove('gone', 2000).then(() => {
+        done = true;
+      });
+      while (!done) {
+        if (sup.get('gone') === undefined && existsSync(dir)) seen.push('entry gone, dir present');
+        await new Promise((res) => setImmediate(res));
+      }
+      await removing;
+      expect(seen).toEqual([]);
+      expect(sup.get('gone')).toBeUndefined();
+      // Nothing queued before the removal may recreate the directory afterwards.
+      await new Promise((res) => setTimeout(res, 50));
+      expect(existsSync(dir)).toBe(false);
+    }
+  });
 });
+
+/** A backend whose VMM is `sleep 3600`: a real process with a pid, an exit and a kill. */
+function sleepBackend(): Backend {
+  return {
+    name: 'qemu',
+    probe: async () => ({ available: true }),
+    adopt: async () => undefined,
+    launch: async (ctx) => {
+      const child = spawn('sleep', ['3600'], { stdio: ['ignore', ctx.consoleFd, ctx.consoleFd] });
+      await new Promise<void>((res, rej) => child.once('spawn', res).once('error', rej));
+      const pid = child.pid!;
+      const exited = new Promise<ExitReason>((res) =>
+        child.once('exit', (code, signal) =>
+          res({ kind: 'crashed', detail: `exit ${code ?? signal}` }),
+        ),
+      );
+      const kill = async (): Promise<ExitReason> => {
+        child.kill('SIGKILL');
+        return exited;
+      };
+      return {
+        pid,
+        pidStartTicks: procStat(pid)!.startTicks,
+        exited,
+        status: async () => ({ state: 'running' }) as never,
+        stop: kill,
+        kill,
+        metrics: async () => ({}) as never,
+        release: () => child.unref(),
+      };
+    },
+  };
+}
 
 describeWithTools([...VM_TOOLS, 'ip'], 'Supervisor with real QEMU (TCG)', () => {
   let vm: TestVm;

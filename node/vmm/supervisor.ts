@@ -5,7 +5,7 @@
 // the reconciler's (node/agent/). docs/vmm.md has the contract.
 
 import { randomUUID } from 'node:crypto';
-import { constants, existsSync } from 'node:fs';
+import { constants } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -104,6 +104,10 @@ interface Entry {
   /** Settles once the exit of the current handle was handled (phase set, clean-up done). */
   exitHandled?: Promise<void>;
   stopRequested: boolean;
+  /** Set by remove(): no record is written for it again, so its directory is not recreated. */
+  removing?: boolean;
+  /** The record writes in flight, in order (remove() waits for them before it deletes). */
+  recordWrites?: Promise<void>;
   adopted: boolean;
   events: SupervisorEvent[];
 }
@@ -208,13 +212,21 @@ export class Supervisor {
     return exit;
   }
 
-  /** Stops the VM if it runs and removes its directory (console log included). */
+  /**
+   * Stops the VM if it runs and removes its directory (console log included). The VM is gone for
+   * callers (get, observed) only once its directory is gone, and nothing writes into that
+   * directory after it was removed.
+   */
   async remove(name: string, timeoutMs = STOP_TIMEOUT_MS): Promise<void> {
-    await this.stop(name, timeoutMs);
     const entry = this.vms.get(name);
-    if (entry !== undefined) await this.cleanup(entry);
-    this.vms.delete(name);
+    if (entry !== undefined) entry.removing = true;
+    await this.stop(name, timeoutMs);
+    if (entry !== undefined) {
+      await this.cleanup(entry);
+      await entry.recordWrites;
+    }
     await rm(this.paths(name).dir, { recursive: true, force: true });
+    if (this.vms.get(name) === entry) this.vms.delete(name);
   }
 
   observed(): ObservedVm[] {
@@ -308,7 +320,7 @@ export class Supervisor {
           .catch(() => undefined);
         if (handle !== undefined) {
           entry.record = { ...record, pid: found.pid, pidStartTicks: found.startTicks };
-          await this.writeRecord(entry.record);
+          await this.writeRecord(entry);
           this.running(entry, handle, 'adopted', `pid ${found.pid}`);
           continue;
         }
@@ -369,7 +381,7 @@ export class Supervisor {
     };
     // Written before the spawn: a daemon killed between spawn and the second write finds the VMM
     // by its launch id (recover()), so it is adopted, never duplicated.
-    await this.writeRecord(entry.record);
+    await this.writeRecord(entry);
     if (record.tap !== undefined && spec.network.mode === 'tap')
       await createTap(record.tap, spec.network.bridge);
     this.event(entry, 'launching', `backend ${record.backend}, attempt ${record.attempts}`);
@@ -394,7 +406,7 @@ export class Supervisor {
       await fh.close();
     }
     entry.record = { ...entry.record, pid: handle.pid, pidStartTicks: handle.pidStartTicks };
-    await this.writeRecord(entry.record);
+    await this.writeRecord(entry);
     this.running(entry, handle, 'running', `pid ${handle.pid}`);
   }
 
@@ -440,7 +452,7 @@ export class Supervisor {
       `restart ${d.attempt} in ${d.delayMs} ms after: ${exit.detail}`,
     );
     this.event(entry, 'restart-scheduled', `attempt ${d.attempt} in ${d.delayMs} ms`);
-    void this.writeRecord(entry.record).catch(() => undefined);
+    void this.writeRecord(entry).catch(() => undefined);
     entry.restartTimer = setTimeout(() => {
       entry.restartTimer = undefined;
       entry.restartAtMs = undefined;
@@ -487,11 +499,22 @@ export class Supervisor {
     }
   }
 
-  private async writeRecord(record: VmRecord): Promise<void> {
-    if (!existsSync(record.paths.dir)) await mkdir(record.paths.dir, { recursive: true });
-    const tmp = `${record.paths.record}.tmp`;
-    await writeFile(tmp, `${JSON.stringify(record)}\n`);
-    await rename(tmp, record.paths.record);
+  /**
+   * Writes the entry's record (atomically: a temporary file renamed over it), after the writes
+   * already queued for it. The directory is made by start(), never here: a write that comes after
+   * remove() began is skipped, so a removed VM's directory is never recreated.
+   */
+  private writeRecord(entry: Entry): Promise<void> {
+    const write = async (): Promise<void> => {
+      if (entry.removing === true) return;
+      const { record } = entry;
+      const tmp = `${record.paths.record}.tmp`;
+      await writeFile(tmp, `${JSON.stringify(record)}\n`);
+      await rename(tmp, record.paths.record);
+    };
+    const next = (entry.recordWrites ?? Promise.resolve()).then(write);
+    entry.recordWrites = next.catch(() => undefined);
+    return next;
   }
 
   private async capConsoles(): Promise<void> {
