@@ -29,6 +29,7 @@ import {
 } from './api/wire.ts';
 import { loadOrCreatePeerKey, loadOrCreateSecret, NODE_INFO_FILE } from './identity.ts';
 import { Histogram, renderSamples, type Sample, serveMetrics } from './metrics.ts';
+import { AddrBook, stickyListen } from './p2p/addr_book.ts';
 import { collectMetrics, GOSSIP_INTERVAL_MS, Gossip } from './p2p/gossip.ts';
 import { createHost, type Host } from './p2p/host.ts';
 import {
@@ -129,6 +130,8 @@ export class Daemon {
   metricsUrl = '';
   /** Addresses learned outside the member table (seeds, join requests). */
   private readonly extraAddrs = new Map<NodeId, Multiaddr[]>();
+  /** Where this node and its members listened, kept across restarts (node/p2p/addr_book.ts). */
+  private readonly book: AddrBook;
   private ticker: NodeJS.Timeout | undefined;
   private reconciler: NodeJS.Timeout | undefined;
   private busy = false;
@@ -152,8 +155,15 @@ export class Daemon {
   /** The VM table's change count the agent last saw (it is poked when that moves). */
   private vmChangesSeen = -1;
 
-  private constructor(o: DaemonOptions, host: Host, disk: LevelDisk, storage: DurableStorage) {
+  private constructor(
+    o: DaemonOptions,
+    host: Host,
+    disk: LevelDisk,
+    storage: DurableStorage,
+    book: AddrBook,
+  ) {
     this.o = o;
+    this.book = book;
     this.log = o.logger;
     this.host = host;
     this.disk = disk;
@@ -217,7 +227,10 @@ export class Daemon {
       const seeds = o.seeds ?? [];
       const privateKey = await loadOrCreatePeerKey(o.dataDir);
       const psk = await loadOrCreateSecret(o.dataDir, o.secretFile, fresh && seeds.length === 0);
-      host = await createHost({ privateKey, psk, listen: o.listen, gossip: true });
+      const book = new AddrBook(o.dataDir);
+      host = await listenWhereWeWere(o, book, (listen) =>
+        createHost({ privateKey, psk, listen, gossip: true }),
+      );
       const storage = DurableStorage.recover(records);
       if (fresh && seeds.length === 0) {
         bootstrap(storage.mem, [host.peerId.toString()]);
@@ -226,11 +239,14 @@ export class Daemon {
         );
         o.logger.info({ id: host.peerId.toString() }, 'bootstrapped a new cluster');
       }
-      d = new Daemon(o, host, disk, storage);
+      d = new Daemon(o, host, disk, storage, book);
       for (const s of seeds) {
         const ma = multiaddr(s);
         const id = ma.getComponents().find((c) => c.name === 'p2p')?.value;
-        if (id !== undefined) d.extraAddrs.set(id, [ma]);
+        if (id !== undefined) {
+          d.extraAddrs.set(id, [ma]);
+          book.remember(id, [ma.decapsulateCode(421).toString()]);
+        }
       }
       await d.run();
       return d;
@@ -363,10 +379,36 @@ export class Daemon {
     return this.host.getMultiaddrs().map(String);
   }
 
+  /** The member table's addresses of a peer first, then those learned aside and remembered. */
   private addrsOf(id: NodeId): Multiaddr[] {
     const m = this.member(id);
-    const fromTable = m === undefined ? [] : m.addrs.map((a) => multiaddr(a));
-    return [...fromTable, ...(this.extraAddrs.get(id) ?? [])];
+    const seen = new Set<string>();
+    const out: Multiaddr[] = [];
+    // libp2p dials a list only if every address names the same peer: name it on each.
+    const add = (a: Multiaddr | string): void => {
+      const bare = (typeof a === 'string' ? multiaddr(a) : a).decapsulateCode(421);
+      const key = bare.toString();
+      if (!seen.has(key)) {
+        seen.add(key);
+        out.push(bare.encapsulate(`/p2p/${id}`));
+      }
+    };
+    for (const a of m?.addrs ?? []) add(a);
+    for (const a of this.extraAddrs.get(id) ?? []) add(a);
+    for (const a of this.book.addrsOf(id)) add(a);
+    return out;
+  }
+
+  /** Remembers the members' current addresses (and ours), written only when they changed. */
+  private rememberAddrs(): void {
+    const table = this.node.sm.query({ op: 'members' });
+    for (const m of table.ok ? (table.members ?? []) : []) {
+      if (m.id !== this.id) this.book.remember(m.id, m.addrs);
+    }
+    this.book.setListen(this.addrs());
+    this.book
+      .flush()
+      .catch((e: Error) => this.log.warn({ err: e.message }, 'address book not written'));
   }
 
   /**
@@ -470,6 +512,7 @@ export class Daemon {
 
   private async reconcile(): Promise<void> {
     if (this.busy || this.stopping) return;
+    this.rememberAddrs();
     this.keepConnected();
     this.busy = true;
     try {
@@ -1041,6 +1084,29 @@ function splitHostPort(addr: string): [string, number] {
     throw new Error(`metrics address ${JSON.stringify(addr)} is not host:port`);
   }
   return [addr.slice(0, i), port];
+}
+
+/**
+ * Starts the host on the addresses this node had last time where the options leave the port to
+ * chance (tcp/0); if one of those ports is taken now, on fresh ports, saying so: the members then
+ * learn the new addresses when this node announces them.
+ */
+async function listenWhereWeWere(
+  o: DaemonOptions,
+  book: AddrBook,
+  create: (listen: readonly string[]) => Promise<Host>,
+): Promise<Host> {
+  const sticky = stickyListen(o.listen, book.listen);
+  if (sticky.join() === o.listen.join()) return create(o.listen);
+  try {
+    return await create(sticky);
+  } catch (e) {
+    o.logger.warn(
+      { err: (e as Error).message, wanted: sticky },
+      'the addresses this node had last time are taken; listening on new ports',
+    );
+    return create(o.listen);
+  }
 }
 
 function waitFor(cond: () => boolean, ms: number): Promise<boolean> {

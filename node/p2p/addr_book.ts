@@ -1,0 +1,138 @@
+// The address book: what a node remembers across restarts about where it and its members listen,
+// so that a whole cluster restarted at once (a power cut, `systemctl restart` everywhere) finds
+// itself again without a person re-seeding it (docs/operations.md, "What survives what").
+//
+// - `listen`: the addresses this node was bound to last time. A listen address with port 0 (the
+//   default: "any port") is bound to the port it got last time, when that port is free; so members
+//   find the node where the replicated member table says it is.
+// - `peers`: every member's addresses as last seen in the member table, and the seeds given at any
+//   start: when a member restarted elsewhere, the others still have more to try than the table's
+//   newest (possibly stale) entry. Bounded: PEERS_MAX peers, ADDRS_PER_PEER_MAX addresses each.
+//
+// The file is written atomically (temporary file, then rename) and only when it changed. A missing
+// or unreadable book is an empty one: it is a cache of hints, never a source of truth.
+
+import { readFileSync } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export const ADDR_BOOK_FILE = 'addresses.json';
+/** Peers remembered at most (the most recently seen are kept). */
+export const ADDR_BOOK_PEERS_MAX = 256;
+/** Addresses remembered per peer (the most recent first). */
+export const ADDR_BOOK_ADDRS_PER_PEER_MAX = 16;
+
+export interface AddrBookData {
+  readonly listen: readonly string[];
+  /** Peer ID -> addresses, most recent first. */
+  readonly peers: Readonly<Record<string, readonly string[]>>;
+  /** Peer IDs, least recently seen first (eviction order). */
+  readonly order: readonly string[];
+}
+
+export const EMPTY_BOOK: AddrBookData = { listen: [], peers: {}, order: [] };
+
+/** A TCP listen address, optionally naming the peer (`/p2p/<id>`, which is ignored here). */
+const TCP_ADDR = /^\/(ip4|ip6|dns4|dns6|dns)\/([^/]+)\/tcp\/(\d+)(?:\/p2p\/[^/]+)?$/;
+
+/**
+ * The addresses to listen on: each `/…/HOST/tcp/0` becomes the port this node had last time on the
+ * same host, if it had one. Explicit ports are kept as given.
+ */
+export function stickyListen(listen: readonly string[], previous: readonly string[]): string[] {
+  const lastPort = new Map<string, string>();
+  for (const a of previous) {
+    const m = TCP_ADDR.exec(a);
+    if (m !== null && m[3] !== '0') lastPort.set(`${m[1]}/${m[2]}`, m[3]!);
+  }
+  return listen.map((a) => {
+    const m = TCP_ADDR.exec(a);
+    if (m === null || m[3] !== '0') return a;
+    const port = lastPort.get(`${m[1]}/${m[2]}`);
+    return port === undefined ? a : `/${m[1]}/${m[2]}/tcp/${port}`;
+  });
+}
+
+/** The book with `addrs` as the newest addresses of `id` (bounded; unchanged input, same book). */
+export function remember(book: AddrBookData, id: string, addrs: readonly string[]): AddrBookData {
+  if (addrs.length === 0) return book;
+  const old = book.peers[id] ?? [];
+  const merged = [...new Set([...addrs, ...old])].slice(0, ADDR_BOOK_ADDRS_PER_PEER_MAX);
+  const sameAddrs = merged.length === old.length && merged.every((a, i) => a === old[i]);
+  const isNewest = book.order[book.order.length - 1] === id;
+  if (sameAddrs && isNewest) return book;
+  const order = [...book.order.filter((x) => x !== id), id];
+  const peers: Record<string, readonly string[]> = { ...book.peers, [id]: merged };
+  while (order.length > ADDR_BOOK_PEERS_MAX) delete peers[order.shift()!];
+  return { listen: book.listen, peers, order };
+}
+
+/** Reads the book; an absent or unreadable file is an empty book. */
+export function loadAddrBook(dataDir: string): AddrBookData {
+  try {
+    const raw = JSON.parse(readFileSync(join(dataDir, ADDR_BOOK_FILE), 'utf8')) as unknown;
+    return parseBook(raw) ?? EMPTY_BOOK;
+  } catch {
+    return EMPTY_BOOK;
+  }
+}
+
+function isStrings(x: unknown): x is string[] {
+  return Array.isArray(x) && x.every((s) => typeof s === 'string');
+}
+
+function parseBook(raw: unknown): AddrBookData | undefined {
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const o = raw as Record<string, unknown>;
+  if (!isStrings(o.listen) || !isStrings(o.order)) return undefined;
+  if (typeof o.peers !== 'object' || o.peers === null) return undefined;
+  let book: AddrBookData = { ...EMPTY_BOOK, listen: o.listen };
+  for (const id of o.order) {
+    const addrs = (o.peers as Record<string, unknown>)[id];
+    if (isStrings(addrs)) book = remember(book, id, addrs);
+  }
+  return book;
+}
+
+/** The persisted book: changes are written (atomically) when they change something. */
+export class AddrBook {
+  private data: AddrBookData;
+  private written: string;
+  private writing: Promise<void> = Promise.resolve();
+  private readonly dataDir: string;
+
+  constructor(dataDir: string) {
+    this.dataDir = dataDir;
+    this.data = loadAddrBook(dataDir);
+    this.written = JSON.stringify(this.data);
+  }
+
+  get listen(): readonly string[] {
+    return this.data.listen;
+  }
+
+  addrsOf(id: string): readonly string[] {
+    return this.data.peers[id] ?? [];
+  }
+
+  setListen(addrs: readonly string[]): void {
+    this.data = { ...this.data, listen: [...addrs] };
+  }
+
+  remember(id: string, addrs: readonly string[]): void {
+    this.data = remember(this.data, id, addrs);
+  }
+
+  /** Writes the book if it changed since the last write; writes are serialized. */
+  flush(): Promise<void> {
+    const text = JSON.stringify(this.data);
+    if (text === this.written) return this.writing;
+    this.written = text;
+    const path = join(this.dataDir, ADDR_BOOK_FILE);
+    this.writing = this.writing.then(async () => {
+      await writeFile(`${path}.tmp`, `${text}\n`, { mode: 0o600 });
+      await rename(`${path}.tmp`, path);
+    });
+    return this.writing;
+  }
+}
