@@ -14,7 +14,14 @@ import {
   ApiSession,
   serveSession,
 } from './session.ts';
-import { type ApiResponse, packr } from './wire.ts';
+import {
+  API_PROTOCOL,
+  API_REQUEST_BYTES_MAX,
+  type ApiResponse,
+  packr,
+  requestExchange,
+  serveExchange,
+} from './wire.ts';
 
 const psk = new Uint8Array(95);
 generateKey(psk);
@@ -49,6 +56,7 @@ beforeAll(async () => {
   await server.handle(API_SESSION_PROTOCOL, (stream) => void serveSession(stream, handle), {
     maxInboundStreams: 64,
   });
+  await server.handle(API_PROTOCOL, (stream) => void serveExchange(stream, handle));
   client = await createHost({ privateKey: await generateKeyPair('Ed25519'), psk, listen: [] });
 });
 afterAll(async () => {
@@ -113,6 +121,45 @@ describe('API sessions', () => {
     expect(await s.request({ op: 'echo', n: 7 }, 5000)).toMatchObject({ ok: true, echo: 7 });
     s.close();
     await expect(s.request({ op: 'echo' }, 5000)).rejects.toThrow(/session closed/);
+  });
+
+  it('a request over API_REQUEST_BYTES_MAX is refused by name, before it is sent or read', async () => {
+    const s = await session();
+    const big = 'x'.repeat(API_REQUEST_BYTES_MAX);
+    expect(await s.request({ op: 'echo', big }, 5000)).toMatchObject({
+      ok: false,
+      error: { code: 'INVALID', message: expect.stringContaining('API_REQUEST_BYTES_MAX') },
+    });
+    // Refused by the client: the session goes on.
+    expect(await s.request({ op: 'echo', n: 1 }, 5000)).toMatchObject({ ok: true, echo: 1 });
+    s.close();
+
+    // A client that sends one anyway (10 MiB) gets the bound's name on frame 0, not a reset.
+    const stream = await client.dialProtocol(server.getMultiaddrs(), API_SESSION_PROTOCOL);
+    const lp = lpStream(stream, { maxDataLength: 16 << 20 });
+    void lp.write(packr.pack([1, { op: 'echo', big: 'y'.repeat(10 << 20) }])).catch(() => {});
+    const [id, answer] = packr.unpack((await lp.read()).subarray()) as [number, ApiResponse];
+    expect(id).toBe(0);
+    expect(answer).toMatchObject({
+      ok: false,
+      error: { message: expect.stringMatching(/is \d+ bytes, longer than API_REQUEST_BYTES_MAX/) },
+    });
+  });
+
+  it('one-shot exchanges refuse an oversized request by name too', async () => {
+    const big = 'x'.repeat(API_REQUEST_BYTES_MAX);
+    const stream = await client.dialProtocol(server.getMultiaddrs(), API_PROTOCOL);
+    expect(await requestExchange(stream, { op: 'echo', big })).toMatchObject({
+      ok: false,
+      error: { message: expect.stringContaining('API_REQUEST_BYTES_MAX') },
+    });
+    const raw = await client.dialProtocol(server.getMultiaddrs(), API_PROTOCOL);
+    const lp = lpStream(raw, { maxDataLength: 16 << 20 });
+    void lp.write(packr.pack({ op: 'echo', big: 'y'.repeat(10 << 20) })).catch(() => {});
+    expect(packr.unpack((await lp.read()).subarray())).toMatchObject({
+      ok: false,
+      error: { message: expect.stringContaining('API_REQUEST_BYTES_MAX') },
+    });
   });
 
   it('a client that closes its side still gets the answers in flight', async () => {

@@ -13,7 +13,10 @@ import {
   type ApiRequest,
   type ApiResponse,
   apiError,
+  declaredSize,
+  isFrameTooLarge,
   packr,
+  requestTooLarge,
 } from './wire.ts';
 
 export const API_SESSION_PROTOCOL = '/pcr/api-session/1.0.0';
@@ -101,6 +104,12 @@ export async function serveSession(
       frame = packr.unpack((await lp.read()).subarray());
     } catch (e) {
       if ((e as { name?: string }).name !== 'UnexpectedEOFError') {
+        // Too long: its id is in the payload, which is not read. Say why on frame 0 (never a
+        // request's), so the client fails its requests with the bound's name, then end.
+        if (isFrameTooLarge(e)) {
+          await writer.drained();
+          await lp.write(packr.pack([0, requestTooLarge(declaredSize(e))])).catch(() => {});
+        }
         // A bad frame or a broken stream: answers still in flight are dropped with it.
         stream.abort(e as Error);
         return;
@@ -172,8 +181,15 @@ export class ApiSession {
         this.pending.delete(id);
         reject(new Error(`no answer within ${timeoutMs} ms`));
       }, timeoutMs);
+      const frame = packr.pack([id, req]);
+      if (frame.length > API_REQUEST_BYTES_MAX) {
+        // Refused here, before it is sent: the member would end the session on it.
+        clearTimeout(timer);
+        resolve(requestTooLarge(frame.length));
+        return;
+      }
       this.pending.set(id, { resolve, reject, timer });
-      this.writer.push(packr.pack([id, req]));
+      this.writer.push(frame);
     });
   }
 
@@ -191,6 +207,14 @@ export class ApiSession {
       for (;;) {
         const frame: unknown = packr.unpack((await this.lp.read()).subarray());
         if (!isFrame(frame)) throw new Error('the member sent a malformed session frame');
+        if (frame[0] === 0) {
+          // The member ends the session and says why (a frame it refused).
+          const why =
+            (frame[1] as ApiResponse).ok === false
+              ? (frame[1] as { error: { message: string } }).error.message
+              : 'session ended by the member';
+          throw new Error(why);
+        }
         const p = this.pending.get(frame[0]);
         if (p === undefined) continue; // timed out already
         this.pending.delete(frame[0]);

@@ -36,6 +36,25 @@ export function apiError(code: ApiErrorCode, message: string): ApiResponse {
   return { ok: false, error: { code, message } };
 }
 
+/** The answer to a request frame above API_REQUEST_BYTES_MAX (checked before it is sent or read). */
+export function requestTooLarge(bytes: number | string): ApiResponse {
+  return apiError(
+    'INVALID',
+    `the request is ${bytes} bytes, longer than API_REQUEST_BYTES_MAX (${API_REQUEST_BYTES_MAX} bytes)`,
+  );
+}
+
+/** Whether a read failed on a frame's length prefix (over the bound), before its payload. */
+export function isFrameTooLarge(e: unknown): boolean {
+  return (e as { name?: string }).name?.startsWith('InvalidDataLength') === true;
+}
+
+/** The declared size in an over-long frame's error ("... - N > M"), for the message. */
+export function declaredSize(e: unknown): string {
+  const m = /(\d+) > \d+/.exec((e as Error).message ?? '');
+  return m?.[1] ?? `more than ${API_REQUEST_BYTES_MAX}`;
+}
+
 /** The member's side of one exchange: read the request, answer it, close. */
 export async function serveExchange(
   stream: Stream,
@@ -47,9 +66,10 @@ export async function serveExchange(
     req = packr.unpack((await lp.read()).subarray());
   } catch (e) {
     // Oversized, truncated or undecodable: say so if the stream still works, then close.
-    await lp
-      .write(packr.pack(apiError('INVALID', `bad request frame: ${(e as Error).message}`)))
-      .catch(() => {});
+    const answer = isFrameTooLarge(e)
+      ? requestTooLarge(declaredSize(e))
+      : apiError('INVALID', `bad request frame: ${(e as Error).message}`);
+    await lp.write(packr.pack(answer)).catch(() => {});
     await stream.close().catch(() => stream.abort(e as Error));
     return;
   }
@@ -83,8 +103,13 @@ export async function requestExchange(
   signal?: AbortSignal,
 ): Promise<ApiResponse> {
   const lp = lpStream(stream, { maxDataLength: API_RESPONSE_BYTES_MAX });
+  const frame = packr.pack(req);
+  if (frame.length > API_REQUEST_BYTES_MAX) {
+    await stream.close().catch(() => stream.abort(new Error('request too large')));
+    return requestTooLarge(frame.length);
+  }
   try {
-    await lp.write(packr.pack(req), { signal });
+    await lp.write(frame, { signal });
     const resp = packr.unpack((await lp.read({ signal })).subarray()) as ApiResponse;
     await stream.close().catch(() => {});
     return resp;

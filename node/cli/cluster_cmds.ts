@@ -1,7 +1,9 @@
 // `pcr` commands that talk to a running cluster: status, members, nodes, kv, operator raft.
 
+import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { type ConnectOptions, call, print, table } from './client.ts';
+import { VALUE_BYTES_MAX } from '../state/machine.ts';
+import { CliError, type ConnectOptions, call, EXIT, print, table } from './client.ts';
 
 /** Options every client command takes. */
 export function withConnect(cmd: Command): Command {
@@ -17,6 +19,52 @@ export function withConnect(cmd: Command): Command {
 }
 
 type Opts = ConnectOptions & { stale?: boolean; limit?: string; absent?: boolean };
+
+/**
+ * A value from exactly one source: the argument, standard input (`-`) or a file; refused at once,
+ * before any connection, when it is longer than the state machine's VALUE_BYTES_MAX.
+ */
+async function valueFrom(arg: string | undefined, file: string | undefined): Promise<string> {
+  if ((arg === undefined) === (file === undefined)) {
+    throw new CliError(
+      'give the value once: as an argument, - to read standard input, or --file PATH',
+      EXIT.usage,
+    );
+  }
+  let value: string;
+  if (file !== undefined) {
+    value = await readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => {
+      throw new CliError(
+        `--file ${file}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`,
+        EXIT.usage,
+      );
+    });
+  } else if (arg === '-') {
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    for await (const c of process.stdin as AsyncIterable<Buffer>) {
+      bytes += c.length;
+      // Stop reading once over the bound: the value is refused whatever follows.
+      if (bytes > VALUE_BYTES_MAX) break;
+      chunks.push(c);
+    }
+    if (bytes > VALUE_BYTES_MAX) throw tooLong(`more than ${VALUE_BYTES_MAX}`);
+    value = Buffer.concat(chunks).toString('utf8');
+  } else {
+    value = arg!;
+  }
+  const size = Buffer.byteLength(value);
+  if (size > VALUE_BYTES_MAX) throw tooLong(String(size));
+  return value;
+}
+
+function tooLong(size: string): CliError {
+  return new CliError(
+    `the value is ${size} bytes, longer than VALUE_BYTES_MAX (${VALUE_BYTES_MAX} bytes): ` +
+      'store large data in the Nix store (pcr store push) and put its path here',
+    EXIT.usage,
+  );
+}
 
 function members(value: Record<string, unknown>): Record<string, unknown>[] {
   return (value.members as Record<string, unknown>[]) ?? [];
@@ -81,12 +129,17 @@ export function registerClusterCommands(program: Command): void {
       const r = await call(o, { op: 'kv.get', key, stale: o.stale === true });
       print(o, r, () => String(r.value));
     });
-  withConnect(kv.command('put <key> <value>').description('write a key')).action(
-    async (key: string, value: string, o: Opts) => {
-      const r = await call(o, { op: 'kv.put', key, value });
+  withConnect(
+    kv
+      .command('put <key> [value]')
+      .description('write a key: the value as an argument, - for standard input, or --file'),
+  )
+    .option('--file <path>', 'read the value from a file')
+    .action(async (key: string, value: string | undefined, o: Opts & { file?: string }) => {
+      const v = await valueFrom(value, o.file);
+      const r = await call(o, { op: 'kv.put', key, value: v });
       print(o, r, () => `revision ${r.revision}`);
-    },
-  );
+    });
   withConnect(kv.command('cas <key> <from> <to>').description('set <to> if the value is <from>'))
     .option(
       '--absent',
