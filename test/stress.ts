@@ -127,6 +127,8 @@ async function main(): Promise<void> {
           f.count++;
           failures.set(key, f);
           failed++;
+          // Said at once, so a stress run cut short still tells what failed.
+          process.stdout.write(`== run ${run} FAILED: ${key}\n`);
         }
       }
       if (r.testResults === undefined)
