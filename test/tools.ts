@@ -12,6 +12,7 @@ export const TOOL_PACKAGES: Record<string, string> = {
   nix: 'nix-bin',
   'nix-store': 'nix-bin',
   'nix-instantiate': 'nix-bin',
+  'nix-build': 'nix-bin',
   'qemu-system-x86_64': 'qemu-system-x86',
   busybox: 'busybox-static',
   cpio: 'cpio',
