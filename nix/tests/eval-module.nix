@@ -5,14 +5,16 @@
 {
   libPath,
   settingsJson,
+  # The module under test: nix/module.nix, or the flake's nixosModules.default (eval-flake.nix).
+  module ? ../module.nix,
+  pkgs ? import ./stub-pkgs.nix { },
 }:
 let
   lib = import libPath;
-  pkgs = import ./stub-pkgs.nix;
   eval = lib.evalModules {
     modules = [
       ./nixos-options.nix
-      ../module.nix
+      module
       {
         _module.args.pkgs = pkgs;
         services.procurator = builtins.fromJSON settingsJson;
