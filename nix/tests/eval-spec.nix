@@ -71,5 +71,6 @@ in
 {
   spec = pcr.vmSpecOf nixos { };
   file = pcr.vmSpecFile { inherit writeText; } nixos { };
+  files = pcr.vmSpecFiles { inherit writeText; } { web = nixos; };
   runner = "${runner}";
 }
