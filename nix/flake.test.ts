@@ -35,9 +35,10 @@ interface FlakeEval {
   module: { unit: { serviceConfig: { ExecStart: string } } | null; failedAssertions: string[] };
   libNames: string[];
   overlayPackage: string;
+  cluster: { name: string; nodes: string[]; testScript: string };
 }
 
-describeWithTools(['nix-instantiate', NIXPKGS_LIB_TOOL], 'flake.nix outputs', () => {
+describeWithTools(['nix-instantiate', 'python3', NIXPKGS_LIB_TOOL], 'flake.nix outputs', () => {
   let flake: FlakeEval;
   beforeAll(async () => {
     // --read-write-mode: the package's filtered source is added to the store, to look inside.
@@ -102,6 +103,19 @@ describeWithTools(['nix-instantiate', NIXPKGS_LIB_TOOL], 'flake.nix outputs', ()
     expect(flake.module.failedAssertions).toEqual([]);
     expect(flake.module.unit!.serviceConfig.ExecStart).toMatch(
       new RegExp(`^${flake.package.path}/bin/pcr node start `),
+    );
+  });
+
+  it('checks.cluster has three machines and a test script Python parses', async () => {
+    expect(flake.cluster.name).toBe('procurator-cluster');
+    expect(flake.cluster.nodes).toEqual(['n1', 'n2', 'n3']);
+    const py = exec('python3', ['-c', 'import ast, sys; ast.parse(sys.stdin.read())']);
+    py.child.stdin!.end(flake.cluster.testScript);
+    await py;
+    // Nix interpolated the names the script needs; none is left for Python to trip on.
+    expect(flake.cluster.testScript).not.toContain('${');
+    expect(flake.cluster.testScript).toMatch(
+      /pcr vm run \/nix\/store\/[0-9a-z]{32}-web\.json --on/,
     );
   });
 

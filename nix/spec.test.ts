@@ -78,12 +78,12 @@ describeWithTools(
     });
 
     it('vmSpecFiles makes one spec file per guest, named after the VM', async () => {
-    expect(await evalAttr('files.web.name', web)).toBe('web.json');
-    const file = await evalAttr('file.outPath', web);
-    expect(await evalAttr('files.web.outPath', web)).toBe(file);
-  });
+      expect(await evalAttr('files.web.name', web)).toBe('web.json');
+      const file = await evalAttr('file.outPath', web);
+      expect(await evalAttr('files.web.outPath', web)).toBe(file);
+    });
 
-  it('takes the name and restart policy from the guest module', async () => {
+    it('takes the name and restart policy from the guest module', async () => {
       const spec = await evalAttr('spec', {
         ...web,
         procurator: { vm: { name: 'web-2', restart: { policy: 'on-failure', maxAttempts: 3 } } },

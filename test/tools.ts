@@ -13,6 +13,7 @@ export const TOOL_PACKAGES: Record<string, string> = {
   'nix-store': 'nix-bin',
   'nix-instantiate': 'nix-bin',
   'nix-build': 'nix-bin',
+  python3: 'python3',
   'qemu-system-x86_64': 'qemu-system-x86',
   busybox: 'busybox-static',
   cpio: 'cpio',

@@ -61,4 +61,13 @@ in
   };
   libNames = builtins.attrNames outputs.lib;
   overlayPackage = toString ((outputs.overlays.default pkgs pkgs).procurator);
+  # The NixOS test's arguments as far as they evaluate without NixOS: its name, machines, script.
+  cluster =
+    let
+      t = outputs.checks.x86_64-linux.cluster;
+    in
+    {
+      inherit (t) name testScript;
+      nodes = builtins.attrNames t.nodes;
+    };
 }

@@ -32,7 +32,16 @@ let
     cpio = stub "cpio";
     etcd = stub "etcd";
     nixfmt-tree = stub "nixfmt-tree";
+    jq = stub "jq";
+    qemu_test = stub "qemu-test";
+    linuxPackages.kernel = stub "linux";
+    pkgsStatic.busybox = stub "busybox-static";
     writeShellScriptBin = name: text: stub name // { inherit text; };
+    writeScript = name: text: stub name // { inherit text; };
+    writeText = name: text: stub name // { inherit text; };
+    makeInitrd = args: stub "initrd" // { inherit args; };
+    # The NixOS test framework: its arguments, for the test script and nodes to be looked at.
+    testers.runNixOSTest = args: args;
     buildNpmPackage =
       args:
       stub "npm-${args.pname}-${args.version}"
