@@ -328,8 +328,12 @@ in
         pkgs.iproute2
       ]
       ++ cfg.extraPackages;
-      # Store writes go through the Nix daemon, so the unit needs no write access to /nix.
-      environment.NIX_REMOTE = "daemon";
+      environment = {
+        # Store writes go through the Nix daemon, so the unit needs no write access to /nix.
+        NIX_REMOTE = "daemon";
+        # ProtectHome hides /root: the nix CLI's caches go to the data dir instead.
+        HOME = cfg.dataDir;
+      };
       startLimitIntervalSec = 60;
       startLimitBurst = 5;
       serviceConfig = {

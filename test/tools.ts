@@ -14,6 +14,7 @@ export const TOOL_PACKAGES: Record<string, string> = {
   'nix-instantiate': 'nix-bin',
   'nix-build': 'nix-bin',
   python3: 'python3',
+  'systemd-analyze': 'systemd',
   'qemu-system-x86_64': 'qemu-system-x86',
   busybox: 'busybox-static',
   cpio: 'cpio',
