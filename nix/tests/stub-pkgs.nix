@@ -39,6 +39,7 @@ let
     writeShellScriptBin = name: text: stub name // { inherit text; };
     writeScript = name: text: stub name // { inherit text; };
     writeText = name: text: stub name // { inherit text; };
+    runCommand = name: env: script: stub name // { inherit script; };
     makeInitrd = args: stub "initrd" // { inherit args; };
     # The NixOS test framework: its arguments, for the test script and nodes to be looked at.
     testers.runNixOSTest = args: args;
