@@ -3,12 +3,24 @@
 // with the real Nix CLI; the JSON it produces is checked with the product's own validator and
 // node-side check, as `pcr vm run` and the node would.
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
+import { VM_RUN_DIR } from '../node/daemon.ts';
+import {
+  closeClients,
+  type NodeProc,
+  pcr,
+  request,
+  secretFileOf,
+  startNode,
+  stop,
+  until,
+} from '../node/test/procs.ts';
 import { checkVmSpecOnNode, formatSpecErrors, validateVmSpec } from '../node/vmm/spec.ts';
+import { sweep } from '../node/vmm/test/helpers.ts';
 import { describeWithTools, NIXPKGS_LIB_TOOL, nixEnv } from '../test/tools.ts';
 
 const exec = promisify(execFile);
@@ -108,6 +120,58 @@ describeWithTools(
       const spec = await evalAttr('spec', { ...web, microvm: { mem: 1 << 20 } });
       const r = validateVmSpec(spec);
       expect(r.ok ? '' : formatSpecErrors(r.errors)).toContain('VM_MEMORY_MIB_MAX');
+    });
+  },
+);
+
+describeWithTools(
+  ['nix-instantiate', 'nix-build', 'nix-store', NIXPKGS_LIB_TOOL],
+  'a spec file from the helper, through pcr vm run on a real node',
+  () => {
+    let base = '';
+    let node: NodeProc | undefined;
+    afterAll(async () => {
+      await closeClients();
+      if (node !== undefined) {
+        if (node.child.exitCode === null) await stop(node);
+        await sweep(join(node.dataDir, VM_RUN_DIR));
+      }
+      if (base !== '') await rm(base, { recursive: true, force: true });
+    });
+
+    it('pcr vm run takes the built file and the node runs its runner', async () => {
+      const file = await buildSpecFile(web);
+      // Short: VMM sockets live under the data dir (unix socket paths are at most 107 bytes).
+      base = await mkdtemp('/tmp/pcr-nixspec-');
+      // The node's store is the machine's Nix store, where nix-build put the runner.
+      const n = await startNode(base, 'n', ['--store', 'nix', '--cache', 'off']);
+      node = n;
+      const run = await pcr([
+        'vm',
+        'run',
+        file,
+        '--on',
+        n.id,
+        '--json',
+        '--addr',
+        n.addr,
+        '--secret-file',
+        secretFileOf(n),
+      ]);
+      expect(run.exitCode, run.stderr).toBe(0);
+      expect(JSON.parse(run.stdout)).toMatchObject({ name: 'web', state: 'running', node: n.id });
+      // The rest in-process (the CLI's own requests), sparing two more CLI starts.
+      await until(
+        async () => {
+          const r = await request(n, n, { op: 'vm.logs', name: 'web' });
+          return r.ok && String(r.data).includes('stand-in runner up');
+        },
+        30_000,
+        'the runner line in the console of web',
+        200,
+      );
+      const rm = await request(n, n, { op: 'vm.rm', name: 'web' });
+      expect(rm.ok, JSON.stringify(rm)).toBe(true);
     });
   },
 );

@@ -1,7 +1,8 @@
 # A microvm.nix guest made of stand-ins, turned into a VM spec by nix/lib.nix, for
 # nix/spec.test.ts. microvm.nix cannot be fetched here: `microvmOptions` declares the options of
 # its that the helper reads (with microvm.nix's defaults: 1 vcpu, 512 MiB), and the runner is a
-# real store path with an executable bin/microvm-run that only prints a line.
+# real store path with an executable bin/microvm-run that prints a line and then sleeps, standing
+# in for a hypervisor (nix/spec.test.ts runs it through a real node).
 #   nix-instantiate --eval --strict --json nix/tests/eval-spec.nix -A spec --arg libPath ...
 #   nix-build nix/tests/eval-spec.nix -A file --arg libPath ...
 {
@@ -21,7 +22,7 @@ let
     builder = "/bin/sh";
     args = [
       "-c"
-      ''/bin/mkdir -p $out/bin && printf '#!/bin/sh\necho stand-in runner\n' > $out/bin/microvm-run && /bin/chmod +x $out/bin/microvm-run''
+      ''/bin/mkdir -p $out/bin && printf '#!/bin/sh\necho stand-in runner up\nexec /bin/sleep 600\n' > $out/bin/microvm-run && /bin/chmod +x $out/bin/microvm-run''
     ];
   };
 
