@@ -122,7 +122,8 @@ in
     package = lib.mkPackageOption pkgs "procurator" { };
 
     dataDir = mkOption {
-      type = types.strMatching "/.+";
+      # No spaces or quotes: it goes into unit directives and a shell wrapper unquoted by systemd.
+      type = types.strMatching "/[A-Za-z0-9._/-]+";
       default = "/var/lib/procurator";
       description = ''
         Where the node keeps its identity (peer.key), the cluster secret, its Raft log, its store

@@ -194,6 +194,12 @@ describeWithTools(
       expect(await evalError({ enable: true, cache: { listen: '127.0.0.1' } })).toContain(
         'services.procurator.cache.listen',
       );
+      expect(await evalError({ enable: true, dataDir: 'var/lib/pcr' })).toContain(
+        'services.procurator.dataDir',
+      );
+      expect(await evalError({ enable: true, dataDir: '/srv/my pcr' })).toContain(
+        'services.procurator.dataDir',
+      );
       expect(await evalError({ enable: true, maxVoters: 0 })).toContain(
         'services.procurator.maxVoters',
       );
