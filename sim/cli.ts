@@ -12,6 +12,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import type { MembershipSummary } from './membership.ts';
 import {
   type Fault,
   isNemesisKind,
@@ -21,7 +22,6 @@ import {
   parseDuration,
   parseSchedule,
 } from './nemesis.ts';
-import type { MembershipSummary } from './membership.ts';
 import { RUN_DEFAULTS, type RunOptions, type RunResult, runSimulation } from './run.ts';
 import { WORKLOAD_DEFAULTS } from './workload.ts';
 

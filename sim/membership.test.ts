@@ -107,7 +107,11 @@ describe('membership runs', () => {
       kinds: ['partition', 'crash', 'membership'],
     });
     expect(withMembership).toEqual(classic);
-    const m = generateMembershipSchedule(SimRandom.fork(9, 'nemesis-membership'), o, 2);
+    const m = generateMembershipSchedule(
+      SimRandom.fork(9, 'nemesis-membership'),
+      { ...o, kinds: ['membership'] },
+      2,
+    );
     expect(m.filter((f) => f.kind === 'join').length).toBeGreaterThanOrEqual(2);
     expect(m.some((f) => f.kind === 'remove')).toBe(true);
     expect(m.every((f) => f.at <= o.endMs)).toBe(true);
