@@ -96,6 +96,27 @@ describe('membership runs', () => {
     expect(r.finalNodes.find((n) => n.id === 'n2')!.process).toBe('down');
   });
 
+  it('the operator removes a member only while the configuration holds more than membersMin', () => {
+    const r = runSimulation({
+      seed: 6,
+      nodes: 4,
+      timeMs: 6000,
+      schedule: [
+        { at: 0, kind: 'join', node: 'n2', seed: 'n1' },
+        { at: 0, kind: 'join', node: 'n3', seed: 'n1' },
+        { at: 2000, kind: 'remove', target: 'any' }, // 3 members: refused
+        { at: 2500, kind: 'join', node: 'n4', seed: 'n2' },
+        { at: 4500, kind: 'remove', target: 'learner' }, // 4 members: n4, the learner, goes
+      ],
+      membership: {},
+    });
+    expect(MEMBERSHIP_SIM_DEFAULTS.membersMin).toBe(3);
+    expect(clean(r)).toEqual(CLEAN(6));
+    expect(r.membership!.stats.removalsRequested).toBe(1);
+    expect(r.membership!.removed).toEqual(['n4']);
+    expect(r.membership!.voters).toEqual(['n1', 'n2', 'n3']);
+  });
+
   it('the membership timeline has its own random stream: the other kinds keep their schedule', () => {
     const o = { ...GENERATE_DEFAULTS, endMs: 20_000 };
     const classic = generateSchedule(SimRandom.fork(9, 'nemesis'), {

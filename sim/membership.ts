@@ -70,6 +70,14 @@ export const MEMBERSHIP_SIM_DEFAULTS: MembershipOptions = {
   settleMs: 5000,
 };
 
+/** The link between nodes: the network's latency distribution and loss (sim/network.ts). */
+const LINK_LATENCY_BASE_MS = 1;
+const LINK_LATENCY_TAIL_MEAN_MS = 2;
+const LINK_LATENCY_MAX_MS = 100;
+const LINK_LOSS_PROBABILITY = 0.01;
+/** A leader not heard from for this many election timeouts is no leader to the executor. */
+const LEADER_SILENT_ELECTIONS = 2;
+
 /** Which member a removal takes. */
 export type RemoveTarget = 'voter' | 'learner' | 'leader' | 'any' | string;
 
@@ -197,7 +205,9 @@ export class MembershipSim {
     // never probe. The executor counts a leader only while it is heard from: within two election
     // timeouts of its last message (Raft's electionElapsed, reset by each message of the leader).
     const raft = node.rn.raft;
-    const silent = st.state !== 'leader' && raft.electionElapsed >= 2 * raft.electionTimeout;
+    const silent =
+      st.state !== 'leader' &&
+      raft.electionElapsed >= LEADER_SILENT_ELECTIONS * raft.electionTimeout;
     const lead = silent ? '' : st.lead;
     if (lead !== '') ex.leaderlessSinceMs = now;
     let match: Record<string, number> | undefined;
@@ -374,13 +384,13 @@ export class MembershipSim {
   // The link between nodes, and how a member serves join and member.check.
 
   private linkDelayUs(): number {
-    const extra = msToUs(this.linkRandom.exponential(2));
-    return Math.max(1, Math.min(msToUs(100), msToUs(1) + extra));
+    const extra = msToUs(this.linkRandom.exponential(LINK_LATENCY_TAIL_MEAN_MS));
+    return Math.max(1, Math.min(msToUs(LINK_LATENCY_MAX_MS), msToUs(LINK_LATENCY_BASE_MS) + extra));
   }
 
   /** One way over the link: lost 1% of the time, cut by partitions, refused by a down process. */
   private hop(from: string, to: string, deliver: () => void): void {
-    if (this.linkRandom.chance(0.01)) return;
+    if (this.linkRandom.chance(LINK_LOSS_PROBABILITY)) return;
     this.cluster.queue.after(this.linkDelayUs(), () => {
       const ids = this.cluster.ids;
       if (!this.cluster.topology.connected(ids.indexOf(from), ids.indexOf(to))) return;

@@ -457,6 +457,31 @@ function parseFault(raw: unknown, i: number, ids: readonly string[]): Fault {
       const t = target(false);
       return (t === undefined ? { at, kind } : { at, kind, target: t }) as Fault;
     }
+    case 'join':
+    case 'remove':
+    case 'restart-removed':
+      return parseMembershipFault(o, at, kind as 'join' | 'remove' | 'restart-removed', ids, bad);
+    case 'drift': {
+      const factor = o.factor;
+      if (typeof factor !== 'number' || !(factor >= 0.1 && factor <= 10)) {
+        return bad(
+          `factor is ${JSON.stringify(factor)}; expected a number in [0.1, 10] (1 = nominal)`,
+        );
+      }
+      return { at, kind: 'drift', target: target(true)!, factor };
+    }
+  }
+}
+
+/** The membership faults of a nemesis file: join, remove, restart-removed. */
+function parseMembershipFault(
+  o: Record<string, unknown>,
+  at: number,
+  kind: 'join' | 'remove' | 'restart-removed',
+  ids: readonly string[],
+  bad: (what: string) => never,
+): Fault {
+  switch (kind) {
     case 'join': {
       const node = o.node ?? o.target;
       for (const [k, v] of [
@@ -486,14 +511,5 @@ function parseFault(raw: unknown, i: number, ids: readonly string[]): Fault {
     }
     case 'restart-removed':
       return { at, kind: 'restart-removed' };
-    case 'drift': {
-      const factor = o.factor;
-      if (typeof factor !== 'number' || !(factor >= 0.1 && factor <= 10)) {
-        return bad(
-          `factor is ${JSON.stringify(factor)}; expected a number in [0.1, 10] (1 = nominal)`,
-        );
-      }
-      return { at, kind: 'drift', target: target(true)!, factor };
-    }
   }
 }
