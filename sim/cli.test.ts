@@ -149,7 +149,7 @@ describe('sim CLI', () => {
       /membership \d+ learners added, \d+ promotions, \d+ removals, \d+ stops of removed nodes/,
     );
     const one = await run(['--seed', '2', '--time', '5s', '--nemesis', 'membership']);
-    expect(one.out).toMatch(/^  membership 4 joined, .* final voters n\d n\d n\d,/m);
+    expect(one.out).toMatch(/^ {2}membership 4 joined, .* final voters n\d n\d n\d,/m);
     expect(one.out).toMatch(
       /replay +npm run sim -- --seed 2 --nodes 5 --time 5s --nemesis membership /,
     );
