@@ -81,6 +81,7 @@ export class MembershipChecks {
 
   /** The executor proposed a promotion on a leader. */
   promotionProposed(p: PromotionRecord): void {
+    this.forgetStalePromotions();
     // A retry by the same leader in the same term replaces the earlier attempt.
     const i = this.promotions.findIndex(
       (q) => q.leader === p.leader && q.id === p.id && q.term === p.term,
@@ -222,7 +223,7 @@ export class MembershipChecks {
   }
 
   /** Drops promotion records of leaders that lost their term (nothing left to check). */
-  forgetStalePromotions(): void {
+  private forgetStalePromotions(): void {
     for (let i = this.promotions.length - 1; i >= 0; i--) {
       const p = this.promotions[i]!;
       const raft = this.cluster.raftNode(p.leader)?.rn.raft;
