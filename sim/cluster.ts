@@ -3,8 +3,9 @@
 // runs on one event queue in virtual time; nothing reads a clock or Math.random, so one seed
 // replays a run exactly.
 //
-// The cluster owns the processes: it starts every node from a bootstrapped log on its simulated
-// disk, ticks each node on its own (drifting) clock, delivers messages, crashes a node (its
+// The cluster owns the processes: it starts every initial voter from a bootstrapped log on its
+// simulated disk (the other nodes start later, empty, when launched, and join; a node that stops by
+// itself, exit(), stays down through heals), ticks each node on its own (drifting) clock, delivers messages, crashes a node (its
 // unsynced disk batches are lost, its callbacks never reach the next incarnation), restarts it
 // from what its disk synced, pauses and resumes it (SIGSTOP: no ticks, no deliveries, no disk
 // completions; messages and completions wait for it), and cuts and heals links. It also checks,

@@ -7,6 +7,8 @@
 // Verdicts: the linearizability checker (jepsen/checker, kv model, per key) over the clients'
 // history; the cross-node safety checks made during the run (cluster.ts); liveness. The history
 // (client operations and nemesis actions) is hashed: the same seed and options give the same hash.
+// With the membership nemesis the cluster starts as one node that the others join (membership.ts);
+// after the liveness check, removals finish and removed nodes must have stopped.
 
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
