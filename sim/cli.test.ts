@@ -142,6 +142,19 @@ describe('sim CLI', () => {
     expect(r.out).toMatch(/no failing seed/);
   });
 
+  it('a sweep with the membership nemesis summarises joins, promotions, removals and stops', async () => {
+    const r = await run(['--seeds', '1..2', '--time', '5s', '--nemesis', 'crash,membership']);
+    expect(r.code).toBe(EXIT_OK);
+    expect(r.out).toMatch(
+      /membership \d+ learners added, \d+ promotions, \d+ removals, \d+ stops of removed nodes/,
+    );
+    const one = await run(['--seed', '2', '--time', '5s', '--nemesis', 'membership']);
+    expect(one.out).toMatch(/^ {2}membership 4 joined, .* final voters n\d n\d n\d,/m);
+    expect(one.out).toMatch(
+      /replay +npm run sim -- --seed 2 --nodes 5 --time 5s --nemesis membership /,
+    );
+  });
+
   it('exit codes are distinct', () => {
     expect(new Set([EXIT_OK, EXIT_FINDING, EXIT_USAGE]).size).toBe(3);
   });

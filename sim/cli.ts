@@ -12,6 +12,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import type { MembershipSummary } from './membership.ts';
 import {
   type Fault,
   isNemesisKind,
@@ -50,7 +51,8 @@ options:
   --quiet D              virtual time allowed after healing for a leader and a final write
                          (default ${RUN_DEFAULTS.quietMs / 1000}s)
   --nemesis K,K|none     kinds of faults generated from the seed: ${NEMESIS_KINDS.join(', ')}
-                         (default all)
+                         (default ${RUN_DEFAULTS.nemesis.join(',')}); membership starts the cluster
+                         as one node that the others join, and removes and restarts members
   --nemesis-file F       a JSON schedule of faults instead (see docs/sim.md)
   --clients N            concurrent clients (default ${WORKLOAD_DEFAULTS.clients})
   --rate R               operations per second over all clients (default ${WORKLOAD_DEFAULTS.rate})
@@ -362,6 +364,7 @@ function describeRun(r: RunResult, a: Args, program: string): string {
         : ''),
   );
   lines.push(`  liveness   ${r.liveness.ok ? 'ok' : 'FAILED'}: ${r.liveness.message}`);
+  if (r.membership !== undefined) lines.push(`  membership ${describeMembership(r.membership)}`);
   const n = r.network;
   lines.push(
     `  faults     ${r.faultsApplied} applied; snapshots ${r.snapshots.taken} taken, ${r.snapshots.installed} installed; ` +
@@ -379,6 +382,17 @@ function describeRun(r: RunResult, a: Args, program: string): string {
   }
   lines.push(`  replay     ${replayCommand(a, r.seed, program)}`);
   return `${lines.join('\n')}\n`;
+}
+
+function describeMembership(m: MembershipSummary): string {
+  const s = m.stats;
+  const list = (xs: readonly string[]): string => (xs.length === 0 ? 'none' : xs.join(' '));
+  return (
+    `${s.launched} joined, ${s.learnersAdded} learners added, ${s.promotions} promoted ` +
+    `(${m.promotionsChecked} checked), ${s.removalsDone}/${s.removalsRequested} removals, ` +
+    `${s.exits} stops of removed nodes (${s.removedRestarts} restarted), ${s.joinsRefusedRemoved} ` +
+    `joins refused; final voters ${list(m.voters)}, learners ${list(m.learners)}, removed ${list(m.removed)}`
+  );
 }
 
 function indent(text: string, prefix: string): string {
@@ -419,6 +433,11 @@ interface SweepTotals {
   invoked: number;
   virtualMs: number;
   wallMs: number;
+  /** Membership runs: joins, promotions, removals and stops of removed nodes, summed. */
+  joins: number;
+  promotions: number;
+  removals: number;
+  stops: number;
 }
 
 function progressLine(done: number, total: number, t: SweepTotals, elapsedMs: number): string {
@@ -476,6 +495,10 @@ export async function main(
     invoked: 0,
     virtualMs: 0,
     wallMs: 0,
+    joins: 0,
+    promotions: 0,
+    removals: 0,
+    stops: 0,
   };
   const runs: unknown[] = [];
   const start = performance.now();
@@ -490,6 +513,12 @@ export async function main(
     t.invoked += r.ops.invoked;
     t.virtualMs += r.virtualMs;
     t.wallMs += r.wallMs;
+    if (r.membership !== undefined) {
+      t.joins += r.membership.stats.learnersAdded;
+      t.promotions += r.membership.stats.promotions;
+      t.removals += r.membership.stats.removalsDone;
+      t.stops += r.membership.stats.exits;
+    }
     if (r.check.verdict === 'unknown') t.unknownSeeds.push(seed);
     if (a.json) runs.push(runJson(r, a, program));
     if (r.failed) {
@@ -532,6 +561,16 @@ export async function main(
     virtualS: t.virtualMs / 1000,
     wallS: wallMs / 1000,
     speed: t.virtualMs / t.wallMs,
+    ...(a.nemesis.includes('membership')
+      ? {
+          membership: {
+            learnersAdded: t.joins,
+            promotions: t.promotions,
+            removals: t.removals,
+            removedNodesStopped: t.stops,
+          },
+        }
+      : {}),
   };
   if (a.json) io.out(`${JSON.stringify({ summary, runs }, null, 2)}\n`);
   else {
@@ -540,6 +579,10 @@ export async function main(
         `${t.unsafe} with safety violations; ${t.notLive} not live after healing\n` +
         `  availability ${pct(summary.availability)}; ${summary.virtualS.toFixed(0)} virtual s in ` +
         `${summary.wallS.toFixed(1)} wall s (${summary.speed.toFixed(1)}x real time)\n` +
+        (summary.membership === undefined
+          ? ''
+          : `  membership ${t.joins} learners added, ${t.promotions} promotions, ${t.removals} ` +
+            `removals, ${t.stops} stops of removed nodes\n`) +
         (t.failedSeeds.length === 0
           ? '  no failing seed\n'
           : `  FAILING seeds: ${t.failedSeeds.join(', ')}\n`),

@@ -3,8 +3,9 @@
 // runs on one event queue in virtual time; nothing reads a clock or Math.random, so one seed
 // replays a run exactly.
 //
-// The cluster owns the processes: it starts every node from a bootstrapped log on its simulated
-// disk, ticks each node on its own (drifting) clock, delivers messages, crashes a node (its
+// The cluster owns the processes: it starts every initial voter from a bootstrapped log on its
+// simulated disk (the other nodes start later, empty, when launched, and join; a node that stops by
+// itself, exit(), stays down through heals), ticks each node on its own (drifting) clock, delivers messages, crashes a node (its
 // unsynced disk batches are lost, its callbacks never reach the next incarnation), restarts it
 // from what its disk synced, pauses and resumes it (SIGSTOP: no ticks, no deliveries, no disk
 // completions; messages and completions wait for it), and cuts and heals links. It also checks,
@@ -58,6 +59,12 @@ export interface ClusterOptions {
   readonly unreachableReportMs?: number;
   /** Further options of the consensus core (pre-vote and check-quorum are on by default). */
   readonly raft?: Partial<Omit<Config, 'id' | 'storage' | 'random' | 'applied'>>;
+  /**
+   * The voters the group is bootstrapped with (default: every node). The others start with an
+   * empty disk and no process: they are started later (launch) and join through a seed, as
+   * `pcr node start --seed` does (docs/membership.md).
+   */
+  readonly bootstrap?: readonly string[];
 }
 
 export const CLUSTER_DEFAULTS = {
@@ -91,7 +98,18 @@ export type ViolationKind =
   /** A restarted node could not read its disk back. */
   | 'recovery'
   /** One client request took effect twice (committed twice and not deduplicated). */
-  | 'applied-twice';
+  | 'applied-twice'
+  // Membership runs (sim/membership.ts, docs/sim.md):
+  /** A node's configuration held more than maxVoters voters. */
+  | 'max-voters'
+  /** A configuration change changed more than one member, or two were pending at once. */
+  | 'config-change'
+  /** A promotion left the new voter set without a caught-up quorum. */
+  | 'promotion-quorum'
+  /** A removed node was in a configuration again (it rejoined under its identity). */
+  | 'removed-rejoined'
+  /** A removed node was still running at the end of the run: it never learned of its removal. */
+  | 'removed-not-stopped';
 
 export interface SafetyViolation {
   readonly kind: ViolationKind;
@@ -156,6 +174,11 @@ interface Slot {
   deferredMessages: number;
   /** Totals over all incarnations. */
   totals: { snapshotsRestored: number; snapshotsTaken: number; applied: number; timeouts: number };
+  /**
+   * Down and not to be restarted by a heal or a generic restart: never started yet (a node that
+   * joins later), or exited by itself (a removed node). launch() or restart(id) starts it.
+   */
+  retired: boolean;
 }
 
 interface AppliedEntry {
@@ -185,7 +208,7 @@ export class SimCluster {
   readonly faults: FaultRecord[] = [];
   private readonly slots: Slot[];
   private readonly byId = new Map<string, Slot>();
-  private readonly opts: Required<Omit<ClusterOptions, 'network' | 'disk' | 'raft'>>;
+  private readonly opts: Required<Omit<ClusterOptions, 'network' | 'disk' | 'raft' | 'bootstrap'>>;
   private readonly raftOptions: ClusterOptions['raft'];
   private readonly appliedByIndex = new Map<number, AppliedEntry>();
   private readonly leaderOfTerm = new Map<number, string>();
@@ -195,6 +218,7 @@ export class SimCluster {
   /** Listeners of applied entries and of faults (tests, observers, the history). */
   private readonly applyListeners: ((node: string, e: Entry) => void)[] = [];
   private readonly faultListeners: ((f: FaultRecord) => void)[] = [];
+  private readonly stepListeners: ((id: string, node: RaftNode) => void)[] = [];
 
   constructor(options: ClusterOptions) {
     this.seed = options.seed;
@@ -235,6 +259,11 @@ export class SimCluster {
     );
     const driftRandom = SimRandom.fork(this.seed, 'drift');
     const diskLatency = options.disk ?? DISK_LATENCY_DEFAULT;
+    const voters = options.bootstrap ?? this.ids;
+    for (const id of voters) {
+      if (!this.ids.includes(id)) throw new RangeError(`bootstrap: no node ${JSON.stringify(id)}`);
+    }
+    if (voters.length === 0) throw new RangeError('bootstrap needs at least one voter');
     this.slots = this.ids.map((id, index) => {
       const drift = 1 + driftRandom.between(-this.opts.driftMax, this.opts.driftMax);
       // Disk completions go to the slot's process (held while it is paused).
@@ -260,17 +289,21 @@ export class SimCluster {
         deferred: [],
         deferredMessages: 0,
         totals: { snapshotsRestored: 0, snapshotsTaken: 0, applied: 0, timeouts: 0 },
+        retired: false,
       };
       self = slot;
       // A new group: the membership is written into the log (bootstrap) and that log is on every
-      // node's disk, synced, before any process starts.
-      const mem = new MemoryStorage();
-      bootstrap(mem, this.ids);
-      slot.disk.preload(DurableStorage.initialOps(mem));
+      // initial voter's disk, synced, before any process starts. A node that joins later starts
+      // from an empty disk, like a fresh data dir.
+      if (voters.includes(id)) {
+        const mem = new MemoryStorage();
+        bootstrap(mem, voters);
+        slot.disk.preload(DurableStorage.initialOps(mem));
+      } else slot.retired = true;
       this.byId.set(id, slot);
       return slot;
     });
-    for (const slot of this.slots) this.start(slot);
+    for (const slot of this.slots) if (!slot.retired) this.start(slot);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -331,12 +364,44 @@ export class SimCluster {
     this.record('crash', id);
   }
 
-  /** Starts a new process from what the node's disk synced. */
+  /** Starts a new process from what the node's disk synced (also a retired node: see launch). */
   restart(id: string): void {
     const slot = this.slot(id);
     if (slot.process !== 'down') return;
+    slot.retired = false;
     this.record('restart', id);
     this.start(slot);
+  }
+
+  /** Starts a node that never ran (not bootstrapped: its disk is empty, it joins through a seed). */
+  launch(id: string): void {
+    const slot = this.slot(id);
+    if (slot.process !== 'down' || slot.incarnation > 0) return;
+    slot.retired = false;
+    this.record('launch', id);
+    this.start(slot);
+  }
+
+  /**
+   * The process ends by itself (a removed node stops, docs/membership.md): like a crash to its
+   * disk and requests, but a heal or a generic restart leaves it down.
+   */
+  exit(id: string, why: string): void {
+    const slot = this.slot(id);
+    if (slot.process === 'down') return;
+    this.kill(slot);
+    slot.retired = true;
+    this.record('exit', { node: id, why });
+  }
+
+  /** 0 before the first start, +1 per start. */
+  incarnationOf(id: string): number {
+    return this.slot(id).incarnation;
+  }
+
+  /** Down and left down by heals and generic restarts (never started, or exited). */
+  isRetired(id: string): boolean {
+    return this.slot(id).retired;
   }
 
   /** SIGSTOP: no ticks, no deliveries, no disk completions until resume(). */
@@ -537,6 +602,29 @@ export class SimCluster {
     this.faultListeners.push(listener);
   }
 
+  /** Calls `listener` after every step of a running node (and when a process starts). */
+  onStep(listener: (id: string, node: RaftNode) => void): void {
+    this.stepListeners.push(listener);
+  }
+
+  /**
+   * Runs `work` in node `id`'s process: now if it is up, on resume if it is paused; otherwise (down,
+   * or dead before it resumes) `drop` runs instead. Errors thrown by `work` kill the process.
+   */
+  inProcess(id: string, work: () => void, drop?: () => void): void {
+    this.onProcess(this.slot(id), work, false, drop);
+  }
+
+  /** Adds an action of the run to the fault records (and so to the history): membership steps. */
+  note(f: string, value: unknown): void {
+    this.record(f, value);
+  }
+
+  /** Records a finding of an observer (membership checks); never throws. */
+  reportViolation(kind: ViolationKind, node: string, message: string): void {
+    this.violation(kind, this.slot(node), message);
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Processes.
 
@@ -583,6 +671,7 @@ export class SimCluster {
     }
     slot.node = node;
     slot.tickGen++;
+    for (const l of this.stepListeners) l(slot.id, node);
     // A random phase, so that the nodes' clocks do not tick in lockstep.
     this.scheduleTick(slot, 1 + slot.tickRandom.intn(this.tickUs(slot)));
   }
@@ -705,6 +794,9 @@ export class SimCluster {
       );
     }
     slot.lastCommit = commit;
+    if (this.stepListeners.length > 0) {
+      for (const l of this.stepListeners) l(slot.id, slot.node!);
+    }
     if (raft.state === 'leader') {
       const other = this.leaderOfTerm.get(raft.term);
       if (other === undefined) this.leaderOfTerm.set(raft.term, slot.id);

@@ -14,18 +14,32 @@ export {
 } from './cluster.ts';
 export { DISK_LATENCY_DEFAULT, type DiskLatency, type DiskStats, SimDisk } from './disk.ts';
 export {
+  MEMBERSHIP_SIM_DEFAULTS,
+  type MembershipOptions,
+  MembershipSim,
+  type MembershipStats,
+  type MembershipSummary,
+  type PlantedMembershipBug,
+  type RemoveTarget,
+} from './membership.ts';
+export { applyChange, diffMembers, MembershipChecks } from './membership-checks.ts';
+export {
   applyFault,
   type Fault,
   GENERATE_DEFAULTS,
   type GenerateOptions,
+  generateMembershipSchedule,
   generateSchedule,
   healAll,
   isNemesisKind,
+  type MembershipDriver,
   NEMESIS_KINDS,
+  NEMESIS_KINDS_DEFAULT,
   NemesisFileError,
   type NemesisKind,
   parseDuration,
   parseSchedule,
+  REMOVE_TARGETS,
   resolveTarget,
   scheduleFaults,
   TARGET_RULES,

@@ -19,8 +19,10 @@ import {
   partitionGroups,
 } from './topology.ts';
 
-export const NEMESIS_KINDS = ['partition', 'crash', 'pause', 'drift'] as const;
+export const NEMESIS_KINDS = ['partition', 'crash', 'pause', 'drift', 'membership'] as const;
 export type NemesisKind = (typeof NEMESIS_KINDS)[number];
+/** The kinds a run uses when none is named (membership changes how the cluster starts). */
+export const NEMESIS_KINDS_DEFAULT = ['partition', 'crash', 'pause', 'drift'] as const;
 
 export function isNemesisKind(x: unknown): x is NemesisKind {
   return typeof x === 'string' && (NEMESIS_KINDS as readonly string[]).includes(x);
@@ -47,7 +49,22 @@ export type Fault =
       readonly factor: number;
     }
   /** Back to each node's nominal drift; without a target: every node. */
-  | { readonly at: number; readonly kind: 'drift-reset'; readonly target?: Target };
+  | { readonly at: number; readonly kind: 'drift-reset'; readonly target?: Target }
+  // Membership (a membership run only, sim/membership.ts):
+  /** Start a node that never ran (default: the first), joining through `seed` (default: a member). */
+  | { readonly at: number; readonly kind: 'join'; readonly node?: string; readonly seed?: string }
+  /** The operator removes a member: `voter`, `learner`, `leader`, `any` or a node ID. */
+  | { readonly at: number; readonly kind: 'remove'; readonly target: string }
+  /** Restart one node that stopped because it was removed. */
+  | { readonly at: number; readonly kind: 'restart-removed' };
+
+/** What a membership fault needs from the run (sim/membership.ts MembershipSim). */
+export interface MembershipDriver {
+  join(node?: string, seed?: string): void;
+  remove(target: string): void;
+  restartRemoved(): void;
+}
+export const REMOVE_TARGETS = ['voter', 'learner', 'leader', 'any'] as const;
 
 export type FaultKind = Fault['kind'];
 const FAULT_KINDS: readonly FaultKind[] = [
@@ -59,6 +76,9 @@ const FAULT_KINDS: readonly FaultKind[] = [
   'resume',
   'drift',
   'drift-reset',
+  'join',
+  'remove',
+  'restart-removed',
 ];
 
 export interface GenerateOptions {
@@ -116,7 +136,8 @@ export function generateSchedule(random: SimRandom, o: GenerateOptions): Fault[]
   const timelines: Fault[][] = [];
   const round = (ms: number): number => Math.round(ms * 1000) / 1000;
   for (const kind of NEMESIS_KINDS) {
-    if (!o.kinds.includes(kind)) continue;
+    // Membership has its own timeline and random stream (generateMembershipSchedule).
+    if (kind === 'membership' || !o.kinds.includes(kind)) continue;
     const faults: Fault[] = [];
     let t = o.startMs + random.between(0, o.gapMaxMs);
     while (t + o.faultMinMs <= o.endMs) {
@@ -151,15 +172,62 @@ export function generateSchedule(random: SimRandom, o: GenerateOptions): Fault[]
   return timelines.flat().sort((a, b) => a.at - b.at);
 }
 
+const REMOVE_WEIGHTS = [
+  ['voter', 2],
+  ['learner', 1],
+  ['leader', 1],
+  ['any', 1],
+] as const;
+
+/**
+ * The membership timeline, from its own random stream (so that adding it leaves the other kinds'
+ * schedules as they were): `initialJoins` nodes join at once, then joins, removals and restarts of
+ * removed nodes alternate with gaps; after a join or a removal, the leader (or a node) may crash a
+ * few milliseconds later, while the change is in flight, and restart after a while.
+ */
+export function generateMembershipSchedule(
+  random: SimRandom,
+  o: GenerateOptions,
+  initialJoins: number,
+): Fault[] {
+  const round = (ms: number): number => Math.round(ms * 1000) / 1000;
+  const faults: Fault[] = [];
+  for (let i = 0; i < initialJoins; i++)
+    faults.push({ at: round(random.between(0, 50)), kind: 'join' });
+  let t = round(o.startMs + random.between(0, o.gapMaxMs));
+  while (t + o.faultMinMs <= o.endMs) {
+    const what = weighted(random, [
+      ['join', 3],
+      ['remove', 2.5],
+      ['restart-removed', 1.5],
+    ] as const);
+    if (what === 'join') faults.push({ at: t, kind: 'join' });
+    else if (what === 'remove')
+      faults.push({ at: t, kind: 'remove', target: weighted(random, REMOVE_WEIGHTS) });
+    else faults.push({ at: t, kind: 'restart-removed' });
+    if (what !== 'restart-removed' && random.chance(0.4)) {
+      const crashAt = round(t + random.between(1, 30));
+      const restartAt = round(
+        Math.min(o.endMs, crashAt + random.between(o.faultMinMs, o.faultMaxMs)),
+      );
+      faults.push({ at: crashAt, kind: 'crash', target: random.chance(0.6) ? 'leader' : 'one' });
+      faults.push({ at: restartAt, kind: 'restart' });
+    }
+    t = round(t + random.between(o.gapMinMs * 3, o.gapMaxMs * 1.5));
+  }
+  return faults.sort((a, b) => a.at - b.at);
+}
+
 /** Schedules every fault on the cluster's event queue (times are from the cluster's time 0). */
 export function scheduleFaults(
   cluster: SimCluster,
   faults: readonly Fault[],
   random: SimRandom,
+  membership?: MembershipDriver,
 ): void {
   for (const fault of faults) {
     cluster.schedule(Math.max(0, fault.at - cluster.nowMs), () =>
-      applyFault(cluster, fault, random),
+      applyFault(cluster, fault, random, membership),
     );
   }
 }
@@ -196,7 +264,21 @@ export function resolveTarget(
 }
 
 /** Runs one fault now. */
-export function applyFault(cluster: SimCluster, fault: Fault, random: SimRandom): void {
+export function applyFault(
+  cluster: SimCluster,
+  fault: Fault,
+  random: SimRandom,
+  membership?: MembershipDriver,
+): void {
+  if (fault.kind === 'join' || fault.kind === 'remove' || fault.kind === 'restart-removed') {
+    if (membership === undefined) {
+      throw new Error(`a ${fault.kind} fault needs a membership run (nemesis membership)`);
+    }
+    if (fault.kind === 'join') membership.join(fault.node, fault.seed);
+    else if (fault.kind === 'remove') membership.remove(fault.target);
+    else membership.restartRemoved();
+    return;
+  }
   const inState = (...states: string[]): string[] =>
     cluster.ids.filter((id) => states.includes(cluster.processOf(id)));
   switch (fault.kind) {
@@ -216,11 +298,14 @@ export function applyFault(cluster: SimCluster, fault: Fault, random: SimRandom)
         cluster.crash(id);
       }
       return;
-    case 'restart':
-      for (const id of resolveTarget(cluster, fault.target ?? 'all', inState('down'), random)) {
+    case 'restart': {
+      // A node that never ran or exited by itself (removed) is not restarted by a generic restart.
+      const down = inState('down').filter((id) => !cluster.isRetired(id));
+      for (const id of resolveTarget(cluster, fault.target ?? 'all', down, random)) {
         cluster.restart(id);
       }
       return;
+    }
     case 'pause':
       for (const id of resolveTarget(cluster, fault.target, inState('up'), random)) {
         cluster.pause(id);
@@ -244,13 +329,13 @@ export function applyFault(cluster: SimCluster, fault: Fault, random: SimRandom)
   }
 }
 
-/** Heals everything: links, paused and crashed processes, clocks. */
+/** Heals everything: links, paused and crashed processes, clocks (not retired nodes: see SimCluster.exit). */
 export function healAll(cluster: SimCluster): void {
   if (cluster.topology.groups !== undefined) cluster.heal();
   for (const id of cluster.ids) {
     const p = cluster.processOf(id);
     if (p === 'paused') cluster.resume(id);
-    else if (p === 'down') cluster.restart(id);
+    else if (p === 'down' && !cluster.isRetired(id)) cluster.restart(id);
     cluster.resetDrift(id);
   }
 }
@@ -372,6 +457,10 @@ function parseFault(raw: unknown, i: number, ids: readonly string[]): Fault {
       const t = target(false);
       return (t === undefined ? { at, kind } : { at, kind, target: t }) as Fault;
     }
+    case 'join':
+    case 'remove':
+    case 'restart-removed':
+      return parseMembershipFault(o, at, kind as 'join' | 'remove' | 'restart-removed', ids, bad);
     case 'drift': {
       const factor = o.factor;
       if (typeof factor !== 'number' || !(factor >= 0.1 && factor <= 10)) {
@@ -381,5 +470,46 @@ function parseFault(raw: unknown, i: number, ids: readonly string[]): Fault {
       }
       return { at, kind: 'drift', target: target(true)!, factor };
     }
+  }
+}
+
+/** The membership faults of a nemesis file: join, remove, restart-removed. */
+function parseMembershipFault(
+  o: Record<string, unknown>,
+  at: number,
+  kind: 'join' | 'remove' | 'restart-removed',
+  ids: readonly string[],
+  bad: (what: string) => never,
+): Fault {
+  switch (kind) {
+    case 'join': {
+      const node = o.node ?? o.target;
+      for (const [k, v] of [
+        ['node', node],
+        ['seed', o.seed],
+      ] as const) {
+        if (v !== undefined && (typeof v !== 'string' || !ids.includes(v))) {
+          bad(`${k} is ${JSON.stringify(v)}; expected a node ID (nodes: ${ids.join(', ')})`);
+        }
+      }
+      return {
+        at,
+        kind: 'join',
+        ...(node === undefined ? {} : { node: node as string }),
+        ...(o.seed === undefined ? {} : { seed: o.seed as string }),
+      };
+    }
+    case 'remove': {
+      const t = o.target ?? o.node;
+      const rules: readonly string[] = REMOVE_TARGETS;
+      if (typeof t !== 'string' || !(rules.includes(t) || ids.includes(t))) {
+        return bad(
+          `target is ${JSON.stringify(t)}; expected ${REMOVE_TARGETS.join(', ')} or a node ID`,
+        );
+      }
+      return { at, kind: 'remove', target: t };
+    }
+    case 'restart-removed':
+      return { at, kind: 'restart-removed' };
   }
 }

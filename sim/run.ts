@@ -7,18 +7,27 @@
 // Verdicts: the linearizability checker (jepsen/checker, kv model, per key) over the clients'
 // history; the cross-node safety checks made during the run (cluster.ts); liveness. The history
 // (client operations and nemesis actions) is hashed: the same seed and options give the same hash.
+// With the membership nemesis the cluster starts as one node that the others join (membership.ts);
+// after the liveness check, removals finish and removed nodes must have stopped.
 
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { checkEvents, isCheckerError, kvMap } from '../jepsen/checker/index.ts';
 import { type ClusterOptions, type NodeInfo, type SafetyViolation, SimCluster } from './cluster.ts';
 import {
+  MEMBERSHIP_SIM_DEFAULTS,
+  type MembershipOptions,
+  MembershipSim,
+  type MembershipSummary,
+} from './membership.ts';
+import {
   type Fault,
   GENERATE_DEFAULTS,
   type GenerateOptions,
+  generateMembershipSchedule,
   generateSchedule,
   healAll,
-  NEMESIS_KINDS,
+  NEMESIS_KINDS_DEFAULT,
   type NemesisKind,
   scheduleFaults,
 } from './nemesis.ts';
@@ -51,13 +60,18 @@ export interface RunOptions {
   readonly checkTimeoutMs?: number;
   /** Called with the cluster before the run starts (tests, observers). */
   readonly onCluster?: (cluster: SimCluster) => void;
+  /**
+   * A membership run: the cluster starts as one bootstrapped node, the others join through a seed
+   * (sim/membership.ts). On when the nemesis includes `membership` or when this is given.
+   */
+  readonly membership?: Partial<MembershipOptions>;
 }
 
 export const RUN_DEFAULTS = {
   nodes: 5,
   timeMs: 10_000,
   quietMs: 5_000,
-  nemesis: NEMESIS_KINDS,
+  nemesis: NEMESIS_KINDS_DEFAULT,
   checkTimeoutMs: 5_000,
 } as const;
 
@@ -116,6 +130,8 @@ export interface RunResult {
   /** Virtual seconds per wall-clock second. */
   readonly speed: number;
   readonly finalNodes: readonly NodeInfo[];
+  /** Membership runs: the final configuration, removals and what the executor did. */
+  readonly membership?: MembershipSummary;
   /** An invalid verdict or a safety violation: a bug. */
   readonly unsafe: boolean;
   /** Unsafe, or not live after healing. */
@@ -153,7 +169,16 @@ export function runSimulation(options: RunOptions): RunResult {
   if (!(quietMs > 0)) throw new RangeError(`quietMs must be > 0, got ${quietMs}`);
   const workloadOptions: WorkloadOptions = { ...WORKLOAD_DEFAULTS, ...options.workload };
 
-  const cluster = new SimCluster({ ...options.cluster, seed, nodes });
+  const kinds = options.nemesis ?? RUN_DEFAULTS.nemesis;
+  const withMembership =
+    options.membership !== undefined ||
+    (options.schedule === undefined && kinds.includes('membership'));
+  const cluster = new SimCluster({
+    ...options.cluster,
+    seed,
+    nodes,
+    ...(withMembership ? { bootstrap: ['n1'] } : {}),
+  });
   const history = new History();
   // Faults join the history as they happen, as Jepsen's :nemesis events.
   cluster.onFault((f) =>
@@ -162,16 +187,23 @@ export function runSimulation(options: RunOptions): RunResult {
   const workload = new Workload(cluster, history, workloadOptions);
   options.onCluster?.(cluster);
 
-  const kinds = options.nemesis ?? RUN_DEFAULTS.nemesis;
-  const schedule =
-    options.schedule ??
-    generateSchedule(SimRandom.fork(seed, 'nemesis'), {
-      ...GENERATE_DEFAULTS,
-      ...options.generate,
-      kinds,
-      endMs: timeMs,
-    });
-  scheduleFaults(cluster, schedule, SimRandom.fork(seed, 'nemesis-targets'));
+  const generate = { ...GENERATE_DEFAULTS, ...options.generate, kinds, endMs: timeMs };
+  let schedule = options.schedule ?? generateSchedule(SimRandom.fork(seed, 'nemesis'), generate);
+  let membership: MembershipSim | undefined;
+  if (withMembership) {
+    membership = new MembershipSim(cluster, membershipOptions(options.membership));
+    membership.start();
+    if (options.schedule === undefined && kinds.includes('membership')) {
+      const joins = generateMembershipSchedule(
+        SimRandom.fork(seed, 'nemesis-membership'),
+        generate,
+        Math.min(2, nodes - 1),
+      );
+      // Stable: at equal times the other kinds' faults come first.
+      schedule = [...schedule, ...joins].sort((a, b) => a.at - b.at);
+    }
+  }
+  scheduleFaults(cluster, schedule, SimRandom.fork(seed, 'nemesis-targets'), membership);
 
   workload.start();
   cluster.runFor(timeMs);
@@ -181,6 +213,11 @@ export function runSimulation(options: RunOptions): RunResult {
   const healedAtMs = cluster.nowMs;
   healAll(cluster);
   const liveness = checkLiveness(cluster, workload, healedAtMs + quietMs, healedAtMs);
+  if (membership !== undefined) {
+    // Removals finish and removed nodes find out and stop (they probe after probeAfterMs).
+    cluster.runUntil(() => membership.settled(), membership.options.settleMs);
+    membership.finish();
+  }
   // Outstanding client operations complete or time out.
   cluster.runUntil(() => workload.outstanding === 0, workloadOptions.timeoutMs + 1);
 
@@ -226,6 +263,7 @@ export function runSimulation(options: RunOptions): RunResult {
     checkWallMs: wallEndMs - loopEndMs,
     speed: cluster.nowMs / wallMs,
     finalNodes: cluster.nodes(),
+    ...(membership === undefined ? {} : { membership: membership.summary() }),
     unsafe,
     failed: unsafe || !liveness.ok,
   };
@@ -310,6 +348,14 @@ function checkHistory(
     }
     throw e;
   }
+}
+
+function membershipOptions(o: Partial<MembershipOptions> | undefined): MembershipOptions {
+  return {
+    ...MEMBERSHIP_SIM_DEFAULTS,
+    ...o,
+    policy: { ...MEMBERSHIP_SIM_DEFAULTS.policy, ...o?.policy },
+  };
 }
 
 function round3(x: number): number {
