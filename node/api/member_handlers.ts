@@ -1,0 +1,91 @@
+// Membership requests: a node asking to join (or announcing new addresses), leadership transfer,
+// removal of a member, and the check that no second process runs with an asker's identity.
+
+import type { Connection } from '@libp2p/interface';
+import { peerIdFromString } from '@libp2p/peer-id';
+import { multiaddr } from '@multiformats/multiaddr';
+import { findOtherInstance, isInstanceNonce } from '../p2p/instance.ts';
+import { waitFor } from '../wait.ts';
+import { type ApiDeps, answer } from './router.ts';
+import { type ApiRequest, type ApiResponse, apiError } from './wire.ts';
+
+/** How long a leader waits for a transfer before it stops anyway (or the request gives up). */
+export const TRANSFER_WAIT_MS = 2000;
+
+export async function handleJoin(deps: ApiDeps, req: ApiRequest): Promise<ApiResponse> {
+  const id = req.id;
+  const addrs = req.addrs;
+  if (
+    typeof id !== 'string' ||
+    !Array.isArray(addrs) ||
+    !addrs.every((a) => typeof a === 'string')
+  ) {
+    return apiError('INVALID', 'join needs id and addrs');
+  }
+  try {
+    peerIdFromString(id);
+    for (const a of addrs) multiaddr(a as string);
+  } catch (e) {
+    return apiError('INVALID', `join: ${(e as Error).message}`);
+  }
+  const cfg = deps.node.status().config;
+  const list = addrs as string[];
+  const role = cfg.voters.includes(id)
+    ? 'voter'
+    : cfg.learners.includes(id)
+      ? 'learner'
+      : undefined;
+  // Already a member: a restarted node announcing new addresses (nothing to do if unchanged).
+  if (role !== undefined && deps.node.sm.member(id)?.addrs.join() === list.join())
+    return { ok: true, already: true };
+  deps.learnAddrs(
+    id,
+    list.map((a) => multiaddr(a)),
+  );
+  // The address first, so that the leader can reach a new learner as soon as it is added.
+  const put = await deps.submit({
+    op: 'member.put',
+    member: { id, addrs: list, role: role ?? 'learner' },
+  });
+  if (!put.ok || role !== undefined) return answer(put);
+  const added = await deps.change('addLearner', id);
+  if (!added.ok) return answer(added);
+  deps.log.info({ id }, 'added a learner');
+  return { ok: true };
+}
+
+export async function handleTransfer(deps: ApiDeps, req: ApiRequest): Promise<ApiResponse> {
+  const st = deps.node.status();
+  if (st.lead === '') return apiError('NO_LEADER', 'no leader yet: retry shortly');
+  const to = typeof req.to === 'string' ? req.to : deps.bestTransferee();
+  if (to === undefined || !st.config.voters.includes(to))
+    return apiError('INVALID', `${String(to)} is not a voter`);
+  deps.node.transferLeader(to);
+  const ok = await waitFor(() => deps.node.status().lead === to, TRANSFER_WAIT_MS);
+  return ok
+    ? { ok: true, leader: to }
+    : apiError('TIMEOUT', `leadership did not move to ${to} in time`);
+}
+
+export async function handleRemove(deps: ApiDeps, req: ApiRequest): Promise<ApiResponse> {
+  if (typeof req.id !== 'string') return apiError('INVALID', 'remove needs id');
+  const out = await deps.change('removeNode', req.id);
+  if (!out.ok) return answer(out);
+  await deps.submit({ op: 'member.remove', id: req.id, atMs: Date.now() });
+  return { ok: true };
+}
+
+export async function handleInstanceCheck(
+  deps: ApiDeps,
+  req: ApiRequest,
+  connection: Connection,
+): Promise<ApiResponse> {
+  if (req.id !== connection.remotePeer.toString() || !isInstanceNonce(req.nonce)) {
+    return apiError('INVALID', "instance.check takes the asker's own id and a nonce");
+  }
+  const at = await findOtherInstance(deps.host, connection, req.nonce);
+  if (at !== undefined) {
+    deps.log.warn({ id: req.id, at }, 'refused a second process with the identity of a member');
+  }
+  return { ok: true, duplicate: at ?? false };
+}

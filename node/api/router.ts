@@ -1,0 +1,161 @@
+// The member's side of the client API: one table from op to handler, and the translation of a
+// RaftNode outcome into an answer. The handlers live beside it by concern (kv and views here,
+// VMs, the store and membership in their own files); they reach the node only through ApiDeps,
+// which the daemon fills in, so a request passes through the daemon once, at the door.
+
+import type { Connection } from '@libp2p/interface';
+import type { Multiaddr } from '@multiformats/multiaddr';
+import type { Logger } from 'pino';
+import type { NodeId } from '../../consensus/index.ts';
+import type { Gossip } from '../p2p/gossip.ts';
+import type { Host } from '../p2p/host.ts';
+import type { Outcome, RaftNode } from '../raft/node.ts';
+import type { Command, Query } from '../state/machine.ts';
+import type { FetchProgress } from '../store/fetch.ts';
+import type { StoreService } from '../store/service.ts';
+import type { Supervisor } from '../vmm/supervisor.ts';
+import {
+  handleInstanceCheck,
+  handleJoin,
+  handleRemove,
+  handleTransfer,
+} from './member_handlers.ts';
+import { handleStoreRequest } from './store_handlers.ts';
+import { membersView, nodesView, statusView } from './views.ts';
+import { handleVmList, handleVmLogs, handleVmRun } from './vm_handlers.ts';
+import { type ApiRequest, type ApiResponse, apiError } from './wire.ts';
+
+/** What the handlers may use of the node: its parts and its few verbs. */
+export interface ApiDeps {
+  readonly id: NodeId;
+  readonly node: RaftNode;
+  readonly host: Host;
+  readonly gossip: Gossip;
+  readonly log: Logger;
+  /** The store and the supervisor start after the API is served: undefined until then. */
+  readonly store: () => StoreService | undefined;
+  readonly supervisor: () => Supervisor | undefined;
+  /** Closure fetches started through the API, by the client's progress id. */
+  readonly fetchProgress: Map<string, FetchProgress>;
+  addrsOf(id: NodeId): Multiaddr[];
+  /** Remembers addresses learned outside the member table (a join request). */
+  learnAddrs(id: NodeId, addrs: Multiaddr[]): void;
+  submit(c: Command): Promise<Outcome>;
+  read(q: Query, stale: boolean): Promise<Outcome>;
+  change(type: 'addLearner' | 'addVoter' | 'removeNode', nodeId: NodeId): Promise<Outcome>;
+  /** One request to another member (peerRequestTimeoutMs). */
+  request(addrs: Multiaddr[], req: ApiRequest): Promise<ApiResponse>;
+  bestTransferee(): NodeId | undefined;
+}
+
+/** Answers one decoded request frame. */
+export async function route(
+  deps: ApiDeps,
+  raw: unknown,
+  connection: Connection,
+): Promise<ApiResponse> {
+  if (typeof raw !== 'object' || raw === null || typeof (raw as ApiRequest).op !== 'string') {
+    return apiError('INVALID', 'a request is an object with an op');
+  }
+  const req = raw as ApiRequest;
+  const stale = req.stale === true;
+  switch (req.op) {
+    case 'status':
+      return { ok: true, ...statusView(deps) };
+    case 'kv.get':
+      return answer(await deps.read({ op: 'kv.get', key: req.key as string }, stale));
+    case 'kv.list':
+      return answer(
+        await deps.read(
+          {
+            op: 'kv.list',
+            prefix: (req.prefix as string) ?? '',
+            ...(req.limit !== undefined ? { limit: req.limit as number } : {}),
+          },
+          stale,
+        ),
+      );
+    case 'kv.put':
+      return answer(
+        await deps.submit({ op: 'kv.put', key: req.key as string, value: req.value as string }),
+      );
+    case 'kv.cas':
+      return answer(
+        await deps.submit({
+          op: 'kv.cas',
+          key: req.key as string,
+          from: req.from as string | null,
+          to: req.to as string,
+        }),
+      );
+    case 'kv.del':
+      return answer(await deps.submit({ op: 'kv.del', key: req.key as string }));
+    case 'members':
+      return { ok: true, members: membersView(deps) };
+    case 'nodes':
+      return { ok: true, nodes: nodesView(deps) };
+    case 'join':
+      return handleJoin(deps, req);
+    case 'instance.check':
+      return handleInstanceCheck(deps, req, connection);
+    case 'raft.transfer':
+      return handleTransfer(deps, req);
+    case 'raft.remove':
+      return handleRemove(deps, req);
+    case 'vm.run':
+      return handleVmRun(deps, req);
+    case 'vm.get':
+      return answer(await deps.read({ op: 'vm.get', name: req.name as string }, stale));
+    case 'vm.list':
+      return handleVmList(deps, req, stale);
+    case 'vm.stop':
+      return answer(
+        await deps.submit({ op: 'vm.stop', name: req.name as string, atMs: Date.now() }),
+      );
+    case 'vm.rm':
+      return answer(await deps.submit({ op: 'vm.rm', name: req.name as string }));
+    case 'vm.logs':
+      return handleVmLogs(deps, req);
+    case 'store.info':
+    case 'store.where':
+    case 'store.fetch':
+    case 'store.progress':
+    case 'store.push':
+    case 'store.stats':
+      return handleStoreRequest(deps, req);
+    default:
+      return apiError('INVALID', `unknown op ${JSON.stringify(req.op)}`);
+  }
+}
+
+/** A RaftNode outcome as an API answer. */
+export function answer(o: Outcome): ApiResponse {
+  if (!o.ok) {
+    const code =
+      o.code === 'INVALID'
+        ? 'INVALID'
+        : o.code === 'NO_LEADER' || o.code === 'PROPOSAL_DROPPED'
+          ? 'NO_LEADER'
+          : 'TIMEOUT';
+    return apiError(code, o.message);
+  }
+  const r = o.result;
+  if (!r.ok) {
+    const code =
+      r.code === 'notFound' ? 'NOT_FOUND' : r.code === 'casMismatch' ? 'CAS_MISMATCH' : 'INVALID';
+    return apiError(code, r.message);
+  }
+  const { ok: _ok, ...rest } = r;
+  return { ok: true, index: o.index, ...rest };
+}
+
+/** A member's full peer ID from the ID or a unique prefix of it. */
+export function resolveNode(deps: ApiDeps, x: unknown): string | ApiResponse {
+  if (typeof x !== 'string' || x.length === 0) return apiError('INVALID', 'name a node: --on ID');
+  const table = deps.node.sm.query({ op: 'members' });
+  const ids = (table.ok ? (table.members ?? []) : []).map((m) => m.id);
+  const hits = ids.filter((id) => id.startsWith(x));
+  if (hits.length === 1) return hits[0]!;
+  if (hits.length === 0) return apiError('NOT_FOUND', `no member ${x}: see pcr members`);
+  return apiError('INVALID', `${x} names ${hits.length} members: give more of the ID`);
+}
