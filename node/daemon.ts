@@ -18,13 +18,13 @@ import type { Logger } from 'pino';
 import { bootstrap, type NodeId, type RandomSource } from '../consensus/index.ts';
 import { Agent } from './agent/agent.ts';
 import { TRANSFER_WAIT_MS } from './api/member_handlers.ts';
+import type { Request } from './api/requests.ts';
 import { type ApiDeps, route } from './api/router.ts';
 import { API_SESSION_PROTOCOL, serveSession } from './api/session.ts';
 import { STORE_FETCH_TIMEOUT_MS } from './api/store_handlers.ts';
 import {
   API_PROTOCOL,
   API_STREAMS_PER_CONNECTION_MAX,
-  type ApiRequest,
   type ApiResponse,
   apiError,
   apiRequest,
@@ -570,7 +570,7 @@ export class Daemon {
     return new Promise((r) => this.node.changeMembership({ type, nodeId }, r));
   }
 
-  private request(addrs: Multiaddr[], req: ApiRequest): Promise<ApiResponse> {
+  private request(addrs: Multiaddr[], req: Request): Promise<ApiResponse> {
     return apiRequest(this.host, addrs, req, DAEMON_DEFAULTS.peerRequestTimeoutMs);
   }
 

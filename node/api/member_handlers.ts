@@ -6,46 +6,38 @@ import { peerIdFromString } from '@libp2p/peer-id';
 import { multiaddr } from '@multiformats/multiaddr';
 import { findOtherInstance, isInstanceNonce } from '../p2p/instance.ts';
 import { waitFor } from '../wait.ts';
+import type { RequestOf } from './requests.ts';
 import { type ApiDeps, answer } from './router.ts';
-import { type ApiRequest, type ApiResponse, apiError } from './wire.ts';
+import { type ApiResponse, apiError } from './wire.ts';
 
 /** How long a leader waits for a transfer before it stops anyway (or the request gives up). */
 export const TRANSFER_WAIT_MS = 2000;
 
-export async function handleJoin(deps: ApiDeps, req: ApiRequest): Promise<ApiResponse> {
-  const id = req.id;
-  const addrs = req.addrs;
-  if (
-    typeof id !== 'string' ||
-    !Array.isArray(addrs) ||
-    !addrs.every((a) => typeof a === 'string')
-  ) {
-    return apiError('INVALID', 'join needs id and addrs');
-  }
+export async function handleJoin(deps: ApiDeps, req: RequestOf<'join'>): Promise<ApiResponse> {
+  const { id, addrs } = req;
   try {
     peerIdFromString(id);
-    for (const a of addrs) multiaddr(a as string);
+    for (const a of addrs) multiaddr(a);
   } catch (e) {
     return apiError('INVALID', `join: ${(e as Error).message}`);
   }
   const cfg = deps.node.status().config;
-  const list = addrs as string[];
   const role = cfg.voters.includes(id)
     ? 'voter'
     : cfg.learners.includes(id)
       ? 'learner'
       : undefined;
   // Already a member: a restarted node announcing new addresses (nothing to do if unchanged).
-  if (role !== undefined && deps.node.sm.member(id)?.addrs.join() === list.join())
+  if (role !== undefined && deps.node.sm.member(id)?.addrs.join() === addrs.join())
     return { ok: true, already: true };
   deps.learnAddrs(
     id,
-    list.map((a) => multiaddr(a)),
+    addrs.map((a) => multiaddr(a)),
   );
   // The address first, so that the leader can reach a new learner as soon as it is added.
   const put = await deps.submit({
     op: 'member.put',
-    member: { id, addrs: list, role: role ?? 'learner' },
+    member: { id, addrs, role: role ?? 'learner' },
   });
   if (!put.ok || role !== undefined) return answer(put);
   const added = await deps.change('addLearner', id);
@@ -54,10 +46,13 @@ export async function handleJoin(deps: ApiDeps, req: ApiRequest): Promise<ApiRes
   return { ok: true };
 }
 
-export async function handleTransfer(deps: ApiDeps, req: ApiRequest): Promise<ApiResponse> {
+export async function handleTransfer(
+  deps: ApiDeps,
+  req: RequestOf<'raft.transfer'>,
+): Promise<ApiResponse> {
   const st = deps.node.status();
   if (st.lead === '') return apiError('NO_LEADER', 'no leader yet: retry shortly');
-  const to = typeof req.to === 'string' ? req.to : deps.bestTransferee();
+  const to = req.to ?? deps.bestTransferee();
   if (to === undefined || !st.config.voters.includes(to))
     return apiError('INVALID', `${String(to)} is not a voter`);
   deps.node.transferLeader(to);
@@ -67,8 +62,10 @@ export async function handleTransfer(deps: ApiDeps, req: ApiRequest): Promise<Ap
     : apiError('TIMEOUT', `leadership did not move to ${to} in time`);
 }
 
-export async function handleRemove(deps: ApiDeps, req: ApiRequest): Promise<ApiResponse> {
-  if (typeof req.id !== 'string') return apiError('INVALID', 'remove needs id');
+export async function handleRemove(
+  deps: ApiDeps,
+  req: RequestOf<'raft.remove'>,
+): Promise<ApiResponse> {
   const out = await deps.change('removeNode', req.id);
   if (!out.ok) return answer(out);
   await deps.submit({ op: 'member.remove', id: req.id, atMs: Date.now() });
@@ -77,7 +74,7 @@ export async function handleRemove(deps: ApiDeps, req: ApiRequest): Promise<ApiR
 
 export async function handleInstanceCheck(
   deps: ApiDeps,
-  req: ApiRequest,
+  req: RequestOf<'instance.check'>,
   connection: Connection,
 ): Promise<ApiResponse> {
   if (req.id !== connection.remotePeer.toString() || !isInstanceNonce(req.nonce)) {

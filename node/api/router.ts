@@ -20,10 +20,11 @@ import {
   handleRemove,
   handleTransfer,
 } from './member_handlers.ts';
+import { parseRequest, type Request } from './requests.ts';
 import { handleStoreRequest } from './store_handlers.ts';
 import { membersView, nodesView, statusView } from './views.ts';
 import { handleVmList, handleVmLogs, handleVmRun } from './vm_handlers.ts';
-import { type ApiRequest, type ApiResponse, apiError } from './wire.ts';
+import { type ApiResponse, apiError } from './wire.ts';
 
 /** What the handlers may use of the node: its parts and its few verbs. */
 export interface ApiDeps {
@@ -44,56 +45,51 @@ export interface ApiDeps {
   read(q: Query, stale: boolean): Promise<Outcome>;
   change(type: 'addLearner' | 'addVoter' | 'removeNode', nodeId: NodeId): Promise<Outcome>;
   /** One request to another member (peerRequestTimeoutMs). */
-  request(addrs: Multiaddr[], req: ApiRequest): Promise<ApiResponse>;
+  request(addrs: Multiaddr[], req: Request): Promise<ApiResponse>;
   bestTransferee(): NodeId | undefined;
 }
 
 /** Answers one decoded request frame. */
-export async function route(
-  deps: ApiDeps,
-  raw: unknown,
-  connection: Connection,
-): Promise<ApiResponse> {
-  if (typeof raw !== 'object' || raw === null || typeof (raw as ApiRequest).op !== 'string') {
-    return apiError('INVALID', 'a request is an object with an op');
-  }
-  const req = raw as ApiRequest;
-  const stale = req.stale === true;
+export function route(deps: ApiDeps, raw: unknown, connection: Connection): Promise<ApiResponse> {
+  const req = parseRequest(raw);
+  if (typeof req === 'string') return Promise.resolve(apiError('INVALID', req));
+  return dispatch(deps, req, connection);
+}
+
+async function dispatch(deps: ApiDeps, req: Request, connection: Connection): Promise<ApiResponse> {
   switch (req.op) {
     case 'status':
       return { ok: true, ...statusView(deps) };
-    case 'kv.get':
-      return answer(await deps.read({ op: 'kv.get', key: req.key as string }, stale));
-    case 'kv.list':
-      return answer(
-        await deps.read(
-          {
-            op: 'kv.list',
-            prefix: (req.prefix as string) ?? '',
-            ...(req.limit !== undefined ? { limit: req.limit as number } : {}),
-          },
-          stale,
-        ),
-      );
-    case 'kv.put':
-      return answer(
-        await deps.submit({ op: 'kv.put', key: req.key as string, value: req.value as string }),
-      );
-    case 'kv.cas':
-      return answer(
-        await deps.submit({
-          op: 'kv.cas',
-          key: req.key as string,
-          from: req.from as string | null,
-          to: req.to as string,
-        }),
-      );
-    case 'kv.del':
-      return answer(await deps.submit({ op: 'kv.del', key: req.key as string }));
     case 'members':
       return { ok: true, members: membersView(deps) };
     case 'nodes':
       return { ok: true, nodes: nodesView(deps) };
+    case 'kv.get':
+      return answer(await deps.read({ op: 'kv.get', key: req.key }, req.stale === true));
+    case 'vm.get':
+      return answer(await deps.read({ op: 'vm.get', name: req.name }, req.stale === true));
+    case 'kv.list': {
+      const q = { op: 'kv.list', prefix: req.prefix ?? '' } as const;
+      const limit = req.limit !== undefined ? { limit: req.limit } : {};
+      return answer(await deps.read({ ...q, ...limit }, req.stale === true));
+    }
+    // Commands are rebuilt field by field: what a client adds beyond them stays out of the log.
+    case 'kv.put':
+      return answer(await deps.submit({ op: 'kv.put', key: req.key, value: req.value }));
+    case 'kv.cas':
+      return answer(await deps.submit({ op: 'kv.cas', key: req.key, from: req.from, to: req.to }));
+    case 'kv.del':
+      return answer(await deps.submit({ op: 'kv.del', key: req.key }));
+    case 'vm.rm':
+      return answer(await deps.submit({ op: 'vm.rm', name: req.name }));
+    case 'vm.stop':
+      return answer(await deps.submit({ op: 'vm.stop', name: req.name, atMs: Date.now() }));
+    case 'vm.run':
+      return handleVmRun(deps, req);
+    case 'vm.list':
+      return handleVmList(deps, req, req.stale === true);
+    case 'vm.logs':
+      return handleVmLogs(deps, req);
     case 'join':
       return handleJoin(deps, req);
     case 'instance.check':
@@ -102,29 +98,8 @@ export async function route(
       return handleTransfer(deps, req);
     case 'raft.remove':
       return handleRemove(deps, req);
-    case 'vm.run':
-      return handleVmRun(deps, req);
-    case 'vm.get':
-      return answer(await deps.read({ op: 'vm.get', name: req.name as string }, stale));
-    case 'vm.list':
-      return handleVmList(deps, req, stale);
-    case 'vm.stop':
-      return answer(
-        await deps.submit({ op: 'vm.stop', name: req.name as string, atMs: Date.now() }),
-      );
-    case 'vm.rm':
-      return answer(await deps.submit({ op: 'vm.rm', name: req.name as string }));
-    case 'vm.logs':
-      return handleVmLogs(deps, req);
-    case 'store.info':
-    case 'store.where':
-    case 'store.fetch':
-    case 'store.progress':
-    case 'store.push':
-    case 'store.stats':
-      return handleStoreRequest(deps, req);
     default:
-      return apiError('INVALID', `unknown op ${JSON.stringify(req.op)}`);
+      return handleStoreRequest(deps, req);
   }
 }
 

@@ -1,13 +1,14 @@
 // vm.run, vm.list (a node named by an ID prefix) and vm.logs (read where the VM runs; a member
 // forwards to that node). The other vm.* ops are plain commands and queries (router.ts).
 
+import type { RequestOf } from './requests.ts';
 import { type ApiDeps, answer, resolveNode } from './router.ts';
-import { type ApiRequest, type ApiResponse, apiError } from './wire.ts';
+import { type ApiResponse, apiError } from './wire.ts';
 
 /** Bytes of console log one vm.logs answer carries at most. */
 export const VM_LOGS_BYTES_MAX = 1024 * 1024;
 
-export async function handleVmRun(deps: ApiDeps, req: ApiRequest): Promise<ApiResponse> {
+export async function handleVmRun(deps: ApiDeps, req: RequestOf<'vm.run'>): Promise<ApiResponse> {
   const node = resolveNode(deps, req.node);
   if (typeof node !== 'string') return node;
   return answer(await deps.submit({ op: 'vm.put', spec: req.spec, node, atMs: Date.now() }));
@@ -15,7 +16,7 @@ export async function handleVmRun(deps: ApiDeps, req: ApiRequest): Promise<ApiRe
 
 export async function handleVmList(
   deps: ApiDeps,
-  req: ApiRequest,
+  req: RequestOf<'vm.list'>,
   stale: boolean,
 ): Promise<ApiResponse> {
   let node: string | undefined;
@@ -28,10 +29,7 @@ export async function handleVmList(
 }
 
 /** A VM's console log, read where the VM runs (a member forwards to that node). */
-export async function handleVmLogs(deps: ApiDeps, req: ApiRequest): Promise<ApiResponse> {
-  if (typeof req.name !== 'string') return apiError('INVALID', 'vm.logs needs a name');
-  if (req.offset !== undefined && (!Number.isSafeInteger(req.offset) || (req.offset as number) < 0))
-    return apiError('INVALID', 'offset must be a non-negative integer');
+export async function handleVmLogs(deps: ApiDeps, req: RequestOf<'vm.logs'>): Promise<ApiResponse> {
   const vm = deps.node.sm.vms.get(req.name);
   if (vm === undefined) return apiError('NOT_FOUND', `no VM ${req.name}`);
   if (vm.node !== deps.id) {
@@ -48,7 +46,7 @@ export async function handleVmLogs(deps: ApiDeps, req: ApiRequest): Promise<ApiR
   }
   const read = await deps
     .supervisor()
-    ?.consoleRead(req.name, req.offset as number | undefined, VM_LOGS_BYTES_MAX)
+    ?.consoleRead(req.name, req.offset, VM_LOGS_BYTES_MAX)
     .catch((e: { code?: string }) => {
       // Committed but not started here yet: no console so far.
       if (e.code === 'VMM_NOT_FOUND') return { data: '', next: 0, size: 0 };

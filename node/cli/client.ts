@@ -5,7 +5,8 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ApiClient } from '../api/client.ts';
-import type { ApiRequest, ApiResponse } from '../api/wire.ts';
+import type { Request } from '../api/requests.ts';
+import type { ApiResponse } from '../api/wire.ts';
 import { CLUSTER_SECRET_FILE, NODE_INFO_FILE, readSecret, SecretError } from '../identity.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './context.ts';
 
@@ -111,7 +112,7 @@ function isWrongSecret(e: unknown, depth = 0): boolean {
 /** A connection to one member for several requests (e.g. `vm logs --follow`, `vm run` waiting). */
 export interface Connection {
   /** Sends one request and returns the successful answer, or throws a CliError with its code. */
-  request(req: ApiRequest): Promise<Record<string, unknown>>;
+  request(req: Request): Promise<Record<string, unknown>>;
   close(): Promise<void>;
 }
 
@@ -162,7 +163,7 @@ export async function connect(o: ConnectOptions): Promise<Connection> {
 }
 
 /** Sends one request and returns the successful answer, or throws a CliError with the right code. */
-export async function call(o: ConnectOptions, req: ApiRequest): Promise<Record<string, unknown>> {
+export async function call(o: ConnectOptions, req: Request): Promise<Record<string, unknown>> {
   const c = await connect(o);
   try {
     return await c.request(req);
