@@ -7,6 +7,7 @@ import type { Connection } from '@libp2p/interface';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
 import type { NodeId } from '../../consensus/index.ts';
+import { outcomeError } from '../errors.ts';
 import type { Gossip } from '../p2p/gossip.ts';
 import type { Host } from '../p2p/host.ts';
 import type { Outcome, RaftNode } from '../raft/node.ts';
@@ -103,24 +104,12 @@ async function dispatch(deps: ApiDeps, req: Request, connection: Connection): Pr
   }
 }
 
-/** A RaftNode outcome as an API answer. */
+/** A RaftNode outcome as an API answer, its error code unchanged (node/errors.ts). */
 export function answer(o: Outcome): ApiResponse {
-  if (!o.ok) {
-    const code =
-      o.code === 'INVALID'
-        ? 'INVALID'
-        : o.code === 'NO_LEADER' || o.code === 'PROPOSAL_DROPPED'
-          ? 'NO_LEADER'
-          : 'TIMEOUT';
-    return apiError(code, o.message);
-  }
-  const r = o.result;
-  if (!r.ok) {
-    const code =
-      r.code === 'notFound' ? 'NOT_FOUND' : r.code === 'casMismatch' ? 'CAS_MISMATCH' : 'INVALID';
-    return apiError(code, r.message);
-  }
-  const { ok: _ok, ...rest } = r;
+  const e = outcomeError(o);
+  if (e !== undefined) return apiError(e.code, e.message);
+  if (!o.ok || !o.result.ok) throw new Error('unreachable: outcomeError covers every failure');
+  const { ok: _ok, ...rest } = o.result;
   return { ok: true, index: o.index, ...rest };
 }
 
