@@ -26,11 +26,18 @@ import {
   API_PROTOCOL,
   API_STREAMS_PER_CONNECTION_MAX,
   type ApiResponse,
-  apiError,
   apiRequest,
   serveExchange,
 } from './api/wire.ts';
-import { loadOrCreatePeerKey, loadOrCreateSecret, NODE_INFO_FILE } from './identity.ts';
+import {
+  loadOrCreatePeerKey,
+  loadOrCreateSecret,
+  NODE_INFO_FILE,
+  PEER_KEY_FILE,
+} from './identity.ts';
+import { MEMBERSHIP_DEFAULTS, transferee } from './membership/decide.ts';
+import { MembershipExecutor, type MembershipPorts } from './membership/executor.ts';
+import { quorumProblem } from './membership/quorum.ts';
 import { Histogram, renderSamples, serveMetrics } from './metrics.ts';
 import { NODE_METRICS, readMetrics } from './node_metrics.ts';
 import { collectMetrics, GOSSIP_INTERVAL_MS, Gossip } from './p2p/gossip.ts';
@@ -83,6 +90,11 @@ export interface DaemonOptions {
   readonly nixEnv?: NodeJS.ProcessEnv;
   /** QEMU's accelerator: `auto` proves KVM by booting a kernel under it, else TCG. */
   readonly accel?: 'auto' | Accelerator;
+  /**
+   * Wipe this data dir's Raft state and peer identity (keeping the cluster secret) and join
+   * through the seeds as a new node: how a removed node comes back (docs/membership.md).
+   */
+  readonly rejoin?: boolean;
   readonly logger: Logger;
 }
 
@@ -93,7 +105,7 @@ export const DAEMON_DEFAULTS = {
   /** How often the background loop joins, promotes and refreshes this member's record. */
   reconcileMs: 300,
   /** A learner this close to the leader's last index is caught up. */
-  promoteLagEntries: 20,
+  promoteLagEntries: MEMBERSHIP_DEFAULTS.promoteLagEntries,
   /** A join or announce sent to another member gives up after this long. */
   peerRequestTimeoutMs: 6000,
   /** How long a leader waits for a transfer before it stops anyway. */
@@ -134,7 +146,15 @@ export class Daemon {
   private readonly extraAddrs = new Map<NodeId, Multiaddr[]>();
   private ticker: NodeJS.Timeout | undefined;
   private reconciler: NodeJS.Timeout | undefined;
-  private busy = false;
+  /** Joins, keeps this member's record, promotes learners, finds out about a removal. */
+  private readonly membership: MembershipExecutor;
+  /** Why the cluster removed this node, once it knows. */
+  private removedWhy: string | undefined;
+  private settleRemoval: (why: string) => void = () => {};
+  /** Resolves with the reason once the cluster removed this node and it stopped. */
+  readonly removal = new Promise<string>((resolve) => {
+    this.settleRemoval = resolve;
+  });
   private stopping = false;
   /** This process's instance nonce: tells it apart from a copy running with the same identity. */
   private readonly nonce = newInstanceNonce();
@@ -222,19 +242,28 @@ export class Daemon {
       read: (q, stale) => this.read(q, stale),
       change: (type, id) => this.change(type, id),
       request: (addrs, req) => this.request(addrs, req),
-      bestTransferee: () => this.bestTransferee(),
+      removedWhy: () => this.removedWhy,
+      quorumProblem: () => this.quorumProblem(),
     };
+    this.membership = new MembershipExecutor(this.membershipPorts(), {
+      ...MEMBERSHIP_DEFAULTS,
+      maxVoters: o.maxVoters ?? DAEMON_DEFAULTS.maxVoters,
+    });
   }
 
   static async start(o: DaemonOptions): Promise<Daemon> {
+    const seeds = o.seeds ?? [];
+    if (o.rejoin === true && seeds.length === 0) {
+      throw new Error('--rejoin joins as a new node through a member: give --seed');
+    }
     await mkdir(o.dataDir, { recursive: true, mode: 0o700 });
     // The LevelDB lock first: a second process on this data dir stops here, having touched nothing.
     const { disk, records } = await LevelDisk.open(join(o.dataDir, 'raft'));
     let host: Host | undefined;
     let d: Daemon | undefined;
     try {
+      if (o.rejoin === true) await wipeIdentity(o, disk, records);
       const fresh = records.size === 0;
-      const seeds = o.seeds ?? [];
       const privateKey = await loadOrCreatePeerKey(o.dataDir);
       const psk = await loadOrCreateSecret(o.dataDir, o.secretFile, fresh && seeds.length === 0);
       host = await createHost({ privateKey, psk, listen: o.listen, gossip: true });
@@ -478,77 +507,70 @@ export class Daemon {
   }
 
   private async reconcile(): Promise<void> {
-    if (this.busy || this.stopping) return;
+    if (this.stopping) return;
     this.keepConnected();
-    this.busy = true;
-    try {
-      const st = this.node.status();
-      const inConfig = st.config.voters.includes(this.id) || st.config.learners.includes(this.id);
-      if (!inConfig && st.lead === '') return await this.join();
-      const me = this.member(this.id);
-      const addrs = this.addrs();
-      if (st.lead === '') {
-        // Restarted on new addresses, members dial the old ones and we hear from no leader: tell a
-        // member we can reach, which records our addresses through Raft.
-        if (me !== undefined && me.addrs.join() !== addrs.join()) await this.announce(addrs);
-        return;
-      }
-      const role = st.config.voters.includes(this.id) ? 'voter' : 'learner';
-      if (me === undefined || me.role !== role || me.addrs.join() !== addrs.join()) {
-        await this.submit({ op: 'member.put', member: { id: this.id, addrs, role } });
-        return;
-      }
-      if (st.state === 'leader') await this.promote();
-    } catch (e) {
-      this.log.debug({ err: (e as Error).message }, 'reconcile failed');
-    } finally {
-      this.busy = false;
-    }
+    await this.membership.tick().catch((e: Error) => {
+      this.log.debug({ err: e.message }, 'membership step failed');
+      return undefined;
+    });
   }
 
-  private async join(): Promise<void> {
-    for (const [, addrs] of this.extraAddrs) {
-      const resp = await this.request(addrs, {
-        op: 'join',
-        id: this.id,
-        addrs: this.addrs(),
-      }).catch((e: Error) => apiError('UNAVAILABLE', e.message));
-      if (resp.ok) {
-        this.log.info('join accepted; catching up as a learner');
-        return;
-      }
-      this.log.info({ reason: resp.error.message }, 'join not accepted yet');
-    }
+  /** The ports of the membership executor (node/membership/executor.ts). */
+  private membershipPorts(): MembershipPorts {
+    return {
+      self: this.id,
+      status: () => ({ ...this.node.status(), lastIndex: this.node.storage.lastIndex() }),
+      record: () => this.member(this.id),
+      removedHere: () => this.node.sm.isRemoved(this.id),
+      addrs: () => this.addrs(),
+      peers: () => this.peers(),
+      ask: (id, req, timeoutMs) => {
+        const to = this.addrsOf(id);
+        if (to.length === 0) return Promise.reject(new Error(`no address for ${id}`));
+        return apiRequest(this.host, to, req, timeoutMs ?? DAEMON_DEFAULTS.peerRequestTimeoutMs);
+      },
+      submit: (c) => this.submit(c),
+      addVoter: (id) => this.change('addVoter', id),
+      removed: (why) => void this.leaveAsRemoved(why),
+      now: () => Date.now(),
+      log: this.log,
+    };
   }
 
-  private async announce(addrs: string[]): Promise<void> {
+  /** Members this node knows (configuration and table), then the seeds; never itself. */
+  private peers(): NodeId[] {
     const st = this.node.status();
-    for (const id of [...st.config.voters, ...st.config.learners]) {
-      if (id === this.id) continue;
-      const to = this.addrsOf(id);
-      if (to.length === 0) continue;
-      const resp = await this.request(to, { op: 'join', id: this.id, addrs }).catch(
-        () => undefined,
-      );
-      if (resp?.ok === true) {
-        this.log.info({ via: id }, 'announced new addresses');
-        return;
-      }
-    }
+    const ids = new Set([...st.config.voters, ...st.config.learners, ...this.otherMembers()]);
+    for (const id of this.extraAddrs.keys()) ids.add(id);
+    ids.delete(this.id);
+    return [...ids];
   }
 
-  private async promote(): Promise<void> {
+  /** "no quorum: ..." when this member reaches fewer than a majority of the voters. */
+  private quorumProblem(): string | undefined {
     const st = this.node.status();
-    const maxVoters = this.o.maxVoters ?? DAEMON_DEFAULTS.maxVoters;
-    if (st.config.voters.length >= maxVoters) return;
-    const last = this.node.storage.lastIndex();
-    for (const id of st.config.learners) {
-      const pr = st.progress?.[id];
-      if (pr === undefined || pr.match + DAEMON_DEFAULTS.promoteLagEntries < last) continue;
-      const out = await this.change('addVoter', id);
-      if (out.ok) this.log.info({ id }, 'promoted a caught-up learner to voter');
-      return;
-    }
+    return quorumProblem(this.id, st.config.voters, (id) => {
+      try {
+        return this.host.getConnections(peerIdFromString(id)).length > 0;
+      } catch {
+        return false;
+      }
+    });
+  }
+
+  /**
+   * The cluster removed this node: stop the VMs it runs (the cluster released them), then Raft
+   * and everything else; `removal` resolves with the reason for `pcr node start` to exit with.
+   */
+  private async leaveAsRemoved(why: string): Promise<void> {
+    this.removedWhy = why;
+    this.log.error({ id: this.id, why }, 'this node was removed from the cluster; stopping');
+    await this.agent?.stop().catch(() => {});
+    await this.supervisor?.stopAll().catch((e: Error) => {
+      this.log.warn({ err: e.message }, 'stopping the VMs failed');
+    });
+    await this.stop();
+    this.settleRemoval(why);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -574,19 +596,14 @@ export class Daemon {
     return apiRequest(this.host, addrs, req, DAEMON_DEFAULTS.peerRequestTimeoutMs);
   }
 
+  /** The voter a stopping leader hands over to (membership/decide.ts transferee). */
   private bestTransferee(): NodeId | undefined {
     const st = this.node.status();
-    let best: NodeId | undefined;
-    let bestMatch = -1;
-    for (const id of st.config.voters) {
-      if (id === this.id) continue;
-      const m = st.progress?.[id]?.match ?? -1;
-      if (m > bestMatch) {
-        best = id;
-        bestMatch = m;
-      }
-    }
-    return best;
+    const match =
+      st.progress === undefined
+        ? undefined
+        : Object.fromEntries(Object.entries(st.progress).map(([id, p]) => [id, p.match]));
+    return transferee(this.id, st.config.voters, match);
   }
 
   renderMetrics(): string {
@@ -629,6 +646,19 @@ export class Daemon {
     await rm(join(this.o.dataDir, NODE_INFO_FILE), { force: true });
     this.log.info('node stopped');
   }
+}
+
+/** --rejoin: deletes every Raft record (one synced batch) and the peer key; keeps the secret. */
+async function wipeIdentity(
+  o: DaemonOptions,
+  disk: LevelDisk,
+  records: Map<string, Uint8Array>,
+): Promise<void> {
+  const ops = [...records.keys()].map((key) => ({ type: 'del' as const, key }));
+  await new Promise<void>((res, rej) => disk.write(ops, (e) => (e ? rej(e) : res())));
+  records.clear();
+  await rm(join(o.dataDir, PEER_KEY_FILE), { force: true });
+  o.logger.info('wiped the Raft state and peer identity: joining as a new node');
 }
 
 export { VM_LOGS_BYTES_MAX } from './api/vm_handlers.ts';

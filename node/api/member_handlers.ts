@@ -4,6 +4,7 @@
 import type { Connection } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { multiaddr } from '@multiformats/multiaddr';
+import { decideJoin, transferee, verdictOf } from '../membership/decide.ts';
 import { findOtherInstance, isInstanceNonce } from '../p2p/instance.ts';
 import { waitFor } from '../wait.ts';
 import type { RequestOf } from './requests.ts';
@@ -22,28 +23,52 @@ export async function handleJoin(deps: ApiDeps, req: RequestOf<'join'>): Promise
     return apiError('INVALID', `join: ${(e as Error).message}`);
   }
   const cfg = deps.node.status().config;
-  const role = cfg.voters.includes(id)
-    ? 'voter'
-    : cfg.learners.includes(id)
-      ? 'learner'
-      : undefined;
-  // Already a member: a restarted node announcing new addresses (nothing to do if unchanged).
-  if (role !== undefined && deps.node.sm.member(id)?.addrs.join() === addrs.join())
-    return { ok: true, already: true };
-  deps.learnAddrs(
-    id,
-    addrs.map((a) => multiaddr(a)),
-  );
-  // The address first, so that the leader can reach a new learner as soon as it is added.
-  const put = await deps.submit({
-    op: 'member.put',
-    member: { id, addrs, role: role ?? 'learner' },
+  const d = decideJoin(id, addrs, {
+    voters: cfg.voters,
+    learners: cfg.learners,
+    record: deps.node.sm.member(id),
+    removed: deps.node.sm.isRemoved(id),
   });
-  if (!put.ok || role !== undefined) return answer(put);
-  const added = await deps.change('addLearner', id);
-  if (!added.ok) return answer(added);
-  deps.log.info({ id }, 'added a learner');
-  return { ok: true };
+  switch (d.kind) {
+    case 'refuse-removed':
+      return apiError(
+        'REMOVED',
+        `node ${id} was removed from the cluster and cannot join again under that identity: ` +
+          'start it with --rejoin to join as a new member',
+      );
+    case 'already':
+      return { ok: true, already: true };
+    case 'update-addrs':
+      deps.learnAddrs(
+        id,
+        addrs.map((a) => multiaddr(a)),
+      );
+      return answer(await deps.submit({ op: 'member.put', member: d.member }));
+    case 'add-learner': {
+      deps.learnAddrs(
+        id,
+        addrs.map((a) => multiaddr(a)),
+      );
+      // The address first, so that the leader can reach a new learner as soon as it is added.
+      const put = await deps.submit({ op: 'member.put', member: d.member });
+      if (!put.ok || !put.result.ok) return answer(put);
+      const added = await deps.change('addLearner', id);
+      if (!added.ok) return answer(added);
+      deps.log.info({ id }, 'added a learner');
+      return { ok: true };
+    }
+  }
+}
+
+/** `member.check`: this member's applied view of the asker (decide.ts verdictOf). */
+export function handleMemberCheck(deps: ApiDeps, req: RequestOf<'member.check'>): ApiResponse {
+  const cfg = deps.node.status().config;
+  const verdict = verdictOf(req.id, {
+    voters: cfg.voters,
+    learners: cfg.learners,
+    removed: deps.node.sm.isRemoved(req.id),
+  });
+  return { ok: true, verdict };
 }
 
 export async function handleTransfer(
@@ -52,7 +77,15 @@ export async function handleTransfer(
 ): Promise<ApiResponse> {
   const st = deps.node.status();
   if (st.lead === '') return apiError('NO_LEADER', 'no leader yet: retry shortly');
-  const to = req.to ?? deps.bestTransferee();
+  const to =
+    req.to ??
+    transferee(
+      deps.id,
+      st.config.voters,
+      st.progress === undefined
+        ? undefined
+        : Object.fromEntries(Object.entries(st.progress).map(([id, p]) => [id, p.match])),
+    );
   if (to === undefined || !st.config.voters.includes(to))
     return apiError('INVALID', `${String(to)} is not a voter`);
   deps.node.transferLeader(to);

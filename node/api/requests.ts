@@ -31,6 +31,8 @@ export type AdminRequest =
   | { readonly op: 'nodes' }
   | { readonly op: 'join'; readonly id: string; readonly addrs: readonly string[] }
   | { readonly op: 'instance.check'; readonly id: string; readonly nonce: string }
+  /** Does the cluster still count this node? (a leaderless node asks: docs/membership.md) */
+  | { readonly op: 'member.check'; readonly id: string }
   | { readonly op: 'raft.transfer'; readonly to?: string }
   | { readonly op: 'raft.remove'; readonly id: string }
   | {
@@ -78,6 +80,7 @@ const PROBLEMS: { readonly [O in Op]: (o: Record<string, unknown>) => string | u
     isString(o.id) && isString(o.nonce)
       ? undefined
       : "instance.check takes the asker's own id and a nonce",
+  'member.check': (o) => (isString(o.id) ? undefined : 'member.check needs id'),
   'raft.transfer': (o) =>
     o.to === undefined || isString(o.to) ? undefined : 'to must be a member id',
   'raft.remove': (o) => (isString(o.id) ? undefined : 'remove needs id'),

@@ -18,6 +18,7 @@ import type { Supervisor } from '../vmm/supervisor.ts';
 import {
   handleInstanceCheck,
   handleJoin,
+  handleMemberCheck,
   handleRemove,
   handleTransfer,
 } from './member_handlers.ts';
@@ -47,14 +48,31 @@ export interface ApiDeps {
   change(type: 'addLearner' | 'addVoter' | 'removeNode', nodeId: NodeId): Promise<Outcome>;
   /** One request to another member (peerRequestTimeoutMs). */
   request(addrs: Multiaddr[], req: Request): Promise<ApiResponse>;
-  bestTransferee(): NodeId | undefined;
+  /** Set once this node learned the cluster removed it (docs/membership.md). */
+  removedWhy(): string | undefined;
+  /** Why no leader, when a quorum of voters is unreachable from here (membership/quorum.ts). */
+  quorumProblem(): string | undefined;
 }
 
 /** Answers one decoded request frame. */
-export function route(deps: ApiDeps, raw: unknown, connection: Connection): Promise<ApiResponse> {
+export async function route(
+  deps: ApiDeps,
+  raw: unknown,
+  connection: Connection,
+): Promise<ApiResponse> {
   const req = parseRequest(raw);
-  if (typeof req === 'string') return Promise.resolve(apiError('INVALID', req));
-  return dispatch(deps, req, connection);
+  if (typeof req === 'string') return apiError('INVALID', req);
+  const removed = deps.removedWhy();
+  if (removed !== undefined && req.op !== 'status') {
+    return apiError('REMOVED', `this node was removed from the cluster (${removed})`);
+  }
+  const resp = await dispatch(deps, req, connection);
+  if (!resp.ok && resp.error.code === 'NO_LEADER') {
+    // Name the real state when it is known: which voters this member cannot reach.
+    const why = deps.quorumProblem();
+    if (why !== undefined) return apiError('NO_LEADER', why);
+  }
+  return resp;
 }
 
 async function dispatch(deps: ApiDeps, req: Request, connection: Connection): Promise<ApiResponse> {
@@ -95,6 +113,8 @@ async function dispatch(deps: ApiDeps, req: Request, connection: Connection): Pr
       return handleJoin(deps, req);
     case 'instance.check':
       return handleInstanceCheck(deps, req, connection);
+    case 'member.check':
+      return handleMemberCheck(deps, req);
     case 'raft.transfer':
       return handleTransfer(deps, req);
     case 'raft.remove':
