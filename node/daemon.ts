@@ -563,8 +563,7 @@ export class Daemon {
    * and everything else; `removal` resolves with the reason for `pcr node start` to exit with.
    */
   private async leaveAsRemoved(why: string): Promise<void> {
-    this.removedWhy = why;
-    this.log.error({ id: this.id, why }, 'this node was removed from the cluster; stopping');
+    this.removedWhy = why; // the executor said so, once
     await this.agent?.stop().catch(() => {});
     await this.supervisor?.stopAll().catch((e: Error) => {
       this.log.warn({ err: e.message }, 'stopping the VMs failed');

@@ -189,7 +189,7 @@ describe('MembershipExecutor', () => {
     expect(await x.tick()).toMatchObject({ kind: 'removed' });
     expect(w.removed).toEqual(['the applied member table records this node as removed']);
     expect(w.asked).toEqual([]);
-    expect(w.warnings).toEqual(['this node was removed from the cluster']);
+    expect(w.warnings).toEqual(['this node was removed from the cluster; stopping']);
   });
 
   it('overlapping ticks are skipped: one action at a time', async () => {

@@ -140,7 +140,7 @@ export class MembershipExecutor {
     switch (a.kind) {
       case 'removed':
         this.done = true;
-        this.p.log.warn({ why: a.why }, 'this node was removed from the cluster');
+        this.p.log.warn({ why: a.why }, 'this node was removed from the cluster; stopping');
         this.p.removed(a.why);
         return;
       case 'join':
