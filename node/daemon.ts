@@ -174,6 +174,8 @@ export class Daemon {
   private readonly runnable = new Set<string>();
   /** The VM table's change count the agent last saw (it is poked when that moves). */
   private vmChangesSeen = -1;
+  /** The agent runs once a leader that counts this node is known (or a member vouched for it). */
+  private agentStarted = false;
 
   private constructor(o: DaemonOptions, host: Host, disk: LevelDisk, storage: DurableStorage) {
     this.o = o;
@@ -206,7 +208,7 @@ export class Daemon {
         const changes = node.sm.vms.changes;
         if (changes !== this.vmChangesSeen) {
           this.vmChangesSeen = changes;
-          this.agent?.poke();
+          if (this.agentStarted) this.agent?.poke();
         }
       },
       onFatal: (err) => {
@@ -443,7 +445,8 @@ export class Daemon {
       },
       onError: (what, err) => this.log.warn({ err: err.message }, what),
     });
-    this.agent.start();
+    // The agent starts once the cluster is known to count this node (reconcile()): a removed
+    // node, restarted, must not start VMs the cluster released while it was away.
   }
 
   /** Commits a VM's state as this node's agent sees it, for the VM's current generation. */
@@ -513,6 +516,10 @@ export class Daemon {
       this.log.debug({ err: e.message }, 'membership step failed');
       return undefined;
     });
+    if (!this.agentStarted && !this.stopping && this.membership.counted()) {
+      this.agentStarted = true;
+      this.agent?.start();
+    }
   }
 
   /** The ports of the membership executor (node/membership/executor.ts). */

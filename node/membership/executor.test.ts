@@ -213,6 +213,22 @@ describe('MembershipExecutor', () => {
     expect(w.asked).toHaveLength(1);
   });
 
+  it('counted: a leader that has us in the configuration, or a member that vouched; never removed', async () => {
+    const { w, x } = setup();
+    expect(x.counted()).toBe(true);
+    w.raft = { ...w.raft, lead: '' };
+    expect(x.counted()).toBe(false);
+    w.nowMs = MEMBERSHIP_DEFAULTS.probeAfterMs;
+    await x.tick(); // starts the leaderless clock
+    w.nowMs *= 2;
+    w.answer = () => ({ ok: true, verdict: 'member' });
+    expect(await x.tick()).toEqual({ kind: 'probe' });
+    expect(x.counted()).toBe(true);
+    w.raft = { ...w.raft, lead: 'n2', config: { voters: ['n2', 'n3'], learners: [] } };
+    w.tombstone = true;
+    expect(x.counted()).toBe(false);
+  });
+
   it('combineVerdicts: removed wins, then member, then unknown; no answer is no verdict', () => {
     expect(combineVerdicts(['member', 'removed', undefined])).toBe('removed');
     expect(combineVerdicts(['unknown', 'member'])).toBe('member');

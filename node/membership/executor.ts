@@ -95,6 +95,19 @@ export class MembershipExecutor {
     return this.done;
   }
 
+  /**
+   * Whether the cluster is known to count this node: a leader that has it in the configuration,
+   * or a member that answered `member`. Until then the daemon holds back its VM agent.
+   */
+  counted(): boolean {
+    if (this.done) return false;
+    const st = this.p.status();
+    const self = this.p.self;
+    const inConfig = st.config.voters.includes(self) || st.config.learners.includes(self);
+    if (this.p.removedHere()) return false;
+    return (inConfig && st.lead !== '') || this.peerVerdict === 'member';
+  }
+
   view(): MembershipView {
     const st = this.p.status();
     const self = this.p.self;
