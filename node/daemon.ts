@@ -1,8 +1,9 @@
-// The daemon: one member of a cluster. It wires the node core (RaftNode) to the real world: libp2p
-// for Raft and the API, LevelDB for the log, a ticker for time. Without state and without a seed
-// it bootstraps a cluster of one; with a seed it asks to join (any member forwards the change to
-// the leader) and starts as a learner, which the leader promotes to voter once caught up while
-// there are fewer than maxVoters voters. Roles are assigned, never configured.
+// The daemon: one member of a cluster. It starts, runs and stops the parts and wires them to the
+// real world: libp2p for Raft and the API, LevelDB for the log, a ticker for time, the store, the
+// VM supervisor and agent. Without state and without a seed it bootstraps a cluster of one; with a
+// seed it joins. What it does not own lives in its own room: requests in node/api/ (router,
+// handlers), membership policy and its executor in node/membership/, the metrics table in
+// node_metrics.ts, the error vocabulary in errors.ts (docs/architecture.md).
 
 import './polyfill.ts';
 import { randomInt } from 'node:crypto';
