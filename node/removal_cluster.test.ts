@@ -83,6 +83,7 @@ describe('removal of a member, on real processes', { timeout: 240_000 }, () => {
       REMOVED_EXIT_BOUND_MS,
     );
     const tookMs = Date.now() - t0;
+    console.log(`the removed node's restart exited with ${restart.exitCode} after ${tookMs} ms`);
     expect(restart.exitCode, restart.stderr).toBe(EXIT.removed);
     expect(restart.stderr).toMatch(/was removed from the cluster/);
     expect(restart.stderr).toMatch(/--rejoin/);
