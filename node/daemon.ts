@@ -1,8 +1,9 @@
-// The daemon: one member of a cluster. It wires the node core (RaftNode) to the real world: libp2p
-// for Raft and the API, LevelDB for the log, a ticker for time. Without state and without a seed
-// it bootstraps a cluster of one; with a seed it asks to join (any member forwards the change to
-// the leader) and starts as a learner, which the leader promotes to voter once caught up while
-// there are fewer than maxVoters voters. Roles are assigned, never configured.
+// The daemon: one member of a cluster. It starts, runs and stops the parts and wires them to the
+// real world: libp2p for Raft and the API, LevelDB for the log, a ticker for time, the store, the
+// VM supervisor and agent. Without state and without a seed it bootstraps a cluster of one; with a
+// seed it joins. What it does not own lives in its own room: requests in node/api/ (router,
+// handlers), membership policy and its executor in node/membership/, the metrics table in
+// node_metrics.ts, the error vocabulary in errors.ts (docs/architecture.md).
 
 import './polyfill.ts';
 import { randomInt } from 'node:crypto';
@@ -11,32 +12,41 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Connection, PeerId } from '@libp2p/interface';
+import type { PeerId } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
 import { bootstrap, type NodeId, type RandomSource } from '../consensus/index.ts';
 import { Agent } from './agent/agent.ts';
+import { TRANSFER_WAIT_MS } from './api/member_handlers.ts';
+import type { Request } from './api/requests.ts';
+import { type ApiDeps, route } from './api/router.ts';
 import { API_SESSION_PROTOCOL, serveSession } from './api/session.ts';
+import { STORE_FETCH_TIMEOUT_MS } from './api/store_handlers.ts';
 import {
   API_PROTOCOL,
   API_STREAMS_PER_CONNECTION_MAX,
-  type ApiRequest,
   type ApiResponse,
-  apiError,
   apiRequest,
   serveExchange,
 } from './api/wire.ts';
-import { loadOrCreatePeerKey, loadOrCreateSecret, NODE_INFO_FILE } from './identity.ts';
-import { Histogram, renderSamples, type Sample, serveMetrics } from './metrics.ts';
+import {
+  loadOrCreatePeerKey,
+  loadOrCreateSecret,
+  NODE_INFO_FILE,
+  PEER_KEY_FILE,
+} from './identity.ts';
+import { MEMBERSHIP_DEFAULTS, transferee } from './membership/decide.ts';
+import { MembershipExecutor, type MembershipPorts } from './membership/executor.ts';
+import { quorumProblem } from './membership/quorum.ts';
+import { Histogram, renderSamples, serveMetrics } from './metrics.ts';
+import { NODE_METRICS, readMetrics } from './node_metrics.ts';
 import { AddrBook, stickyListen } from './p2p/addr_book.ts';
 import { collectMetrics, GOSSIP_INTERVAL_MS, Gossip } from './p2p/gossip.ts';
 import { createHost, type Host } from './p2p/host.ts';
 import {
   DuplicateInstanceError,
-  findOtherInstance,
   INSTANCE_CHECK_TIMEOUT_MS,
-  isInstanceNonce,
   newInstanceNonce,
   serveInstance,
 } from './p2p/instance.ts';
@@ -51,6 +61,7 @@ import { type StoreMode, StoreService } from './store/service.ts';
 import type { Accelerator, Backend, BackendName, Capabilities } from './vmm/backend.ts';
 import { defaultBackends, probeBackends } from './vmm/probe.ts';
 import { Supervisor } from './vmm/supervisor.ts';
+import { waitFor } from './wait.ts';
 import { which } from './which.ts';
 
 export interface DaemonOptions {
@@ -81,6 +92,11 @@ export interface DaemonOptions {
   readonly nixEnv?: NodeJS.ProcessEnv;
   /** QEMU's accelerator: `auto` proves KVM by booting a kernel under it, else TCG. */
   readonly accel?: 'auto' | Accelerator;
+  /**
+   * Wipe this data dir's Raft state and peer identity (keeping the cluster secret) and join
+   * through the seeds as a new node: how a removed node comes back (docs/membership.md).
+   */
+  readonly rejoin?: boolean;
   readonly logger: Logger;
 }
 
@@ -91,11 +107,11 @@ export const DAEMON_DEFAULTS = {
   /** How often the background loop joins, promotes and refreshes this member's record. */
   reconcileMs: 300,
   /** A learner this close to the leader's last index is caught up. */
-  promoteLagEntries: 20,
+  promoteLagEntries: MEMBERSHIP_DEFAULTS.promoteLagEntries,
   /** A join or announce sent to another member gives up after this long. */
   peerRequestTimeoutMs: 6000,
   /** How long a leader waits for a transfer before it stops anyway. */
-  transferWaitMs: 2000,
+  transferWaitMs: TRANSFER_WAIT_MS,
   /**
    * A member with no connection is dialed again at most this often. libp2p closes connections
    * whose pings time out and never redials; Raft redials only the peers it sends to (leader to
@@ -105,7 +121,7 @@ export const DAEMON_DEFAULTS = {
   /** One redial gives up after this long. */
   memberDialTimeoutMs: 3000,
   /** A member asked to fetch a closure (store push) gets this long. */
-  storeFetchTimeoutMs: 3_600_000,
+  storeFetchTimeoutMs: STORE_FETCH_TIMEOUT_MS,
 } as const;
 
 export const PCR_VERSION: string = (
@@ -134,7 +150,15 @@ export class Daemon {
   private readonly book: AddrBook;
   private ticker: NodeJS.Timeout | undefined;
   private reconciler: NodeJS.Timeout | undefined;
-  private busy = false;
+  /** Joins, keeps this member's record, promotes learners, finds out about a removal. */
+  private readonly membership: MembershipExecutor;
+  /** Why the cluster removed this node, once it knows. */
+  private removedWhy: string | undefined;
+  private settleRemoval: (why: string) => void = () => {};
+  /** Resolves with the reason once the cluster removed this node and it stopped. */
+  readonly removal = new Promise<string>((resolve) => {
+    this.settleRemoval = resolve;
+  });
   private stopping = false;
   /** This process's instance nonce: tells it apart from a copy running with the same identity. */
   private readonly nonce = newInstanceNonce();
@@ -143,8 +167,8 @@ export class Daemon {
   readonly stats = { memberRedials: 0 };
   /** The node's store, its P2P server and its binary cache (started in run()). */
   store: StoreService | undefined;
-  /** Closure fetches started through the API, by the client's progress id. */
-  private readonly fetchProgress = new Map<string, FetchProgress>();
+  /** What the API handlers (node/api/) see of this node. */
+  private readonly api: ApiDeps;
   /** The VMM backends, what they can do here (probed once, in the background), the VMs. */
   private readonly backends: Record<BackendName, Backend>;
   readonly capabilities: Promise<Capabilities>;
@@ -154,6 +178,8 @@ export class Daemon {
   private readonly runnable = new Set<string>();
   /** The VM table's change count the agent last saw (it is poked when that moves). */
   private vmChangesSeen = -1;
+  /** The agent runs once a leader that counts this node is known (or a member vouched for it). */
+  private agentStarted = false;
 
   private constructor(
     o: DaemonOptions,
@@ -193,7 +219,7 @@ export class Daemon {
         const changes = node.sm.vms.changes;
         if (changes !== this.vmChangesSeen) {
           this.vmChangesSeen = changes;
-          this.agent?.poke();
+          if (this.agentStarted) this.agent?.poke();
         }
       },
       onFatal: (err) => {
@@ -214,17 +240,43 @@ export class Daemon {
       async () => collectMetrics(this.id, PCR_VERSION, o.dataDir, await vmms),
       o.gossipMs ?? GOSSIP_INTERVAL_MS,
     );
+    this.api = {
+      id: this.id,
+      node,
+      host,
+      gossip: this.gossip,
+      log: this.log,
+      store: () => this.store,
+      supervisor: () => this.supervisor,
+      fetchProgress: new Map<string, FetchProgress>(),
+      addrsOf: (id) => this.addrsOf(id),
+      learnAddrs: (id, addrs) => this.extraAddrs.set(id, addrs),
+      submit: (c) => this.submit(c),
+      read: (q, stale) => this.read(q, stale),
+      change: (type, id) => this.change(type, id),
+      request: (addrs, req) => this.request(addrs, req),
+      removedWhy: () => this.removedWhy,
+      quorumProblem: () => this.quorumProblem(),
+    };
+    this.membership = new MembershipExecutor(this.membershipPorts(), {
+      ...MEMBERSHIP_DEFAULTS,
+      maxVoters: o.maxVoters ?? DAEMON_DEFAULTS.maxVoters,
+    });
   }
 
   static async start(o: DaemonOptions): Promise<Daemon> {
+    const seeds = o.seeds ?? [];
+    if (o.rejoin === true && seeds.length === 0) {
+      throw new Error('--rejoin joins as a new node through a member: give --seed');
+    }
     await mkdir(o.dataDir, { recursive: true, mode: 0o700 });
     // The LevelDB lock first: a second process on this data dir stops here, having touched nothing.
     const { disk, records } = await LevelDisk.open(join(o.dataDir, 'raft'));
     let host: Host | undefined;
     let d: Daemon | undefined;
     try {
+      if (o.rejoin === true) await wipeIdentity(o, disk, records);
       const fresh = records.size === 0;
-      const seeds = o.seeds ?? [];
       const privateKey = await loadOrCreatePeerKey(o.dataDir);
       const psk = await loadOrCreateSecret(o.dataDir, o.secretFile, fresh && seeds.length === 0);
       const book = new AddrBook(o.dataDir);
@@ -266,7 +318,7 @@ export class Daemon {
     await this.host.handle(
       API_PROTOCOL,
       (stream, connection) => {
-        serveExchange(stream, (req) => this.handle(req, connection)).catch((e: Error) =>
+        serveExchange(stream, (req) => route(this.api, req, connection)).catch((e: Error) =>
           this.log.debug({ err: e.message }, 'api exchange failed'),
         );
       },
@@ -278,7 +330,7 @@ export class Daemon {
     await this.host.handle(
       API_SESSION_PROTOCOL,
       (stream, connection) => {
-        serveSession(stream, (req) => this.handle(req, connection)).catch((e: Error) =>
+        serveSession(stream, (req) => route(this.api, req, connection)).catch((e: Error) =>
           this.log.debug({ err: e.message }, 'api session failed'),
         );
       },
@@ -364,17 +416,6 @@ export class Daemon {
     }
   }
 
-  private async handleInstanceCheck(req: ApiRequest, connection: Connection): Promise<ApiResponse> {
-    if (req.id !== connection.remotePeer.toString() || !isInstanceNonce(req.nonce)) {
-      return apiError('INVALID', "instance.check takes the asker's own id and a nonce");
-    }
-    const at = await findOtherInstance(this.host, connection, req.nonce);
-    if (at !== undefined) {
-      this.log.warn({ id: req.id, at }, 'refused a second process with the identity of a member');
-    }
-    return { ok: true, duplicate: at ?? false };
-  }
-
   addrs(): string[] {
     return this.host.getMultiaddrs().map(String);
   }
@@ -447,7 +488,8 @@ export class Daemon {
       },
       onError: (what, err) => this.log.warn({ err: err.message }, what),
     });
-    this.agent.start();
+    // The agent starts once the cluster is known to count this node (reconcile()): a removed
+    // node, restarted, must not start VMs the cluster released while it was away.
   }
 
   /** Commits a VM's state as this node's agent sees it, for the VM's current generation. */
@@ -511,78 +553,74 @@ export class Daemon {
   }
 
   private async reconcile(): Promise<void> {
-    if (this.busy || this.stopping) return;
+    if (this.stopping) return;
     this.rememberAddrs();
     this.keepConnected();
-    this.busy = true;
-    try {
-      const st = this.node.status();
-      const inConfig = st.config.voters.includes(this.id) || st.config.learners.includes(this.id);
-      if (!inConfig && st.lead === '') return await this.join();
-      const me = this.member(this.id);
-      const addrs = this.addrs();
-      if (st.lead === '') {
-        // Restarted on new addresses, members dial the old ones and we hear from no leader: tell a
-        // member we can reach, which records our addresses through Raft.
-        if (me !== undefined && me.addrs.join() !== addrs.join()) await this.announce(addrs);
-        return;
-      }
-      const role = st.config.voters.includes(this.id) ? 'voter' : 'learner';
-      if (me === undefined || me.role !== role || me.addrs.join() !== addrs.join()) {
-        await this.submit({ op: 'member.put', member: { id: this.id, addrs, role } });
-        return;
-      }
-      if (st.state === 'leader') await this.promote();
-    } catch (e) {
-      this.log.debug({ err: (e as Error).message }, 'reconcile failed');
-    } finally {
-      this.busy = false;
+    await this.membership.tick().catch((e: Error) => {
+      this.log.debug({ err: e.message }, 'membership step failed');
+      return undefined;
+    });
+    if (!this.agentStarted && !this.stopping && this.membership.counted()) {
+      this.agentStarted = true;
+      this.agent?.start();
     }
   }
 
-  private async join(): Promise<void> {
-    for (const [, addrs] of this.extraAddrs) {
-      const resp = await this.request(addrs, {
-        op: 'join',
-        id: this.id,
-        addrs: this.addrs(),
-      }).catch((e: Error) => apiError('UNAVAILABLE', e.message));
-      if (resp.ok) {
-        this.log.info('join accepted; catching up as a learner');
-        return;
-      }
-      this.log.info({ reason: resp.error.message }, 'join not accepted yet');
-    }
+  /** The ports of the membership executor (node/membership/executor.ts). */
+  private membershipPorts(): MembershipPorts {
+    return {
+      self: this.id,
+      status: () => ({ ...this.node.status(), lastIndex: this.node.storage.lastIndex() }),
+      record: () => this.member(this.id),
+      removedHere: () => this.node.sm.isRemoved(this.id),
+      addrs: () => this.addrs(),
+      peers: () => this.peers(),
+      ask: (id, req, timeoutMs) => {
+        const to = this.addrsOf(id);
+        if (to.length === 0) return Promise.reject(new Error(`no address for ${id}`));
+        return apiRequest(this.host, to, req, timeoutMs ?? DAEMON_DEFAULTS.peerRequestTimeoutMs);
+      },
+      submit: (c) => this.submit(c),
+      addVoter: (id) => this.change('addVoter', id),
+      removed: (why) => void this.leaveAsRemoved(why),
+      now: () => Date.now(),
+      log: this.log,
+    };
   }
 
-  private async announce(addrs: string[]): Promise<void> {
+  /** Members this node knows (configuration and table), then the seeds; never itself. */
+  private peers(): NodeId[] {
     const st = this.node.status();
-    for (const id of [...st.config.voters, ...st.config.learners]) {
-      if (id === this.id) continue;
-      const to = this.addrsOf(id);
-      if (to.length === 0) continue;
-      const resp = await this.request(to, { op: 'join', id: this.id, addrs }).catch(
-        () => undefined,
-      );
-      if (resp?.ok === true) {
-        this.log.info({ via: id }, 'announced new addresses');
-        return;
-      }
-    }
+    const ids = new Set([...st.config.voters, ...st.config.learners, ...this.otherMembers()]);
+    for (const id of this.extraAddrs.keys()) ids.add(id);
+    ids.delete(this.id);
+    return [...ids];
   }
 
-  private async promote(): Promise<void> {
+  /** "no quorum: ..." when this member reaches fewer than a majority of the voters. */
+  private quorumProblem(): string | undefined {
     const st = this.node.status();
-    const maxVoters = this.o.maxVoters ?? DAEMON_DEFAULTS.maxVoters;
-    if (st.config.voters.length >= maxVoters) return;
-    const last = this.node.storage.lastIndex();
-    for (const id of st.config.learners) {
-      const pr = st.progress?.[id];
-      if (pr === undefined || pr.match + DAEMON_DEFAULTS.promoteLagEntries < last) continue;
-      const out = await this.change('addVoter', id);
-      if (out.ok) this.log.info({ id }, 'promoted a caught-up learner to voter');
-      return;
-    }
+    return quorumProblem(this.id, st.config.voters, (id) => {
+      try {
+        return this.host.getConnections(peerIdFromString(id)).length > 0;
+      } catch {
+        return false;
+      }
+    });
+  }
+
+  /**
+   * The cluster removed this node: stop the VMs it runs (the cluster released them), then Raft
+   * and everything else; `removal` resolves with the reason for `pcr node start` to exit with.
+   */
+  private async leaveAsRemoved(why: string): Promise<void> {
+    this.removedWhy = why; // the executor said so, once
+    await this.agent?.stop().catch(() => {});
+    await this.supervisor?.stopAll().catch((e: Error) => {
+      this.log.warn({ err: e.message }, 'stopping the VMs failed');
+    });
+    await this.stop();
+    this.settleRemoval(why);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -604,421 +642,29 @@ export class Daemon {
     return new Promise((r) => this.node.changeMembership({ type, nodeId }, r));
   }
 
-  private request(addrs: Multiaddr[], req: ApiRequest): Promise<ApiResponse> {
+  private request(addrs: Multiaddr[], req: Request): Promise<ApiResponse> {
     return apiRequest(this.host, addrs, req, DAEMON_DEFAULTS.peerRequestTimeoutMs);
   }
 
-  private async handle(raw: unknown, connection: Connection): Promise<ApiResponse> {
-    if (typeof raw !== 'object' || raw === null || typeof (raw as ApiRequest).op !== 'string') {
-      return apiError('INVALID', 'a request is an object with an op');
-    }
-    const req = raw as ApiRequest;
-    const stale = req.stale === true;
-    switch (req.op) {
-      case 'status':
-        return { ok: true, ...this.statusView() };
-      case 'kv.get':
-        return answer(await this.read({ op: 'kv.get', key: req.key as string }, stale));
-      case 'kv.list':
-        return answer(
-          await this.read(
-            {
-              op: 'kv.list',
-              prefix: (req.prefix as string) ?? '',
-              ...(req.limit !== undefined ? { limit: req.limit as number } : {}),
-            },
-            stale,
-          ),
-        );
-      case 'kv.put':
-        return answer(
-          await this.submit({ op: 'kv.put', key: req.key as string, value: req.value as string }),
-        );
-      case 'kv.cas':
-        return answer(
-          await this.submit({
-            op: 'kv.cas',
-            key: req.key as string,
-            from: req.from as string | null,
-            to: req.to as string,
-          }),
-        );
-      case 'kv.del':
-        return answer(await this.submit({ op: 'kv.del', key: req.key as string }));
-      case 'members':
-        return { ok: true, members: this.membersView() };
-      case 'nodes':
-        return { ok: true, nodes: this.nodesView() };
-      case 'join':
-        return this.handleJoin(req);
-      case 'instance.check':
-        return this.handleInstanceCheck(req, connection);
-      case 'raft.transfer':
-        return this.handleTransfer(req);
-      case 'raft.remove':
-        return this.handleRemove(req);
-      case 'vm.run': {
-        const node = this.resolveNode(req.node);
-        if (typeof node !== 'string') return node;
-        return answer(await this.submit({ op: 'vm.put', spec: req.spec, node, atMs: Date.now() }));
-      }
-      case 'vm.get':
-        return answer(await this.read({ op: 'vm.get', name: req.name as string }, stale));
-      case 'vm.list': {
-        let node: string | undefined;
-        if (req.node !== undefined) {
-          const r = this.resolveNode(req.node);
-          if (typeof r !== 'string') return r;
-          node = r;
-        }
-        return answer(
-          await this.read({ op: 'vm.list', ...(node !== undefined ? { node } : {}) }, stale),
-        );
-      }
-      case 'vm.stop':
-        return answer(
-          await this.submit({ op: 'vm.stop', name: req.name as string, atMs: Date.now() }),
-        );
-      case 'vm.rm':
-        return answer(await this.submit({ op: 'vm.rm', name: req.name as string }));
-      case 'vm.logs':
-        return this.handleVmLogs(req);
-      case 'store.info':
-      case 'store.where':
-      case 'store.fetch':
-      case 'store.progress':
-      case 'store.push':
-      case 'store.stats':
-        return this.handleStore(req).catch((e: Error) => {
-          const code = (e as { code?: string }).code;
-          return apiError(
-            code === 'NOT_FOUND' || code === 'NO_HOLDER'
-              ? 'NOT_FOUND'
-              : code === 'BAD_STORE_PATH'
-                ? 'INVALID'
-                : 'UNAVAILABLE',
-            `${code !== undefined ? `${code}: ` : ''}${e.message}`,
-          );
-        });
-      default:
-        return apiError('INVALID', `unknown op ${JSON.stringify(req.op)}`);
-    }
-  }
-
-  private async handleStore(req: ApiRequest): Promise<ApiResponse> {
-    const store = this.store;
-    if (store === undefined) return apiError('UNAVAILABLE', 'the store is not started yet');
-    const path = req.path;
-    if (req.op !== 'store.stats' && req.op !== 'store.progress' && typeof path !== 'string') {
-      return apiError('INVALID', `${req.op} needs a store path`);
-    }
-    switch (req.op) {
-      case 'store.info': {
-        const info = await store.info(path as string);
-        if (info !== undefined) return { ok: true, here: true, info };
-        return { ok: true, here: false, holders: await store.where(path as string) };
-      }
-      case 'store.where':
-        return { ok: true, holders: await store.where(path as string) };
-      case 'store.fetch': {
-        const id = typeof req.progressId === 'string' ? req.progressId : undefined;
-        try {
-          const report = await store.fetch(path as string, (p) => {
-            if (id !== undefined) this.fetchProgress.set(id, p);
-          });
-          return { ok: true, ...report };
-        } finally {
-          if (id !== undefined) this.fetchProgress.delete(id);
-        }
-      }
-      case 'store.progress': {
-        const p =
-          typeof req.progressId === 'string' ? this.fetchProgress.get(req.progressId) : undefined;
-        return { ok: true, ...(p !== undefined ? { progress: p } : {}) };
-      }
-      case 'store.push': {
-        const imported = await store.importFromNix(path as string);
-        const replicated: string[] = [];
-        const failed: Record<string, string> = {};
-        for (const target of Array.isArray(req.to) ? req.to : []) {
-          const id = this.resolveNode(target);
-          if (typeof id !== 'string') return id;
-          if (id === this.id) continue;
-          const r = await apiRequest(
-            this.host,
-            this.addrsOf(id),
-            { op: 'store.fetch', path },
-            DAEMON_DEFAULTS.storeFetchTimeoutMs,
-          ).catch((e: Error) => apiError('UNAVAILABLE', e.message));
-          if (r.ok) replicated.push(id);
-          else failed[id] = r.error.message;
-        }
-        return { ok: true, imported, replicated, failed };
-      }
-      default:
-        return { ok: true, ...(await store.stats()) };
-    }
-  }
-
-  /** A member's full peer ID from the ID or a unique prefix of it. */
-  private resolveNode(x: unknown): string | ApiResponse {
-    if (typeof x !== 'string' || x.length === 0) return apiError('INVALID', 'name a node: --on ID');
-    const table = this.node.sm.query({ op: 'members' });
-    const ids = (table.ok ? (table.members ?? []) : []).map((m) => m.id);
-    const hits = ids.filter((id) => id.startsWith(x));
-    if (hits.length === 1) return hits[0]!;
-    if (hits.length === 0) return apiError('NOT_FOUND', `no member ${x}: see pcr members`);
-    return apiError('INVALID', `${x} names ${hits.length} members: give more of the ID`);
-  }
-
-  /** A VM's console log, read where the VM runs (a member forwards to that node). */
-  private async handleVmLogs(req: ApiRequest): Promise<ApiResponse> {
-    if (typeof req.name !== 'string') return apiError('INVALID', 'vm.logs needs a name');
-    if (
-      req.offset !== undefined &&
-      (!Number.isSafeInteger(req.offset) || (req.offset as number) < 0)
-    )
-      return apiError('INVALID', 'offset must be a non-negative integer');
-    const vm = this.node.sm.vms.get(req.name);
-    if (vm === undefined) return apiError('NOT_FOUND', `no VM ${req.name}`);
-    if (vm.node !== this.id) {
-      if (req.forwarded === true) {
-        return apiError('UNAVAILABLE', `${req.name} runs on ${vm.node}, not here`);
-      }
-      const to = this.addrsOf(vm.node);
-      if (to.length === 0) return apiError('UNAVAILABLE', `no address for ${vm.node}`);
-      return this.request(to, { ...req, forwarded: true }).catch((e: Error) =>
-        apiError('UNAVAILABLE', `node ${vm.node} (runs ${req.name}) unreachable: ${e.message}`),
-      );
-    }
-    const read = await this.supervisor
-      ?.consoleRead(req.name, req.offset as number | undefined, VM_LOGS_BYTES_MAX)
-      .catch((e: { code?: string }) => {
-        // Committed but not started here yet: no console so far.
-        if (e.code === 'VMM_NOT_FOUND') return { data: '', next: 0, size: 0 };
-        throw e;
-      });
-    if (read === undefined) return apiError('UNAVAILABLE', 'this node is still starting');
-    return { ok: true, ...read };
-  }
-
-  private async handleJoin(req: ApiRequest): Promise<ApiResponse> {
-    const id = req.id;
-    const addrs = req.addrs;
-    if (
-      typeof id !== 'string' ||
-      !Array.isArray(addrs) ||
-      !addrs.every((a) => typeof a === 'string')
-    ) {
-      return apiError('INVALID', 'join needs id and addrs');
-    }
-    try {
-      peerIdFromString(id);
-      for (const a of addrs) multiaddr(a as string);
-    } catch (e) {
-      return apiError('INVALID', `join: ${(e as Error).message}`);
-    }
-    const cfg = this.node.status().config;
-    const list = addrs as string[];
-    const role = cfg.voters.includes(id)
-      ? 'voter'
-      : cfg.learners.includes(id)
-        ? 'learner'
-        : undefined;
-    // Already a member: a restarted node announcing new addresses (nothing to do if unchanged).
-    if (role !== undefined && this.member(id)?.addrs.join() === list.join())
-      return { ok: true, already: true };
-    this.extraAddrs.set(
-      id,
-      list.map((a) => multiaddr(a)),
-    );
-    // The address first, so that the leader can reach a new learner as soon as it is added.
-    const put = await this.submit({
-      op: 'member.put',
-      member: { id, addrs: list, role: role ?? 'learner' },
-    });
-    if (!put.ok || role !== undefined) return answer(put);
-    const added = await this.change('addLearner', id);
-    if (!added.ok) return answer(added);
-    this.log.info({ id }, 'added a learner');
-    return { ok: true };
-  }
-
-  private async handleTransfer(req: ApiRequest): Promise<ApiResponse> {
-    const st = this.node.status();
-    if (st.lead === '') return apiError('NO_LEADER', 'no leader yet: retry shortly');
-    const to = typeof req.to === 'string' ? req.to : this.bestTransferee();
-    if (to === undefined || !st.config.voters.includes(to))
-      return apiError('INVALID', `${String(to)} is not a voter`);
-    this.node.transferLeader(to);
-    const ok = await waitFor(() => this.node.status().lead === to, DAEMON_DEFAULTS.transferWaitMs);
-    return ok
-      ? { ok: true, leader: to }
-      : apiError('TIMEOUT', `leadership did not move to ${to} in time`);
-  }
-
-  private async handleRemove(req: ApiRequest): Promise<ApiResponse> {
-    if (typeof req.id !== 'string') return apiError('INVALID', 'remove needs id');
-    const out = await this.change('removeNode', req.id);
-    if (!out.ok) return answer(out);
-    await this.submit({ op: 'member.remove', id: req.id, atMs: Date.now() });
-    return { ok: true };
-  }
-
+  /** The voter a stopping leader hands over to (membership/decide.ts transferee). */
   private bestTransferee(): NodeId | undefined {
     const st = this.node.status();
-    let best: NodeId | undefined;
-    let bestMatch = -1;
-    for (const id of st.config.voters) {
-      if (id === this.id) continue;
-      const m = st.progress?.[id]?.match ?? -1;
-      if (m > bestMatch) {
-        best = id;
-        bestMatch = m;
-      }
-    }
-    return best;
-  }
-
-  statusView(): Record<string, unknown> {
-    const st = this.node.status();
-    return {
-      id: this.id,
-      state: st.state,
-      leader: st.lead,
-      term: st.term,
-      commit: st.commit,
-      applied: st.applied,
-      members: this.membersView(st),
-    };
-  }
-
-  private membersView(st = this.node.status()): Record<string, unknown>[] {
-    const r = this.node.sm.query({ op: 'members' });
-    const table = new Map((r.ok ? (r.members ?? []) : []).map((m) => [m.id, m]));
-    const ids = new Set([...st.config.voters, ...st.config.learners, ...table.keys()]);
-    return [...ids].sort().map((id) => ({
-      id,
-      addrs: table.get(id)?.addrs ?? [],
-      role: st.config.voters.includes(id)
-        ? 'voter'
-        : st.config.learners.includes(id)
-          ? 'learner'
-          : 'member',
-      leader: id === st.lead,
-      ...(st.progress?.[id] !== undefined
-        ? { match: st.progress[id]!.match, active: st.progress[id]!.recentActive }
-        : {}),
-    }));
+    const match =
+      st.progress === undefined
+        ? undefined
+        : Object.fromEntries(Object.entries(st.progress).map(([id, p]) => [id, p.match]));
+    return transferee(this.id, st.config.voters, match);
   }
 
   renderMetrics(): string {
-    const st = this.node.status();
-    const ns = this.node.stats;
-    const ts = this.transport.stats;
-    const g = this.gossip.stats;
-    const c = (
-      name: string,
-      help: string,
-      value: number,
-      labels?: Record<string, string>,
-    ): Sample => ({
-      name,
-      help,
-      type: 'counter',
-      value,
-      ...(labels !== undefined ? { labels } : {}),
+    const samples = readMetrics(NODE_METRICS, {
+      status: this.node.status(),
+      node: this.node.stats,
+      transport: this.transport.stats,
+      gossip: this.gossip.stats,
+      daemon: this.stats,
     });
-    const gauge = (name: string, help: string, value: number): Sample => ({
-      name,
-      help,
-      type: 'gauge',
-      value,
-    });
-    const samples: Sample[] = [
-      gauge('pcr_raft_term', 'Current Raft term.', st.term),
-      gauge('pcr_raft_commit_index', 'Highest log index known committed.', st.commit),
-      gauge(
-        'pcr_raft_applied_index',
-        'Highest log index applied to the state machine.',
-        st.applied,
-      ),
-      gauge('pcr_raft_is_leader', '1 if this member is the leader.', st.state === 'leader' ? 1 : 0),
-      gauge('pcr_raft_voters', 'Voters in the configuration.', st.config.voters.length),
-      gauge('pcr_raft_learners', 'Learners in the configuration.', st.config.learners.length),
-      c('pcr_raft_elections_total', 'Elections started by this member.', st.stats.elections),
-      c(
-        'pcr_raft_pre_elections_total',
-        'Pre-vote rounds started by this member.',
-        st.stats.preElections,
-      ),
-      c('pcr_raft_became_leader_total', 'Times this member became leader.', st.stats.becameLeader),
-      c(
-        'pcr_raft_snapshots_sent_total',
-        'Snapshots sent to lagging followers.',
-        st.stats.snapshotsSent,
-      ),
-      c('pcr_raft_proposals_total', 'Commands proposed through this member.', ns.proposals),
-      c('pcr_raft_disk_batches_total', 'Synced disk batches (group commits).', ns.diskBatches),
-      c(
-        'pcr_raft_snapshots_taken_total',
-        'Snapshots of the state machine taken here.',
-        ns.snapshotsTaken,
-      ),
-      c(
-        'pcr_raft_snapshots_restored_total',
-        'Snapshots received from the leader and installed.',
-        ns.snapshotsRestored,
-      ),
-      c('pcr_raft_request_timeouts_total', 'Requests that timed out.', ns.timeouts),
-      ...Object.entries(st.stats.dropped).map(([reason, v]) =>
-        c('pcr_raft_messages_dropped_total', 'Raft messages dropped by the core, by reason.', v, {
-          reason,
-        }),
-      ),
-      c('pcr_transport_frames_sent_total', 'Raft frames written to peers.', ts.framesSent),
-      c(
-        'pcr_transport_frames_received_total',
-        'Raft frames received from peers.',
-        ts.framesReceived,
-      ),
-      c(
-        'pcr_transport_bad_frames_total',
-        'Raft frames refused (malformed, oversized, spoofed).',
-        ts.badFrames,
-      ),
-      c(
-        'pcr_transport_snapshot_chunks_sent_total',
-        'Snapshot chunks streamed to lagging members.',
-        ts.snapshotChunksSent,
-      ),
-      c(
-        'pcr_transport_snapshots_refused_total',
-        'Inbound snapshot streams refused (bad size, overrun, truncated, spoofed).',
-        ts.snapshotsRefused,
-      ),
-      c(
-        'pcr_member_redials_total',
-        'Dials of members this node held no connection to.',
-        this.stats.memberRedials,
-      ),
-      c('pcr_gossip_messages_published_total', 'Metrics messages published.', g.published),
-      c('pcr_gossip_messages_received_total', 'Metrics messages accepted.', g.received),
-      c('pcr_gossip_messages_refused_total', 'Metrics messages refused.', g.refused),
-    ];
     return `${renderSamples(samples)}\n${this.applyLatency.render('pcr_apply_latency_seconds', 'From proposal to apply on this member, for writes through it.')}`;
-  }
-
-  private nodesView(): Record<string, unknown>[] {
-    const now = Date.now();
-    return [...this.gossip.view.entries()]
-      .sort(([a], [b]) => (a < b ? -1 : 1))
-      .map(([id, e]) => ({
-        ...e.metrics,
-        id,
-        lastSeenMs: now - e.lastSeen,
-        health: this.gossip.health(id, now),
-      }));
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1034,7 +680,7 @@ export class Daemon {
       const to = this.bestTransferee();
       if (to !== undefined) {
         this.node.transferLeader(to);
-        await waitFor(() => this.node.status().state !== 'leader', DAEMON_DEFAULTS.transferWaitMs);
+        await waitFor(() => this.node.status().state !== 'leader', TRANSFER_WAIT_MS);
       }
     }
     clearInterval(this.ticker);
@@ -1052,28 +698,20 @@ export class Daemon {
   }
 }
 
-function answer(o: Outcome): ApiResponse {
-  if (!o.ok) {
-    const code =
-      o.code === 'INVALID'
-        ? 'INVALID'
-        : o.code === 'NO_LEADER' || o.code === 'PROPOSAL_DROPPED'
-          ? 'NO_LEADER'
-          : 'TIMEOUT';
-    return apiError(code, o.message);
-  }
-  const r = o.result;
-  if (!r.ok) {
-    const code =
-      r.code === 'notFound' ? 'NOT_FOUND' : r.code === 'casMismatch' ? 'CAS_MISMATCH' : 'INVALID';
-    return apiError(code, r.message);
-  }
-  const { ok: _ok, ...rest } = r;
-  return { ok: true, index: o.index, ...rest };
+/** --rejoin: deletes every Raft record (one synced batch) and the peer key; keeps the secret. */
+async function wipeIdentity(
+  o: DaemonOptions,
+  disk: LevelDisk,
+  records: Map<string, Uint8Array>,
+): Promise<void> {
+  const ops = [...records.keys()].map((key) => ({ type: 'del' as const, key }));
+  await new Promise<void>((res, rej) => disk.write(ops, (e) => (e ? rej(e) : res())));
+  records.clear();
+  await rm(join(o.dataDir, PEER_KEY_FILE), { force: true });
+  o.logger.info('wiped the Raft state and peer identity: joining as a new node');
 }
 
-/** Bytes of console log one vm.logs answer carries at most. */
-export const VM_LOGS_BYTES_MAX = 1024 * 1024;
+export { VM_LOGS_BYTES_MAX } from './api/vm_handlers.ts';
 /** Where the node's VMs live under the data dir (the supervisor's run dir). */
 export const VM_RUN_DIR = 'vms';
 
@@ -1107,19 +745,4 @@ async function listenWhereWeWere(
     );
     return create(o.listen);
   }
-}
-
-function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
-  const start = Date.now();
-  return new Promise((resolve) => {
-    const t = setInterval(() => {
-      if (cond()) {
-        clearInterval(t);
-        resolve(true);
-      } else if (Date.now() - start > ms) {
-        clearInterval(t);
-        resolve(false);
-      }
-    }, 10);
-  });
 }

@@ -11,10 +11,11 @@
 //   cas {key, from, to}      -> cas_ok if the value is `from`; error 22 if it differs; 20 if absent
 //   cas ... create_if_not_exists: true -> an absent key is created with `to` (whatever `from` is)
 
+import { ERRORS, outcomeError } from '../../node/errors.ts';
 import type { Outcome } from '../../node/raft/node.ts';
 import type { Command, Query } from '../../node/state/machine.ts';
 import { canonicalJson } from '../checker/model.ts';
-import { type Body, ERROR, errorBody } from './protocol.ts';
+import { type Body, errorBody } from './protocol.ts';
 
 export type LinKvRequest =
   | { readonly f: 'read'; readonly key: string }
@@ -74,35 +75,16 @@ export function casCommand(r: { key: string; to: string }, from: string | null):
 
 /** The reply body for the node's outcome of a lin-kv request. */
 export function replyBody(f: LinKvRequest['f'], o: Outcome): Body {
-  if (!o.ok) {
-    switch (o.code) {
-      case 'NO_LEADER':
-      case 'PROPOSAL_DROPPED':
-        return errorBody(ERROR.temporarilyUnavailable, `${o.code}: ${o.message}`);
-      case 'TIMEOUT':
-      case 'STOPPED':
-        return errorBody(ERROR.timeout, `${o.code}: ${o.message}`);
-      case 'INVALID':
-        return errorBody(ERROR.malformedRequest, o.message);
-    }
+  // One vocabulary (node/errors.ts): each code carries its Maelstrom code. A `duplicate` never
+  // reaches a waiting client (the first application answered it); if it did, the request took
+  // effect once, so it maps to 0 (unknown) rather than a guess.
+  const e = outcomeError(o);
+  if (e !== undefined) {
+    const text = !o.ok && e.code !== 'INVALID' ? `${e.code}: ${e.message}` : e.message;
+    return errorBody(ERRORS[e.code].maelstrom, text);
   }
+  if (!o.ok || !o.result.ok) throw new Error('unreachable: outcomeError covers every failure');
   const r = o.result;
-  if (!r.ok) {
-    switch (r.code) {
-      case 'notFound':
-        return errorBody(ERROR.keyDoesNotExist, r.message);
-      case 'casMismatch':
-        return errorBody(ERROR.preconditionFailed, r.message);
-      case 'invalid':
-      case 'stale': // VM reports and member records only; no lin-kv request gives them
-      case 'removed':
-        return errorBody(ERROR.malformedRequest, r.message);
-      case 'duplicate':
-        // Never reaches a waiting client (the first application answered it); if it did, the
-        // request took effect once: report the outcome as unknown rather than guess.
-        return errorBody(ERROR.timeout, r.message);
-    }
-  }
   switch (f) {
     case 'read':
       return { type: 'read_ok', value: decodeValue(r.value) };

@@ -4,6 +4,7 @@ import type { Libp2p, Stream } from '@libp2p/interface';
 import { lpStream } from '@libp2p/utils';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import { Packr } from 'msgpackr';
+import type { ErrorCode } from '../errors.ts';
 
 export const API_PROTOCOL = '/pcr/api/1.0.0';
 /** Largest request frame a member reads. */
@@ -13,14 +14,8 @@ export const API_RESPONSE_BYTES_MAX = 64 * 1024 * 1024;
 /** Requests one member serves at once on one connection (one stream each). */
 export const API_STREAMS_PER_CONNECTION_MAX = 1024;
 
-export type ApiErrorCode =
-  | 'NO_LEADER'
-  | 'TIMEOUT'
-  | 'NOT_FOUND'
-  | 'CAS_MISMATCH'
-  | 'INVALID'
-  | 'UNAVAILABLE'
-  | 'NOT_LEADER';
+/** The API's error codes: the one vocabulary of node/errors.ts (docs/errors.md). */
+export type ApiErrorCode = ErrorCode;
 
 export type ApiRequest = { readonly op: string } & Record<string, unknown>;
 export type ApiResponse =

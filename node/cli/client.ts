@@ -5,7 +5,9 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ApiClient } from '../api/client.ts';
-import type { ApiRequest, ApiResponse } from '../api/wire.ts';
+import type { Request } from '../api/requests.ts';
+import type { ApiResponse } from '../api/wire.ts';
+import { ERROR_EXIT, ERRORS, isErrorCode } from '../errors.ts';
 import { CLUSTER_SECRET_FILE, NODE_INFO_FILE, readSecret, SecretError } from '../identity.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './context.ts';
 
@@ -15,13 +17,15 @@ export const EXIT = {
   /** The request was carried out and the answer is "no" (e.g. a CAS whose expected value differed). */
   failed: EXIT_FAILURE,
   usage: EXIT_USAGE,
-  noLeader: 3,
-  unreachable: 4,
+  noLeader: ERROR_EXIT.noLeader,
+  unreachable: ERROR_EXIT.unreachable,
   unauthorized: 5,
-  timeout: 6,
-  notFound: 7,
+  timeout: ERROR_EXIT.timeout,
+  notFound: ERROR_EXIT.notFound,
   /** `pcr vm run` / `vm stop`: the VM failed (to start, or while stopping); the reason is printed. */
   vmFailed: 8,
+  /** `pcr node start`: the cluster removed this node (docs/membership.md); --rejoin starts afresh. */
+  removed: ERROR_EXIT.removed,
 } as const;
 
 export class CliError extends Error {
@@ -81,21 +85,6 @@ async function resolveTarget(o: ConnectOptions): Promise<{ addr: string; secret:
   }
 }
 
-const CODE_EXIT: Record<string, number> = {
-  NO_LEADER: EXIT.noLeader,
-  TIMEOUT: EXIT.timeout,
-  NOT_FOUND: EXIT.notFound,
-  CAS_MISMATCH: EXIT.failed,
-  INVALID: EXIT.usage,
-  UNAVAILABLE: EXIT.unreachable,
-  NOT_LEADER: EXIT.noLeader,
-};
-
-const CODE_HINT: Record<string, string> = {
-  NO_LEADER: 'no leader yet (an election is running, or this member is cut off): retry shortly',
-  TIMEOUT: 'timed out: the outcome is unknown; check with a read before retrying a write',
-};
-
 /**
  * Whether the connection protector refused the member's proof of the cluster secret
  * (ProtectorError code WRONG_SECRET), looking through libp2p's wrapped and aggregated errors.
@@ -111,7 +100,7 @@ function isWrongSecret(e: unknown, depth = 0): boolean {
 /** A connection to one member for several requests (e.g. `vm logs --follow`, `vm run` waiting). */
 export interface Connection {
   /** Sends one request and returns the successful answer, or throws a CliError with its code. */
-  request(req: ApiRequest): Promise<Record<string, unknown>>;
+  request(req: Request): Promise<Record<string, unknown>>;
   close(): Promise<void>;
 }
 
@@ -149,10 +138,12 @@ export async function connect(o: ConnectOptions): Promise<Connection> {
       }
       if (!resp.ok) {
         const { code, message } = resp.error;
-        const hint = CODE_HINT[code];
+        // A code this client does not know (a newer member) is a plain failure.
+        const kind = isErrorCode(code) ? ERRORS[code] : undefined;
+        const hint = kind?.hint;
         throw new CliError(
           `${code}: ${message}${hint !== undefined ? ` (${hint})` : ''}`,
-          CODE_EXIT[code] ?? EXIT.failed,
+          kind?.exit ?? EXIT.failed,
         );
       }
       return resp as Record<string, unknown>;
@@ -162,7 +153,7 @@ export async function connect(o: ConnectOptions): Promise<Connection> {
 }
 
 /** Sends one request and returns the successful answer, or throws a CliError with the right code. */
-export async function call(o: ConnectOptions, req: ApiRequest): Promise<Record<string, unknown>> {
+export async function call(o: ConnectOptions, req: Request): Promise<Record<string, unknown>> {
   const c = await connect(o);
   try {
     return await c.request(req);

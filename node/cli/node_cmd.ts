@@ -4,7 +4,7 @@ import { type Command, InvalidArgumentError } from 'commander';
 import pino from 'pino';
 import { DAEMON_DEFAULTS, Daemon } from '../daemon.ts';
 import type { StoreMode } from '../store/service.ts';
-import { defaultDataDir } from './client.ts';
+import { CliError, defaultDataDir, EXIT } from './client.ts';
 import { integerOption } from './context.ts';
 
 interface StartOpts {
@@ -22,6 +22,7 @@ interface StartOpts {
   cache: string;
   trustedKey: string[];
   accel: 'auto' | 'kvm' | 'tcg';
+  rejoin?: boolean;
 }
 
 /** `--store auto|nix|local|nix:DIR`. */
@@ -100,6 +101,10 @@ export function registerNodeCommands(program: Command): void {
       integerOption(1, 1e9),
     )
     .option(
+      '--rejoin',
+      "after a removal: wipe this data dir's Raft state and identity (keeps cluster.secret) and join through --seed as a new member",
+    )
+    .option(
       '--log-level <level>',
       'trace, debug, info, warn, error',
       process.env.PCR_LOG_LEVEL ?? 'info',
@@ -121,6 +126,7 @@ export function registerNodeCommands(program: Command): void {
         cacheAddr: o.cache,
         trustedKeys: o.trustedKey,
         accel: o.accel,
+        ...(o.rejoin === true ? { rejoin: true } : {}),
         logger,
       });
       const addr = daemon.addrs()[0];
@@ -132,13 +138,25 @@ export function registerNodeCommands(program: Command): void {
             : '') +
           `join it: pcr node start --data-dir <another dir> --seed ${addr} --secret-file ${dataDir}/cluster.secret\n`,
       );
-      await new Promise<void>((resolve) => {
+      const removed = await new Promise<string | undefined>((resolve) => {
         const stop = (sig: string): void => {
           logger.info({ sig }, 'stopping');
-          daemon.stop().then(resolve, resolve);
+          daemon.stop().then(
+            () => resolve(undefined),
+            () => resolve(undefined),
+          );
         };
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));
+        void daemon.removal.then(resolve);
       });
+      if (removed !== undefined) {
+        throw new CliError(
+          `node ${daemon.id} was removed from the cluster (${removed}); it stopped its VMs and ` +
+            `left. To join again as a new member: pcr node start --rejoin --seed <a member's ` +
+            `address> --data-dir ${dataDir}`,
+          EXIT.removed,
+        );
+      }
     });
 }

@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { until } from '../../test/until.ts';
 import { ApiClient } from '../api/client.ts';
-import type { ApiRequest, ApiResponse } from '../api/wire.ts';
+import type { Request } from '../api/requests.ts';
+import type { ApiResponse } from '../api/wire.ts';
 import { CLUSTER_SECRET_FILE, NODE_INFO_FILE, readSecret } from '../identity.ts';
 
 export const PCR = resolve(fileURLToPath(new URL('../../bin/pcr', import.meta.url)));
@@ -104,7 +105,7 @@ const clients = new Map<string, Promise<ApiClient>>();
 export async function request(
   p: NodeProc,
   secretFrom: NodeProc,
-  req: ApiRequest,
+  req: Request,
   timeoutMs = 10_000,
 ): Promise<ApiResponse> {
   const secretFile = join(secretFrom.dataDir, CLUSTER_SECRET_FILE);
