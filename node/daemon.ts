@@ -46,7 +46,7 @@ import { DurableStorage } from './raft/storage.ts';
 import type { Command, Member, Query } from './state/machine.ts';
 import { VM_REASON_BYTES_MAX, type VmState } from './state/vms.ts';
 import type { FetchProgress } from './store/fetch.ts';
-import { type StoreMode, StoreService } from './store/service.ts';
+import { apiCodeOfStoreError, type StoreMode, StoreService } from './store/service.ts';
 import type { Accelerator, Backend, BackendName, Capabilities } from './vmm/backend.ts';
 import { defaultBackends, probeBackends } from './vmm/probe.ts';
 import { Supervisor } from './vmm/supervisor.ts';
@@ -649,11 +649,7 @@ export class Daemon {
         return this.handleStore(req).catch((e: Error) => {
           const code = (e as { code?: string }).code;
           return apiError(
-            code === 'NOT_FOUND' || code === 'NO_HOLDER'
-              ? 'NOT_FOUND'
-              : code === 'BAD_STORE_PATH'
-                ? 'INVALID'
-                : 'UNAVAILABLE',
+            apiCodeOfStoreError(e),
             `${code !== undefined ? `${code}: ` : ''}${e.message}`,
           );
         });
@@ -666,7 +662,8 @@ export class Daemon {
     const store = this.store;
     if (store === undefined) return apiError('UNAVAILABLE', 'the store is not started yet');
     const path = req.path;
-    if (req.op !== 'store.stats' && req.op !== 'store.progress' && typeof path !== 'string') {
+    const pathless = ['store.stats', 'store.progress', 'store.verify'];
+    if (!pathless.includes(req.op) && typeof path !== 'string') {
       return apiError('INVALID', `${req.op} needs a store path`);
     }
     switch (req.op) {
@@ -677,6 +674,8 @@ export class Daemon {
       }
       case 'store.where':
         return { ok: true, holders: await store.where(path as string) };
+      case 'store.verify':
+        return { ok: true, ...(await store.verify(req.repair === true)) };
       case 'store.fetch': {
         const id = typeof req.progressId === 'string' ? req.progressId : undefined;
         try {
@@ -962,6 +961,11 @@ export class Daemon {
       c('pcr_gossip_messages_published_total', 'Metrics messages published.', g.published),
       c('pcr_gossip_messages_received_total', 'Metrics messages accepted.', g.received),
       c('pcr_gossip_messages_refused_total', 'Metrics messages refused.', g.refused),
+      c(
+        'pcr_store_quarantined_total',
+        'Damaged NARs quarantined.',
+        this.store?.counters.quarantined ?? 0,
+      ),
     ];
     return `${renderSamples(samples)}\n${this.applyLatency.render('pcr_apply_latency_seconds', 'From proposal to apply on this member, for writes through it.')}`;
   }

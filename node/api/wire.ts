@@ -20,7 +20,9 @@ export type ApiErrorCode =
   | 'CAS_MISMATCH'
   | 'INVALID'
   | 'UNAVAILABLE'
-  | 'NOT_LEADER';
+  | 'NOT_LEADER'
+  /** Data refused: it failed verification (hash, size, NAR grammar) or no trusted key signed it. */
+  | 'CORRUPT';
 
 export type ApiRequest = { readonly op: string } & Record<string, unknown>;
 export type ApiResponse =

@@ -22,6 +22,8 @@ export const EXIT = {
   notFound: 7,
   /** `pcr vm run` / `vm stop`: the VM failed (to start, or while stopping); the reason is printed. */
   vmFailed: 8,
+  /** Data refused as corrupt or untrusted (a NAR's hash, size or signature); damage remains. */
+  corrupt: 9,
 } as const;
 
 export class CliError extends Error {
@@ -89,11 +91,14 @@ const CODE_EXIT: Record<string, number> = {
   INVALID: EXIT.usage,
   UNAVAILABLE: EXIT.unreachable,
   NOT_LEADER: EXIT.noLeader,
+  CORRUPT: EXIT.corrupt,
 };
 
 const CODE_HINT: Record<string, string> = {
   NO_LEADER: 'no leader yet (an election is running, or this member is cut off): retry shortly',
   TIMEOUT: 'timed out: the outcome is unknown; check with a read before retrying a write',
+  CORRUPT:
+    'the data failed verification: pcr store verify --repair on the member that holds it restores it from the others',
 };
 
 /**

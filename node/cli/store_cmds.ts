@@ -1,6 +1,7 @@
 // `pcr store ...`: the cluster's Nix store. info and where ask the member (and, through it, the
 // others); fetch pulls a closure onto a member (the one --on names) with a progress bar; push
-// makes a path from the local Nix store available to the cluster; stats shows the counters.
+// makes a path from the local Nix store available to the cluster; verify checks every NAR and
+// repairs the damaged from the members; stats shows the counters.
 
 import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
@@ -39,6 +40,23 @@ async function addrOf(o: Opts, node: string): Promise<string> {
   const addr = m.addrs.find((a) => a.includes('/127.0.0.1/')) ?? m.addrs[0];
   if (addr === undefined) throw new CliError(`member ${m.id} has no address`, EXIT.unreachable);
   return addr.includes('/p2p/') ? addr : `${addr}/p2p/${m.id}`;
+}
+
+function verifyText(r: Record<string, unknown>): string {
+  const damaged = r.damaged as { path: string; reason: string }[];
+  const left = r.quarantined as { path: string; reason: string }[];
+  return [
+    `checked ${r.checked} paths (${mib(r.bytes)}): ${damaged.length} damaged`,
+    ...damaged.map((d) => `damaged   ${d.path}: ${d.reason}`),
+    ...(r.repaired as string[]).map((p) => `repaired  ${p}`),
+    ...Object.entries(r.failed as Record<string, string>).map(
+      ([p, why]) => `NOT repaired ${p}: ${why}`,
+    ),
+    left.length === 0
+      ? 'no damage remains'
+      : `${left.length} paths remain quarantined${r.failed === undefined || Object.keys(r.failed as object).length === 0 ? ' (pcr store verify --repair fetches them again)' : ''}:`,
+    ...left.map((q) => `  ${q.path}: ${q.reason}`),
+  ].join('\n');
 }
 
 export function registerStoreCommands(program: Command): void {
@@ -139,6 +157,22 @@ export function registerStoreCommands(program: Command): void {
         ].join('\n'),
       );
       if (Object.keys(failed).length > 0) process.exitCode = EXIT.failed;
+    });
+
+  withConnect(
+    store
+      .command('verify')
+      .description("check every NAR of the member's store; damaged ones are quarantined"),
+  )
+    .option('--repair', 'fetch the damaged paths again from the members')
+    .action(async (o: Opts & { repair?: boolean }) => {
+      const r = await call(
+        { ...o, timeout: o.timeout ?? FETCH_TIMEOUT_S },
+        { op: 'store.verify', repair: o.repair === true },
+      );
+      print(o, r, () => verifyText(r));
+      // Damage that remains (found now or earlier, not repaired) is the refused-data code.
+      if ((r.quarantined as unknown[]).length > 0) process.exitCode = EXIT.corrupt;
     });
 
   withConnect(store.command('stats').description("the member's store: size and counters")).action(

@@ -116,7 +116,8 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
         res.setHeader('Retry-After', String(RETRY_AFTER_S));
         return send(res, 503, 'fetching from peers; try again\n', head);
       }
-      if (r === 'absent' || narUrl(r) !== url.slice(1)) return send(res, 404, 'no such NAR\n', head);
+      if (r === 'absent' || narUrl(r) !== url.slice(1))
+        return send(res, 404, 'no such NAR\n', head);
       // Opened before the status line: a NAR found damaged at open is a 404, not a short body.
       const nar = head ? [] : await openVerifiedNar(o.store, r).catch(() => undefined);
       if (nar === undefined) return send(res, 404, 'no such NAR (damaged here)\n', head);

@@ -9,7 +9,17 @@
 // `quarantine/` with a `.reason` file, and the path is no longer in the store (a quarantined path
 // still counts as present for its referrers, which stay; repair commits it again).
 
-import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
+import {
+  type FileHandle,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  utimes,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import { StoreError } from './errors.ts';
 import { formatNarInfo, parseNarInfo, uncompressedNarInfo } from './narinfo.ts';
@@ -69,7 +79,8 @@ export class LocalStore implements Store {
 
   static async open(o: LocalStoreOptions): Promise<LocalStore> {
     const s = new LocalStore(o);
-    for (const d of ['nar', 'info', 'tmp', 'quarantine']) await mkdir(join(o.dir, d), { recursive: true });
+    for (const d of ['nar', 'info', 'tmp', 'quarantine'])
+      await mkdir(join(o.dir, d), { recursive: true });
     await s.recover();
     return s;
   }
@@ -222,7 +233,10 @@ export class LocalStore implements Store {
       // the right length is checked by whoever reads it to the end: verify.ts).
       const size = (await fh.stat()).size;
       if (size !== e.info.narSize) {
-        await this.quarantine(path, `NAR has ${size} bytes on disk, its NarSize is ${e.info.narSize}`);
+        await this.quarantine(
+          path,
+          `NAR has ${size} bytes on disk, its NarSize is ${e.info.narSize}`,
+        );
         throw new StoreError(
           'SIZE_MISMATCH',
           `${path}: this node's copy is damaged (${size} bytes on disk, NarSize ${e.info.narSize}) and now quarantined`,
@@ -260,7 +274,11 @@ export class LocalStore implements Store {
   private async moveAside(hp: string, path: string, reason: string): Promise<QuarantinedPath> {
     const q: QuarantinedPath = { path, reason, atMs: Date.now() };
     const qdir = join(this.o.dir, 'quarantine');
-    await writeFileSynced(join(qdir, `${hp}.reason`), `${JSON.stringify(q)}\n`, this.o.fsync ?? true);
+    await writeFileSynced(
+      join(qdir, `${hp}.reason`),
+      `${JSON.stringify(q)}\n`,
+      this.o.fsync ?? true,
+    );
     this.held.set(hp, q);
     await rename(join(this.o.dir, 'info', `${hp}.narinfo`), join(qdir, `${hp}.narinfo`)).catch(
       () => {},

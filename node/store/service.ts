@@ -9,9 +9,10 @@ import { mkdir, rename, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
+import type { ApiErrorCode } from '../api/wire.ts';
 import type { Host } from '../p2p/host.ts';
 import { StoreClient, StoreServer } from '../p2p/store_protocol.ts';
-import { StoreError } from './errors.ts';
+import { StoreError, type StoreErrorCode } from './errors.ts';
 import {
   type FetchOptions,
   type FetchProgress,
@@ -35,6 +36,7 @@ import {
   type StoreSummary,
 } from './store.ts';
 import { parseStorePath, STORE_DIR } from './store_path.ts';
+import { type QuarantinedPath, verifyStore } from './verify.ts';
 
 /** `auto`: the machine's Nix store when `nix` is installed, else the node-local store. */
 export type StoreMode = 'auto' | 'nix' | 'local' | { readonly nixRoot: string };
@@ -221,6 +223,41 @@ export class StoreService {
     return n;
   }
 
+  /**
+   * `pcr store verify`: checks every path's NAR (hash and size), quarantining the damaged; with
+   * `repair`, fetches each quarantined path again from the members (verified as any fetch). A
+   * Nix store's quarantined paths are checked again instead (Nix repairs its own store).
+   */
+  async verify(repair: boolean): Promise<VerifyResult> {
+    const report = await verifyStore(this.store);
+    const repaired: string[] = [];
+    const failed: Record<string, string> = {};
+    if (this.store instanceof NixStore) repaired.push(...(await this.store.recheck()));
+    if (repair) {
+      for (const q of await this.store.quarantined()) {
+        if (this.store.kind === 'nix') {
+          failed[q.path] =
+            `Nix repairs its own store: nix-store --repair-path ${q.path} (with a member's cache as substituter), then pcr store verify`;
+          continue;
+        }
+        try {
+          await this.fetch(q.path);
+          repaired.push(q.path);
+        } catch (e) {
+          failed[q.path] = (e as Error).message;
+        }
+      }
+    }
+    return {
+      checked: report.checked,
+      bytes: report.bytes,
+      damaged: report.damaged,
+      repaired,
+      failed,
+      quarantined: await this.store.quarantined(),
+    };
+  }
+
   async stats(): Promise<StoreCounters & StoreSummary & { publicKey: string; cache?: string }> {
     return {
       publicKey: this.publicKey,
@@ -234,6 +271,41 @@ export class StoreService {
     await this.cache?.close();
     await this.server.close();
   }
+}
+
+export interface VerifyResult {
+  readonly checked: number;
+  readonly bytes: number;
+  /** Found damaged by this run. */
+  readonly damaged: QuarantinedPath[];
+  /** Quarantined paths fetched again (or, in a Nix store, found whole again). */
+  readonly repaired: string[];
+  /** Quarantined paths a repair could not restore, with why. */
+  readonly failed: Record<string, string>;
+  /** What remains quarantined: damage not repaired. */
+  readonly quarantined: QuarantinedPath[];
+}
+
+/** Store errors that mean "the data was refused": it failed verification, or nobody trusted it. */
+const REFUSED: readonly StoreErrorCode[] = [
+  'HASH_MISMATCH',
+  'SIZE_MISMATCH',
+  'BAD_NAR',
+  'BAD_SIGNATURE',
+  'UNTRUSTED',
+];
+
+/**
+ * The API code of a store operation's failure: CORRUPT when the data was refused (pcr exits 9),
+ * NOT_FOUND when no member holds it (7), INVALID for a malformed path (2), else UNAVAILABLE (4).
+ */
+export function apiCodeOfStoreError(e: unknown): ApiErrorCode {
+  const code = (e as { code?: unknown } | undefined)?.code as StoreErrorCode | undefined;
+  if (code === undefined) return 'UNAVAILABLE';
+  if (REFUSED.includes(code)) return 'CORRUPT';
+  if (code === 'NOT_FOUND' || code === 'NO_HOLDER') return 'NOT_FOUND';
+  if (code === 'BAD_STORE_PATH') return 'INVALID';
+  return 'UNAVAILABLE';
 }
 
 /**
@@ -275,6 +347,7 @@ async function openStore(o: StoreServiceOptions, counters: StoreCounters): Promi
       dir,
       maxBytes: o.localMaxBytes ?? LOCAL_STORE_BYTES_DEFAULT,
       counters,
+      onQuarantine: (q) => o.log.warn(q, 'store path damaged: quarantined'),
       ...(o.pins !== undefined ? { pins: o.pins } : {}),
     });
   }
@@ -290,6 +363,9 @@ async function openStore(o: StoreServiceOptions, counters: StoreCounters): Promi
   }
   return NixStore.open({
     stagingDir,
+    quarantineDir: join(o.dataDir, 'nix-quarantine'),
+    counters,
+    onQuarantine: (q) => o.log.warn(q, 'store path damaged: quarantined'),
     ...(typeof mode === 'object' ? { root: mode.nixRoot } : {}),
     ...(o.env !== undefined ? { env: o.env } : {}),
   });

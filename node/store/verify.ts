@@ -18,11 +18,15 @@ export interface QuarantinedPath {
 }
 
 /** What differs between a NAR's bytes (their hash and count) and its info, or undefined. */
-export function narDamage(info: PathInfo, got: { hash: string; bytes: number }): string | undefined {
+export function narDamage(
+  info: PathInfo,
+  got: { hash: string; bytes: number },
+): string | undefined {
   if (got.bytes !== info.narSize) {
     return `NAR has ${got.bytes} bytes on disk, its NarSize is ${info.narSize}`;
   }
-  if (got.hash !== info.narHash) return `NAR hash is ${got.hash} on disk, its NarHash is ${info.narHash}`;
+  if (got.hash !== info.narHash)
+    return `NAR hash is ${got.hash} on disk, its NarHash is ${info.narHash}`;
   return undefined;
 }
 
