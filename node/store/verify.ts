@@ -55,10 +55,15 @@ export async function openVerifiedNar(
   return (async function* () {
     const sink = new Sha256Sink();
     let r = first;
-    while (r.done !== true) {
-      sink.update(r.value);
-      yield r.value;
-      r = await it.next();
+    try {
+      while (r.done !== true) {
+        sink.update(r.value);
+        yield r.value;
+        r = await it.next();
+      }
+    } finally {
+      // A consumer that stops early (the receiver went away) must close the store's file too.
+      if (r.done !== true) await it.return?.();
     }
     const damage = narDamage(info, { hash: sink.digest(), bytes: sink.bytes });
     if (damage !== undefined) await store.quarantine(info.path, `${damage} (found while serving)`);
