@@ -359,7 +359,7 @@ describe('LocalStore: damage on disk', () => {
   });
 
   it('a serve stopped early (the receiver went away) judges nothing', async () => {
-    const { store, counters } = await open('early');
+    const { store, counters } = await open('early', 8 << 20);
     const p = path('early', 'x'.repeat(3 << 20)); // several read chunks
     await addPath(store, p.info, [p.nar]);
     await flipByte(join(dir, 'early', 'nar', `${hp(p)}.nar`), p.nar.length - 20);
