@@ -646,6 +646,7 @@ export class Daemon {
       case 'store.progress':
       case 'store.push':
       case 'store.stats':
+      case 'store.verify':
         return this.handleStore(req).catch((e: Error) => {
           const code = (e as { code?: string }).code;
           return apiError(

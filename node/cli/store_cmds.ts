@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
 import { CliError, type ConnectOptions, call, connect, EXIT, print, table } from './client.ts';
 import { withConnect } from './cluster_cmds.ts';
+import type { CliContext } from './context.ts';
 
 type Opts = ConnectOptions & { on?: string; to?: string[] };
 
@@ -59,7 +60,7 @@ function verifyText(r: Record<string, unknown>): string {
   ].join('\n');
 }
 
-export function registerStoreCommands(program: Command): void {
+export function registerStoreCommands(program: Command, ctx: CliContext): void {
   const store = program.command('store').description("the cluster's Nix store");
 
   withConnect(
@@ -92,7 +93,7 @@ export function registerStoreCommands(program: Command): void {
       print(o, holders, () =>
         holders.length === 0 ? `no member holds ${path}` : holders.join('\n'),
       );
-      if (holders.length === 0) process.exitCode = EXIT.notFound;
+      if (holders.length === 0) ctx.exitCode = EXIT.notFound;
     },
   );
 
@@ -156,7 +157,7 @@ export function registerStoreCommands(program: Command): void {
           ...Object.entries(failed).map(([id, why]) => `NOT fetched by ${id}: ${why}`),
         ].join('\n'),
       );
-      if (Object.keys(failed).length > 0) process.exitCode = EXIT.failed;
+      if (Object.keys(failed).length > 0) ctx.exitCode = EXIT.failed;
     });
 
   withConnect(
@@ -172,7 +173,8 @@ export function registerStoreCommands(program: Command): void {
       );
       print(o, r, () => verifyText(r));
       // Damage that remains (found now or earlier, not repaired) is the refused-data code.
-      if ((r.quarantined as unknown[]).length > 0) process.exitCode = EXIT.corrupt;
+      // (ctx.exitCode, not process.exitCode: the dispatcher exits with ctx's.)
+      if ((r.quarantined as unknown[]).length > 0) ctx.exitCode = EXIT.corrupt;
     });
 
   withConnect(store.command('stats').description("the member's store: size and counters")).action(
