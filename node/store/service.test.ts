@@ -1,17 +1,18 @@
 // Materializing a closure from the node-local store at its store paths (for running runners on a
 // machine without Nix): byte for byte what Nix has, references first, idempotent, and a restore
-// that fails leaves nothing at the path.
+// that fails leaves nothing at the path. And how a store failure becomes an API code (exit code).
 
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { execa } from 'execa';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeWithTools, nixEnv } from '../../test/tools.ts';
+import { StoreError } from './errors.ts';
 import { LocalStore } from './local_store.ts';
 import { CLOSURE_EXPR, nixBuild, nixClosure } from './nix_fixtures.ts';
 import { NixStore } from './nix_store.ts';
-import { materializeClosure } from './service.ts';
+import { apiCodeOfStoreError, materializeClosure } from './service.ts';
 import { addPath, closureOf, type Store } from './store.ts';
 
 let dir = '';
@@ -59,5 +60,24 @@ describeWithTools(['nix', 'nix-store'], 'materializeClosure', () => {
       materializeClosure(local, '/nix/store/00000000000000000000000000000000-nothing', out),
     ).rejects.toThrow(/not in this store/);
     expect(await readdir(out).catch(() => [])).toEqual([]);
+  });
+});
+
+describe('apiCodeOfStoreError', () => {
+  it('refused data is CORRUPT, apart from not found (no holder), bad input and the rest', () => {
+    for (const code of [
+      'HASH_MISMATCH',
+      'SIZE_MISMATCH',
+      'BAD_NAR',
+      'BAD_SIGNATURE',
+      'UNTRUSTED',
+    ] as const) {
+      expect(apiCodeOfStoreError(new StoreError(code, 'x'))).toBe('CORRUPT');
+    }
+    expect(apiCodeOfStoreError(new StoreError('NO_HOLDER', 'x'))).toBe('NOT_FOUND');
+    expect(apiCodeOfStoreError(new StoreError('NOT_FOUND', 'x'))).toBe('NOT_FOUND');
+    expect(apiCodeOfStoreError(new StoreError('BAD_STORE_PATH', 'x'))).toBe('INVALID');
+    expect(apiCodeOfStoreError(new StoreError('PROTOCOL', 'x'))).toBe('UNAVAILABLE');
+    expect(apiCodeOfStoreError(new Error('stream reset'))).toBe('UNAVAILABLE');
   });
 });
