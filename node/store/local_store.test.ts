@@ -368,17 +368,22 @@ describe('LocalStore: damage on disk', () => {
     expect(counters.quarantined).toBe(0);
   });
 
-  it('a NAR whose size changed is refused before its first byte (SIZE_MISMATCH) and quarantined', async () => {
+  it('a NAR whose size changed is refused before its first byte (DAMAGED) and quarantined', async () => {
     const { store, counters } = await open('short');
     const p = path('short', 'truncated later');
     await addPath(store, p.info, [p.nar]);
     await truncate(join(dir, 'short', 'nar', `${hp(p)}.nar`), p.nar.length - 8);
-    await expect(openVerifiedNar(store, p.info)).rejects.toMatchObject({
-      code: 'SIZE_MISMATCH',
-    });
+    await expect(openVerifiedNar(store, p.info)).rejects.toMatchObject({ code: 'DAMAGED' });
     expect((await store.has([p.info.path])).size).toBe(0);
     expect(counters.quarantined).toBe(1);
     expect((await store.quarantined())[0]!.reason).toMatch(/bytes on disk, its NarSize is/);
+    // A NAR file deleted while its path is listed: the same.
+    const gone = path('gone', 'deleted later');
+    await addPath(store, gone.info, [gone.nar]);
+    await rm(join(dir, 'short', 'nar', `${hp(gone)}.nar`));
+    await expect(openVerifiedNar(store, gone.info)).rejects.toMatchObject({ code: 'DAMAGED' });
+    expect((await store.has([gone.info.path])).size).toBe(0);
+    expect(counters.quarantined).toBe(2);
   });
 
   it('verify finds every damaged path without serving it, and leaves the LRU order alone', async () => {

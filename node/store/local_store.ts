@@ -227,7 +227,12 @@ export class LocalStore implements Store {
     if (e === undefined) throw new StoreError('NOT_FOUND', `${path} is not in the local store`);
     if (o.use !== false) this.use(e);
     const hp = parseStorePath(path).hashPart;
-    const fh = await open(join(this.o.dir, 'nar', `${hp}.nar`), 'r');
+    const fh = await open(join(this.o.dir, 'nar', `${hp}.nar`), 'r').catch(async (err: unknown) => {
+      // Gone while still listed (not evicted meanwhile): damage too.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || this.entry(path) !== e) throw err;
+      await this.quarantine(path, 'NAR file is missing');
+      throw damaged(path, 'its NAR file is missing');
+    });
     try {
       // A NAR whose length changed is damaged: refused before its first byte (the hash of one of
       // the right length is checked by whoever reads it to the end: verify.ts).
@@ -237,10 +242,7 @@ export class LocalStore implements Store {
           path,
           `NAR has ${size} bytes on disk, its NarSize is ${e.info.narSize}`,
         );
-        throw new StoreError(
-          'SIZE_MISMATCH',
-          `${path}: this node's copy is damaged (${size} bytes on disk, NarSize ${e.info.narSize}) and now quarantined`,
-        );
+        throw damaged(path, `${size} bytes on disk, NarSize ${e.info.narSize}`);
       }
       yield* readChunks(fh, size);
     } finally {
@@ -443,6 +445,13 @@ export class LocalStore implements Store {
       inQuarantine: this.held.size,
     };
   }
+}
+
+function damaged(path: string, why: string): StoreError {
+  return new StoreError(
+    'DAMAGED',
+    `${path}: this node's copy is damaged (${why}) and now quarantined; try another holder, or pcr store verify --repair here`,
+  );
 }
 
 /** The file's bytes in chunks of NAR_READ_CHUNK_BYTES, `size` of them (what fstat said). */

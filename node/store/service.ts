@@ -28,6 +28,7 @@ import { restoreNar } from './nar.ts';
 import { NixStore } from './nix_store.ts';
 import {
   addPath,
+  CLOSURE_PATHS_MAX,
   closureOf,
   newCounters,
   type PathInfo,
@@ -36,7 +37,7 @@ import {
   type StoreSummary,
 } from './store.ts';
 import { parseStorePath, STORE_DIR } from './store_path.ts';
-import { type QuarantinedPath, verifyStore } from './verify.ts';
+import { openVerifiedNar, type QuarantinedPath, verifyStore } from './verify.ts';
 
 /** `auto`: the machine's Nix store when `nix` is installed, else the node-local store. */
 export type StoreMode = 'auto' | 'nix' | 'local' | { readonly nixRoot: string };
@@ -170,14 +171,34 @@ export class StoreService {
       return running.done;
     }
     const listeners = onProgress !== undefined ? [onProgress] : [];
-    const done = fetchClosure(
-      [path],
-      this.fetchOptions((p) => {
-        for (const l of listeners) l(p);
-      }),
-    ).finally(() => this.fetching.delete(path));
+    const o = this.fetchOptions((p) => {
+      for (const l of listeners) l(p);
+    });
+    const done = fetchClosure([path], o)
+      .then((report) => this.fillGaps(path, report, o))
+      .finally(() => this.fetching.delete(path));
     this.fetching.set(path, { done, listeners });
     return done;
+  }
+
+  /**
+   * A quarantined path leaves a gap in the closures that refer to it (its referrers stay), which
+   * fetchClosure does not see when the root is present: fetch the missing references too.
+   */
+  private async fillGaps(path: string, report: FetchReport, o: FetchOptions): Promise<FetchReport> {
+    if ((await this.store.quarantined()).length === 0) return report;
+    const gaps = await missingInClosure(this.store, path);
+    if (gaps.length === 0) return report;
+    const more = await fetchClosure(gaps, o);
+    const fromPeers = { ...report.fromPeers };
+    for (const [p, n] of Object.entries(more.fromPeers)) fromPeers[p] = (fromPeers[p] ?? 0) + n;
+    return {
+      present: report.present,
+      fetched: report.fetched + more.fetched,
+      bytes: report.bytes + more.bytes,
+      retries: report.retries + more.retries,
+      fromPeers,
+    };
   }
 
   /**
@@ -288,6 +309,7 @@ export interface VerifyResult {
 
 /** Store errors that mean "the data was refused": it failed verification, or nobody trusted it. */
 const REFUSED: readonly StoreErrorCode[] = [
+  'DAMAGED',
   'HASH_MISMATCH',
   'SIZE_MISMATCH',
   'BAD_NAR',
@@ -308,6 +330,31 @@ export function apiCodeOfStoreError(e: unknown): ApiErrorCode {
   return 'UNAVAILABLE';
 }
 
+/** References in the closure of `path` (present here) that are not present here. */
+export async function missingInClosure(store: Store, path: string): Promise<string[]> {
+  const seen = new Set<string>();
+  const missing = new Set<string>();
+  let frontier = [path];
+  while (frontier.length > 0) {
+    if (seen.size + frontier.length > CLOSURE_PATHS_MAX) {
+      throw new StoreError('TOO_LARGE', `closure of ${path} exceeds ${CLOSURE_PATHS_MAX} paths`);
+    }
+    const infos = await store.info(frontier);
+    const next: string[] = [];
+    for (const p of frontier) {
+      seen.add(p);
+      const i = infos.get(p);
+      if (i === undefined) {
+        missing.add(p);
+        continue;
+      }
+      for (const r of i.references) if (!seen.has(r)) next.push(r);
+    }
+    frontier = [...new Set(next)].filter((p) => !seen.has(p));
+  }
+  return [...missing];
+}
+
 /**
  * Writes the closure of `path` from `store` to `storeDir` (default /nix/store), references first,
  * each path atomically (restored beside it, then renamed into place). Paths already there are left
@@ -326,7 +373,15 @@ export async function materializeClosure(
     if (existsSync(dest)) continue;
     const tmp = join(storeDir, `.pcr-restore-${randomBytes(8).toString('hex')}`);
     try {
-      await restoreNar(store.nar(info.path), tmp);
+      await restoreNar(await openVerifiedNar(store, info), tmp);
+      // Hashed as it was restored: a damaged NAR is quarantined then, and must not be renamed
+      // into place (a VM would run from it).
+      if (!(await store.has([info.path])).has(info.path)) {
+        throw new StoreError(
+          'DAMAGED',
+          `${info.path}: this node's copy is damaged and now quarantined (pcr store verify --repair)`,
+        );
+      }
       await rename(tmp, dest);
       n++;
     } catch (e) {

@@ -5,7 +5,7 @@
 // `verifyStore` checks a whole store the same way (`pcr store verify`). Repair (refetching from
 // the members) is the service's job (service.ts); this module only reads and judges.
 
-import { isStoreError } from './errors.ts';
+import { isStoreError, StoreError } from './errors.ts';
 import { Sha256Sink } from './hash.ts';
 import type { PathInfo, Store } from './store.ts';
 
@@ -49,6 +49,10 @@ export async function openVerifiedNar(
     // A path the store lists as valid whose files are gone (a Nix store path removed by hand).
     if (isStoreError(e, 'NOT_FOUND') && (await store.has([info.path])).has(info.path)) {
       await store.quarantine(info.path, 'NAR files are missing (found while serving)');
+      throw new StoreError(
+        'DAMAGED',
+        `${info.path}: this node's copy is damaged (its files are missing) and now quarantined`,
+      );
     }
     throw e;
   }
