@@ -9,6 +9,7 @@
 // `quarantine/` with a `.reason` file, and the path is no longer in the store (a quarantined path
 // still counts as present for its referrers, which stay; repair commits it again).
 
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import {
   type FileHandle,
   mkdir,
@@ -118,7 +119,7 @@ export class LocalStore implements Store {
     kept.sort((a, b) => a.mtimeMs - b.mtimeMs);
     for (const l of kept) this.insert(l.info, l.mtimeMs);
     // A crash between a repair's commit and its cleanup leaves both: the present copy wins.
-    for (const hp of [...this.held.keys()]) if (this.entries.has(hp)) await this.release(hp);
+    for (const hp of [...this.held.keys()]) if (this.entries.has(hp)) this.release(hp);
     for (const f of await readdir(join(this.o.dir, 'nar'))) {
       if (!this.entries.has(f.replace(/\.nar$/, ''))) await rm(join(this.o.dir, 'nar', f));
     }
@@ -149,7 +150,7 @@ export class LocalStore implements Store {
         size === undefined
           ? 'NAR file is missing (found at open)'
           : `NAR has ${size} bytes on disk, its NarSize is ${info.narSize} (found at open)`;
-      await this.moveAside(hp, info.path, reason);
+      this.moveAside(hp, info.path, reason);
       return undefined;
     }
     return { info: stripCacheFields(info), mtimeMs: (await stat(file)).mtimeMs };
@@ -264,28 +265,36 @@ export class LocalStore implements Store {
     // Out of the index first, synchronously: from here on nobody is served or told it is held.
     this.drop(e);
     this.counters.quarantined++;
-    const q = await this.moveAside(parseStorePath(path).hashPart, path, reason);
+    const q = this.moveAside(parseStorePath(path).hashPart, path, reason);
     this.o.onQuarantine?.(q);
   }
 
   /**
    * Moves a path's files to quarantine/: the reason file first (it names the path, for repair),
    * then the narinfo (the path's end in the store), then the NAR (a crash before leaves an orphan
-   * NAR, which open deletes).
+   * NAR, which open deletes). Synchronous on purpose (rare, three small file operations): no
+   * commit of the same path (a repair) can interleave and have its new files moved aside.
    */
-  private async moveAside(hp: string, path: string, reason: string): Promise<QuarantinedPath> {
+  private moveAside(hp: string, path: string, reason: string): QuarantinedPath {
     const q: QuarantinedPath = { path, reason, atMs: Date.now() };
     const qdir = join(this.o.dir, 'quarantine');
-    await writeFileSynced(
-      join(qdir, `${hp}.reason`),
-      `${JSON.stringify(q)}\n`,
-      this.o.fsync ?? true,
-    );
+    const fd = openSync(join(qdir, `${hp}.reason`), 'w', 0o644);
+    try {
+      writeFileSync(fd, `${JSON.stringify(q)}\n`);
+      if (this.o.fsync ?? true) fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     this.held.set(hp, q);
-    await rename(join(this.o.dir, 'info', `${hp}.narinfo`), join(qdir, `${hp}.narinfo`)).catch(
-      () => {},
-    );
-    await rename(join(this.o.dir, 'nar', `${hp}.nar`), join(qdir, `${hp}.nar`)).catch(() => {});
+    const move = (from: string, to: string) => {
+      try {
+        renameSync(from, to);
+      } catch {
+        // Already gone (the damage may be a missing file).
+      }
+    };
+    move(join(this.o.dir, 'info', `${hp}.narinfo`), join(qdir, `${hp}.narinfo`));
+    move(join(this.o.dir, 'nar', `${hp}.nar`), join(qdir, `${hp}.nar`));
     return q;
   }
 
@@ -355,16 +364,15 @@ export class LocalStore implements Store {
       this.insert(info, this.now());
     }
     if (fsync) await syncFile(join(this.o.dir, 'info'));
-    for (const { info } of items) await this.release(parseStorePath(info.path).hashPart);
+    for (const { info } of items) this.release(parseStorePath(info.path).hashPart);
   }
 
-  /** A quarantined path committed again (repaired): its damaged files go. */
-  private async release(hp: string): Promise<void> {
+  /** A quarantined path committed again (repaired): its damaged files go (synchronously, too). */
+  private release(hp: string): void {
     if (!this.held.delete(hp)) return;
     const qdir = join(this.o.dir, 'quarantine');
-    await rm(join(qdir, `${hp}.reason`), { force: true });
-    await rm(join(qdir, `${hp}.narinfo`), { force: true });
-    await rm(join(qdir, `${hp}.nar`), { force: true });
+    for (const ext of ['reason', 'narinfo', 'nar'])
+      rmSync(join(qdir, `${hp}.${ext}`), { force: true });
   }
 
   /** The closure (within this store) of the pinned roots and of `extra`. */
