@@ -82,7 +82,7 @@ describeWithTools(['nix', 'nix-store'], 'a NAR damaged on disk in a node of a cl
   }, 120_000);
 
   it('is served once, then quarantined: refused with exit 9, not listed, 404, counted, repaired', {
-    timeout: 180_000,
+    timeout: 300_000,
   }, async () => {
     const push = await cli(a, ['store', 'push', root]);
     expect(push.exitCode, push.stderr).toBe(0);
@@ -127,7 +127,7 @@ describeWithTools(['nix', 'nix-store'], 'a NAR damaged on disk in a node of a cl
   });
 
   it('verify finds damage nobody was served; a fetch of a closure fills what was quarantined', {
-    timeout: 120_000,
+    timeout: 180_000,
   }, async () => {
     // B holds the closure now (the previous test); cut one NAR short and rot another, both below
     // the root, which stays whole.
@@ -150,7 +150,7 @@ describeWithTools(['nix', 'nix-store'], 'a NAR damaged on disk in a node of a cl
   });
 
   it("Nix fails once on a damaged node's cache, then copies the closure from it", {
-    timeout: 120_000,
+    timeout: 180_000,
   }, async () => {
     await rot(narFile(b, victim));
     const cache = await cacheOf(b);
