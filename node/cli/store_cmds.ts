@@ -46,16 +46,15 @@ async function addrOf(o: Opts, node: string): Promise<string> {
 function verifyText(r: Record<string, unknown>): string {
   const damaged = r.damaged as { path: string; reason: string }[];
   const left = r.quarantined as { path: string; reason: string }[];
+  const failed = Object.entries(r.failed as Record<string, string>);
   return [
     `checked ${r.checked} paths (${mib(r.bytes)}): ${damaged.length} damaged`,
-    ...damaged.map((d) => `damaged   ${d.path}: ${d.reason}`),
-    ...(r.repaired as string[]).map((p) => `repaired  ${p}`),
-    ...Object.entries(r.failed as Record<string, string>).map(
-      ([p, why]) => `NOT repaired ${p}: ${why}`,
-    ),
+    ...damaged.map((d) => `damaged       ${d.path}: ${d.reason}`),
+    ...(r.repaired as string[]).map((p) => `repaired      ${p}`),
+    ...failed.map(([p, why]) => `NOT repaired  ${p}: ${why}`),
     left.length === 0
       ? 'no damage remains'
-      : `${left.length} paths remain quarantined${r.failed === undefined || Object.keys(r.failed as object).length === 0 ? ' (pcr store verify --repair fetches them again)' : ''}:`,
+      : `${left.length} paths remain quarantined (pcr store verify --repair fetches them from the members):`,
     ...left.map((q) => `  ${q.path}: ${q.reason}`),
   ].join('\n');
 }
