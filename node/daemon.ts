@@ -663,6 +663,7 @@ export class Daemon {
       transport: this.transport.stats,
       gossip: this.gossip.stats,
       daemon: this.stats,
+      store: { quarantined: this.store?.counters.quarantined ?? 0 },
     });
     return `${renderSamples(samples)}\n${this.applyLatency.render('pcr_apply_latency_seconds', 'From proposal to apply on this member, for writes through it.')}`;
   }

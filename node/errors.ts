@@ -16,7 +16,8 @@ export type ErrorCode =
   | 'STALE'
   | 'REMOVED'
   | 'UNAVAILABLE'
-  | 'NOT_LEADER';
+  | 'NOT_LEADER'
+  | 'CORRUPT';
 
 /** The `pcr` exit codes an error becomes (node/cli/client.ts EXIT names them). */
 export const ERROR_EXIT = {
@@ -26,6 +27,7 @@ export const ERROR_EXIT = {
   unreachable: 4,
   timeout: 6,
   notFound: 7,
+  corrupt: 9,
   removed: 10,
 } as const;
 
@@ -84,6 +86,13 @@ export const ERRORS: { readonly [C in ErrorCode]: ErrorKind } = {
   /** The member cannot serve this now (still starting, a peer unreachable). */
   UNAVAILABLE: { outcome: 'definite', exit: ERROR_EXIT.unreachable, maelstrom: 11 },
   NOT_LEADER: { outcome: 'definite', exit: ERROR_EXIT.noLeader, maelstrom: 11 },
+  /** Data refused: it failed verification (hash, size, NAR grammar) or no trusted key signed it. */
+  CORRUPT: {
+    outcome: 'definite',
+    exit: ERROR_EXIT.corrupt,
+    maelstrom: 12,
+    hint: 'the data failed verification: pcr store verify --repair on the member that holds it restores it from the others',
+  },
 };
 
 /** The state machine's result codes in this vocabulary (total: a new result code must map). */

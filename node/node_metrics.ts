@@ -18,6 +18,7 @@ export interface MetricSources {
     readonly refused: number;
   };
   readonly daemon: { readonly memberRedials: number };
+  readonly store: { readonly quarantined: number };
 }
 
 /** One value, or one value per label set (a labelled family). */
@@ -179,6 +180,12 @@ export const NODE_METRICS: readonly MetricDef[] = [
     help: 'Metrics messages refused.',
     type: 'counter',
     read: (s) => s.gossip.refused,
+  },
+  {
+    name: 'pcr_store_quarantined_total',
+    help: 'Damaged NARs quarantined.',
+    type: 'counter',
+    read: (s) => s.store.quarantined,
   },
 ];
 

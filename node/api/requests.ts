@@ -49,7 +49,8 @@ export type StoreRequest =
   | { readonly op: 'store.fetch'; readonly path: string; readonly progressId?: string }
   | { readonly op: 'store.progress'; readonly progressId?: string }
   | { readonly op: 'store.push'; readonly path: string; readonly to?: readonly string[] }
-  | { readonly op: 'store.stats' };
+  | { readonly op: 'store.stats' }
+  | { readonly op: 'store.verify'; readonly repair?: boolean };
 
 export type Request = StateRequest | AdminRequest;
 export type Op = Request['op'];
@@ -100,6 +101,10 @@ const PROBLEMS: { readonly [O in Op]: (o: Record<string, unknown>) => string | u
     return pathProblem(o);
   },
   'store.stats': () => undefined,
+  'store.verify': (o) =>
+    o.repair === undefined || typeof o.repair === 'boolean'
+      ? undefined
+      : 'repair must be a boolean',
 };
 
 function nodeProblem(x: unknown): string | undefined {

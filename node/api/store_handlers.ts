@@ -1,6 +1,7 @@
 // store.*: what this node's store holds, where a path is, fetching and pushing closures. Errors of
 // the store (typed by code) become API error codes here.
 
+import { apiCodeOfStoreError } from '../store/service.ts';
 import type { StoreRequest } from './requests.ts';
 import type { ApiDeps } from './router.ts';
 import { resolveNode } from './router.ts';
@@ -12,14 +13,7 @@ export const STORE_FETCH_TIMEOUT_MS = 3_600_000;
 export function handleStoreRequest(deps: ApiDeps, req: StoreRequest): Promise<ApiResponse> {
   return handleStore(deps, req).catch((e: Error) => {
     const code = (e as { code?: string }).code;
-    return apiError(
-      code === 'NOT_FOUND' || code === 'NO_HOLDER'
-        ? 'NOT_FOUND'
-        : code === 'BAD_STORE_PATH'
-          ? 'INVALID'
-          : 'UNAVAILABLE',
-      `${code !== undefined ? `${code}: ` : ''}${e.message}`,
-    );
+    return apiError(apiCodeOfStoreError(e), `${code !== undefined ? `${code}: ` : ''}${e.message}`);
   });
 }
 
@@ -34,6 +28,8 @@ async function handleStore(deps: ApiDeps, req: StoreRequest): Promise<ApiRespons
     }
     case 'store.where':
       return { ok: true, holders: await store.where(req.path) };
+    case 'store.verify':
+      return { ok: true, ...(await store.verify(req.repair === true)) };
     case 'store.fetch': {
       const id = req.progressId;
       try {

@@ -24,6 +24,8 @@ export const EXIT = {
   notFound: ERROR_EXIT.notFound,
   /** `pcr vm run` / `vm stop`: the VM failed (to start, or while stopping); the reason is printed. */
   vmFailed: 8,
+  /** Data refused as corrupt or untrusted (a NAR's hash, size or signature); damage remains. */
+  corrupt: ERROR_EXIT.corrupt,
   /** `pcr node start`: the cluster removed this node (docs/membership.md); --rejoin starts afresh. */
   removed: ERROR_EXIT.removed,
 } as const;

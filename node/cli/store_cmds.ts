@@ -1,11 +1,13 @@
 // `pcr store ...`: the cluster's Nix store. info and where ask the member (and, through it, the
 // others); fetch pulls a closure onto a member (the one --on names) with a progress bar; push
-// makes a path from the local Nix store available to the cluster; stats shows the counters.
+// makes a path from the local Nix store available to the cluster; verify checks every NAR and
+// repairs the damaged from the members; stats shows the counters.
 
 import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
 import { CliError, type ConnectOptions, call, connect, EXIT, print, table } from './client.ts';
 import { withConnect } from './cluster_cmds.ts';
+import type { CliContext } from './context.ts';
 
 type Opts = ConnectOptions & { on?: string; to?: string[] };
 
@@ -41,7 +43,23 @@ async function addrOf(o: Opts, node: string): Promise<string> {
   return addr.includes('/p2p/') ? addr : `${addr}/p2p/${m.id}`;
 }
 
-export function registerStoreCommands(program: Command): void {
+function verifyText(r: Record<string, unknown>): string {
+  const damaged = r.damaged as { path: string; reason: string }[];
+  const left = r.quarantined as { path: string; reason: string }[];
+  const failed = Object.entries(r.failed as Record<string, string>);
+  return [
+    `checked ${r.checked} paths (${mib(r.bytes)}): ${damaged.length} damaged`,
+    ...damaged.map((d) => `damaged       ${d.path}: ${d.reason}`),
+    ...(r.repaired as string[]).map((p) => `repaired      ${p}`),
+    ...failed.map(([p, why]) => `NOT repaired  ${p}: ${why}`),
+    left.length === 0
+      ? 'no damage remains'
+      : `${left.length} paths remain quarantined (pcr store verify --repair fetches them from the members):`,
+    ...left.map((q) => `  ${q.path}: ${q.reason}`),
+  ].join('\n');
+}
+
+export function registerStoreCommands(program: Command, ctx: CliContext): void {
   const store = program.command('store').description("the cluster's Nix store");
 
   withConnect(
@@ -74,7 +92,7 @@ export function registerStoreCommands(program: Command): void {
       print(o, holders, () =>
         holders.length === 0 ? `no member holds ${path}` : holders.join('\n'),
       );
-      if (holders.length === 0) process.exitCode = EXIT.notFound;
+      if (holders.length === 0) ctx.exitCode = EXIT.notFound;
     },
   );
 
@@ -138,7 +156,24 @@ export function registerStoreCommands(program: Command): void {
           ...Object.entries(failed).map(([id, why]) => `NOT fetched by ${id}: ${why}`),
         ].join('\n'),
       );
-      if (Object.keys(failed).length > 0) process.exitCode = EXIT.failed;
+      if (Object.keys(failed).length > 0) ctx.exitCode = EXIT.failed;
+    });
+
+  withConnect(
+    store
+      .command('verify')
+      .description("check every NAR of the member's store; damaged ones are quarantined"),
+  )
+    .option('--repair', 'fetch the damaged paths again from the members')
+    .action(async (o: Opts & { repair?: boolean }) => {
+      const r = await call(
+        { ...o, timeout: o.timeout ?? FETCH_TIMEOUT_S },
+        { op: 'store.verify', repair: o.repair === true },
+      );
+      print(o, r, () => verifyText(r));
+      // Damage that remains (found now or earlier, not repaired) is the refused-data code.
+      // (ctx.exitCode, not process.exitCode: the dispatcher exits with ctx's.)
+      if ((r.quarantined as unknown[]).length > 0) ctx.exitCode = EXIT.corrupt;
     });
 
   withConnect(store.command('stats').description("the member's store: size and counters")).action(

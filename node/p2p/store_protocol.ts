@@ -18,6 +18,7 @@ import {
   type StoreCounters,
 } from '../store/store.ts';
 import { isHashPart, parseStorePath } from '../store/store_path.ts';
+import { openVerifiedNar } from '../store/verify.ts';
 import type { Host } from './host.ts';
 
 export const STORE_PROTOCOL = '/pcr/store/1.0.0';
@@ -131,10 +132,11 @@ export function parseWireInfo(v: unknown): PathInfo {
   return info;
 }
 
-function errorFrame(e: unknown): Uint8Array {
+function errorFrame(e: unknown, path?: string): Uint8Array {
   const se =
     e instanceof StoreError ? e : new StoreError('PROTOCOL', (e as Error).message ?? String(e));
-  return packr.pack({ error: { code: se.code, message: se.message } } satisfies WireError);
+  const error = { code: se.code, message: se.message };
+  return packr.pack(path !== undefined ? { path, error } : ({ error } satisfies WireError));
 }
 
 // --- server ---------------------------------------------------------------------------------
@@ -286,10 +288,16 @@ export class StoreServer {
         );
         continue;
       }
+      // Opened before the header: a NAR found damaged at open is an error for this path alone.
+      const nar = await openVerifiedNar(this.o.store, info).catch((e: unknown) => e as Error);
+      if (nar instanceof Error) {
+        await send(errorFrame(nar, path));
+        continue;
+      }
       this.counters.hits++;
       await send(packr.pack({ path, narSize: info.narSize }));
       let sent = 0;
-      for await (const chunk of this.o.store.nar(path)) {
+      for await (const chunk of nar) {
         for (let off = 0; off < chunk.length; off += NAR_CHUNK_BYTES) {
           const piece = chunk.subarray(off, off + NAR_CHUNK_BYTES);
           while (credit < piece.length) {

@@ -17,7 +17,9 @@ export type StoreErrorCode =
   | 'STORE_FULL'
   | 'NIX_FAILED'
   | 'PROTOCOL'
-  | 'TOO_LARGE';
+  | 'TOO_LARGE'
+  /** This node's own copy failed its check (and is now quarantined): ask another holder. */
+  | 'DAMAGED';
 
 export class StoreError extends Error {
   override readonly name = 'StoreError';

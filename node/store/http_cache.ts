@@ -13,6 +13,7 @@ import { type SecretKey, withSignature } from './keys.ts';
 import { formatNarInfo, nixCacheInfo, uncompressedNarInfo } from './narinfo.ts';
 import { newCounters, type PathInfo, type Store, type StoreCounters } from './store.ts';
 import { isHashPart, parseStorePath } from './store_path.ts';
+import { openVerifiedNar } from './verify.ts';
 
 export const MISS_WAIT_MS_DEFAULT = 60_000;
 /** What a 503 tells Nix to wait before asking again. */
@@ -108,17 +109,26 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
     }
     m = /^\/nar\/([0-9a-z]{32})-([0-9a-z]{52})\.nar$/.exec(url);
     if (m !== null && isHashPart(m[1]!)) {
-      const info = await lookup(m[1]!);
-      if (info === undefined || narUrl(info) !== url.slice(1))
+      // Nix keeps narinfos it got (narinfo-cache-positive-ttl, 30 days), so after this node
+      // quarantined a path Nix asks for its NAR directly: a miss here asks the members too.
+      const r = (await lookup(m[1]!)) ?? (await resolve(m[1]!));
+      if (r === 'wait') {
+        res.setHeader('Retry-After', String(RETRY_AFTER_S));
+        return send(res, 503, 'fetching from peers; try again\n', head);
+      }
+      if (r === 'absent' || narUrl(r) !== url.slice(1))
         return send(res, 404, 'no such NAR\n', head);
+      // Opened before the status line: a NAR found damaged at open is a 404, not a short body.
+      const nar = head ? [] : await openVerifiedNar(o.store, r).catch(() => undefined);
+      if (nar === undefined) return send(res, 404, 'no such NAR (damaged here)\n', head);
       res.writeHead(200, {
         'Content-Type': 'application/x-nix-nar',
-        'Content-Length': String(info.narSize),
+        'Content-Length': String(r.narSize),
       });
       if (head) return void res.end();
-      await pipeline(Readable.from(o.store.nar(info.path)), res);
+      await pipeline(Readable.from(nar), res);
       counters.pathsServed++;
-      counters.bytesServed += info.narSize;
+      counters.bytesServed += r.narSize;
       return;
     }
     return send(res, 404, 'not found\n', head);

@@ -1,9 +1,21 @@
 // The node-local store: atomic imports (a bad NAR leaves nothing; a crash's leftovers are gone at
 // open), the size limit with LRU eviction that spares pinned closures and referenced paths, and
-// STORE_FULL when nothing more can go.
+// STORE_FULL when nothing more can go; a NAR damaged on disk is caught when served (at its first
+// byte when its size changed, at its last when only its bytes did), by verify, or at open, and
+// quarantined: never served again, not announced, counted, kept aside until a repair commits it.
 
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import {
+  mkdir,
+  mkdtemp,
+  open as openFile,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  truncate,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +25,7 @@ import { generateSecretKey, signPath, TrustPolicy } from './keys.ts';
 import { LocalStore } from './local_store.ts';
 import { narString } from './nar.ts';
 import { addPath, newCounters, type PathInfo } from './store.ts';
+import { openVerifiedNar, verifyStore } from './verify.ts';
 
 let dir = '';
 beforeAll(async () => {
@@ -267,7 +280,9 @@ describe('LocalStore', () => {
     // Unpinned, dep is still safe while vm (which refers to it) is present: vm goes first.
     pins.length = 0;
     const last = path('last', 'l'.repeat(1000));
-    await store.nar(dep.info.path)[Symbol.asyncIterator]().next();
+    const reading = store.nar(dep.info.path)[Symbol.asyncIterator]();
+    await reading.next();
+    await reading.return?.();
     await addPath(store, last.info, [last.nar]);
     // dep was used last but vm still refers to it: vm (least recently used of the leaves) goes.
     expect((await store.has([vm.info.path])).size).toBe(0);
@@ -279,6 +294,171 @@ describe('LocalStore directory', () => {
   it('creates its layout', async () => {
     await mkdir(join(dir, 'layout'));
     await open('layout');
-    expect((await readdir(join(dir, 'layout'))).sort()).toEqual(['info', 'nar', 'tmp']);
+    expect((await readdir(join(dir, 'layout'))).sort()).toEqual([
+      'info',
+      'nar',
+      'quarantine',
+      'tmp',
+    ]);
+  });
+});
+
+/** Flips one byte of a NAR file in place: same size, same mtime resolution, other bytes. */
+async function flipByte(file: string, offset: number): Promise<void> {
+  const fh = await openFile(file, 'r+');
+  try {
+    const b = Buffer.alloc(1);
+    await fh.read(b, 0, 1, offset);
+    b[0] = b[0]! ^ 0xff;
+    await fh.write(b, 0, 1, offset);
+  } finally {
+    await fh.close();
+  }
+}
+
+async function drain(chunks: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const out: Uint8Array[] = [];
+  for await (const c of chunks) out.push(c);
+  return Buffer.concat(out);
+}
+
+describe('LocalStore: damage on disk', () => {
+  const hp = (x: { info: PathInfo }) => x.info.path.slice(11, 43);
+
+  it('a NAR whose bytes changed is served once, to its end, then quarantined: never again', async () => {
+    const { store, counters } = await open('flip');
+    const p = path('flip', 'some contents that will rot');
+    const other = path('other', 'fine');
+    for (const x of [p, other]) await addPath(store, x.info, [x.nar]);
+    await flipByte(join(dir, 'flip', 'nar', `${hp(p)}.nar`), p.nar.length - 20);
+
+    // The serve that finds it: every byte goes out (the receiver's hash check refuses them).
+    const got = await drain(await openVerifiedNar(store, p.info));
+    expect(got.length).toBe(p.nar.length);
+    expect(got.equals(p.nar)).toBe(false);
+    // From the moment the last byte was taken: not held, not listed, not served.
+    expect((await store.has([p.info.path])).size).toBe(0);
+    expect((await store.byHashParts([hp(p)])).size).toBe(0);
+    expect((await store.info([p.info.path])).size).toBe(0);
+    await expect(openVerifiedNar(store, p.info)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect(counters.quarantined).toBe(1);
+    const [q] = await store.quarantined();
+    expect(q).toMatchObject({ path: p.info.path });
+    expect(q!.reason).toMatch(/NAR hash is sha256:\w+ on disk, its NarHash is/);
+    expect(await store.summary()).toMatchObject({
+      paths: 1,
+      bytes: other.info.narSize,
+      inQuarantine: 1,
+    });
+    expect((await readdir(join(dir, 'flip', 'quarantine'))).sort()).toEqual(
+      [`${hp(p)}.nar`, `${hp(p)}.narinfo`, `${hp(p)}.reason`].sort(),
+    );
+    // The other path is untouched and still served whole.
+    expect((await drain(await openVerifiedNar(store, other.info))).equals(other.nar)).toBe(true);
+    expect(counters.quarantined).toBe(1);
+  });
+
+  it('a serve stopped early (the receiver went away) judges nothing', async () => {
+    const { store, counters } = await open('early', 8 << 20);
+    const p = path('early', 'x'.repeat(3 << 20)); // several read chunks
+    await addPath(store, p.info, [p.nar]);
+    await flipByte(join(dir, 'early', 'nar', `${hp(p)}.nar`), p.nar.length - 20);
+    for await (const _ of await openVerifiedNar(store, p.info)) break;
+    expect((await store.has([p.info.path])).size).toBe(1);
+    expect(counters.quarantined).toBe(0);
+  });
+
+  it('a NAR whose size changed is refused before its first byte (DAMAGED) and quarantined', async () => {
+    const { store, counters } = await open('short');
+    const p = path('short', 'truncated later');
+    await addPath(store, p.info, [p.nar]);
+    await truncate(join(dir, 'short', 'nar', `${hp(p)}.nar`), p.nar.length - 8);
+    await expect(openVerifiedNar(store, p.info)).rejects.toMatchObject({ code: 'DAMAGED' });
+    expect((await store.has([p.info.path])).size).toBe(0);
+    expect(counters.quarantined).toBe(1);
+    expect((await store.quarantined())[0]!.reason).toMatch(/bytes on disk, its NarSize is/);
+    // A NAR file deleted while its path is listed: the same.
+    const gone = path('gone', 'deleted later');
+    await addPath(store, gone.info, [gone.nar]);
+    await rm(join(dir, 'short', 'nar', `${hp(gone)}.nar`));
+    await expect(openVerifiedNar(store, gone.info)).rejects.toMatchObject({ code: 'DAMAGED' });
+    expect((await store.has([gone.info.path])).size).toBe(0);
+    expect(counters.quarantined).toBe(2);
+  });
+
+  it('verify finds every damaged path without serving it, and leaves the LRU order alone', async () => {
+    const { store, counters } = await open('verify');
+    const xs = ['a', 'b', 'c', 'd'].map((n) => path(n, `contents of ${n}`));
+    for (const x of xs) await addPath(store, x.info, [x.nar]);
+    await flipByte(join(dir, 'verify', 'nar', `${hp(xs[1]!)}.nar`), 30);
+    await writeFile(join(dir, 'verify', 'nar', `${hp(xs[3]!)}.nar`), 'short');
+    const r = await verifyStore(store);
+    expect(r.checked).toBe(4);
+    expect(r.damaged.map((d) => d.path).sort()).toEqual(
+      [xs[1]!.info.path, xs[3]!.info.path].sort(),
+    );
+    expect(counters.quarantined).toBe(2);
+    expect([...(await store.has(xs.map((x) => x.info.path)))].sort()).toEqual(
+      [xs[0]!.info.path, xs[2]!.info.path].sort(),
+    );
+    // A second run finds nothing new: the damaged are out of the store.
+    expect((await verifyStore(store)).damaged).toEqual([]);
+  });
+
+  it('quarantine outlives a reopen, keeps the referrers, and a repair (commit again) ends it', async () => {
+    const { store, counters } = await open('reopen');
+    const dep = path('dep', 'a dependency');
+    const top = path('top', 'uses dep', [dep.info.path]);
+    for (const x of [dep, top]) await addPath(store, x.info, [x.nar]);
+    await flipByte(join(dir, 'reopen', 'nar', `${hp(dep)}.nar`), 40);
+    await verifyStore(store);
+    expect(counters.quarantined).toBe(1);
+
+    const again = await LocalStore.open({
+      dir: join(dir, 'reopen'),
+      maxBytes: 1 << 20,
+      fsync: false,
+    });
+    expect((await again.has([dep.info.path])).size).toBe(0);
+    // The referrer is whole: it stays (open does not drop it for a missing reference).
+    expect((await again.has([top.info.path])).size).toBe(1);
+    expect((await again.quarantined()).map((q) => q.path)).toEqual([dep.info.path]);
+    expect((await again.summary()).inQuarantine).toBe(1);
+
+    await addPath(again, dep.info, [dep.nar]); // what a repair's fetch commits
+    expect((await again.has([dep.info.path])).size).toBe(1);
+    expect(await again.quarantined()).toEqual([]);
+    expect(await readdir(join(dir, 'reopen', 'quarantine'))).toEqual([]);
+    expect((await drain(await openVerifiedNar(again, dep.info))).equals(dep.nar)).toBe(true);
+  });
+
+  it('at open, a narinfo whose NAR is missing or of the wrong size is quarantined, not dropped silently', async () => {
+    const { store } = await open('atopen');
+    const gone = path('gone', 'its NAR is deleted');
+    const grown = path('grown', 'its NAR grows');
+    const fine = path('fine', 'kept');
+    for (const x of [gone, grown, fine]) await addPath(store, x.info, [x.nar]);
+    await rm(join(dir, 'atopen', 'nar', `${hp(gone)}.nar`));
+    await writeFile(
+      join(dir, 'atopen', 'nar', `${hp(grown)}.nar`),
+      Buffer.concat([grown.nar, Buffer.alloc(8)]),
+    );
+    const counters = newCounters();
+    const again = await LocalStore.open({
+      dir: join(dir, 'atopen'),
+      maxBytes: 1 << 20,
+      fsync: false,
+      counters,
+    });
+    expect([...(await again.has([gone, grown, fine].map((x) => x.info.path)))]).toEqual([
+      fine.info.path,
+    ]);
+    const q = new Map((await again.quarantined()).map((x) => [x.path, x.reason]));
+    expect(q.get(gone.info.path)).toMatch(/NAR file is missing/);
+    expect(q.get(grown.info.path)).toMatch(/bytes on disk, its NarSize is/);
+    const reason = JSON.parse(
+      await readFile(join(dir, 'atopen', 'quarantine', `${hp(grown)}.reason`), 'utf8'),
+    );
+    expect(reason).toMatchObject({ path: grown.info.path });
   });
 });

@@ -3,10 +3,24 @@
 // store dir. The narinfo's rename is the commit point: a path without one does not exist, and
 // open() deletes whatever a crash left behind. A size limit is kept by evicting least-recently-used
 // paths, never one a pin needs (pins are closure roots; their whole closure is kept) and never one
-// another present path references (the store stays closed under references).
+// another present path references (the store stays closed under references). Every NAR served is
+// checked (verify.ts): one whose size on disk is wrong is refused before its first byte, one whose
+// hash is wrong is caught at its last; either is quarantined: its narinfo and NAR move to
+// `quarantine/` with a `.reason` file, and the path is no longer in the store (a quarantined path
+// still counts as present for its referrers, which stay; repair commits it again).
 
-import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  type FileHandle,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  utimes,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import { StoreError } from './errors.ts';
 import { formatNarInfo, parseNarInfo, uncompressedNarInfo } from './narinfo.ts';
@@ -19,6 +33,7 @@ import {
   type StoreSummary,
 } from './store.ts';
 import { parseStorePath } from './store_path.ts';
+import type { QuarantinedPath } from './verify.ts';
 
 /** Last-use times are written back to the narinfo's mtime at most this often per path. */
 export const TOUCH_INTERVAL_MS = 60_000;
@@ -36,6 +51,8 @@ export interface LocalStoreOptions {
   readonly counters?: StoreCounters;
   /** fsync NARs and narinfos before they become visible (default true; tests may turn it off). */
   readonly fsync?: boolean;
+  /** Told of each path quarantined (the daemon logs it). */
+  readonly onQuarantine?: (q: QuarantinedPath) => void;
 }
 
 interface Entry {
@@ -53,6 +70,8 @@ export class LocalStore implements Store {
   private readonly referrers = new Map<string, number>();
   private bytes = 0;
   private clock = 0;
+  /** Quarantined paths by hash part (their files are under quarantine/). */
+  private readonly held = new Map<string, QuarantinedPath>();
 
   private constructor(o: LocalStoreOptions) {
     this.o = o;
@@ -61,7 +80,8 @@ export class LocalStore implements Store {
 
   static async open(o: LocalStoreOptions): Promise<LocalStore> {
     const s = new LocalStore(o);
-    for (const d of ['nar', 'info', 'tmp']) await mkdir(join(o.dir, d), { recursive: true });
+    for (const d of ['nar', 'info', 'tmp', 'quarantine'])
+      await mkdir(join(o.dir, d), { recursive: true });
     await s.recover();
     return s;
   }
@@ -73,23 +93,17 @@ export class LocalStore implements Store {
   private async recover(): Promise<void> {
     await rm(join(this.o.dir, 'tmp'), { recursive: true, force: true });
     await mkdir(join(this.o.dir, 'tmp'));
+    await this.loadQuarantine();
     const loaded: { info: PathInfo; mtimeMs: number }[] = [];
     for (const f of await readdir(join(this.o.dir, 'info'))) {
-      const file = join(this.o.dir, 'info', f);
-      const hp = f.replace(/\.narinfo$/, '');
-      try {
-        const info = parseNarInfo(await readFile(file));
-        if (parseStorePath(info.path).hashPart !== hp) throw new Error('misnamed');
-        const st = await stat(join(this.o.dir, 'nar', `${hp}.nar`));
-        if (st.size !== info.narSize) throw new Error('NAR size differs');
-        loaded.push({ info: stripCacheFields(info), mtimeMs: (await stat(file)).mtimeMs });
-      } catch {
-        await rm(file, { force: true });
-      }
+      const l = await this.loadPath(f);
+      if (l !== undefined) loaded.push(l);
     }
     // Closed under references, whatever the disk kept: a path whose reference is gone goes too
     // (commit order makes this a no-op after a crash; it guards against a lost or removed file).
+    // A quarantined reference is not gone: it is damaged and waits for repair.
     const present = new Set(loaded.map((l) => l.info.path));
+    for (const q of this.held.values()) present.add(q.path);
     for (let dropped = true; dropped; ) {
       dropped = false;
       for (const l of loaded) {
@@ -104,8 +118,54 @@ export class LocalStore implements Store {
     const kept = loaded.filter((l) => present.has(l.info.path));
     kept.sort((a, b) => a.mtimeMs - b.mtimeMs);
     for (const l of kept) this.insert(l.info, l.mtimeMs);
+    // A crash between a repair's commit and its cleanup leaves both: the present copy wins.
+    for (const hp of [...this.held.keys()]) if (this.entries.has(hp)) this.release(hp);
     for (const f of await readdir(join(this.o.dir, 'nar'))) {
       if (!this.entries.has(f.replace(/\.nar$/, ''))) await rm(join(this.o.dir, 'nar', f));
+    }
+  }
+
+  /**
+   * One narinfo of info/ at open: its info and mtime, or undefined when it is dropped (it does not
+   * parse: a torn write) or quarantined (its NAR is missing or of the wrong size: the commit order
+   * makes a visible narinfo's NAR complete, so that is damage, not a crash's leftover).
+   */
+  private async loadPath(f: string): Promise<{ info: PathInfo; mtimeMs: number } | undefined> {
+    const file = join(this.o.dir, 'info', f);
+    const hp = f.replace(/\.narinfo$/, '');
+    let info: PathInfo;
+    try {
+      info = parseNarInfo(await readFile(file));
+      if (parseStorePath(info.path).hashPart !== hp) throw new Error('misnamed');
+    } catch {
+      await rm(file, { force: true });
+      return undefined;
+    }
+    const size = await stat(join(this.o.dir, 'nar', `${hp}.nar`)).then(
+      (st) => st.size,
+      () => undefined,
+    );
+    if (size !== info.narSize) {
+      const reason =
+        size === undefined
+          ? 'NAR file is missing (found at open)'
+          : `NAR has ${size} bytes on disk, its NarSize is ${info.narSize} (found at open)`;
+      this.moveAside(hp, info.path, reason);
+      return undefined;
+    }
+    return { info: stripCacheFields(info), mtimeMs: (await stat(file)).mtimeMs };
+  }
+
+  private async loadQuarantine(): Promise<void> {
+    for (const f of await readdir(join(this.o.dir, 'quarantine'))) {
+      if (!f.endsWith('.reason')) continue;
+      try {
+        const q = JSON.parse(await readFile(join(this.o.dir, 'quarantine', f), 'utf8'));
+        const hp = parseStorePath(String(q.path)).hashPart;
+        this.held.set(hp, { path: String(q.path), reason: String(q.reason), atMs: Number(q.atMs) });
+      } catch {
+        // A torn reason file: the files beside it stay for inspection; nothing refers to them.
+      }
     }
   }
 
@@ -163,14 +223,79 @@ export class LocalStore implements Store {
     return out;
   }
 
-  async *nar(path: string): AsyncIterable<Uint8Array> {
+  async *nar(path: string, o: { readonly use?: boolean } = {}): AsyncIterable<Uint8Array> {
     const e = this.entry(path);
     if (e === undefined) throw new StoreError('NOT_FOUND', `${path} is not in the local store`);
-    this.use(e);
+    if (o.use !== false) this.use(e);
     const hp = parseStorePath(path).hashPart;
-    yield* createReadStream(join(this.o.dir, 'nar', `${hp}.nar`), {
-      highWaterMark: NAR_READ_CHUNK_BYTES,
+    const fh = await open(join(this.o.dir, 'nar', `${hp}.nar`), 'r').catch(async (err: unknown) => {
+      // Gone while still listed (not evicted meanwhile): damage too.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || this.entry(path) !== e) throw err;
+      await this.quarantine(path, 'NAR file is missing');
+      throw damaged(path, 'its NAR file is missing');
     });
+    try {
+      // A NAR whose length changed is damaged: refused before its first byte (the hash of one of
+      // the right length is checked by whoever reads it to the end: verify.ts).
+      const size = (await fh.stat()).size;
+      if (size !== e.info.narSize) {
+        await this.quarantine(
+          path,
+          `NAR has ${size} bytes on disk, its NarSize is ${e.info.narSize}`,
+        );
+        throw damaged(path, `${size} bytes on disk, NarSize ${e.info.narSize}`);
+      }
+      yield* readChunks(fh, size);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async list(): Promise<PathInfo[]> {
+    return [...this.entries.values()].map((e) => e.info);
+  }
+
+  async quarantined(): Promise<QuarantinedPath[]> {
+    return [...this.held.values()];
+  }
+
+  async quarantine(path: string, reason: string): Promise<void> {
+    const e = this.entry(path);
+    if (e === undefined) return;
+    // Out of the index first, synchronously: from here on nobody is served or told it is held.
+    this.drop(e);
+    this.counters.quarantined++;
+    const q = this.moveAside(parseStorePath(path).hashPart, path, reason);
+    this.o.onQuarantine?.(q);
+  }
+
+  /**
+   * Moves a path's files to quarantine/: the reason file first (it names the path, for repair),
+   * then the narinfo (the path's end in the store), then the NAR (a crash before leaves an orphan
+   * NAR, which open deletes). Synchronous on purpose (rare, three small file operations): no
+   * commit of the same path (a repair) can interleave and have its new files moved aside.
+   */
+  private moveAside(hp: string, path: string, reason: string): QuarantinedPath {
+    const q: QuarantinedPath = { path, reason, atMs: Date.now() };
+    const qdir = join(this.o.dir, 'quarantine');
+    const fd = openSync(join(qdir, `${hp}.reason`), 'w', 0o644);
+    try {
+      writeFileSync(fd, `${JSON.stringify(q)}\n`);
+      if (this.o.fsync ?? true) fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    this.held.set(hp, q);
+    const move = (from: string, to: string) => {
+      try {
+        renameSync(from, to);
+      } catch {
+        // Already gone (the damage may be a missing file).
+      }
+    };
+    move(join(this.o.dir, 'info', `${hp}.narinfo`), join(qdir, `${hp}.narinfo`));
+    move(join(this.o.dir, 'nar', `${hp}.nar`), join(qdir, `${hp}.nar`));
+    return q;
   }
 
   stagingDir(): string {
@@ -239,6 +364,15 @@ export class LocalStore implements Store {
       this.insert(info, this.now());
     }
     if (fsync) await syncFile(join(this.o.dir, 'info'));
+    for (const { info } of items) this.release(parseStorePath(info.path).hashPart);
+  }
+
+  /** A quarantined path committed again (repaired): its damaged files go (synchronously, too). */
+  private release(hp: string): void {
+    if (!this.held.delete(hp)) return;
+    const qdir = join(this.o.dir, 'quarantine');
+    for (const ext of ['reason', 'narinfo', 'nar'])
+      rmSync(join(qdir, `${hp}.${ext}`), { force: true });
   }
 
   /** The closure (within this store) of the pinned roots and of `extra`. */
@@ -287,9 +421,9 @@ export class LocalStore implements Store {
     for (const v of victims) await this.evict(v);
   }
 
-  private async evict(e: Entry): Promise<void> {
-    const hp = parseStorePath(e.info.path).hashPart;
-    this.entries.delete(hp);
+  /** Removes a path from the index (not from disk). */
+  private drop(e: Entry): void {
+    this.entries.delete(parseStorePath(e.info.path).hashPart);
     this.bytes -= e.info.narSize;
     for (const r of e.info.references) {
       if (r === e.info.path) continue;
@@ -297,6 +431,11 @@ export class LocalStore implements Store {
       if (n <= 0) this.referrers.delete(r);
       else this.referrers.set(r, n);
     }
+  }
+
+  private async evict(e: Entry): Promise<void> {
+    const hp = parseStorePath(e.info.path).hashPart;
+    this.drop(e);
     this.counters.evictions++;
     // The narinfo goes first: once it is gone the path does not exist, even if the NAR stays (a
     // crash in between leaves an orphan NAR, which open() deletes).
@@ -311,7 +450,26 @@ export class LocalStore implements Store {
       bytes: this.bytes,
       maxBytes: this.o.maxBytes,
       pinned: [...this.protectedPaths([])].filter((p) => this.entry(p) !== undefined).length,
+      inQuarantine: this.held.size,
     };
+  }
+}
+
+function damaged(path: string, why: string): StoreError {
+  return new StoreError(
+    'DAMAGED',
+    `${path}: this node's copy is damaged (${why}) and now quarantined; try another holder, or pcr store verify --repair here`,
+  );
+}
+
+/** The file's bytes in chunks of NAR_READ_CHUNK_BYTES, `size` of them (what fstat said). */
+async function* readChunks(fh: FileHandle, size: number): AsyncIterable<Uint8Array> {
+  for (let off = 0; off < size; ) {
+    const buf = Buffer.allocUnsafe(Math.min(NAR_READ_CHUNK_BYTES, size - off));
+    const { bytesRead } = await fh.read(buf, 0, buf.length, off);
+    if (bytesRead === 0) break; // shrank under us: the hash check at the end catches it
+    off += bytesRead;
+    yield buf.subarray(0, bytesRead);
   }
 }
 

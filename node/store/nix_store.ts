@@ -4,17 +4,28 @@
 // path). Writes stage the verified NARs as a `file://` binary cache and import them with one
 // `nix copy --no-recursive --no-check-sigs`: Nix's own atomic import, keeping our `Sig` lines.
 // `root` selects a chroot store (`--store /tmp/x`, the store dir is then `/tmp/x/nix/store`).
+// A path whose files no longer match its NarHash (verify.ts) is quarantined here: Nix still calls
+// it valid, but this store stops serving and announcing it (a list kept under `quarantineDir`)
+// until the files match again: Nix repairs them (`nix-store --repair-path`), not us.
 
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { StoreError } from './errors.ts';
-import { normaliseSha256 } from './hash.ts';
+import { normaliseSha256, Sha256Sink } from './hash.ts';
 import { dumpNar } from './nar.ts';
 import { formatNarInfo, nixCacheInfo, uncompressedNarInfo } from './narinfo.ts';
-import type { PathInfo, StagedPath, Store, StoreSummary } from './store.ts';
+import {
+  newCounters,
+  type PathInfo,
+  type StagedPath,
+  type Store,
+  type StoreCounters,
+  type StoreSummary,
+} from './store.ts';
 import { isHashPart, parseStorePath, STORE_DIR } from './store_path.ts';
+import { narDamage, type QuarantinedPath } from './verify.ts';
 
 /** Paths per `nix` invocation (argv stays far below ARG_MAX). */
 export const NIX_ARGS_PATHS_MAX = 2000;
@@ -26,6 +37,10 @@ export interface NixStoreOptions {
   readonly stagingDir: string;
   /** Environment for nix (tests pass nixEnv()). */
   readonly env?: NodeJS.ProcessEnv;
+  /** Where the quarantine list is kept (the daemon passes `<dataDir>/nix-quarantine`); else in memory. */
+  readonly quarantineDir?: string;
+  readonly counters?: StoreCounters;
+  readonly onQuarantine?: (q: QuarantinedPath) => void;
 }
 
 interface PathInfoJson {
@@ -43,16 +58,34 @@ export class NixStore implements Store {
   readonly kind = 'nix' as const;
   private readonly o: NixStoreOptions;
   private readonly realStoreDir: string;
+  private readonly counters: StoreCounters;
+  /** Quarantined paths (full path -> why). */
+  private readonly held = new Map<string, QuarantinedPath>();
 
   constructor(o: NixStoreOptions) {
     this.o = o;
     this.realStoreDir = o.root === undefined ? STORE_DIR : join(o.root, STORE_DIR);
+    this.counters = o.counters ?? newCounters();
   }
 
   static async open(o: NixStoreOptions): Promise<NixStore> {
     await rm(o.stagingDir, { recursive: true, force: true });
     await mkdir(o.stagingDir, { recursive: true });
-    return new NixStore(o);
+    const s = new NixStore(o);
+    if (o.quarantineDir !== undefined) {
+      await mkdir(o.quarantineDir, { recursive: true });
+      for (const f of await readdir(o.quarantineDir)) {
+        if (!f.endsWith('.reason')) continue;
+        try {
+          const q = JSON.parse(await readFile(join(o.quarantineDir, f), 'utf8'));
+          const path = parseStorePath(String(q.path)).path;
+          s.held.set(path, { path, reason: String(q.reason), atMs: Number(q.atMs) });
+        } catch {
+          // A torn record: the path is checked again when next served.
+        }
+      }
+    }
+    return s;
   }
 
   private storeArgs(): string[] {
@@ -71,6 +104,13 @@ export class NixStore implements Store {
   }
 
   async has(paths: readonly string[]): Promise<Set<string>> {
+    const valid = await this.validInNix(paths);
+    for (const p of this.held.keys()) valid.delete(p);
+    return valid;
+  }
+
+  /** What Nix calls valid (quarantined paths included). */
+  private async validInNix(paths: readonly string[]): Promise<Set<string>> {
     const out = new Set<string>();
     for (let i = 0; i < paths.length; i += NIX_ARGS_PATHS_MAX) {
       const chunk = paths.slice(i, i + NIX_ARGS_PATHS_MAX).filter(valid);
@@ -93,28 +133,86 @@ export class NixStore implements Store {
   }
 
   async info(paths: readonly string[]): Promise<Map<string, PathInfo>> {
+    const out = await this.infoInNix(paths.filter((p) => !this.held.has(p)));
+    return out;
+  }
+
+  private async infoInNix(paths: readonly string[]): Promise<Map<string, PathInfo>> {
     const out = new Map<string, PathInfo>();
     for (let i = 0; i < paths.length; i += NIX_ARGS_PATHS_MAX) {
       const chunk = paths.slice(i, i + NIX_ARGS_PATHS_MAX).filter(valid);
       if (chunk.length === 0) continue;
-      const json = JSON.parse(
+      for (const info of this.parseInfos(
         await this.nix('nix', ['path-info', ...this.storeArgs(), '--json', ...chunk]),
-      ) as PathInfoJson[];
-      for (const j of json) {
-        if (j.valid === false || j.narHash === undefined) continue;
-        const info: PathInfo = {
-          path: j.path,
-          narHash: normaliseSha256(j.narHash),
-          narSize: j.narSize ?? 0,
-          references: [...(j.references ?? [])].sort(),
-          sigs: j.signatures ?? [],
-        };
-        if (j.deriver !== undefined) info.deriver = j.deriver;
-        if (j.ca !== undefined) info.ca = j.ca;
-        out.set(j.path, info);
+      )) {
+        out.set(info.path, info);
       }
     }
     return out;
+  }
+
+  private parseInfos(json: string): PathInfo[] {
+    const out: PathInfo[] = [];
+    for (const j of JSON.parse(json) as PathInfoJson[]) {
+      if (j.valid === false || j.narHash === undefined) continue;
+      const info: PathInfo = {
+        path: j.path,
+        narHash: normaliseSha256(j.narHash),
+        narSize: j.narSize ?? 0,
+        references: [...(j.references ?? [])].sort(),
+        sigs: j.signatures ?? [],
+      };
+      if (j.deriver !== undefined) info.deriver = j.deriver;
+      if (j.ca !== undefined) info.ca = j.ca;
+      out.push(info);
+    }
+    return out;
+  }
+
+  async list(): Promise<PathInfo[]> {
+    const all = this.parseInfos(
+      await this.nix('nix', ['path-info', ...this.storeArgs(), '--json', '--all']),
+    );
+    return all.filter((i) => !this.held.has(i.path));
+  }
+
+  async quarantined(): Promise<QuarantinedPath[]> {
+    return [...this.held.values()];
+  }
+
+  async quarantine(path: string, reason: string): Promise<void> {
+    if (this.held.has(path) || !(await this.validInNix([path])).has(path)) return;
+    const q: QuarantinedPath = { path, reason, atMs: Date.now() };
+    this.held.set(path, q);
+    this.counters.quarantined++;
+    const dir = this.o.quarantineDir;
+    if (dir !== undefined) {
+      await writeFile(
+        join(dir, `${parseStorePath(path).hashPart}.reason`),
+        `${JSON.stringify(q)}\n`,
+      );
+    }
+    this.o.onQuarantine?.(q);
+  }
+
+  /**
+   * Checks the quarantined paths again and releases those whose files match their NarHash now
+   * (repaired by Nix, e.g. `nix-store --repair-path`). Returns the released paths.
+   */
+  async recheck(): Promise<string[]> {
+    const released: string[] = [];
+    const infos = await this.infoInNix([...this.held.keys()]);
+    for (const [path, info] of infos) {
+      if (!(await this.filesMatch(info))) continue;
+      this.held.delete(path);
+      if (this.o.quarantineDir !== undefined) {
+        await rm(join(this.o.quarantineDir, `${parseStorePath(path).hashPart}.reason`), {
+          force: true,
+        });
+      }
+      released.push(path);
+    }
+    return released;
   }
 
   async byHashParts(hashParts: readonly string[]): Promise<Map<string, string>> {
@@ -130,6 +228,16 @@ export class NixStore implements Store {
     for (const p of await this.has(candidates))
       out.set(p.slice(STORE_DIR.length + 1, STORE_DIR.length + 33), p);
     return out;
+  }
+
+  private async filesMatch(info: PathInfo): Promise<boolean> {
+    const sink = new Sha256Sink();
+    try {
+      for await (const c of this.nar(info.path)) sink.update(c);
+    } catch {
+      return false;
+    }
+    return narDamage(info, { hash: sink.digest(), bytes: sink.bytes }) === undefined;
   }
 
   async *nar(path: string): AsyncIterable<Uint8Array> {
@@ -196,6 +304,7 @@ export class NixStore implements Store {
       paths: names.filter((n) => !n.endsWith('.lock')).length,
       bytes: 0,
       pinned: 0,
+      inQuarantine: this.held.size,
     };
   }
 }

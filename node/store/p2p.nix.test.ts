@@ -1,7 +1,8 @@
 // Two and three nodes, each a real libp2p host with a store, against the real Nix: node B fetches
 // node A's closure peer to peer (into a node-local store and into a Nix chroot store), Nix copies
 // it from B's HTTP cache into a fresh store and `nix store verify -r` passes; a holder serving a
-// corrupt NAR is refused and the path comes from another holder; an untrusted path is refused.
+// corrupt NAR is refused once, quarantines it (never serves it again), and the path comes from
+// another holder; an untrusted path is refused.
 
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -150,7 +151,7 @@ describeWithTools(['nix', 'nix-store'], 'closures between nodes, checked by the 
     for (const i of infos) expect(i.sigs.some((s) => s.startsWith('node-a-1:'))).toBe(true);
   });
 
-  it('a holder with a corrupt NAR is refused and the path comes from another holder', async () => {
+  it('a holder with a corrupt NAR is refused once, quarantines it, and the path comes from another holder', async () => {
     // C holds the closure in a local store, then one NAR is altered on disk (same size).
     const c = await node(
       await LocalStore.open({ dir: join(dir, 'c'), maxBytes: 1 << 30, fsync: false }),
@@ -173,46 +174,52 @@ describeWithTools(['nix', 'nix-store'], 'closures between nodes, checked by the 
     bytes[at] = 0x79;
     await writeFile(narFile, bytes);
 
-    const counters = newCounters();
-    const d = await node(
-      await LocalStore.open({ dir: join(dir, 'd'), maxBytes: 1 << 30, fsync: false }),
-      'node-d-1',
-    );
-    nodes.push(d);
-    await connect(d);
-    // C first, so the corrupt copy is tried before A's good one.
-    const report = await fetchClosure([root], {
-      store: d.store,
-      client: d.client,
-      peers: () => [c.id, a.id],
-      trust: new TrustPolicy(),
-      counters,
-      parallel: 1,
-    });
-    expect((await d.store.has(closure)).size).toBe(4);
-    expect(report.fetched).toBe(4);
-    // Ties go to the first holder, C: the corrupt NAR was refused once and came from A.
-    expect(counters.rejected).toBe(1);
-    expect(counters.fetchRetries).toBe(1);
-    expect(report.fromPeers[a.id]).toBe(1);
-
-    // Only C holds it now: the fetch fails with HASH_MISMATCH and imports nothing.
+    // Only C holds it: the fetch refuses the NAR (HASH_MISMATCH) and imports nothing; C, having
+    // hashed what it sent, quarantined it: it serves it no more and says so to nobody.
     const e2 = await node(
       await LocalStore.open({ dir: join(dir, 'e'), maxBytes: 1 << 30, fsync: false }),
       'node-e-1',
     );
     nodes.push(e2);
     await connect(e2);
+    const counters = newCounters();
     await expect(
       fetchClosure([root], {
         store: e2.store,
         client: e2.client,
         peers: () => [c.id],
         trust: new TrustPolicy(),
+        counters,
       }),
     ).rejects.toMatchObject({ code: 'HASH_MISMATCH' });
+    expect(counters.rejected).toBe(1);
     expect((await e2.store.has(closure)).size).toBe(0);
     expect(await readdir(e2.store.stagingDir())).toEqual([]);
+    expect((await c.store.has([victim])).size).toBe(0);
+    expect((await c.store.quarantined()).map((q) => q.path)).toEqual([victim]);
+    const holders = await findHolders(e2.client, [c.id, a.id], [parseStorePath(victim).hashPart]);
+    expect(holders.get(parseStorePath(victim).hashPart)?.peers).toEqual([a.id]);
+
+    // C first: C no longer offers the damaged path, so it comes from A, refused nowhere.
+    const d = await node(
+      await LocalStore.open({ dir: join(dir, 'd'), maxBytes: 1 << 30, fsync: false }),
+      'node-d-1',
+    );
+    nodes.push(d);
+    await connect(d);
+    const dCounters = newCounters();
+    const report = await fetchClosure([root], {
+      store: d.store,
+      client: d.client,
+      peers: () => [c.id, a.id],
+      trust: new TrustPolicy(),
+      counters: dCounters,
+      parallel: 1,
+    });
+    expect((await d.store.has(closure)).size).toBe(4);
+    expect(report.fetched).toBe(4);
+    expect(dCounters.rejected).toBe(0);
+    expect(report.fromPeers[a.id]).toBeGreaterThanOrEqual(1);
   });
 
   it('refuses paths signed by nobody it trusts, and fetches nothing', async () => {

@@ -9,9 +9,10 @@ import { mkdir, rename, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
+import type { ApiErrorCode } from '../api/wire.ts';
 import type { Host } from '../p2p/host.ts';
 import { StoreClient, StoreServer } from '../p2p/store_protocol.ts';
-import { StoreError } from './errors.ts';
+import { StoreError, type StoreErrorCode } from './errors.ts';
 import {
   type FetchOptions,
   type FetchProgress,
@@ -27,6 +28,7 @@ import { restoreNar } from './nar.ts';
 import { NixStore } from './nix_store.ts';
 import {
   addPath,
+  CLOSURE_PATHS_MAX,
   closureOf,
   newCounters,
   type PathInfo,
@@ -35,6 +37,7 @@ import {
   type StoreSummary,
 } from './store.ts';
 import { parseStorePath, STORE_DIR } from './store_path.ts';
+import { openVerifiedNar, type QuarantinedPath, verifyStore } from './verify.ts';
 
 /** `auto`: the machine's Nix store when `nix` is installed, else the node-local store. */
 export type StoreMode = 'auto' | 'nix' | 'local' | { readonly nixRoot: string };
@@ -168,14 +171,34 @@ export class StoreService {
       return running.done;
     }
     const listeners = onProgress !== undefined ? [onProgress] : [];
-    const done = fetchClosure(
-      [path],
-      this.fetchOptions((p) => {
-        for (const l of listeners) l(p);
-      }),
-    ).finally(() => this.fetching.delete(path));
+    const o = this.fetchOptions((p) => {
+      for (const l of listeners) l(p);
+    });
+    const done = fetchClosure([path], o)
+      .then((report) => this.fillGaps(path, report, o))
+      .finally(() => this.fetching.delete(path));
     this.fetching.set(path, { done, listeners });
     return done;
+  }
+
+  /**
+   * A quarantined path leaves a gap in the closures that refer to it (its referrers stay), which
+   * fetchClosure does not see when the root is present: fetch the missing references too.
+   */
+  private async fillGaps(path: string, report: FetchReport, o: FetchOptions): Promise<FetchReport> {
+    if ((await this.store.quarantined()).length === 0) return report;
+    const gaps = await missingInClosure(this.store, path);
+    if (gaps.length === 0) return report;
+    const more = await fetchClosure(gaps, o);
+    const fromPeers = { ...report.fromPeers };
+    for (const [p, n] of Object.entries(more.fromPeers)) fromPeers[p] = (fromPeers[p] ?? 0) + n;
+    return {
+      present: report.present,
+      fetched: report.fetched + more.fetched,
+      bytes: report.bytes + more.bytes,
+      retries: report.retries + more.retries,
+      fromPeers,
+    };
   }
 
   /**
@@ -221,6 +244,41 @@ export class StoreService {
     return n;
   }
 
+  /**
+   * `pcr store verify`: checks every path's NAR (hash and size), quarantining the damaged; with
+   * `repair`, fetches each quarantined path again from the members (verified as any fetch). A
+   * Nix store's quarantined paths are checked again instead (Nix repairs its own store).
+   */
+  async verify(repair: boolean): Promise<VerifyResult> {
+    const report = await verifyStore(this.store);
+    const repaired: string[] = [];
+    const failed: Record<string, string> = {};
+    if (this.store instanceof NixStore) repaired.push(...(await this.store.recheck()));
+    if (repair) {
+      for (const q of await this.store.quarantined()) {
+        if (this.store.kind === 'nix') {
+          failed[q.path] =
+            `Nix repairs its own store: nix-store --repair-path ${q.path} (with a member's cache as substituter), then pcr store verify`;
+          continue;
+        }
+        try {
+          await this.fetch(q.path);
+          repaired.push(q.path);
+        } catch (e) {
+          failed[q.path] = (e as Error).message;
+        }
+      }
+    }
+    return {
+      checked: report.checked,
+      bytes: report.bytes,
+      damaged: report.damaged,
+      repaired,
+      failed,
+      quarantined: await this.store.quarantined(),
+    };
+  }
+
   async stats(): Promise<StoreCounters & StoreSummary & { publicKey: string; cache?: string }> {
     return {
       publicKey: this.publicKey,
@@ -234,6 +292,67 @@ export class StoreService {
     await this.cache?.close();
     await this.server.close();
   }
+}
+
+export interface VerifyResult {
+  readonly checked: number;
+  readonly bytes: number;
+  /** Found damaged by this run. */
+  readonly damaged: QuarantinedPath[];
+  /** Quarantined paths fetched again (or, in a Nix store, found whole again). */
+  readonly repaired: string[];
+  /** Quarantined paths a repair could not restore, with why. */
+  readonly failed: Record<string, string>;
+  /** What remains quarantined: damage not repaired. */
+  readonly quarantined: QuarantinedPath[];
+}
+
+/** Store errors that mean "the data was refused": it failed verification, or nobody trusted it. */
+const REFUSED: readonly StoreErrorCode[] = [
+  'DAMAGED',
+  'HASH_MISMATCH',
+  'SIZE_MISMATCH',
+  'BAD_NAR',
+  'BAD_SIGNATURE',
+  'UNTRUSTED',
+];
+
+/**
+ * The API code of a store operation's failure: CORRUPT when the data was refused (pcr exits 9),
+ * NOT_FOUND when no member holds it (7), INVALID for a malformed path (2), else UNAVAILABLE (4).
+ */
+export function apiCodeOfStoreError(e: unknown): ApiErrorCode {
+  const code = (e as { code?: unknown } | undefined)?.code as StoreErrorCode | undefined;
+  if (code === undefined) return 'UNAVAILABLE';
+  if (REFUSED.includes(code)) return 'CORRUPT';
+  if (code === 'NOT_FOUND' || code === 'NO_HOLDER') return 'NOT_FOUND';
+  if (code === 'BAD_STORE_PATH') return 'INVALID';
+  return 'UNAVAILABLE';
+}
+
+/** References in the closure of `path` (present here) that are not present here. */
+export async function missingInClosure(store: Store, path: string): Promise<string[]> {
+  const seen = new Set<string>();
+  const missing = new Set<string>();
+  let frontier = [path];
+  while (frontier.length > 0) {
+    if (seen.size + frontier.length > CLOSURE_PATHS_MAX) {
+      throw new StoreError('TOO_LARGE', `closure of ${path} exceeds ${CLOSURE_PATHS_MAX} paths`);
+    }
+    const infos = await store.info(frontier);
+    const next: string[] = [];
+    for (const p of frontier) {
+      seen.add(p);
+      const i = infos.get(p);
+      if (i === undefined) {
+        missing.add(p);
+        continue;
+      }
+      for (const r of i.references) if (!seen.has(r)) next.push(r);
+    }
+    frontier = [...new Set(next)].filter((p) => !seen.has(p));
+  }
+  return [...missing];
 }
 
 /**
@@ -254,7 +373,15 @@ export async function materializeClosure(
     if (existsSync(dest)) continue;
     const tmp = join(storeDir, `.pcr-restore-${randomBytes(8).toString('hex')}`);
     try {
-      await restoreNar(store.nar(info.path), tmp);
+      await restoreNar(await openVerifiedNar(store, info), tmp);
+      // Hashed as it was restored: a damaged NAR is quarantined then, and must not be renamed
+      // into place (a VM would run from it).
+      if (!(await store.has([info.path])).has(info.path)) {
+        throw new StoreError(
+          'DAMAGED',
+          `${info.path}: this node's copy is damaged and now quarantined (pcr store verify --repair)`,
+        );
+      }
       await rename(tmp, dest);
       n++;
     } catch (e) {
@@ -275,6 +402,7 @@ async function openStore(o: StoreServiceOptions, counters: StoreCounters): Promi
       dir,
       maxBytes: o.localMaxBytes ?? LOCAL_STORE_BYTES_DEFAULT,
       counters,
+      onQuarantine: (q) => o.log.warn(q, 'store path damaged: quarantined'),
       ...(o.pins !== undefined ? { pins: o.pins } : {}),
     });
   }
@@ -290,6 +418,9 @@ async function openStore(o: StoreServiceOptions, counters: StoreCounters): Promi
   }
   return NixStore.open({
     stagingDir,
+    quarantineDir: join(o.dataDir, 'nix-quarantine'),
+    counters,
+    onQuarantine: (q) => o.log.warn(q, 'store path damaged: quarantined'),
     ...(typeof mode === 'object' ? { root: mode.nixRoot } : {}),
     ...(o.env !== undefined ? { env: o.env } : {}),
   });

@@ -4,6 +4,7 @@
 import { StoreError } from './errors.ts';
 import { ingestNar, type NarIngestOptions } from './ingest.ts';
 import { checkSignatures, type TrustPolicy } from './keys.ts';
+import type { QuarantinedPath } from './verify.ts';
 
 export interface PathInfo {
   /** `/nix/store/<hash>-<name>` */
@@ -34,6 +35,8 @@ export interface StoreSummary {
   /** Size limit (local store), undefined when unbounded. */
   readonly maxBytes?: number;
   readonly pinned: number;
+  /** Paths quarantined (damaged) and not repaired yet. */
+  readonly inQuarantine: number;
 }
 
 export interface Store {
@@ -44,8 +47,21 @@ export interface Store {
   info(paths: readonly string[]): Promise<Map<string, PathInfo>>;
   /** Valid paths by hash part, for those held (narinfo and `have` requests name only these). */
   byHashParts(hashParts: readonly string[]): Promise<Map<string, string>>;
-  /** The path's NAR, uncompressed. Throws NOT_FOUND when the path is not valid here. */
-  nar(path: string): AsyncIterable<Uint8Array>;
+  /**
+   * The path's NAR, uncompressed. Throws NOT_FOUND when the path is not valid here. `use: false`
+   * reads without counting as a use (verify must not refresh every path's LRU time).
+   */
+  nar(path: string, o?: { readonly use?: boolean }): AsyncIterable<Uint8Array>;
+  /** Every valid path's info (for `verify`). */
+  list(): Promise<PathInfo[]>;
+  /**
+   * Drops a path whose NAR no longer matches its info: from then on it is not valid here (not
+   * served, not announced as held); its files are kept aside with the reason until it is repaired
+   * (committed again). Counted in `quarantined`. A path not valid here is left alone.
+   */
+  quarantine(path: string, reason: string): Promise<void>;
+  /** Paths quarantined and not repaired since. */
+  quarantined(): Promise<QuarantinedPath[]>;
   /** Where ingest writes NARs before commit (same filesystem as the store, for renames). */
   stagingDir(): string;
   /**
@@ -72,6 +88,8 @@ export interface StoreCounters {
   fetchRetries: number;
   rejected: number;
   evictions: number;
+  /** NARs of this store found damaged (while serving, at open or by verify) and quarantined. */
+  quarantined: number;
 }
 
 export function newCounters(): StoreCounters {
@@ -85,6 +103,7 @@ export function newCounters(): StoreCounters {
     fetchRetries: 0,
     rejected: 0,
     evictions: 0,
+    quarantined: 0,
   };
 }
 
