@@ -7,9 +7,9 @@ import { existsSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { describeWithTools } from '../../test/tools.ts';
 import { until } from '../../test/until.ts';
+import { specHash, type VmSpec, validateVmSpec } from '../state/vm_spec.ts';
 import type { ExitReason } from '../vmm/backend.ts';
 import { qemuBackend } from '../vmm/qemu.ts';
-import { specHash, type VmSpec, validateVmSpec } from '../vmm/spec.ts';
 import { type ObservedVm, Supervisor } from '../vmm/supervisor.ts';
 import { buildTestVm, TEST_VM_MARKER } from '../vmm/test/fixture.ts';
 import {

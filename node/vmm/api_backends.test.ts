@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../../test/until.ts';
+import { type VmSpec, validateVmSpec } from '../state/vm_spec.ts';
 import type { Backend } from './backend.ts';
 import { chVmConfig, cloudHypervisorBackend } from './cloud_hypervisor.ts';
 import { fcRequests, firecrackerBackend } from './firecracker.ts';
-import { type VmSpec, validateVmSpec } from './spec.ts';
 import { Supervisor } from './supervisor.ts';
 import { shortTmpDir, sweep } from './test/helpers.ts';
 

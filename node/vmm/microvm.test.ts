@@ -4,8 +4,9 @@
 
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeWithTools } from '../../test/tools.ts';
+import { validateVmSpec } from '../state/vm_spec.ts';
 import { microvmBackend } from './microvm.ts';
-import { checkVmSpecOnNode, validateVmSpec } from './spec.ts';
+import { checkVmSpecOnNode } from './spec.ts';
 import { Supervisor } from './supervisor.ts';
 import { buildTestVm, TEST_VM_MARKER, TEST_VM_POWERDOWN_MARKER } from './test/fixture.ts';
 import {

@@ -10,11 +10,11 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { describeWithTools } from '../../test/tools.ts';
 import { until } from '../../test/until.ts';
+import { specHash, validateVmSpec } from '../state/vm_spec.ts';
 import type { VmRecord } from './backend.ts';
 import { linkExists, tapName } from './net.ts';
 import { procStat } from './proc.ts';
 import { qemuBackend } from './qemu.ts';
-import { specHash, validateVmSpec } from './spec.ts';
 import { RECORD_FILE, Supervisor } from './supervisor.ts';
 import {
   buildTestVm,
