@@ -13,10 +13,11 @@ import { lpStream } from '@libp2p/utils';
 import { Packr } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatSha256 } from '../store/hash.ts';
+import { addPath } from '../store/ingest.ts';
 import { generateSecretKey } from '../store/keys.ts';
 import { LocalStore } from '../store/local_store.ts';
 import { narString } from '../store/nar.ts';
-import { addPath, type PathInfo } from '../store/store.ts';
+import type { PathInfo } from '../store/store.ts';
 import { createHost, type Host } from './host.ts';
 import {
   CONTROL_FRAME_BYTES_MAX,

@@ -12,12 +12,9 @@ import {
   sign,
   verify,
 } from 'node:crypto';
-import { chmod, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { StoreError } from './errors.ts';
 import type { PathInfo } from './store.ts';
 
-export const STORE_KEY_FILE = 'store.key';
 const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 
@@ -97,20 +94,6 @@ export function generateSecretKey(name: string): SecretKey {
   if (!/^[A-Za-z0-9._-]+$/.test(name))
     badKey(`key name ${JSON.stringify(name)} has odd characters`);
   return secretFromSeed(name, randomBytes(32));
-}
-
-/** `<dataDir>/store.key`, created on first use as `pcr-<last 8 of the peer id>-1`, mode 0600. */
-export async function loadOrCreateStoreKey(dataDir: string, peerId: string): Promise<SecretKey> {
-  const path = join(dataDir, STORE_KEY_FILE);
-  try {
-    return parseSecretKey(await readFile(path, 'utf8'));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
-  const key = generateSecretKey(`pcr-${peerId.slice(-8)}-1`);
-  await writeFile(path, formatSecretKey(key), { mode: 0o600, flag: 'wx' });
-  await chmod(path, 0o600);
-  return key;
 }
 
 // --- Ed25519 (the one place) ----------------------------------------------------------------

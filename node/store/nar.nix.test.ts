@@ -17,7 +17,7 @@ import {
   signPath,
   TrustPolicy,
 } from './keys.ts';
-import { dumpNar, restoreNar } from './nar.ts';
+import { dumpNar, restoreNar } from './nar_fs.ts';
 import { formatNarInfo, parseNarInfo, uncompressedNarInfo } from './narinfo.ts';
 import { CLOSURE_EXPR, nixBuild, nixClosure } from './nix_fixtures.ts';
 import { NixStore } from './nix_store.ts';

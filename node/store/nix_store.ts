@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { StoreError } from './errors.ts';
 import { normaliseSha256 } from './hash.ts';
-import { dumpNar } from './nar.ts';
+import { dumpNar } from './nar_fs.ts';
 import { formatNarInfo, nixCacheInfo, uncompressedNarInfo } from './narinfo.ts';
 import type { PathInfo, StagedPath, Store, StoreSummary } from './store.ts';
 import { isHashPart, parseStorePath, STORE_DIR } from './store_path.ts';

@@ -8,11 +8,12 @@ import { basename, join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeWithTools, nixEnv } from '../../test/tools.ts';
+import { addPath } from './ingest.ts';
 import { LocalStore } from './local_store.ts';
 import { CLOSURE_EXPR, nixBuild, nixClosure } from './nix_fixtures.ts';
 import { NixStore } from './nix_store.ts';
 import { materializeClosure } from './service.ts';
-import { addPath, closureOf, type Store } from './store.ts';
+import { closureOf, type Store } from './store.ts';
 
 let dir = '';
 beforeAll(async () => {

@@ -21,12 +21,13 @@ import {
   findHolders,
 } from './fetch.ts';
 import { type HttpCache, startHttpCache } from './http_cache.ts';
-import { formatPublicKey, loadOrCreateStoreKey, parsePublicKey, TrustPolicy } from './keys.ts';
+import { addPath } from './ingest.ts';
+import { loadOrCreateStoreKey } from './key_file.ts';
+import { formatPublicKey, parsePublicKey, TrustPolicy } from './keys.ts';
 import { LocalStore } from './local_store.ts';
-import { restoreNar } from './nar.ts';
+import { restoreNar } from './nar_fs.ts';
 import { NixStore } from './nix_store.ts';
 import {
-  addPath,
   closureOf,
   newCounters,
   type PathInfo,

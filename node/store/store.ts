@@ -2,8 +2,6 @@
 // path metadata they share, the node's store counters, and closure helpers (references first).
 
 import { StoreError } from './errors.ts';
-import { ingestNar, type NarIngestOptions } from './ingest.ts';
-import { checkSignatures, type TrustPolicy } from './keys.ts';
 
 export interface PathInfo {
   /** `/nix/store/<hash>-<name>` */
@@ -149,24 +147,4 @@ export async function closureOf(store: Store, roots: readonly string[]): Promise
     frontier = [...next].filter((p) => !seen.has(p));
   }
   return topoSort([...seen.values()]);
-}
-
-/**
- * One path in one call: checks the signature against `trust` (when given), receives the NAR into
- * staging (hash, size, grammar) and commits it. Its references must already be valid.
- */
-export async function addPath(
-  store: Store,
-  info: PathInfo,
-  chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-  trust?: TrustPolicy,
-  o: Partial<NarIngestOptions> = {},
-): Promise<void> {
-  if (trust !== undefined) checkSignatures(info, trust);
-  const staged = await ingestNar(info, chunks, {
-    dir: store.stagingDir(),
-    fsync: store.stagingFsync === true,
-    ...o,
-  });
-  await store.commit([staged]);
 }
