@@ -5,11 +5,11 @@
 // end, or of nothing.
 
 import { rm } from 'node:fs/promises';
-import type { StoreClient } from '../p2p/store_protocol.ts';
-import { NARS_PER_REQUEST_MAX } from '../p2p/store_protocol.ts';
 import { isStoreError, StoreError } from './errors.ts';
 import { NarIngest } from './ingest.ts';
 import { checkSignatures, type TrustPolicy } from './keys.ts';
+import type { StoreClient } from './protocol.ts';
+import { NARS_PER_REQUEST_MAX } from './protocol.ts';
 import {
   newCounters,
   type PathInfo,

@@ -10,7 +10,6 @@ import { basename, join } from 'node:path';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
 import type { Host } from '../p2p/host.ts';
-import { StoreClient, StoreServer } from '../p2p/store_protocol.ts';
 import { StoreError } from './errors.ts';
 import {
   type FetchOptions,
@@ -27,6 +26,7 @@ import { formatPublicKey, parsePublicKey, TrustPolicy } from './keys.ts';
 import { LocalStore } from './local_store.ts';
 import { restoreNar } from './nar_fs.ts';
 import { NixStore } from './nix_store.ts';
+import { StoreClient, StoreServer } from './protocol.ts';
 import {
   closureOf,
   newCounters,
