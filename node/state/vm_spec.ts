@@ -83,11 +83,28 @@ const IFNAME = /^[A-Za-z0-9_.-]+$/;
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 
 type Obj = Record<string, unknown>;
+/** Records an error at `path`; returns undefined so a parser can `return fail(...)`. */
+type Fail = (path: string, what: string) => undefined;
+
+const TOP_FIELDS = [
+  'version',
+  'name',
+  'runner',
+  'kernel',
+  'initrd',
+  'cmdline',
+  'disks',
+  'vcpus',
+  'memoryMiB',
+  'network',
+  'restart',
+  'hypervisor',
+];
 
 /** Validates a parsed spec. Pure; collects every error; unknown fields are refused. */
 export function validateVmSpec(input: unknown): SpecResult {
   const errors: SpecIssue[] = [];
-  const fail = (path: string, what: string): undefined => {
+  const fail: Fail = (path, what) => {
     errors.push({ code: 'SPEC_INVALID', path, message: `${path}: ${what}` });
     return undefined;
   };
@@ -95,47 +112,80 @@ export function validateVmSpec(input: unknown): SpecResult {
     fail('(spec)', `must be a JSON object, got ${typeName(input)}`);
     return { ok: false, errors };
   }
-  const TOP = [
-    'version',
-    'name',
-    'runner',
-    'kernel',
-    'initrd',
-    'cmdline',
-    'disks',
-    'vcpus',
-    'memoryMiB',
-    'network',
-    'restart',
-    'hypervisor',
-  ];
-  unknownFields(input, TOP, '', fail);
+  unknownFields(input, TOP_FIELDS, '', fail);
+  checkVersion(input.version, fail);
+  const name = parseName(input.name, fail);
+  const boot = parseBoot(input, fail);
+  const disks = input.disks === undefined ? [] : parseDisks(input.disks, fail);
+  const vcpus = optInt(input, 'vcpus', 1, VM_VCPUS_MAX, 'VM_VCPUS_MAX', fail) ?? DEFAULT_VCPUS;
+  const memoryMiB =
+    optInt(input, 'memoryMiB', VM_MEMORY_MIB_MIN, VM_MEMORY_MIB_MAX, 'VM_MEMORY_MIB_MAX', fail) ??
+    DEFAULT_MEMORY_MIB;
+  const network: VmNetwork =
+    input.network === undefined ? { mode: 'none' } : parseNetwork(input.network, fail);
+  const restart: RestartPolicy =
+    input.restart === undefined ? { policy: 'never' } : parseRestart(input.restart, fail);
+  const hypervisor = parseHypervisor(input.hypervisor, fail);
+  checkBootFields(input, fail);
 
-  if (input.version === undefined)
+  if (errors.length > 0 || name === undefined) return { ok: false, errors };
+  const spec: VmSpec =
+    boot.runner !== undefined
+      ? { version: 1, name, runner: boot.runner, disks: [], vcpus, memoryMiB, network, restart }
+      : {
+          version: 1,
+          name,
+          kernel: boot.kernel!,
+          ...(boot.initrd !== undefined ? { initrd: boot.initrd } : {}),
+          cmdline: boot.cmdline ?? DEFAULT_CMDLINE,
+          disks,
+          vcpus,
+          memoryMiB,
+          network,
+          restart,
+          hypervisor: hypervisor ?? 'qemu',
+        };
+  return { ok: true, spec };
+}
+
+function checkVersion(version: unknown, fail: Fail): void {
+  if (version === undefined)
     fail('version', `is required (the current version is ${VM_SPEC_VERSION})`);
-  else if (input.version !== VM_SPEC_VERSION) {
+  else if (version !== VM_SPEC_VERSION) {
     fail(
       'version',
-      `${JSON.stringify(input.version)} is not supported (the only version is ${VM_SPEC_VERSION})`,
+      `${JSON.stringify(version)} is not supported (the only version is ${VM_SPEC_VERSION})`,
     );
   }
+}
 
-  let name: string | undefined;
-  if (input.name === undefined) fail('name', 'is required');
-  else if (typeof input.name !== 'string')
-    fail('name', `must be a string, got ${typeName(input.name)}`);
-  else if (input.name.length === 0 || input.name.length > VM_NAME_LENGTH_MAX) {
-    fail(
+function parseName(name: unknown, fail: Fail): string | undefined {
+  if (name === undefined) return fail('name', 'is required');
+  if (typeof name !== 'string') return fail('name', `must be a string, got ${typeName(name)}`);
+  if (name.length === 0 || name.length > VM_NAME_LENGTH_MAX) {
+    return fail(
       'name',
-      `must be 1 to ${VM_NAME_LENGTH_MAX} characters (VM_NAME_LENGTH_MAX), got ${input.name.length}`,
+      `must be 1 to ${VM_NAME_LENGTH_MAX} characters (VM_NAME_LENGTH_MAX), got ${name.length}`,
     );
-  } else if (!VM_NAME.test(input.name)) {
-    fail(
+  }
+  if (!VM_NAME.test(name)) {
+    return fail(
       'name',
-      `${JSON.stringify(input.name)} must be lower-case letters, digits and dashes, starting with a letter or digit`,
+      `${JSON.stringify(name)} must be lower-case letters, digits and dashes, starting with a letter or digit`,
     );
-  } else name = input.name;
+  }
+  return name;
+}
 
+interface Boot {
+  readonly runner: string | undefined;
+  readonly kernel: string | undefined;
+  readonly initrd: string | undefined;
+  readonly cmdline: string | undefined;
+}
+
+/** What boots the VM: a runner closure, or a kernel with its initrd and command line. */
+function parseBoot(input: Obj, fail: Fail): Boot {
   const runner = optString(input, 'runner', fail);
   const kernel = optString(input, 'kernel', fail);
   if (input.runner === undefined && input.kernel === undefined) {
@@ -157,141 +207,13 @@ export function validateVmSpec(input: unknown): SpecResult {
       `is ${Buffer.byteLength(cmdline)} bytes, above the maximum ${VM_CMDLINE_BYTES_MAX} (VM_CMDLINE_BYTES_MAX)`,
     );
   }
+  return { runner, kernel, initrd, cmdline };
+}
 
-  const disks: VmDisk[] = [];
-  if (input.disks !== undefined) {
-    if (!Array.isArray(input.disks))
-      fail('disks', `must be an array, got ${typeName(input.disks)}`);
-    else if (input.disks.length > VM_DISKS_MAX) {
-      fail(
-        'disks',
-        `has ${input.disks.length} entries, above the maximum ${VM_DISKS_MAX} (VM_DISKS_MAX)`,
-      );
-    } else {
-      for (const [i, d] of (input.disks as unknown[]).entries()) {
-        const p = `disks[${i}]`;
-        if (!isObj(d)) {
-          fail(p, `must be an object {path, readOnly?}, got ${typeName(d)}`);
-          continue;
-        }
-        unknownFields(d, ['path', 'readOnly'], `${p}.`, fail);
-        if (typeof d.path !== 'string') {
-          fail(`${p}.path`, 'is required and must be a string');
-          continue;
-        }
-        if (!absPath(`${p}.path`, d.path, fail)) continue;
-        if (d.readOnly !== undefined && typeof d.readOnly !== 'boolean') {
-          fail(`${p}.readOnly`, `must be true or false, got ${typeName(d.readOnly)}`);
-          continue;
-        }
-        disks.push({ path: d.path, readOnly: d.readOnly === true });
-      }
-    }
-  }
-
-  const vcpus = optInt(input, 'vcpus', 1, VM_VCPUS_MAX, 'VM_VCPUS_MAX', fail) ?? DEFAULT_VCPUS;
-  const memoryMiB =
-    optInt(input, 'memoryMiB', VM_MEMORY_MIB_MIN, VM_MEMORY_MIB_MAX, 'VM_MEMORY_MIB_MAX', fail) ??
-    DEFAULT_MEMORY_MIB;
-
-  let network: VmNetwork = { mode: 'none' };
-  if (input.network !== undefined) {
-    const n = input.network;
-    if (!isObj(n)) fail('network', `must be an object, got ${typeName(n)}`);
-    else if (n.mode === 'none') unknownFields(n, ['mode'], 'network.', fail);
-    else if (n.mode === 'tap') {
-      unknownFields(n, ['mode', 'bridge', 'mac'], 'network.', fail);
-      if (typeof n.bridge !== 'string')
-        fail('network.bridge', 'is required for mode "tap" (the bridge the tap joins)');
-      else if (
-        n.bridge.length === 0 ||
-        n.bridge.length > IFNAME_BYTES_MAX ||
-        !IFNAME.test(n.bridge)
-      ) {
-        fail(
-          'network.bridge',
-          `${JSON.stringify(n.bridge)} is not an interface name (1 to ${IFNAME_BYTES_MAX} of A-Z a-z 0-9 _ . -)`,
-        );
-      }
-      if (n.mac !== undefined) {
-        if (typeof n.mac !== 'string' || !MAC.test(n.mac))
-          fail('network.mac', `${JSON.stringify(n.mac)} is not a MAC address xx:xx:xx:xx:xx:xx`);
-        else if ((Number.parseInt(n.mac.slice(0, 2), 16) & 1) === 1)
-          fail('network.mac', `${n.mac} is a multicast address; use a unicast one`);
-      }
-      if (typeof n.bridge === 'string') {
-        network =
-          typeof n.mac === 'string'
-            ? { mode: 'tap', bridge: n.bridge, mac: n.mac.toLowerCase() }
-            : { mode: 'tap', bridge: n.bridge };
-      }
-    } else fail('network.mode', `${JSON.stringify(n.mode)} must be "none" or "tap"`);
-  }
-
-  let restart: RestartPolicy = { policy: 'never' };
-  if (input.restart !== undefined) {
-    const r = input.restart;
-    if (!isObj(r)) fail('restart', `must be an object, got ${typeName(r)}`);
-    else if (r.policy === 'never') unknownFields(r, ['policy'], 'restart.', fail);
-    else if (r.policy === 'on-failure' || r.policy === 'always') {
-      unknownFields(
-        r,
-        ['policy', 'maxAttempts', 'backoffInitialMs', 'backoffMaxMs'],
-        'restart.',
-        fail,
-      );
-      const maxAttempts =
-        optInt(
-          r,
-          'maxAttempts',
-          0,
-          VM_RESTART_ATTEMPTS_MAX,
-          'VM_RESTART_ATTEMPTS_MAX',
-          fail,
-          'restart.',
-        ) ?? DEFAULT_MAX_ATTEMPTS;
-      if (r.policy === 'on-failure' && maxAttempts === 0) {
-        fail('restart.maxAttempts', '0 (unlimited) is allowed only with policy "always"');
-      }
-      const backoffInitialMs =
-        optInt(
-          r,
-          'backoffInitialMs',
-          0,
-          VM_BACKOFF_MS_MAX,
-          'VM_BACKOFF_MS_MAX',
-          fail,
-          'restart.',
-        ) ?? DEFAULT_BACKOFF_INITIAL_MS;
-      const backoffMaxMs =
-        optInt(r, 'backoffMaxMs', 0, VM_BACKOFF_MS_MAX, 'VM_BACKOFF_MS_MAX', fail, 'restart.') ??
-        Math.max(DEFAULT_BACKOFF_MAX_MS, backoffInitialMs);
-      if (backoffMaxMs < backoffInitialMs) {
-        fail(
-          'restart.backoffMaxMs',
-          `${backoffMaxMs} is below restart.backoffInitialMs ${backoffInitialMs}`,
-        );
-      }
-      restart = { policy: r.policy, maxAttempts, backoffInitialMs, backoffMaxMs };
-    } else
-      fail(
-        'restart.policy',
-        `${JSON.stringify(r.policy)} must be "never", "on-failure" or "always"`,
-      );
-  }
-
-  let hypervisor: Hypervisor | undefined;
-  if (input.hypervisor !== undefined) {
-    if (!HYPERVISORS.includes(input.hypervisor as Hypervisor)) {
-      fail(
-        'hypervisor',
-        `${JSON.stringify(input.hypervisor)} must be one of ${HYPERVISORS.join(', ')}`,
-      );
-    } else hypervisor = input.hypervisor as Hypervisor;
-  }
-
+/** A runner closure decides the boot fields itself; without runner or kernel they mean nothing. */
+function checkBootFields(input: Obj, fail: Fail): void {
   if (input.runner !== undefined) {
-    // A runner closure decides these itself; accepting them would silently ignore them.
+    // Accepting them would silently ignore them.
     for (const f of ['initrd', 'cmdline', 'disks', 'network', 'hypervisor']) {
       if (input[f] !== undefined)
         fail(f, 'is not allowed with runner (the runner closure fixes it)');
@@ -301,25 +223,108 @@ export function validateVmSpec(input: unknown): SpecResult {
       if (input[f] !== undefined) fail(f, 'is allowed only with kernel');
     }
   }
+}
 
-  if (errors.length > 0 || name === undefined) return { ok: false, errors };
-  const spec: VmSpec =
-    runner !== undefined
-      ? { version: 1, name, runner, disks: [], vcpus, memoryMiB, network, restart }
-      : {
-          version: 1,
-          name,
-          kernel: kernel!,
-          ...(initrd !== undefined ? { initrd } : {}),
-          cmdline: cmdline ?? DEFAULT_CMDLINE,
-          disks,
-          vcpus,
-          memoryMiB,
-          network,
-          restart,
-          hypervisor: hypervisor ?? 'qemu',
-        };
-  return { ok: true, spec };
+function parseDisks(disks: unknown, fail: Fail): VmDisk[] {
+  if (!Array.isArray(disks)) {
+    fail('disks', `must be an array, got ${typeName(disks)}`);
+    return [];
+  }
+  if (disks.length > VM_DISKS_MAX) {
+    fail('disks', `has ${disks.length} entries, above the maximum ${VM_DISKS_MAX} (VM_DISKS_MAX)`);
+    return [];
+  }
+  const out: VmDisk[] = [];
+  for (const [i, d] of (disks as unknown[]).entries()) {
+    const disk = parseDisk(d, `disks[${i}]`, fail);
+    if (disk !== undefined) out.push(disk);
+  }
+  return out;
+}
+
+function parseDisk(d: unknown, p: string, fail: Fail): VmDisk | undefined {
+  if (!isObj(d)) return fail(p, `must be an object {path, readOnly?}, got ${typeName(d)}`);
+  unknownFields(d, ['path', 'readOnly'], `${p}.`, fail);
+  if (typeof d.path !== 'string') return fail(`${p}.path`, 'is required and must be a string');
+  if (!absPath(`${p}.path`, d.path, fail)) return undefined;
+  if (d.readOnly !== undefined && typeof d.readOnly !== 'boolean') {
+    return fail(`${p}.readOnly`, `must be true or false, got ${typeName(d.readOnly)}`);
+  }
+  return { path: d.path, readOnly: d.readOnly === true };
+}
+
+/** The network; on an error the VM gets none (the spec is refused anyway). */
+function parseNetwork(n: unknown, fail: Fail): VmNetwork {
+  const none: VmNetwork = { mode: 'none' };
+  if (!isObj(n)) return fail('network', `must be an object, got ${typeName(n)}`) ?? none;
+  if (n.mode === 'none') {
+    unknownFields(n, ['mode'], 'network.', fail);
+    return none;
+  }
+  if (n.mode !== 'tap') {
+    return fail('network.mode', `${JSON.stringify(n.mode)} must be "none" or "tap"`) ?? none;
+  }
+  unknownFields(n, ['mode', 'bridge', 'mac'], 'network.', fail);
+  if (typeof n.bridge !== 'string')
+    fail('network.bridge', 'is required for mode "tap" (the bridge the tap joins)');
+  else if (n.bridge.length === 0 || n.bridge.length > IFNAME_BYTES_MAX || !IFNAME.test(n.bridge)) {
+    fail(
+      'network.bridge',
+      `${JSON.stringify(n.bridge)} is not an interface name (1 to ${IFNAME_BYTES_MAX} of A-Z a-z 0-9 _ . -)`,
+    );
+  }
+  if (n.mac !== undefined) {
+    if (typeof n.mac !== 'string' || !MAC.test(n.mac))
+      fail('network.mac', `${JSON.stringify(n.mac)} is not a MAC address xx:xx:xx:xx:xx:xx`);
+    else if ((Number.parseInt(n.mac.slice(0, 2), 16) & 1) === 1)
+      fail('network.mac', `${n.mac} is a multicast address; use a unicast one`);
+  }
+  if (typeof n.bridge !== 'string') return none;
+  return typeof n.mac === 'string'
+    ? { mode: 'tap', bridge: n.bridge, mac: n.mac.toLowerCase() }
+    : { mode: 'tap', bridge: n.bridge };
+}
+
+/** The restart policy; on an error, never (the spec is refused anyway). */
+function parseRestart(r: unknown, fail: Fail): RestartPolicy {
+  const never: RestartPolicy = { policy: 'never' };
+  if (!isObj(r)) return fail('restart', `must be an object, got ${typeName(r)}`) ?? never;
+  if (r.policy === 'never') {
+    unknownFields(r, ['policy'], 'restart.', fail);
+    return never;
+  }
+  if (r.policy !== 'on-failure' && r.policy !== 'always') {
+    const what = `${JSON.stringify(r.policy)} must be "never", "on-failure" or "always"`;
+    return fail('restart.policy', what) ?? never;
+  }
+  unknownFields(r, ['policy', 'maxAttempts', 'backoffInitialMs', 'backoffMaxMs'], 'restart.', fail);
+  const int = (key: string, max: number, maxName: string): number | undefined =>
+    optInt(r, key, 0, max, maxName, fail, 'restart.');
+  const maxAttempts =
+    int('maxAttempts', VM_RESTART_ATTEMPTS_MAX, 'VM_RESTART_ATTEMPTS_MAX') ?? DEFAULT_MAX_ATTEMPTS;
+  if (r.policy === 'on-failure' && maxAttempts === 0) {
+    fail('restart.maxAttempts', '0 (unlimited) is allowed only with policy "always"');
+  }
+  const backoffInitialMs =
+    int('backoffInitialMs', VM_BACKOFF_MS_MAX, 'VM_BACKOFF_MS_MAX') ?? DEFAULT_BACKOFF_INITIAL_MS;
+  const backoffMaxMs =
+    int('backoffMaxMs', VM_BACKOFF_MS_MAX, 'VM_BACKOFF_MS_MAX') ??
+    Math.max(DEFAULT_BACKOFF_MAX_MS, backoffInitialMs);
+  if (backoffMaxMs < backoffInitialMs) {
+    fail(
+      'restart.backoffMaxMs',
+      `${backoffMaxMs} is below restart.backoffInitialMs ${backoffInitialMs}`,
+    );
+  }
+  return { policy: r.policy, maxAttempts, backoffInitialMs, backoffMaxMs };
+}
+
+function parseHypervisor(v: unknown, fail: Fail): Hypervisor | undefined {
+  if (v === undefined) return undefined;
+  if (!HYPERVISORS.includes(v as Hypervisor)) {
+    return fail('hypervisor', `${JSON.stringify(v)} must be one of ${HYPERVISORS.join(', ')}`);
+  }
+  return v as Hypervisor;
 }
 
 /** Parses and validates a spec file's text (JSON). */
@@ -362,29 +367,20 @@ function typeName(v: unknown): string {
   return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)}`;
 }
 
-function unknownFields(
-  o: Obj,
-  known: readonly string[],
-  prefix: string,
-  fail: (p: string, w: string) => undefined,
-): void {
+function unknownFields(o: Obj, known: readonly string[], prefix: string, fail: Fail): void {
   for (const k of Object.keys(o)) {
     if (!known.includes(k)) fail(`${prefix}${k}`, `unknown field (known: ${known.join(', ')})`);
   }
 }
 
-function optString(
-  o: Obj,
-  key: string,
-  fail: (p: string, w: string) => undefined,
-): string | undefined {
+function optString(o: Obj, key: string, fail: Fail): string | undefined {
   const v = o[key];
   if (v === undefined) return undefined;
   if (typeof v !== 'string') return fail(key, `must be a string, got ${typeName(v)}`);
   return v;
 }
 
-function absPath(path: string, v: string, fail: (p: string, w: string) => undefined): boolean {
+function absPath(path: string, v: string, fail: Fail): boolean {
   if (!v.startsWith('/'))
     return fail(path, `${JSON.stringify(v)} must be an absolute path`) ?? false;
   if (Buffer.byteLength(v) > VM_PATH_BYTES_MAX) {
@@ -403,7 +399,7 @@ function optInt(
   min: number,
   max: number,
   maxName: string,
-  fail: (p: string, w: string) => undefined,
+  fail: Fail,
   prefix = '',
 ): number | undefined {
   const v = o[key];
