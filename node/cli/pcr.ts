@@ -5,7 +5,7 @@
 // `pcr maelstrom` does not pay for libp2p. Exit codes: 0 success, 1 the command failed, 2 wrong
 // usage (the message says what was wrong); client commands add their own (node/cli/client.ts).
 
-// First: Node 20 lacks Promise.withResolvers, which libp2p 3 uses (DESIGN.md).
+// First: Node 20 lacks Promise.withResolvers, which libp2p 3 uses (node/polyfill.ts).
 import '../polyfill.ts';
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';

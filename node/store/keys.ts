@@ -1,8 +1,8 @@
 // Nix signing keys and signatures. Keys are in Nix's text formats: secret `name:base64(seed32 ++
 // pub32)`, public `name:base64(pub32)`; a signature is `name:base64(sig64)` over the fingerprint
 // `1;<path>;<narHash>;<narSize>;<refs>`. Ed25519 runs on node:crypto: bench:store measures it
-// against @noble/ed25519 each run (node:crypto verifies ~15x faster here, docs/store.md); this
-// module is the only place that touches Ed25519, so the choice can change in one place.
+// against @noble/ed25519 each run (node:crypto verifies 12-24x faster here, docs/decisions.md
+// D19); this module is the only place that touches Ed25519, so the choice can change in one place.
 
 import {
   createPrivateKey,
