@@ -801,10 +801,6 @@ class PartitionSearch {
   }
 }
 
-function searchPartition(model: AnyModel, ops: readonly Prepared[], budget: Budget): SearchOutcome {
-  return new PartitionSearch(model, ops, budget).run();
-}
-
 function partitionKeyOf(ops: readonly Operation[]): string {
   const first = ops[0]?.key;
   if (first === undefined) return ops.length === 0 ? '*' : '(no key)';
@@ -932,28 +928,16 @@ function positiveOption(name: string, value: number | undefined, fallback: numbe
   return value;
 }
 
-/**
- * Checks operations (as paired by pairHistory) against a model. 'fail' operations are ignored;
- * 'info' ones may or may not have taken effect. Throws BAD_OPERATION if the model cannot read an
- * operation, BAD_OPTION for an impossible budget.
- */
-export function checkOperations(
-  model: AnyModel,
-  operations: readonly Operation[],
-  options: CheckOptions = {},
-): CheckResult {
-  const now = options.now ?? (() => performance.now());
-  const startMs = now();
-  const deadlineMs =
-    startMs + positiveOption('timeoutMs', options.timeoutMs, CHECK_TIMEOUT_MS_DEFAULT);
-  const stepsMax = positiveOption('stepsMax', options.stepsMax, CHECK_STEPS_MAX_DEFAULT);
-  const cacheBytesMax = positiveOption(
-    'cacheBytesMax',
-    options.cacheBytesMax,
-    CACHE_BYTES_MAX_DEFAULT,
-  );
-  let steps = 0;
+/** The operations to search, prepared (decoded by the model), and what was left out. */
+interface PreparedHistory {
+  readonly kept: Operation[];
+  readonly preparedById: Map<number, Prepared>;
+  readonly failed: number;
+  readonly indeterminateReads: number;
+}
 
+/** 'fail' operations and indeterminate reads constrain nothing: they are counted, not searched. */
+function prepareOperations(model: AnyModel, operations: readonly Operation[]): PreparedHistory {
   let failed = 0;
   let indeterminateReads = 0;
   const kept: Operation[] = [];
@@ -977,18 +961,66 @@ export function checkOperations(
     kept.push(op);
     preparedById.set(op.id, { op, input: d.input, output: d.output });
   }
+  return { kept, preparedById, failed, indeterminateReads };
+}
 
-  const partitions = options.partition === false ? [kept] : model.partition(kept);
-  const named = partitions
+interface NamedPartition {
+  readonly key: string;
+  readonly ops: readonly Operation[];
+}
+
+/** The partitions to search, smallest first (so the first violation found is the smallest). */
+function namedPartitions(
+  model: AnyModel,
+  kept: Operation[],
+  partition: boolean | undefined,
+): NamedPartition[] {
+  const partitions = partition === false ? [kept] : model.partition(kept);
+  return partitions
     .filter((ops) => ops.length > 0)
     .map((ops) => ({ key: partitionKeyOf(ops), ops }))
     .sort((a, b) => a.ops.length - b.ops.length || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+}
 
-  // Two passes, so that one hard key cannot starve the others: first each key gets a fair share
-  // of what is left (what it does not use goes to the next), then the keys that ran out of their
-  // share start over with everything left.
+/** A partition's result from its search's outcome; `base` has its key and what it used. */
+function keyResultOf(
+  outcome: SearchOutcome,
+  base: Pick<KeyResult, 'key' | 'operations' | 'steps' | 'elapsedMs'>,
+  ops: readonly Operation[],
+): KeyResult {
+  if (outcome.verdict === 'ok') {
+    return { ...base, verdict: 'ok', linearization: outcome.linearization.map((i) => ops[i]!.id) };
+  }
+  if (outcome.verdict === 'violation') return { ...base, verdict: 'violation' };
+  const d = outcome.deepest;
+  return {
+    ...base,
+    verdict: 'unknown',
+    unknownReason: outcome.reason,
+    ...(d === undefined
+      ? {}
+      : { furthestStuck: { op: ops[d.blocked]!, linearizedBefore: d.prefix.length } }),
+  };
+}
+
+/**
+ * Checks operations (as paired by pairHistory) against a model. 'fail' operations are ignored;
+ * 'info' ones may or may not have taken effect. Throws BAD_OPERATION if the model cannot read an
+ * operation, BAD_OPTION for an impossible budget.
+ */
+export function checkOperations(
+  model: AnyModel,
+  operations: readonly Operation[],
+  options: CheckOptions = {},
+): CheckResult {
+  const { now, startMs, deadlineMs, stepsMax, cacheBytesMax } = limitsOf(options);
+  let steps = 0;
+  const { kept, preparedById, failed, indeterminateReads } = prepareOperations(model, operations);
+  const named = namedPartitions(model, kept, options.partition);
+
   const results: (KeyResult | undefined)[] = named.map(() => undefined);
   const violations: (Violation | undefined)[] = named.map(() => undefined);
+  /** Searches partition k with `share` of the budget left; a second run adds to the first. */
   const run = (k: number, share: number): void => {
     const { key, ops } = named[k]!;
     const before = results[k];
@@ -1006,32 +1038,25 @@ export function checkOperations(
       assert(p !== undefined, `partition returned operation ${op.id}, which it was not given`);
       return p;
     });
-    const outcome = searchPartition(model, prepared, budget);
+    const outcome = new PartitionSearch(model, prepared, budget).run();
     steps += budget.steps;
-    const base = {
-      key,
-      operations: ops.length,
-      steps: (before?.steps ?? 0) + budget.steps,
-      elapsedMs: (before?.elapsedMs ?? 0) + (now() - startedMs),
-    };
-    if (outcome.verdict === 'ok') {
-      const linearization = outcome.linearization.map((i) => ops[i]!.id);
-      results[k] = { ...base, verdict: 'ok', linearization };
-    } else if (outcome.verdict === 'violation') {
-      results[k] = { ...base, verdict: 'violation' };
+    results[k] = keyResultOf(
+      outcome,
+      {
+        key,
+        operations: ops.length,
+        steps: (before?.steps ?? 0) + budget.steps,
+        elapsedMs: (before?.elapsedMs ?? 0) + (now() - startedMs),
+      },
+      ops,
+    );
+    if (outcome.verdict === 'violation') {
       violations[k] = violationOf(model, key, prepared, outcome.deepest);
-    } else {
-      const d = outcome.deepest;
-      results[k] = {
-        ...base,
-        verdict: 'unknown',
-        unknownReason: outcome.reason,
-        ...(d === undefined
-          ? {}
-          : { furthestStuck: { op: ops[d.blocked]!, linearizedBefore: d.prefix.length } }),
-      };
     }
   };
+  // Two passes, so that one hard key cannot starve the others: first each key gets a fair share
+  // of what is left (what it does not use goes to the next), then the keys that ran out of their
+  // share start over with everything left.
   const left = (): boolean => steps < stepsMax && now() < deadlineMs;
   named.forEach((_, k) => {
     if (left()) run(k, 1 / (named.length - k));
@@ -1039,20 +1064,9 @@ export function checkOperations(
   named.forEach((_, k) => {
     if (results[k]?.verdict === 'unknown' && left()) run(k, 1);
   });
-  const perKey: KeyResult[] = named.map(
-    ({ key, ops }, k) =>
-      results[k] ?? {
-        key,
-        verdict: 'unknown',
-        operations: ops.length,
-        steps: 0,
-        elapsedMs: 0,
-        unknownReason: 'not-started',
-      },
-  );
+  const perKey: KeyResult[] = named.map(({ key, ops }, k) => results[k] ?? notStarted(key, ops));
   // Partitions were checked smallest first: the first violation is the smallest.
   const violation = violations.find((v) => v !== undefined);
-
   const verdict: Verdict =
     violation !== undefined
       ? 'violation'
@@ -1067,6 +1081,38 @@ export function checkOperations(
     ignored: { failed, indeterminateReads },
     steps,
     elapsedMs: now() - startMs,
+  };
+}
+
+/** The whole check's limits, from the options (BAD_OPTION for a negative one). */
+function limitsOf(options: CheckOptions): {
+  now: () => number;
+  startMs: number;
+  deadlineMs: number;
+  stepsMax: number;
+  cacheBytesMax: number;
+} {
+  const now = options.now ?? (() => performance.now());
+  const startMs = now();
+  const timeoutMs = positiveOption('timeoutMs', options.timeoutMs, CHECK_TIMEOUT_MS_DEFAULT);
+  return {
+    now,
+    startMs,
+    deadlineMs: startMs + timeoutMs,
+    stepsMax: positiveOption('stepsMax', options.stepsMax, CHECK_STEPS_MAX_DEFAULT),
+    cacheBytesMax: positiveOption('cacheBytesMax', options.cacheBytesMax, CACHE_BYTES_MAX_DEFAULT),
+  };
+}
+
+/** A partition the budget ran out before. */
+function notStarted(key: string, ops: readonly Operation[]): KeyResult {
+  return {
+    key,
+    verdict: 'unknown',
+    operations: ops.length,
+    steps: 0,
+    elapsedMs: 0,
+    unknownReason: 'not-started',
   };
 }
 
