@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { ApiClient } from '../node/api/client.ts';
 import { readSecret } from '../node/identity.ts';
-import { kill9, type NodeProc, startNode, until } from '../node/test/procs.ts';
+import { kill9, type NodeProc, startNode, until } from '../test/procs.ts';
 import { machine, machineLine, parseOptions } from './common.ts';
 
 const { seconds: SECONDS, failovers: FAILOVERS } = parseOptions(process.argv.slice(2), {

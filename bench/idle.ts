@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { closeClients, kill9, type NodeProc, startCluster, until } from '../node/test/procs.ts';
+import { closeClients, kill9, type NodeProc, startCluster, until } from '../test/procs.ts';
 import { formatTable, machine, machineLine } from './common.ts';
 
 /** Linux's USER_HZ: /proc/<pid>/stat counts CPU time in these ticks. */

@@ -31,7 +31,7 @@ import {
   nixBuild,
   nixClosure,
   nixEvalPath,
-} from '../node/store/nix_fixtures.ts';
+} from '../test/store/nix_fixtures.ts';
 import { findTool, nixEnv } from '../test/tools.ts';
 import { fmtInt, machine, machineLine, parseOptions } from './common.ts';
 

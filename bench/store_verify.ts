@@ -11,9 +11,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatSha256 } from '../node/store/hash.ts';
+import { addPath } from '../node/store/ingest.ts';
 import { LocalStore } from '../node/store/local_store.ts';
 import { narString } from '../node/store/nar.ts';
-import { addPath, type PathInfo, type Store } from '../node/store/store.ts';
+import type { PathInfo, Store } from '../node/store/store.ts';
 import { openVerifiedNar, verifyStore } from '../node/store/verify.ts';
 import { fmtInt, formatTable, machine, machineLine, parseOptions } from './common.ts';
 

@@ -29,14 +29,14 @@ import type { DesiredVm } from '../node/agent/reconciler.ts';
 import { ApiClient } from '../node/api/client.ts';
 import { VM_RUN_DIR } from '../node/daemon.ts';
 import { readSecret } from '../node/identity.ts';
-import { type NodeProc, pcr, secretFileOf, startNode, stop } from '../node/test/procs.ts';
+import { type VmSpec, validateVmSpec } from '../node/state/vm_spec.ts';
 import { microvmBackend } from '../node/vmm/microvm.ts';
 import { qemuArgs, qemuBackend } from '../node/vmm/qemu.ts';
-import { type VmSpec, validateVmSpec } from '../node/vmm/spec.ts';
 import { Supervisor } from '../node/vmm/supervisor.ts';
-import { buildTestVm, readConsole, TEST_VM_MARKER, type TestVm } from '../node/vmm/test/fixture.ts';
-import { testVmSpec, vmmsUnder } from '../node/vmm/test/helpers.ts';
-import { buildRunnerClosure } from '../node/vmm/test/runner.ts';
+import { type NodeProc, pcr, secretFileOf, startNode, stop } from '../test/procs.ts';
+import { buildTestVm, readConsole, TEST_VM_MARKER, type TestVm } from '../test/vmm/fixture.ts';
+import { testVmSpec, vmmsUnder } from '../test/vmm/helpers.ts';
+import { buildRunnerClosure } from '../test/vmm/runner.ts';
 import { machine, machineLine, parseOptions } from './common.ts';
 
 /** The anchor: orchestration overhead (agent minus by hand, closure present) below this. */

@@ -3,8 +3,8 @@
 
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { Network } from '../test/consensus/network.ts';
 import { seededRandom } from './rand.ts';
-import { Network } from './test/network.ts';
 
 function run(seed: number): { hash: string; committed: number; leaders: number } {
   const ids = ['a', 'b', 'c', 'd', 'e'];

@@ -3,11 +3,11 @@
 // run catching one.
 
 import { afterEach, describe, expect, it } from 'vitest';
+import { Network } from '../test/consensus/network.ts';
+import { entriesOfTerms, raftOf } from '../test/consensus/scenario.ts';
 import { RaftLog } from './log.ts';
 import { isPlanted, PLANTED_BUGS_CONSENT, plantBug } from './planted.ts';
 import { MemoryStorage } from './storage.ts';
-import { Network } from './test/network.ts';
-import { entriesOfTerms, raftOf } from './test/scenario.ts';
 import { msg, NONE } from './types.ts';
 
 const undos: (() => void)[] = [];

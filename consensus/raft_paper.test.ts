@@ -4,11 +4,7 @@
 // membership, snapshots) are in raft_scenarios.test.ts.
 
 import { describe, expect, it } from 'vitest';
-import type { Config } from './raft.ts';
-import { seededRandom } from './rand.ts';
-import { RawNode } from './rawnode.ts';
-import { MemoryStorage } from './storage.ts';
-import { Network } from './test/network.ts';
+import { Network } from '../test/consensus/network.ts';
 import {
   deliveredWhere,
   entriesOfTerms,
@@ -16,7 +12,11 @@ import {
   logTerms,
   raftOf,
   tickAllUntil,
-} from './test/scenario.ts';
+} from '../test/consensus/scenario.ts';
+import type { Config } from './raft.ts';
+import { seededRandom } from './rand.ts';
+import { RawNode } from './rawnode.ts';
+import { MemoryStorage } from './storage.ts';
 import { type Message, msg, NONE, type StateType } from './types.ts';
 
 /** The paper's base algorithm: no pre-vote, no check-quorum (both are on by default here). */

@@ -2,7 +2,7 @@
 // loss, duplication, partitions, crashes that lose unpersisted state, restarts, log compaction and
 // snapshots, membership changes) over clusters of 3 and 5 voters, with pre-vote and check-quorum on
 // and off. After every step the five safety properties of Figure 3 of the Raft paper are checked
-// (consensus/test/safety.ts), plus the core's own invariants; after every schedule the network
+// (test/consensus/safety.ts), plus the core's own invariants; after every schedule the network
 // calms down and must elect a leader and commit a new entry everywhere, so that no run passes on a
 // dead cluster.
 //
@@ -12,7 +12,6 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { RaftError } from './errors.ts';
 import {
   actionArb,
   DEFAULT_WEIGHTS,
@@ -20,13 +19,14 @@ import {
   type FuzzConfig,
   FuzzNetwork,
   type FuzzNode,
-} from './test/fuzz_network.ts';
+} from '../test/consensus/fuzz_network.ts';
 import {
   type LogView,
   logMatchingViolation,
   SafetyMonitor,
   SafetyViolation,
-} from './test/safety.ts';
+} from '../test/consensus/safety.ts';
+import { RaftError } from './errors.ts';
 import type { Entry, NodeId } from './types.ts';
 
 const SEED =

@@ -4,8 +4,7 @@
 // in raft_paper.test.ts.
 
 import { describe, expect, it } from 'vitest';
-import { CAMPAIGN_TRANSFER, type Config } from './raft.ts';
-import { Network } from './test/network.ts';
+import { Network } from '../test/consensus/network.ts';
 import {
   deliveredWhere,
   encode,
@@ -13,7 +12,8 @@ import {
   raftErrorOf,
   raftOf,
   tickAllUntil,
-} from './test/scenario.ts';
+} from '../test/consensus/scenario.ts';
+import { CAMPAIGN_TRANSFER, type Config } from './raft.ts';
 import { type Message, msg, NONE } from './types.ts';
 
 const T = 10; // the Network's default electionTicks

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Network } from './test/network.ts';
+import { Network } from '../test/consensus/network.ts';
 
 describe('smoke', () => {
   it('elects a leader and replicates to all three nodes', () => {

@@ -5,7 +5,7 @@
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { parseCommandLine, parseTranscript, runTranscript } from './test/transcript.ts';
+import { parseCommandLine, parseTranscript, runTranscript } from '../test/consensus/transcript.ts';
 
 const dir = fileURLToPath(new URL('./testdata/', import.meta.url));
 const files = readdirSync(dir)

@@ -3,7 +3,7 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Network } from './test/network.ts';
+import { Network } from '../test/consensus/network.ts';
 import { type Entry, type Message, msg } from './types.ts';
 import type { DropReason } from './validate.ts';
 

@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, expect, it } from 'vitest';
 import { VM_RUN_DIR } from '../node/daemon.ts';
+import { formatSpecErrors, validateVmSpec } from '../node/state/vm_spec.ts';
+import { checkVmSpecOnNode } from '../node/vmm/spec.ts';
 import {
   closeClients,
   type NodeProc,
@@ -18,10 +20,9 @@ import {
   startNode,
   stop,
   until,
-} from '../node/test/procs.ts';
-import { checkVmSpecOnNode, formatSpecErrors, validateVmSpec } from '../node/vmm/spec.ts';
-import { sweep } from '../node/vmm/test/helpers.ts';
+} from '../test/procs.ts';
 import { describeWithTools, NIXPKGS_LIB_TOOL, nixEnv } from '../test/tools.ts';
+import { sweep } from '../test/vmm/helpers.ts';
 
 const exec = promisify(execFile);
 const file = join(dirname(fileURLToPath(import.meta.url)), 'tests', 'eval-spec.nix');

@@ -10,10 +10,6 @@ import { generateKey } from '@libp2p/pnet';
 import { lpStream } from '@libp2p/utils';
 import { multiaddr } from '@multiformats/multiaddr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { API_PROTOCOL } from './api/wire.ts';
-import { readSecret } from './identity.ts';
-import { createHost } from './p2p/host.ts';
-import { RAFT_PROTOCOL } from './p2p/raft_transport.ts';
 import {
   closeClients,
   kill9,
@@ -24,7 +20,11 @@ import {
   startNode,
   stop,
   until,
-} from './test/procs.ts';
+} from '../test/procs.ts';
+import { API_PROTOCOL } from './api/wire.ts';
+import { readSecret } from './identity.ts';
+import { createHost } from './p2p/host.ts';
+import { RAFT_PROTOCOL } from './p2p/raft_transport.ts';
 
 let base = '';
 const procs: NodeProc[] = [];

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ERROR } from '../jepsen/maelstrom/protocol.ts';
 import { answer } from './api/router.ts';
 import { EXIT } from './cli/client.ts';
 import { ERROR_EXIT, ERRORS, type ErrorCode, RESULT_ERROR } from './errors.ts';
+import { ERROR } from './maelstrom/protocol.ts';
 import type { Outcome } from './raft/node.ts';
 
 describe('one error vocabulary', () => {

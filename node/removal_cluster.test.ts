@@ -8,7 +8,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXIT } from './cli/client.ts';
 import {
   closeClients,
   kill9,
@@ -19,7 +18,8 @@ import {
   startCluster,
   startNode,
   until,
-} from './test/procs.ts';
+} from '../test/procs.ts';
+import { EXIT } from './cli/client.ts';
 
 /**
  * A removed node's restart must end within this: process start, the instance check, no leader

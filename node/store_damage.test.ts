@@ -12,11 +12,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { describeWithTools, nixEnv } from '../test/tools.ts';
-import { NODE_INFO_FILE } from './identity.ts';
-import { formatSha256 } from './store/hash.ts';
-import { CLOSURE_EXPR, nixBuild, nixClosure } from './store/nix_fixtures.ts';
-import { parseStorePath } from './store/store_path.ts';
 import {
   closeClients,
   kill9,
@@ -24,7 +19,12 @@ import {
   pcr,
   secretFileOf,
   startCluster,
-} from './test/procs.ts';
+} from '../test/procs.ts';
+import { CLOSURE_EXPR, nixBuild, nixClosure } from '../test/store/nix_fixtures.ts';
+import { describeWithTools, nixEnv } from '../test/tools.ts';
+import { NODE_INFO_FILE } from './identity.ts';
+import { formatSha256 } from './store/hash.ts';
+import { parseStorePath } from './store/store_path.ts';
 
 let base = '';
 const procs: NodeProc[] = [];

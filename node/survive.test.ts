@@ -10,7 +10,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { VALUE_BYTES_MAX } from './state/machine.ts';
 import {
   closeClients,
   kill9,
@@ -23,7 +22,8 @@ import {
   startNode,
   stop,
   until,
-} from './test/procs.ts';
+} from '../test/procs.ts';
+import { VALUE_BYTES_MAX } from './state/machine.ts';
 
 /** From the last start to a leader and an acknowledged write (election 300 ms, redial 2 s). */
 const RECOVERY_BOUND_MS = 30_000;

@@ -9,8 +9,6 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { describeWithTools } from '../test/tools.ts';
-import { VM_RUN_DIR } from './daemon.ts';
 import {
   closeClients,
   kill9,
@@ -21,10 +19,12 @@ import {
   startCluster,
   startNode,
   until,
-} from './test/procs.ts';
-import { buildTestVm, TEST_VM_MARKER, TEST_VM_POWERDOWN_MARKER } from './vmm/test/fixture.ts';
-import { sweep, vmmsUnder } from './vmm/test/helpers.ts';
-import { buildRunnerClosure } from './vmm/test/runner.ts';
+} from '../test/procs.ts';
+import { describeWithTools } from '../test/tools.ts';
+import { buildTestVm, TEST_VM_MARKER, TEST_VM_POWERDOWN_MARKER } from '../test/vmm/fixture.ts';
+import { sweep, vmmsUnder } from '../test/vmm/helpers.ts';
+import { buildRunnerClosure } from '../test/vmm/runner.ts';
+import { VM_RUN_DIR } from './daemon.ts';
 
 let base = '';
 const procs: NodeProc[] = [];

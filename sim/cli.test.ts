@@ -62,6 +62,16 @@ describe('sim CLI', () => {
     expect(r.out).toMatch(/--seeds A\.\.B/);
   });
 
+  it.each([[['--help']], [['-h']], [['--seed', '3', '--help']]])(
+    '%j prints the usage of npm run sim (the one way to run the simulator) and runs nothing',
+    async (argv) => {
+      const r = await run(argv);
+      expect(r.code).toBe(EXIT_OK);
+      expect(r.out).toMatch(/^usage: npm run sim -- \[options\]/);
+      expect(r.err).toBe('');
+    },
+  );
+
   it('a run prints its figures and replay command; replaying it gives the same hash', async () => {
     const first = await run([
       '--seed',

@@ -6,7 +6,8 @@
 //
 // Exit codes: 0 no finding ('unknown' checker verdicts are reported, not failures), 1 a finding
 // (a history that is not linearizable, a safety violation, or no liveness after healing), 2 bad
-// arguments. Run: npm run sim -- [options]   (also `pcr sim`, which calls main()).
+// arguments. Run: npm run sim -- [options]. The simulator is not a `pcr` command: the product
+// imports nothing from sim/ (docs/decisions.md).
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';

@@ -5,11 +5,17 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import {
+  events,
+  historyFromExecution,
+  randomPlan,
+  read,
+  write,
+} from '../../test/checker/histories.ts';
 import { pairHistory } from './history.ts';
 import { checkOperations } from './linearizability.ts';
 import { casRegister } from './model.ts';
 import { renderReportHtml } from './render.ts';
-import { events, historyFromExecution, randomPlan, read, write } from './test/histories.ts';
 
 /** Runs per case (the median is printed); RUNS=1 for a quick look. */
 const RUNS = Number(process.env.RUNS ?? 5);

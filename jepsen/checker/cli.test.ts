@@ -2,9 +2,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { events, read, write } from '../../test/checker/histories.ts';
 import { EXIT_OK, EXIT_UNKNOWN_OR_BAD_INPUT, EXIT_VIOLATION, main } from './cli.ts';
 import type { HistoryEvent } from './history.ts';
-import { events, read, write } from './test/histories.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'pcr-checker-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

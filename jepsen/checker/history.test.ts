@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { events, read, write } from '../../test/checker/histories.ts';
 import { type CheckerError, isCheckerError } from './errors.ts';
 import { type HistoryEvent, pairHistory, parseHistoryJsonLines } from './history.ts';
-import { events, read, write } from './test/histories.ts';
 
 function pairingError(evs: unknown[]): CheckerError {
   try {

@@ -2,11 +2,11 @@
 // written `write(p, v, call, ret)` is invoked by process p at `call` and returns at `ret`.
 
 import { describe, expect, it } from 'vitest';
+import { cas, events, type OpSpec, read, write } from '../../test/checker/histories.ts';
 import { isCheckerError } from './errors.ts';
 import { type HistoryEvent, pairHistory } from './history.ts';
 import { type CheckOptions, type CheckResult, checkOperations } from './linearizability.ts';
 import { type AnyModel, casRegister, kvMap } from './model.ts';
-import { cas, events, type OpSpec, read, write } from './test/histories.ts';
 
 function check(ops: OpSpec[], options: CheckOptions = {}, model: AnyModel = casRegister) {
   return checkOperations(model, pairHistory(events(...ops)).operations, options);

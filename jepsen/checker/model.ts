@@ -15,6 +15,7 @@
 //   body {type:'error', code:20|22} is kept and checked as an observation of the register.
 // Values are compared structurally (canonical JSON, object keys sorted).
 
+import { canonicalJson } from '../../node/state/canonical_json.ts';
 import type { Operation } from './history.ts';
 
 /** The output of an indeterminate operation: the model must accept any result. */
@@ -63,16 +64,8 @@ export interface Model<S, I, O> {
 // biome-ignore lint/suspicious/noExplicitAny: the checker is generic; any model may be passed.
 export type AnyModel = Model<any, any, any>;
 
-/** JSON with object keys sorted, so structurally equal values have equal encodings. */
-export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== 'object') {
-    return value === undefined ? 'null' : JSON.stringify(value);
-  }
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  const keys = Object.keys(value).sort();
-  const obj = value as Record<string, unknown>;
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
-}
+/** JSON with object keys sorted: the one definition, shared with the node (and its spec hash). */
+export { canonicalJson };
 
 // --- the register semantics shared by both models ---------------------------------------------
 

@@ -7,10 +7,10 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { historyFromExecution, type PlanStep, STEP_TIME } from '../../test/checker/histories.ts';
 import { type HistoryEvent, type Operation, pairHistory } from './history.ts';
 import { checkOperations } from './linearizability.ts';
 import { type AnyModel, casRegister, kvMap } from './model.ts';
-import { historyFromExecution, type PlanStep, STEP_TIME } from './test/histories.ts';
 
 const NEVER_WRITTEN = 999;
 

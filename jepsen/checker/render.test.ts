@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { events, read, write } from '../../test/checker/histories.ts';
 import { pairHistory } from './history.ts';
 import { checkOperations } from './linearizability.ts';
 import { casRegister } from './model.ts';
 import { escapeXml, renderReportHtml, renderTimelineSvg, selectOperations } from './render.ts';
-import { events, read, write } from './test/histories.ts';
 
 const staleRead = pairHistory(
   events(

@@ -12,6 +12,7 @@
 //   timeout -> info (indeterminate), after which the client takes a new process number.
 
 import { type RandomSource, seededRandom } from '../../consensus/index.ts';
+import type { Body } from '../../node/maelstrom/protocol.ts';
 import {
   type CheckResult,
   casRegister,
@@ -19,7 +20,6 @@ import {
   type EventType,
   type HistoryEvent,
 } from '../checker/index.ts';
-import type { Body } from './protocol.ts';
 import { Router, type RouterOptions } from './router.ts';
 
 /** Error codes after which a request certainly had no effect (Maelstrom's known failures). */

@@ -14,7 +14,7 @@ afterEach(async () => {
 });
 
 const TSX_LOADER = new URL('../../node_modules/tsx/dist/loader.mjs', import.meta.url).href;
-const LONELY_NODE = fileURLToPath(new URL('./test/lonely_node.ts', import.meta.url));
+const LONELY_NODE = fileURLToPath(new URL('../../test/maelstrom/lonely_node.ts', import.meta.url));
 
 /** Retries while refused with 11 (no leader yet, or an election under way). */
 async function served(r: Router, node: string, body: Record<string, unknown>) {

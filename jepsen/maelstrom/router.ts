@@ -10,8 +10,8 @@ import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { RandomSource } from '../../consensus/index.ts';
-import type { Body } from './protocol.ts';
-import { cryptoRandom } from './random.ts';
+import type { Body } from '../../node/maelstrom/protocol.ts';
+import { cryptoRandom } from '../../node/random.ts';
 
 /** bin/pcr of this checkout. */
 export const PCR_BIN = fileURLToPath(new URL('../../bin/pcr', import.meta.url));

@@ -7,11 +7,7 @@ import { existsSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { describeWithTools } from '../../test/tools.ts';
 import { until } from '../../test/until.ts';
-import type { ExitReason } from '../vmm/backend.ts';
-import { qemuBackend } from '../vmm/qemu.ts';
-import { specHash, type VmSpec, validateVmSpec } from '../vmm/spec.ts';
-import { type ObservedVm, Supervisor } from '../vmm/supervisor.ts';
-import { buildTestVm, TEST_VM_MARKER } from '../vmm/test/fixture.ts';
+import { buildTestVm, TEST_VM_MARKER } from '../../test/vmm/fixture.ts';
 import {
   BOOT_TIMEOUT_MS,
   shortTmpDir,
@@ -19,7 +15,11 @@ import {
   testVmSpec,
   VM_TOOLS,
   waitForMarker,
-} from '../vmm/test/helpers.ts';
+} from '../../test/vmm/helpers.ts';
+import { specHash, type VmSpec, validateVmSpec } from '../state/vm_spec.ts';
+import type { ExitReason } from '../vmm/backend.ts';
+import { qemuBackend } from '../vmm/qemu.ts';
+import { type ObservedVm, Supervisor } from '../vmm/supervisor.ts';
 import { Agent, type AgentSupervisor } from './agent.ts';
 import type { DesiredVm, VmState } from './reconciler.ts';
 

@@ -6,8 +6,8 @@
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import type { VmSpec } from '../state/vm_spec.ts';
 import type { ExitReason } from '../vmm/backend.ts';
-import type { VmSpec } from '../vmm/spec.ts';
 import type { ObservedVm } from '../vmm/supervisor.ts';
 import {
   type Action,

@@ -1,7 +1,7 @@
 // The reconciler's decisions, one situation per test: desired vs observed vs closures vs reported.
 
 import { describe, expect, it } from 'vitest';
-import { specHash, type VmSpec, validateVmSpec } from '../vmm/spec.ts';
+import { specHash, type VmSpec, validateVmSpec } from '../state/vm_spec.ts';
 import type { ObservedVm } from '../vmm/supervisor.ts';
 import { type DesiredVm, FETCH_RETRY_MS, type ReconcileInput, reconcile } from './reconciler.ts';
 

@@ -7,7 +7,7 @@
 // What it does not decide: restarts after a crash (the supervisor applies the spec's restart
 // policy) and placement (the scheduler, a later issue).
 
-import { specHash, type VmSpec } from '../vmm/spec.ts';
+import { specHash, type VmSpec } from '../state/vm_spec.ts';
 import type { ObservedVm } from '../vmm/supervisor.ts';
 
 /** A failed closure fetch is tried again after this long. */

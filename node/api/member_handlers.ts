@@ -7,8 +7,8 @@ import { multiaddr } from '@multiformats/multiaddr';
 import { decideJoin, transferee, verdictOf } from '../membership/decide.ts';
 import { findOtherInstance, isInstanceNonce } from '../p2p/instance.ts';
 import { waitFor } from '../wait.ts';
+import { type ApiDeps, answer } from './deps.ts';
 import type { RequestOf } from './requests.ts';
-import { type ApiDeps, answer } from './router.ts';
 import { type ApiResponse, apiError } from './wire.ts';
 
 /** How long a leader waits for a transfer before it stops anyway (or the request gives up). */

@@ -1,20 +1,10 @@
-// The member's side of the client API: one table from op to handler, and the translation of a
-// RaftNode outcome into an answer. The handlers live beside it by concern (kv and views here,
+// The member's side of the client API: one table from op to handler (ApiDeps and the shared
+// helpers are in deps.ts). The handlers live beside it by concern (kv and views here,
 // VMs, the store and membership in their own files); they reach the node only through ApiDeps,
 // which the daemon fills in, so a request passes through the daemon once, at the door.
 
 import type { Connection } from '@libp2p/interface';
-import type { Multiaddr } from '@multiformats/multiaddr';
-import type { Logger } from 'pino';
-import type { NodeId } from '../../consensus/index.ts';
-import { outcomeError } from '../errors.ts';
-import type { Gossip } from '../p2p/gossip.ts';
-import type { Host } from '../p2p/host.ts';
-import type { Outcome, RaftNode } from '../raft/node.ts';
-import type { Command, Query } from '../state/machine.ts';
-import type { FetchProgress } from '../store/fetch.ts';
-import type { StoreService } from '../store/service.ts';
-import type { Supervisor } from '../vmm/supervisor.ts';
+import { type ApiDeps, answer } from './deps.ts';
 import {
   handleInstanceCheck,
   handleJoin,
@@ -28,31 +18,8 @@ import { membersView, nodesView, statusView } from './views.ts';
 import { handleVmList, handleVmLogs, handleVmRun } from './vm_handlers.ts';
 import { type ApiResponse, apiError } from './wire.ts';
 
-/** What the handlers may use of the node: its parts and its few verbs. */
-export interface ApiDeps {
-  readonly id: NodeId;
-  readonly node: RaftNode;
-  readonly host: Host;
-  readonly gossip: Gossip;
-  readonly log: Logger;
-  /** The store and the supervisor start after the API is served: undefined until then. */
-  readonly store: () => StoreService | undefined;
-  readonly supervisor: () => Supervisor | undefined;
-  /** Closure fetches started through the API, by the client's progress id. */
-  readonly fetchProgress: Map<string, FetchProgress>;
-  addrsOf(id: NodeId): Multiaddr[];
-  /** Remembers addresses learned outside the member table (a join request). */
-  learnAddrs(id: NodeId, addrs: Multiaddr[]): void;
-  submit(c: Command): Promise<Outcome>;
-  read(q: Query, stale: boolean): Promise<Outcome>;
-  change(type: 'addLearner' | 'addVoter' | 'removeNode', nodeId: NodeId): Promise<Outcome>;
-  /** One request to another member (peerRequestTimeoutMs). */
-  request(addrs: Multiaddr[], req: Request): Promise<ApiResponse>;
-  /** Set once this node learned the cluster removed it (docs/membership.md). */
-  removedWhy(): string | undefined;
-  /** Why no leader, when a quorum of voters is unreachable from here (membership/quorum.ts). */
-  quorumProblem(): string | undefined;
-}
+export type { ApiDeps } from './deps.ts';
+export { answer, resolveNode } from './deps.ts';
 
 /** Answers one decoded request frame. */
 export async function route(
@@ -122,24 +89,4 @@ async function dispatch(deps: ApiDeps, req: Request, connection: Connection): Pr
     default:
       return handleStoreRequest(deps, req);
   }
-}
-
-/** A RaftNode outcome as an API answer, its error code unchanged (node/errors.ts). */
-export function answer(o: Outcome): ApiResponse {
-  const e = outcomeError(o);
-  if (e !== undefined) return apiError(e.code, e.message);
-  if (!o.ok || !o.result.ok) throw new Error('unreachable: outcomeError covers every failure');
-  const { ok: _ok, ...rest } = o.result;
-  return { ok: true, index: o.index, ...rest };
-}
-
-/** A member's full peer ID from the ID or a unique prefix of it. */
-export function resolveNode(deps: ApiDeps, x: unknown): string | ApiResponse {
-  if (typeof x !== 'string' || x.length === 0) return apiError('INVALID', 'name a node: --on ID');
-  const table = deps.node.sm.query({ op: 'members' });
-  const ids = (table.ok ? (table.members ?? []) : []).map((m) => m.id);
-  const hits = ids.filter((id) => id.startsWith(x));
-  if (hits.length === 1) return hits[0]!;
-  if (hits.length === 0) return apiError('NOT_FOUND', `no member ${x}: see pcr members`);
-  return apiError('INVALID', `${x} names ${hits.length} members: give more of the ID`);
 }

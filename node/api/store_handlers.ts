@@ -2,9 +2,9 @@
 // the store (typed by code) become API error codes here.
 
 import { apiCodeOfStoreError } from '../store/service.ts';
+import type { ApiDeps } from './deps.ts';
+import { resolveNode } from './deps.ts';
 import type { StoreRequest } from './requests.ts';
-import type { ApiDeps } from './router.ts';
-import { resolveNode } from './router.ts';
 import { type ApiResponse, apiError, apiRequest } from './wire.ts';
 
 /** A member asked to fetch a closure (store push) gets this long. */

@@ -1,7 +1,7 @@
 // What `status`, `members` and `nodes` show: this member's Raft status, the configuration joined
 // with the replicated member table, and the gossiped view of the nodes with their health.
 
-import type { ApiDeps } from './router.ts';
+import type { ApiDeps } from './deps.ts';
 
 type ViewDeps = Pick<ApiDeps, 'id' | 'node' | 'gossip'>;
 

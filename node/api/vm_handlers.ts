@@ -1,8 +1,8 @@
 // vm.run, vm.list (a node named by an ID prefix) and vm.logs (read where the VM runs; a member
 // forwards to that node). The other vm.* ops are plain commands and queries (router.ts).
 
+import { type ApiDeps, answer, resolveNode } from './deps.ts';
 import type { RequestOf } from './requests.ts';
-import { type ApiDeps, answer, resolveNode } from './router.ts';
 import { type ApiResponse, apiError } from './wire.ts';
 
 /** Bytes of console log one vm.logs answer carries at most. */

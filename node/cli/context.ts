@@ -26,10 +26,6 @@ export interface CliContext {
   readonly io: CliIo;
   /** The arguments `pcr` was given (after the program name), as given. */
   readonly argv: readonly string[];
-  /** Loads the simulator's entry point (tests pass a stand-in; see sim.ts). */
-  readonly loadSim?: () => Promise<
-    ((argv: string[], io?: undefined, program?: string) => Promise<number>) | string
-  >;
   /** Set by the action that ran; `pcr` exits with it. */
   exitCode: number;
 }

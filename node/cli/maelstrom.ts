@@ -30,7 +30,8 @@ export function register(program: Command, ctx: CliContext): void {
       800,
     )
     .action(async (opts: MaelstromCliOptions) => {
-      const { serveStdio } = await import('../../jepsen/maelstrom/stdio.ts');
+      // Loaded on use, so that other `pcr` commands do not load the Maelstrom node.
+      const { serveStdio } = await import('../maelstrom/stdio.ts');
       await serveStdio(opts);
       ctx.exitCode = EXIT_OK;
     });

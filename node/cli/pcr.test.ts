@@ -1,5 +1,5 @@
-// The `pcr` dispatcher in process (help, version, usage errors and their exit code, the sim
-// pass-through), and bin/pcr as a real executable: from another directory and through symlinks.
+// The `pcr` dispatcher in process (help, version, usage errors and their exit code, `sim` pointing
+// to `npm run sim`), and bin/pcr as a real executable: from another directory and through symlinks.
 
 import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -11,7 +11,6 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { CliIo } from './context.ts';
 import { main } from './pcr.ts';
-import { loadSimMain } from './sim.ts';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -42,9 +41,10 @@ describe('pcr (in process)', () => {
     const io = capture();
     expect(await main(['--help'], io)).toBe(0);
     expect(io.stdout()).toMatch(/Usage: pcr/);
-    for (const noun of ['node', 'status', 'kv', 'operator', 'maelstrom', 'sim']) {
+    for (const noun of ['node', 'status', 'kv', 'operator', 'maelstrom']) {
       expect(io.stdout()).toMatch(new RegExp(`\\n  ${noun} `));
     }
+    expect(io.stdout()).not.toMatch(/\n {2}sim /);
   });
 
   it('refuses bad numbers for node start before starting anything (usage, exit 2)', async () => {
@@ -90,13 +90,18 @@ describe('pcr (in process)', () => {
 
   it('exits with the code an error of a command carries, and prints its message', async () => {
     const io = capture();
-    const code = await main(['sim'], io, {
-      loadSim: async () => async () => {
-        throw Object.assign(new Error('no leader: retry'), { exitCode: 3 });
-      },
-    });
-    expect(code).toBe(3);
-    expect(io.stderr()).toBe('pcr: no leader: retry\n');
+    const dataDir = join(tmpdir(), 'pcr-never-created');
+    const addr = process.env.PCR_ADDR;
+    delete process.env.PCR_ADDR;
+    try {
+      const code = await main(['status', '--data-dir', dataDir], io);
+      expect(code).toBe(4);
+      expect(io.stderr()).toBe(
+        `pcr: no running node found in ${dataDir}: start one (pcr node start), or point at a member with --addr or PCR_ADDR\n`,
+      );
+    } finally {
+      if (addr !== undefined) process.env.PCR_ADDR = addr;
+    }
   });
 
   it.each([
@@ -120,39 +125,14 @@ describe('pcr (in process)', () => {
     [['sim', '--version']],
     [['sim', '--', '--x', 'y']],
     [['sim']],
-  ])('passes every argument after sim to the simulator untouched: %j', async (argv) => {
-    let got: string[] | undefined;
-    const code = await main(argv, capture(), {
-      loadSim: async () => async (args) => {
-        got = args;
-        return 7;
-      },
-    });
-    expect(code).toBe(7);
-    expect(got).toEqual(argv.slice(1));
-  });
-
-  it('passes --help to the simulator on `pcr help sim`', async () => {
-    let got: string[] | undefined;
-    await main(['help', 'sim'], capture(), {
-      loadSim: async () => async (args) => {
-        got = args;
-        return 0;
-      },
-    });
-    expect(got).toEqual(['--help']);
-  });
-
-  it('says so when the simulator is not available', async () => {
+    [['help', 'sim']],
+  ])('points to npm run sim (the simulator is not a pcr command; exit 2): %j', async (argv) => {
     const io = capture();
-    const code = await main(['sim', 'x'], io, { loadSim: async () => 'not in this build' });
-    expect(code).toBe(1);
-    expect(io.stderr()).toMatch(/pcr sim: not in this build/);
-  });
-
-  it('loads the simulator only if it exists and exports main', async () => {
-    expect(await loadSimMain('./test/missing_sim.ts')).toMatch(/not available.*missing_sim\.ts/);
-    expect(await loadSimMain('./test/no_main.ts')).toMatch(/does not export main/);
+    expect(await main(argv, io)).toBe(2);
+    expect(io.stderr()).toBe(
+      'pcr: the simulator is not a pcr command: run `npm run sim -- --help` in a checkout\n',
+    );
+    expect(io.stdout()).toBe('');
   });
 });
 

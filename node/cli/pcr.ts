@@ -1,11 +1,11 @@
 // The `pcr` command: a noun-verb dispatcher (`pcr node start`, `pcr kv get`, `pcr operator raft
-// list-peers`, `pcr maelstrom`, `pcr sim ...`). Each noun lives in its own module under node/cli/
+// list-peers`, `pcr maelstrom`). Each noun lives in its own module under node/cli/
 // and registers its commands on the program; adding one is one entry in NOUNS. A noun's module is
 // loaded only when it is the command being run (or when all are listed, for help and errors), so
 // `pcr maelstrom` does not pay for libp2p. Exit codes: 0 success, 1 the command failed, 2 wrong
 // usage (the message says what was wrong); client commands add their own (node/cli/client.ts).
 
-// First: Node 20 lacks Promise.withResolvers, which libp2p 3 uses (DESIGN.md).
+// First: Node 20 lacks Promise.withResolvers, which libp2p 3 uses (node/polyfill.ts).
 import '../polyfill.ts';
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -18,8 +18,6 @@ interface Noun {
   /** The top-level commands the module registers. */
   readonly names: readonly string[];
   readonly load: () => Promise<Register>;
-  /** Its arguments are passed on unparsed, --help included (`pcr help <noun>` too). */
-  readonly passThrough?: boolean;
 }
 
 const NOUNS: readonly Noun[] = [
@@ -34,7 +32,6 @@ const NOUNS: readonly Noun[] = [
   { names: ['store'], load: async () => (await import('./store_cmds.ts')).registerStoreCommands },
   { names: ['vm'], load: async () => (await import('./vm_cmds.ts')).registerVmCommands },
   { names: ['maelstrom'], load: async () => (await import('./maelstrom.ts')).register },
-  { names: ['sim'], load: async () => (await import('./sim.ts')).register, passThrough: true },
 ];
 
 function packageVersion(): string {
@@ -54,7 +51,7 @@ export async function buildProgram(
     .version(packageVersion(), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show help for a command')
     .helpCommand('help [command]', 'show help for a command')
-    // Options after a noun belong to that noun (and `pcr sim` passes them on untouched).
+    // Options after a noun belong to that noun.
     .enablePositionalOptions()
     .showHelpAfterError('(add --help for usage)')
     .configureOutput({
@@ -73,18 +70,26 @@ function exitCodeOf(e: unknown): number | undefined {
   return typeof code === 'number' && Number.isSafeInteger(code) ? code : undefined;
 }
 
+/**
+ * Tools of the repository that are not `pcr` commands (the product imports nothing from them), and
+ * what to run instead: a user who types them is told where they are, with the usage exit code.
+ */
+const NOT_PCR_COMMANDS: ReadonlyMap<string, string> = new Map([
+  ['sim', 'the simulator is not a pcr command: run `npm run sim -- --help` in a checkout'],
+]);
+
 /** Runs `pcr` with the arguments after the program name; resolves to the exit code. */
-export async function main(
-  argv: readonly string[],
-  io: CliIo = processIo,
-  overrides: Pick<CliContext, 'loadSim'> = {},
-): Promise<number> {
+export async function main(argv: readonly string[], io: CliIo = processIo): Promise<number> {
+  const elsewhere = NOT_PCR_COMMANDS.get((argv[0] === 'help' ? argv[1] : argv[0]) ?? '');
+  if (elsewhere !== undefined) {
+    io.err(`pcr: ${elsewhere}\n`);
+    return EXIT_USAGE;
+  }
   const target = NOUNS.find((n) => n.names.includes(argv[0] ?? ''));
   const helpTarget =
     argv[0] === 'help' ? NOUNS.find((n) => n.names.includes(argv[1] ?? '')) : undefined;
-  // `pcr help <noun>` of a noun that parses its own arguments asks that noun for its help.
-  const args = helpTarget?.passThrough === true ? [argv[1]!, '--help'] : [...argv];
-  const ctx: CliContext = { ...overrides, io, argv: args, exitCode: 0 };
+  const args = [...argv];
+  const ctx: CliContext = { io, argv: args, exitCode: 0 };
   const nouns =
     argv[0] === '--version' || argv[0] === '-V'
       ? []

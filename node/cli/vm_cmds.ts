@@ -4,7 +4,7 @@
 
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { formatSpecErrors, validateVmSpec } from '../vmm/spec.ts';
+import { formatSpecErrors, validateVmSpec } from '../state/vm_spec.ts';
 import {
   CliError,
   type Connection,

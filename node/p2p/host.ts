@@ -47,7 +47,7 @@ export async function createHost(o: HostOptions): Promise<Host> {
             pubsub: gossipsub({
               allowPublishToZeroTopicPeers: true,
               // Members often share one IP (tests, one machine): without this, more than 10
-              // same-IP peers score each other negative and no mesh forms (DESIGN.md).
+              // same-IP peers score each other negative and no mesh forms (docs/decisions.md D22).
               scoreParams: { IPColocationFactorWeight: 0 },
             }),
           }

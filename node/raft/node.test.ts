@@ -2,7 +2,7 @@
 // real codec, each with its own MemoryDisk. Restarts rebuild a node from its disk records only.
 
 import { describe, expect, it } from 'vitest';
-import { bootstrap, type NodeId, seededRandom } from '../../consensus/index.ts';
+import { bootstrap, isRaftError, type NodeId, seededRandom } from '../../consensus/index.ts';
 import type { Command, Query } from '../state/machine.ts';
 import { decodeMessage, encodeMessage } from './codec.ts';
 import { type Disk, type DiskOp, MemoryDisk } from './disk.ts';
@@ -291,5 +291,38 @@ describe('RaftNode', () => {
     const outs: Outcome[] = [];
     n.submit({ op: 'kv.put', key: 'k', value: 'v' }, (o) => outs.push(o));
     expect(outs).toMatchObject([{ ok: false, code: 'STOPPED' }]);
+  });
+
+  it('asserts one Ready in flight: a disk that reports a write done twice is a broken invariant', async () => {
+    const c = new Cluster(['a']);
+    await c.elect();
+    c.crash('a');
+    const inner = c.disks.get('a')!;
+    const thrown: unknown[] = [];
+    const twice: Disk = {
+      write: (ops, done) =>
+        inner.write(ops, (err) => {
+          done(err);
+          try {
+            done(err);
+          } catch (e) {
+            thrown.push(e);
+          }
+        }),
+    };
+    const n = new RaftNode({
+      id: 'a',
+      storage: DurableStorage.recover(inner.records()),
+      disk: twice,
+      transport: { send: () => {} },
+      random: seededRandom(1),
+    });
+    n.campaign();
+    await flush();
+    expect(thrown.length).toBeGreaterThan(0);
+    expect(isRaftError(thrown[0], 'INVARIANT')).toBe(true);
+    expect((thrown[0] as Error).message).toMatch(
+      /raft invariant violated: the disk reported a write (when none was|other than the one) in flight/,
+    );
   });
 });

@@ -11,6 +11,7 @@
 // uncommitted entries) fails at once and definitely; one that was proposed and not seen applied
 // within requestTimeoutTicks fails as TIMEOUT, whose outcome is unknown (it may still commit).
 
+import { assert } from '../../consensus/assert.ts';
 import {
   type ConfChange,
   type Config,
@@ -154,8 +155,8 @@ export class RaftNode {
   private readonly idPrefix: string;
   private readonly writes = new Map<string, Pending>();
   private readonly reads = new Map<string, PendingRead>();
-  /** A Ready is being made durable; the next one waits. */
-  private writing = false;
+  /** The Ready whose batch the disk is writing: at most one at a time (group commit). */
+  private inFlight: Ready | undefined;
   /** The leader last seen in a Ready's soft state ('' for none). */
   private knownLeader = '';
   private stopped = false;
@@ -329,7 +330,7 @@ export class RaftNode {
   // The caller's contract.
 
   private pump(): void {
-    while (!this.writing && !this.stopped && this.rn.hasReady()) {
+    while (this.inFlight === undefined && !this.stopped && this.rn.hasReady()) {
       const rd = this.rn.ready();
       this.stats.readyBatches++;
       const ops = this.storage.stage(rd);
@@ -337,11 +338,14 @@ export class RaftNode {
         this.afterPersist(rd);
         continue;
       }
-      this.writing = true;
+      this.inFlight = rd;
       this.stats.diskBatches++;
       this.opts.disk.write(ops, (err) => {
         if (this.stopped) return;
-        this.writing = false;
+        // One Ready in flight: the disk reports the batch it was given, once.
+        assert(this.inFlight !== undefined, 'the disk reported a write when none was in flight');
+        assert(this.inFlight === rd, 'the disk reported a write other than the one in flight');
+        this.inFlight = undefined;
         if (err !== undefined) return this.fatal(err);
         this.afterPersist(rd);
         this.pump();
@@ -350,6 +354,7 @@ export class RaftNode {
   }
 
   private afterPersist(rd: Ready): void {
+    assert(this.inFlight === undefined, 'a Ready is handled while another is being written');
     this.storage.commit(rd);
     if (rd.softState !== undefined && rd.softState.lead !== this.knownLeader) {
       this.knownLeader = rd.softState.lead;
@@ -362,6 +367,11 @@ export class RaftNode {
       this.stats.snapshotsRestored++;
     }
     for (const e of rd.committedEntries) this.applyEntry(e);
+    const committed = this.storage.hardState.commit;
+    assert(
+      this.sm.applied <= committed,
+      `applied ${this.sm.applied} is beyond committed ${committed}`,
+    );
     for (const rs of rd.readStates) {
       const p = this.reads.get(rs.context);
       if (p !== undefined) p.index = rs.index;
@@ -373,6 +383,10 @@ export class RaftNode {
 
   private applyEntry(e: Entry): void {
     if (e.index <= this.sm.applied) return; // covered by a snapshot restored in this Ready
+    assert(
+      e.index === this.sm.applied + 1,
+      `entry ${e.index} is applied after ${this.sm.applied}: committed entries have a gap`,
+    );
     this.stats.applied++;
     if (e.type === 'confChange') {
       const { change, confState } = this.rn.applyConfChangeEntry(e);
@@ -456,10 +470,15 @@ export class RaftNode {
   }
 
   private restoreSnapshotImage(data: Uint8Array, index: number): void {
+    assert(
+      index > this.sm.applied,
+      `snapshot at ${index} would move the state machine back from ${this.sm.applied}`,
+    );
     this.sm.restore(data);
-    if (this.sm.applied !== index) {
-      throw new Error(`snapshot at ${index} holds a state machine applied to ${this.sm.applied}`);
-    }
+    assert(
+      this.sm.applied === index,
+      `snapshot at ${index} holds a state machine applied to ${this.sm.applied}`,
+    );
   }
 
   private expire(): void {

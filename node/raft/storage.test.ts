@@ -133,3 +133,58 @@ describe('DurableStorage', () => {
     expect(() => DurableStorage.recover(badEntry)).toThrow(/entry 1 is corrupt/);
   });
 });
+
+describe('DurableStorage invariants (asserted: a broken one is a bug, RaftError INVARIANT)', () => {
+  const cs = { voters: ['a'], learners: [] };
+
+  function committedTo(commit: number): DurableStorage {
+    const s = new DurableStorage();
+    const rd = ready({
+      entries: [1, 2, 3, 4, 5].map((i) => ent(i, 1)),
+      hardState: { term: 1, vote: '', commit },
+    });
+    s.stage(rd);
+    s.commit(rd);
+    return s;
+  }
+
+  it('the commit index never moves back', () => {
+    const s = committedTo(4);
+    const back = ready({ hardState: { term: 1, vote: '', commit: 3 } });
+    expect(() => s.commit(back)).toThrow(
+      /invariant violated: the commit index moves back from 4 to 3/,
+    );
+    expect(s.hardState.commit).toBe(4);
+  });
+
+  it('the snapshot index only moves forward, locally and from the leader', () => {
+    const s = committedTo(5);
+    s.snapshotAndCompact(4, cs, new Uint8Array(0), 3);
+    expect(() => s.snapshotAndCompact(4, cs, new Uint8Array(0), 3)).toThrow(
+      /invariant violated: snapshot at 4 does not move forward from 4/,
+    );
+    const older = ready({
+      snapshot: { metadata: { index: 2, term: 1, confState: cs }, data: new Uint8Array(0) },
+    });
+    expect(() => s.commit(older)).toThrow(/snapshot at 2 does not move forward from 4/);
+    expect(s.snapshot().metadata.index).toBe(4);
+  });
+
+  it('a local snapshot covers only committed entries, and compaction stops at it', () => {
+    const s = committedTo(3);
+    expect(() => s.snapshotAndCompact(4, cs, new Uint8Array(0), 2)).toThrow(
+      /invariant violated: snapshot at 4 is beyond committed 3/,
+    );
+    expect(() => s.snapshotAndCompact(3, cs, new Uint8Array(0), 4)).toThrow(
+      /invariant violated: compaction to 4 passes the snapshot at 3/,
+    );
+    expect(s.snapshot().metadata.index).toBe(0);
+  });
+
+  it("a Ready's entries are contiguous", () => {
+    const s = new DurableStorage();
+    expect(() => s.stage(ready({ entries: [ent(1, 1), ent(3, 1)] }))).toThrow(
+      /invariant violated: a Ready's entries have a gap: 1 then 3/,
+    );
+  });
+});

@@ -13,6 +13,7 @@
 // applied = snapshot index.
 
 import { Packr } from 'msgpackr';
+import { assert } from '../../consensus/assert.ts';
 import {
   type ConfState,
   type Entry,
@@ -115,6 +116,12 @@ export class DurableStorage implements Storage {
 
   /** Disk operations that make a Ready's entries, hard state and snapshot durable. */
   stage(rd: Ready): DiskOp[] {
+    for (let i = 1; i < rd.entries.length; i++) {
+      assert(
+        rd.entries[i]!.index === rd.entries[i - 1]!.index + 1,
+        `a Ready's entries have a gap: ${rd.entries[i - 1]!.index} then ${rd.entries[i]!.index}`,
+      );
+    }
     const ops: DiskOp[] = [];
     let first = this.mem.firstIndex();
     let last = this.mem.lastIndex();
@@ -138,6 +145,14 @@ export class DurableStorage implements Storage {
 
   /** Makes a Ready's state visible to the core, once stage()'s batch is durable. */
   commit(rd: Ready): void {
+    if (rd.snapshot !== undefined) this.assertSnapshotForward(rd.snapshot.metadata.index);
+    if (rd.hardState !== undefined) {
+      const was = this.hardState.commit;
+      assert(
+        rd.hardState.commit >= was,
+        `the commit index moves back from ${was} to ${rd.hardState.commit}`,
+      );
+    }
     if (rd.snapshot !== undefined) this.mem.applySnapshot(rd.snapshot);
     this.mem.append(rd.entries);
     if (rd.hardState !== undefined) this.mem.setHardState(rd.hardState);
@@ -154,6 +169,10 @@ export class DurableStorage implements Storage {
     data: Uint8Array,
     compactTo: number,
   ): DiskOp[] {
+    this.assertSnapshotForward(index);
+    assert(compactTo <= index, `compaction to ${compactTo} passes the snapshot at ${index}`);
+    const committed = this.hardState.commit;
+    assert(index <= committed, `snapshot at ${index} is beyond committed ${committed}`);
     const snap = this.mem.createSnapshot(index, confState, data);
     const ops = this.snapshotOps(snap);
     const first = this.mem.firstIndex();
@@ -162,6 +181,12 @@ export class DurableStorage implements Storage {
       for (let i = first; i <= compactTo; i++) ops.push({ type: 'del', key: entryKey(i) });
     }
     return ops;
+  }
+
+  /** The snapshot index only moves forward (a snapshot replaces an older one, never a newer). */
+  private assertSnapshotForward(index: number): void {
+    const current = this.mem.snapshot().metadata.index;
+    assert(index > current, `snapshot at ${index} does not move forward from ${current}`);
   }
 
   private snapshotOps(snap: Snapshot): DiskOp[] {

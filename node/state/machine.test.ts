@@ -1,5 +1,6 @@
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
+import { isRaftError } from '../../consensus/index.ts';
 import {
   decodeEnvelope,
   encodeEnvelope,
@@ -177,6 +178,25 @@ describe('StateMachine: key-value with lin-kv semantics', () => {
     sm.apply(3, { op: 'kv.put', key: 'a', value: '1' });
     expect(() => sm.apply(3, { op: 'kv.put', key: 'a', value: '1' })).toThrow(/applied after 3/);
     expect(() => sm.skip(2)).toThrow(/skipped after 3/);
+  });
+
+  it('asserts its applied index: a safe integer that only moves forward (RaftError INVARIANT)', () => {
+    const sm = new StateMachine();
+    sm.skip(2);
+    for (const bad of [Number.NaN, 2.5, 2 ** 53, -1]) {
+      let thrown: unknown;
+      try {
+        sm.apply(bad, { op: 'kv.put', key: 'a', value: '1' });
+      } catch (e) {
+        thrown = e;
+      }
+      expect(isRaftError(thrown, 'INVARIANT')).toBe(true);
+    }
+    expect(() => sm.skip(2)).toThrow(
+      /raft invariant violated: state machine: entry 2 skipped after 2/,
+    );
+    expect(sm.applied).toBe(2);
+    expect(sm.query({ op: 'kv.get', key: 'a' })).toMatchObject({ ok: false, code: 'notFound' });
   });
 });
 

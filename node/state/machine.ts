@@ -10,6 +10,7 @@
 // SNAPSHOT_VERSION).
 
 import { Packr } from 'msgpackr';
+import { assert, assertSafeIndex } from '../../consensus/assert.ts';
 import {
   type VmCommand,
   type VmEntry,
@@ -268,10 +269,7 @@ export class StateMachine {
    * malformed command changes nothing but the applied index.
    */
   apply(index: number, command: unknown): Result {
-    if (index <= this.appliedIndex) {
-      throw new Error(`state machine: entry ${index} applied after ${this.appliedIndex}`);
-    }
-    this.appliedIndex = index;
+    this.advanceApplied(index, 'applied');
     const problem = commandProblem(command);
     if (problem !== undefined) return { ok: false, code: 'invalid', message: problem };
     const c = command as Command;
@@ -399,9 +397,16 @@ export class StateMachine {
 
   /** Moves the applied index over an entry with no command (the leader's no-op, a conf change). */
   skip(index: number): void {
-    if (index <= this.appliedIndex) {
-      throw new Error(`state machine: entry ${index} skipped after ${this.appliedIndex}`);
-    }
+    this.advanceApplied(index, 'skipped');
+  }
+
+  /** Entries come in log order: the applied index is a safe integer and only moves forward. */
+  private advanceApplied(index: number, what: 'applied' | 'skipped'): void {
+    assertSafeIndex(index, `state machine: the index of an entry ${what}`);
+    assert(
+      index > this.appliedIndex,
+      `state machine: entry ${index} ${what} after ${this.appliedIndex}`,
+    );
     this.appliedIndex = index;
   }
 

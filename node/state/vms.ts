@@ -7,7 +7,7 @@
 // of the put is the VM's generation: the node's agent starts a failed VM again only for a newer
 // generation, and a report for an older generation is ignored (docs/vmm.md, docs/protocols.md).
 
-import { formatSpecErrors, type VmSpec, validateVmSpec } from '../vmm/spec.ts';
+import { formatSpecErrors, type VmSpec, validateVmSpec } from './vm_spec.ts';
 
 /** VMs the cluster holds at most. */
 export const VMS_MAX = 10_000;

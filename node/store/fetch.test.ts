@@ -7,13 +7,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { NarSinkAsync, StoreClient } from '../p2p/store_protocol.ts';
 import { StoreError } from './errors.ts';
 import { FETCH_ATTEMPTS_MAX, FETCH_PARALLEL_MAX, fetchClosure } from './fetch.ts';
 import { formatSha256 } from './hash.ts';
 import { generateSecretKey, TrustPolicy, withSignature } from './keys.ts';
 import { LocalStore } from './local_store.ts';
 import { narString as s } from './nar.ts';
+import type { NarSinkAsync, StoreClient } from './protocol.ts';
 import type { PathInfo } from './store.ts';
 import { parseStorePath } from './store_path.ts';
 

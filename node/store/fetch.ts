@@ -5,11 +5,11 @@
 // end, or of nothing.
 
 import { rm } from 'node:fs/promises';
-import type { StoreClient } from '../p2p/store_protocol.ts';
-import { NARS_PER_REQUEST_MAX } from '../p2p/store_protocol.ts';
 import { isStoreError, StoreError } from './errors.ts';
 import { NarIngest } from './ingest.ts';
 import { checkSignatures, type TrustPolicy } from './keys.ts';
+import type { NarSinkAsync, StoreClient } from './protocol.ts';
+import { NARS_PER_REQUEST_MAX } from './protocol.ts';
 import {
   newCounters,
   type PathInfo,
@@ -132,8 +132,29 @@ export async function fetchClosure(
   if (missingRoots.length === 0) return empty;
   const peers = o.peers();
   await addPeerKeys(o);
+  const infos = await closureInfos(missingRoots, peers, o);
+  const missing = await missingAndTrusted(roots, infos, o, counters);
+  const report = {
+    present: infos.size - missing.length,
+    fetched: 0,
+    bytes: 0,
+    retries: 0,
+    fromPeers: {} as Record<string, number>,
+  };
+  if (missing.length === 0) return report;
+  const download = new ClosureDownload(missing, o, counters, report);
+  await download.run(peers);
+  report.retries = Math.max(0, report.retries);
+  await o.store.commit(download.stagedInOrder());
+  return report;
+}
 
-  // 1. The closure's infos, from a holder of each root.
+/** Phase 1: the closure's infos, from a holder of each root. */
+async function closureInfos(
+  missingRoots: readonly string[],
+  peers: readonly string[],
+  o: FetchOptions,
+): Promise<Map<string, PathInfo>> {
   const rootHolders = await findHolders(
     o.client,
     peers,
@@ -159,8 +180,16 @@ export async function fetchClosure(
     }
     if (last !== undefined) throw last;
   }
+  return infos;
+}
 
-  // 2. What is missing here, and is it trusted and closed under references?
+/** Phase 2: what is missing here, checked to be trusted and closed under references. */
+async function missingAndTrusted(
+  roots: readonly string[],
+  infos: ReadonlyMap<string, PathInfo>,
+  o: FetchOptions,
+  counters: StoreCounters,
+): Promise<PathInfo[]> {
   const have = await o.store.has([...infos.keys()]);
   const missing = [...infos.values()].filter((i) => !have.has(i.path));
   for (const i of missing) {
@@ -179,57 +208,98 @@ export async function fetchClosure(
       throw e;
     }
   }
-  const report = {
-    present: infos.size - missing.length,
-    fetched: 0,
-    bytes: 0,
-    retries: 0,
-    fromPeers: {} as Record<string, number>,
-  };
-  if (missing.length === 0) return report;
-  const progress = {
-    paths: missing.length,
-    pathsDone: 0,
-    bytes: missing.reduce((n, i) => n + i.narSize, 0),
-    bytesDone: 0,
-  };
-  const tell = () =>
-    o.onProgress?.({ ...progress, bytesDone: Math.min(progress.bytesDone, progress.bytes) });
-  tell();
+  return missing;
+}
 
-  // 3. Holders of each missing path, then parallel download into staging.
-  const holders = await findHolders(
-    o.client,
-    peers,
-    missing.map((i) => parseStorePath(i.path).hashPart),
-  );
-  const staged = new Map<string, StagedPath>();
-  const tried = new Map<string, Set<string>>();
-  const lastError = new Map<string, unknown>();
-  const inflight = new Map<string, number>();
+/**
+ * Phase 3: the holders of each missing path, then parallel NAR streams into staging, each path
+ * verified as it arrives; a failed path goes back to the queue for another holder, up to
+ * `attempts`. Either every path ends staged, or the staged files are removed and the fetch fails.
+ */
+class ClosureDownload {
+  private readonly missing: readonly PathInfo[];
+  private readonly o: FetchOptions;
+  private readonly counters: StoreCounters;
+  private readonly report: {
+    fetched: number;
+    bytes: number;
+    retries: number;
+    fromPeers: Record<string, number>;
+  };
+  private readonly progress: FetchProgress & { pathsDone: number; bytesDone: number };
+  private holders = new Map<string, { path: string; peers: string[] }>();
+  private readonly staged = new Map<string, StagedPath>();
+  private readonly tried = new Map<string, Set<string>>();
+  private readonly lastError = new Map<string, unknown>();
+  private readonly inflight = new Map<string, number>();
   /** NAR bytes received per path, the most over its attempts (progress). */
-  const received = new Map<string, number>();
-  const attempts = Math.min(o.attempts ?? FETCH_ATTEMPTS_MAX, FETCH_ATTEMPTS_MAX);
-  const pending = [...missing].sort((a, b) => b.narSize - a.narSize);
-  const failed: PathInfo[] = [];
+  private readonly received = new Map<string, number>();
+  private readonly attempts: number;
+  /** Biggest first. */
+  private readonly pending: PathInfo[];
+  private readonly failed: PathInfo[] = [];
+  private readonly parallel: number;
+  private readonly batchPathsMax: number;
 
-  const parallel = Math.max(1, Math.min(o.parallel ?? FETCH_PARALLEL_DEFAULT, FETCH_PARALLEL_MAX));
-  // Spread small paths over every stream: one stream per holder would leave the others idle.
-  const batchPathsMax = Math.min(NARS_PER_REQUEST_MAX, Math.ceil(missing.length / parallel));
-  const holdersOf = (i: PathInfo) => {
-    const h = holders.get(parseStorePath(i.path).hashPart);
+  constructor(
+    missing: readonly PathInfo[],
+    o: FetchOptions,
+    counters: StoreCounters,
+    report: ClosureDownload['report'],
+  ) {
+    this.missing = missing;
+    this.o = o;
+    this.counters = counters;
+    this.report = report;
+    this.progress = {
+      paths: missing.length,
+      pathsDone: 0,
+      bytes: missing.reduce((n, i) => n + i.narSize, 0),
+      bytesDone: 0,
+    };
+    this.attempts = Math.min(o.attempts ?? FETCH_ATTEMPTS_MAX, FETCH_ATTEMPTS_MAX);
+    this.pending = [...missing].sort((a, b) => b.narSize - a.narSize);
+    this.parallel = Math.max(1, Math.min(o.parallel ?? FETCH_PARALLEL_DEFAULT, FETCH_PARALLEL_MAX));
+    // Spread small paths over every stream: one stream per holder would leave the others idle.
+    this.batchPathsMax = Math.min(NARS_PER_REQUEST_MAX, Math.ceil(missing.length / this.parallel));
+  }
+
+  async run(peers: readonly string[]): Promise<void> {
+    this.tell();
+    this.holders = await findHolders(
+      this.o.client,
+      peers,
+      this.missing.map((i) => parseStorePath(i.path).hashPart),
+    );
+    await Promise.all(Array.from({ length: this.parallel }, () => this.worker()));
+    if (this.failed.length > 0 || this.staged.size !== this.missing.length) await this.fail();
+  }
+
+  /** The staged paths, references first (the order a store commits them in). */
+  stagedInOrder(): StagedPath[] {
+    return topoSort(this.missing).map((i) => this.staged.get(i.path)!);
+  }
+
+  private tell(): void {
+    const p = this.progress;
+    this.o.onProgress?.({ ...p, bytesDone: Math.min(p.bytesDone, p.bytes) });
+  }
+
+  private holdersOf(i: PathInfo): string[] {
+    const h = this.holders.get(parseStorePath(i.path).hashPart);
     const all = h?.path === i.path ? h.peers : [];
-    const t = tried.get(i.path);
+    const t = this.tried.get(i.path);
     return all.filter((p) => t === undefined || !t.has(p));
-  };
+  }
 
   /** The next batch: the biggest pending path, on its least busy untried holder, plus more. */
-  const nextBatch = (): { peer: string; batch: PathInfo[] } | undefined => {
+  private nextBatch(): { peer: string; batch: PathInfo[] } | undefined {
+    const { pending, inflight } = this;
     while (pending.length > 0) {
       const first = pending.shift()!;
-      const hs = holdersOf(first);
-      if (hs.length === 0 || (tried.get(first.path)?.size ?? 0) >= attempts) {
-        failed.push(first);
+      const hs = this.holdersOf(first);
+      if (hs.length === 0 || (this.tried.get(first.path)?.size ?? 0) >= this.attempts) {
+        this.failed.push(first);
         continue;
       }
       const peer = hs.reduce((a, b) => ((inflight.get(a) ?? 0) <= (inflight.get(b) ?? 0) ? a : b));
@@ -237,10 +307,10 @@ export async function fetchClosure(
       let bytes = first.narSize;
       for (
         let j = 0;
-        j < pending.length && bytes < FETCH_BATCH_BYTES && batch.length < batchPathsMax;
+        j < pending.length && bytes < FETCH_BATCH_BYTES && batch.length < this.batchPathsMax;
       ) {
         const c = pending[j]!;
-        if (bytes + c.narSize <= FETCH_BATCH_BYTES && holdersOf(c).includes(peer)) {
+        if (bytes + c.narSize <= FETCH_BATCH_BYTES && this.holdersOf(c).includes(peer)) {
           batch.push(c);
           bytes += c.narSize;
           pending.splice(j, 1);
@@ -249,86 +319,89 @@ export async function fetchClosure(
       return { peer, batch };
     }
     return undefined;
-  };
+  }
 
-  const worker = async () => {
-    for (let job = nextBatch(); job !== undefined; job = nextBatch()) {
+  private async worker(): Promise<void> {
+    for (let job = this.nextBatch(); job !== undefined; job = this.nextBatch()) {
       const { peer, batch } = job;
-      inflight.set(peer, (inflight.get(peer) ?? 0) + 1);
-      const fails = await o.client.nars(peer, batch, async (info) => {
-        const ing = await NarIngest.start(info, {
-          dir: o.store.stagingDir(),
-          fsync: o.fsync ?? o.store.stagingFsync === true,
-        });
-        let got = 0;
-        // A retried path counts only the bytes beyond what an earlier attempt received.
-        const count = (n: number) => {
-          got += n;
-          const before = received.get(info.path) ?? 0;
-          if (got > before) {
-            progress.bytesDone += got - before;
-            received.set(info.path, got);
-            tell();
-          }
-        };
-        return {
-          write: (c) => {
-            count(c.byteLength);
-            return ing.write(c);
-          },
-          writev: (cs) => {
-            for (const c of cs) count(c.byteLength);
-            return ing.writev(cs);
-          },
-          finish: async () => {
-            staged.set(info.path, await ing.finish());
-          },
-          abort: (why) => ing.abort(why),
-        };
-      });
-      inflight.set(peer, (inflight.get(peer) ?? 1) - 1);
-      for (const info of batch) {
-        const e = fails.get(info.path);
-        if (e === undefined && staged.has(info.path)) {
-          counters.pathsFetched++;
-          counters.bytesFetched += info.narSize;
-          progress.pathsDone++;
-          tell();
-          report.fetched++;
-          report.bytes += info.narSize;
-          report.fromPeers[peer] = (report.fromPeers[peer] ?? 0) + 1;
-          continue;
-        }
-        if (isStoreError(e) && ['HASH_MISMATCH', 'BAD_NAR', 'SIZE_MISMATCH'].includes(e.code)) {
-          counters.rejected++;
-        }
-        let t = tried.get(info.path);
-        if (t === undefined) tried.set(info.path, (t = new Set()));
-        t.add(peer);
-        lastError.set(
-          info.path,
-          e ?? new StoreError('PROTOCOL', `${peer} did not send ${info.path}`),
-        );
-        counters.fetchRetries++;
-        report.retries++;
-        pending.push(info);
-      }
+      this.inflight.set(peer, (this.inflight.get(peer) ?? 0) + 1);
+      const fails = await this.o.client.nars(peer, batch, (info) => this.sinkFor(info));
+      this.inflight.set(peer, (this.inflight.get(peer) ?? 1) - 1);
+      for (const info of batch) this.settle(peer, info, fails.get(info.path));
     }
-  };
-  await Promise.all(Array.from({ length: parallel }, worker));
+  }
 
-  if (failed.length > 0 || staged.size !== missing.length) {
-    for (const s of staged.values()) await rm(s.file, { force: true });
-    const f = failed[0] ?? missing.find((i) => !staged.has(i.path))!;
-    const why = lastError.get(f.path);
+  /** Where one NAR goes: a staging file, verified as it is written; progress as bytes come. */
+  private async sinkFor(info: PathInfo): Promise<NarSinkAsync> {
+    const ing = await NarIngest.start(info, {
+      dir: this.o.store.stagingDir(),
+      fsync: this.o.fsync ?? this.o.store.stagingFsync === true,
+    });
+    let got = 0;
+    // A retried path counts only the bytes beyond what an earlier attempt received.
+    const count = (n: number) => {
+      got += n;
+      const before = this.received.get(info.path) ?? 0;
+      if (got > before) {
+        this.progress.bytesDone += got - before;
+        this.received.set(info.path, got);
+        this.tell();
+      }
+    };
+    return {
+      write: (c) => {
+        count(c.byteLength);
+        return ing.write(c);
+      },
+      writev: (cs) => {
+        for (const c of cs) count(c.byteLength);
+        return ing.writev(cs);
+      },
+      finish: async () => {
+        this.staged.set(info.path, await ing.finish());
+      },
+      abort: (why) => ing.abort(why),
+    };
+  }
+
+  /** Counts a path that arrived, or queues it again for another holder. */
+  private settle(peer: string, info: PathInfo, e: unknown): void {
+    const { counters, report } = this;
+    if (e === undefined && this.staged.has(info.path)) {
+      counters.pathsFetched++;
+      counters.bytesFetched += info.narSize;
+      this.progress.pathsDone++;
+      this.tell();
+      report.fetched++;
+      report.bytes += info.narSize;
+      report.fromPeers[peer] = (report.fromPeers[peer] ?? 0) + 1;
+      return;
+    }
+    if (isStoreError(e) && ['HASH_MISMATCH', 'BAD_NAR', 'SIZE_MISMATCH'].includes(e.code)) {
+      counters.rejected++;
+    }
+    let t = this.tried.get(info.path);
+    if (t === undefined) this.tried.set(info.path, (t = new Set()));
+    t.add(peer);
+    this.lastError.set(
+      info.path,
+      e ?? new StoreError('PROTOCOL', `${peer} did not send ${info.path}`),
+    );
+    counters.fetchRetries++;
+    report.retries++;
+    this.pending.push(info);
+  }
+
+  /** Removes what was staged and throws the error of the first path that failed. */
+  private async fail(): Promise<never> {
+    for (const s of this.staged.values()) await rm(s.file, { force: true });
+    const f = this.failed[0] ?? this.missing.find((i) => !this.staged.has(i.path))!;
+    const why = this.lastError.get(f.path);
     throw new StoreError(
       isStoreError(why) && why.code !== 'NOT_FOUND' ? why.code : 'NO_HOLDER',
-      `cannot fetch ${f.path} (${failed.length} paths failed; tried ${tried.get(f.path)?.size ?? 0} holders)${why === undefined ? ': no peer holds it' : `: ${(why as Error).message}`}`,
+      `cannot fetch ${f.path} (${this.failed.length} paths failed; tried ${this.tried.get(f.path)?.size ?? 0} holders)${why === undefined ? ': no peer holds it' : `: ${(why as Error).message}`}`,
     );
   }
-  report.retries = Math.max(0, report.retries);
-  await o.store.commit(topoSort(missing).map((i) => staged.get(i.path)!));
-  return report;
 }
 
 /**

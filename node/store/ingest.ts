@@ -1,14 +1,16 @@
 // Receiving one NAR into the staging dir: every chunk is hashed, counted against the declared
 // NarSize and fed to the NAR parser as it is written, so a bad NAR is refused as early as its
-// first bad byte and nothing of it survives (the staging file is deleted on any failure).
+// first bad byte and nothing of it survives (the staging file is deleted on any failure); and
+// addPath, one whole path in one call (signature check, ingest, commit).
 
 import { randomBytes } from 'node:crypto';
 import { type FileHandle, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StoreError } from './errors.ts';
 import { Sha256Sink } from './hash.ts';
+import { checkSignatures, type TrustPolicy } from './keys.ts';
 import { NarParser } from './nar.ts';
-import type { PathInfo, StagedPath } from './store.ts';
+import type { PathInfo, StagedPath, Store } from './store.ts';
 import { parseStorePath } from './store_path.ts';
 
 export interface NarIngestOptions {
@@ -128,4 +130,24 @@ export async function ingestNar(
     throw e;
   }
   return ing.finish();
+}
+
+/**
+ * One path in one call: checks the signature against `trust` (when given), receives the NAR into
+ * staging (hash, size, grammar) and commits it. Its references must already be valid.
+ */
+export async function addPath(
+  store: Store,
+  info: PathInfo,
+  chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  trust?: TrustPolicy,
+  o: Partial<NarIngestOptions> = {},
+): Promise<void> {
+  if (trust !== undefined) checkSignatures(info, trust);
+  const staged = await ingestNar(info, chunks, {
+    dir: store.stagingDir(),
+    fsync: store.stagingFsync === true,
+    ...o,
+  });
+  await store.commit([staged]);
 }

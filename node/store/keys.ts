@@ -1,8 +1,8 @@
 // Nix signing keys and signatures. Keys are in Nix's text formats: secret `name:base64(seed32 ++
 // pub32)`, public `name:base64(pub32)`; a signature is `name:base64(sig64)` over the fingerprint
 // `1;<path>;<narHash>;<narSize>;<refs>`. Ed25519 runs on node:crypto: bench:store measures it
-// against @noble/ed25519 each run (node:crypto verifies ~15x faster here, docs/store.md); this
-// module is the only place that touches Ed25519, so the choice can change in one place.
+// against @noble/ed25519 each run (node:crypto verifies 12-24x faster here, docs/decisions.md
+// D23); this module is the only place that touches Ed25519, so the choice can change in one place.
 
 import {
   createPrivateKey,
@@ -12,12 +12,9 @@ import {
   sign,
   verify,
 } from 'node:crypto';
-import { chmod, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { StoreError } from './errors.ts';
 import type { PathInfo } from './store.ts';
 
-export const STORE_KEY_FILE = 'store.key';
 const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 
@@ -97,20 +94,6 @@ export function generateSecretKey(name: string): SecretKey {
   if (!/^[A-Za-z0-9._-]+$/.test(name))
     badKey(`key name ${JSON.stringify(name)} has odd characters`);
   return secretFromSeed(name, randomBytes(32));
-}
-
-/** `<dataDir>/store.key`, created on first use as `pcr-<last 8 of the peer id>-1`, mode 0600. */
-export async function loadOrCreateStoreKey(dataDir: string, peerId: string): Promise<SecretKey> {
-  const path = join(dataDir, STORE_KEY_FILE);
-  try {
-    return parseSecretKey(await readFile(path, 'utf8'));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
-  const key = generateSecretKey(`pcr-${peerId.slice(-8)}-1`);
-  await writeFile(path, formatSecretKey(key), { mode: 0o600, flag: 'wx' });
-  await chmod(path, 0o600);
-  return key;
 }
 
 // --- Ed25519 (the one place) ----------------------------------------------------------------

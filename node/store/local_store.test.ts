@@ -20,11 +20,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatSha256 } from './hash.ts';
-import { ingestNar } from './ingest.ts';
+import { addPath, ingestNar } from './ingest.ts';
 import { generateSecretKey, signPath, TrustPolicy } from './keys.ts';
 import { LocalStore } from './local_store.ts';
 import { narString } from './nar.ts';
-import { addPath, newCounters, type PathInfo } from './store.ts';
+import { newCounters, type PathInfo } from './store.ts';
 import { openVerifiedNar, verifyStore } from './verify.ts';
 
 let dir = '';

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { CLOSURE_EXPR, nixBuild, nixClosure } from '../../test/store/nix_fixtures.ts';
 import { describeWithTools, nixEnv } from '../../test/tools.ts';
 import { Sha256Sink } from './hash.ts';
 import {
@@ -17,9 +18,8 @@ import {
   signPath,
   TrustPolicy,
 } from './keys.ts';
-import { dumpNar, restoreNar } from './nar.ts';
+import { dumpNar, restoreNar } from './nar_fs.ts';
 import { formatNarInfo, parseNarInfo, uncompressedNarInfo } from './narinfo.ts';
-import { CLOSURE_EXPR, nixBuild, nixClosure } from './nix_fixtures.ts';
 import { NixStore } from './nix_store.ts';
 import { closureOf } from './store.ts';
 

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { StoreError } from './errors.ts';
 import { normaliseSha256, Sha256Sink } from './hash.ts';
-import { dumpNar } from './nar.ts';
+import { dumpNar } from './nar_fs.ts';
 import { formatNarInfo, nixCacheInfo, uncompressedNarInfo } from './narinfo.ts';
 import {
   newCounters,

@@ -11,15 +11,15 @@ import { generateKeyPair } from '@libp2p/crypto/keys';
 import { generateKey } from '@libp2p/pnet';
 import { execa } from 'execa';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { CLOSURE_EXPR, nixBuild, nixClosure } from '../../test/store/nix_fixtures.ts';
 import { describeWithTools, nixEnv } from '../../test/tools.ts';
 import { createHost, type Host } from '../p2p/host.ts';
-import { StoreClient, StoreServer } from '../p2p/store_protocol.ts';
 import { fetchByHashPart, fetchClosure, findHolders } from './fetch.ts';
 import { startHttpCache } from './http_cache.ts';
 import { formatPublicKey, formatSecretKey, generateSecretKey, TrustPolicy } from './keys.ts';
 import { LocalStore } from './local_store.ts';
-import { CLOSURE_EXPR, nixBuild, nixClosure } from './nix_fixtures.ts';
 import { NixStore } from './nix_store.ts';
+import { StoreClient, StoreServer } from './protocol.ts';
 import { closureOf, newCounters, type Store } from './store.ts';
 import { parseStorePath } from './store_path.ts';
 

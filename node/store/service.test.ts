@@ -8,13 +8,14 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLOSURE_EXPR, nixBuild, nixClosure } from '../../test/store/nix_fixtures.ts';
 import { describeWithTools, nixEnv } from '../../test/tools.ts';
 import { StoreError } from './errors.ts';
+import { addPath } from './ingest.ts';
 import { LocalStore } from './local_store.ts';
-import { CLOSURE_EXPR, nixBuild, nixClosure } from './nix_fixtures.ts';
 import { NixStore } from './nix_store.ts';
 import { apiCodeOfStoreError, materializeClosure } from './service.ts';
-import { addPath, closureOf, type Store } from './store.ts';
+import { closureOf, type Store } from './store.ts';
 import { parseStorePath } from './store_path.ts';
 
 let dir = '';

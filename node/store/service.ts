@@ -11,7 +11,6 @@ import type { Multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
 import type { ApiErrorCode } from '../api/wire.ts';
 import type { Host } from '../p2p/host.ts';
-import { StoreClient, StoreServer } from '../p2p/store_protocol.ts';
 import { StoreError, type StoreErrorCode } from './errors.ts';
 import {
   type FetchOptions,
@@ -22,12 +21,14 @@ import {
   findHolders,
 } from './fetch.ts';
 import { type HttpCache, startHttpCache } from './http_cache.ts';
-import { formatPublicKey, loadOrCreateStoreKey, parsePublicKey, TrustPolicy } from './keys.ts';
+import { addPath } from './ingest.ts';
+import { loadOrCreateStoreKey } from './key_file.ts';
+import { formatPublicKey, parsePublicKey, TrustPolicy } from './keys.ts';
 import { LocalStore } from './local_store.ts';
-import { restoreNar } from './nar.ts';
+import { restoreNar } from './nar_fs.ts';
 import { NixStore } from './nix_store.ts';
+import { StoreClient, StoreServer } from './protocol.ts';
 import {
-  addPath,
   CLOSURE_PATHS_MAX,
   closureOf,
   newCounters,

@@ -2,9 +2,6 @@
 // path metadata they share, the node's store counters, and closure helpers (references first).
 
 import { StoreError } from './errors.ts';
-import { ingestNar, type NarIngestOptions } from './ingest.ts';
-import { checkSignatures, type TrustPolicy } from './keys.ts';
-import type { QuarantinedPath } from './verify.ts';
 
 export interface PathInfo {
   /** `/nix/store/<hash>-<name>` */
@@ -26,6 +23,14 @@ export interface StagedPath {
   readonly file: string;
   /** The file was fsync'd when it was staged (commit need not sync it again). */
   readonly synced?: boolean;
+}
+
+/** A path found damaged: the reason names what differed. */
+export interface QuarantinedPath {
+  readonly path: string;
+  readonly reason: string;
+  /** When it was quarantined (ms since the epoch). */
+  readonly atMs: number;
 }
 
 export interface StoreSummary {
@@ -168,24 +173,4 @@ export async function closureOf(store: Store, roots: readonly string[]): Promise
     frontier = [...next].filter((p) => !seen.has(p));
   }
   return topoSort([...seen.values()]);
-}
-
-/**
- * One path in one call: checks the signature against `trust` (when given), receives the NAR into
- * staging (hash, size, grammar) and commits it. Its references must already be valid.
- */
-export async function addPath(
-  store: Store,
-  info: PathInfo,
-  chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-  trust?: TrustPolicy,
-  o: Partial<NarIngestOptions> = {},
-): Promise<void> {
-  if (trust !== undefined) checkSignatures(info, trust);
-  const staged = await ingestNar(info, chunks, {
-    dir: store.stagingDir(),
-    fsync: store.stagingFsync === true,
-    ...o,
-  });
-  await store.commit([staged]);
 }

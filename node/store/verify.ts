@@ -7,15 +7,9 @@
 
 import { isStoreError, StoreError } from './errors.ts';
 import { Sha256Sink } from './hash.ts';
-import type { PathInfo, Store } from './store.ts';
+import type { PathInfo, QuarantinedPath, Store } from './store.ts';
 
-/** A path found damaged: the reason names what differed. */
-export interface QuarantinedPath {
-  readonly path: string;
-  readonly reason: string;
-  /** When it was quarantined (ms since the epoch). */
-  readonly atMs: number;
-}
+export type { QuarantinedPath } from './store.ts';
 
 /** What differs between a NAR's bytes (their hash and count) and its info, or undefined. */
 export function narDamage(

@@ -3,11 +3,11 @@
 // spawn, wait for the API, configure and boot, kill on a failed launch, adopt by pinging the socket.
 
 import { existsSync } from 'node:fs';
+import type { VmSpec } from '../state/vm_spec.ts';
 import type { Backend, BackendProbe, LaunchContext, VmmHandle, VmRecord } from './backend.ts';
 import { apiCall, waitForApi } from './http_unix.ts';
 import { spawnVmm, VmmProcess } from './proc.ts';
 import { versionOf } from './qemu.ts';
-import type { VmSpec } from './spec.ts';
 
 /**
  * What differs between the VMMs driven over an HTTP API on a unix socket (cloud-hypervisor,

@@ -9,14 +9,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../../test/until.ts';
+import { shortTmpDir, sweep } from '../../test/vmm/helpers.ts';
+import { type VmSpec, validateVmSpec } from '../state/vm_spec.ts';
 import type { Backend } from './backend.ts';
 import { chVmConfig, cloudHypervisorBackend } from './cloud_hypervisor.ts';
 import { fcRequests, firecrackerBackend } from './firecracker.ts';
-import { type VmSpec, validateVmSpec } from './spec.ts';
 import { Supervisor } from './supervisor.ts';
-import { shortTmpDir, sweep } from './test/helpers.ts';
 
-const DOUBLE = fileURLToPath(new URL('./test/api_double.mjs', import.meta.url));
+const DOUBLE = fileURLToPath(new URL('../../test/vmm/api_double.mjs', import.meta.url));
 
 interface Case {
   readonly kind: 'ch' | 'fc';

@@ -2,7 +2,7 @@
 // firecracker), the record a supervisor keeps per VM, and the typed errors of this layer. What the
 // backends share for processes is in proc.ts. docs/vmm.md describes the contract.
 
-import type { VmSpec } from './spec.ts';
+import type { VmSpec } from '../state/vm_spec.ts';
 
 export type BackendName = 'microvm' | 'qemu' | 'cloud-hypervisor' | 'firecracker';
 export const BACKEND_NAMES: readonly BackendName[] = [

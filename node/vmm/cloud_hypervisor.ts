@@ -4,12 +4,12 @@
 // Verified here only against a labelled test double of that API: the binary is not installable on
 // these machines (docs/vmm.md).
 
+import type { VmSpec } from '../state/vm_spec.ts';
 import { apiBackend } from './api_backend.ts';
 import type { Backend, VmmHandle, VmmStatus } from './backend.ts';
 import { VmmError } from './backend.ts';
 import { apiCall } from './http_unix.ts';
 import { makeHandle, type VmmProcess } from './proc.ts';
-import type { VmSpec } from './spec.ts';
 
 export const CH_API_READY_TIMEOUT_MS = 10_000;
 const API = '/api/v1';

@@ -4,10 +4,7 @@
 
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeWithTools } from '../../test/tools.ts';
-import { microvmBackend } from './microvm.ts';
-import { checkVmSpecOnNode, validateVmSpec } from './spec.ts';
-import { Supervisor } from './supervisor.ts';
-import { buildTestVm, TEST_VM_MARKER, TEST_VM_POWERDOWN_MARKER } from './test/fixture.ts';
+import { buildTestVm, TEST_VM_MARKER, TEST_VM_POWERDOWN_MARKER } from '../../test/vmm/fixture.ts';
 import {
   BOOT_TIMEOUT_MS,
   shortTmpDir,
@@ -15,8 +12,12 @@ import {
   VM_TOOLS,
   vmmsUnder,
   waitForMarker,
-} from './test/helpers.ts';
-import { buildRunnerClosure } from './test/runner.ts';
+} from '../../test/vmm/helpers.ts';
+import { buildRunnerClosure } from '../../test/vmm/runner.ts';
+import { validateVmSpec } from '../state/vm_spec.ts';
+import { microvmBackend } from './microvm.ts';
+import { checkVmSpecOnNode } from './spec.ts';
+import { Supervisor } from './supervisor.ts';
 
 describeWithTools(
   [...VM_TOOLS, 'nix-build', 'nix-store'],

@@ -6,9 +6,9 @@
 import { existsSync } from 'node:fs';
 import { expect, it } from 'vitest';
 import { describeWithTools } from '../../test/tools.ts';
+import { validateVmSpec } from '../state/vm_spec.ts';
 import { defaultBackends, probeBackends } from './probe.ts';
 import { ACCEL_PROBE_TIMEOUT_MS, bootsTo, newestHostKernel, qemuArgs } from './qemu.ts';
-import { validateVmSpec } from './spec.ts';
 
 describeWithTools(['qemu-system-x86_64'], 'probeBackends with the real QEMU', () => {
   it('detects a boot under TCG by its console, and no boot for a needle the kernel never prints', async () => {

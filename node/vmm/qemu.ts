@@ -4,6 +4,7 @@
 
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
+import type { VmSpec } from '../state/vm_spec.ts';
 import type {
   Accelerator,
   Backend,
@@ -17,7 +18,6 @@ import type {
 import { VmmError } from './backend.ts';
 import { makeHandle, spawnVmm, VmmProcess } from './proc.ts';
 import { QmpClient } from './qmp.ts';
-import type { VmSpec } from './spec.ts';
 
 /** How long the KVM probe waits for the kernel's first console line. TCG prints it in ~3 s here. */
 export const ACCEL_PROBE_TIMEOUT_MS = 8000;

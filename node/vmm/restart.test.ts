@@ -2,9 +2,9 @@
 // and the reset after a stable run.
 
 import { describe, expect, it } from 'vitest';
+import type { RestartPolicy } from '../state/vm_spec.ts';
 import type { ExitReason } from './backend.ts';
 import { backoffMs, RESTART_STABLE_MS, restartDecision } from './restart.ts';
-import type { RestartPolicy } from './spec.ts';
 
 const CRASH: ExitReason = { kind: 'crashed', code: 1, detail: 'VMM exited with code 1' };
 const KILLED: ExitReason = { kind: 'killed', signal: 'SIGKILL', detail: 'VMM killed by SIGKILL' };

@@ -2,8 +2,8 @@
 // made, how the VMM ended and how long it ran, restart (after which delay) or give up. The
 // supervisor applies it; docs/vm-spec.md states the rules.
 
+import type { RestartPolicy } from '../state/vm_spec.ts';
 import type { ExitReason } from './backend.ts';
-import type { RestartPolicy } from './spec.ts';
 
 /** A VM that ran this long before it ended counts as healthy: its restart counter starts over. */
 export const RESTART_STABLE_MS = 60_000;

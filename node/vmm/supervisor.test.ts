@@ -10,19 +10,13 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { describeWithTools } from '../../test/tools.ts';
 import { until } from '../../test/until.ts';
-import type { Backend, ExitReason, VmRecord } from './backend.ts';
-import { linkExists, tapName } from './net.ts';
-import { procStat } from './proc.ts';
-import { qemuBackend } from './qemu.ts';
-import { specHash, validateVmSpec } from './spec.ts';
-import { RECORD_FILE, Supervisor } from './supervisor.ts';
 import {
   buildTestVm,
   hostKernel,
   TEST_VM_MARKER,
   TEST_VM_POWERDOWN_MARKER,
   type TestVm,
-} from './test/fixture.ts';
+} from '../../test/vmm/fixture.ts';
 import {
   BOOT_TIMEOUT_MS,
   shortTmpDir,
@@ -31,7 +25,13 @@ import {
   VM_TOOLS,
   vmmsUnder,
   waitForMarker,
-} from './test/helpers.ts';
+} from '../../test/vmm/helpers.ts';
+import { specHash, validateVmSpec } from '../state/vm_spec.ts';
+import type { Backend, ExitReason, VmRecord } from './backend.ts';
+import { linkExists, tapName } from './net.ts';
+import { procStat } from './proc.ts';
+import { qemuBackend } from './qemu.ts';
+import { RECORD_FILE, Supervisor } from './supervisor.ts';
 
 const hasKernel = hostKernel() !== undefined;
 const STOP_MS = 20_000;

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { formatSpecErrors, specHash, type VmSpec } from '../state/vm_spec.ts';
 import {
   type Backend,
   type BackendName,
@@ -21,7 +22,7 @@ import {
 import { createTap, deleteTap, tapName } from './net.ts';
 import { findByLaunchId, isSameProcess, procStat } from './proc.ts';
 import { restartDecision } from './restart.ts';
-import { checkVmSpecOnNode, formatSpecErrors, specHash, type VmSpec } from './spec.ts';
+import { checkVmSpecOnNode } from './spec.ts';
 
 /** A console log above this size is cut down to its tail. */
 export const CONSOLE_LOG_BYTES_MAX = 1024 * 1024;

@@ -2,7 +2,7 @@
 // a real sequential execution of a key-value store with random overlapping intervals (always
 // linearizable, by construction: each operation's interval contains its point in the execution).
 
-import type { HistoryEvent } from '../history.ts';
+import type { HistoryEvent } from '../../jepsen/checker/history.ts';
 
 export interface OpSpec {
   readonly p: number;

@@ -11,10 +11,10 @@
 //   cas {key, from, to}      -> cas_ok if the value is `from`; error 22 if it differs; 20 if absent
 //   cas ... create_if_not_exists: true -> an absent key is created with `to` (whatever `from` is)
 
-import { ERRORS, outcomeError } from '../../node/errors.ts';
-import type { Outcome } from '../../node/raft/node.ts';
-import type { Command, Query } from '../../node/state/machine.ts';
-import { canonicalJson } from '../checker/model.ts';
+import { ERRORS, outcomeError } from '../errors.ts';
+import type { Outcome } from '../raft/node.ts';
+import { canonicalJson } from '../state/canonical_json.ts';
+import type { Command, Query } from '../state/machine.ts';
 import { type Body, errorBody } from './protocol.ts';
 
 export type LinKvRequest =

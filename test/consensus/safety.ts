@@ -10,7 +10,7 @@
 // a leader may, for example, count its own unpersisted entry towards a commit, which is safe only
 // because nothing of it leaves the node before it is persisted.
 
-import type { Entry, Message, NodeId, StateType } from '../types.ts';
+import type { Entry, Message, NodeId, StateType } from '../../consensus/types.ts';
 
 export type SafetyProperty =
   | 'electionSafety'

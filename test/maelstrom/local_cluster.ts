@@ -2,9 +2,9 @@
 // line is parsed and handed to its destination on a later turn of the event loop; lines to
 // anyone else are replies for the test's clients. Real timers, short ticks.
 
-import { seededRandom } from '../../../consensus/index.ts';
-import { MaelstromNode, type MaelstromNodeTimings } from '../node.ts';
-import type { Body } from '../protocol.ts';
+import { seededRandom } from '../../consensus/index.ts';
+import { MaelstromNode, type MaelstromNodeTimings } from '../../node/maelstrom/node.ts';
+import type { Body } from '../../node/maelstrom/protocol.ts';
 
 export interface Sent {
   readonly src: string;

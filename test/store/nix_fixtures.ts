@@ -5,7 +5,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { nixEnv } from '../../test/tools.ts';
+import { nixEnv } from '../tools.ts';
 
 /** A closure of four paths with references, a directory, an executable, a symlink and a CA text. */
 export const CLOSURE_EXPR = `

@@ -20,10 +20,11 @@ import {
   type NodeId,
   type RandomSource,
 } from '../../consensus/index.ts';
-import { decodeMessage, encodeMessage } from '../../node/raft/codec.ts';
-import { MemoryDisk } from '../../node/raft/disk.ts';
-import { type Outcome, RaftNode } from '../../node/raft/node.ts';
-import { DurableStorage } from '../../node/raft/storage.ts';
+import { decodeMessage, encodeMessage } from '../raft/codec.ts';
+import { MemoryDisk } from '../raft/disk.ts';
+import { type Outcome, RaftNode } from '../raft/node.ts';
+import { DurableStorage } from '../raft/storage.ts';
+import { cryptoRandom } from '../random.ts';
 import {
   casCommand,
   LIN_KV_TYPES,
@@ -41,7 +42,6 @@ import {
   errorBody,
   parseLine,
 } from './protocol.ts';
-import { cryptoRandom } from './random.ts';
 
 /** Nodes a cluster may have (Maelstrom runs a handful; Raft's cost grows with every voter). */
 export const NODE_COUNT_MAX = 64;

@@ -3,12 +3,12 @@
 // node's applied entries so tests can compare state machines. Delivery is synchronous and
 // deterministic; drops, cuts and isolation are explicit.
 
-import { bootstrap } from '../bootstrap.ts';
-import type { Config } from '../raft.ts';
-import { seededRandom } from '../rand.ts';
-import { RawNode } from '../rawnode.ts';
-import { MemoryStorage } from '../storage.ts';
-import type { ConfState, Entry, Message, NodeId, ReadState, Ready } from '../types.ts';
+import { bootstrap } from '../../consensus/bootstrap.ts';
+import type { Config } from '../../consensus/raft.ts';
+import { seededRandom } from '../../consensus/rand.ts';
+import { RawNode } from '../../consensus/rawnode.ts';
+import { MemoryStorage } from '../../consensus/storage.ts';
+import type { ConfState, Entry, Message, NodeId, ReadState, Ready } from '../../consensus/types.ts';
 
 export interface TestNode {
   readonly id: NodeId;

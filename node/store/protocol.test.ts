@@ -12,12 +12,12 @@ import { generateKey } from '@libp2p/pnet';
 import { lpStream } from '@libp2p/utils';
 import { Packr } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { formatSha256 } from '../store/hash.ts';
-import { generateSecretKey } from '../store/keys.ts';
-import { LocalStore } from '../store/local_store.ts';
-import { narString } from '../store/nar.ts';
-import { addPath, type PathInfo } from '../store/store.ts';
-import { createHost, type Host } from './host.ts';
+import { createHost, type Host } from '../p2p/host.ts';
+import { formatSha256 } from './hash.ts';
+import { addPath } from './ingest.ts';
+import { generateSecretKey } from './keys.ts';
+import { LocalStore } from './local_store.ts';
+import { narString } from './nar.ts';
 import {
   CONTROL_FRAME_BYTES_MAX,
   HAVE_QUERY_MAX,
@@ -32,7 +32,8 @@ import {
   StoreClient,
   StoreServer,
   WriteBehind,
-} from './store_protocol.ts';
+} from './protocol.ts';
+import type { PathInfo } from './store.ts';
 
 const psk = new Uint8Array(95);
 generateKey(psk);

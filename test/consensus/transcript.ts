@@ -33,10 +33,10 @@
 // A RaftError thrown by the caller's request prints as `error CODE: message`; anything else thrown
 // fails the test. A message a node drops on receipt prints `ignored by ID: reason`.
 
-import { decodeConfChange } from '../confchange.ts';
-import { RaftError } from '../errors.ts';
-import type { Config } from '../raft.ts';
-import type { RawNode } from '../rawnode.ts';
+import { decodeConfChange } from '../../consensus/confchange.ts';
+import { RaftError } from '../../consensus/errors.ts';
+import type { Config } from '../../consensus/raft.ts';
+import type { RawNode } from '../../consensus/rawnode.ts';
 import {
   type ConfChangeType,
   type ConfState,
@@ -48,8 +48,8 @@ import {
   type Ready,
   type Snapshot,
   type StateType,
-} from '../types.ts';
-import { DROP_REASONS, type DropReason } from '../validate.ts';
+} from '../../consensus/types.ts';
+import { DROP_REASONS, type DropReason } from '../../consensus/validate.ts';
 import { Network } from './network.ts';
 
 // -------------------------------------------------------------------------------------------------

@@ -5,13 +5,13 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
-import { until } from '../../test/until.ts';
-import { ApiClient } from '../api/client.ts';
-import type { Request } from '../api/requests.ts';
-import type { ApiResponse } from '../api/wire.ts';
-import { CLUSTER_SECRET_FILE, NODE_INFO_FILE, readSecret } from '../identity.ts';
+import { ApiClient } from '../node/api/client.ts';
+import type { Request } from '../node/api/requests.ts';
+import type { ApiResponse } from '../node/api/wire.ts';
+import { CLUSTER_SECRET_FILE, NODE_INFO_FILE, readSecret } from '../node/identity.ts';
+import { until } from './until.ts';
 
-export const PCR = resolve(fileURLToPath(new URL('../../bin/pcr', import.meta.url)));
+export const PCR = resolve(fileURLToPath(new URL('../bin/pcr', import.meta.url)));
 
 export interface NodeProc {
   readonly name: string;

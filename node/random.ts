@@ -3,7 +3,7 @@
 // at the same instant do not time out in lockstep). The simulator passes its seeded source instead.
 
 import { randomInt } from 'node:crypto';
-import type { RandomSource } from '../../consensus/index.ts';
+import type { RandomSource } from '../consensus/index.ts';
 
 /** node:crypto's randomInt accepts ranges up to 2^48; RandomSource asks for at most 2^32. */
 export const cryptoRandom: RandomSource = {

@@ -2,9 +2,9 @@
 // node's log back as terms, ticking until something happens, counting delivered messages, and
 // catching the RaftError a call throws. Nothing here changes how the network delivers.
 
-import { RaftError } from '../errors.ts';
-import type { Raft } from '../raft.ts';
-import type { Entry, Message, NodeId } from '../types.ts';
+import { RaftError } from '../../consensus/errors.ts';
+import type { Raft } from '../../consensus/raft.ts';
+import type { Entry, Message, NodeId } from '../../consensus/types.ts';
 import type { Network } from './network.ts';
 
 /** Entries first, first+1, ... with the given terms (normal, with a payload naming index/term). */

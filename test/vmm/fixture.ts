@@ -13,7 +13,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findTool } from '../../../test/tools.ts';
+import { findTool } from '../tools.ts';
 
 export const TEST_VM_MARKER = 'PCR-TEST-VM-READY';
 /** Printed by the guest when it saw the power button, just before it powers off. */

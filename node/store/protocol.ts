@@ -8,18 +8,12 @@ import { peerIdFromString } from '@libp2p/peer-id';
 import { type LengthPrefixedStream, lpStream } from '@libp2p/utils';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import { Packr } from 'msgpackr';
-import { StoreError, type StoreErrorCode } from '../store/errors.ts';
-import { formatPublicKey, type SecretKey, withSignature } from '../store/keys.ts';
-import {
-  closureOf,
-  newCounters,
-  type PathInfo,
-  type Store,
-  type StoreCounters,
-} from '../store/store.ts';
-import { isHashPart, parseStorePath } from '../store/store_path.ts';
-import { openVerifiedNar } from '../store/verify.ts';
-import type { Host } from './host.ts';
+import type { Host } from '../p2p/host.ts';
+import { StoreError, type StoreErrorCode } from './errors.ts';
+import { formatPublicKey, type SecretKey, withSignature } from './keys.ts';
+import { closureOf, newCounters, type PathInfo, type Store, type StoreCounters } from './store.ts';
+import { isHashPart, parseStorePath } from './store_path.ts';
+import { openVerifiedNar } from './verify.ts';
 
 export const STORE_PROTOCOL = '/pcr/store/1.0.0';
 /** A request frame (paths and hash parts: 10,000 paths is about 700 KB). */

@@ -2,11 +2,11 @@
 // over a real 3-node Raft group (errors 20 and 22, create_if_not_exists), and the outcome mapping.
 
 import { afterEach, describe, expect, it } from 'vitest';
-import type { NodeErrorCode, Outcome } from '../../node/raft/node.ts';
+import { LocalCluster } from '../../test/maelstrom/local_cluster.ts';
+import type { NodeErrorCode, Outcome } from '../raft/node.ts';
 import { parseLinKv, replyBody } from './lin_kv.ts';
 import { MaelstromNode } from './node.ts';
 import { parseLine } from './protocol.ts';
-import { LocalCluster } from './test/local_cluster.ts';
 
 let cluster: LocalCluster | undefined;
 afterEach(() => {

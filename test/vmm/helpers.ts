@@ -4,10 +4,10 @@
 
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { until } from '../../../test/until.ts';
-import { LAUNCH_ENV } from '../proc.ts';
-import type { VmSpec } from '../spec.ts';
-import { validateVmSpec } from '../spec.ts';
+import type { VmSpec } from '../../node/state/vm_spec.ts';
+import { validateVmSpec } from '../../node/state/vm_spec.ts';
+import { LAUNCH_ENV } from '../../node/vmm/proc.ts';
+import { until } from '../until.ts';
 import { readConsole, type TestVm } from './fixture.ts';
 
 /** What a real test boot needs on PATH (the kernel is checked by hostKernel()). */

@@ -5,7 +5,7 @@
 
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { findTool, nixEnv } from '../../../test/tools.ts';
+import { findTool, nixEnv } from '../tools.ts';
 import type { TestVm } from './fixture.ts';
 
 const exec = promisify(execFile);

@@ -14,12 +14,12 @@
 // externalized state of every node the step touched, every message sent, every entry applied.
 
 import fc from 'fast-check';
-import { RaftError, type RaftErrorCode } from '../errors.ts';
-import type { Config } from '../raft.ts';
-import { seededRandom } from '../rand.ts';
-import { RawNode } from '../rawnode.ts';
-import { MemoryStorage } from '../storage.ts';
-import type { ConfChangeType, ConfState, Entry, Message, NodeId } from '../types.ts';
+import { RaftError, type RaftErrorCode } from '../../consensus/errors.ts';
+import type { Config } from '../../consensus/raft.ts';
+import { seededRandom } from '../../consensus/rand.ts';
+import { RawNode } from '../../consensus/rawnode.ts';
+import { MemoryStorage } from '../../consensus/storage.ts';
+import type { ConfChangeType, ConfState, Entry, Message, NodeId } from '../../consensus/types.ts';
 import { encodeSnapshotEntries, snapshotEntries } from './network.ts';
 import { type NodeView, SafetyMonitor } from './safety.ts';
 
