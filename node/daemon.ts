@@ -6,17 +6,16 @@
 
 import './polyfill.ts';
 import { randomInt } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { Connection, PeerId } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
 import { bootstrap, type NodeId, type RandomSource } from '../consensus/index.ts';
 import { Agent } from './agent/agent.ts';
+import { LOCAL_SOCKET_FILE, type LocalSocketServer, serveLocalSocket } from './api/local_socket.ts';
 import { API_SESSION_PROTOCOL, serveSession } from './api/session.ts';
 import {
   API_PROTOCOL,
@@ -47,6 +46,7 @@ import type { Command, Member, Query } from './state/machine.ts';
 import { VM_REASON_BYTES_MAX, type VmState } from './state/vms.ts';
 import type { FetchProgress } from './store/fetch.ts';
 import { type StoreMode, StoreService } from './store/service.ts';
+import { PCR_VERSION } from './version.ts';
 import type { Accelerator, Backend, BackendName, Capabilities } from './vmm/backend.ts';
 import { defaultBackends, probeBackends } from './vmm/probe.ts';
 import { Supervisor } from './vmm/supervisor.ts';
@@ -107,11 +107,7 @@ export const DAEMON_DEFAULTS = {
   storeFetchTimeoutMs: 3_600_000,
 } as const;
 
-export const PCR_VERSION: string = (
-  JSON.parse(
-    readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', 'package.json'), 'utf8'),
-  ) as { version: string }
-).version;
+export { PCR_VERSION };
 
 const cryptoRandom: RandomSource = { intn: (n) => randomInt(n) };
 
@@ -126,6 +122,8 @@ export class Daemon {
   readonly gossip: Gossip;
   private readonly applyLatency = new Histogram();
   private metricsServer: Server | undefined;
+  /** The local API channel (node/api/local_socket.ts). */
+  private localApi: LocalSocketServer | undefined;
   metricsUrl = '';
   /** Addresses learned outside the member table (seeds, join requests). */
   private readonly extraAddrs = new Map<NodeId, Multiaddr[]>();
@@ -239,6 +237,7 @@ export class Daemon {
       await d?.supervisor?.close().catch(() => {});
       await d?.store?.close().catch(() => {});
       d?.metricsServer?.close();
+      await d?.localApi?.close();
       if (host !== undefined) await Promise.resolve(host.stop()).catch(() => {});
       await disk.close().catch(() => {});
       throw e;
@@ -303,11 +302,22 @@ export class Daemon {
     const served = await serveMetrics(mhost, mport, () => this.renderMetrics());
     this.metricsServer = served.server;
     this.metricsUrl = served.url;
+    // Optional: without it (a data dir path too long for a socket), local pcr uses libp2p.
+    this.localApi = await serveLocalSocket(join(this.o.dataDir, LOCAL_SOCKET_FILE), (req) =>
+      this.handle(req, undefined),
+    ).catch((e: Error) => {
+      this.log.warn({ err: e.message }, 'no local API socket: pcr here will use libp2p');
+      return undefined;
+    });
     const addrs = this.addrs();
+    const socket = this.localApi?.path;
+    // Written whole, then renamed: a pcr reading it never sees half a file.
+    const info = join(this.o.dataDir, NODE_INFO_FILE);
     await writeFile(
-      join(this.o.dataDir, NODE_INFO_FILE),
-      `${JSON.stringify({ id: this.id, addrs, metrics: this.metricsUrl, cache: this.store.cacheUrl, pid: process.pid }, null, 2)}\n`,
+      `${info}.tmp`,
+      `${JSON.stringify({ id: this.id, addrs, metrics: this.metricsUrl, cache: this.store.cacheUrl, socket, pid: process.pid }, null, 2)}\n`,
     );
+    await rename(`${info}.tmp`, info);
     this.log.info({ id: this.id, addrs }, 'node started');
   }
 
@@ -348,7 +358,11 @@ export class Daemon {
     }
   }
 
-  private async handleInstanceCheck(req: ApiRequest, connection: Connection): Promise<ApiResponse> {
+  private async handleInstanceCheck(
+    req: ApiRequest,
+    connection: Connection | undefined,
+  ): Promise<ApiResponse> {
+    if (connection === undefined) return apiError('INVALID', 'instance.check comes over libp2p');
     if (req.id !== connection.remotePeer.toString() || !isInstanceNonce(req.nonce)) {
       return apiError('INVALID', "instance.check takes the asker's own id and a nonce");
     }
@@ -565,7 +579,8 @@ export class Daemon {
     return apiRequest(this.host, addrs, req, DAEMON_DEFAULTS.peerRequestTimeoutMs);
   }
 
-  private async handle(raw: unknown, connection: Connection): Promise<ApiResponse> {
+  /** `connection` is undefined for the local socket (node/api/local_socket.ts). */
+  private async handle(raw: unknown, connection: Connection | undefined): Promise<ApiResponse> {
     if (typeof raw !== 'object' || raw === null || typeof (raw as ApiRequest).op !== 'string') {
       return apiError('INVALID', 'a request is an object with an op');
     }
@@ -996,6 +1011,7 @@ export class Daemon {
     }
     clearInterval(this.ticker);
     this.metricsServer?.close();
+    await this.localApi?.close();
     // The VMs keep running: the next daemon on this data dir adopts them.
     await this.agent?.stop().catch(() => {});
     await this.supervisor?.close().catch(() => {});

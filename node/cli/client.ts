@@ -1,12 +1,14 @@
-// How `pcr` finds a member and the cluster secret, runs one request, and turns the outcome into
-// output (a table for people, --json for machines) and a distinct exit code.
+// How `pcr` finds a member, runs requests, and turns the outcome into output (a table for people,
+// --json for machines) and a distinct exit code. The local node is reached over its unix socket
+// (node/api/local_socket.ts), which loads no libp2p; a member named by --addr or PCR_ADDR (or a
+// local node without a socket) over libp2p with the cluster secret (./remote.ts, loaded only then).
 
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { ApiClient } from '../api/client.ts';
+import { LocalApiClient } from '../api/local_socket.ts';
 import type { ApiRequest, ApiResponse } from '../api/wire.ts';
-import { CLUSTER_SECRET_FILE, NODE_INFO_FILE, readSecret, SecretError } from '../identity.ts';
+import { NODE_INFO_FILE } from '../data_dir_files.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './context.ts';
 
 /** Exit codes of `pcr` (docs/operations.md); 0, 1 and 2 are the dispatcher's (context.ts). */
@@ -22,13 +24,41 @@ export const EXIT = {
   notFound: 7,
   /** `pcr vm run` / `vm stop`: the VM failed (to start, or while stopping); the reason is printed. */
   vmFailed: 8,
+  /** `pcr node start`: an argument names something that cannot be used (file, address, dir). */
+  badArgument: 9,
+  /** `pcr node start`: the address to listen on is taken by another process. */
+  addressInUse: 10,
 } as const;
 
+/** The error code --json prints for each exit code (one vocabulary with the exit codes). */
+const EXIT_CODE_NAME: Record<number, string> = {
+  [EXIT.failed]: 'FAILED',
+  [EXIT.usage]: 'USAGE',
+  [EXIT.noLeader]: 'NO_LEADER',
+  [EXIT.unreachable]: 'UNREACHABLE',
+  [EXIT.unauthorized]: 'UNAUTHORIZED',
+  [EXIT.timeout]: 'TIMEOUT',
+  [EXIT.notFound]: 'NOT_FOUND',
+  [EXIT.vmFailed]: 'VM_FAILED',
+  [EXIT.badArgument]: 'BAD_ARGUMENT',
+  [EXIT.addressInUse]: 'ADDRESS_IN_USE',
+};
+
+export function errorCodeName(exitCode: number): string {
+  return EXIT_CODE_NAME[exitCode] ?? 'FAILED';
+}
+
+/** A user-facing error: one line, an exit code, and what to do next when there is something. */
 export class CliError extends Error {
   readonly exitCode: number;
-  constructor(message: string, exitCode: number) {
+  /** The machine-readable code (--json); by default the name of the exit code. */
+  readonly code: string;
+  readonly hint: string | undefined;
+  constructor(message: string, exitCode: number, extra: { code?: string; hint?: string } = {}) {
     super(message);
     this.exitCode = exitCode;
+    this.code = extra.code ?? errorCodeName(exitCode);
+    this.hint = extra.hint;
   }
 }
 
@@ -47,38 +77,75 @@ export function defaultDataDir(): string {
   );
 }
 
-async function resolveTarget(o: ConnectOptions): Promise<{ addr: string; secret: Uint8Array }> {
+/** What node.json of a running node says (node/daemon.ts writes it). */
+export interface NodeInfo {
+  readonly id?: string;
+  readonly addrs?: string[];
+  readonly socket?: string;
+  readonly pid?: number;
+}
+
+export async function readNodeInfo(dataDir: string): Promise<NodeInfo> {
+  try {
+    return JSON.parse(await readFile(join(dataDir, NODE_INFO_FILE), 'utf8')) as NodeInfo;
+  } catch {
+    throw new CliError(`no running node found in ${dataDir}`, EXIT.unreachable, {
+      hint: 'start one (pcr node start), or point at a member with --addr or PCR_ADDR',
+    });
+  }
+}
+
+/** The two ways to a member: both send one request and resolve to its answer. */
+export interface ApiTransport {
+  request(req: ApiRequest, timeoutMs: number): Promise<ApiResponse>;
+  close(): Promise<void>;
+  /** Turns a failure of request() (not an error answer) into a CliError. */
+  explain(e: Error, timeoutMs: number): CliError;
+}
+
+async function openLocal(dataDir: string, socket: string): Promise<ApiTransport> {
+  let client: LocalApiClient;
+  try {
+    client = await LocalApiClient.connect(socket);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EACCES') {
+      throw new CliError(`not allowed to open ${socket}`, EXIT.unauthorized, {
+        hint: 'run pcr as the user that runs the node, or use --addr and --secret-file',
+      });
+    }
+    throw new CliError(
+      `the node of ${dataDir} is not running (${code ?? 'no socket'})`,
+      EXIT.unreachable,
+      {
+        hint: `start it: pcr node start --data-dir ${dataDir}`,
+      },
+    );
+  }
+  return {
+    request: (req, timeoutMs) => client.request(req, timeoutMs),
+    close: () => client.close(),
+    explain: (e, timeoutMs) =>
+      /no answer within/.test(e.message)
+        ? new CliError(`no answer from the local node within ${timeoutMs / 1000} s`, EXIT.timeout)
+        : new CliError(`the local node dropped the request: ${e.message}`, EXIT.unreachable, {
+            hint: 'is the node still running? see its log',
+          }),
+  };
+}
+
+async function openTransport(o: ConnectOptions): Promise<ApiTransport> {
   const dataDir = o.dataDir ?? defaultDataDir();
   let addr = o.addr ?? process.env.PCR_ADDR;
   if (addr === undefined) {
-    let info: { addrs?: string[] };
-    try {
-      info = JSON.parse(await readFile(join(dataDir, NODE_INFO_FILE), 'utf8')) as {
-        addrs?: string[];
-      };
-    } catch {
-      throw new CliError(
-        `no running node found in ${dataDir}: start one (pcr node start), or point at a member with --addr or PCR_ADDR`,
-        EXIT.unreachable,
-      );
-    }
+    const info = await readNodeInfo(dataDir);
+    if (typeof info.socket === 'string') return openLocal(dataDir, info.socket);
     addr = info.addrs?.find((a) => a.includes('/127.0.0.1/')) ?? info.addrs?.[0];
     if (addr === undefined)
       throw new CliError(`${join(dataDir, NODE_INFO_FILE)} lists no address`, EXIT.unreachable);
   }
-  const secretFile =
-    o.secretFile ?? process.env.PCR_SECRET_FILE ?? join(dataDir, CLUSTER_SECRET_FILE);
-  try {
-    return { addr, secret: await readSecret(secretFile) };
-  } catch (e) {
-    if (e instanceof SecretError) {
-      throw new CliError(
-        `${e.message}: pass --secret-file (a member's ${CLUSTER_SECRET_FILE})`,
-        EXIT.unauthorized,
-      );
-    }
-    throw e;
-  }
+  const { openRemote } = await import('./remote.ts');
+  return openRemote(addr, dataDir, o.secretFile ?? process.env.PCR_SECRET_FILE);
 }
 
 const CODE_EXIT: Record<string, number> = {
@@ -92,21 +159,11 @@ const CODE_EXIT: Record<string, number> = {
 };
 
 const CODE_HINT: Record<string, string> = {
-  NO_LEADER: 'no leader yet (an election is running, or this member is cut off): retry shortly',
-  TIMEOUT: 'timed out: the outcome is unknown; check with a read before retrying a write',
+  NO_LEADER:
+    'retry in a moment; if it lasts, a majority of voters is down or cut off (pcr members)',
+  TIMEOUT: 'the outcome is unknown: check with a read before retrying a write',
+  NOT_FOUND: 'list what exists: pcr kv list, pcr vm list, pcr members',
 };
-
-/**
- * Whether the connection protector refused the member's proof of the cluster secret
- * (ProtectorError code WRONG_SECRET), looking through libp2p's wrapped and aggregated errors.
- */
-function isWrongSecret(e: unknown, depth = 0): boolean {
-  if (typeof e !== 'object' || e === null || depth > 8) return false;
-  const x = e as { code?: unknown; cause?: unknown; errors?: unknown };
-  if (x.code === 'WRONG_SECRET') return true;
-  if (Array.isArray(x.errors) && x.errors.some((y) => isWrongSecret(y, depth + 1))) return true;
-  return isWrongSecret(x.cause, depth + 1);
-}
 
 /** A connection to one member for several requests (e.g. `vm logs --follow`, `vm run` waiting). */
 export interface Connection {
@@ -115,49 +172,35 @@ export interface Connection {
   close(): Promise<void>;
 }
 
-export async function connect(o: ConnectOptions): Promise<Connection> {
-  const { addr, secret } = await resolveTarget(o);
+export function timeoutMsOf(o: ConnectOptions): number {
   const timeoutMs = o.timeout !== undefined ? Number(o.timeout) * 1000 : 15_000;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
     throw new CliError('--timeout must be a positive number of seconds', EXIT.usage);
-  let client: ApiClient;
-  try {
-    client = await ApiClient.connect(addr, secret);
-  } catch (e) {
-    throw new CliError(`bad member address ${addr}: ${(e as Error).message}`, EXIT.usage);
-  }
+  return timeoutMs;
+}
+
+export async function connect(o: ConnectOptions): Promise<Connection> {
+  const timeoutMs = timeoutMsOf(o);
+  const transport = await openTransport(o);
   return {
     request: async (req) => {
       let resp: ApiResponse;
       try {
-        resp = await client.request(req, timeoutMs);
+        resp = await transport.request(req, timeoutMs);
       } catch (e) {
-        const err = e as Error;
-        const text = `${err.name} ${err.message}`;
-        if (isWrongSecret(err)) {
-          throw new CliError(
-            `not authorized by ${addr}: the cluster secret does not match (${err.name})`,
-            EXIT.unauthorized,
-          );
-        }
-        if (/abort|timeout|no answer within/i.test(text))
-          throw new CliError(`no answer from ${addr} within ${timeoutMs / 1000} s`, EXIT.timeout);
-        throw new CliError(
-          `member unreachable at ${addr}: ${err.message}; is the node running?`,
-          EXIT.unreachable,
-        );
+        throw transport.explain(e as Error, timeoutMs);
       }
       if (!resp.ok) {
         const { code, message } = resp.error;
         const hint = CODE_HINT[code];
-        throw new CliError(
-          `${code}: ${message}${hint !== undefined ? ` (${hint})` : ''}`,
-          CODE_EXIT[code] ?? EXIT.failed,
-        );
+        throw new CliError(`${code}: ${message}`, CODE_EXIT[code] ?? EXIT.failed, {
+          code,
+          ...(hint !== undefined ? { hint } : {}),
+        });
       }
       return resp as Record<string, unknown>;
     },
-    close: () => client.close().catch(() => {}),
+    close: () => transport.close().catch(() => {}),
   };
 }
 
