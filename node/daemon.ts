@@ -27,7 +27,9 @@ import {
   serveExchange,
 } from './api/wire.ts';
 import { loadOrCreatePeerKey, loadOrCreateSecret, NODE_INFO_FILE } from './identity.ts';
+import { JOIN_RETRY_MS_MAX, JoinBackoff } from './join_backoff.ts';
 import { Histogram, renderSamples, type Sample, serveMetrics } from './metrics.ts';
+import { uniqueName } from './names.ts';
 import { collectMetrics, GOSSIP_INTERVAL_MS, Gossip } from './p2p/gossip.ts';
 import { createHost, type Host } from './p2p/host.ts';
 import {
@@ -56,6 +58,10 @@ export interface DaemonOptions {
   readonly dataDir: string;
   readonly listen: readonly string[];
   readonly seeds?: readonly string[];
+  /** This node's name in the member table (`pcr node start --name`), validated by the caller. */
+  readonly name?: string;
+  /** Addresses other machines reach this node at (`--advertise`), instead of the listen ones. */
+  readonly advertise?: readonly string[];
   /** The cluster secret to join with (a member's cluster.secret). */
   readonly secretFile?: string;
   /** How many members become voters; later ones stay learners. */
@@ -130,6 +136,7 @@ export class Daemon {
   private ticker: NodeJS.Timeout | undefined;
   private reconciler: NodeJS.Timeout | undefined;
   private busy = false;
+  private readonly joinBackoff = new JoinBackoff();
   private stopping = false;
   /** This process's instance nonce: tells it apart from a copy running with the same identity. */
   private readonly nonce = newInstanceNonce();
@@ -215,7 +222,13 @@ export class Daemon {
       const seeds = o.seeds ?? [];
       const privateKey = await loadOrCreatePeerKey(o.dataDir);
       const psk = await loadOrCreateSecret(o.dataDir, o.secretFile, fresh && seeds.length === 0);
-      host = await createHost({ privateKey, psk, listen: o.listen, gossip: true });
+      host = await createHost({
+        privateKey,
+        psk,
+        listen: o.listen,
+        ...(o.advertise !== undefined ? { advertise: o.advertise } : {}),
+        gossip: true,
+      });
       const storage = DurableStorage.recover(records);
       if (fresh && seeds.length === 0) {
         bootstrap(storage.mem, [host.peerId.toString()]);
@@ -377,6 +390,11 @@ export class Daemon {
     return this.host.getMultiaddrs().map(String);
   }
 
+  /** This node's name in the member table, if it was given one. */
+  get name(): string | undefined {
+    return this.o.name;
+  }
+
   private addrsOf(id: NodeId): Multiaddr[] {
     const m = this.member(id);
     const fromTable = m === undefined ? [] : m.addrs.map((a) => multiaddr(a));
@@ -499,8 +517,21 @@ export class Daemon {
         return;
       }
       const role = st.config.voters.includes(this.id) ? 'voter' : 'learner';
-      if (me === undefined || me.role !== role || me.addrs.join() !== addrs.join()) {
-        await this.submit({ op: 'member.put', member: { id: this.id, addrs, role } });
+      const table = this.node.sm.query({ op: 'members' });
+      const name =
+        this.o.name === undefined
+          ? undefined
+          : uniqueName(this.o.name, this.id, table.ok ? (table.members ?? []) : []);
+      if (
+        me === undefined ||
+        me.role !== role ||
+        me.addrs.join() !== addrs.join() ||
+        me.name !== name
+      ) {
+        await this.submit({
+          op: 'member.put',
+          member: { id: this.id, addrs, role, ...(name !== undefined ? { name } : {}) },
+        });
         return;
       }
       if (st.state === 'leader') await this.promote();
@@ -512,17 +543,37 @@ export class Daemon {
   }
 
   private async join(): Promise<void> {
-    for (const [, addrs] of this.extraAddrs) {
+    if (!this.joinBackoff.due(Date.now())) return;
+    for (const [id, addrs] of this.extraAddrs) {
       const resp = await this.request(addrs, {
         op: 'join',
         id: this.id,
         addrs: this.addrs(),
+        ...(this.o.name !== undefined ? { name: this.o.name } : {}),
       }).catch((e: Error) => apiError('UNAVAILABLE', e.message));
       if (resp.ok) {
-        this.log.info('join accepted; catching up as a learner');
+        this.joinBackoff.succeeded();
+        this.log.info({ seed: id }, 'join accepted; catching up as a learner');
         return;
       }
-      this.log.info({ reason: resp.error.message }, 'join not accepted yet');
+      const seed = addrs.map(String).join(' ');
+      const f = this.joinBackoff.failed(`${id} ${resp.error.code}`, Date.now());
+      const what =
+        resp.error.code === 'UNAVAILABLE'
+          ? 'waiting for the seed to be reachable'
+          : 'waiting for the seed to accept the join';
+      const fields = {
+        seed,
+        code: resp.error.code,
+        reason: resp.error.message,
+        retryMs: f.retryMs,
+      };
+      if (f.changed)
+        this.log.warn(
+          fields,
+          `${what} (retrying with back-off up to ${JOIN_RETRY_MS_MAX / 1000} s)`,
+        );
+      else this.log.debug(fields, 'join not accepted yet');
     }
   }
 
@@ -805,9 +856,10 @@ export class Daemon {
       list.map((a) => multiaddr(a)),
     );
     // The address first, so that the leader can reach a new learner as soon as it is added.
+    const name = typeof req.name === 'string' ? req.name : undefined;
     const put = await this.submit({
       op: 'member.put',
-      member: { id, addrs: list, role: role ?? 'learner' },
+      member: { id, addrs: list, role: role ?? 'learner', ...(name !== undefined ? { name } : {}) },
     });
     if (!put.ok || role !== undefined) return answer(put);
     const added = await this.change('addLearner', id);
@@ -871,6 +923,7 @@ export class Daemon {
     const ids = new Set([...st.config.voters, ...st.config.learners, ...table.keys()]);
     return [...ids].sort().map((id) => ({
       id,
+      ...(table.get(id)?.name !== undefined ? { name: table.get(id)?.name } : {}),
       addrs: table.get(id)?.addrs ?? [],
       role: st.config.voters.includes(id)
         ? 'voter'
