@@ -132,11 +132,9 @@ export function explainStartError(e: unknown): unknown {
     });
   }
   const err = e as { name?: string; code?: string; message?: string };
-  if (err.name === 'DuplicateInstanceError') return new CliError(String(err.message), EXIT.failed);
-  if (err.code === 'LEVEL_LOCKED' || /LOCK|lock/.test(String(err.message)))
-    return new CliError(`the data dir is in use by another process: ${err.message}`, EXIT.failed, {
-      hint: 'stop the node that runs on it, or start this one with another --data-dir',
-    });
+  // Refusals with their own clear message (node/p2p/instance.ts, node/raft/level_disk.ts).
+  if (err.code === 'DUPLICATE_INSTANCE' || err.name === 'DataDirLockedError')
+    return new CliError(String(err.message), EXIT.failed);
   if (err.name === 'SecretError') return bad(String(err.message));
   return e;
 }
