@@ -14,11 +14,7 @@ describe('short IDs', () => {
 });
 
 describe('resolveMember', () => {
-  const members = [
-    { id: A, name: 'alpha' },
-    { id: B, name: 'beta' },
-    { id: C },
-  ];
+  const members = [{ id: A, name: 'alpha' }, { id: B, name: 'beta' }, { id: C }];
   it('takes a name, a full ID, a short ID, or a unique prefix (with or without the head)', () => {
     expect(resolveMember('alpha', members)).toEqual({ ok: true, id: A });
     expect(resolveMember(B, members)).toEqual({ ok: true, id: B });
