@@ -13,6 +13,7 @@ export const TOOL_PACKAGES: Record<string, string> = {
   busybox: 'busybox-static',
   cpio: 'cpio',
   etcd: 'etcd-server',
+  script: 'bsdutils (util-linux)',
 };
 
 /** The absolute path of an executable on PATH (or an absolute path that exists), else undefined. */

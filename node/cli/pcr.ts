@@ -36,6 +36,8 @@ const NOUNS: readonly Noun[] = [
   { names: ['vm'], load: async () => (await import('./vm_cmds.ts')).registerVmCommands },
   { names: ['maelstrom'], load: async () => (await import('./maelstrom.ts')).register },
   { names: ['sim'], load: async () => (await import('./sim.ts')).register, passThrough: true },
+  { names: ['top'], load: async () => (await import('./top.ts')).register },
+  { names: ['completion'], load: async () => (await import('./completion.ts')).register },
 ];
 
 /** The program with the commands of `nouns` registered. */
