@@ -289,6 +289,6 @@ function banner(d: Started, name: string, dataDir: string): string {
     (d.store?.cacheUrl !== undefined
       ? `binary cache: ${d.store.cacheUrl} (trusted-public-keys: ${d.store.publicKey})\n`
       : '') +
-    `join it: pcr node start --data-dir <another dir> --seed ${seed} --secret-file ${dataDir}/cluster.secret\n`
+    `join it: ${process.env.PCR_PROGRAM ?? 'pcr'} node start --data-dir <another dir> --seed ${seed} --secret-file ${dataDir}/cluster.secret\n`
   );
 }
