@@ -12,6 +12,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { generateKey } from '@libp2p/pnet';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
+import { describeWithTools } from '../../test/tools.ts';
 import { JOIN_RETRY_MS_MAX } from '../join_backoff.ts';
 import { shortId } from '../names.ts';
 import { type NodeProc, PCR, pcr, startNode, stop, until } from '../test/procs.ts';
@@ -231,5 +232,39 @@ describe('a running node and the client', () => {
     ]);
     expect(remote.exitCode, remote.stderr).toBe(0);
     expect(JSON.parse(remote.stdout)).toMatchObject({ id: n.id });
+  });
+});
+
+describeWithTools(['script'], 'pcr node start on a terminal', () => {
+  it('prints readable log lines, not JSON, and its join line; Ctrl-C stops it', async () => {
+    const dataDir = join(base, 'tty');
+    const child = execa(
+      'script',
+      [
+        '-q',
+        '-e',
+        '-c',
+        `${PCR} node start --data-dir ${dataDir} --store local --cache off`,
+        '/dev/null',
+      ],
+      { reject: false, stdin: 'pipe', env: { PCR_ACCEL: 'tcg' } },
+    );
+    let out = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    // Colours depend on the terminal: compare without them.
+    const plain = (): string => out.replace(/\x1b\[[0-9;]*m/g, '').replace(/\r/g, '');
+    await until(() => /^join it: /m.test(plain()), 60_000, 'the start banner');
+    await until(
+      () => /^\d\d:\d\d:\d\d\.\d{3} {2}INFO {3}node started {2}id=/m.test(plain()),
+      10_000,
+      'a log line',
+    );
+    expect(plain()).not.toMatch(/^\{"level"/m);
+    child.stdin?.write('\x03');
+    const r = await child;
+    expect(r.exitCode).toBe(0);
+    expect(plain()).toMatch(/INFO {3}node stopped/);
   });
 });
