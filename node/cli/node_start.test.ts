@@ -7,6 +7,7 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { stripVTControlCharacters } from 'node:util';
 import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { generateKey } from '@libp2p/pnet';
@@ -254,7 +255,7 @@ describeWithTools(['script'], 'pcr node start on a terminal', () => {
       out += d.toString();
     });
     // Colours depend on the terminal: compare without them.
-    const plain = (): string => out.replace(/\x1b\[[0-9;]*m/g, '').replace(/\r/g, '');
+    const plain = (): string => stripVTControlCharacters(out).replace(/\r/g, '');
     await until(() => /^join it: /m.test(plain()), 60_000, 'the start banner');
     await until(
       () => /^\d\d:\d\d:\d\d\.\d{3} {2}INFO {3}node started {2}id=/m.test(plain()),
