@@ -5,8 +5,9 @@
 
 import pino, { type Logger } from 'pino';
 
-export type LogFormat = 'auto' | 'text' | 'json';
-export const LOG_FORMATS: readonly LogFormat[] = ['auto', 'text', 'json'];
+import type { LogFormat } from './log_format.ts';
+
+export { LOG_FORMATS, type LogFormat } from './log_format.ts';
 
 const LEVEL_NAMES: Record<number, string> = {
   10: 'TRACE',

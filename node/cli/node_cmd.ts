@@ -6,22 +6,13 @@
 import { hostname } from 'node:os';
 import { type Command, InvalidArgumentError, type Option } from 'commander';
 import type { Daemon } from '../daemon.ts';
-import { LOG_FORMATS, type LogFormat } from '../log.ts';
-import { MEMBER_NAME_BYTES_MAX, memberNameProblem } from '../state/machine.ts';
+import { LOG_FORMATS, type LogFormat } from '../log_format.ts';
 import type { StoreMode } from '../store/service.ts';
 import { CliError, defaultDataDir, EXIT } from './client.ts';
 import { integerOption } from './context.ts';
-import {
-  CONFIG_LIST_KEYS,
-  type ConfigKey,
-  checkDataDir,
-  checkListen,
-  checkSecretFile,
-  checkSeed,
-  existingPeerId,
-  explainStartError,
-  readConfig,
-} from './node_args.ts';
+import type { ConfigKey } from './node_args.ts';
+
+// The checks, the logger and the daemon are loaded in the action: listing commands stays cheap.
 
 interface StartOpts {
   config?: string;
@@ -66,7 +57,7 @@ function oneOf<T extends string>(values: readonly T[]): (v: string) => T {
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 /** The default name: the host name, cut to a valid node name. */
-function defaultName(): string {
+function defaultName(MEMBER_NAME_BYTES_MAX: number): string {
   const n = hostname()
     .split('.')[0]!
     .replace(/[^A-Za-z0-9._-]/g, '-')
@@ -174,6 +165,7 @@ function addStartOptions(cmd: Command): Command {
 async function applyConfig(cmd: Command, o: StartOpts): Promise<void> {
   if (o.config === undefined) return;
   const file = o.config;
+  const { CONFIG_LIST_KEYS, readConfig } = await import('./node_args.ts');
   const values = await readConfig(file);
   const byKey = new Map(cmd.options.map((opt: Option) => [opt.attributeName(), opt]));
   const target = o as unknown as Record<string, unknown>;
@@ -195,11 +187,15 @@ async function applyConfig(cmd: Command, o: StartOpts): Promise<void> {
 
 /** Checks every argument that names something outside (files, addresses, the data dir). */
 async function checkArguments(o: StartOpts, dataDir: string): Promise<string> {
+  const { checkDataDir, checkListen, checkSecretFile, checkSeed, existingPeerId } = await import(
+    './node_args.ts'
+  );
+  const { MEMBER_NAME_BYTES_MAX, memberNameProblem } = await import('../state/machine.ts');
   for (const s of o.seed) checkSeed(s, undefined);
   for (const l of o.listen) checkListen('--listen', l);
   for (const a of o.advertise) if (a.startsWith('/')) checkListen('--advertise', a);
   if (o.secretFile !== undefined) await checkSecretFile(o.secretFile);
-  const name = o.name ?? defaultName();
+  const name = o.name ?? defaultName(MEMBER_NAME_BYTES_MAX);
   const why = memberNameProblem(name);
   if (why !== undefined)
     throw new CliError(`--name ${JSON.stringify(name)}: ${why}`, EXIT.badArgument);
@@ -252,7 +248,7 @@ export function registerNodeCommands(program: Command): void {
     } catch (e) {
       // The trace goes to the log at debug; the user sees one line (pcr.ts).
       logger.debug({ err: (e as Error).stack }, 'start failed');
-      throw explainStartError(e);
+      throw (await import('./node_args.ts')).explainStartError(e);
     }
     process.stderr.write(banner(daemon, name, dataDir));
     await new Promise<void>((resolve) => {
