@@ -5,6 +5,7 @@ export default defineConfig({
     include: ['**/*.test.ts'],
     exclude: ['**/node_modules/**'],
     setupFiles: ['./test/setup.ts'],
+    globalSetup: ['./test/build.ts'],
     testTimeout: 60_000,
   },
 });

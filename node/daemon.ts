@@ -7,17 +7,16 @@
 
 import './polyfill.ts';
 import { randomInt } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { PeerId } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
 import { bootstrap, type NodeId, type RandomSource } from '../consensus/index.ts';
 import { Agent } from './agent/agent.ts';
+import { LOCAL_SOCKET_FILE, type LocalSocketServer, serveLocalSocket } from './api/local_socket.ts';
 import { TRANSFER_WAIT_MS } from './api/member_handlers.ts';
 import type { Request } from './api/requests.ts';
 import { type ApiDeps, route } from './api/router.ts';
@@ -40,6 +39,7 @@ import { MEMBERSHIP_DEFAULTS, transferee } from './membership/decide.ts';
 import { MembershipExecutor, type MembershipPorts } from './membership/executor.ts';
 import { quorumProblem } from './membership/quorum.ts';
 import { Histogram, renderSamples, serveMetrics } from './metrics.ts';
+import { uniqueName } from './names.ts';
 import { NODE_METRICS, readMetrics } from './node_metrics.ts';
 import { AddrBook, stickyListen } from './p2p/addr_book.ts';
 import { collectMetrics, GOSSIP_INTERVAL_MS, Gossip } from './p2p/gossip.ts';
@@ -58,6 +58,7 @@ import type { Command, Member, Query } from './state/machine.ts';
 import { VM_REASON_BYTES_MAX, type VmState } from './state/vms.ts';
 import type { FetchProgress } from './store/fetch.ts';
 import { type StoreMode, StoreService } from './store/service.ts';
+import { PCR_VERSION } from './version.ts';
 import type { Accelerator, Backend, BackendName, Capabilities } from './vmm/backend.ts';
 import { defaultBackends, probeBackends } from './vmm/probe.ts';
 import { Supervisor } from './vmm/supervisor.ts';
@@ -68,6 +69,10 @@ export interface DaemonOptions {
   readonly dataDir: string;
   readonly listen: readonly string[];
   readonly seeds?: readonly string[];
+  /** This node's name in the member table (`pcr node start --name`), validated by the caller. */
+  readonly name?: string;
+  /** Addresses other machines reach this node at (`--advertise`), instead of the listen ones. */
+  readonly advertise?: readonly string[];
   /** The cluster secret to join with (a member's cluster.secret). */
   readonly secretFile?: string;
   /** How many members become voters; later ones stay learners. */
@@ -124,11 +129,13 @@ export const DAEMON_DEFAULTS = {
   storeFetchTimeoutMs: STORE_FETCH_TIMEOUT_MS,
 } as const;
 
-export const PCR_VERSION: string = (
-  JSON.parse(
-    readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', 'package.json'), 'utf8'),
-  ) as { version: string }
-).version;
+export { PCR_VERSION };
+
+/**
+ * A node that may not campaign (a learner, a removed node) counts its leader as gone after this
+ * many election timeouts without a message from it (node/membership/executor.ts, leaderSilent).
+ */
+export const LEADER_SILENT_ELECTION_TIMEOUTS = 2;
 
 const cryptoRandom: RandomSource = { intn: (n) => randomInt(n) };
 
@@ -143,6 +150,8 @@ export class Daemon {
   readonly gossip: Gossip;
   private readonly applyLatency = new Histogram();
   private metricsServer: Server | undefined;
+  /** The local API channel (node/api/local_socket.ts). */
+  private localApi: LocalSocketServer | undefined;
   metricsUrl = '';
   /** Addresses learned outside the member table (seeds, join requests). */
   private readonly extraAddrs = new Map<NodeId, Multiaddr[]>();
@@ -281,7 +290,13 @@ export class Daemon {
       const psk = await loadOrCreateSecret(o.dataDir, o.secretFile, fresh && seeds.length === 0);
       const book = new AddrBook(o.dataDir);
       host = await listenWhereWeWere(o, book, (listen) =>
-        createHost({ privateKey, psk, listen, gossip: true }),
+        createHost({
+          privateKey,
+          psk,
+          listen,
+          ...(o.advertise !== undefined ? { advertise: o.advertise } : {}),
+          gossip: true,
+        }),
       );
       const storage = DurableStorage.recover(records);
       if (fresh && seeds.length === 0) {
@@ -307,6 +322,7 @@ export class Daemon {
       await d?.supervisor?.close().catch(() => {});
       await d?.store?.close().catch(() => {});
       d?.metricsServer?.close();
+      await d?.localApi?.close();
       if (host !== undefined) await Promise.resolve(host.stop()).catch(() => {});
       await disk.close().catch(() => {});
       throw e;
@@ -371,11 +387,22 @@ export class Daemon {
     const served = await serveMetrics(mhost, mport, () => this.renderMetrics());
     this.metricsServer = served.server;
     this.metricsUrl = served.url;
+    // Optional: without it (a data dir path too long for a socket), local pcr uses libp2p.
+    this.localApi = await serveLocalSocket(join(this.o.dataDir, LOCAL_SOCKET_FILE), (req) =>
+      route(this.api, req, undefined),
+    ).catch((e: Error) => {
+      this.log.warn({ err: e.message }, 'no local API socket: pcr here will use libp2p');
+      return undefined;
+    });
     const addrs = this.addrs();
+    const socket = this.localApi?.path;
+    // Written whole, then renamed: a pcr reading it never sees half a file.
+    const info = join(this.o.dataDir, NODE_INFO_FILE);
     await writeFile(
-      join(this.o.dataDir, NODE_INFO_FILE),
-      `${JSON.stringify({ id: this.id, addrs, metrics: this.metricsUrl, cache: this.store.cacheUrl, pid: process.pid }, null, 2)}\n`,
+      `${info}.tmp`,
+      `${JSON.stringify({ id: this.id, addrs, metrics: this.metricsUrl, cache: this.store.cacheUrl, socket, pid: process.pid }, null, 2)}\n`,
     );
+    await rename(`${info}.tmp`, info);
     this.log.info({ id: this.id, addrs }, 'node started');
   }
 
@@ -414,6 +441,11 @@ export class Daemon {
           'process, or start this one with a new --data-dir to join as a new member',
       );
     }
+  }
+
+  /** This node's name in the member table, if it was given one. */
+  get name(): string | undefined {
+    return this.o.name;
   }
 
   addrs(): string[] {
@@ -570,10 +602,26 @@ export class Daemon {
   private membershipPorts(): MembershipPorts {
     return {
       self: this.id,
-      status: () => ({ ...this.node.status(), lastIndex: this.node.storage.lastIndex() }),
+      status: () => {
+        const raft = this.node.rn.raft;
+        const st = this.node.status();
+        return {
+          ...st,
+          lastIndex: this.node.storage.lastIndex(),
+          leaderSilent:
+            st.state !== 'leader' &&
+            raft.electionElapsed >= LEADER_SILENT_ELECTION_TIMEOUTS * raft.electionTimeout,
+          fresh: st.applied === 0,
+        };
+      },
       record: () => this.member(this.id),
       removedHere: () => this.node.sm.isRemoved(this.id),
       addrs: () => this.addrs(),
+      name: () => {
+        if (this.o.name === undefined) return undefined;
+        const table = this.node.sm.query({ op: 'members' });
+        return uniqueName(this.o.name, this.id, table.ok ? (table.members ?? []) : []);
+      },
       peers: () => this.peers(),
       ask: (id, req, timeoutMs) => {
         const to = this.addrsOf(id);
@@ -686,6 +734,7 @@ export class Daemon {
     }
     clearInterval(this.ticker);
     this.metricsServer?.close();
+    await this.localApi?.close();
     // The VMs keep running: the next daemon on this data dir adopts them.
     await this.agent?.stop().catch(() => {});
     await this.supervisor?.close().catch(() => {});

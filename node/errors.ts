@@ -69,7 +69,12 @@ export const ERRORS: { readonly [C in ErrorCode]: ErrorKind } = {
   },
   /** Malformed or out of bounds; nothing changed. */
   INVALID: { outcome: 'definite', exit: ERROR_EXIT.usage, maelstrom: 12 },
-  NOT_FOUND: { outcome: 'definite', exit: ERROR_EXIT.notFound, maelstrom: 20 },
+  NOT_FOUND: {
+    outcome: 'definite',
+    exit: ERROR_EXIT.notFound,
+    maelstrom: 20,
+    hint: 'list what exists: pcr kv list, pcr vm list, pcr members',
+  },
   /** A CAS whose expected value differs: the answer is no. */
   CAS_MISMATCH: { outcome: 'definite', exit: ERROR_EXIT.failed, maelstrom: 22 },
   /** The request ID was applied before: it took effect once, this answer cannot say how. */

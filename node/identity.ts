@@ -7,10 +7,9 @@ import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@
 import type { PrivateKey } from '@libp2p/interface';
 import { generateKey } from '@libp2p/pnet';
 
-export const PEER_KEY_FILE = 'peer.key';
-export const CLUSTER_SECRET_FILE = 'cluster.secret';
-/** Where a running node says how to reach it (for `pcr` on the same machine). */
-export const NODE_INFO_FILE = 'node.json';
+import { CLUSTER_SECRET_FILE, NODE_INFO_FILE, PEER_KEY_FILE } from './data_dir_files.ts';
+
+export { CLUSTER_SECRET_FILE, NODE_INFO_FILE, PEER_KEY_FILE };
 
 async function readIfExists(path: string): Promise<Buffer | undefined> {
   try {

@@ -230,26 +230,11 @@ export class MembershipSim {
       removedHere: node.sm.isRemoved(id),
       peerVerdict: ex.verdict,
       addrs: this.addrs(id),
+      // decide() lets only a node that applied nothing join; the planted bug 'rejoinRemoved'
+      // calls every node fresh, so a former member joins again (docs/sim.md, Findings).
+      fresh: this.options.planted === 'rejoinRemoved' || node.sm.applied === 0,
       leaderlessMs: lead === '' ? now - ex.leaderlessSinceMs : 0,
     };
-  }
-
-  /**
-   * In no configuration, yet it applied entries of the cluster: it was a member (the leader sends
-   * nothing to a node before it is added), so it was removed. decide() answers `join` to any node
-   * in no configuration that hears no leader, and a member accepts that join until the tombstone
-   * is committed: a removed node that applied its own removal (a removed leader always does) would
-   * come back under its identity (docs/sim.md, Findings). The simulator's executor lets only a
-   * fresh node (nothing applied) join; a former member asks the members whether it was removed
-   * (member.check) instead. The planted bug 'rejoinRemoved' turns this off.
-   */
-  private formerMember(
-    id: string,
-    node: RaftNode,
-    config: { voters: readonly string[]; learners: readonly string[] },
-  ): boolean {
-    if (this.options.planted === 'rejoinRemoved') return false;
-    return node.sm.applied > 0 && !config.voters.includes(id) && !config.learners.includes(id);
   }
 
   private policy(): MembershipPolicy {
@@ -265,12 +250,7 @@ export class MembershipSim {
     const ex = this.exec(id);
     if (ex.busy) return;
     const view = this.view(id, node, ex);
-    let action = decide(view, this.policy());
-    if (action?.kind === 'join' && this.formerMember(id, node, view)) {
-      // A former member does not join again: it probes, as a member hearing no leader does.
-      action =
-        view.leaderlessMs >= this.options.policy.probeAfterMs ? { kind: 'probe' } : undefined;
-    }
+    const action = decide(view, this.policy());
     if (action !== undefined) this.carryOut(id, node, ex, action, view);
   }
 
@@ -437,12 +417,18 @@ export class MembershipSim {
     reply: (r: Reply) => void,
   ): void {
     const st = node.status();
-    const d = decideJoin(req.id, req.addrs, {
-      voters: st.config.voters,
-      learners: st.config.learners,
-      record: node.sm.member(req.id),
-      removed: node.sm.isRemoved(req.id),
-    });
+    const d = decideJoin(
+      req.id,
+      req.addrs,
+      {
+        voters: st.config.voters,
+        learners: st.config.learners,
+        record: node.sm.member(req.id),
+        removed: node.sm.isRemoved(req.id),
+      },
+      // The planted 'rejoinRemoved' answers an announce as a join (the old rule).
+      req.announce && this.options.planted !== 'rejoinRemoved',
+    );
     switch (d.kind) {
       case 'refuse-removed':
         this.stats.joinsRefusedRemoved++;
@@ -454,14 +440,12 @@ export class MembershipSim {
       case 'update-addrs':
         this.submitThen(to, node, { op: 'member.put', member: d.member }, (o) => reply(answer(o)));
         return;
+      case 'refuse-not-member':
+        // Only a member announces; one this member's configuration does not hold was removed
+        // (or is not applied here yet): adding it would bring it back (docs/sim.md, Findings).
+        reply({ ok: false, code: 'NOT_MEMBER', message: `${req.id} is not a member here` });
+        return;
       case 'add-learner':
-        if (req.announce && this.options.planted !== 'rejoinRemoved') {
-          // Only a member announces; one this member's configuration does not hold was removed
-          // (or is not applied here yet). Adding it would bring a removed node back under its
-          // identity before its tombstone is committed (docs/sim.md, Findings).
-          reply({ ok: false, code: 'NOT_MEMBER', message: `${req.id} is not a member here` });
-          return;
-        }
         // The record first, so that the leader can reach the new node once it is a learner.
         this.submitThen(to, node, { op: 'member.put', member: d.member }, (o) => {
           const put = answer(o);

@@ -19,6 +19,7 @@ export const TOOL_PACKAGES: Record<string, string> = {
   busybox: 'busybox-static',
   cpio: 'cpio',
   etcd: 'etcd-server',
+  script: 'bsdutils (util-linux)',
 };
 
 /**

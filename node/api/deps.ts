@@ -6,6 +6,7 @@ import type { Multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
 import type { NodeId } from '../../consensus/index.ts';
 import { outcomeError } from '../errors.ts';
+import { resolveMember } from '../names.ts';
 import type { Gossip } from '../p2p/gossip.ts';
 import type { Host } from '../p2p/host.ts';
 import type { Outcome, RaftNode } from '../raft/node.ts';
@@ -51,13 +52,13 @@ export function answer(o: Outcome): ApiResponse {
   return { ok: true, index: o.index, ...rest };
 }
 
-/** A member's full peer ID from the ID or a unique prefix of it. */
+/** A member's full peer ID from its name, its ID or a unique prefix of it (node/names.ts). */
 export function resolveNode(deps: ApiDeps, x: unknown): string | ApiResponse {
-  if (typeof x !== 'string' || x.length === 0) return apiError('INVALID', 'name a node: --on ID');
+  if (typeof x !== 'string' || x.length === 0)
+    return apiError('INVALID', 'name a node: --on NAME or ID');
   const table = deps.node.sm.query({ op: 'members' });
-  const ids = (table.ok ? (table.members ?? []) : []).map((m) => m.id);
-  const hits = ids.filter((id) => id.startsWith(x));
-  if (hits.length === 1) return hits[0]!;
-  if (hits.length === 0) return apiError('NOT_FOUND', `no member ${x}: see pcr members`);
-  return apiError('INVALID', `${x} names ${hits.length} members: give more of the ID`);
+  const r = resolveMember(x, table.ok ? (table.members ?? []) : []);
+  if (r.ok) return r.id;
+  if (r.why === 'none') return apiError('NOT_FOUND', `no member ${x}: see pcr members`);
+  return apiError('INVALID', `${x} names ${r.candidates.length} members: give more of the ID`);
 }

@@ -6,6 +6,7 @@ import { peerIdFromString } from '@libp2p/peer-id';
 import { multiaddr } from '@multiformats/multiaddr';
 import { decideJoin, transferee, verdictOf } from '../membership/decide.ts';
 import { findOtherInstance, isInstanceNonce } from '../p2p/instance.ts';
+import type { Member } from '../state/machine.ts';
 import { waitFor } from '../wait.ts';
 import { type ApiDeps, answer } from './deps.ts';
 import type { RequestOf } from './requests.ts';
@@ -23,18 +24,31 @@ export async function handleJoin(deps: ApiDeps, req: RequestOf<'join'>): Promise
     return apiError('INVALID', `join: ${(e as Error).message}`);
   }
   const cfg = deps.node.status().config;
-  const d = decideJoin(id, addrs, {
-    voters: cfg.voters,
-    learners: cfg.learners,
-    record: deps.node.sm.member(id),
-    removed: deps.node.sm.isRemoved(id),
-  });
+  const d = decideJoin(
+    id,
+    addrs,
+    {
+      voters: cfg.voters,
+      learners: cfg.learners,
+      record: deps.node.sm.member(id),
+      removed: deps.node.sm.isRemoved(id),
+    },
+    req.announce === true,
+  );
+  // The joiner's name goes with its first record; it makes the name unique itself later.
+  const named = (m: Member): Member =>
+    req.name !== undefined && m.name === undefined ? { ...m, name: req.name } : m;
   switch (d.kind) {
     case 'refuse-removed':
       return apiError(
         'REMOVED',
         `node ${id} was removed from the cluster and cannot join again under that identity: ` +
           'start it with --rejoin to join as a new member',
+      );
+    case 'refuse-not-member':
+      return apiError(
+        'NOT_FOUND',
+        `node ${id} is not in this member's configuration: it was removed, or its removal is being applied`,
       );
     case 'already':
       return { ok: true, already: true };
@@ -43,14 +57,14 @@ export async function handleJoin(deps: ApiDeps, req: RequestOf<'join'>): Promise
         id,
         addrs.map((a) => multiaddr(a)),
       );
-      return answer(await deps.submit({ op: 'member.put', member: d.member }));
+      return answer(await deps.submit({ op: 'member.put', member: named(d.member) }));
     case 'add-learner': {
       deps.learnAddrs(
         id,
         addrs.map((a) => multiaddr(a)),
       );
       // The address first, so that the leader can reach a new learner as soon as it is added.
-      const put = await deps.submit({ op: 'member.put', member: d.member });
+      const put = await deps.submit({ op: 'member.put', member: named(d.member) });
       if (!put.ok || !put.result.ok) return answer(put);
       const added = await deps.change('addLearner', id);
       if (!added.ok) return answer(added);

@@ -7,7 +7,13 @@
 // The wire (wire.ts, session.ts) carries any `{op}` object; this union is what the member serves
 // and what `pcr` sends.
 
-import { type Command, commandProblem, type Query, queryProblem } from '../state/machine.ts';
+import {
+  type Command,
+  commandProblem,
+  memberNameProblem,
+  type Query,
+  queryProblem,
+} from '../state/machine.ts';
 
 type Stale = { readonly stale?: boolean };
 type CommandOf<Op extends Command['op']> = Extract<Command, { op: Op }>;
@@ -29,7 +35,15 @@ export type AdminRequest =
   | { readonly op: 'status' }
   | { readonly op: 'members' }
   | { readonly op: 'nodes' }
-  | { readonly op: 'join'; readonly id: string; readonly addrs: readonly string[] }
+  | {
+      readonly op: 'join';
+      readonly id: string;
+      readonly addrs: readonly string[];
+      /** A member announcing new addresses, not a new node asking to be added. */
+      readonly announce?: boolean;
+      /** The name the node was started with (`--name`). */
+      readonly name?: string;
+    }
   | { readonly op: 'instance.check'; readonly id: string; readonly nonce: string }
   /** Does the cluster still count this node? (a leaderless node asks: docs/membership.md) */
   | { readonly op: 'member.check'; readonly id: string }
@@ -73,10 +87,13 @@ const PROBLEMS: { readonly [O in Op]: (o: Record<string, unknown>) => string | u
   'vm.rm': (o) => commandProblem(o),
   'vm.stop': (o) => commandProblem({ ...o, atMs: 0 }),
   'vm.run': (o) => nodeProblem(o.node),
-  join: (o) =>
-    isString(o.id) && Array.isArray(o.addrs) && o.addrs.every(isString)
-      ? undefined
-      : 'join needs id and addrs',
+  join: (o) => {
+    if (!isString(o.id) || !Array.isArray(o.addrs) || !o.addrs.every(isString))
+      return 'join needs id and addrs';
+    if (o.announce !== undefined && typeof o.announce !== 'boolean')
+      return 'announce must be a boolean';
+    return o.name === undefined ? undefined : memberNameProblem(o.name);
+  },
   'instance.check': (o) =>
     isString(o.id) && isString(o.nonce)
       ? undefined

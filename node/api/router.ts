@@ -25,7 +25,8 @@ export { answer, resolveNode } from './deps.ts';
 export async function route(
   deps: ApiDeps,
   raw: unknown,
-  connection: Connection,
+  /** undefined for the local socket (node/api/local_socket.ts). */
+  connection: Connection | undefined,
 ): Promise<ApiResponse> {
   const req = parseRequest(raw);
   if (typeof req === 'string') return apiError('INVALID', req);
@@ -42,7 +43,11 @@ export async function route(
   return resp;
 }
 
-async function dispatch(deps: ApiDeps, req: Request, connection: Connection): Promise<ApiResponse> {
+async function dispatch(
+  deps: ApiDeps,
+  req: Request,
+  connection: Connection | undefined,
+): Promise<ApiResponse> {
   switch (req.op) {
     case 'status':
       return { ok: true, ...statusView(deps) };
@@ -79,6 +84,8 @@ async function dispatch(deps: ApiDeps, req: Request, connection: Connection): Pr
     case 'join':
       return handleJoin(deps, req);
     case 'instance.check':
+      if (connection === undefined)
+        return apiError('INVALID', 'instance.check comes over libp2p, from the asking member');
       return handleInstanceCheck(deps, req, connection);
     case 'member.check':
       return handleMemberCheck(deps, req);

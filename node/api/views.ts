@@ -24,6 +24,7 @@ export function membersView(deps: ViewDeps, st = deps.node.status()): Record<str
   const ids = new Set([...st.config.voters, ...st.config.learners, ...table.keys()]);
   return [...ids].sort().map((id) => ({
     id,
+    ...(table.get(id)?.name !== undefined ? { name: table.get(id)?.name } : {}),
     addrs: table.get(id)?.addrs ?? [],
     role: st.config.voters.includes(id)
       ? 'voter'

@@ -1,42 +1,19 @@
-// How `pcr` finds a member and the cluster secret, runs one request, and turns the outcome into
-// output (a table for people, --json for machines) and a distinct exit code.
+// How `pcr` finds a member, runs requests, and turns the outcome into output (a table for people,
+// --json for machines) and a distinct exit code. The local node is reached over its unix socket
+// (node/api/local_socket.ts), which loads no libp2p; a member named by --addr or PCR_ADDR (or a
+// local node without a socket) over libp2p with the cluster secret (./remote.ts, loaded only then).
 
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { ApiClient } from '../api/client.ts';
+import { LocalApiClient } from '../api/local_socket.ts';
 import type { Request } from '../api/requests.ts';
 import type { ApiResponse } from '../api/wire.ts';
-import { ERROR_EXIT, ERRORS, isErrorCode } from '../errors.ts';
-import { CLUSTER_SECRET_FILE, NODE_INFO_FILE, readSecret, SecretError } from '../identity.ts';
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './context.ts';
+import { NODE_INFO_FILE } from '../data_dir_files.ts';
+import { ERRORS, isErrorCode } from '../errors.ts';
+import { type ApiTransport, CliError, EXIT } from './exit.ts';
 
-/** Exit codes of `pcr` (docs/operations.md); 0, 1 and 2 are the dispatcher's (context.ts). */
-export const EXIT = {
-  ok: EXIT_OK,
-  /** The request was carried out and the answer is "no" (e.g. a CAS whose expected value differed). */
-  failed: EXIT_FAILURE,
-  usage: EXIT_USAGE,
-  noLeader: ERROR_EXIT.noLeader,
-  unreachable: ERROR_EXIT.unreachable,
-  unauthorized: 5,
-  timeout: ERROR_EXIT.timeout,
-  notFound: ERROR_EXIT.notFound,
-  /** `pcr vm run` / `vm stop`: the VM failed (to start, or while stopping); the reason is printed. */
-  vmFailed: 8,
-  /** Data refused as corrupt or untrusted (a NAR's hash, size or signature); damage remains. */
-  corrupt: ERROR_EXIT.corrupt,
-  /** `pcr node start`: the cluster removed this node (docs/membership.md); --rejoin starts afresh. */
-  removed: ERROR_EXIT.removed,
-} as const;
-
-export class CliError extends Error {
-  readonly exitCode: number;
-  constructor(message: string, exitCode: number) {
-    super(message);
-    this.exitCode = exitCode;
-  }
-}
+export { type ApiTransport, CliError, EXIT, errorCodeName } from './exit.ts';
 
 export interface ConnectOptions {
   readonly addr?: string;
@@ -53,50 +30,67 @@ export function defaultDataDir(): string {
   );
 }
 
-async function resolveTarget(o: ConnectOptions): Promise<{ addr: string; secret: Uint8Array }> {
+/** What node.json of a running node says (node/daemon.ts writes it). */
+export interface NodeInfo {
+  readonly id?: string;
+  readonly addrs?: string[];
+  readonly socket?: string;
+  readonly pid?: number;
+}
+
+export async function readNodeInfo(dataDir: string): Promise<NodeInfo> {
+  try {
+    return JSON.parse(await readFile(join(dataDir, NODE_INFO_FILE), 'utf8')) as NodeInfo;
+  } catch {
+    throw new CliError(`no running node found in ${dataDir}`, EXIT.unreachable, {
+      hint: 'start one (pcr node start), or point at a member with --addr or PCR_ADDR',
+    });
+  }
+}
+
+async function openLocal(dataDir: string, socket: string): Promise<ApiTransport> {
+  let client: LocalApiClient;
+  try {
+    client = await LocalApiClient.connect(socket);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EACCES') {
+      throw new CliError(`not allowed to open ${socket}`, EXIT.unauthorized, {
+        hint: 'run pcr as the user that runs the node, or use --addr and --secret-file',
+      });
+    }
+    throw new CliError(
+      `the node of ${dataDir} is not running (${code ?? 'no socket'})`,
+      EXIT.unreachable,
+      {
+        hint: `start it: pcr node start --data-dir ${dataDir}`,
+      },
+    );
+  }
+  return {
+    request: (req, timeoutMs) => client.request(req, timeoutMs),
+    close: () => client.close(),
+    explain: (e, timeoutMs) =>
+      /no answer within/.test(e.message)
+        ? new CliError(`no answer from the local node within ${timeoutMs / 1000} s`, EXIT.timeout)
+        : new CliError(`the local node dropped the request: ${e.message}`, EXIT.unreachable, {
+            hint: 'is the node still running? see its log',
+          }),
+  };
+}
+
+async function openTransport(o: ConnectOptions): Promise<ApiTransport> {
   const dataDir = o.dataDir ?? defaultDataDir();
   let addr = o.addr ?? process.env.PCR_ADDR;
   if (addr === undefined) {
-    let info: { addrs?: string[] };
-    try {
-      info = JSON.parse(await readFile(join(dataDir, NODE_INFO_FILE), 'utf8')) as {
-        addrs?: string[];
-      };
-    } catch {
-      throw new CliError(
-        `no running node found in ${dataDir}: start one (pcr node start), or point at a member with --addr or PCR_ADDR`,
-        EXIT.unreachable,
-      );
-    }
+    const info = await readNodeInfo(dataDir);
+    if (typeof info.socket === 'string') return openLocal(dataDir, info.socket);
     addr = info.addrs?.find((a) => a.includes('/127.0.0.1/')) ?? info.addrs?.[0];
     if (addr === undefined)
       throw new CliError(`${join(dataDir, NODE_INFO_FILE)} lists no address`, EXIT.unreachable);
   }
-  const secretFile =
-    o.secretFile ?? process.env.PCR_SECRET_FILE ?? join(dataDir, CLUSTER_SECRET_FILE);
-  try {
-    return { addr, secret: await readSecret(secretFile) };
-  } catch (e) {
-    if (e instanceof SecretError) {
-      throw new CliError(
-        `${e.message}: pass --secret-file (a member's ${CLUSTER_SECRET_FILE})`,
-        EXIT.unauthorized,
-      );
-    }
-    throw e;
-  }
-}
-
-/**
- * Whether the connection protector refused the member's proof of the cluster secret
- * (ProtectorError code WRONG_SECRET), looking through libp2p's wrapped and aggregated errors.
- */
-function isWrongSecret(e: unknown, depth = 0): boolean {
-  if (typeof e !== 'object' || e === null || depth > 8) return false;
-  const x = e as { code?: unknown; cause?: unknown; errors?: unknown };
-  if (x.code === 'WRONG_SECRET') return true;
-  if (Array.isArray(x.errors) && x.errors.some((y) => isWrongSecret(y, depth + 1))) return true;
-  return isWrongSecret(x.cause, depth + 1);
+  const { openRemote } = await import('./remote.ts');
+  return openRemote(addr, dataDir, o.secretFile ?? process.env.PCR_SECRET_FILE);
 }
 
 /** A connection to one member for several requests (e.g. `vm logs --follow`, `vm run` waiting). */
@@ -106,51 +100,36 @@ export interface Connection {
   close(): Promise<void>;
 }
 
-export async function connect(o: ConnectOptions): Promise<Connection> {
-  const { addr, secret } = await resolveTarget(o);
+export function timeoutMsOf(o: ConnectOptions): number {
   const timeoutMs = o.timeout !== undefined ? Number(o.timeout) * 1000 : 15_000;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
     throw new CliError('--timeout must be a positive number of seconds', EXIT.usage);
-  let client: ApiClient;
-  try {
-    client = await ApiClient.connect(addr, secret);
-  } catch (e) {
-    throw new CliError(`bad member address ${addr}: ${(e as Error).message}`, EXIT.usage);
-  }
+  return timeoutMs;
+}
+
+export async function connect(o: ConnectOptions): Promise<Connection> {
+  const timeoutMs = timeoutMsOf(o);
+  const transport = await openTransport(o);
   return {
     request: async (req) => {
       let resp: ApiResponse;
       try {
-        resp = await client.request(req, timeoutMs);
+        resp = await transport.request(req, timeoutMs);
       } catch (e) {
-        const err = e as Error;
-        const text = `${err.name} ${err.message}`;
-        if (isWrongSecret(err)) {
-          throw new CliError(
-            `not authorized by ${addr}: the cluster secret does not match (${err.name})`,
-            EXIT.unauthorized,
-          );
-        }
-        if (/abort|timeout|no answer within/i.test(text))
-          throw new CliError(`no answer from ${addr} within ${timeoutMs / 1000} s`, EXIT.timeout);
-        throw new CliError(
-          `member unreachable at ${addr}: ${err.message}; is the node running?`,
-          EXIT.unreachable,
-        );
+        throw transport.explain(e as Error, timeoutMs);
       }
       if (!resp.ok) {
         const { code, message } = resp.error;
         // A code this client does not know (a newer member) is a plain failure.
         const kind = isErrorCode(code) ? ERRORS[code] : undefined;
-        const hint = kind?.hint;
-        throw new CliError(
-          `${code}: ${message}${hint !== undefined ? ` (${hint})` : ''}`,
-          kind?.exit ?? EXIT.failed,
-        );
+        throw new CliError(`${code}: ${message}`, kind?.exit ?? EXIT.failed, {
+          code,
+          ...(kind?.hint !== undefined ? { hint: kind.hint } : {}),
+        });
       }
       return resp as Record<string, unknown>;
     },
-    close: () => client.close().catch(() => {}),
+    close: () => transport.close().catch(() => {}),
   };
 }
 

@@ -3,7 +3,30 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { VALUE_BYTES_MAX } from '../state/machine.ts';
-import { CliError, type ConnectOptions, call, EXIT, print, table } from './client.ts';
+import { CliError, type ConnectOptions, call, connect, EXIT, print, table } from './client.ts';
+import {
+  address,
+  fetchMembers,
+  label,
+  type MemberRow,
+  nameOf,
+  resolveNode,
+  resolveNodeOver,
+  shortId,
+} from './members.ts';
+
+/** `3d 4h`, `5h 2m`, `4m 10s`, `12s`. */
+export function duration(s: number): string {
+  if (!Number.isFinite(s) || s < 0) return '-';
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = Math.floor(s % 60);
+  if (d > 0) return `${d}d ${h}h`;
+  if (h > 0) return `${h}h ${m}m`;
+  if (m > 0) return `${m}m ${sec}s`;
+  return `${sec}s`;
+}
 
 /** Options every client command takes. */
 export function withConnect(cmd: Command): Command {
@@ -70,21 +93,32 @@ function members(value: Record<string, unknown>): Record<string, unknown>[] {
   return (value.members as Record<string, unknown>[]) ?? [];
 }
 
+/** Member rows for a table: name, short ID, first address; the rest as answered. */
+function memberRows(value: Record<string, unknown>): Record<string, unknown>[] {
+  return members(value).map((m) => ({
+    ...m,
+    name: m.name ?? '-',
+    id: shortId(String(m.id)),
+    address: address(m.addrs as string[] | undefined),
+  }));
+}
+
 export function registerClusterCommands(program: Command): void {
   withConnect(
     program.command('status').description('leader, term, commit and applied index, members'),
   ).action(async (o: Opts) => {
     const r = await call(o, { op: 'status' });
+    const ms = members(r) as unknown as MemberRow[];
     print(o, r, () =>
       [
-        `node     ${r.id}`,
+        `node     ${label(String(r.id), ms)}`,
         `state    ${r.state}`,
-        `leader   ${r.leader === '' ? '(none)' : r.leader}`,
+        `leader   ${label(String(r.leader), ms)}`,
         `term     ${r.term}`,
         `commit   ${r.commit}`,
         `applied  ${r.applied}`,
         '',
-        table(members(r), ['id', 'role', 'leader', 'match', 'active', 'addrs']),
+        table(memberRows(r), ['name', 'id', 'role', 'leader', 'match', 'active', 'address']),
       ].join('\n'),
     );
   });
@@ -93,20 +127,29 @@ export function registerClusterCommands(program: Command): void {
     program.command('members').description('members of the cluster and their roles'),
   ).action(async (o: Opts) => {
     const r = await call(o, { op: 'members' });
-    print(o, r.members, () => table(members(r), ['id', 'role', 'leader', 'addrs']));
+    print(o, r.members, () => table(memberRows(r), ['name', 'id', 'role', 'leader', 'address']));
   });
 
   withConnect(program.command('nodes').description('gossiped metrics of every node')).action(
     async (o: Opts) => {
-      const r = await call(o, { op: 'nodes' });
+      const c = await connect(o);
+      const [r, m] = await Promise.all([
+        c.request({ op: 'nodes' }),
+        c.request({ op: 'members' }),
+      ]).finally(() => c.close());
+      const ms = members(m) as unknown as MemberRow[];
       const nodes = (r.nodes as Record<string, unknown>[]).map((n) => ({
         ...n,
+        name: nameOf(String(n.id), ms) ?? '-',
+        id: shortId(String(n.id)),
         mem: `${Math.round((Number(n.memTotal) - Number(n.memFree)) / 2 ** 20)}/${Math.round(Number(n.memTotal) / 2 ** 20)} MiB`,
         disk: `${Math.round(Number(n.diskFree) / 2 ** 30)} GiB free`,
         seen: `${(Number(n.lastSeenMs) / 1000).toFixed(1)}s ago`,
+        uptime: duration(Number(n.uptimeS)),
       }));
       print(o, r.nodes, () =>
         table(nodes, [
+          'name',
           'id',
           'health',
           'seen',
@@ -116,7 +159,7 @@ export function registerClusterCommands(program: Command): void {
           'disk',
           'vmms',
           'version',
-          'uptimeS',
+          'uptime',
         ]),
       );
     },
@@ -179,20 +222,35 @@ export function registerClusterCommands(program: Command): void {
     raft.command('list-peers').description('voters and learners, with replication progress'),
   ).action(async (o: Opts) => {
     const r = await call(o, { op: 'status' });
-    print(o, r.members, () => table(members(r), ['id', 'role', 'leader', 'match', 'active']));
+    print(o, r.members, () =>
+      table(memberRows(r), ['name', 'id', 'role', 'leader', 'match', 'active']),
+    );
   });
   withConnect(
     raft
-      .command('transfer-leader [id]')
+      .command('transfer-leader [node]')
       .description('move leadership (to the most caught-up voter by default)'),
-  ).action(async (id: string | undefined, o: Opts) => {
-    const r = await call(o, { op: 'raft.transfer', ...(id !== undefined ? { to: id } : {}) });
-    print(o, r, () => `leader is now ${r.leader}`);
+  ).action(async (node: string | undefined, o: Opts) => {
+    const c = await connect(o);
+    try {
+      const ms = await fetchMembers(c);
+      const to = node !== undefined ? resolveNode(node, ms) : undefined;
+      const r = await c.request({ op: 'raft.transfer', ...(to !== undefined ? { to } : {}) });
+      print(o, r, () => `leader is now ${label(String(r.leader), ms)}`);
+    } finally {
+      await c.close();
+    }
   });
   withConnect(
-    raft.command('remove-peer <id>').description('remove a member from the Raft group'),
-  ).action(async (id: string, o: Opts) => {
-    const r = await call(o, { op: 'raft.remove', id });
-    print(o, r, () => `removed ${id}`);
+    raft.command('remove-peer <node>').description('remove a member from the Raft group'),
+  ).action(async (node: string, o: Opts) => {
+    const c = await connect(o);
+    try {
+      const id = await resolveNodeOver(c, node);
+      const r = await c.request({ op: 'raft.remove', id });
+      print(o, r, () => `removed ${node} (${id})`);
+    } finally {
+      await c.close();
+    }
   });
 }

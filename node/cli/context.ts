@@ -3,7 +3,7 @@
 // a noun's module only when that noun runs; a module should still import heavy implementation
 // inside its actions, so that listing the commands stays cheap.
 
-import { InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 
 /** Exit codes of `pcr`: 0 success, 1 the command failed, 2 wrong usage (arguments, options). */
 export const EXIT_OK = 0;
@@ -28,6 +28,11 @@ export interface CliContext {
   readonly argv: readonly string[];
   /** Set by the action that ran; `pcr` exits with it. */
   exitCode: number;
+  /**
+   * The program with every command registered (for `pcr completion`), handed in by pcr.ts so that
+   * no command module imports the dispatcher back.
+   */
+  readonly fullProgram?: () => Promise<Command>;
 }
 
 /** A commander option parser for an integer in [min, max]; a bad value is a usage error (2). */

@@ -1,20 +1,32 @@
-// `pcr node start`: run a member in the foreground. Logs (pino, JSON) go to stderr.
+// `pcr node start`: run a member in the foreground. Arguments are checked before anything starts
+// (node_args.ts); a config file (--config) gives any flag's value, flags override it. Logs go to
+// stderr: readable lines on a terminal, JSON otherwise or with --log-format json (node/log.ts).
+// The daemon's code is loaded only when a node starts.
 
-import { type Command, InvalidArgumentError } from 'commander';
-import pino from 'pino';
-import { DAEMON_DEFAULTS, Daemon } from '../daemon.ts';
+import { hostname } from 'node:os';
+import { type Command, InvalidArgumentError, type Option } from 'commander';
+import type { Daemon } from '../daemon.ts';
+import { LOG_FORMATS, type LogFormat } from '../log_format.ts';
 import type { StoreMode } from '../store/service.ts';
 import { CliError, defaultDataDir, EXIT } from './client.ts';
 import { integerOption } from './context.ts';
+import type { ConfigKey } from './node_args.ts';
+
+// The checks, the logger and the daemon are loaded in the action: listing commands stays cheap.
 
 interface StartOpts {
+  config?: string;
   dataDir?: string;
+  name?: string;
   listen: string[];
+  advertise: string[];
   seed: string[];
   secretFile?: string;
   maxVoters: number;
   metrics: string;
   logLevel: string;
+  logFormat: LogFormat;
+  rejoin?: boolean;
   snapshotEntries?: number;
   keepEntries?: number;
   store: StoreMode;
@@ -22,8 +34,11 @@ interface StartOpts {
   cache: string;
   trustedKey: string[];
   accel: 'auto' | 'kvm' | 'tcg';
-  rejoin?: boolean;
 }
+
+/** Voters by default (the daemon's DAEMON_DEFAULTS.maxVoters; here to keep help cheap). */
+const MAX_VOTERS_DEFAULT = 5;
+const DEFAULT_LISTEN = '/ip4/127.0.0.1/tcp/0';
 
 /** `--store auto|nix|local|nix:DIR`. */
 function storeMode(v: string): StoreMode {
@@ -32,21 +47,58 @@ function storeMode(v: string): StoreMode {
   throw new InvalidArgumentError('auto, nix, local, or nix:/absolute/chroot/store');
 }
 
+function oneOf<T extends string>(values: readonly T[]): (v: string) => T {
+  return (v) => {
+    if (!(values as readonly string[]).includes(v))
+      throw new InvalidArgumentError(values.join(', '));
+    return v as T;
+  };
+}
+
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
-export function registerNodeCommands(program: Command): void {
-  const node = program.command('node').description('run a member of a cluster');
-  node
-    .command('start')
-    .description(
-      'start a member: without a seed and without state it bootstraps a new cluster of one',
+/** The default name: the host name, cut to a valid node name. */
+function defaultName(MEMBER_NAME_BYTES_MAX: number): string {
+  const n = hostname()
+    .split('.')[0]!
+    .replace(/[^A-Za-z0-9._-]/g, '-')
+    .replace(/^[^A-Za-z0-9]+/, '')
+    .slice(0, MEMBER_NAME_BYTES_MAX);
+  return n === '' ? 'node' : n;
+}
+
+function addStartOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      '--config <file>',
+      'a JSON file of options (keys: the flags in camelCase); flags override it',
     )
     .option(
       '--data-dir <dir>',
       'where the node keeps its key, secret and log (default: PCR_DATA_DIR or ~/.local/share/pcr)',
     )
-    .option('--listen <multiaddr>', 'address to listen on (repeatable)', collect, [])
-    .option('--seed <multiaddr>', 'a member to join through (repeatable)', collect, [])
+    .option(
+      '--name <name>',
+      "the node's name in tables and commands (default: the host name, made unique)",
+    )
+    .option(
+      '--listen <multiaddr>',
+      `address to listen on (repeatable; default ${DEFAULT_LISTEN}, loopback only)`,
+      collect,
+      [],
+    )
+    .option(
+      '--advertise <addr>',
+      'the address other machines reach this node at: an IP or host name (the listen port is kept) or a multiaddr (repeatable)',
+      collect,
+      [],
+    )
+    .option(
+      '--seed <multiaddr>',
+      'a member to join through, /ip4/IP/tcp/PORT/p2p/ID (repeatable)',
+      collect,
+      [],
+    )
     .option(
       '--secret-file <file>',
       "the cluster secret, needed to join (a member's cluster.secret)",
@@ -55,12 +107,17 @@ export function registerNodeCommands(program: Command): void {
       '--max-voters <n>',
       'how many members become voters',
       integerOption(1, 1000),
-      DAEMON_DEFAULTS.maxVoters,
+      MAX_VOTERS_DEFAULT,
     )
     .option('--metrics <host:port>', 'Prometheus metrics address', '127.0.0.1:0')
     .option(
       '--snapshot-entries <n>',
       'snapshot the state machine and compact the log every n entries',
+      integerOption(1, 1e9),
+    )
+    .option(
+      '--keep-entries <n>',
+      'log entries kept behind a snapshot for slow followers',
       integerOption(1, 1e9),
     )
     .option(
@@ -88,17 +145,8 @@ export function registerNodeCommands(program: Command): void {
     .option(
       '--accel <accel>',
       "QEMU's accelerator: auto (KVM if a probe boot proves it works, else TCG), kvm, tcg",
-      (v: string) => {
-        if (v !== 'auto' && v !== 'kvm' && v !== 'tcg')
-          throw new InvalidArgumentError('auto, kvm or tcg');
-        return v;
-      },
+      oneOf(['auto', 'kvm', 'tcg'] as const),
       process.env.PCR_ACCEL ?? 'auto',
-    )
-    .option(
-      '--keep-entries <n>',
-      'log entries kept behind a snapshot for slow followers',
-      integerOption(1, 1e9),
     )
     .option(
       '--rejoin',
@@ -107,14 +155,88 @@ export function registerNodeCommands(program: Command): void {
     .option(
       '--log-level <level>',
       'trace, debug, info, warn, error',
+      oneOf(['trace', 'debug', 'info', 'warn', 'error'] as const),
       process.env.PCR_LOG_LEVEL ?? 'info',
     )
-    .action(async (o: StartOpts) => {
-      const dataDir = o.dataDir ?? defaultDataDir();
-      const logger = pino({ level: o.logLevel }, pino.destination(2));
-      const daemon = await Daemon.start({
+    .option(
+      '--log-format <format>',
+      'auto (readable lines on a terminal, JSON otherwise), text, json',
+      oneOf(LOG_FORMATS),
+      'auto' as LogFormat,
+    );
+}
+
+/** Fills the options not given on the command line from the config file, through each flag's parser. */
+async function applyConfig(cmd: Command, o: StartOpts): Promise<void> {
+  if (o.config === undefined) return;
+  const file = o.config;
+  const { CONFIG_LIST_KEYS, readConfig } = await import('./node_args.ts');
+  const values = await readConfig(file);
+  const byKey = new Map(cmd.options.map((opt: Option) => [opt.attributeName(), opt]));
+  const target = o as unknown as Record<string, unknown>;
+  for (const [key, value] of values) {
+    if (cmd.getOptionValueSource(key) === 'cli' || key === ('config' as ConfigKey)) continue;
+    const opt = byKey.get(key)!;
+    const parse = (v: string, prev: unknown): unknown => {
+      try {
+        return opt.parseArg !== undefined ? opt.parseArg(v, prev) : v;
+      } catch (e) {
+        throw new CliError(`--config ${file}: ${key}: ${(e as Error).message}`, EXIT.badArgument);
+      }
+    };
+    if (CONFIG_LIST_KEYS.has(key))
+      target[key] = (value as string[]).reduce<unknown>((acc, v) => parse(v, acc), []);
+    else target[key] = parse(value as string, undefined);
+  }
+}
+
+/** Checks every argument that names something outside (files, addresses, the data dir). */
+async function checkArguments(o: StartOpts, dataDir: string): Promise<string> {
+  const { checkDataDir, checkListen, checkSecretFile, checkSeed, existingPeerId } = await import(
+    './node_args.ts'
+  );
+  const { MEMBER_NAME_BYTES_MAX, memberNameProblem } = await import('../state/machine.ts');
+  for (const s of o.seed) checkSeed(s, undefined);
+  for (const l of o.listen) checkListen('--listen', l);
+  for (const a of o.advertise) if (a.startsWith('/')) checkListen('--advertise', a);
+  if (o.secretFile !== undefined) await checkSecretFile(o.secretFile);
+  const name = o.name ?? defaultName(MEMBER_NAME_BYTES_MAX);
+  const why = memberNameProblem(name);
+  if (why !== undefined)
+    throw new CliError(`--name ${JSON.stringify(name)}: ${why}`, EXIT.badArgument);
+  await checkDataDir(dataDir);
+  // A seed that is this node itself: known only once the data dir's key is read.
+  const self = await existingPeerId(dataDir);
+  for (const s of o.seed) checkSeed(s, self);
+  return name;
+}
+
+const isLoopback = (a: string): boolean => /^\/(ip4\/127\.|ip6\/::1\/|dns4?\/localhost\/)/.test(a);
+
+export function registerNodeCommands(program: Command): void {
+  const node = program.command('node').description('run a member of a cluster');
+  const start = addStartOptions(
+    node
+      .command('start')
+      .description(
+        'start a member: without a seed and without state it bootstraps a new cluster of one',
+      ),
+  );
+  start.action(async (o: StartOpts, cmd: Command) => {
+    await applyConfig(cmd, o);
+    const dataDir = o.dataDir ?? defaultDataDir();
+    const name = await checkArguments(o, dataDir);
+    const { createLogger } = await import('../log.ts');
+    const logger = createLogger(o.logLevel, o.logFormat);
+    const { Daemon: DaemonClass } = await import('../daemon.ts');
+    const listen = o.listen.length > 0 ? o.listen : [DEFAULT_LISTEN];
+    let daemon: Daemon;
+    try {
+      daemon = await DaemonClass.start({
         dataDir,
-        listen: o.listen.length > 0 ? o.listen : ['/ip4/127.0.0.1/tcp/0'],
+        name,
+        listen,
+        ...(o.advertise.length > 0 ? { advertise: o.advertise } : {}),
         seeds: o.seed,
         ...(o.secretFile !== undefined ? { secretFile: o.secretFile } : {}),
         maxVoters: o.maxVoters,
@@ -129,34 +251,60 @@ export function registerNodeCommands(program: Command): void {
         ...(o.rejoin === true ? { rejoin: true } : {}),
         logger,
       });
-      const addr = daemon.addrs()[0];
-      process.stderr.write(
-        `pcr node ${daemon.id} listening on ${daemon.addrs().join(' ')}\n` +
-          `metrics: ${daemon.metricsUrl}\n` +
-          (daemon.store?.cacheUrl !== undefined
-            ? `binary cache: ${daemon.store.cacheUrl} (trusted-public-keys: ${daemon.store.publicKey})\n`
-            : '') +
-          `join it: pcr node start --data-dir <another dir> --seed ${addr} --secret-file ${dataDir}/cluster.secret\n`,
-      );
-      const removed = await new Promise<string | undefined>((resolve) => {
-        const stop = (sig: string): void => {
-          logger.info({ sig }, 'stopping');
-          daemon.stop().then(
-            () => resolve(undefined),
-            () => resolve(undefined),
-          );
-        };
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
-        void daemon.removal.then(resolve);
-      });
-      if (removed !== undefined) {
-        throw new CliError(
-          `node ${daemon.id} was removed from the cluster (${removed}); it stopped its VMs and ` +
-            `left. To join again as a new member: pcr node start --rejoin --seed <a member's ` +
-            `address> --data-dir ${dataDir}`,
-          EXIT.removed,
+    } catch (e) {
+      // The trace goes to the log at debug; the user sees one line (pcr.ts).
+      logger.debug({ err: (e as Error).stack }, 'start failed');
+      throw (await import('./node_args.ts')).explainStartError(e);
+    }
+    process.stderr.write(banner(daemon, name, dataDir));
+    const removed = await new Promise<string | undefined>((resolve) => {
+      const stop = (sig: string): void => {
+        logger.info({ sig }, 'stopping');
+        daemon.stop().then(
+          () => resolve(undefined),
+          () => resolve(undefined),
         );
-      }
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+      void daemon.removal.then(resolve);
     });
+    if (removed !== undefined) {
+      throw new CliError(
+        `node ${name} (${daemon.id}) was removed from the cluster (${removed}); it stopped its ` +
+          'VMs and left',
+        EXIT.removed,
+        {
+          hint: `to join again as a new member: pcr node start --rejoin --seed <a member's address> --data-dir ${dataDir}`,
+        },
+      );
+    }
+  });
+}
+
+interface Started {
+  readonly id: string;
+  readonly metricsUrl: string;
+  readonly store?:
+    | { readonly cacheUrl?: string | undefined; readonly publicKey: string }
+    | undefined;
+  addrs(): string[];
+}
+
+/** What a person needs after start: who, where, and the line that joins another node. */
+function banner(d: Started, name: string, dataDir: string): string {
+  const addrs = d.addrs();
+  const reachable = addrs.filter((a) => !isLoopback(a));
+  const seed = reachable[0] ?? addrs[0];
+  return (
+    `pcr node ${name} (${d.id}) listening on ${addrs.join(' ')}\n` +
+    (reachable.length === 0
+      ? "listening on loopback only: other machines cannot join; for a cluster across machines use --listen /ip4/0.0.0.0/tcp/4001 --advertise <this machine's IP> (docs/operations.md)\n"
+      : '') +
+    `metrics: ${d.metricsUrl}\n` +
+    (d.store?.cacheUrl !== undefined
+      ? `binary cache: ${d.store.cacheUrl} (trusted-public-keys: ${d.store.publicKey})\n`
+      : '') +
+    `join it: ${process.env.PCR_PROGRAM ?? 'pcr'} node start --data-dir <another dir> --seed ${seed} --secret-file ${dataDir}/cluster.secret\n`
+  );
 }

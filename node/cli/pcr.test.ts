@@ -97,7 +97,7 @@ describe('pcr (in process)', () => {
       const code = await main(['status', '--data-dir', dataDir], io);
       expect(code).toBe(4);
       expect(io.stderr()).toBe(
-        `pcr: no running node found in ${dataDir}: start one (pcr node start), or point at a member with --addr or PCR_ADDR\n`,
+        `pcr: no running node found in ${dataDir}\nhint: start one (pcr node start), or point at a member with --addr or PCR_ADDR\n`,
       );
     } finally {
       if (addr !== undefined) process.env.PCR_ADDR = addr;

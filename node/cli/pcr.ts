@@ -7,9 +7,10 @@
 
 // First: Node 20 lacks Promise.withResolvers, which libp2p 3 uses (node/polyfill.ts).
 import '../polyfill.ts';
-import { readFileSync, realpathSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
+import { PCR_VERSION } from '../version.ts';
 import { type CliContext, type CliIo, EXIT_USAGE, processIo } from './context.ts';
 
 type Register = (program: Command, ctx: CliContext) => void;
@@ -32,14 +33,9 @@ const NOUNS: readonly Noun[] = [
   { names: ['store'], load: async () => (await import('./store_cmds.ts')).registerStoreCommands },
   { names: ['vm'], load: async () => (await import('./vm_cmds.ts')).registerVmCommands },
   { names: ['maelstrom'], load: async () => (await import('./maelstrom.ts')).register },
+  { names: ['top'], load: async () => (await import('./top.ts')).register },
+  { names: ['completion'], load: async () => (await import('./completion.ts')).register },
 ];
-
-function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-    version?: unknown;
-  };
-  return typeof pkg.version === 'string' ? pkg.version : 'unknown';
-}
 
 /** The program with the commands of `nouns` registered. */
 export async function buildProgram(
@@ -48,7 +44,7 @@ export async function buildProgram(
 ): Promise<Command> {
   const program = new Command('pcr')
     .description('Procurator: a Nix-native microVM orchestrator with no master')
-    .version(packageVersion(), '-V, --version', 'print the version')
+    .version(PCR_VERSION, '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show help for a command')
     .helpCommand('help [command]', 'show help for a command')
     // Options after a noun belong to that noun.
@@ -63,11 +59,43 @@ export async function buildProgram(
   return program;
 }
 
-/** An error a command throws with the exit code to use (node/cli/client.ts CliError). */
-function exitCodeOf(e: unknown): number | undefined {
+/** A user error a command throws: its exit code, code and hint (node/cli/client.ts CliError). */
+interface UserError {
+  readonly message: string;
+  readonly exitCode: number;
+  readonly code?: string;
+  readonly hint?: string;
+}
+
+function userError(e: unknown): UserError | undefined {
   if (!(e instanceof Error)) return undefined;
-  const code = (e as { exitCode?: unknown }).exitCode;
-  return typeof code === 'number' && Number.isSafeInteger(code) ? code : undefined;
+  const x = e as Error & { exitCode?: unknown; code?: unknown; hint?: unknown };
+  if (typeof x.exitCode !== 'number' || !Number.isSafeInteger(x.exitCode)) return undefined;
+  return {
+    message: x.message,
+    exitCode: x.exitCode,
+    ...(typeof x.code === 'string' ? { code: x.code } : {}),
+    ...(typeof x.hint === 'string' ? { hint: x.hint } : {}),
+  };
+}
+
+/**
+ * Prints a user error: one line and a hint on stderr, or with --json one object on stdout
+ * (`{"error":{"code","message","hint"}}`); never a stack trace (PCR_DEBUG=1 adds it on stderr).
+ */
+function report(io: CliIo, json: boolean, u: UserError, e: unknown): void {
+  if (json) {
+    const error = {
+      code: u.code ?? 'FAILED',
+      message: u.message,
+      exitCode: u.exitCode,
+      ...(u.hint !== undefined ? { hint: u.hint } : {}),
+    };
+    io.out(`${JSON.stringify({ error })}\n`);
+  } else {
+    io.err(`pcr: ${u.message}\n${u.hint !== undefined ? `hint: ${u.hint}\n` : ''}`);
+  }
+  if (process.env.PCR_DEBUG === '1' && e instanceof Error) io.err(`${e.stack ?? ''}\n`);
 }
 
 /**
@@ -89,7 +117,13 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
   const helpTarget =
     argv[0] === 'help' ? NOUNS.find((n) => n.names.includes(argv[1] ?? '')) : undefined;
   const args = [...argv];
-  const ctx: CliContext = { io, argv: args, exitCode: 0 };
+  const json = args.includes('--json');
+  const ctx: CliContext = {
+    io,
+    argv: args,
+    exitCode: 0,
+    fullProgram: () => buildProgram({ io, argv: args, exitCode: 0 }),
+  };
   const nouns =
     argv[0] === '--version' || argv[0] === '-V'
       ? []
@@ -105,12 +139,21 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     if (e instanceof CommanderError) {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;
       // Wrong usage, `pcr` alone (help shown as an error): commander already printed why.
+      if (json) {
+        const message = e.message.replace(/^error: /, '');
+        report(
+          io,
+          true,
+          { message, exitCode: EXIT_USAGE, code: 'USAGE', hint: 'add --help for usage' },
+          e,
+        );
+      }
       return EXIT_USAGE;
     }
-    const code = exitCodeOf(e);
-    if (code === undefined) throw e;
-    io.err(`pcr: ${(e as Error).message}\n`);
-    return code;
+    const u = userError(e);
+    if (u === undefined) throw e;
+    report(io, json, u, e);
+    return u.exitCode;
   }
   return ctx.exitCode;
 }

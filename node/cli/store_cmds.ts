@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { CliError, type ConnectOptions, call, connect, EXIT, print, table } from './client.ts';
 import { withConnect } from './cluster_cmds.ts';
 import type { CliContext } from './context.ts';
+import { fetchMembers, resolveNode } from './members.ts';
 
 type Opts = ConnectOptions & { on?: string; to?: string[] };
 
@@ -15,6 +16,11 @@ const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 /** A fetch can take long: unless --timeout says otherwise, wait up to an hour. */
 const FETCH_TIMEOUT_S = '3600';
 const PROGRESS_MS = 200;
+
+/** `1 path`, `2 paths`. */
+function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
 
 function mib(n: unknown): string {
   return `${(Number(n) / 2 ** 20).toFixed(1)} MiB`;
@@ -27,19 +33,14 @@ function bar(p: { paths: number; pathsDone: number; bytes: number; bytesDone: nu
   return `[${'#'.repeat(full)}${'.'.repeat(width - full)}] ${(frac * 100).toFixed(0).padStart(3)}%  ${p.pathsDone}/${p.paths} paths  ${mib(p.bytesDone)}/${mib(p.bytes)}`;
 }
 
-/** The address of the member `node` names (ID or unique prefix), asked of the member we reach. */
+/** The address of the member `node` names (name, short ID, prefix or ID), asked of the member we reach. */
 async function addrOf(o: Opts, node: string): Promise<string> {
   const r = await call(o, { op: 'members' });
-  const ms = (r.members as { id: string; addrs: string[] }[]).filter((m) => m.id.startsWith(node));
-  if (ms.length !== 1) {
-    throw new CliError(
-      ms.length === 0 ? `no member ${node}: see pcr members` : `${node} names ${ms.length} members`,
-      ms.length === 0 ? EXIT.notFound : EXIT.usage,
-    );
-  }
-  const m = ms[0]!;
+  const ms = r.members as { id: string; name?: string; addrs: string[] }[];
+  const id = resolveNode(node, ms);
+  const m = ms.find((x) => x.id === id)!;
   const addr = m.addrs.find((a) => a.includes('/127.0.0.1/')) ?? m.addrs[0];
-  if (addr === undefined) throw new CliError(`member ${m.id} has no address`, EXIT.unreachable);
+  if (addr === undefined) throw new CliError(`member ${node} has no address`, EXIT.unreachable);
   return addr.includes('/p2p/') ? addr : `${addr}/p2p/${m.id}`;
 }
 
@@ -128,8 +129,8 @@ export function registerStoreCommands(program: Command, ctx: CliContext): void {
         if (tty) process.stderr.write('\n');
         print(o, r, () =>
           Number(r.fetched) === 0
-            ? `${path}: already here (${r.present} paths)`
-            : `${path}: fetched ${r.fetched} paths (${mib(r.bytes)}), ${r.present} were here, ${r.retries} retries, from ${Object.keys(r.fromPeers as object).length} members`,
+            ? `${path}: already here (${plural(Number(r.present), 'path')})`
+            : `${path}: fetched ${plural(Number(r.fetched), 'path')} (${mib(r.bytes)}), ${r.present} already here, ${plural(Number(r.retries), 'retry', 'retries')}, from ${plural(Object.keys(r.fromPeers as object).length, 'member')}`,
         );
       } finally {
         done = true;
@@ -144,14 +145,19 @@ export function registerStoreCommands(program: Command, ctx: CliContext): void {
   )
     .option('--to <node>', 'also have this member fetch it (repeatable)', collect)
     .action(async (path: string, o: Opts) => {
-      const r = await call(
-        { ...o, timeout: o.timeout ?? FETCH_TIMEOUT_S },
-        { op: 'store.push', path, to: o.to ?? [] },
-      );
+      const c = await connect({ ...o, timeout: o.timeout ?? FETCH_TIMEOUT_S });
+      let r: Record<string, unknown>;
+      try {
+        const ms = o.to !== undefined ? await fetchMembers(c) : [];
+        const to = (o.to ?? []).map((x) => resolveNode(x, ms));
+        r = await c.request({ op: 'store.push', path, to });
+      } finally {
+        await c.close();
+      }
       const failed = r.failed as Record<string, string>;
       print(o, r, () =>
         [
-          `${path}: ${r.imported} paths imported into the member's store`,
+          `${path}: ${plural(Number(r.imported), 'path')} imported into the member's store`,
           ...(r.replicated as string[]).map((id) => `fetched by ${id}`),
           ...Object.entries(failed).map(([id, why]) => `NOT fetched by ${id}: ${why}`),
         ].join('\n'),

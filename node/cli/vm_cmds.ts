@@ -17,6 +17,7 @@ import {
 } from './client.ts';
 import { withConnect } from './cluster_cmds.ts';
 import { integerOption } from './context.ts';
+import { fetchMembers, label, resolveNode } from './members.ts';
 
 type Opts = ConnectOptions & { on?: string; detach?: boolean; wait?: number; follow?: boolean };
 
@@ -57,10 +58,6 @@ async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
   return Buffer.concat(chunks).toString('utf8');
-}
-
-function short(id: string): string {
-  return id.length > 16 ? `${id.slice(0, 6)}…${id.slice(-6)}` : id;
 }
 
 /**
@@ -118,26 +115,26 @@ export function registerVmCommands(program: Command): void {
     vm
       .command('run <spec>')
       .description('run the VM a spec file describes (- for stdin) on a node; waits until it runs'),
-  ).requiredOption('--on <node>', 'the node to run it on: a peer ID or a unique prefix of one');
+  ).requiredOption(
+    '--on <node>',
+    'the node to run it on: a name, a short ID, or a peer ID (or a unique prefix)',
+  );
   withWait(run, 'return once the VM is committed, without waiting for it to run', 300).action(
     async (file: string, o: Opts) => {
       const spec = await readSpec(file);
       const c = await connect(o);
       try {
-        const r = await c.request({ op: 'vm.run', spec, node: o.on! });
+        const ms = await fetchMembers(c);
+        const r = await c.request({ op: 'vm.run', spec, node: resolveNode(o.on!, ms) });
         const put = r.vm as VmView;
         if (o.detach === true) {
-          print(
-            o,
-            put,
-            () => `${put.name} committed for ${put.node} (generation ${put.generation})`,
-          );
+          print(o, put, () => `${put.name} committed for ${label(put.node, ms)}`);
           return;
         }
         const v = await watch(c, put.name, put.generation, o.wait ?? 300, (x) =>
           ['running', 'failed', 'stopped'].includes(x.state),
         );
-        print(o, v, () => `${v.name} ${v.state} on ${v.node}`);
+        print(o, v, () => `${v.name} ${v.state} on ${label(v.node, ms)}`);
         if (v.state !== 'running') {
           throw new CliError(
             `${v.name} ${v.state}${v.reason !== undefined ? `: ${v.reason}` : ''}`,
@@ -153,16 +150,23 @@ export function registerVmCommands(program: Command): void {
   withConnect(vm.command('list').description('VMs of the cluster (or of one node)'))
     .option('--on <node>', 'only the VMs of this node')
     .action(async (o: Opts) => {
-      const r = await call(o, { op: 'vm.list', ...(o.on !== undefined ? { node: o.on } : {}) });
+      const c = await connect(o);
+      let r: Record<string, unknown>;
+      let ms: Awaited<ReturnType<typeof fetchMembers>>;
+      try {
+        ms = await fetchMembers(c);
+        const node = o.on !== undefined ? resolveNode(o.on, ms) : undefined;
+        r = await c.request({ op: 'vm.list', ...(node !== undefined ? { node } : {}) });
+      } finally {
+        await c.close();
+      }
       const vms = (r.vms as VmView[]).map((v) => ({
         ...v,
-        node: short(v.node),
+        node: label(v.node, ms),
         reason: v.reason,
         memory: `${v.spec.memoryMiB} MiB`,
       }));
-      print(o, r.vms, () =>
-        table(vms, ['name', 'node', 'desired', 'state', 'generation', 'memory', 'reason']),
-      );
+      print(o, r.vms, () => table(vms, ['name', 'node', 'desired', 'state', 'memory', 'reason']));
     });
 
   withConnect(vm.command('status <name>').description('a VM: its spec, state and events')).action(

@@ -24,6 +24,7 @@ function view(over: Partial<MembershipView> = {}): MembershipView {
     removedHere: false,
     peerVerdict: undefined,
     addrs: A,
+    fresh: false,
     leaderlessMs: 0,
     ...over,
   };
@@ -34,10 +35,23 @@ describe('decide: this member and its place in the cluster', () => {
     expect(decide(view(), p)).toBeUndefined();
   });
 
-  it('not in any configuration and no leader: join', () => {
-    expect(decide(view({ lead: '', voters: ['n2'], record: undefined }), p)).toEqual({
-      kind: 'join',
+  it('not in any configuration and no leader: a fresh node joins, a former member probes', () => {
+    const outside = { lead: '', voters: ['n2'], record: undefined };
+    expect(decide(view({ ...outside, fresh: true }), p)).toEqual({ kind: 'join' });
+    // It applied entries, so it was a member: removed, it must find out, never join again.
+    expect(decide(view({ ...outside, fresh: false }), p)).toBeUndefined();
+    expect(decide(view({ ...outside, leaderlessMs: p.probeAfterMs }), p)).toEqual({
+      kind: 'probe',
     });
+  });
+
+  it('the record carries the name this member should hold', () => {
+    expect(decide(view({ name: 'web-1' }), p)).toEqual({
+      kind: 'record',
+      member: { id: 'n1', addrs: A, role: 'voter', name: 'web-1' },
+    });
+    const named = { id: 'n1', addrs: A, role: 'voter' as const, name: 'web-1' };
+    expect(decide(view({ name: 'web-1', record: named }), p)).toBeUndefined();
   });
 
   it('a missing or stale record is committed, with the role Raft gives', () => {
@@ -120,6 +134,11 @@ describe('decideJoin: how a member answers a node that asks to join', () => {
     expect(decideJoin('n2', B, { ...cfg, record: rec, removed: false })).toEqual({
       kind: 'update-addrs',
       member: { id: 'n2', addrs: B, role: 'voter' },
+    });
+  });
+  it('an announce from a node the configuration does not hold is refused, never added', () => {
+    expect(decideJoin('n4', A, { ...cfg, record: undefined, removed: false }, true)).toEqual({
+      kind: 'refuse-not-member',
     });
   });
   it('a removed node is refused, even if a stale configuration still lists it', () => {

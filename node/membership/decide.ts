@@ -49,6 +49,15 @@ export interface MembershipView {
   readonly peerVerdict: PeerVerdict | undefined;
   /** The addresses this process listens on now. */
   readonly addrs: readonly string[];
+  /** The name this member should hold in the table (already made unique), if it has one. */
+  readonly name?: string | undefined;
+  /**
+   * This node never applied an entry: it was never part of a cluster. Only such a node joins; a
+   * node in no configuration that applied entries was a member, so it was removed (the leader
+   * sends nothing to a node before adding it) and must find out, not join again (docs/sim.md,
+   * Findings: a member accepts a join until the tombstone is committed).
+   */
+  readonly fresh: boolean;
   /** How long this member has known no leader (0 while it knows one). */
   readonly leaderlessMs: number;
 }
@@ -83,8 +92,14 @@ export function decide(v: MembershipView, p: MembershipPolicy): MembershipAction
   if (v.lead === '') return leaderless(v, p, inConfig);
   const role = v.voters.includes(v.self) ? 'voter' : 'learner';
   const r = v.record;
-  if (r === undefined || r.role !== role || !sameAddrs(r.addrs, v.addrs)) {
-    return { kind: 'record', member: { id: v.self, addrs: [...v.addrs], role } };
+  if (r === undefined || r.role !== role || !sameAddrs(r.addrs, v.addrs) || r.name !== v.name) {
+    const member: Member = {
+      id: v.self,
+      addrs: [...v.addrs],
+      role,
+      ...(v.name !== undefined ? { name: v.name } : {}),
+    };
+    return { kind: 'record', member };
   }
   if (v.state === 'leader') return promotion(v, p);
   return undefined;
@@ -95,7 +110,11 @@ function leaderless(
   p: MembershipPolicy,
   inConfig: boolean,
 ): MembershipAction | undefined {
-  if (!inConfig) return { kind: 'join' };
+  if (!inConfig) {
+    if (v.fresh) return { kind: 'join' };
+    // A former member: it asks the members whether it was removed instead of joining again.
+    return v.leaderlessMs >= p.probeAfterMs ? { kind: 'probe' } : undefined;
+  }
   // Restarted on new addresses: the members dial the old ones, so we hear from no leader.
   if (v.record !== undefined && !sameAddrs(v.record.addrs, v.addrs)) {
     return { kind: 'announce', addrs: [...v.addrs] };
@@ -128,6 +147,11 @@ export interface JoinView {
 export type JoinDecision =
   /** A removed node does not come back under the same identity (docs/membership.md). */
   | { readonly kind: 'refuse-removed' }
+  /**
+   * An announce (new addresses of a member) from a node the configuration does not hold: it was
+   * removed, or the removal is not applied here yet. Adding it would bring it back.
+   */
+  | { readonly kind: 'refuse-not-member' }
   /** A member with the same addresses: nothing to do. */
   | { readonly kind: 'already' }
   /** A member announcing new addresses: commit its record with its current role. */
@@ -135,10 +159,17 @@ export type JoinDecision =
   /** A new node: commit its record (so the leader can reach it), then add it as a learner. */
   | { readonly kind: 'add-learner'; readonly member: Member };
 
-export function decideJoin(id: NodeId, addrs: readonly string[], v: JoinView): JoinDecision {
+/** `announce`: the asker says it is a member with new addresses, not a new node. */
+export function decideJoin(
+  id: NodeId,
+  addrs: readonly string[],
+  v: JoinView,
+  announce = false,
+): JoinDecision {
   if (v.removed) return { kind: 'refuse-removed' };
   const role = v.voters.includes(id) ? 'voter' : v.learners.includes(id) ? 'learner' : undefined;
   if (role === undefined) {
+    if (announce) return { kind: 'refuse-not-member' };
     return { kind: 'add-learner', member: { id, addrs: [...addrs], role: 'learner' } };
   }
   if (v.record !== undefined && sameAddrs(v.record.addrs, addrs)) return { kind: 'already' };

@@ -27,7 +27,9 @@ class FakeWorld {
     lead: 'n2',
     lastIndex: 100,
     config: { voters: ['n1', 'n2', 'n3'], learners: [] },
+    fresh: false,
   };
+  name: string | undefined = undefined;
   record: Member | undefined = { id: 'n1', addrs: A, role: 'voter' };
   tombstone = false;
   addrs = A;
@@ -48,6 +50,7 @@ class FakeWorld {
       record: () => this.record,
       removedHere: () => this.tombstone,
       addrs: () => this.addrs,
+      name: () => this.name,
       peers: () => this.peers,
       ask: async (id, req, timeoutMs) => {
         this.asked.push({ id, req, timeoutMs });
@@ -89,7 +92,7 @@ describe('MembershipExecutor', () => {
 
   it('join: asks the peers in order until one accepts', async () => {
     const { w, x } = setup();
-    w.raft = { ...w.raft, lead: '', config: { voters: [], learners: [] } };
+    w.raft = { ...w.raft, lead: '', config: { voters: [], learners: [] }, fresh: true };
     w.record = undefined;
     w.answer = (id) => (id === 'n2' ? new Error('unreachable') : { ok: true });
     expect(await x.tick()).toEqual({ kind: 'join' });
@@ -101,7 +104,7 @@ describe('MembershipExecutor', () => {
 
   it('join refused with REMOVED: the next tick acts on the removal, once', async () => {
     const { w, x } = setup();
-    w.raft = { ...w.raft, lead: '', config: { voters: [], learners: [] } };
+    w.raft = { ...w.raft, lead: '', config: { voters: [], learners: [] }, fresh: true };
     w.answer = () => apiError('REMOVED', 'node n1 was removed');
     expect(await x.tick()).toEqual({ kind: 'join' });
     expect(w.asked).toHaveLength(1); // a refusal is an answer: nobody else is asked
@@ -112,12 +115,38 @@ describe('MembershipExecutor', () => {
     expect(w.removed).toHaveLength(1);
   });
 
-  it('a node that applied its own removal hears from no leader that counts it: it joins', async () => {
+  it('a node that applied its own removal hears from no leader that counts it: it probes, never joins', async () => {
     const { w, x } = setup();
     // Still following the old leader, but in no configuration of its own.
     w.raft = { ...w.raft, lead: 'n2', config: { voters: ['n2', 'n3'], learners: [] } };
     expect(x.view().lead).toBe('');
+    expect(await x.tick()).toBeUndefined();
+    w.nowMs += MEMBERSHIP_DEFAULTS.probeAfterMs;
+    expect(await x.tick()).toEqual({ kind: 'probe' });
+    expect(w.asked.every((a) => a.req.op === 'member.check')).toBe(true);
+  });
+
+  it('a learner whose leader went silent counts no leader (it cannot time it out in Raft)', () => {
+    const { w, x } = setup();
+    w.raft = { ...w.raft, config: { voters: ['n2', 'n3'], learners: ['n1'] } };
+    expect(x.view().lead).toBe('n2');
+    w.raft = { ...w.raft, leaderSilent: true };
+    expect(x.view().lead).toBe('');
+  });
+
+  it('a failed join backs off and warns once per reason', async () => {
+    const { w, x } = setup();
+    w.raft = { ...w.raft, lead: '', config: { voters: [], learners: [] }, fresh: true };
+    w.peers = ['n2'];
+    w.answer = () => new Error('unreachable');
     expect(await x.tick()).toEqual({ kind: 'join' });
+    expect(w.asked).toHaveLength(1);
+    await x.tick(); // not due yet: nobody is asked
+    expect(w.asked).toHaveLength(1);
+    w.nowMs += 10_000;
+    await x.tick();
+    expect(w.asked).toHaveLength(2);
+    expect(w.warnings).toHaveLength(1);
   });
 
   it('announce: new addresses go to a member as a join', async () => {
@@ -125,7 +154,10 @@ describe('MembershipExecutor', () => {
     w.raft = { ...w.raft, lead: '' };
     w.addrs = B;
     expect(await x.tick()).toEqual({ kind: 'announce', addrs: B });
-    expect(w.asked[0]).toMatchObject({ id: 'n2', req: { op: 'join', id: 'n1', addrs: B } });
+    expect(w.asked[0]).toMatchObject({
+      id: 'n2',
+      req: { op: 'join', id: 'n1', addrs: B, announce: true },
+    });
   });
 
   it('probe: only after probeAfterMs without a leader, by its own clock; removed wins', async () => {
@@ -178,6 +210,7 @@ describe('MembershipExecutor', () => {
       lastIndex: 100,
       config: { voters: ['n1', 'n2'], learners: ['n3'] },
       progress: { n1: { match: 100 }, n2: { match: 100 }, n3: { match: 95 } },
+      fresh: false,
     };
     expect(await x.tick()).toEqual({ kind: 'promote', id: 'n3' });
     expect(w.promoted).toEqual(['n3']);
@@ -194,7 +227,7 @@ describe('MembershipExecutor', () => {
 
   it('overlapping ticks are skipped: one action at a time', async () => {
     const { w } = setup();
-    w.raft = { ...w.raft, lead: '', config: { voters: [], learners: [] } };
+    w.raft = { ...w.raft, lead: '', config: { voters: [], learners: [] }, fresh: true };
     let release: () => void = () => {};
     w.answer = () => ({ ok: true });
     const ports = w.ports();

@@ -13,6 +13,7 @@
 import type { NodeId, StateType } from '../../consensus/index.ts';
 import type { Request } from '../api/requests.ts';
 import type { ApiResponse } from '../api/wire.ts';
+import { JOIN_RETRY_MS_MAX, JoinBackoff } from '../join_backoff.ts';
 import type { Outcome } from '../raft/node.ts';
 import type { Command, Member } from '../state/machine.ts';
 import {
@@ -34,6 +35,14 @@ export interface RaftView {
   readonly lastIndex: number;
   readonly config: { readonly voters: readonly NodeId[]; readonly learners: readonly NodeId[] };
   readonly progress?: Readonly<Record<NodeId, { readonly match: number }>> | undefined;
+  /**
+   * No message from the leader for a few election timeouts. A node that may not campaign (a
+   * learner, a node in no configuration) never times its leader out in Raft: removed while cut
+   * off, it would name its last leader for ever and never find out (docs/sim.md, Findings).
+   */
+  readonly leaderSilent?: boolean;
+  /** This node has applied no entry yet (never part of a cluster). */
+  readonly fresh: boolean;
 }
 
 export interface MembershipPorts {
@@ -45,6 +54,8 @@ export interface MembershipPorts {
   removedHere(): boolean;
   /** The addresses this process listens on. */
   addrs(): string[];
+  /** The name this member should hold (made unique against the table), if it was given one. */
+  name(): string | undefined;
   /** Whom to ask, in order: seeds and known members, never this node. */
   peers(): readonly NodeId[];
   ask(id: NodeId, req: Request, timeoutMs?: number): Promise<ApiResponse>;
@@ -83,6 +94,7 @@ export class MembershipExecutor {
   private peerVerdict: PeerVerdict | undefined;
   private leaderlessSinceMs: number | undefined;
   private busy = false;
+  private readonly joinBackoff = new JoinBackoff();
   /** Set once the removed action ran: the executor does nothing more. */
   private done = false;
 
@@ -112,7 +124,7 @@ export class MembershipExecutor {
     const st = this.p.status();
     const self = this.p.self;
     const inConfig = st.config.voters.includes(self) || st.config.learners.includes(self);
-    const lead = inConfig ? st.lead : '';
+    const lead = inConfig && st.leaderSilent !== true ? st.lead : '';
     const now = this.p.now();
     if (lead !== '') this.leaderlessSinceMs = undefined;
     else this.leaderlessSinceMs ??= now;
@@ -132,6 +144,8 @@ export class MembershipExecutor {
       removedHere: this.p.removedHere(),
       peerVerdict: this.peerVerdict,
       addrs: this.p.addrs(),
+      name: this.p.name(),
+      fresh: st.fresh,
       leaderlessMs: this.leaderlessSinceMs === undefined ? 0 : now - this.leaderlessSinceMs,
     };
   }
@@ -157,9 +171,10 @@ export class MembershipExecutor {
         this.p.removed(a.why);
         return;
       case 'join':
-        return this.join(this.p.addrs(), 'join accepted; catching up as a learner');
+        if (!this.joinBackoff.due(this.p.now())) return;
+        return this.join(this.p.addrs(), false);
       case 'announce':
-        return this.join(a.addrs, 'announced new addresses');
+        return this.join(a.addrs, true);
       case 'probe':
         return this.probe();
       case 'record': {
@@ -175,23 +190,52 @@ export class MembershipExecutor {
     }
   }
 
-  /** Asks each peer in turn to record us with these addresses, until one accepts or refuses us. */
-  private async join(addrs: readonly string[], accepted: string): Promise<void> {
+  /**
+   * Asks each peer in turn to record us with these addresses, until one accepts or refuses us. A
+   * join that fails backs off (JoinBackoff) and says so at warn once per change of reason.
+   */
+  private async join(addrs: readonly string[], announce: boolean): Promise<void> {
+    const name = this.p.name();
+    const req: Request = {
+      op: 'join',
+      id: this.p.self,
+      addrs,
+      ...(announce ? { announce: true } : {}),
+      ...(name !== undefined ? { name } : {}),
+    };
+    let reason = 'no seed or member to ask';
+    let waiting = 'waiting for a seed';
     for (const id of this.p.peers()) {
-      const resp = await this.p
-        .ask(id, { op: 'join', id: this.p.self, addrs })
-        .catch(() => undefined);
-      if (resp === undefined) continue;
+      const resp = await this.p.ask(id, req).catch((e: Error) => e);
+      if (resp instanceof Error || (!resp.ok && resp.error.code === 'UNAVAILABLE')) {
+        reason = `${id} unreachable`;
+        waiting = 'waiting for the seed to be reachable';
+        continue;
+      }
       if (resp.ok) {
-        this.p.log.info({ via: id }, accepted);
+        if (!announce) this.joinBackoff.succeeded();
+        this.p.log.info(
+          { via: id },
+          announce ? 'announced new addresses' : 'join accepted; catching up as a learner',
+        );
         return;
       }
       if (resp.error.code === 'REMOVED') {
         this.peerVerdict = 'removed';
         return;
       }
-      this.p.log.info({ via: id, reason: resp.error.message }, 'join not accepted yet');
+      reason = `${id} answered ${resp.error.code}: ${resp.error.message}`;
+      waiting = 'waiting for the seed to accept the join';
     }
+    if (announce) return;
+    const f = this.joinBackoff.failed(reason.replace(/:.*/, ''), this.p.now());
+    const fields = { reason, retryMs: f.retryMs };
+    if (f.changed) {
+      this.p.log.warn(
+        fields,
+        `${waiting} (retrying with back-off up to ${JOIN_RETRY_MS_MAX / 1000} s)`,
+      );
+    } else this.p.log.debug(fields, 'join not accepted yet');
   }
 
   /** Asks every peer at once whether it still counts us; keeps the combined answer. */

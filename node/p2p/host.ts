@@ -10,6 +10,7 @@ import { identify } from '@libp2p/identify';
 import type { PrivateKey } from '@libp2p/interface';
 import { ping } from '@libp2p/ping';
 import { tcp } from '@libp2p/tcp';
+import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p, type Libp2p } from 'libp2p';
 import { clusterProtector } from './protector.ts';
 
@@ -18,6 +19,11 @@ export interface HostOptions {
   /** The cluster secret in the swarm-key format (95 bytes; node/p2p/protector.ts uses it). */
   readonly psk: Uint8Array;
   readonly listen: readonly string[];
+  /**
+   * What to tell others to dial instead of the listen addresses (`--advertise`): full multiaddrs,
+   * or a bare IP or host name that replaces the host part of each listen address (port kept).
+   */
+  readonly advertise?: readonly string[];
   /** Loopback and test networks dial each other a lot: allow them past the inbound rate limit. */
   readonly allow?: readonly string[];
   /** Run gossipsub (members do; the `pcr` client does not). */
@@ -33,7 +39,7 @@ export type Host = Libp2p<{
 export async function createHost(o: HostOptions): Promise<Host> {
   return (await createLibp2p({
     privateKey: o.privateKey,
-    addresses: { listen: [...o.listen] },
+    addresses: { listen: [...o.listen], ...advertised(o.advertise ?? []) },
     transports: [tcp()],
     connectionProtector: clusterProtector({ psk: o.psk }),
     connectionEncrypters: [noise()],
@@ -54,4 +60,30 @@ export async function createHost(o: HostOptions): Promise<Host> {
         : {}),
     },
   })) as unknown as Host;
+}
+
+/** libp2p's address options for `--advertise` (see HostOptions.advertise). */
+function advertised(advertise: readonly string[]): {
+  announce?: string[];
+  announceFilter?: (mas: Multiaddr[]) => Multiaddr[];
+} {
+  if (advertise.length === 0) return {};
+  const full = advertise.filter((a) => a.startsWith('/'));
+  const hosts = advertise.filter((a) => !a.startsWith('/'));
+  if (hosts.length === 0) return { announce: full };
+  return {
+    ...(full.length > 0 ? { announce: full } : {}),
+    announceFilter: (mas) => {
+      const out = new Map<string, Multiaddr>();
+      for (const a of full) out.set(a, multiaddr(a));
+      for (const ma of mas) {
+        for (const h of hosts) {
+          const proto = /^\d+\.\d+\.\d+\.\d+$/.test(h) ? 'ip4' : h.includes(':') ? 'ip6' : 'dns';
+          const text = ma.toString().replace(/^\/(ip4|ip6|dns4|dns6|dns)\/[^/]+/, `/${proto}/${h}`);
+          out.set(text, multiaddr(text));
+        }
+      }
+      return [...out.values()];
+    },
+  };
 }

@@ -5,6 +5,7 @@ import {
   decodeEnvelope,
   encodeEnvelope,
   KEY_BYTES_MAX,
+  MEMBER_NAME_BYTES_MAX,
   parseRequestId,
   REMOVED_MEMBERS_MAX,
   SESSION_WINDOW,
@@ -134,6 +135,38 @@ describe('StateMachine: key-value with lin-kv semantics', () => {
     const copy = new StateMachine();
     copy.restore(sm.snapshot());
     expect(copy.vms.get('a')!.node).toBe('');
+  });
+
+  it('members carry an optional name, bounded, kept through a snapshot', () => {
+    const sm = new StateMachine();
+    const name = 'n'.repeat(MEMBER_NAME_BYTES_MAX);
+    expect(
+      sm.apply(1, { op: 'member.put', member: { id: 'p1', addrs: [], role: 'voter', name } }),
+    ).toMatchObject({ ok: true });
+    let index = 1;
+    for (const bad of ['n'.repeat(MEMBER_NAME_BYTES_MAX + 1), '', '-x', 'a b', 7]) {
+      expect(
+        sm.apply(++index, {
+          op: 'member.put',
+          member: { id: 'p2', addrs: [], role: 'voter', name: bad },
+        } as never),
+      ).toMatchObject({ ok: false, code: 'invalid' });
+    }
+    const copy = new StateMachine();
+    copy.restore(sm.snapshot());
+    expect(copy.member('p1')?.name).toBe(name);
+    expect(copy.snapshot()).toEqual(sm.snapshot());
+  });
+
+  it('a member without a name snapshots as before names existed (old snapshots load)', () => {
+    const sm = new StateMachine();
+    sm.apply(1, { op: 'member.put', member: { id: 'p1', addrs: ['/a'], role: 'voter' } });
+    const image = sm.snapshot();
+    const rows = new Packr({ useRecords: false, mapsAsObjects: true }).unpack(image) as unknown[];
+    expect(rows[3]).toEqual([['p1', ['/a'], 'voter']]);
+    const copy = new StateMachine();
+    copy.restore(image);
+    expect(copy.member('p1')).toEqual({ id: 'p1', addrs: ['/a'], role: 'voter' });
   });
 
   it('bad commands change nothing but the applied index, identically everywhere', () => {

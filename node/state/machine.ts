@@ -50,6 +50,23 @@ export interface Member {
   readonly id: string;
   readonly addrs: readonly string[];
   readonly role: Role;
+  /** The name the operator gave the node (`pcr node start --name`); absent in old records. */
+  readonly name?: string;
+}
+
+/** Longest node name (a DNS label's length: names end up in host names and tables). */
+export const MEMBER_NAME_BYTES_MAX = 63;
+/** A node name: letters, digits, '.', '_' and '-', starting with a letter or a digit. */
+export const MEMBER_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+/** Why `name` is not a usable node name, or undefined. */
+export function memberNameProblem(name: unknown): string | undefined {
+  if (!isString(name)) return 'a node name must be a string';
+  if (name.length === 0 || name.length > MEMBER_NAME_BYTES_MAX)
+    return `a node name has 1 to ${MEMBER_NAME_BYTES_MAX} characters (MEMBER_NAME_BYTES_MAX)`;
+  if (!MEMBER_NAME_PATTERN.test(name))
+    return "a node name has letters, digits, '.', '_' and '-', and starts with a letter or digit";
+  return undefined;
 }
 
 export type Command =
@@ -146,6 +163,10 @@ function memberProblem(m: unknown): string | undefined {
     return 'member.addrs must be a list of strings';
   if (o.role !== 'voter' && o.role !== 'learner' && o.role !== 'member')
     return 'member.role must be voter, learner or member';
+  if (o.name !== undefined) {
+    const why = memberNameProblem(o.name);
+    if (why !== undefined) return `member.name: ${why}`;
+  }
   return undefined;
 }
 
@@ -318,6 +339,7 @@ export class StateMachine {
           id: c.member.id,
           addrs: [...c.member.addrs],
           role: c.member.role,
+          ...(c.member.name !== undefined ? { name: c.member.name } : {}),
         });
         return { ok: true, revision: index };
       case 'member.remove':
@@ -479,7 +501,10 @@ export class StateMachine {
       .map(([k, s]) => [k, s.value, s.revision]);
     const members = [...this.members.values()]
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-      .map((m) => [m.id, [...m.addrs], m.role]);
+      // The name only when set: snapshots of members without names keep their old bytes.
+      .map((m) =>
+        m.name === undefined ? [m.id, [...m.addrs], m.role] : [m.id, [...m.addrs], m.role, m.name],
+      );
     const sessions = [...this.sessions.entries()]
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([id, x]) => [id, x.max, [...x.seen].sort((p, q) => p - q), x.lastIndex]);
@@ -549,8 +574,8 @@ export class StateMachine {
     }
     const members = new Map<string, Member>();
     for (const row of memberRows as unknown[]) {
-      const [id, addrs, role] = row as [unknown, unknown, unknown];
-      const m = { id, addrs, role };
+      const [id, addrs, role, name] = row as [unknown, unknown, unknown, unknown];
+      const m = { id, addrs, role, ...(name !== undefined ? { name } : {}) };
       if (memberProblem(m) !== undefined)
         throw new Error('state machine: malformed snapshot member row');
       members.set(id as string, m as Member);

@@ -1,0 +1,7 @@
+// The names of the files a node keeps in its data dir. A module of its own, with no imports, so
+// that `pcr` can find a local node without loading the key and secret code (node/identity.ts).
+
+export const PEER_KEY_FILE = 'peer.key';
+export const CLUSTER_SECRET_FILE = 'cluster.secret';
+/** Where a running node says how to reach it (for `pcr` on the same machine). */
+export const NODE_INFO_FILE = 'node.json';
