@@ -3,7 +3,8 @@
 // since the workload began. How the product's answers are recorded:
 //   ok -> ok;  NOT_FOUND on a read -> ok, null (absent);  CAS_MISMATCH / NOT_FOUND on a cas -> ok
 //   with Maelstrom's error body (code 22 / 20), checked as an observation of the register;
-//   NO_LEADER (the node refused before proposing: nothing was proposed) -> fail;
+//   NO_LEADER (the node refused before proposing: nothing was proposed), and a refused TCP
+//   connection (nothing was sent) -> fail;
 //   TIMEOUT, any other error, and a request that got no answer in time -> info (indeterminate),
 //   after which the process is retired and the client takes a new number, as Jepsen does.
 
@@ -21,7 +22,15 @@ export const KV_OPS_PER_KEY_MAX = 400;
 /** Values written and compared are 0..KV_VALUES-1. */
 export const KV_VALUES = 5;
 
-export type RecordedEvent = HistoryEvent & { readonly node: string };
+/** A history event with the node the client talked to and, for fail and info, why. */
+export type RecordedEvent = HistoryEvent & { readonly node: string; readonly error?: string };
+
+/** What a refused or unanswered request's completion records as its reason. */
+export function errorOf(a: Answer): { error?: string } {
+  if (a.kind === 'refused') return { error: a.code };
+  if (a.kind === 'indeterminate') return { error: a.why.slice(0, 200) };
+  return {};
+}
 
 export interface ClientContext {
   readonly cluster: Cluster;
@@ -37,6 +46,13 @@ export interface ClientContext {
   readonly nextProcess: () => number;
 }
 
+/**
+ * Refusals after which the request certainly had no effect: the node refused before proposing
+ * (NO_LEADER), the request was malformed (INVALID), or the connection was refused, so nothing was
+ * sent (ECONNREFUSED, from the client, not the product).
+ */
+export const DEFINITE_REFUSALS: ReadonlySet<string> = new Set(['NO_LEADER', 'INVALID', 'ECONNREFUSED']);
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export type Answer =
@@ -50,7 +66,10 @@ export async function ask(cluster: Cluster, node: string, req: ApiRequest): Prom
   try {
     resp = await cluster.request(node, req, REQUEST_TIMEOUT_MS);
   } catch (e) {
-    return { kind: 'indeterminate', why: (e as Error).message };
+    const why = (e as Error).message;
+    // The TCP connect was refused (the node is down): the request was never sent.
+    if (why.includes('ECONNREFUSED')) return { kind: 'refused', code: 'ECONNREFUSED' };
+    return { kind: 'indeterminate', why };
   }
   if (resp.ok) return { kind: 'ok', resp };
   return { kind: 'refused', code: resp.error.code };
@@ -118,7 +137,7 @@ export function kvCompletion(op: KvOp, a: Answer): ['ok' | 'fail' | 'info', unkn
     return op.f === 'read' ? ['ok', null] : ['ok', { type: 'error', code: 20 }];
   }
   if (a.code === 'CAS_MISMATCH' && op.f === 'cas') return ['ok', { type: 'error', code: 22 }];
-  if (a.code === 'NO_LEADER' || a.code === 'INVALID') return ['fail', op.value];
+  if (DEFINITE_REFUSALS.has(a.code)) return ['fail', op.value];
   return ['info', op.value];
 }
 
@@ -136,7 +155,8 @@ export async function kvClient(
     history.push({ type: 'invoke', process, f: op.f, key, value: op.value, time: ctx.now(), node });
     const answer = await ask(ctx.cluster, node, kvRequest(op, key, ctx.staleReads));
     const [type, value] = kvCompletion(op, answer);
-    history.push({ type, process, f: op.f, key, value, time: ctx.now(), node });
+    const why = type === 'ok' ? {} : errorOf(answer);
+    history.push({ type, process, f: op.f, key, value, time: ctx.now(), node, ...why });
     if (type === 'info') process = ctx.nextProcess();
     await sleep(type === 'ok' ? ctx.thinkMs : BACKOFF_MS);
   }
@@ -148,7 +168,7 @@ export const SET_PREFIX = 'set/';
 /** The completion of a set add: a put of a fresh key either happened, or certainly not, or maybe. */
 function addCompletion(a: Answer): 'ok' | 'fail' | 'info' {
   if (a.kind === 'ok') return 'ok';
-  if (a.kind === 'refused' && (a.code === 'NO_LEADER' || a.code === 'INVALID')) return 'fail';
+  if (a.kind === 'refused' && DEFINITE_REFUSALS.has(a.code)) return 'fail';
   return 'info';
 }
 
@@ -184,7 +204,7 @@ export async function setAdder(
       value: '1',
     });
     const type = addCompletion(a);
-    history.push({ type, process, f: 'add', value: element, time: ctx.now(), node });
+    history.push({ type, process, f: 'add', value: element, time: ctx.now(), node, ...errorOf(a) });
     if (type === 'info') process = ctx.nextProcess();
     await sleep(type === 'ok' ? ctx.thinkMs : BACKOFF_MS);
   }
