@@ -9,7 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { parseNemeses } from './nemesis.ts';
-import { HarnessError, NODES_MAX, preflight, removeAll } from './netns.ts';
+import { HarnessError, NODES_MAX, preflight, releaseLock, removeAll, takeLock } from './netns.ts';
 import { RUN_DEFAULTS, type RunResult, runJepsen, WORKLOADS, type Workload } from './run.ts';
 
 /** Runs shorter than this leave no room for a fault and the final heal. */
@@ -77,7 +77,10 @@ async function main(argv: string[]): Promise<number> {
   const a = program.opts();
   preflight();
   if (a.clean === true) {
+    // Refuses while a live harness holds the lock: its namespaces are not leftovers.
+    takeLock();
     await removeAll();
+    releaseLock();
     console.log('removed every pcrj namespace, link, process and work dir');
     return 0;
   }

@@ -102,7 +102,7 @@ export class KeyPool {
   }
 }
 
-type KvOp =
+export type KvOp =
   | { readonly f: 'read'; readonly value: null }
   | { readonly f: 'write'; readonly value: number }
   | { readonly f: 'cas'; readonly value: readonly [number, number] };
