@@ -29,7 +29,9 @@ function parseWorkloads(v: string): Workload[] {
   const names = v.split(',').map((s) => s.trim());
   for (const n of names) {
     if (!(WORKLOADS as readonly string[]).includes(n)) {
-      throw new InvalidArgumentError(`unknown workload ${JSON.stringify(n)}: expected kv, set or kv,set`);
+      throw new InvalidArgumentError(
+        `unknown workload ${JSON.stringify(n)}: expected kv, set or kv,set`,
+      );
     }
   }
   return [...new Set(names)] as Workload[];
@@ -37,11 +39,16 @@ function parseWorkloads(v: string): Workload[] {
 
 function printResult(r: RunResult): void {
   const s = r.stats;
-  const f = (x: number | undefined, unit = ' ms'): string => (x === undefined ? '-' : `${x.toFixed(1)}${unit}`);
+  const f = (x: number | undefined, unit = ' ms'): string =>
+    x === undefined ? '-' : `${x.toFixed(1)}${unit}`;
   const p = (x: number | undefined): string => (x === undefined ? '-' : `${(x * 100).toFixed(1)}%`);
   console.log(`operations: ${s.operations} (${s.ok} ok, ${s.fail} fail, ${s.info} indeterminate)`);
-  console.log(`latency (ok): p50 ${f(s.latencyP50Ms)}, p99 ${f(s.latencyP99Ms)}, max ${f(s.latencyMaxMs)}`);
-  console.log(`availability: ${p(s.availabilityDuringFaults)} during faults, ${p(s.availabilityQuiet)} without`);
+  console.log(
+    `latency (ok): p50 ${f(s.latencyP50Ms)}, p99 ${f(s.latencyP99Ms)}, max ${f(s.latencyMaxMs)}`,
+  );
+  console.log(
+    `availability: ${p(s.availabilityDuringFaults)} during faults, ${p(s.availabilityQuiet)} without`,
+  );
   console.log(`recovery after heal: max ${f(s.recoveryMaxMs)} over ${r.nemesis.length} faults`);
   if (r.kv !== undefined) {
     const keys = r.kv.perKey.map((k) => `${k.key}:${k.verdict}`).join(' ');
@@ -63,8 +70,17 @@ async function main(argv: string[]): Promise<number> {
   const program = new Command('jepsen')
     .description('Jepsen against real pcr processes in network namespaces (root)')
     .option('--nodes <n>', `nodes (3 to ${NODES_MAX})`, intIn(3, NODES_MAX), RUN_DEFAULTS.nodes)
-    .option('--time <s>', 'seconds of workload', intIn(TIME_S_MIN, 3600), RUN_DEFAULTS.timeMs / 1000)
-    .option('--nemesis <list>', 'partition,kill,pause,loss,skew or none', 'partition,kill,pause,loss')
+    .option(
+      '--time <s>',
+      'seconds of workload',
+      intIn(TIME_S_MIN, 3600),
+      RUN_DEFAULTS.timeMs / 1000,
+    )
+    .option(
+      '--nemesis <list>',
+      'partition,kill,pause,loss,skew or none',
+      'partition,kill,pause,loss',
+    )
     .option('--workload <list>', 'kv, set or kv,set', parseWorkloads, [...RUN_DEFAULTS.workloads])
     .option('--seed <n>', 'seeds the nemesis schedule and the operations', intIn(0, 2 ** 31), 1)
     .option('--results <dir>', 'results folder (default: jepsen/results/<time>-seed<seed>)')
@@ -85,18 +101,24 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (a.planted !== undefined && a.planted !== 'stale-reads') {
-    throw new HarnessError(`unknown planted fault ${JSON.stringify(a.planted)}: expected stale-reads`);
+    throw new HarnessError(
+      `unknown planted fault ${JSON.stringify(a.planted)}: expected stale-reads`,
+    );
   }
   const timeMs = (a.time as number) * 1000;
   const finalHealMs = Math.min(RUN_DEFAULTS.finalHealMs, Math.floor(timeMs / 3));
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  const resultsDir = resolve((a.results as string | undefined) ?? join('jepsen', 'results', `${stamp}-seed${a.seed}`));
+  const resultsDir = resolve(
+    (a.results as string | undefined) ?? join('jepsen', 'results', `${stamp}-seed${a.seed}`),
+  );
   mkdirSync(resultsDir, { recursive: true });
   const abort = new AbortController();
   let signals = 0;
   const onSignal = (sig: string): void => {
     signals++;
-    console.error(`${sig}: stopping the workload, healing and cleaning up${signals > 1 ? ' (again)' : ''}`);
+    console.error(
+      `${sig}: stopping the workload, healing and cleaning up${signals > 1 ? ' (again)' : ''}`,
+    );
     abort.abort();
   };
   process.on('SIGINT', () => onSignal('SIGINT'));
@@ -125,8 +147,11 @@ main(process.argv).then(
   (code) => process.exit(code),
   (e: unknown) => {
     const err = e as Error & { code?: string; exitCode?: number };
-    if (err.code?.startsWith('commander.')) process.exit(err.code === 'commander.helpDisplayed' ? 0 : 2);
-    console.error(`jepsen: ${err instanceof HarnessError ? err.message : (err.stack ?? String(e))}`);
+    if (err.code?.startsWith('commander.'))
+      process.exit(err.code === 'commander.helpDisplayed' ? 0 : 2);
+    console.error(
+      `jepsen: ${err instanceof HarnessError ? err.message : (err.stack ?? String(e))}`,
+    );
     process.exit(2);
   },
 );

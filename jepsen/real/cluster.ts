@@ -6,15 +6,15 @@
 // `ip netns exec` and bin/pcr both exec, so a child's pid is the node's own Node.js process: kill
 // -9, SIGSTOP and SIGCONT reach the daemon itself.
 
+import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { until } from '../../test/until.ts';
 import { ApiClient } from '../../node/api/client.ts';
 import type { ApiRequest, ApiResponse } from '../../node/api/wire.ts';
 import { CLUSTER_SECRET_FILE, NODE_INFO_FILE, readSecret } from '../../node/identity.ts';
+import { until } from '../../test/until.ts';
 import { HarnessError, NODE_PORT, nsOf } from './netns.ts';
 
 const PCR = resolve(fileURLToPath(new URL('../../bin/pcr', import.meta.url)));
@@ -167,7 +167,9 @@ export class Cluster {
       100,
     );
     n.id = info.id;
-    n.multiaddr = info.addrs.find((a) => a.includes(n.addr)) ?? `/ip4/${n.addr}/tcp/${NODE_PORT}/p2p/${info.id}`;
+    n.multiaddr =
+      info.addrs.find((a) => a.includes(n.addr)) ??
+      `/ip4/${n.addr}/tcp/${NODE_PORT}/p2p/${info.id}`;
     if (!n.multiaddr.includes('/p2p/')) n.multiaddr += `/p2p/${info.id}`;
   }
 
@@ -244,7 +246,8 @@ export class Cluster {
   }
 
   async stop(): Promise<void> {
-    for (const c of this.clients.values()) await (await c.catch(() => undefined))?.close().catch(() => {});
+    for (const c of this.clients.values())
+      await (await c.catch(() => undefined))?.close().catch(() => {});
     this.clients.clear();
     for (const n of this.nodes) {
       if (n.paused) this.signal(n, 'SIGCONT');

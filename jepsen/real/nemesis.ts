@@ -25,7 +25,11 @@ export type Fault =
       /** Who hears whom, for the report: each node, then the peers it receives from. */
       readonly groups: readonly (readonly string[])[];
     }
-  | { readonly kind: 'kill'; readonly target: 'random' | 'leader'; readonly nodes: readonly string[] }
+  | {
+      readonly kind: 'kill';
+      readonly target: 'random' | 'leader';
+      readonly nodes: readonly string[];
+    }
   | {
       readonly kind: 'pause';
       readonly target: 'random' | 'leader';
@@ -44,7 +48,9 @@ export function parseNemeses(list: string): NemesisName[] {
   const names = list.split(',').map((s) => s.trim());
   for (const n of names) {
     if (!(NEMESES as readonly string[]).includes(n)) {
-      throw new Error(`unknown nemesis ${JSON.stringify(n)}: expected ${NEMESES.join(', ')} or none`);
+      throw new Error(
+        `unknown nemesis ${JSON.stringify(n)}: expected ${NEMESES.join(', ')} or none`,
+      );
     }
   }
   return [...new Set(names)] as NemesisName[];

@@ -16,7 +16,8 @@ import { LOCK_DIR, ourLinks, ourNamespaces, PREFIX, WORK_DIR_PREFIX } from './ne
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const CLI = ['--import', 'tsx', join(ROOT, 'jepsen/real/cli.ts')];
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-if (!isRoot && process.env.CI === 'true') throw new Error('CI=true: the Jepsen harness test needs root');
+if (!isRoot && process.env.CI === 'true')
+  throw new Error('CI=true: the Jepsen harness test needs root');
 const base = mkdtempSync(join(tmpdir(), 'jepsen-test-'));
 afterAll(() => rmSync(base, { recursive: true, force: true }));
 
@@ -67,13 +68,17 @@ suite(['ip', 'iptables', 'chromium'], 'Jepsen harness on real processes (root)',
       expect(existsSync(join(dir, f))).toBe(true);
     }
     // A real browser runs the page's script: the plots exist in the DOM only if it drew them.
-    const dom = await execa('chromium', [
-      ...['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-      ...['--disable-component-update', '--disable-sync', '--no-first-run'],
-      `--user-data-dir=${join(base, 'chromium')}`,
-      '--dump-dom',
-      `file://${join(dir, 'index.html')}`,
-    ], { reject: false, timeout: 60_000 });
+    const dom = await execa(
+      'chromium',
+      [
+        ...['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+        ...['--disable-component-update', '--disable-sync', '--no-first-run'],
+        `--user-data-dir=${join(base, 'chromium')}`,
+        '--dump-dom',
+        `file://${join(dir, 'index.html')}`,
+      ],
+      { reject: false, timeout: 60_000 },
+    );
     const html = String(dom.stdout);
     const rendered = /<svg[^>]*id="latency"[^>]*data-rendered="(\d+)"/.exec(html);
     expect(Number(rendered?.[1])).toBeGreaterThan(100);

@@ -41,7 +41,10 @@ const ms = (x: number | undefined): string => (x === undefined ? '–' : `${x.to
 function statsTable(s: RunStats): string {
   const rows: [string, string][] = [
     ['operations', `${s.operations} (${s.ok} ok, ${s.fail} fail, ${s.info} indeterminate)`],
-    ['latency of ok operations', `p50 ${ms(s.latencyP50Ms)} · p99 ${ms(s.latencyP99Ms)} · max ${ms(s.latencyMaxMs)}`],
+    [
+      'latency of ok operations',
+      `p50 ${ms(s.latencyP50Ms)} · p99 ${ms(s.latencyP99Ms)} · max ${ms(s.latencyMaxMs)}`,
+    ],
     ['availability during faults', pct(s.availabilityDuringFaults)],
     ['availability without faults', pct(s.availabilityQuiet)],
     [
@@ -96,7 +99,9 @@ function kvSection(kv: CheckResult, history: readonly HistoryEvent[]): string {
 
 function setSection(s: SetResult): string {
   const list = (xs: readonly number[]): string =>
-    xs.length === 0 ? '0' : `${xs.length}: ${xs.slice(0, 50).join(', ')}${xs.length > 50 ? ', …' : ''}`;
+    xs.length === 0
+      ? '0'
+      : `${xs.length}: ${xs.slice(0, 50).join(', ')}${xs.length > 50 ? ', …' : ''}`;
   const rows: [string, string][] = [
     ['attempted adds', String(s.attempted)],
     ['acknowledged', String(s.acknowledged)],
@@ -104,7 +109,10 @@ function setSection(s: SetResult): string {
     ['indeterminate', `${s.indeterminate} (${s.recovered} of them present at the end)`],
     ['lost (acknowledged, missing from a final read)', list(s.lost)],
     ['unexpected (never attempted, yet read)', list(s.unexpected)],
-    ['stale (acknowledged before a read began, missing from it)', `${list(s.stale)} in ${s.staleReads} reads`],
+    [
+      'stale (acknowledged before a read began, missing from it)',
+      `${list(s.stale)} in ${s.staleReads} reads`,
+    ],
     ['reads checked', String(s.reads)],
     ['nodes without a final read', s.unansweredFinal.join(', ') || 'none'],
   ];
@@ -126,7 +134,12 @@ function plotData(input: ReportInput): string {
       outcomes.indexOf(p.outcome),
       `${p.workload} ${p.f} ${p.key ?? ''} on ${p.node}`,
     ]),
-    bands: input.result.nemesis.map((iv) => [iv.start / 1000, (iv.end ?? iv.start) / 1000, iv.nemesis, iv.description]),
+    bands: input.result.nemesis.map((iv) => [
+      iv.start / 1000,
+      (iv.end ?? iv.start) / 1000,
+      iv.nemesis,
+      iv.description,
+    ]),
   };
   return JSON.stringify(data).replaceAll('<', '\\u003c');
 }
@@ -156,8 +169,13 @@ export function renderRunReport(input: ReportInput): string {
     '<h2>Files</h2><ul><li><a href="results.json">results.json</a></li>',
     '<li><a href="nemesis.jsonl">nemesis.jsonl</a></li>',
     r.kv === undefined ? '' : '<li><a href="history-kv.jsonl">history-kv.jsonl</a></li>',
-    r.set === undefined ? '' : '<li><a href="history-set.jsonl">history-set.jsonl</a> and <a href="final-reads.json">final-reads.json</a></li>',
-    ...Array.from({ length: o.nodes }, (_, i) => `<li><a href="logs/n${i + 1}.log">logs/n${i + 1}.log</a></li>`),
+    r.set === undefined
+      ? ''
+      : '<li><a href="history-set.jsonl">history-set.jsonl</a> and <a href="final-reads.json">final-reads.json</a></li>',
+    ...Array.from(
+      { length: o.nodes },
+      (_, i) => `<li><a href="logs/n${i + 1}.log">logs/n${i + 1}.log</a></li>`,
+    ),
     '</ul>',
     `<script type="application/json" id="data">${plotData(input)}</script>`,
     `<script>${PLOT_SCRIPT}</script>`,
@@ -167,7 +185,7 @@ export function renderRunReport(input: ReportInput): string {
 }
 
 /** Draws the plots into the three SVGs; sets data-rendered on each when done. */
-const PLOT_SCRIPT = String.raw`
+const PLOT_SCRIPT = `
 (function () {
   const NS = 'http://www.w3.org/2000/svg';
   const d = JSON.parse(document.getElementById('data').textContent);

@@ -163,7 +163,8 @@ async function runWorkloads(cluster: Cluster, o: RunOptions, rec: Recording): Pr
   if (o.workloads.includes('kv')) {
     const keys = new KeyPool(o.keys);
     for (const n of cluster.nodes) {
-      for (let c = 0; c < o.kvClientsPerNode; c++) clients.push(kvClient(ctx, n.name, keys, rec.kv));
+      for (let c = 0; c < o.kvClientsPerNode; c++)
+        clients.push(kvClient(ctx, n.name, keys, rec.kv));
     }
   }
   if (o.workloads.includes('set')) {
@@ -200,7 +201,13 @@ async function runNemesis(
       leader,
       random,
     );
-    const interval = { nemesis: name, description: describeFault(fault), start: now(), end: 0, fault };
+    const interval = {
+      nemesis: name,
+      description: describeFault(fault),
+      start: now(),
+      end: 0,
+      fault,
+    };
     o.log(`${(interval.start / 1000).toFixed(1)}s nemesis start: ${interval.description}`);
     await applyFault(cluster, fault);
     await sleep(o.faultMs);
@@ -217,14 +224,17 @@ async function finalReads(cluster: Cluster, o: RunOptions): Promise<FinalRead[]>
   const finals: FinalRead[] = [];
   for (const n of cluster.nodes) {
     const elements = await until(
-      async () => (Date.now() > deadline ? [] : await readSet({ cluster, staleReads: false }, n.name)),
+      async () =>
+        Date.now() > deadline ? [] : await readSet({ cluster, staleReads: false }, n.name),
       FINAL_READ_TIMEOUT_MS,
       `the final read on ${n.name}`,
       250,
     ).catch(() => undefined);
     const answered = Date.now() <= deadline ? elements : undefined;
     finals.push({ node: n.name, elements: answered });
-    o.log(`final read on ${n.name}: ${answered === undefined ? 'no answer' : `${answered.length} elements`}`);
+    o.log(
+      `final read on ${n.name}: ${answered === undefined ? 'no answer' : `${answered.length} elements`}`,
+    );
   }
   return finals;
 }
@@ -286,7 +296,10 @@ export function summary(o: RunOptions, r: RunResult): Record<string, unknown> {
             verdict: r.kv.verdict,
             perKey: r.kv.perKey.map((k) => ({ key: k.key, verdict: k.verdict, ops: k.operations })),
           },
-    set: r.set === undefined ? undefined : { ...r.set, lost: r.set.lost.length, stale: r.set.stale.length },
+    set:
+      r.set === undefined
+        ? undefined
+        : { ...r.set, lost: r.set.lost.length, stale: r.set.stale.length },
     stats: r.stats,
     rulesAfterHeal: r.rulesAfterHeal,
   };

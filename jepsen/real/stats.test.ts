@@ -38,15 +38,26 @@ describe('run figures', () => {
 });
 
 describe('recording the product answers', () => {
-  const ok = (extra: Record<string, unknown>): Answer => ({ kind: 'ok', resp: { ok: true, ...extra } });
+  const ok = (extra: Record<string, unknown>): Answer => ({
+    kind: 'ok',
+    resp: { ok: true, ...extra },
+  });
   it('reads: a value, or null for an absent key', () => {
     expect(kvCompletion({ f: 'read', value: null }, ok({ value: '3' }))).toEqual(['ok', 3]);
-    expect(kvCompletion({ f: 'read', value: null }, { kind: 'refused', code: 'NOT_FOUND' })).toEqual(['ok', null]);
+    expect(
+      kvCompletion({ f: 'read', value: null }, { kind: 'refused', code: 'NOT_FOUND' }),
+    ).toEqual(['ok', null]);
   });
   it('cas refusals are observations; no leader and a refused connection are definite', () => {
     const cas = { f: 'cas', value: [1, 2] } as const;
-    expect(kvCompletion(cas, { kind: 'refused', code: 'CAS_MISMATCH' })).toEqual(['ok', { type: 'error', code: 22 }]);
-    expect(kvCompletion(cas, { kind: 'refused', code: 'NOT_FOUND' })).toEqual(['ok', { type: 'error', code: 20 }]);
+    expect(kvCompletion(cas, { kind: 'refused', code: 'CAS_MISMATCH' })).toEqual([
+      'ok',
+      { type: 'error', code: 22 },
+    ]);
+    expect(kvCompletion(cas, { kind: 'refused', code: 'NOT_FOUND' })).toEqual([
+      'ok',
+      { type: 'error', code: 20 },
+    ]);
     expect(kvCompletion(cas, { kind: 'refused', code: 'NO_LEADER' })[0]).toBe('fail');
     expect(kvCompletion(cas, { kind: 'refused', code: 'ECONNREFUSED' })[0]).toBe('fail');
   });

@@ -80,7 +80,10 @@ function availability(points: readonly OpPoint[]): number | undefined {
 
 const isWrite = (p: OpPoint): boolean => p.f === 'write' || p.f === 'cas' || p.f === 'add';
 
-export function runStats(points: readonly OpPoint[], nemesis: readonly NemesisInterval[]): RunStats {
+export function runStats(
+  points: readonly OpPoint[],
+  nemesis: readonly NemesisInterval[],
+): RunStats {
   const latencies = points
     .filter((p) => p.outcome === 'ok')
     .map((p) => p.end - p.start)

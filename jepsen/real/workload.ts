@@ -9,8 +9,8 @@
 //   after which the process is retired and the client takes a new number, as Jepsen does.
 
 import type { RandomSource } from '../../consensus/index.ts';
-import type { HistoryEvent } from '../checker/index.ts';
 import type { ApiRequest, ApiResponse } from '../../node/api/wire.ts';
+import type { HistoryEvent } from '../checker/index.ts';
 import type { Cluster } from './cluster.ts';
 
 /** A client gives up on one request after this: the operation is then indeterminate. */
@@ -51,7 +51,11 @@ export interface ClientContext {
  * (NO_LEADER), the request was malformed (INVALID), or the connection was refused, so nothing was
  * sent (ECONNREFUSED, from the client, not the product).
  */
-export const DEFINITE_REFUSALS: ReadonlySet<string> = new Set(['NO_LEADER', 'INVALID', 'ECONNREFUSED']);
+export const DEFINITE_REFUSALS: ReadonlySet<string> = new Set([
+  'NO_LEADER',
+  'INVALID',
+  'ECONNREFUSED',
+]);
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
