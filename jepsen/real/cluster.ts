@@ -88,7 +88,8 @@ export class Cluster {
       '--secret-file',
       join(first!.dataDir, CLUSTER_SECRET_FILE),
     ];
-    for (const n of rest) await this.startNode(n);
+    // The others start together (each waits for its own node.json); they join through the seed.
+    await Promise.all(rest.map((n) => this.startNode(n)));
     await until(
       async () => {
         const r = await this.request(first!.name, { op: 'members' }, 3000).catch(() => undefined);

@@ -104,6 +104,19 @@ suite(['ip', 'iptables', 'chromium'], 'Jepsen harness on real processes (root)',
     expect(await leftovers()).toEqual([]);
   }, 240_000);
 
+  it('refuses clearly without ip and iptables', async () => {
+    const r = await execa(process.execPath, [...CLI, '--time', '10'], {
+      cwd: ROOT,
+      reject: false,
+      stdin: 'ignore',
+      env: { PATH: join(base, 'no-tools') },
+      extendEnv: false,
+    });
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toContain('needs ip and iptables on PATH');
+    expect(await ourNamespaces()).toEqual([]);
+  }, 60_000);
+
   it('Ctrl-C mid-run stops, heals and removes everything', async () => {
     const child = jepsen(['--nodes', '3', '--time', '120', '--results', join(base, 'sigint')]);
     let out = '';

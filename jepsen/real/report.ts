@@ -191,7 +191,7 @@ const PLOT_SCRIPT = `
   const d = JSON.parse(document.getElementById('data').textContent);
   const COLORS = ['#2e7d32', '#ef6c00', '#c62828'];
   const BAND = { partition: '#90caf9', kill: '#ef9a9a', pause: '#ce93d8', loss: '#ffe082', skew: '#a5d6a7' };
-  const M = { l: 56, r: 12, t: 10, b: 28 };
+  const M = { l: 56, r: 12, t: 22, b: 28 };
   function el(parent, name, attrs, text) {
     const e = document.createElementNS(NS, name);
     for (const k in attrs) e.setAttribute(k, attrs[k]);
@@ -217,7 +217,7 @@ const PLOT_SCRIPT = `
       el(svg, 'text', { x: M.l - 6, y: y + 4, 'font-size': 11, 'text-anchor': 'end' }, v);
       el(svg, 'line', { x1: M.l, y1: y, x2: W - M.r, y2: y, stroke: '#eee' });
     }
-    el(svg, 'text', { x: 12, y: M.t + 10, 'font-size': 11 }, yLabel);
+    el(svg, 'text', { x: 8, y: 13, 'font-size': 11 }, yLabel);
     return g;
   }
   function latency() {

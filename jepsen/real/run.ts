@@ -203,7 +203,7 @@ async function runNemesis(
     );
     const interval = {
       nemesis: name,
-      description: describeFault(fault),
+      description: `${describeFault(fault)} (leader before: ${leader ?? 'none agreed'})`,
       start: now(),
       end: 0,
       fault,
