@@ -113,14 +113,15 @@ interface Recording {
 export async function runJepsen(o: RunOptions): Promise<RunResult> {
   preflight();
   takeLock();
-  // A crashed harness may have left namespaces, links and work dirs: start clean.
-  await removeAll();
-  const workDir = mkdtempSync(WORK_DIR_PREFIX);
-  const logDir = join(o.resultsDir, 'logs');
-  mkdirSync(logDir, { recursive: true });
   const names = Array.from({ length: o.nodes }, (_, i) => `n${i + 1}`);
   let cluster: Cluster | undefined;
+  let workDir: string | undefined;
   try {
+    // A crashed harness may have left namespaces, links and work dirs: start clean.
+    await removeAll();
+    workDir = mkdtempSync(WORK_DIR_PREFIX);
+    const logDir = join(o.resultsDir, 'logs');
+    mkdirSync(logDir, { recursive: true });
     const addrs = await createNetwork(names);
     cluster = new Cluster({
       names,
@@ -140,8 +141,11 @@ export async function runJepsen(o: RunOptions): Promise<RunResult> {
     return finish(o, rec, rulesAfterHeal);
   } finally {
     await cluster?.stop().catch(() => {});
-    await removeAll(workDir);
-    releaseLock();
+    try {
+      await removeAll(workDir);
+    } finally {
+      releaseLock();
+    }
   }
 }
 
@@ -263,12 +267,17 @@ function finish(o: RunOptions, rec: Recording, rulesAfterHeal: number): RunResul
     (a, b) => a.start - b.start,
   );
   const stats = runStats(points, rec.intervals);
+  // An interrupted run ran no final reads: only a kv violation still proves something.
   const verdict: Verdict =
-    kv?.verdict === 'violation' || set?.valid === false || rulesAfterHeal !== 0
+    kv?.verdict === 'violation'
       ? 'invalid'
-      : kv?.verdict === 'unknown'
+      : o.signal?.aborted === true
         ? 'unknown'
-        : 'valid';
+        : set?.valid === false || rulesAfterHeal !== 0
+          ? 'invalid'
+          : kv?.verdict === 'unknown'
+            ? 'unknown'
+            : 'valid';
   const result: RunResult = {
     verdict,
     kv,
