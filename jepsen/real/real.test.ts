@@ -21,7 +21,7 @@ if (!isRoot && process.env.CI === 'true')
 const base = mkdtempSync(join(tmpdir(), 'jepsen-test-'));
 afterAll(() => rmSync(base, { recursive: true, force: true }));
 
-function jepsen(args: string[], timeoutMs = 150_000) {
+function jepsen(args: string[], timeoutMs = 300_000) {
   return execa('node', [...CLI, ...args], {
     cwd: ROOT,
     reject: false,
@@ -86,7 +86,7 @@ suite(['ip', 'iptables', 'chromium'], 'Jepsen harness on real processes (root)',
     expect((html.match(/<rect class="band"/g) ?? []).length).toBeGreaterThanOrEqual(3);
     expect(html).toMatch(/<svg[^>]*id="throughput"[^>]*data-rendered="3"/);
     expect(html).toMatch(/<svg[^>]*id="availability"[^>]*data-rendered="1"/);
-  }, 240_000);
+  }, 400_000);
 
   it('a planted stale read (reads from local state) is caught by the kv and set checkers', async () => {
     const dir = join(base, 'planted');
@@ -102,7 +102,7 @@ suite(['ip', 'iptables', 'chromium'], 'Jepsen harness on real processes (root)',
     const page = readFileSync(join(dir, 'index.html'), 'utf8');
     expect(page).toContain('id="failing-window"');
     expect(await leftovers()).toEqual([]);
-  }, 240_000);
+  }, 400_000);
 
   it('refuses clearly without ip and iptables', async () => {
     const r = await execa(process.execPath, [...CLI, '--time', '10'], {
@@ -123,12 +123,12 @@ suite(['ip', 'iptables', 'chromium'], 'Jepsen harness on real processes (root)',
     child.stdout?.on('data', (d: Buffer) => {
       out += d.toString();
     });
-    await until(() => out.includes('cluster formed'), 90_000, 'the cluster to form');
+    await until(() => out.includes('cluster formed'), 200_000, 'the cluster to form');
     child.kill('SIGINT');
     const r = await child;
     expect(r.exitCode).toBe(2);
     expect(await leftovers()).toEqual([]);
-  }, 180_000);
+  }, 300_000);
 
   it('after a harness killed with -9, --clean (and any next run) starts from nothing', async () => {
     const child = jepsen(['--nodes', '3', '--time', '120', '--results', join(base, 'crash')]);
@@ -136,12 +136,12 @@ suite(['ip', 'iptables', 'chromium'], 'Jepsen harness on real processes (root)',
     child.stdout?.on('data', (d: Buffer) => {
       out += d.toString();
     });
-    await until(() => out.includes('cluster formed'), 90_000, 'the cluster to form');
+    await until(() => out.includes('cluster formed'), 200_000, 'the cluster to form');
     child.kill('SIGKILL');
     await child;
     expect((await ourNamespaces()).filter((n) => n.startsWith(PREFIX))).toHaveLength(3);
     const clean = await jepsen(['--clean']);
     expect(clean.exitCode).toBe(0);
     expect(await leftovers()).toEqual([]);
-  }, 180_000);
+  }, 300_000);
 });
