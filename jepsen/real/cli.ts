@@ -49,6 +49,10 @@ function printResult(r: RunResult): void {
   console.log(
     `availability: ${p(s.availabilityDuringFaults)} during faults, ${p(s.availabilityQuiet)} without`,
   );
+  const byNemesis = Object.entries(s.availabilityByNemesis)
+    .map(([n, a]) => `${n} ${p(a)}`)
+    .join(', ');
+  if (byNemesis !== '') console.log(`availability per nemesis: ${byNemesis}`);
   console.log(`recovery after heal: max ${f(s.recoveryMaxMs)} over ${r.nemesis.length} faults`);
   if (r.kv !== undefined) {
     const keys = r.kv.perKey.map((k) => `${k.key}:${k.verdict}`).join(' ');

@@ -48,6 +48,12 @@ function statsTable(s: RunStats): string {
     ['availability during faults', pct(s.availabilityDuringFaults)],
     ['availability without faults', pct(s.availabilityQuiet)],
     [
+      'availability per nemesis',
+      Object.entries(s.availabilityByNemesis)
+        .map(([n, a]) => `${n} ${pct(a)}`)
+        .join(' · ') || '–',
+    ],
+    [
       'recovery after each heal',
       s.recoveryMs.map((r) => (r === undefined ? '–' : `${Math.round(r)}`)).join(', ') +
         ` ms (max ${ms(s.recoveryMaxMs)})`,

@@ -27,6 +27,7 @@ describe('run figures', () => {
     expect(s).toMatchObject({ operations: 4, ok: 2, fail: 1, info: 1 });
     expect(s.availabilityDuringFaults).toBe(0);
     expect(s.availabilityQuiet).toBe(1);
+    expect(s.availabilityByNemesis).toEqual({ kill: 0 });
     expect(s.recoveryMs).toEqual([80]);
     expect(s.latencyP50Ms).toBe(30);
   });

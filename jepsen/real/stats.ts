@@ -35,6 +35,8 @@ export interface RunStats {
   /** ok / operations, for operations invoked while some fault was on. */
   readonly availabilityDuringFaults: number | undefined;
   readonly availabilityQuiet: number | undefined;
+  /** The same, per nemesis (operations invoked while a fault of that nemesis was on). */
+  readonly availabilityByNemesis: Readonly<Record<string, number | undefined>>;
   /** Per heal, ms from the heal to the first ok write (or add) invoked after it. */
   readonly recoveryMs: readonly (number | undefined)[];
   readonly recoveryMaxMs: number | undefined;
@@ -107,6 +109,14 @@ export function runStats(
     latencyMaxMs: latencies.at(-1),
     availabilityDuringFaults: availability(points.filter(inFault)),
     availabilityQuiet: availability(points.filter((p) => !inFault(p))),
+    availabilityByNemesis: Object.fromEntries(
+      [...new Set(nemesis.map((iv) => iv.nemesis))].map((name) => [
+        name,
+        availability(
+          points.filter((p) => nemesis.some((iv) => iv.nemesis === name && during(p.start, iv))),
+        ),
+      ]),
+    ),
     recoveryMs,
     recoveryMaxMs: known.length === 0 ? undefined : Math.max(...known),
   };
