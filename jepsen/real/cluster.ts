@@ -52,6 +52,38 @@ export interface ClusterOptions {
   readonly log: (line: string) => void;
 }
 
+/** A node's environment: log level, TCG (no KVM probe), and libfaketime when it may be skewed. */
+function nodeEnv(n: RealNode): Record<string, string> {
+  const env: Record<string, string> = { PCR_LOG_LEVEL: 'info', PCR_ACCEL: 'tcg' };
+  if (n.skewFile === undefined) return env;
+  writeFileSync(n.skewFile, '+0\n');
+  return {
+    ...env,
+    LD_PRELOAD: FAKETIME_LIB,
+    FAKETIME_TIMESTAMP_FILE: n.skewFile,
+    FAKETIME_CACHE_DURATION: '1',
+  };
+}
+
+interface NodeInfo {
+  readonly id: string;
+  readonly addrs: readonly string[];
+  readonly pid: number;
+}
+
+/** The node.json that process `pid` wrote, or undefined while it has not (a stale one is older). */
+async function readNodeInfo(
+  dataDir: string,
+  pid: number | undefined,
+): Promise<NodeInfo | undefined> {
+  try {
+    const i = JSON.parse(await readFile(join(dataDir, NODE_INFO_FILE), 'utf8')) as NodeInfo;
+    return i.pid === pid ? i : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export class Cluster {
   readonly nodes: RealNode[];
   private seedArgs: string[] = [];
@@ -106,15 +138,6 @@ export class Cluster {
   /** Starts (or restarts) one node and waits until it wrote its node.json. */
   async startNode(n: RealNode): Promise<void> {
     const fd = openSync(n.logPath, 'a');
-    const env: Record<string, string> = { PCR_LOG_LEVEL: 'info', PCR_ACCEL: 'tcg' };
-    if (n.skewFile !== undefined) {
-      writeFileSync(n.skewFile, '+0\n');
-      Object.assign(env, {
-        LD_PRELOAD: FAKETIME_LIB,
-        FAKETIME_TIMESTAMP_FILE: n.skewFile,
-        FAKETIME_CACHE_DURATION: '1',
-      });
-    }
     const args = [
       'netns',
       'exec',
@@ -130,7 +153,7 @@ export class Cluster {
     ];
     const proc = spawn('ip', args, {
       stdio: ['ignore', fd, fd],
-      env: { ...process.env, ...env },
+      env: { ...process.env, ...nodeEnv(n) },
     });
     closeSync(fd);
     let exited = false;
@@ -144,6 +167,7 @@ export class Cluster {
         });
         proc.on('error', () => {
           exited = true;
+          if (n.child === child) n.child = undefined;
           r();
         });
       }),
@@ -153,16 +177,7 @@ export class Cluster {
     const info = await until(
       async () => {
         if (exited) throw new HarnessError(`${n.name} exited at start; see ${n.logPath}`);
-        try {
-          const i = JSON.parse(await readFile(join(n.dataDir, NODE_INFO_FILE), 'utf8')) as {
-            id: string;
-            addrs: string[];
-            pid: number;
-          };
-          return i.pid === proc.pid ? i : undefined;
-        } catch {
-          return undefined;
-        }
+        return readNodeInfo(n.dataDir, proc.pid);
       },
       NODE_START_TIMEOUT_MS,
       `${n.name} to start`,
