@@ -50,7 +50,7 @@ function suite(tools: string[], name: string, body: () => void): void {
   else describe.skip(`${name} [skipped: needs root]`, body);
 }
 
-suite(['ip', 'iptables', 'chromium'], 'Jepsen harness on real processes (root)', () => {
+suite(['ip', 'iptables', 'chromium', 'faketime'], 'Jepsen harness on real processes (root)', () => {
   it('a short run under partitions and kill -9 is valid, leaves nothing behind, and its report renders', async () => {
     const dir = join(base, 'valid');
     const r = await jepsen([
@@ -86,6 +86,23 @@ suite(['ip', 'iptables', 'chromium'], 'Jepsen harness on real processes (root)',
     expect((html.match(/<rect class="band"/g) ?? []).length).toBeGreaterThanOrEqual(3);
     expect(html).toMatch(/<svg[^>]*id="throughput"[^>]*data-rendered="3"/);
     expect(html).toMatch(/<svg[^>]*id="availability"[^>]*data-rendered="1"/);
+  }, 400_000);
+
+  it('pause, packet loss and clock skew (libfaketime) on real processes: valid, every fault logged', async () => {
+    const dir = join(base, 'others');
+    const r = await jepsen([
+      ...['--nodes', '3', '--time', '30', '--nemesis', 'pause,loss,skew', '--workload', 'kv,set'],
+      ...['--seed', '8', '--quiet-s', '1', '--fault-s', '3', '--results', dir],
+    ]);
+    expect(r.stdout).toContain('verdict: valid');
+    expect(r.exitCode).toBe(0);
+    const faults = readFileSync(join(dir, 'nemesis.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { nemesis: string; start: number; end: number });
+    expect(faults.map((f) => f.nemesis)).toEqual(expect.arrayContaining(['pause', 'loss', 'skew']));
+    for (const f of faults) expect(f.end).toBeGreaterThan(f.start);
+    expect(await leftovers()).toEqual([]);
   }, 400_000);
 
   it('a planted stale read (reads from local state) is caught by the kv and set checkers', async () => {

@@ -3,7 +3,7 @@
 // histories, write the results folder (histories, logs, schedule, verdicts, index.html), and
 // remove everything the run created, whatever happened (success, failure, abort).
 
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { seededRandom } from '../../consensus/index.ts';
 import { until } from '../../test/until.ts';
@@ -14,11 +14,12 @@ import {
   pairHistory,
   renderReportHtml,
 } from '../checker/index.ts';
-import { Cluster } from './cluster.ts';
+import { Cluster, FAKETIME_LIB } from './cluster.ts';
 import { applyFault, countRules, healFault } from './faults.ts';
 import { describeFault, type Fault, type NemesisName, planFault } from './nemesis.ts';
 import {
   createNetwork,
+  HarnessError,
   preflight,
   releaseLock,
   removeAll,
@@ -112,6 +113,13 @@ interface Recording {
 
 export async function runJepsen(o: RunOptions): Promise<RunResult> {
   preflight();
+  // Without the library, LD_PRELOAD is ignored with a warning and the skew would do nothing.
+  if (o.nemeses.includes('skew') && !existsSync(FAKETIME_LIB)) {
+    throw new HarnessError(
+      `the skew nemesis needs libfaketime (${FAKETIME_LIB}): apt-get install faketime, ` +
+        'or leave skew out of --nemesis',
+    );
+  }
   takeLock();
   const names = Array.from({ length: o.nodes }, (_, i) => `n${i + 1}`);
   let cluster: Cluster | undefined;
