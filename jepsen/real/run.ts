@@ -203,7 +203,7 @@ async function runNemesis(
   const random = seededRandom(o.seed);
   const faultsEnd = o.timeMs - o.finalHealMs;
   for (let i = 0; ; i++) {
-    await sleep(o.quietMs);
+    await sleepUnlessAborted(o.quietMs, o.signal);
     if (done() || now() + o.faultMs > faultsEnd) return;
     const name = o.nemeses[i % o.nemeses.length]!;
     const leader = await cluster.leader();
@@ -222,12 +222,27 @@ async function runNemesis(
     };
     o.log(`${(interval.start / 1000).toFixed(1)}s nemesis start: ${interval.description}`);
     await applyFault(cluster, fault);
-    await sleep(o.faultMs);
+    await sleepUnlessAborted(o.faultMs, o.signal);
     await healFault(cluster, fault);
     interval.end = now();
     rec.intervals.push(interval);
     o.log(`${(interval.end / 1000).toFixed(1)}s nemesis end: ${name}`);
   }
+}
+
+/** Sleeps ms, or less if the run is interrupted meanwhile (the fault is then healed at once). */
+function sleepUnlessAborted(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  if (signal === undefined) return sleep(ms);
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done);
+  });
 }
 
 /** After the heal: one linearizable read of the whole set on every node. */
