@@ -44,6 +44,18 @@ export function place(
   return { index: view.index, placements, failures };
 }
 
+/**
+ * Why a demand could not be placed even on this cluster emptied of VMs (resources above every
+ * node's capacity, constraints no node satisfies, more instances than nodes that could hold a
+ * non-sharing group), or undefined when it could: the check at submission, before committing.
+ */
+export function unplaceable(view: ClusterView, demand: Demand): string | undefined {
+  const empty: ClusterView = { ...view, allocations: [] };
+  const result = place(empty, [demand], 0, { limit: 1 });
+  const failure = result.failures[0];
+  return failure === undefined ? undefined : `even with no VM placed, ${failure.message}`;
+}
+
 /** Nomad's max(2, ceil(log2 N)); wider for groups with preferences (docs: "Bounded sample"). */
 export function sampleLimit(nodeCount: number, d: Demand, options: PlaceOptions): number {
   if (options.limit !== undefined) return Math.max(1, options.limit);
