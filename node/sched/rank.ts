@@ -88,9 +88,8 @@ export function scoreNode(
   const d = r.demand;
   const n = ix.nodes[i]!;
   const fit = fitScore(ix, d, i);
-  const antiAffinity = d.allowSharing
-    ? (-ANTI_AFFINITY_WEIGHT * instancesOn(ix, d.group, i)) / d.count
-    : 0;
+  const collisions = d.allowSharing ? instancesOn(ix, d.group, i) : 0;
+  const antiAffinity = collisions > 0 ? (-ANTI_AFFINITY_WEIGHT * collisions) / d.count : 0;
   const affinity = affinityScore(d, n);
   const spread = spreadScore(r, n);
   const locality = r.holders.has(i) ? LOCALITY_BONUS : 0;
