@@ -32,15 +32,30 @@ export function place(
   seed: number,
   options: PlaceOptions = {},
 ): PlaceResult {
+  const result = choosePlacements(view, demands, seed, options, filterNode);
+  assertPlacements(view, demands, result.placements);
+  return result;
+}
+
+/** The feasibility place() uses; a parameter so a test can plant a broken one (see the tests). */
+export type Feasibility = typeof filterNode;
+
+/** place() without its result assertions, over a given feasibility. */
+export function choosePlacements(
+  view: ClusterView,
+  demands: readonly Demand[],
+  seed: number,
+  options: PlaceOptions,
+  feasible: Feasibility,
+): PlaceResult {
   const ix = buildIndex(view);
-  const walk: Walk = { order: shuffled(ix.nodes.length, seed), cursor: 0 };
+  const walk: Walk = { order: shuffled(ix.nodes.length, seed), cursor: 0, feasible };
   const placements: Placement[] = [];
   const failures: Failure[] = [];
   for (const d of demands) {
     assertDemand(d);
     placeGroup(ix, walk, d, sampleLimit(ix.nodes.length, d, options), placements, failures);
   }
-  assertPlacements(view, demands, placements);
   return { index: view.index, placements, failures };
 }
 
@@ -68,6 +83,7 @@ interface Walk {
   readonly order: Int32Array;
   /** Where the next instance starts looking: consecutive instances see fresh nodes. */
   cursor: number;
+  readonly feasible: Feasibility;
 }
 
 function placeGroup(
@@ -144,7 +160,7 @@ function choose(
   limit: number,
 ): Choice {
   const best: Best = { i: -1, score: undefined, scored: 0 };
-  const ranked = rankHolders(ix, f, r, instance, best);
+  const ranked = rankHolders(ix, walk, f, r, instance, best);
   const n = walk.order.length;
   const filtered: Record<string, number> = {};
   let looked = 0;
@@ -152,7 +168,7 @@ function choose(
   while (sampled < limit && looked < n) {
     const i = walk.order[(walk.cursor + looked) % n]!;
     looked++;
-    const why = filterNode(ix, f, i);
+    const why = walk.feasible(ix, f, i);
     if (why !== undefined) filtered[why] = (filtered[why] ?? 0) + 1;
     else {
       sampled++;
@@ -166,6 +182,7 @@ function choose(
 
 function rankHolders(
   ix: NodeIndex,
+  walk: Walk,
   f: DemandFilters,
   r: RankState,
   instance: string,
@@ -175,7 +192,7 @@ function rankHolders(
   const holders = f.demand.closure === undefined ? undefined : ix.holders.get(f.demand.closure);
   for (const i of holders ?? []) {
     if (ranked.size >= LOCALITY_CANDIDATES_MAX) break;
-    if (filterNode(ix, f, i) !== undefined) continue;
+    if (walk.feasible(ix, f, i) !== undefined) continue;
     ranked.add(i);
     consider(ix, r, i, instance, best);
   }
