@@ -3,6 +3,7 @@
 // each placement of the batch as it is made), the instances of each group per node, and who holds
 // which closure. Built once per place() / checkPlan() call in one pass over the view. Pure.
 
+import { attributeValues } from './constraint.ts';
 import type { Allocation, ClusterView, SchedNode } from './types.ts';
 
 export interface NodeIndex {
@@ -19,6 +20,10 @@ export interface NodeIndex {
   readonly placed: Set<string>;
   /** closure path -> positions of the nodes holding it, in ID order. */
   readonly holders: ReadonlyMap<string, readonly number[]>;
+  /** attribute -> each node's first value of it (spread), filled on first use. */
+  readonly valuesOf: Map<string, readonly (string | undefined)[]>;
+  /** attribute -> the distinct values of ready nodes (spread), filled on first use. */
+  readonly readyValues: Map<string, readonly string[]>;
 }
 
 export function buildIndex(view: ClusterView): NodeIndex {
@@ -39,6 +44,8 @@ export function buildIndex(view: ClusterView): NodeIndex {
     groupOnNode: new Map(),
     placed: new Set(),
     holders: closureHolders(nodes),
+    valuesOf: new Map(),
+    readyValues: new Map(),
   };
   for (const a of view.allocations) {
     ix.placed.add(a.instance);
@@ -57,6 +64,16 @@ export function allocate(ix: NodeIndex, i: number, a: Omit<Allocation, 'node'>):
   if (perNode === undefined) ix.groupOnNode.set(a.group, (perNode = new Map()));
   perNode.set(i, (perNode.get(i) ?? 0) + 1);
   ix.placed.add(a.instance);
+}
+
+/** Each node's value of a single-valued attribute, computed once per index and attribute. */
+export function nodeValues(ix: NodeIndex, attribute: string): readonly (string | undefined)[] {
+  let values = ix.valuesOf.get(attribute);
+  if (values === undefined) {
+    values = ix.nodes.map((n) => attributeValues(attribute, n)[0]);
+    ix.valuesOf.set(attribute, values);
+  }
+  return values;
 }
 
 export function instancesOn(ix: NodeIndex, group: string, i: number): number {

@@ -3,7 +3,7 @@
 // (backend; constraints on arch, backend and labels) are decided once per (demand, class) and
 // cached; status, name constraints, distinctness and resources are per node. Pure.
 
-import { type NodeIndex, instancesOn } from './cluster.ts';
+import { instancesOn, type NodeIndex } from './cluster.ts';
 import { type Constraint, constraintText, matches } from './constraint.ts';
 import type { Demand } from './types.ts';
 

@@ -3,7 +3,7 @@ import { buildIndex } from './cluster.ts';
 import { demandFilters, filterNode } from './feasible.ts';
 import { place, sampleLimit, unplaceable } from './place.ts';
 import { cluster, demand, eq, node, pref, view } from './test/fixture.ts';
-import { FAILED_NODE_PENALTY, LOCALITY_BONUS, PREFERENCE_SAMPLE_NODES } from './types.ts';
+import { AFFINITY_SAMPLE_NODES, FAILED_NODE_PENALTY, LOCALITY_BONUS } from './types.ts';
 
 const where = (r: ReturnType<typeof place>) =>
   Object.fromEntries(r.placements.map((p) => [p.instance, p.node]));
@@ -224,12 +224,29 @@ describe('determinism and the bounded sample', () => {
     expect(b.placements).toHaveLength(5);
   });
 
-  it('ranks max(2, ceil(log2 N)) nodes; 64 with preferences', () => {
+  it('ranks max(2, ceil(log2 N)) nodes; 64 with affinities', () => {
     expect(sampleLimit(5000, demand('w'), {})).toBe(13);
     expect(sampleLimit(1, demand('w'), {})).toBe(2);
-    expect(sampleLimit(5000, spec, {})).toBe(PREFERENCE_SAMPLE_NODES);
+    expect(sampleLimit(5000, spec, {})).toBe(13);
+    expect(sampleLimit(5000, demand('w', { affinities: [pref('arch', 'x86_64', 1)] }), {})).toBe(
+      AFFINITY_SAMPLE_NODES,
+    );
     const r = place(view(nodes), [demand('w', { count: 3 })], 9);
     expect(r.placements.map((p) => p.scored)).toEqual([13, 13, 13]);
+  });
+
+  it('spread evens a group out over zones with the small sample too', () => {
+    const r = place(
+      view(nodes),
+      [demand('w', { count: 30, spread: { attribute: 'label.zone', weight: 100 } })],
+      11,
+    );
+    const perZone: Record<string, number> = {};
+    for (const p of r.placements) {
+      const zone = nodes.find((n) => n.id === p.node)!.labels.zone!;
+      perZone[zone] = (perZone[zone] ?? 0) + 1;
+    }
+    expect(perZone).toEqual({ z0: 10, z1: 10, z2: 10 });
   });
 
   it('full-scan fallback: a single feasible node among 5,000 is found', () => {

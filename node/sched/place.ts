@@ -9,14 +9,14 @@ import { allocate, buildIndex, type NodeIndex } from './cluster.ts';
 import { type DemandFilters, demandFilters, describeFiltered, filterNode } from './feasible.ts';
 import { noteSpread, type RankState, rankState, scoreNode } from './rank.ts';
 import {
+  AFFINITY_SAMPLE_NODES,
   type ClusterView,
   type Demand,
   type Failure,
   LOCALITY_CANDIDATES_MAX,
+  type Placement,
   type PlaceOptions,
   type PlaceResult,
-  type Placement,
-  PREFERENCE_SAMPLE_NODES,
   SAMPLE_NODES_MIN,
   type ScoreBreakdown,
 } from './types.ts';
@@ -71,12 +71,14 @@ export function unplaceable(view: ClusterView, demand: Demand): string | undefin
   return failure === undefined ? undefined : `even with no VM placed, ${failure.message}`;
 }
 
-/** Nomad's max(2, ceil(log2 N)); wider for groups with preferences (docs: "Bounded sample"). */
+/** Nomad's max(2, ceil(log2 N)); wider for groups with affinities (docs: "Bounded sample"). */
 export function sampleLimit(nodeCount: number, d: Demand, options: PlaceOptions): number {
   if (options.limit !== undefined) return Math.max(1, options.limit);
   const base = Math.max(SAMPLE_NODES_MIN, Math.ceil(Math.log2(Math.max(1, nodeCount))));
-  const prefers = d.affinities.length > 0 || d.spread !== undefined;
-  return prefers ? Math.max(base, PREFERENCE_SAMPLE_NODES) : base;
+  // A spread needs no wider sample: its counts are over the whole cluster, so a sample only has
+  // to contain a node of the least-used value, which 13 random nodes do for a handful of zones
+  // (and the next instance corrects a miss). An affinity to a rare class needs the wider look.
+  return d.affinities.length > 0 ? Math.max(base, AFFINITY_SAMPLE_NODES) : base;
 }
 
 interface Walk {
@@ -162,23 +164,34 @@ function choose(
   const best: Best = { i: -1, score: undefined, scored: 0 };
   const ranked = rankHolders(ix, walk, f, r, instance, best);
   const n = walk.order.length;
-  const filtered: Record<string, number> = {};
   let looked = 0;
   let sampled = 0;
   while (sampled < limit && looked < n) {
     const i = walk.order[(walk.cursor + looked) % n]!;
     looked++;
-    const why = walk.feasible(ix, f, i);
-    if (why !== undefined) filtered[why] = (filtered[why] ?? 0) + 1;
-    else {
-      sampled++;
-      if (!ranked.has(i)) consider(ix, r, i, instance, best);
-    }
+    if (walk.feasible(ix, f, i) !== undefined) continue;
+    sampled++;
+    if (!ranked.has(i)) consider(ix, r, i, instance, best);
   }
   walk.cursor = n === 0 ? 0 : (walk.cursor + looked) % n;
-  if (best.score === undefined) return { filtered };
+  if (best.score === undefined) return { filtered: countFiltered(ix, walk, f) };
   return { i: best.i, score: best.score, scored: best.scored };
 }
+
+/**
+ * How many nodes each filter removed. Only after a walk found nothing (then it looked at every
+ * node, and nothing changed since), so the hot path does not pay for counting.
+ */
+function countFiltered(ix: NodeIndex, walk: Walk, f: DemandFilters): Record<string, number> {
+  const filtered: Record<string, number> = {};
+  for (let i = 0; i < ix.nodes.length; i++) {
+    const why = walk.feasible(ix, f, i);
+    if (why !== undefined) filtered[why] = (filtered[why] ?? 0) + 1;
+  }
+  return filtered;
+}
+
+const NONE: ReadonlySet<number> = new Set();
 
 function rankHolders(
   ix: NodeIndex,
@@ -187,10 +200,11 @@ function rankHolders(
   r: RankState,
   instance: string,
   best: Best,
-): Set<number> {
-  const ranked = new Set<number>();
+): ReadonlySet<number> {
   const holders = f.demand.closure === undefined ? undefined : ix.holders.get(f.demand.closure);
-  for (const i of holders ?? []) {
+  if (holders === undefined) return NONE;
+  const ranked = new Set<number>();
+  for (const i of holders) {
     if (ranked.size >= LOCALITY_CANDIDATES_MAX) break;
     if (walk.feasible(ix, f, i) !== undefined) continue;
     ranked.add(i);

@@ -3,8 +3,8 @@
 // within a sharing group, affinities, spread across an attribute's values, closure locality and
 // the failed-node penalty. Pure; reads the running view, changes nothing.
 
-import { type NodeIndex, instancesOn } from './cluster.ts';
-import { attributeValues, matches } from './constraint.ts';
+import { instancesOn, type NodeIndex, nodeValues } from './cluster.ts';
+import { matches } from './constraint.ts';
 import {
   ANTI_AFFINITY_WEIGHT,
   type Demand,
@@ -29,17 +29,8 @@ export interface RankState {
 }
 
 export function rankState(ix: NodeIndex, demand: Demand): RankState {
-  const spreadCounts = new Map<string, number>();
-  const spread = demand.spread;
-  if (spread !== undefined) {
-    ix.nodes.forEach((n, i) => {
-      const value = attributeValues(spread.attribute, n)[0];
-      if (value === undefined) return;
-      const here = instancesOn(ix, demand.group, i);
-      if (n.status === 'ready' || here > 0)
-        spreadCounts.set(value, (spreadCounts.get(value) ?? 0) + here);
-    });
-  }
+  const spreadCounts =
+    demand.spread === undefined ? new Map<string, number>() : initialSpread(ix, demand);
   const holders = new Set(
     demand.closure === undefined ? [] : (ix.holders.get(demand.closure) ?? []),
   );
@@ -53,10 +44,30 @@ export function rankState(ix: NodeIndex, demand: Demand): RankState {
   };
 }
 
+/** Every value of a ready node at 0, plus the group's instances where they are (any status). */
+function initialSpread(ix: NodeIndex, demand: Demand): Map<string, number> {
+  const values = nodeValues(ix, demand.spread!.attribute);
+  let seen = ix.readyValues.get(demand.spread!.attribute);
+  if (seen === undefined) {
+    seen = [
+      ...new Set(
+        values.filter((v, i): v is string => v !== undefined && ix.nodes[i]!.status === 'ready'),
+      ),
+    ];
+    ix.readyValues.set(demand.spread!.attribute, seen);
+  }
+  const counts = new Map<string, number>(seen.map((v) => [v, 0]));
+  for (const [i, here] of ix.groupOnNode.get(demand.group) ?? []) {
+    const v = values[i];
+    if (v !== undefined) counts.set(v, (counts.get(v) ?? 0) + here);
+  }
+  return counts;
+}
+
 /** Records one placement on node i in the spread counts. */
 export function noteSpread(ix: NodeIndex, r: RankState, i: number): void {
   if (r.demand.spread === undefined) return;
-  const value = attributeValues(r.demand.spread.attribute, ix.nodes[i]!)[0];
+  const value = nodeValues(ix, r.demand.spread.attribute)[i];
   if (value === undefined) return;
   const before = r.spreadCounts.get(value) ?? 0;
   r.spreadCounts.set(value, before + 1);
@@ -91,7 +102,7 @@ export function scoreNode(
   const collisions = d.allowSharing ? instancesOn(ix, d.group, i) : 0;
   const antiAffinity = collisions > 0 ? (-ANTI_AFFINITY_WEIGHT * collisions) / d.count : 0;
   const affinity = affinityScore(d, n);
-  const spread = spreadScore(r, n);
+  const spread = spreadScore(ix, r, i);
   const locality = r.holders.has(i) ? LOCALITY_BONUS : 0;
   const failedNode = d.failedNodes?.[instance] === n.id ? FAILED_NODE_PENALTY : 0;
   const total = fit + antiAffinity + affinity + spread + locality + failedNode;
@@ -126,11 +137,11 @@ export function affinityScore(d: Demand, n: Parameters<typeof matches>[1]): numb
  * `weight/100 * (m - c) / (c + 1)`: 0 on a value with the fewest instances (m), less the more the
  * node's value already has; a node without the attribute gets the full `-weight/100`.
  */
-export function spreadScore(r: RankState, n: Parameters<typeof matches>[1]): number {
+export function spreadScore(ix: NodeIndex, r: RankState, i: number): number {
   const spread = r.demand.spread;
   if (spread === undefined) return 0;
   const w = spread.weight / 100;
-  const value = attributeValues(spread.attribute, n)[0];
+  const value = nodeValues(ix, spread.attribute)[i];
   if (value === undefined) return -w;
   const c = r.spreadCounts.get(value) ?? 0;
   return (w * (Math.min(r.spreadMin, c) - c)) / (c + 1);

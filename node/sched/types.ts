@@ -132,7 +132,7 @@ export const FIT_SCORE_SPAN = 18;
 // The bounded sample (docs/scheduling.md, "Bounded sample").
 /** Nodes ranked per instance at least: Nomad's max(2, ceil(log2 N)). */
 export const SAMPLE_NODES_MIN = 2;
-/** Nodes ranked per instance when the group has affinities or a spread. */
-export const PREFERENCE_SAMPLE_NODES = 64;
+/** Nodes ranked per instance when the group has affinities (Nomad ranks every node then). */
+export const AFFINITY_SAMPLE_NODES = 64;
 /** Closure holders ranked per instance beyond the sample. */
 export const LOCALITY_CANDIDATES_MAX = 8;
