@@ -148,5 +148,5 @@ export function spreadScore(ix: NodeIndex, r: RankState, i: number): number {
 }
 
 function clamp01(x: number): number {
-  return x < 0 ? 0 : x > 1 ? 1 : x;
+  return Math.min(1, Math.max(0, x));
 }
