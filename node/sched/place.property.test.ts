@@ -220,6 +220,25 @@ describe('place: properties over random clusters', () => {
   });
 });
 
+describe('place: determinism over random clusters', () => {
+  it('same view, demands and seed: same result, whatever the order of the nodes and allocations', () => {
+    fc.assert(
+      fc.property(caseArb, ({ view, demands, seed, limit }) => {
+        const options = limit === undefined ? {} : { limit };
+        const reordered = {
+          ...view,
+          nodes: [...view.nodes].reverse(),
+          allocations: [...view.allocations].reverse(),
+        };
+        expect(place(reordered, demands, seed, options)).toEqual(
+          place(view, demands, seed, options),
+        );
+      }),
+      { numRuns: 150 },
+    );
+  });
+});
+
 describe('the properties have teeth', () => {
   it('a feasibility that ignores memory makes the capacity property fail, and place() assert', () => {
     const ignoresMemory: Feasibility = (ix, f, i) => {

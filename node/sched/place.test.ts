@@ -273,6 +273,17 @@ describe('determinism and the bounded sample', () => {
     expect(r.failures.map((f) => f.instance)).toEqual(['y-2']);
   });
 
+  it('an empty cluster and a group scaled to 0', () => {
+    expect(place(view([]), [demand('w')], 1).failures[0]!.message).toBe(
+      'w-0: no node fits: the cluster has no nodes',
+    );
+    expect(place(view([node('a')]), [demand('w', { count: 0 })], 1)).toEqual({
+      index: 100,
+      placements: [],
+      failures: [],
+    });
+  });
+
   it('places only the instances without a node; committed ones count for distinctness', () => {
     const v = view(
       [node('a'), node('b'), node('c')],
