@@ -13,8 +13,8 @@
 
 import { performance } from 'node:perf_hooks';
 import { place } from '../node/sched/place.ts';
-import { cluster, demand, eq, node } from '../node/sched/test/fixture.ts';
 import type { ClusterView, Demand, Resources } from '../node/sched/types.ts';
+import { cluster, demand, eq, node } from '../test/sched/fixture.ts';
 import { fmtInt, formatTable, machine, machineLine, parseOptions } from './common.ts';
 
 const TARGET_PLACEMENTS_PER_S = 10_000;

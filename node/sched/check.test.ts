@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { demand, eq, node, view } from '../../test/sched/fixture.ts';
 import { checkPlan } from './check.ts';
 import { place } from './place.ts';
-import { demand, eq, node, view } from './test/fixture.ts';
 import type { Allocation, ClusterView, Placement } from './types.ts';
 
 const web = demand('web', { count: 2, resources: { cpus: 4, memoryMiB: 8192 } });

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { node, view } from '../../test/sched/fixture.ts';
 import { demandOf, requiredBackend } from './demand.ts';
 import { place } from './place.ts';
 import { validatePlacementFields } from './spec.ts';
-import { node, view } from './test/fixture.ts';
 
 const runner = '/nix/store/00000000000000000000000000000000-web-runner';
 

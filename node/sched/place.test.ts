@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { cluster, demand, eq, node, pref, view } from '../../test/sched/fixture.ts';
 import { buildIndex } from './cluster.ts';
 import { demandFilters, filterNode } from './feasible.ts';
 import { place, sampleLimit, unplaceable } from './place.ts';
-import { cluster, demand, eq, node, pref, view } from './test/fixture.ts';
 import { AFFINITY_SAMPLE_NODES, FAILED_NODE_PENALTY, LOCALITY_BONUS } from './types.ts';
 
 const where = (r: ReturnType<typeof place>) =>

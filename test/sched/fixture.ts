@@ -1,8 +1,8 @@
 // Test and benchmark helpers for node/sched: nodes, demands and views with defaults, and a random
 // cluster generator. Not imported by the product.
 
-import type { Affinity, Constraint } from '../constraint.ts';
-import type { Allocation, ClusterView, Demand, SchedNode } from '../types.ts';
+import type { Affinity, Constraint } from '../../node/sched/constraint.ts';
+import type { Allocation, ClusterView, Demand, SchedNode } from '../../node/sched/types.ts';
 
 export function node(id: string, over: Partial<SchedNode> = {}): SchedNode {
   return {
