@@ -26,6 +26,9 @@ export interface NodeProc {
 export { until };
 
 /** Starts a node process and waits until it wrote its node.json. */
+/** How long a node may take to start (write node.json) before a test gives up on it. */
+export const START_BOUND_MS = 120_000;
+
 export async function startNode(
   base: string,
   name: string,
@@ -63,7 +66,9 @@ export async function startNode(
         return undefined;
       }
     },
-    30_000,
+    // Only a bound against a hang: a start that fails ends the process, seen at once above. A
+    // node start costs ~1-3 s of CPU; on a loaded 2-core machine (test:stress) it took over 30 s.
+    START_BOUND_MS,
     `${name} to start`,
   );
   p.id = info.id;
@@ -154,7 +159,7 @@ export async function startCluster(
       const r = await request(first, first, { op: 'members' }, 3000).catch(() => undefined);
       return r?.ok === true && (r.members as unknown[]).length === nodes.length ? true : undefined;
     },
-    30_000,
+    60_000,
     `${nodes.length} members`,
   );
   return nodes;

@@ -109,13 +109,36 @@ export async function handleTransfer(
     : apiError('TIMEOUT', `leadership did not move to ${to} in time`);
 }
 
+/**
+ * `pcr operator raft remove-peer ID`: out of the configuration, then a tombstone (which also
+ * releases its VMs). Idempotent, so a retry after a failure in between finishes the job; done only
+ * once the tombstone is committed. A leader asked to remove itself hands leadership over first and
+ * passes the request to the new leader: removed, it could no longer commit the tombstone.
+ */
 export async function handleRemove(
   deps: ApiDeps,
   req: RequestOf<'raft.remove'>,
 ): Promise<ApiResponse> {
-  const out = await deps.change('removeNode', req.id);
-  if (!out.ok) return answer(out);
-  await deps.submit({ op: 'member.remove', id: req.id, atMs: Date.now() });
+  const st = deps.node.status();
+  const inConfig = st.config.voters.includes(req.id) || st.config.learners.includes(req.id);
+  if (!inConfig && deps.node.sm.member(req.id) === undefined && !deps.node.sm.isRemoved(req.id))
+    return apiError('NOT_FOUND', `no member ${req.id}: see pcr members`);
+  if (req.id === deps.id && st.state === 'leader' && st.config.voters.length > 1) {
+    const moved = await handleTransfer(deps, { op: 'raft.transfer' });
+    if (!moved.ok) return moved;
+    const to = deps.addrsOf(String(moved.leader));
+    return deps
+      .request(to, req)
+      .catch((e: Error) =>
+        apiError('UNAVAILABLE', `the new leader did not take the removal: ${e.message}`),
+      );
+  }
+  if (inConfig) {
+    const out = await deps.change('removeNode', req.id);
+    if (!out.ok) return answer(out);
+  }
+  const tomb = await deps.submit({ op: 'member.remove', id: req.id, atMs: Date.now() });
+  if (!tomb.ok || !tomb.result.ok) return answer(tomb);
   return { ok: true };
 }
 

@@ -72,11 +72,11 @@ describe('StateMachine: key-value with lin-kv semantics', () => {
     sm.apply(3, { op: 'member.put', member: { id: 'p1', addrs: [], role: 'voter' } });
     const r = sm.query({ op: 'members' });
     expect(r.ok && r.members?.map((m) => `${m.id}:${m.role}`)).toEqual(['p1:voter', 'p2:voter']);
-    expect(sm.apply(4, { op: 'member.remove', id: 'p9' })).toMatchObject({
-      ok: false,
-      code: 'notFound',
-    });
+    // A removal leaves a tombstone even for an ID without a record (removed before recorded).
+    expect(sm.apply(4, { op: 'member.remove', id: 'p9' })).toMatchObject({ ok: true });
+    expect(sm.isRemoved('p9')).toBe(true);
     expect(sm.apply(5, { op: 'member.remove', id: 'p1' })).toMatchObject({ ok: true });
+    expect(sm.apply(6, { op: 'member.remove', id: 'p1' })).toMatchObject({ ok: true });
   });
 
   it('a removed member leaves a tombstone: it cannot be recorded again, across a snapshot', () => {

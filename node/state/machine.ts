@@ -343,9 +343,9 @@ export class StateMachine {
         });
         return { ok: true, revision: index };
       case 'member.remove':
-        if (!this.members.delete(c.id)) {
-          return { ok: false, code: 'notFound', message: `member ${c.id} does not exist` };
-        }
+        // A tombstone even without a record (a node removed before its record was committed):
+        // the ID is what must not come back. Repeating a removal changes nothing more.
+        this.members.delete(c.id);
         this.tombstone(c.id, index);
         // Its VMs are released: unplaced until placed again (pcr vm run --on, or the scheduler).
         this.vms.release(c.id, index, c.atMs ?? 0, `its node ${c.id} was removed from the cluster`);
