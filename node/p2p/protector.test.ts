@@ -280,7 +280,9 @@ describe('protector between libp2p hosts over TCP', () => {
     expect(inFlightMax).toBeLessThan(16 * MiB);
     writer.abort(new Error('test done'));
     await listener.close();
-  }, 60_000);
+    // 64 MiB through JS framing and AES-CTR with pauses: ~2 s here when idle, over 60 s at a load
+    // average of 30 (test:stress); the bound guards against a stall, not a speed.
+  }, 180_000);
 
   it('moves 64 MiB between hosts intact', async () => {
     const protocol = '/pcr/test/bulk/1.0.0';
