@@ -79,6 +79,7 @@ let
     (flag "data-dir" cfg.dataDir)
     (lib.concatMap (flag "listen") cfg.listen)
     (lib.concatMap (flag "seed") cfg.seeds)
+    (lib.optionals (cfg.name != null) (flag "name" cfg.name))
     (flag "max-voters" (toString cfg.maxVoters))
     (flag "store" cfg.store.mode)
     (lib.optionals (cfg.store.maxMiB != null) (flag "store-max-mib" (toString cfg.store.maxMiB)))
@@ -129,6 +130,18 @@ in
         Where the node keeps its identity (peer.key), the cluster secret, its Raft log, its store
         key and its VMs. Under /var/lib it is the unit's StateDirectory (created with mode 0700);
         elsewhere a tmpfiles rule creates it.
+      '';
+    };
+
+    name = mkOption {
+      # The daemon's rule (node/state/machine.ts MEMBER_NAME_PATTERN, MEMBER_NAME_BYTES_MAX).
+      type = types.nullOr (types.strMatching "[A-Za-z0-9][A-Za-z0-9._-]{0,62}");
+      default = null;
+      example = "host1";
+      description = ''
+        This node's name in tables and in commands that take a node (`--name`). Null: the host
+        name. Two members asking for one name: the smaller peer ID keeps it, the other gets a
+        suffix of its short ID.
       '';
     };
 

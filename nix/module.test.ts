@@ -138,6 +138,13 @@ describeWithTools(
       expect(r.failedAssertions).toEqual([]);
     });
 
+    it('passes the node name, and none when it is left to the host name', async () => {
+      const named = await evalModule({ enable: true, name: 'host1' });
+      expect(named.unit!.serviceConfig.ExecStart).toContain(' --name host1 ');
+      const unnamed = await evalModule({ enable: true });
+      expect(unnamed.unit!.serviceConfig.ExecStart).not.toContain('--name');
+    });
+
     it('systemd itself reads every directive of the unit without a complaint', async () => {
       const r = await evalModule({
         enable: true,
@@ -191,6 +198,7 @@ describeWithTools(
         'services.procurator.listen',
       );
       expect(await evalError({ enable: true, listen: [] })).toContain('services.procurator.listen');
+      expect(await evalError({ enable: true, name: '-web' })).toContain('services.procurator.name');
       expect(await evalError({ enable: true, cache: { listen: '127.0.0.1' } })).toContain(
         'services.procurator.cache.listen',
       );
