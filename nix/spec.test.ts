@@ -147,6 +147,18 @@ describeWithTools(
       // The node's store is the machine's Nix store, where nix-build put the runner.
       const n = await startNode(base, 'n', ['--store', 'nix', '--cache', 'off']);
       node = n;
+      // A VM is placed on a member of the table: the node's own record is committed once it leads
+      // (a moment after node.json appears); `pcr vm run` before that is NOT_FOUND ("no member").
+      await until(
+        async () => {
+          const r = await request(n, n, { op: 'members' }, 3000).catch(() => undefined);
+          if (r?.ok !== true) return undefined;
+          const me = (r.members as { id: string; addrs: string[] }[]).find((m) => m.id === n.id);
+          return me !== undefined && me.addrs.length > 0 ? true : undefined;
+        },
+        30_000,
+        'the node to record itself in the member table',
+      );
       const run = await pcr([
         'vm',
         'run',
