@@ -187,6 +187,8 @@ export class Daemon {
   private readonly runnable = new Set<string>();
   /** The VM table's change count the agent last saw (it is poked when that moves). */
   private vmChangesSeen = -1;
+  /** The leader and term last logged (logLeaderChange). */
+  private leaderSeen = '';
   /** The agent runs once a leader that counts this node is known (or a member vouched for it). */
   private agentStarted = false;
 
@@ -586,6 +588,7 @@ export class Daemon {
 
   private async reconcile(): Promise<void> {
     if (this.stopping) return;
+    this.logLeaderChange();
     this.rememberAddrs();
     this.keepConnected();
     await this.membership.tick().catch((e: Error) => {
@@ -596,6 +599,20 @@ export class Daemon {
       this.agentStarted = true;
       this.agent?.start();
     }
+  }
+
+  /**
+   * One info line when the leader this node knows changes (seen by the 300 ms loop, so a change
+   * and its reversal inside one period go unlogged): operators and Jepsen reports read elections
+   * from the logs.
+   */
+  private logLeaderChange(): void {
+    const st = this.node.status();
+    const seen = `${st.lead}@${st.term}`;
+    if (seen === this.leaderSeen) return;
+    this.leaderSeen = seen;
+    if (st.lead === '') this.log.info({ term: st.term }, 'no leader known');
+    else this.log.info({ leader: st.lead, term: st.term, self: st.lead === this.id }, 'leader');
   }
 
   /** The ports of the membership executor (node/membership/executor.ts). */
@@ -729,7 +746,13 @@ export class Daemon {
       const to = this.bestTransferee();
       if (to !== undefined) {
         this.node.transferLeader(to);
-        await waitFor(() => this.node.status().state !== 'leader', TRANSFER_WAIT_MS);
+        const moved = await waitFor(() => this.node.status().state !== 'leader', TRANSFER_WAIT_MS);
+        if (moved) this.log.info({ to }, 'handed leadership over before stopping');
+        else
+          this.log.warn(
+            { to, waitedMs: TRANSFER_WAIT_MS },
+            'leadership transfer did not finish in time; stopping anyway (the others elect)',
+          );
       }
     }
     clearInterval(this.ticker);
