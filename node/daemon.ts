@@ -628,7 +628,10 @@ export class Daemon {
           leaderSilent:
             st.state !== 'leader' &&
             raft.electionElapsed >= LEADER_SILENT_ELECTION_TIMEOUTS * raft.electionTimeout,
-          fresh: st.applied === 0,
+          // Nothing in its log: never part of a cluster. Not `applied === 0`: a member restarted
+          // with a log but no commit index it knows of has applied nothing either (and, removed
+          // meanwhile, would join again instead of finding out).
+          fresh: this.node.storage.lastIndex() === 0,
         };
       },
       record: () => this.member(this.id),

@@ -52,10 +52,12 @@ export interface MembershipView {
   /** The name this member should hold in the table (already made unique), if it has one. */
   readonly name?: string | undefined;
   /**
-   * This node never applied an entry: it was never part of a cluster. Only such a node joins; a
-   * node in no configuration that applied entries was a member, so it was removed (the leader
-   * sends nothing to a node before adding it) and must find out, not join again (docs/sim.md,
-   * Findings: a member accepts a join until the tombstone is committed).
+   * This node's log is empty: it was never part of a cluster. Only such a node joins; a node in
+   * no configuration with entries was a member, so it was removed (the leader sends nothing to a
+   * node before adding it) and must find out, not join again (docs/sim.md, Findings: a member
+   * accepts a join until the tombstone is committed). The daemon reads the log's last index; the
+   * simulator reads the applied index, the same for its runs (a node there restarts with its
+   * commit index).
    */
   readonly fresh: boolean;
   /** How long this member has known no leader (0 while it knows one). */

@@ -41,7 +41,7 @@ export interface RaftView {
    * off, it would name its last leader for ever and never find out (docs/sim.md, Findings).
    */
   readonly leaderSilent?: boolean;
-  /** This node has applied no entry yet (never part of a cluster). */
+  /** This node's log is empty (never part of a cluster). */
   readonly fresh: boolean;
 }
 
