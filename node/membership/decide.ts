@@ -56,8 +56,7 @@ export interface MembershipView {
    * no configuration with entries was a member, so it was removed (the leader sends nothing to a
    * node before adding it) and must find out, not join again (docs/sim.md, Findings: a member
    * accepts a join until the tombstone is committed). The daemon reads the log's last index; the
-   * simulator reads the applied index, the same for its runs (a node there restarts with its
-   * commit index).
+   * simulator still reads the applied index (its sweeps have not hit the difference; to align).
    */
   readonly fresh: boolean;
   /** How long this member has known no leader (0 while it knows one). */
