@@ -38,9 +38,31 @@ describe('remember', () => {
     expect(b.peers.p0).toBeUndefined();
     expect(b.peers[`p${ADDR_BOOK_PEERS_MAX}`]).toEqual(['/a']);
   });
-  it('an unchanged, most recent peer gives the same book (no write)', () => {
+  it('a peer whose addresses are unchanged gives the same book, whatever the order (no write)', () => {
     const b = remember(EMPTY_BOOK, 'p', ['/a']);
     expect(remember(b, 'p', ['/a'])).toBe(b);
+    const two = remember(b, 'q', ['/b']);
+    expect(remember(two, 'p', ['/a'])).toBe(two);
+  });
+
+  it('AddrBook writes only when something changed', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pcr-book-'));
+    try {
+      const book = new AddrBook(dir);
+      book.remember('p', ['/a']);
+      book.remember('q', ['/b']);
+      book.setListen(['/ip4/127.0.0.1/tcp/4100']);
+      await book.flush();
+      await rm(join(dir, ADDR_BOOK_FILE));
+      // The daemon's 300 ms loop: the same members and listen addresses again.
+      book.remember('p', ['/a']);
+      book.remember('q', ['/b']);
+      book.setListen(['/ip4/127.0.0.1/tcp/4100']);
+      await book.flush();
+      await expect(readFile(join(dir, ADDR_BOOK_FILE))).rejects.toThrow(/ENOENT/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

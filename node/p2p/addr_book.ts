@@ -26,7 +26,7 @@ export interface AddrBookData {
   readonly listen: readonly string[];
   /** Peer ID -> addresses, most recent first. */
   readonly peers: Readonly<Record<string, readonly string[]>>;
-  /** Peer IDs, least recently seen first (eviction order). */
+  /** Peer IDs, least recently changed first (eviction order). */
   readonly order: readonly string[];
 }
 
@@ -53,14 +53,16 @@ export function stickyListen(listen: readonly string[], previous: readonly strin
   });
 }
 
-/** The book with `addrs` as the newest addresses of `id` (bounded; unchanged input, same book). */
+/**
+ * The book with `addrs` as the newest addresses of `id` (bounded). Addresses it already has in that
+ * order give the same book, whatever the recency order: the daemon remembers every member every
+ * 300 ms, and moving each to the end in turn would make every call a change (a write).
+ */
 export function remember(book: AddrBookData, id: string, addrs: readonly string[]): AddrBookData {
   if (addrs.length === 0) return book;
   const old = book.peers[id] ?? [];
   const merged = [...new Set([...addrs, ...old])].slice(0, ADDR_BOOK_ADDRS_PER_PEER_MAX);
-  const sameAddrs = merged.length === old.length && merged.every((a, i) => a === old[i]);
-  const isNewest = book.order[book.order.length - 1] === id;
-  if (sameAddrs && isNewest) return book;
+  if (merged.length === old.length && merged.every((a, i) => a === old[i])) return book;
   const order = [...book.order.filter((x) => x !== id), id];
   const peers: Record<string, readonly string[]> = { ...book.peers, [id]: merged };
   while (order.length > ADDR_BOOK_PEERS_MAX) delete peers[order.shift()!];
@@ -97,14 +99,15 @@ function parseBook(raw: unknown): AddrBookData | undefined {
 /** The persisted book: changes are written (atomically) when they change something. */
 export class AddrBook {
   private data: AddrBookData;
-  private written: string;
+  /** The data last written (or read): books are replaced, never changed, so identity says it all. */
+  private written: AddrBookData;
   private writing: Promise<void> = Promise.resolve();
   private readonly dataDir: string;
 
   constructor(dataDir: string) {
     this.dataDir = dataDir;
     this.data = loadAddrBook(dataDir);
-    this.written = JSON.stringify(this.data);
+    this.written = this.data;
   }
 
   get listen(): readonly string[] {
@@ -116,6 +119,8 @@ export class AddrBook {
   }
 
   setListen(addrs: readonly string[]): void {
+    const old = this.data.listen;
+    if (old.length === addrs.length && old.every((a, i) => a === addrs[i])) return;
     this.data = { ...this.data, listen: [...addrs] };
   }
 
@@ -125,9 +130,9 @@ export class AddrBook {
 
   /** Writes the book if it changed since the last write; writes are serialized. */
   flush(): Promise<void> {
+    if (this.data === this.written) return this.writing;
+    this.written = this.data;
     const text = JSON.stringify(this.data);
-    if (text === this.written) return this.writing;
-    this.written = text;
     const path = join(this.dataDir, ADDR_BOOK_FILE);
     this.writing = this.writing.then(async () => {
       await writeFile(`${path}.tmp`, `${text}\n`, { mode: 0o600 });
