@@ -257,18 +257,23 @@ export function registerNodeCommands(program: Command): void {
       throw (await import('./node_args.ts')).explainStartError(e);
     }
     process.stderr.write(banner(daemon, name, dataDir));
+    const { onStopSignals } = await import('./stop_signals.ts');
+    let unlisten = (): void => {};
     const removed = await new Promise<string | undefined>((resolve) => {
-      const stop = (sig: string): void => {
-        logger.info({ sig }, 'stopping');
-        daemon.stop().then(
-          () => resolve(undefined),
-          () => resolve(undefined),
-        );
-      };
-      process.once('SIGTERM', () => stop('SIGTERM'));
-      process.once('SIGINT', () => stop('SIGINT'));
+      unlisten = onStopSignals({
+        stop: (sig) => {
+          logger.info({ sig }, 'stopping');
+          daemon.stop().then(
+            () => resolve(undefined),
+            () => resolve(undefined),
+          );
+        },
+        force: (sig) =>
+          logger.warn({ sig }, 'second signal: exiting now, before the graceful stop finished'),
+      });
       void daemon.removal.then(resolve);
     });
+    unlisten();
     if (removed !== undefined) {
       throw new CliError(
         `node ${name} (${daemon.id}) was removed from the cluster (${removed}); it stopped its ` +
