@@ -29,6 +29,12 @@ import { narDamage, type QuarantinedPath } from './verify.ts';
 
 /** Paths per `nix` invocation (argv stays far below ARG_MAX). */
 export const NIX_ARGS_PATHS_MAX = 2000;
+/**
+ * How long a summary (paths, bytes) is reused: it costs a `nix path-info --all`, and `pcr top`
+ * asks every second. Our own imports and quarantines drop it at once; what Nix itself adds or
+ * collects shows within this time.
+ */
+export const NIX_SUMMARY_TTL_MS = 5_000;
 
 export interface NixStoreOptions {
   /** A chroot store dir; undefined is the machine's /nix/store. */
@@ -61,6 +67,10 @@ export class NixStore implements Store {
   private readonly counters: StoreCounters;
   /** Quarantined paths (full path -> why). */
   private readonly held = new Map<string, QuarantinedPath>();
+  /** The last summary's figures and when they were taken (see NIX_SUMMARY_TTL_MS). */
+  private counted?: { readonly atMs: number; readonly paths: number; readonly bytes: number };
+  /** Bumped by each change of ours: a count taken across one is not kept. */
+  private changes = 0;
 
   constructor(o: NixStoreOptions) {
     this.o = o;
@@ -184,6 +194,7 @@ export class NixStore implements Store {
     if (this.held.has(path) || !(await this.validInNix([path])).has(path)) return;
     const q: QuarantinedPath = { path, reason, atMs: Date.now() };
     this.held.set(path, q);
+    this.changed();
     this.counters.quarantined++;
     const dir = this.o.quarantineDir;
     if (dir !== undefined) {
@@ -205,6 +216,7 @@ export class NixStore implements Store {
     for (const [path, info] of infos) {
       if (!(await this.filesMatch(info))) continue;
       this.held.delete(path);
+      this.changed();
       if (this.o.quarantineDir !== undefined) {
         await rm(join(this.o.quarantineDir, `${parseStorePath(path).hashPart}.reason`), {
           force: true,
@@ -292,17 +304,35 @@ export class NixStore implements Store {
         ]);
       }
     } finally {
+      // After the import (a count taken meanwhile is not kept), whether it finished or not.
+      this.changed();
       await rm(cache, { recursive: true, force: true });
       for (const i of items) await rm(i.file, { force: true });
     }
   }
 
+  private changed(): void {
+    this.changes++;
+    this.counted = undefined;
+  }
+
+  /**
+   * What Nix holds as valid, less the quarantined paths (as list() and the local store count):
+   * paths and the sum of their NAR sizes (Nix's own measure of a path's bytes).
+   */
   async summary(): Promise<StoreSummary> {
-    const names = await readdir(this.realStoreDir).catch(() => [] as string[]);
+    const nowMs = Date.now();
+    let c = this.counted;
+    if (c === undefined || nowMs - c.atMs >= NIX_SUMMARY_TTL_MS) {
+      const before = this.changes;
+      const infos = await this.list();
+      c = { atMs: nowMs, paths: infos.length, bytes: infos.reduce((n, i) => n + i.narSize, 0) };
+      if (this.changes === before) this.counted = c;
+    }
     return {
       kind: 'nix',
-      paths: names.filter((n) => !n.endsWith('.lock')).length,
-      bytes: 0,
+      paths: c.paths,
+      bytes: c.bytes,
       pinned: 0,
       inQuarantine: this.held.size,
     };
