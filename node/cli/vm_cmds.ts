@@ -25,11 +25,13 @@ interface VmView {
   name: string;
   node: string;
   generation: number;
+  /** 1 for the first spec of the name, +1 per replacement (the Raft index is `generation`). */
+  version: number;
   desired: string;
   state: string;
   reason?: string;
   spec: Record<string, unknown>;
-  events: { atMs: number; generation: number; state: string; reason?: string }[];
+  events: { atMs: number; generation: number; version?: number; state: string; reason?: string }[];
 }
 
 /** How often `vm run`, `vm stop` and `vm logs --follow` ask again. */
@@ -77,7 +79,7 @@ async function watch(
     const v = (await c.request({ op: 'vm.get', name })).vm as VmView;
     if (v.generation !== generation) {
       throw new CliError(
-        `${name} was replaced (generation ${v.generation}) while waiting`,
+        `${name} was replaced (now version ${v.version}) while waiting`,
         EXIT.failed,
       );
     }
@@ -166,19 +168,29 @@ export function registerVmCommands(program: Command): void {
         reason: v.reason,
         memory: `${v.spec.memoryMiB} MiB`,
       }));
-      print(o, r.vms, () => table(vms, ['name', 'node', 'desired', 'state', 'memory', 'reason']));
+      print(o, r.vms, () =>
+        table(vms, ['name', 'version', 'node', 'desired', 'state', 'memory', 'reason']),
+      );
     });
 
   withConnect(vm.command('status <name>').description('a VM: its spec, state and events')).action(
     async (name: string, o: Opts) => {
-      const v = (await call(o, { op: 'vm.get', name })).vm as VmView;
+      const c = await connect(o);
+      let v: VmView;
+      let ms: Awaited<ReturnType<typeof fetchMembers>>;
+      try {
+        v = (await c.request({ op: 'vm.get', name })).vm as VmView;
+        ms = o.json === true ? [] : await fetchMembers(c);
+      } finally {
+        await c.close();
+      }
       print(o, v, () =>
         [
           `name        ${v.name}`,
-          `node        ${v.node}`,
+          `node        ${label(v.node, ms)}`,
           `desired     ${v.desired}`,
           `state       ${v.state}${v.reason !== undefined ? ` (${v.reason})` : ''}`,
-          `generation  ${v.generation}`,
+          `version     ${v.version}`,
           `spec        ${JSON.stringify(v.spec)}`,
           '',
           table(
@@ -186,7 +198,7 @@ export function registerVmCommands(program: Command): void {
               time: e.atMs > 0 ? new Date(e.atMs).toISOString() : '-',
               ...e,
             })),
-            ['time', 'generation', 'state', 'reason'],
+            ['time', 'version', 'state', 'reason'],
           ),
         ].join('\n'),
       );

@@ -111,6 +111,102 @@ describe('VM table', () => {
     expect(sm.apply(6, { op: 'vm.rm', name: 'db' })).toMatchObject({ code: 'notFound' });
   });
 
+  it('counts versions per name: 1 at the first put, +1 at each replacing put, 1 after rm', () => {
+    const sm = withMember();
+    const put = (index: number, name: string, spec: Record<string, unknown> = {}) =>
+      sm.apply(index, {
+        op: 'vm.put',
+        node: 'n1',
+        atMs: index,
+        spec: { version: 1, name, runner: RUNNER, ...spec },
+      });
+    const vmOf = (name: string) => {
+      const r = sm.query({ op: 'vm.get', name });
+      return r.ok ? r.vm! : undefined;
+    };
+    expect(put(2, 'db')).toMatchObject({ ok: true, vm: { generation: 2, version: 1 } });
+    // A refused put replaces nothing; reports and stops are not new specs.
+    expect(put(3, 'db', { memoryMiB: 1 << 30 })).toMatchObject({ ok: false });
+    sm.apply(4, {
+      op: 'vm.report',
+      name: 'db',
+      node: 'n1',
+      generation: 2,
+      state: 'running',
+      atMs: 4,
+    });
+    sm.apply(5, { op: 'vm.stop', name: 'db', atMs: 5 });
+    expect(vmOf('db')).toMatchObject({ generation: 2, version: 1 });
+    expect(put(6, 'db', { memoryMiB: 512 })).toMatchObject({ vm: { generation: 6, version: 2 } });
+    expect(put(7, 'web')).toMatchObject({ vm: { generation: 7, version: 1 } });
+    expect(put(8, 'db')).toMatchObject({ vm: { generation: 8, version: 3 } });
+    // Each event names the version it belongs to.
+    sm.apply(9, {
+      op: 'vm.report',
+      name: 'db',
+      node: 'n1',
+      generation: 8,
+      state: 'failed',
+      atMs: 9,
+    });
+    expect(vmOf('db')!.events.map((e) => [e.state, e.version])).toEqual([
+      ['pending', 1],
+      ['running', 1],
+      ['pending', 2],
+      ['pending', 3],
+      ['failed', 3],
+    ]);
+    // A removed name starts again: its history went with it.
+    sm.apply(10, { op: 'vm.rm', name: 'db' });
+    expect(put(11, 'db')).toMatchObject({ vm: { generation: 11, version: 1 } });
+  });
+
+  it('restores snapshot rows written before versions as version 1; refuses a bad version', () => {
+    const sm = withMember();
+    const put = (index: number) =>
+      sm.apply(index, {
+        op: 'vm.put',
+        node: 'n1',
+        atMs: index,
+        spec: { version: 1, name: 'db', runner: RUNNER },
+      });
+    put(2);
+    put(3);
+    const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
+    const image = packr.unpack(sm.snapshot()) as unknown[];
+    const rows = image[5] as Record<string, unknown>[];
+    expect(rows[0]).toMatchObject({ name: 'db', generation: 3, version: 2 });
+    const withRow = (row: Record<string, unknown>) => {
+      const copy = [...image];
+      copy[5] = [row];
+      return packr.pack(copy);
+    };
+    const { version: _old, ...before } = rows[0]!;
+    const events = (before.events as Record<string, unknown>[]).map(({ version: _v, ...e }) => e);
+    const old = new StateMachine();
+    old.restore(withRow({ ...before, events }));
+    expect(old.query({ op: 'vm.get', name: 'db' })).toMatchObject({
+      ok: true,
+      vm: { generation: 3, version: 1, events: [{ state: 'pending' }, { state: 'pending' }] },
+    });
+    // The restored row takes the shape vm.put writes (same keys, same order: same bytes).
+    const restored = (packr.unpack(old.snapshot()) as unknown[])[5] as Record<string, unknown>[];
+    expect(Object.keys(restored[0]!)).toEqual(Object.keys(rows[0]!));
+    // Replaced after the restore, it counts on from there.
+    old.apply(4, {
+      op: 'vm.put',
+      node: 'n1',
+      atMs: 4,
+      spec: { version: 1, name: 'db', runner: RUNNER },
+    });
+    expect(old.query({ op: 'vm.get', name: 'db' })).toMatchObject({ vm: { version: 2 } });
+    for (const version of [0, -1, 1.5, '2']) {
+      expect(() => new StateMachine().restore(withRow({ ...before, version }))).toThrow(
+        /malformed snapshot VM row/,
+      );
+    }
+  });
+
   it('snapshots carry the VM table; a version 2 image restores with none', () => {
     const sm = withMember();
     sm.apply(2, {

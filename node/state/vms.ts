@@ -6,6 +6,8 @@
 // keeps the normalized form, so a spec that the validator refuses is never stored. The Raft index
 // of the put is the VM's generation: the node's agent starts a failed VM again only for a newer
 // generation, and a report for an older generation is ignored (docs/vmm.md, docs/protocols.md).
+// Its version is what people read: 1 for the first spec of a name, one more at each put that
+// replaces it (counted at apply, so every member holds the same number).
 
 import { formatSpecErrors, type VmSpec, validateVmSpec } from './vm_spec.ts';
 
@@ -37,6 +39,8 @@ export const VM_STATES: readonly VmState[] = [
 export interface VmEvent {
   readonly atMs: number;
   readonly generation: number;
+  /** The VM's version when it happened (absent in events recorded before versions existed). */
+  readonly version?: number;
   readonly state: VmState;
   readonly reason?: string;
 }
@@ -48,6 +52,8 @@ export interface VmEntry {
   readonly node: string;
   /** Raft index of the vm.put that set the spec. */
   readonly generation: number;
+  /** 1 for the first spec of this name, +1 at each vm.put that replaced it (what tables show). */
+  readonly version: number;
   readonly desired: 'running' | 'stopped';
   /** Last reported by the node (`pending` until it reports). */
   readonly state: VmState;
@@ -158,13 +164,19 @@ export class VmTable {
           spec: r.spec,
           node: c.node,
           generation: index,
+          version: (old?.version ?? 0) + 1,
           desired: 'running',
           state: 'pending',
           events: old?.events ?? [],
         };
         const vm = {
           ...base,
-          events: withEvent(base, { atMs: c.atMs, generation: index, state: 'pending' }),
+          events: withEvent(base, {
+            atMs: c.atMs,
+            generation: index,
+            version: base.version,
+            state: 'pending',
+          }),
         };
         this.vms.set(vm.name, vm);
         return { ok: true, vm };
@@ -201,6 +213,7 @@ export class VmTable {
           events: withEvent(vm, {
             atMs: c.atMs,
             generation: c.generation,
+            version: vm.version,
             state: c.state,
             ...(c.reason !== undefined ? { reason: c.reason } : {}),
           }),
@@ -224,7 +237,13 @@ export class VmTable {
         node: '',
         state: 'pending',
         reason,
-        events: withEvent(vm, { atMs, generation: index, state: 'pending', reason }),
+        events: withEvent(vm, {
+          atMs,
+          generation: index,
+          version: vm.version,
+          state: 'pending',
+          reason,
+        }),
       };
       this.vms.set(vm.name, next);
       this.changes++;
@@ -257,7 +276,10 @@ export class VmTable {
     return this.list();
   }
 
-  /** Replaces the table by snapshot rows; throws on a malformed row (nothing changes). */
+  /**
+   * Replaces the table by snapshot rows; throws on a malformed row (nothing changes). A row from
+   * before versions existed restores as version 1 (its history of puts is not in the image).
+   */
   restore(rows: unknown): void {
     if (!Array.isArray(rows)) throw new Error('state machine: malformed snapshot VM table');
     const vms = new Map<string, VmEntry>();
@@ -273,11 +295,14 @@ export class VmTable {
         !VM_STATES.includes(v.state as VmState) ||
         !Array.isArray(v.events) ||
         typeof v.spec !== 'object' ||
-        v.spec === null
+        v.spec === null ||
+        (v.version !== undefined && !(Number.isSafeInteger(v.version) && v.version >= 1))
       ) {
         throw new Error('state machine: malformed snapshot VM row');
       }
-      vms.set(v.name, v as VmEntry);
+      // version right after generation, where vm.put puts it: equal states keep equal bytes.
+      const { name, spec, node, generation, version, ...rest } = v as VmEntry;
+      vms.set(name, { name, spec, node, generation, version: version ?? 1, ...rest });
     }
     this.vms = vms;
     this.changes++;
