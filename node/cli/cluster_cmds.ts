@@ -2,7 +2,7 @@
 
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { VALUE_BYTES_MAX } from '../state/machine.ts';
+import { VALUE_BYTES_MAX } from '../state/kv_limits.ts';
 import { CliError, type ConnectOptions, call, connect, EXIT, print, table } from './client.ts';
 import {
   address,

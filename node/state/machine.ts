@@ -11,6 +11,7 @@
 
 import { Packr } from 'msgpackr';
 import { assert, assertSafeIndex } from '../../consensus/assert.ts';
+import { KEY_BYTES_MAX, VALUE_BYTES_MAX } from './kv_limits.ts';
 import {
   type VmCommand,
   type VmEntry,
@@ -21,10 +22,7 @@ import {
   vmQueryProblem,
 } from './vms.ts';
 
-/** Longest key, in UTF-8 bytes. */
-export const KEY_BYTES_MAX = 1024;
-/** Longest value, in UTF-8 bytes. */
-export const VALUE_BYTES_MAX = 256 * 1024;
+export { KEY_BYTES_MAX, VALUE_BYTES_MAX };
 /** Longest request ID carried in an entry. */
 export const REQUEST_ID_BYTES_MAX = 128;
 /** Format of snapshot() images; restore() refuses others. */
