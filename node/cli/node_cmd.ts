@@ -34,6 +34,7 @@ interface StartOpts {
   cache: string;
   trustedKey: string[];
   accel: 'auto' | 'kvm' | 'tcg';
+  json?: boolean;
 }
 
 /** Voters by default (the daemon's DAEMON_DEFAULTS.maxVoters; here to keep help cheap). */
@@ -163,6 +164,10 @@ function addStartOptions(cmd: Command): Command {
       'auto (readable lines on a terminal, JSON otherwise), text, json',
       oneOf(LOG_FORMATS),
       'auto' as LogFormat,
+    )
+    .option(
+      '--json',
+      'print the start banner as one JSON object on stdout (logs stay on stderr), and errors as JSON',
     );
 }
 
@@ -256,7 +261,9 @@ export function registerNodeCommands(program: Command): void {
       logger.debug({ err: (e as Error).stack }, 'start failed');
       throw (await import('./node_args.ts')).explainStartError(e);
     }
-    process.stderr.write(banner(daemon, name, dataDir));
+    const info = startInfo(daemon, name, dataDir);
+    if (o.json === true) process.stdout.write(`${JSON.stringify(info)}\n`);
+    else process.stderr.write(banner(info));
     const { onStopSignals } = await import('./stop_signals.ts');
     let unlisten = (): void => {};
     const removed = await new Promise<string | undefined>((resolve) => {
@@ -296,20 +303,53 @@ interface Started {
   addrs(): string[];
 }
 
-/** What a person needs after start: who, where, and the line that joins another node. */
-function banner(d: Started, name: string, dataDir: string): string {
+/** What a person (the banner) or a program (--json) needs after start: who, where, how to join. */
+export interface StartInfo {
+  readonly id: string;
+  readonly name: string;
+  readonly dataDir: string;
+  readonly addrs: string[];
+  /** Every address is loopback: other machines cannot join (see --listen and --advertise). */
+  readonly loopbackOnly: boolean;
+  /** The address another node joins through (the first one other machines can reach, if any). */
+  readonly seed: string;
+  readonly secretFile: string;
+  /** The command line that starts another node joining this one. */
+  readonly join: string;
+  readonly metrics: string;
+  readonly cache?: { readonly url: string; readonly publicKey: string };
+}
+
+function startInfo(d: Started, name: string, dataDir: string): StartInfo {
   const addrs = d.addrs();
   const reachable = addrs.filter((a) => !isLoopback(a));
-  const seed = reachable[0] ?? addrs[0];
+  const seed = reachable[0] ?? addrs[0] ?? '';
+  const secretFile = `${dataDir}/cluster.secret`;
+  const cacheUrl = d.store?.cacheUrl;
+  return {
+    id: d.id,
+    name,
+    dataDir,
+    addrs,
+    loopbackOnly: reachable.length === 0,
+    seed,
+    secretFile,
+    join: `${process.env.PCR_PROGRAM ?? 'pcr'} node start --data-dir <another dir> --seed ${seed} --secret-file ${secretFile}`,
+    metrics: d.metricsUrl,
+    ...(cacheUrl !== undefined ? { cache: { url: cacheUrl, publicKey: d.store!.publicKey } } : {}),
+  };
+}
+
+function banner(i: StartInfo): string {
   return (
-    `pcr node ${name} (${d.id}) listening on ${addrs.join(' ')}\n` +
-    (reachable.length === 0
+    `pcr node ${i.name} (${i.id}) listening on ${i.addrs.join(' ')}\n` +
+    (i.loopbackOnly
       ? "listening on loopback only: other machines cannot join; for a cluster across machines use --listen /ip4/0.0.0.0/tcp/4001 --advertise <this machine's IP> (docs/operations.md)\n"
       : '') +
-    `metrics: ${d.metricsUrl}\n` +
-    (d.store?.cacheUrl !== undefined
-      ? `binary cache: ${d.store.cacheUrl} (trusted-public-keys: ${d.store.publicKey})\n`
+    `metrics: ${i.metrics}\n` +
+    (i.cache !== undefined
+      ? `binary cache: ${i.cache.url} (trusted-public-keys: ${i.cache.publicKey})\n`
       : '') +
-    `join it: ${process.env.PCR_PROGRAM ?? 'pcr'} node start --data-dir <another dir> --seed ${seed} --secret-file ${dataDir}/cluster.secret\n`
+    `join it: ${i.join}\n`
   );
 }

@@ -236,6 +236,61 @@ describe('a running node and the client', () => {
   });
 });
 
+describe('pcr node start --json', () => {
+  it('prints its banner as one JSON object on stdout; the logs stay on stderr', async () => {
+    const dataDir = join(base, 'json');
+    const child = execa(
+      PCR,
+      ['node', 'start', '--json', '--data-dir', dataDir, '--store', 'local'],
+      { reject: false, stdin: 'ignore', env: { PCR_ACCEL: 'tcg', PCR_LOG_LEVEL: 'info' } },
+    );
+    let out = '';
+    let err = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr?.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
+    try {
+      await until(() => out.includes('\n'), 60_000, 'the JSON banner');
+      const info = JSON.parse(out) as Record<string, unknown> & {
+        addrs: string[];
+        cache: { url: string; publicKey: string };
+      };
+      const written = JSON.parse(await readFile(join(dataDir, 'node.json'), 'utf8')) as {
+        id: string;
+        addrs: string[];
+      };
+      expect(info).toMatchObject({
+        id: written.id,
+        name: expect.any(String),
+        dataDir,
+        addrs: written.addrs,
+        loopbackOnly: true,
+        seed: written.addrs[0],
+        secretFile: join(dataDir, 'cluster.secret'),
+      });
+      expect(info.join).toMatch(
+        new RegExp(`node start --data-dir <another dir> --seed ${written.addrs[0]} --secret-file `),
+      );
+      // The URLs it names answer.
+      expect((await fetch(String(info.metrics))).status).toBe(200);
+      expect(await (await fetch(`${info.cache.url}/nix-cache-info`)).text()).toMatch(/StoreDir/);
+      expect(info.cache.publicKey).toMatch(/^[^:]+:[A-Za-z0-9+/=]+$/);
+      // Logs on stderr (JSON lines: not a terminal), and no human banner anywhere.
+      await until(() => /"msg":"node started"/.test(err), 10_000, 'a log line on stderr');
+      expect(err).not.toMatch(/join it:|listening on loopback only/);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    const r = await child;
+    expect(r.exitCode, err).toBe(0);
+    // Still exactly one line on stdout after the stop.
+    expect(out.trimEnd().split('\n')).toHaveLength(1);
+  });
+});
+
 describeWithTools(['script'], 'pcr node start on a terminal', () => {
   it('prints readable log lines, not JSON, and its join line; Ctrl-C stops it', async () => {
     const dataDir = join(base, 'tty');
