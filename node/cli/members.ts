@@ -2,8 +2,9 @@
 // or a full peer ID) resolved to a member's full ID, and a member's label for tables. --json keeps
 // the full IDs the member answered with; only tables use these.
 
+import type { Request } from '../api/requests.ts';
 import { type NamedMember, resolveMember, shortId } from '../names.ts';
-import { CliError, type Connection, EXIT } from './client.ts';
+import { CliError, type Connection, type ConnectOptions, connect, EXIT } from './client.ts';
 
 export interface MemberRow extends NamedMember {
   readonly addrs?: readonly string[];
@@ -12,6 +13,23 @@ export interface MemberRow extends NamedMember {
 
 export async function fetchMembers(c: Connection): Promise<MemberRow[]> {
   return ((await c.request({ op: 'members' })).members as MemberRow[]) ?? [];
+}
+
+/**
+ * One request, and the members to label the node IDs of its answer with in a table (none with
+ * --json, which keeps the full IDs), over one connection.
+ */
+export async function callWithMembers(
+  o: ConnectOptions,
+  req: Request,
+): Promise<{ r: Record<string, unknown>; ms: MemberRow[] }> {
+  const c = await connect(o);
+  try {
+    const r = await c.request(req);
+    return { r, ms: o.json === true ? [] : await fetchMembers(c) };
+  } finally {
+    await c.close();
+  }
 }
 
 /** The full ID of the member `x` names, or a CliError that lists the candidates. */

@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { CliError, type ConnectOptions, call, connect, EXIT, print, table } from './client.ts';
 import { withConnect } from './cluster_cmds.ts';
 import type { CliContext } from './context.ts';
-import { fetchMembers, resolveNode } from './members.ts';
+import { callWithMembers, fetchMembers, label, type MemberRow, resolveNode } from './members.ts';
 
 type Opts = ConnectOptions & { on?: string; to?: string[] };
 
@@ -44,18 +44,55 @@ async function addrOf(o: Opts, node: string): Promise<string> {
   return addr.includes('/p2p/') ? addr : `${addr}/p2p/${m.id}`;
 }
 
-function verifyText(r: Record<string, unknown>): string {
+/** What the store holds first, then its traffic, then the rest, as answered. */
+const STATS_ORDER = ['kind', 'paths', 'bytes', 'maxBytes', 'pinned', 'inQuarantine'];
+const STATS_BYTES = new Set(['bytes', 'maxBytes', 'bytesServed', 'bytesFetched']);
+
+/** `store stats` rows; byte counts also in MiB once they are large. */
+export function statsRows(r: Record<string, unknown>): { counter: string; value: unknown }[] {
+  const rank = (k: string): number => {
+    const i = STATS_ORDER.indexOf(k);
+    return i < 0 ? STATS_ORDER.length : i;
+  };
+  return Object.entries(r)
+    .filter(([k]) => k !== 'ok')
+    .sort(([a], [b]) => rank(a) - rank(b))
+    .map(([k, v]) => ({
+      counter: k,
+      value: STATS_BYTES.has(k) && Number(v) >= 2 ** 20 ? `${v} (${mib(v)})` : v,
+    }));
+}
+
+/** What `store push` did, for people: imported here, then fetched (or not) by each --to member. */
+export function pushText(
+  path: string,
+  r: Record<string, unknown>,
+  ms: readonly MemberRow[],
+): string {
+  const imported = Number(r.imported);
+  return [
+    imported === 0
+      ? `${path}: already in the member's store (nothing imported)`
+      : `${path}: ${plural(imported, 'path')} imported into the member's store`,
+    ...(r.replicated as string[]).map((id) => `fetched by ${label(id, ms)}`),
+    ...Object.entries(r.failed as Record<string, string>).map(
+      ([id, why]) => `NOT fetched by ${label(id, ms)}: ${why}`,
+    ),
+  ].join('\n');
+}
+
+export function verifyText(r: Record<string, unknown>): string {
   const damaged = r.damaged as { path: string; reason: string }[];
   const left = r.quarantined as { path: string; reason: string }[];
   const failed = Object.entries(r.failed as Record<string, string>);
   return [
-    `checked ${r.checked} paths (${mib(r.bytes)}): ${damaged.length} damaged`,
+    `checked ${plural(Number(r.checked), 'path')} (${mib(r.bytes)}): ${damaged.length} damaged`,
     ...damaged.map((d) => `damaged       ${d.path}: ${d.reason}`),
     ...(r.repaired as string[]).map((p) => `repaired      ${p}`),
     ...failed.map(([p, why]) => `NOT repaired  ${p}: ${why}`),
     left.length === 0
       ? 'no damage remains'
-      : `${left.length} paths remain quarantined (pcr store verify --repair fetches them from the members):`,
+      : `${plural(left.length, 'path')} ${left.length === 1 ? 'remains' : 'remain'} quarantined (pcr store verify --repair fetches ${left.length === 1 ? 'it' : 'them'} from the members):`,
     ...left.map((q) => `  ${q.path}: ${q.reason}`),
   ].join('\n');
 }
@@ -66,13 +103,13 @@ export function registerStoreCommands(program: Command, ctx: CliContext): void {
   withConnect(
     store.command('info <path>').description('a store path: its narinfo, or who holds it'),
   ).action(async (path: string, o: Opts) => {
-    const r = await call(o, { op: 'store.info', path });
+    const { r, ms } = await callWithMembers(o, { op: 'store.info', path });
     print(o, r, () => {
       if (r.here !== true) {
         const holders = r.holders as string[];
         return holders.length === 0
           ? `${path}: not here, and no member holds it`
-          : `${path}: not here; held by ${holders.join(', ')}`;
+          : `${path}: not here; held by ${holders.map((id) => label(id, ms)).join(', ')}`;
       }
       const i = r.info as Record<string, unknown>;
       return [
@@ -88,10 +125,12 @@ export function registerStoreCommands(program: Command, ctx: CliContext): void {
 
   withConnect(store.command('where <path>').description('which members hold a store path')).action(
     async (path: string, o: Opts) => {
-      const r = await call(o, { op: 'store.where', path });
+      const { r, ms } = await callWithMembers(o, { op: 'store.where', path });
       const holders = r.holders as string[];
       print(o, holders, () =>
-        holders.length === 0 ? `no member holds ${path}` : holders.join('\n'),
+        holders.length === 0
+          ? `no member holds ${path}`
+          : holders.map((id) => label(id, ms)).join('\n'),
       );
       if (holders.length === 0) ctx.exitCode = EXIT.notFound;
     },
@@ -147,21 +186,16 @@ export function registerStoreCommands(program: Command, ctx: CliContext): void {
     .action(async (path: string, o: Opts) => {
       const c = await connect({ ...o, timeout: o.timeout ?? FETCH_TIMEOUT_S });
       let r: Record<string, unknown>;
+      let ms: Awaited<ReturnType<typeof fetchMembers>>;
       try {
-        const ms = o.to !== undefined ? await fetchMembers(c) : [];
+        ms = o.to !== undefined || o.json !== true ? await fetchMembers(c) : [];
         const to = (o.to ?? []).map((x) => resolveNode(x, ms));
         r = await c.request({ op: 'store.push', path, to });
       } finally {
         await c.close();
       }
       const failed = r.failed as Record<string, string>;
-      print(o, r, () =>
-        [
-          `${path}: ${plural(Number(r.imported), 'path')} imported into the member's store`,
-          ...(r.replicated as string[]).map((id) => `fetched by ${id}`),
-          ...Object.entries(failed).map(([id, why]) => `NOT fetched by ${id}: ${why}`),
-        ].join('\n'),
-      );
+      print(o, r, () => pushText(path, r, ms));
       if (Object.keys(failed).length > 0) ctx.exitCode = EXIT.failed;
     });
 
@@ -185,10 +219,7 @@ export function registerStoreCommands(program: Command, ctx: CliContext): void {
   withConnect(store.command('stats').description("the member's store: size and counters")).action(
     async (o: Opts) => {
       const r = await call(o, { op: 'store.stats' });
-      const rows = Object.entries(r)
-        .filter(([k]) => k !== 'ok')
-        .map(([k, v]) => ({ counter: k, value: v }));
-      print(o, r, () => table(rows, ['counter', 'value']));
+      print(o, r, () => table(statsRows(r), ['counter', 'value']));
     },
   );
 }

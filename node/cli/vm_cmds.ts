@@ -17,7 +17,7 @@ import {
 } from './client.ts';
 import { withConnect } from './cluster_cmds.ts';
 import { integerOption } from './context.ts';
-import { fetchMembers, label, resolveNode } from './members.ts';
+import { callWithMembers, fetchMembers, label, resolveNode } from './members.ts';
 
 type Opts = ConnectOptions & { on?: string; detach?: boolean; wait?: number; follow?: boolean };
 
@@ -175,15 +175,8 @@ export function registerVmCommands(program: Command): void {
 
   withConnect(vm.command('status <name>').description('a VM: its spec, state and events')).action(
     async (name: string, o: Opts) => {
-      const c = await connect(o);
-      let v: VmView;
-      let ms: Awaited<ReturnType<typeof fetchMembers>>;
-      try {
-        v = (await c.request({ op: 'vm.get', name })).vm as VmView;
-        ms = o.json === true ? [] : await fetchMembers(c);
-      } finally {
-        await c.close();
-      }
+      const { r, ms } = await callWithMembers(o, { op: 'vm.get', name });
+      const v = r.vm as VmView;
       print(o, v, () =>
         [
           `name        ${v.name}`,

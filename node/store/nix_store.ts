@@ -333,7 +333,6 @@ export class NixStore implements Store {
       kind: 'nix',
       paths: c.paths,
       bytes: c.bytes,
-      pinned: 0,
       inQuarantine: this.held.size,
     };
   }

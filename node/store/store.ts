@@ -39,7 +39,8 @@ export interface StoreSummary {
   readonly bytes: number;
   /** Size limit (local store), undefined when unbounded. */
   readonly maxBytes?: number;
-  readonly pinned: number;
+  /** Paths kept from eviction (the local store; Nix's own GC roots keep the Nix store's). */
+  readonly pinned?: number;
   /** Paths quarantined (damaged) and not repaired yet. */
   readonly inQuarantine: number;
 }
