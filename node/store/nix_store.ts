@@ -11,7 +11,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { StoreError } from './errors.ts';
 import { normaliseSha256, Sha256Sink } from './hash.ts';
 import { dumpNar } from './nar_fs.ts';
@@ -103,6 +102,8 @@ export class NixStore implements Store {
   }
 
   private async nix(cmd: string, args: string[]): Promise<string> {
+    // Loaded at the first call: execa is some 70 modules, off the daemon's start.
+    const { execa } = await import('execa');
     const r = await execa(cmd, args, { env: this.o.env, reject: false, maxBuffer: 1 << 30 });
     if (r.exitCode !== 0) {
       throw new StoreError(
