@@ -5,6 +5,7 @@
 
 import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
+import { plural } from '../plural.ts';
 import { CliError, type ConnectOptions, call, connect, EXIT, print, table } from './client.ts';
 import { withConnect } from './cluster_cmds.ts';
 import type { CliContext } from './context.ts';
@@ -16,11 +17,6 @@ const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 /** A fetch can take long: unless --timeout says otherwise, wait up to an hour. */
 const FETCH_TIMEOUT_S = '3600';
 const PROGRESS_MS = 200;
-
-/** `1 path`, `2 paths`. */
-function plural(n: number, one: string, many = `${one}s`): string {
-  return `${n} ${n === 1 ? one : many}`;
-}
 
 function mib(n: unknown): string {
   return `${(Number(n) / 2 ** 20).toFixed(1)} MiB`;

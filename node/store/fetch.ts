@@ -5,6 +5,7 @@
 // end, or of nothing.
 
 import { rm } from 'node:fs/promises';
+import { plural } from '../plural.ts';
 import { isStoreError, StoreError } from './errors.ts';
 import { NarIngest } from './ingest.ts';
 import { checkSignatures, type TrustPolicy } from './keys.ts';
@@ -165,7 +166,10 @@ async function closureInfos(
     if (infos.has(root)) continue;
     const h = rootHolders.get(parseStorePath(root).hashPart);
     if (h === undefined || h.path !== root) {
-      throw new StoreError('NO_HOLDER', `no peer holds ${root} (asked ${peers.length} peers)`);
+      throw new StoreError(
+        'NO_HOLDER',
+        `no peer holds ${root} (asked ${plural(peers.length, 'peer')})`,
+      );
     }
     let last: unknown;
     for (const peer of h.peers) {
@@ -399,7 +403,7 @@ class ClosureDownload {
     const why = this.lastError.get(f.path);
     throw new StoreError(
       isStoreError(why) && why.code !== 'NOT_FOUND' ? why.code : 'NO_HOLDER',
-      `cannot fetch ${f.path} (${this.failed.length} paths failed; tried ${this.tried.get(f.path)?.size ?? 0} holders)${why === undefined ? ': no peer holds it' : `: ${(why as Error).message}`}`,
+      `cannot fetch ${f.path} (${plural(this.failed.length, 'path')} failed; tried ${plural(this.tried.get(f.path)?.size ?? 0, 'holder')})${why === undefined ? ': no peer holds it' : `: ${(why as Error).message}`}`,
     );
   }
 }
