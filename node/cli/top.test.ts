@@ -42,7 +42,7 @@ function sampleAt(atMs: number, commit: number): Sample {
         uptimeS: 5,
       },
     ],
-    vms: [{ name: 'web', node: B, desired: 'running', state: 'running' }],
+    vms: [{ name: 'web', version: 3, node: B, desired: 'running', state: 'running' }],
     store: { hits: 10, bytesServed: 1000 },
   };
 }
@@ -67,7 +67,8 @@ describe('renderFrame', () => {
   });
   it('shows VMs with their node, and store counters with rates', () => {
     const vms = renderFrame(sampleAt(0, 0), undefined, { view: 'vms', sort: 'name' }).join('\n');
-    expect(vms).toMatch(/^web\s+beta \(QQQQbbbb\)\s+running\s+running$/m);
+    expect(vms).toMatch(/^NAME\s+VERSION\s+NODE\s+DESIRED/m);
+    expect(vms).toMatch(/^web\s+3\s+beta \(QQQQbbbb\)\s+running\s+running$/m);
     const later = { ...sampleAt(2000, 0), store: { hits: 30, bytesServed: 1000 } };
     const store = renderFrame(later, sampleAt(0, 0), { view: 'store', sort: 'counter' }).join('\n');
     expect(store).toMatch(/^hits\s+30\s+10\.0\/s$/m);

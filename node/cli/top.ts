@@ -87,6 +87,7 @@ function nodeRows(s: Sample, sort: string): string[] {
 function vmRows(s: Sample, sort: string): string[] {
   const rows = s.vms.map((v) => ({
     name: String(v.name),
+    version: v.version === undefined ? '-' : String(v.version),
     node: label(String(v.node), s.members),
     state: String(v.state),
     desired: String(v.desired),
@@ -96,8 +97,10 @@ function vmRows(s: Sample, sort: string): string[] {
   rows.sort((a, b) => a[key].localeCompare(b[key]) || a.name.localeCompare(b.name));
   if (rows.length === 0) return ['no VMs: start one with pcr vm run SPEC --on NODE'];
   return pad(
-    rows.slice(0, TOP_ROWS_MAX).map((r) => [r.name, r.node, r.desired, r.state, r.reason]),
-    ['NAME', 'NODE', 'DESIRED', 'STATE', 'REASON'],
+    rows
+      .slice(0, TOP_ROWS_MAX)
+      .map((r) => [r.name, r.version, r.node, r.desired, r.state, r.reason]),
+    ['NAME', 'VERSION', 'NODE', 'DESIRED', 'STATE', 'REASON'],
   );
 }
 
