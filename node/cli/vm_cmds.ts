@@ -1,4 +1,5 @@
-// `pcr vm ...`: run a VM on a named node, list, status with events, console logs, stop, remove.
+// `pcr vm ...`: run a VM (the cluster places it), plan, list, status with events, console logs,
+// stop, remove.
 // `vm run` and `vm stop` wait for the outcome the node reports through Raft (like `nomad job run`
 // monitoring its evaluation) unless --detach: exit 0 running/stopped, 8 failed with the reason.
 
@@ -16,14 +17,16 @@ import {
   table,
 } from './client.ts';
 import { withConnect } from './cluster_cmds.ts';
-import { integerOption } from './context.ts';
+import { type CliContext, integerOption } from './context.ts';
 import { fetchMembers, label, resolveNode } from './members.ts';
 
 type Opts = ConnectOptions & { on?: string; detach?: boolean; wait?: number; follow?: boolean };
 
 interface VmView {
   name: string;
+  group?: string;
   node: string;
+  placement?: string;
   generation: number;
   desired: string;
   state: string;
@@ -108,16 +111,18 @@ function withWait(cmd: Command, detach: string, defaultS: number): Command {
     );
 }
 
-export function registerVmCommands(program: Command): void {
+export function registerVmCommands(program: Command, ctx: CliContext): void {
   const vm = program.command('vm').description('microVMs: run on a node, list, status, logs, stop');
 
   const run = withConnect(
     vm
       .command('run <spec>')
-      .description('run the VM a spec file describes (- for stdin) on a node; waits until it runs'),
-  ).requiredOption(
+      .description(
+        'run the VM a spec file describes (- for stdin); the cluster places it and says where and why; waits until it runs',
+      ),
+  ).option(
     '--on <node>',
-    'the node to run it on: a name, a short ID, or a peer ID (or a unique prefix)',
+    'only on this node (the constraint name = NODE): a name, a short ID, or a peer ID (or a unique prefix)',
   );
   withWait(run, 'return once the VM is committed, without waiting for it to run', 300).action(
     async (file: string, o: Opts) => {
@@ -125,19 +130,41 @@ export function registerVmCommands(program: Command): void {
       const c = await connect(o);
       try {
         const ms = await fetchMembers(c);
-        const r = await c.request({ op: 'vm.run', spec, node: resolveNode(o.on!, ms) });
-        const put = r.vm as VmView;
+        const on = o.on !== undefined ? { node: resolveNode(o.on, ms) } : {};
+        const r = await c.request({ op: 'vm.run', spec, ...on });
+        const rows = r.vms as VmView[];
+        for (const v of rows) {
+          if (o.json !== true)
+            process.stderr.write(
+              `${v.name}: ${v.node !== '' ? `on ${label(v.node, ms)}` : 'not placed'}${v.placement !== undefined ? ` (${v.placement})` : ''}\n`,
+            );
+        }
+        const stuck = rows.filter((v) => v.node === '' && v.placement !== undefined);
+        if (stuck.length > 0) {
+          throw new CliError(
+            `${stuck.map((v) => v.placement).join('\n')}\n(committed: it stays pending and is placed when a node has room)`,
+            EXIT.unplaceable,
+          );
+        }
         if (o.detach === true) {
-          print(o, put, () => `${put.name} committed for ${label(put.node, ms)}`);
+          print(o, rows, () => rows.map((v) => `${v.name} committed`).join('\n'));
           return;
         }
-        const v = await watch(c, put.name, put.generation, o.wait ?? 300, (x) =>
-          ['running', 'failed', 'stopped'].includes(x.state),
+        const done: VmView[] = [];
+        for (const put of rows) {
+          done.push(
+            await watch(c, put.name, put.generation, o.wait ?? 300, (x) =>
+              ['running', 'failed', 'stopped'].includes(x.state),
+            ),
+          );
+        }
+        print(o, done.length === 1 ? done[0] : done, () =>
+          done.map((v) => `${v.name} ${v.state} on ${label(v.node, ms)}`).join('\n'),
         );
-        print(o, v, () => `${v.name} ${v.state} on ${label(v.node, ms)}`);
-        if (v.state !== 'running') {
+        const bad = done.find((v) => v.state !== 'running');
+        if (bad !== undefined) {
           throw new CliError(
-            `${v.name} ${v.state}${v.reason !== undefined ? `: ${v.reason}` : ''}`,
+            `${bad.name} ${bad.state}${bad.reason !== undefined ? `: ${bad.reason}` : ''}`,
             EXIT.vmFailed,
           );
         }
@@ -146,6 +173,54 @@ export function registerVmCommands(program: Command): void {
       }
     },
   );
+
+  withConnect(
+    vm
+      .command('plan <spec>')
+      .description('where the cluster would place a spec now, with scores; commits nothing'),
+  )
+    .option('--on <node>', 'only on this node (the constraint name = NODE)')
+    .action(async (file: string, o: Opts) => {
+      const spec = await readSpec(file);
+      const c = await connect(o);
+      try {
+        const ms = await fetchMembers(c);
+        const on = o.on !== undefined ? { node: resolveNode(o.on, ms) } : {};
+        const r = await c.request({ op: 'vm.plan', spec, ...on });
+        const placements = r.placements as {
+          instance: string;
+          node: string;
+          score: Record<string, number>;
+          scored: number;
+        }[];
+        const failures = r.failures as { instance: string; message: string }[];
+        print(o, r, () =>
+          [
+            placements.length > 0
+              ? table(
+                  placements.map((p) => ({
+                    instance: p.instance,
+                    node: label(p.node, ms),
+                    score: p.score.total!.toFixed(3),
+                    fit: p.score.fit!.toFixed(3),
+                    spread: p.score.spread!.toFixed(3),
+                    affinity: p.score.affinity!.toFixed(3),
+                    ranked: p.scored,
+                  })),
+                  ['instance', 'node', 'score', 'fit', 'spread', 'affinity', 'ranked'],
+                )
+              : '',
+            ...failures.map((f) => f.message),
+            ...(r.unplaceable !== undefined ? [String(r.unplaceable)] : []),
+          ]
+            .filter((x) => x !== '')
+            .join('\n'),
+        );
+        if (failures.length > 0) ctx.exitCode = EXIT.unplaceable;
+      } finally {
+        await c.close();
+      }
+    });
 
   withConnect(vm.command('list').description('VMs of the cluster (or of one node)'))
     .option('--on <node>', 'only the VMs of this node')
@@ -175,7 +250,8 @@ export function registerVmCommands(program: Command): void {
       print(o, v, () =>
         [
           `name        ${v.name}`,
-          `node        ${v.node}`,
+          `node        ${v.node === '' ? '(not placed)' : v.node}`,
+          ...(v.placement !== undefined ? [`placement   ${v.placement}`] : []),
           `desired     ${v.desired}`,
           `state       ${v.state}${v.reason !== undefined ? ` (${v.reason})` : ''}`,
           `generation  ${v.generation}`,

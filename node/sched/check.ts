@@ -61,6 +61,6 @@ export function checkPlan(
 }
 
 function isInstanceOf(instance: string, d: Demand): boolean {
-  for (let k = 0; k < d.count; k++) if (instanceName(d.group, k) === instance) return true;
+  for (let k = 0; k < d.count; k++) if (instanceName(d.group, k, d.count) === instance) return true;
   return false;
 }
