@@ -133,11 +133,13 @@ export function registerVmCommands(program: Command, ctx: CliContext): void {
         const on = o.on !== undefined ? { node: resolveNode(o.on, ms) } : {};
         const r = await c.request({ op: 'vm.run', spec, ...on });
         const rows = r.vms as VmView[];
+        // Where and why, on stderr (stdout keeps --json's one object).
         for (const v of rows) {
-          if (o.json !== true)
-            process.stderr.write(
-              `${v.name}: ${v.node !== '' ? `on ${label(v.node, ms)}` : 'not placed'}${v.placement !== undefined ? ` (${v.placement})` : ''}\n`,
-            );
+          const where =
+            v.node !== ''
+              ? `${v.placement ?? `on ${label(v.node, ms)}`} (${label(v.node, ms)})`
+              : `not placed${v.placement !== undefined ? `: ${v.placement}` : ' yet'}`;
+          process.stderr.write(`${v.name}: ${where}\n`);
         }
         const stuck = rows.filter((v) => v.node === '' && v.placement !== undefined);
         if (stuck.length > 0) {
