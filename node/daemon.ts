@@ -665,13 +665,17 @@ export class Daemon {
       this.log.debug({ err: e.message }, 'membership step failed');
       return undefined;
     });
-    if (!this.agentStarted && !this.stopping && this.membership.counted()) {
-      this.agentStarted = true;
-      this.agent?.start();
-    }
     await this.placement.tick().catch((e: Error) => {
       this.log.debug({ err: e.message }, 'placement step failed');
     });
+    // The agent acts once this node is counted and its state proved current, or once it fenced
+    // itself (then it only stops VMs): docs/scheduling.md, "Fencing".
+    const mayAct =
+      (this.membership.counted() && this.placement.agentMayAct()) || this.placement.isFenced();
+    if (!this.agentStarted && !this.stopping && mayAct) {
+      this.agentStarted = true;
+      this.agent?.start();
+    }
   }
 
   /**

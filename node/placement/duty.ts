@@ -84,11 +84,13 @@ export class PlacementDuty {
   private leaderSinceMs: number | undefined;
   private registering = false;
   /**
-   * A node starts fenced: its table may list VMs the cluster moved away while it was down, so it
-   * runs nothing until a linearizable read proves its state current.
+   * `hold` at start: the table may list VMs the cluster moved away while this node was down, so
+   * its agent neither starts nor stops anything (VMs it adopts keep running) until a linearizable
+   * read proves its state current (`free`). `fenced`: no leader heard for fence-after (or never,
+   * fence-after after start): the agent stops every VM here.
    */
-  private fenced = true;
-  private everUnfenced = false;
+  private phase: 'hold' | 'free' | 'fenced' = 'hold';
+  private startedMs: number | undefined;
   private unfencing = false;
   private timerBusy = false;
 
@@ -96,9 +98,14 @@ export class PlacementDuty {
     this.p = p;
   }
 
-  /** Whether this node has fenced itself: its agent runs nothing. */
+  /** Whether this node has fenced itself: its agent runs nothing and stops what runs. */
   isFenced(): boolean {
-    return this.fenced;
+    return this.phase === 'fenced';
+  }
+
+  /** Whether the agent may act: not while holding at start (see `phase`). */
+  agentMayAct(): boolean {
+    return this.phase !== 'hold';
   }
 
   /** After an applied change of the VM or node table. */
@@ -147,9 +154,13 @@ export class PlacementDuty {
   }
 
   private fence(): void {
+    const now = this.p.now();
+    this.startedMs ??= now;
     const ageMs = this.p.raft().leaderAgeTicks * this.p.tickMs;
-    if (!this.fenced && ageMs >= this.p.fenceAfterMs) {
-      this.fenced = true;
+    const silent = ageMs >= this.p.fenceAfterMs;
+    const holdTooLong = this.phase === 'hold' && now - this.startedMs >= this.p.fenceAfterMs;
+    if (silent && (this.phase === 'free' || holdTooLong)) {
+      this.phase = 'fenced';
       this.p.log.warn(
         { fenceAfterMs: this.p.fenceAfterMs },
         'no leader heard for fence-after: stopping every VM on this node until the cluster answers',
@@ -157,16 +168,15 @@ export class PlacementDuty {
       this.p.pokeAgent();
       return;
     }
-    if (this.fenced && ageMs < this.p.fenceAfterMs && !this.unfencing) {
+    if (this.phase !== 'free' && !silent && !this.unfencing) {
       this.unfencing = true;
       void this.p
         .barrier()
         .then((ok) => {
           if (!ok) return;
-          this.fenced = false;
-          if (this.everUnfenced)
+          if (this.phase === 'fenced')
             this.p.log.info({}, 'the cluster answers again: VMs may run on this node');
-          this.everUnfenced = true;
+          this.phase = 'free';
           this.p.pokeAgent();
         })
         .finally(() => {
