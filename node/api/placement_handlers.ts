@@ -58,6 +58,13 @@ function parseSpec(
   return { spec: r.spec, raw };
 }
 
+/** Whether every member has its row in the node table (registered its capacity). */
+function allRegistered(deps: ApiDeps): boolean {
+  const table = deps.node.sm.query({ op: 'members' });
+  const members = table.ok ? (table.members ?? []) : [];
+  return members.every((m) => deps.node.sm.nodes.get(m.id) !== undefined);
+}
+
 /** The view with the group's own instances taken out: a new spec replaces them. */
 function viewWithout(view: ClusterView, group: string): ClusterView {
   return { ...view, allocations: view.allocations.filter((a) => a.group !== group) };
@@ -67,10 +74,14 @@ export async function handleVmRun(deps: ApiDeps, req: RequestOf<'vm.run'>): Prom
   const parsed = parseSpec(deps, req);
   if ('ok' in parsed) return parsed;
   const sm = deps.node.sm;
-  const never = unplaceable(
-    viewWithout(sm.view(), parsed.spec.name),
-    demandOfSpec(parsed.spec, sm.applied + 1),
-  );
+  // Refused only when every member has registered: a member still starting may be the one that
+  // fits (then the VM waits, pending, with the reason).
+  const never = allRegistered(deps)
+    ? unplaceable(
+        viewWithout(sm.view(), parsed.spec.name),
+        demandOfSpec(parsed.spec, sm.applied + 1),
+      )
+    : undefined;
   if (never !== undefined) return apiError('UNPLACEABLE', never);
   const out = await deps.submit({ op: 'vm.put', spec: parsed.raw, atMs: Date.now() });
   const a = answer(out);
@@ -184,18 +195,11 @@ export async function handleNodeDrain(
     .list()
     .filter((n) => n.id !== id && statusOf(n) === 'ready')
     .map((n) => n.id);
+  const view = sm.view();
+  const rest: ClusterView = { ...view, nodes: view.nodes.filter((n) => others.includes(n.id)) };
   const stranded = sm.vms
     .list(id)
-    .filter((v) => v.desired === 'running')
-    .filter((v) => {
-      const d = demandOfRow(v);
-      const view = sm.view();
-      const rest: ClusterView = {
-        ...view,
-        nodes: view.nodes.filter((n) => others.includes(n.id)),
-      };
-      return unplaceable(rest, d) !== undefined;
-    })
+    .filter((v) => v.desired === 'running' && unplaceable(rest, demandOfRow(v)) !== undefined)
     .map((v) => v.name);
   const out = await deps.submit({
     op: 'node.drain',

@@ -220,8 +220,9 @@ export class PlacementDuty {
 
   private async evaluateOnce(): Promise<void> {
     const sm = this.p.sm();
-    const view = sm.view();
     const demands = pendingDemands(sm.vms);
+    if (demands.length === 0) return; // most changes are reports: nothing to place
+    const view = sm.view();
     const ev = evaluate(
       view,
       demands,
