@@ -8,10 +8,12 @@
 //   answering ones ready (node.status), and moves instances off draining nodes (vm.release).
 // One evaluation runs at a time; a change during one runs another after it.
 
-import { drainMoves, evaluate, lifecycle } from '../sched/evaluate.ts';
+import { drainMoves, evaluate, lifecycle, rescheduleMoves } from '../sched/evaluate.ts';
+import { RESCHEDULE_DEFAULT } from '../sched/spec.ts';
 import type { Resources } from '../sched/types.ts';
 import type { Command, Result, StateMachine } from '../state/machine.ts';
 import { pendingDemands } from '../state/view.ts';
+import { placementOf } from '../state/vm_spec.ts';
 import { type PlacedInstance, VM_PLACE_BATCH_MAX } from '../state/vms.ts';
 
 /** Bound of the clock-rate drift between two nodes, in the fencing argument. */
@@ -148,6 +150,7 @@ export class PlacementDuty {
       }
       await this.lifecycle();
       await this.drains();
+      await this.reschedules();
     } finally {
       this.timerBusy = false;
     }
@@ -282,6 +285,16 @@ export class PlacementDuty {
     }
   }
 
+  /** Instances failed beyond their restart policy, placed again per their reschedule policy. */
+  private async reschedules(): Promise<void> {
+    const sm = this.p.sm();
+    const now = this.p.now();
+    for (const m of rescheduleMoves(now, failedInstances(sm, now))) {
+      const out = await this.p.submit({ op: 'vm.release', ...m, failed: true, atMs: now });
+      if (out.ok) this.p.log.info({ vm: m.name, why: m.reason }, 'rescheduling');
+    }
+  }
+
   private async drains(): Promise<void> {
     const sm = this.p.sm();
     const draining = sm.nodes
@@ -294,6 +307,25 @@ export class PlacementDuty {
       if (out.ok) this.p.log.info({ vm: m.name, why: m.reason }, 'moving off a draining node');
     }
   }
+}
+
+export function failedInstances(sm: StateMachine, nowMs: number) {
+  return sm.vms
+    .list()
+    .filter((v) => v.desired === 'running' && v.node !== '' && v.state === 'failed')
+    .map((v) => {
+      const failed = [...v.events]
+        .reverse()
+        .find((e) => e.state === 'failed' && e.generation === v.generation);
+      return {
+        name: v.name,
+        node: v.node,
+        generation: v.generation,
+        failedAtMs: failed?.atMs ?? nowMs,
+        rescheduledAtMs: (v.reschedules ?? []).map((r) => r.atMs),
+        policy: placementOf(v.spec).reschedule ?? RESCHEDULE_DEFAULT,
+      };
+    });
 }
 
 function sortKeys(o: Readonly<Record<string, string>>): Record<string, string> {

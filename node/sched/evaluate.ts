@@ -4,6 +4,7 @@
 // duty (node/placement/duty.ts) runs them and proposes the result; the simulator can run the same.
 
 import { place } from './place.ts';
+import type { ReschedulePolicy } from './spec.ts';
 import type { ClusterView, Demand, Placement } from './types.ts';
 
 export interface Evaluation {
@@ -108,6 +109,47 @@ export function drainMoves(i: DrainInput): { name: string; generation: number; r
     } else if (!inMotion && out.length === 0) {
       out.push({ name: on[0]!.name, generation: on[0]!.generation, reason: `draining ${d.id}` });
     }
+  }
+  return out;
+}
+
+export interface FailedInstance {
+  readonly name: string;
+  readonly node: string;
+  readonly generation: number;
+  /** When it was reported failed (for its current generation, on its current node). */
+  readonly failedAtMs: number;
+  /** When it was rescheduled before (after earlier failures), oldest first. */
+  readonly rescheduledAtMs: readonly number[];
+  readonly policy: ReschedulePolicy;
+}
+
+/** The delay before the next reschedule of an instance rescheduled `previous` times before. */
+export function rescheduleDelayMs(p: ReschedulePolicy, previous: number): number {
+  if (p.delayFunction === 'constant') return p.delayMs;
+  return Math.min(p.maxDelayMs, p.delayMs * 2 ** Math.min(previous, 40));
+}
+
+/**
+ * Failed instances to place again (docs/scheduling.md, "Rescheduling"): each once its delay has
+ * passed since it failed, while its attempts in the interval last (or without count when
+ * unlimited). Its node is remembered: placement ranks it last for that instance.
+ */
+export function rescheduleMoves(
+  nowMs: number,
+  failed: readonly FailedInstance[],
+): { name: string; generation: number; reason: string }[] {
+  const out: { name: string; generation: number; reason: string }[] = [];
+  for (const f of failed) {
+    const p = f.policy;
+    const recent = f.rescheduledAtMs.filter((t) => t > nowMs - p.intervalMs).length;
+    if (!p.unlimited && recent >= p.attempts) continue;
+    if (nowMs < f.failedAtMs + rescheduleDelayMs(p, f.rescheduledAtMs.length)) continue;
+    out.push({
+      name: f.name,
+      generation: f.generation,
+      reason: `rescheduled after it failed on ${f.node} (reschedule ${f.rescheduledAtMs.length + 1})`,
+    });
   }
   return out;
 }

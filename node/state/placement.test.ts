@@ -6,10 +6,18 @@
 import { describe, expect, it } from 'vitest';
 import {
   FENCE_AFTER_MS_DEFAULT,
+  failedInstances,
   fencingProblem,
   NODE_DOWN_AFTER_MS_DEFAULT,
 } from '../placement/duty.ts';
-import { drainMoves, evaluate, lifecycle } from '../sched/evaluate.ts';
+import {
+  drainMoves,
+  evaluate,
+  lifecycle,
+  rescheduleDelayMs,
+  rescheduleMoves,
+} from '../sched/evaluate.ts';
+import { RESCHEDULE_DEFAULT } from '../sched/spec.ts';
 import { type Command, type Result, StateMachine } from './machine.ts';
 import { pendingDemands } from './view.ts';
 import type { PlacedInstance } from './vms.ts';
@@ -281,6 +289,68 @@ describe('placement through the state machine', () => {
     expect(
       c.apply({ op: 'vm.place', viewIndex: 1, placements: [{ instance: 'x' }] as never, atMs: 1 }),
     ).toMatchObject({ ok: false, code: 'invalid' });
+  });
+});
+
+describe('rescheduling an instance that failed beyond its restart policy', () => {
+  it('places it again after its delay, away from the node it failed on, within its attempts', () => {
+    const c = Cluster.of(2);
+    const policy = { attempts: 1, intervalMs: 60_000, delayMs: 1000, delayFunction: 'constant' };
+    c.apply({ op: 'vm.put', spec: KERNEL_SPEC('w', { reschedule: policy }), atMs: 0 });
+    c.commit(c.plan());
+    const first = c.where().w!;
+    const gen = c.sm.vms.get('w')!.generation;
+    const fail = (node: string, atMs: number) =>
+      c.apply({
+        op: 'vm.report',
+        name: 'w',
+        node,
+        generation: gen,
+        state: 'failed',
+        reason: 'exit 1',
+        atMs,
+      });
+    fail(first, 100);
+    expect(rescheduleMoves(1099, failedInstances(c.sm, 1099))).toEqual([]);
+    const [move] = rescheduleMoves(1100, failedInstances(c.sm, 1100));
+    expect(move).toMatchObject({
+      name: 'w',
+      reason: `rescheduled after it failed on ${first} (reschedule 1)`,
+    });
+    expect(c.apply({ op: 'vm.release', ...move!, failed: true, atMs: 1100 }).ok).toBe(true);
+    expect(c.commit(c.plan())).toEqual(['ok']);
+    const second = c.where().w!;
+    expect(second).not.toBe(first); // the node it failed on ranks last
+    fail(second, 2000);
+    // One attempt per minute: the next waits for the interval to pass.
+    expect(rescheduleMoves(10_000, failedInstances(c.sm, 10_000))).toEqual([]);
+    expect(rescheduleMoves(61_101, failedInstances(c.sm, 61_101))).toHaveLength(1);
+    // A release for an instance that is not failed is refused (the report moved on).
+    expect(
+      c.apply({ op: 'vm.release', name: 'w', generation: gen, reason: 'x', failed: true, atMs: 0 }),
+    ).toMatchObject({ ok: true });
+    expect(
+      c.apply({ op: 'vm.release', name: 'w', generation: gen, reason: 'x', failed: true, atMs: 0 }),
+    ).toMatchObject({ ok: false, code: 'stale' });
+  });
+
+  it('the default is unlimited, exponential from 30 s to one hour; bad policies are refused by field', () => {
+    expect([0, 1, 2, 10].map((n) => rescheduleDelayMs(RESCHEDULE_DEFAULT, n))).toEqual([
+      30_000, 60_000, 120_000, 3_600_000,
+    ]);
+    const c = Cluster.of(1);
+    const r = c.apply({
+      op: 'vm.put',
+      spec: KERNEL_SPEC('x', { reschedule: { attempts: 101, delayFunction: 'linear', colour: 1 } }),
+      atMs: 0,
+    });
+    expect(r.ok).toBe(false);
+    const msg = !r.ok ? r.message : '';
+    expect(msg).toMatch(
+      /reschedule.attempts: 101 is out of bounds: 0..100 \(RESCHEDULE_ATTEMPTS_MAX\)/,
+    );
+    expect(msg).toMatch(/reschedule.delayFunction: must be "constant" or "exponential"/);
+    expect(msg).toMatch(/reschedule.colour: unknown field/);
   });
 });
 

@@ -54,9 +54,16 @@ export function holdsResources(vm: VmEntry): boolean {
  */
 export function pendingDemands(vms: VmTable): ReturnType<typeof demandOfRow>[] {
   const byGroup = new Map<string, VmEntry>();
+  const failedNodes = new Map<string, Record<string, string>>();
   for (const vm of vms.all()) {
-    if (vm.node === '' && vm.desired === 'running' && !byGroup.has(vm.group))
-      byGroup.set(vm.group, vm);
+    if (vm.node !== '' || vm.desired !== 'running') continue;
+    if (!byGroup.has(vm.group)) byGroup.set(vm.group, vm);
+    const last = vm.reschedules?.at(-1);
+    if (last !== undefined) {
+      const m = failedNodes.get(vm.group) ?? {};
+      m[vm.name] = last.node;
+      failedNodes.set(vm.group, m);
+    }
   }
   return [...byGroup.values()]
     .sort((a, b) =>
@@ -68,5 +75,5 @@ export function pendingDemands(vms: VmTable): ReturnType<typeof demandOfRow>[] {
             ? 1
             : 0,
     )
-    .map(demandOfRow);
+    .map((vm) => ({ ...demandOfRow(vm), failedNodes: failedNodes.get(vm.group) ?? {} }));
 }

@@ -65,7 +65,12 @@ export interface VmEntry {
   readonly events: readonly VmEvent[];
   /** The last placement's explanation: where and its score, or why it fits nowhere. */
   readonly placement?: string;
+  /** Reschedules after a failure, oldest first (bounded: RESCHEDULES_KEPT). */
+  readonly reschedules?: readonly { readonly node: string; readonly atMs: number }[];
 }
+
+/** Reschedules remembered per instance (the policy counts those within its interval). */
+export const RESCHEDULES_KEPT = 16;
 
 /** One placement the leader's loop proposes (a Placement of node/sched, flattened). */
 export interface PlacedInstance {
@@ -110,6 +115,8 @@ export type VmCommand =
       readonly generation: number;
       readonly reason: string;
       readonly atMs: number;
+      /** A reschedule after a failure: remembered, and its node ranked last for it. */
+      readonly failed?: boolean;
     }
   | { readonly op: 'vm.stop'; readonly name: string; readonly atMs: number }
   | { readonly op: 'vm.rm'; readonly name: string }
@@ -182,6 +189,8 @@ export function vmCommandProblem(o: Record<string, unknown>): string | undefined
     case 'vm.release':
       if (!nonEmpty(o.name) || !Number.isSafeInteger(o.generation))
         return 'vm.release needs name and generation';
+      if (o.failed !== undefined && typeof o.failed !== 'boolean')
+        return 'failed must be a boolean';
       return textProblem(o.reason, 'reason');
     case 'vm.stop':
     case 'vm.rm':
@@ -268,7 +277,13 @@ export class VmTable {
         if (vm === undefined) return { ok: false, code: 'notFound', message: `no VM ${c.name}` };
         if (vm.generation !== c.generation || vm.node === '')
           return { ok: false, code: 'stale', message: `${c.name} moved or changed since` };
-        this.unplace(vm, index, c.atMs, c.reason);
+        if (c.failed === true) {
+          if (vm.state !== 'failed')
+            return { ok: false, code: 'stale', message: `${c.name} is ${vm.state}, not failed` };
+          const reschedules = [...(vm.reschedules ?? []), { node: vm.node, atMs: c.atMs }];
+          this.vms.set(vm.name, { ...vm, reschedules: reschedules.slice(-RESCHEDULES_KEPT) });
+        }
+        this.unplace(this.vms.get(c.name)!, index, c.atMs, c.reason);
         return { ok: true, vm: this.vms.get(c.name)! };
       }
       case 'vm.stop': {
