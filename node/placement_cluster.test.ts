@@ -156,6 +156,10 @@ describeWithTools(
       const placed = (await until(() => allRunning(2), 120_000, 'web-0 and web-1 running'))!;
       const [p0, p1] = [placed[0]!.node, placed[1]!.node];
       expect(p0).not.toBe(p1);
+      // The group's name shows its instances.
+      const group = await cli(['vm', 'status', 'web', '--json']);
+      expect(group.exitCode, group.stderr).toBe(0);
+      expect((JSON.parse(group.stdout) as Row[]).map((r) => r.name)).toEqual(['web-0', 'web-1']);
       const byId = new Map(procs.map((p) => [p.id, p]));
       const free = procs.find((p) => p.id !== p0 && p.id !== p1)!;
 

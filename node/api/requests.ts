@@ -27,7 +27,7 @@ export type StateRequest =
   /** `prefix` defaults to '' (every key). */
   | ({ readonly op: 'kv.list'; readonly prefix?: string; readonly limit?: number } & Stale)
   /** `node`: a member's ID or a unique prefix of it. */
-  | ({ readonly op: 'vm.list'; readonly node?: string } & Stale)
+  | ({ readonly op: 'vm.list'; readonly node?: string; readonly group?: string } & Stale)
   /**
    * vm.put; the cluster places it. `node` (--on: a name, an ID or a prefix) becomes the
    * constraint `name = <that member's name>`. The spec is validated by the state machine.
@@ -98,7 +98,11 @@ const PROBLEMS: { readonly [O in Op]: (o: Record<string, unknown>) => string | u
   'kv.get': (o) => queryProblem(o),
   'kv.list': (o) => queryProblem({ ...o, prefix: o.prefix ?? '' }),
   'vm.get': (o) => queryProblem(o),
-  'vm.list': (o) => (o.node === undefined ? undefined : nodeProblem(o.node)),
+  'vm.list': (o) =>
+    (o.node === undefined ? undefined : nodeProblem(o.node)) ??
+    (o.group === undefined || (isString(o.group) && o.group.length > 0)
+      ? undefined
+      : 'group must be a VM name'),
   'kv.put': (o) => commandProblem(o),
   'kv.cas': (o) => commandProblem(o),
   'kv.del': (o) => commandProblem(o),

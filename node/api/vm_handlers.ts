@@ -19,7 +19,10 @@ export async function handleVmList(
     if (typeof r !== 'string') return r;
     node = r;
   }
-  return answer(await deps.read({ op: 'vm.list', ...(node !== undefined ? { node } : {}) }, stale));
+  const group = req.group !== undefined ? { group: req.group } : {};
+  return answer(
+    await deps.read({ op: 'vm.list', ...(node !== undefined ? { node } : {}), ...group }, stale),
+  );
 }
 
 /** A VM's console log, read where the VM runs (a member forwards to that node). */

@@ -246,30 +246,53 @@ export function registerVmCommands(program: Command, ctx: CliContext): void {
       print(o, r.vms, () => table(vms, ['name', 'node', 'desired', 'state', 'memory', 'reason']));
     });
 
-  withConnect(vm.command('status <name>').description('a VM: its spec, state and events')).action(
-    async (name: string, o: Opts) => {
-      const v = (await call(o, { op: 'vm.get', name })).vm as VmView;
-      print(o, v, () =>
-        [
-          `name        ${v.name}`,
-          `node        ${v.node === '' ? '(not placed)' : v.node}`,
-          ...(v.placement !== undefined ? [`placement   ${v.placement}`] : []),
-          `desired     ${v.desired}`,
-          `state       ${v.state}${v.reason !== undefined ? ` (${v.reason})` : ''}`,
-          `generation  ${v.generation}`,
-          `spec        ${JSON.stringify(v.spec)}`,
-          '',
-          table(
-            v.events.map((e) => ({
-              time: e.atMs > 0 ? new Date(e.atMs).toISOString() : '-',
-              ...e,
-            })),
-            ['time', 'generation', 'state', 'reason'],
-          ),
-        ].join('\n'),
+  withConnect(
+    vm.command('status <name>').description('a VM (or a group of instances): spec, state, events'),
+  ).action(async (name: string, o: Opts) => {
+    const c = await connect(o);
+    let found: Record<string, unknown>;
+    try {
+      found = await c.request({ op: 'vm.get', name }).catch(async (e: unknown) => {
+        // A group's name: its instances, one line each.
+        if (!(e instanceof CliError) || e.exitCode !== EXIT.notFound) throw e;
+        const g = await c.request({ op: 'vm.list', group: name });
+        if ((g.vms as VmView[]).length === 0) throw e;
+        return g;
+      });
+    } finally {
+      await c.close();
+    }
+    if (found.vms !== undefined) {
+      const rows = found.vms as VmView[];
+      print(o, rows, () =>
+        table(
+          rows.map((r) => ({ ...r, node: r.node === '' ? '(not placed)' : r.node })),
+          ['name', 'node', 'desired', 'state', 'placement'],
+        ),
       );
-    },
-  );
+      return;
+    }
+    const v = found.vm as VmView;
+    print(o, v, () =>
+      [
+        `name        ${v.name}`,
+        `node        ${v.node === '' ? '(not placed)' : v.node}`,
+        ...(v.placement !== undefined ? [`placement   ${v.placement}`] : []),
+        `desired     ${v.desired}`,
+        `state       ${v.state}${v.reason !== undefined ? ` (${v.reason})` : ''}`,
+        `generation  ${v.generation}`,
+        `spec        ${JSON.stringify(v.spec)}`,
+        '',
+        table(
+          v.events.map((e) => ({
+            time: e.atMs > 0 ? new Date(e.atMs).toISOString() : '-',
+            ...e,
+          })),
+          ['time', 'generation', 'state', 'reason'],
+        ),
+      ].join('\n'),
+    );
+  });
 
   withConnect(vm.command('logs <name>').description("a VM's serial console, from its node"))
     .option('--follow', 'keep printing what the console writes')
