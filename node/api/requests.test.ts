@@ -39,6 +39,10 @@ describe('parseRequest', () => {
     expect(parseRequest({ op: 'node.eligibility', node: 'n1', eligible: 'yes' })).toBe(
       'eligible must be true or false',
     );
+    // Placements, node registrations and lifecycle verdicts are the nodes' own commands: no
+    // client may send one (and apply re-checks every placement whoever proposed it).
+    for (const op of ['vm.place', 'vm.release', 'vm.unplaced', 'node.register', 'node.status'])
+      expect(parseRequest({ op })).toMatch(/unknown op|not an operation|unknown/i);
     expect(parseRequest({ op: 'vm.logs', name: 'a', offset: -1 })).toBe(
       'offset must be a non-negative integer',
     );
