@@ -8,12 +8,21 @@
 //    kube-scheduler_perf's thresholds at 5,000 nodes (680-810 pods/s).
 // 2. Packing: nodes used by bin-pack against first-fit-decreasing (FFD) on a mixed workload,
 //    with the lower bound ceil(max(sum cpus / node cpus, sum memory / node memory)).
+// 3. Through the replicated state: 10,000 instances (100 groups of 100) submitted as vm.put to
+//    three replicas of the state machine (the members of a 3-node cluster, in one process: no
+//    network, no disk), placed by the leader's evaluation (node/sched/evaluate.ts) in vm.place
+//    batches that every replica applies with the apply-time re-check (checkPlan). Time until all
+//    are placed, and how much of it the re-check at apply takes.
 //
 //   npm run bench:sched -- [--nodes N] [--rounds N] [--instances N] [--seed N]
 
 import { performance } from 'node:perf_hooks';
+import { evaluate } from '../node/sched/evaluate.ts';
 import { place } from '../node/sched/place.ts';
 import type { ClusterView, Demand, Resources } from '../node/sched/types.ts';
+import { type Command, StateMachine } from '../node/state/machine.ts';
+import { pendingDemands } from '../node/state/view.ts';
+import { VM_PLACE_BATCH_MAX } from '../node/state/vms.ts';
 import { cluster, demand, eq, node } from '../test/sched/fixture.ts';
 import { fmtInt, formatTable, machine, machineLine, parseOptions } from './common.ts';
 
@@ -236,6 +245,101 @@ function main(): void {
   printThroughput(cases.map(([name, ds]) => throughput(name, view, ds)));
   console.log('');
   packing(2000);
+  console.log('');
+  throughState(100, 100, 500);
+}
+
+/** Part 3: `groups` groups of `count` instances through three replicas on `nodes` nodes. */
+function throughState(groups: number, count: number, nodes: number): void {
+  const replicas = [new StateMachine(), new StateMachine(), new StateMachine()];
+  let index = 0;
+  let applyMs = 0;
+  const apply = (c: Command): void => {
+    index++;
+    const t = performance.now();
+    for (const r of replicas) r.apply(index, c);
+    applyMs += performance.now() - t;
+  };
+  for (let i = 0; i < nodes; i++) {
+    const id = `n${String(i).padStart(5, '0')}`;
+    apply({ op: 'member.put', member: { id, addrs: [], role: 'voter', name: id } });
+    apply({
+      op: 'node.register',
+      id,
+      arch: 'x86_64',
+      capacity: { cpus: 64, memoryMiB: 262_144 },
+      labels: { zone: `z${i % 3}` },
+      backends: ['qemu'],
+    });
+  }
+  const start = performance.now();
+  applyMs = 0;
+  for (let g = 0; g < groups; g++) {
+    apply({
+      op: 'vm.put',
+      spec: { version: 1, name: `g${g}`, kernel: '/boot/k', memoryMiB: 512, count },
+      atMs: 0,
+    });
+  }
+  const leader = replicas[0]!;
+  let evaluateMs = 0;
+  let batches = 0;
+  for (;;) {
+    const t = performance.now();
+    const view = leader.view();
+    const ev = evaluate(
+      view,
+      pendingDemands(leader.vms),
+      () => true,
+      () => undefined,
+    );
+    evaluateMs += performance.now() - t;
+    if (ev.placements.length === 0) break;
+    for (let i = 0; i < ev.placements.length; i += VM_PLACE_BATCH_MAX) {
+      batches++;
+      apply({
+        op: 'vm.place',
+        viewIndex: view.index,
+        placements: ev.placements.slice(i, i + VM_PLACE_BATCH_MAX).map((p) => ({
+          instance: p.instance,
+          group: p.group,
+          generation: p.generation,
+          node: p.node,
+          resources: p.resources,
+          score: p.score.total,
+          scored: p.scored,
+        })),
+        atMs: 0,
+      });
+    }
+  }
+  const totalMs = performance.now() - start;
+  const placed = leader.vms.list().filter((v) => v.node !== '').length;
+  const instances = groups * count;
+  if (placed !== instances) throw new Error(`placed ${placed} of ${instances}`);
+  console.log(
+    `through the replicated state: ${fmtInt(instances)} instances (${groups} groups of ${count}) on ${nodes} nodes, 3 replicas, ${batches} vm.place batches of <= ${VM_PLACE_BATCH_MAX}`,
+  );
+  console.log(
+    formatTable(
+      [
+        'all placed in',
+        'instances/s',
+        'leader evaluation',
+        'apply on 3 replicas (with re-check)',
+        'vs target 10,000/s',
+      ],
+      [
+        [
+          `${(totalMs / 1000).toFixed(2)} s`,
+          fmtInt(Math.round(instances / (totalMs / 1000))),
+          `${(evaluateMs / 1000).toFixed(2)} s`,
+          `${(applyMs / 1000).toFixed(2)} s`,
+          `${(instances / (totalMs / 1000) / TARGET_PLACEMENTS_PER_S).toFixed(2)}x`,
+        ],
+      ],
+    ),
+  );
 }
 
 main();

@@ -80,6 +80,13 @@ let
     (lib.concatMap (flag "listen") cfg.listen)
     (lib.concatMap (flag "seed") cfg.seeds)
     (lib.optionals (cfg.name != null) (flag "name" cfg.name))
+    (lib.concatMap (k: flag "label" "${k}=${cfg.labels.${k}}") (lib.attrNames cfg.labels))
+    (lib.optionals (cfg.reserve.cpus != 0) (flag "reserve-cpus" (toString cfg.reserve.cpus)))
+    (lib.optionals (cfg.reserve.memoryMiB != 0) (
+      flag "reserve-memory-mib" (toString cfg.reserve.memoryMiB)
+    ))
+    (lib.optionals (cfg.nodeDownAfter != null) (flag "node-down-after" cfg.nodeDownAfter))
+    (lib.optionals (cfg.fenceAfter != null) (flag "fence-after" cfg.fenceAfter))
     (flag "max-voters" (toString cfg.maxVoters))
     (flag "store" cfg.store.mode)
     (lib.optionals (cfg.store.maxMiB != null) (flag "store-max-mib" (toString cfg.store.maxMiB)))
@@ -142,6 +149,58 @@ in
         This node's name in tables and in commands that take a node (`--name`). Null: the host
         name. Two members asking for one name: the smaller peer ID keeps it, the other gets a
         suffix of its short ID.
+      '';
+    };
+
+    labels = mkOption {
+      # The daemon's rule (node/sched/spec.ts validateLabels: LABELS_MAX, LABEL_KEY_BYTES_MAX,
+      # LABEL_VALUE_BYTES_MAX); the daemon checks again at start.
+      type = types.addCheck (types.attrsOf (types.strMatching "[ -~]{0,255}")) (
+        l: builtins.length (builtins.attrNames l) <= 32
+          && builtins.all (k: builtins.match "[a-z0-9][a-z0-9._-]{0,62}" k != null) (builtins.attrNames l)
+      );
+      default = { };
+      example = {
+        zone = "a";
+        disk = "ssd";
+      };
+      description = ''
+        Labels placement constraints and spreads match as `label.KEY` (`--label KEY=VALUE`):
+        at most 32, keys of a-z 0-9 . _ - (up to 63 bytes), printable values (up to 255 bytes).
+      '';
+    };
+
+    reserve = {
+      cpus = mkOption {
+        type = types.ints.unsigned;
+        default = 0;
+        description = "Cores kept from VMs: placement sees the machine's cores minus these.";
+      };
+      memoryMiB = mkOption {
+        type = types.ints.unsigned;
+        default = 0;
+        description = "Memory kept from VMs (for the host and the daemon), in MiB.";
+      };
+    };
+
+    nodeDownAfter = mkOption {
+      type = types.nullOr (types.strMatching "[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)?");
+      default = null;
+      example = "10s";
+      description = ''
+        The leader marks a node down after this long without a Raft answer and places its VMs
+        elsewhere. Null: the daemon's default (10s). Must exceed the fencing bound
+        (docs/scheduling.md); the daemon refuses settings that break it.
+      '';
+    };
+
+    fenceAfter = mkOption {
+      type = types.nullOr (types.strMatching "[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)?");
+      default = null;
+      example = "4s";
+      description = ''
+        A node that hears no leader for this long stops its VMs (so no VM runs twice). Null: the
+        daemon's default (4s).
       '';
     };
 

@@ -138,6 +138,25 @@ describeWithTools(
       expect(r.failedAssertions).toEqual([]);
     });
 
+    it('passes labels, reserves and the lifecycle bounds as start flags; refuses a bad label', async () => {
+      const placed = await evalModule({
+        enable: true,
+        labels: { zone: 'a', disk: 'ssd' },
+        reserve: { cpus: 1, memoryMiB: 512 },
+        nodeDownAfter: '20s',
+        fenceAfter: '5s',
+      });
+      const start = placed.unit!.serviceConfig.ExecStart;
+      expect(start).toContain(" --label 'disk=ssd' --label 'zone=a' ");
+      expect(start).toContain(' --reserve-cpus 1 --reserve-memory-mib 512 ');
+      expect(start).toContain(' --node-down-after 20s --fence-after 5s ');
+      const plain = (await evalModule({ enable: true })).unit!.serviceConfig.ExecStart;
+      expect(plain).not.toMatch(/--label|--reserve|--node-down-after|--fence-after/);
+      expect(await evalError({ enable: true, labels: { 'Bad Key': 'x' } })).toContain(
+        'services.procurator.labels',
+      );
+    });
+
     it('passes the node name, and none when it is left to the host name', async () => {
       const named = await evalModule({ enable: true, name: 'host1' });
       expect(named.unit!.serviceConfig.ExecStart).toContain(' --name host1 ');

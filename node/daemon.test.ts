@@ -131,13 +131,17 @@ describe('Daemon (in one process)', () => {
           spec: { version: 1, name: 'db', runner },
         }),
       ).toMatchObject({ ok: false, error: { code: 'NOT_FOUND' } });
-      // A unique prefix of a peer ID names the node.
+      // A unique prefix of a peer ID names the node (--on: the constraint name = that node);
+      // the answer comes once the leader placed it.
       const put = await cb.request({
         op: 'vm.run',
         node: a.id.slice(0, 20),
         spec: { version: 1, name: 'db', runner },
       });
-      expect(put).toMatchObject({ ok: true, vm: { name: 'db', node: a.id, state: 'pending' } });
+      expect(put).toMatchObject({ ok: true, vms: [{ name: 'db', node: a.id }] });
+      expect((put as unknown as { vms: { placement: string }[] }).vms[0]!.placement).toMatch(
+        /^placed on /,
+      );
       expect(await cb.request({ op: 'vm.list', node: a.id })).toMatchObject({
         ok: true,
         vms: [{ name: 'db' }],

@@ -15,7 +15,7 @@ import { peerIdFromString } from '@libp2p/peer-id';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
 import { bootstrap, type NodeId, type RandomSource } from '../consensus/index.ts';
-import { Agent } from './agent/agent.ts';
+import { AGENT_STOP_TIMEOUT_MS, Agent } from './agent/agent.ts';
 import { LOCAL_SOCKET_FILE, type LocalSocketServer, serveLocalSocket } from './api/local_socket.ts';
 import { TRANSFER_WAIT_MS } from './api/member_handlers.ts';
 import type { Request } from './api/requests.ts';
@@ -51,6 +51,14 @@ import {
   serveInstance,
 } from './p2p/instance.ts';
 import { RaftTransport } from './p2p/raft_transport.ts';
+import {
+  FENCE_AFTER_MS_DEFAULT,
+  FENCE_STOP_MS,
+  fencingProblem,
+  NODE_DOWN_AFTER_MS_DEFAULT,
+  PlacementDuty,
+} from './placement/duty.ts';
+import { nodeRegistration, reserveProblem } from './placement/registration.ts';
 import { LevelDisk } from './raft/level_disk.ts';
 import { type Outcome, RaftNode } from './raft/node.ts';
 import { DurableStorage } from './raft/storage.ts';
@@ -102,6 +110,15 @@ export interface DaemonOptions {
    * through the seeds as a new node: how a removed node comes back (docs/membership.md).
    */
   readonly rejoin?: boolean;
+  /** Labels placement constraints read (`--label k=v`), validated by the caller. */
+  readonly labels?: Readonly<Record<string, string>>;
+  /** Cores and memory kept from VMs (`--reserve-cpus`, `--reserve-memory-mib`). */
+  readonly reserveCpus?: number;
+  readonly reserveMemoryMiB?: number;
+  /** The leader marks a node down after this long without a Raft answer (docs/scheduling.md). */
+  readonly nodeDownAfterMs?: number;
+  /** A node stops its VMs after this long without hearing a leader. */
+  readonly fenceAfterMs?: number;
   readonly logger: Logger;
 }
 
@@ -161,6 +178,10 @@ export class Daemon {
   private reconciler: NodeJS.Timeout | undefined;
   /** Joins, keeps this member's record, promotes learners, finds out about a removal. */
   private readonly membership: MembershipExecutor;
+  /** Placement: registration, fencing, and the leader's loop, lifecycle and drains. */
+  readonly placement: PlacementDuty;
+  /** The tables' change counts the placement duty last saw. */
+  private placementChangesSeen = '';
   /** Why the cluster removed this node, once it knows. */
   private removedWhy: string | undefined;
   private settleRemoval: (why: string) => void = () => {};
@@ -232,6 +253,11 @@ export class Daemon {
           this.vmChangesSeen = changes;
           if (this.agentStarted) this.agent?.poke();
         }
+        const tables = `${changes}/${node.sm.nodes.changes}`;
+        if (tables !== this.placementChangesSeen) {
+          this.placementChangesSeen = tables;
+          this.placement?.poke();
+        }
       },
       onFatal: (err) => {
         this.log.fatal({ err: err.message }, 'disk failed; the node stopped');
@@ -273,10 +299,52 @@ export class Daemon {
       ...MEMBERSHIP_DEFAULTS,
       maxVoters: o.maxVoters ?? DAEMON_DEFAULTS.maxVoters,
     });
+    this.placement = this.placementDuty(node, vmms);
+  }
+
+  private placementDuty(node: RaftNode, vmms: Promise<string[]>): PlacementDuty {
+    const o = this.o;
+    const tickMs = o.tickMs ?? DAEMON_DEFAULTS.tickMs;
+    let backends: string[] | undefined;
+    void vmms.then((b) => {
+      backends = b;
+    });
+    return new PlacementDuty({
+      self: this.id,
+      tickMs,
+      electionTimeoutMs: tickMs * (o.electionTicks ?? DAEMON_DEFAULTS.electionTicks),
+      nodeDownAfterMs: o.nodeDownAfterMs ?? NODE_DOWN_AFTER_MS_DEFAULT,
+      fenceAfterMs: o.fenceAfterMs ?? FENCE_AFTER_MS_DEFAULT,
+      sm: () => node.sm,
+      raft: () => ({ leader: node.status().lead === this.id, ...node.contact() }),
+      counted: () => this.membership.counted(),
+      registration: () => ({
+        ...nodeRegistration(o.reserveCpus ?? 0, o.reserveMemoryMiB ?? 0),
+        labels: o.labels ?? {},
+        backends,
+      }),
+      submit: async (c) => {
+        const out = await this.submit(c);
+        return out.ok ? out.result : { ok: false, code: 'invalid', message: out.message };
+      },
+      barrier: async () => (await this.read({ op: 'members' }, false)).ok,
+      now: Date.now,
+      pokeAgent: () => this.agent?.poke(),
+      log: this.log,
+    });
   }
 
   static async start(o: DaemonOptions): Promise<Daemon> {
     const seeds = o.seeds ?? [];
+    const tickMs = o.tickMs ?? DAEMON_DEFAULTS.tickMs;
+    const fencing = fencingProblem({
+      fenceAfterMs: o.fenceAfterMs ?? FENCE_AFTER_MS_DEFAULT,
+      nodeDownAfterMs: o.nodeDownAfterMs ?? NODE_DOWN_AFTER_MS_DEFAULT,
+      electionTimeoutMs: tickMs * (o.electionTicks ?? DAEMON_DEFAULTS.electionTicks),
+    });
+    if (fencing !== undefined) throw new Error(fencing);
+    const reserve = reserveProblem(o.reserveCpus ?? 0, o.reserveMemoryMiB ?? 0);
+    if (reserve !== undefined) throw new Error(reserve);
     if (o.rejoin === true && seeds.length === 0) {
       throw new Error('--rejoin joins as a new node through a member: give --seed');
     }
@@ -502,8 +570,9 @@ export class Daemon {
     this.agent = new Agent({
       supervisor,
       deps: {
+        // A fenced node runs nothing (docs/scheduling.md, "Fencing").
         desiredForThisNode: () =>
-          this.node.sm.vms.list(this.id).map((v) => ({
+          (this.placement.isFenced() ? [] : this.node.sm.vms.list(this.id)).map((v) => ({
             name: v.name,
             spec: v.spec,
             generation: v.generation,
@@ -521,6 +590,7 @@ export class Daemon {
         },
       },
       onError: (what, err) => this.log.warn({ err: err.message }, what),
+      stopTimeoutMs: () => (this.placement.isFenced() ? FENCE_STOP_MS : AGENT_STOP_TIMEOUT_MS),
     });
     // The agent starts once the cluster is known to count this node (reconcile()): a removed
     // node, restarted, must not start VMs the cluster released while it was away.
@@ -595,7 +665,14 @@ export class Daemon {
       this.log.debug({ err: e.message }, 'membership step failed');
       return undefined;
     });
-    if (!this.agentStarted && !this.stopping && this.membership.counted()) {
+    await this.placement.tick().catch((e: Error) => {
+      this.log.debug({ err: e.message }, 'placement step failed');
+    });
+    // The agent acts once this node is counted and its state proved current, or once it fenced
+    // itself (then it only stops VMs): docs/scheduling.md, "Fencing".
+    const mayAct =
+      (this.membership.counted() && this.placement.agentMayAct()) || this.placement.isFenced();
+    if (!this.agentStarted && !this.stopping && mayAct) {
       this.agentStarted = true;
       this.agent?.start();
     }

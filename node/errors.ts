@@ -17,7 +17,8 @@ export type ErrorCode =
   | 'REMOVED'
   | 'UNAVAILABLE'
   | 'NOT_LEADER'
-  | 'CORRUPT';
+  | 'CORRUPT'
+  | 'UNPLACEABLE';
 
 /** The `pcr` exit codes an error becomes (node/cli/client.ts EXIT names them). */
 export const ERROR_EXIT = {
@@ -29,6 +30,7 @@ export const ERROR_EXIT = {
   notFound: 7,
   corrupt: 9,
   removed: 10,
+  unplaceable: 13,
 } as const;
 
 /** Maelstrom's error codes this vocabulary uses (its doc/protocol.md#errors). */
@@ -97,6 +99,13 @@ export const ERRORS: { readonly [C in ErrorCode]: ErrorKind } = {
     exit: ERROR_EXIT.corrupt,
     maelstrom: 12,
     hint: 'the data failed verification: pcr store verify --repair on the member that holds it restores it from the others',
+  },
+  /** No node could ever hold it as specified (resources, backend, constraints, count); nothing committed. */
+  UNPLACEABLE: {
+    outcome: 'definite',
+    exit: ERROR_EXIT.unplaceable,
+    maelstrom: 12,
+    hint: 'pcr vm plan SPEC shows what each filter removed; pcr node list shows each node’s capacity and labels',
   },
 };
 

@@ -91,8 +91,17 @@ describeWithTools(
       const events = JSON.parse((await cli(c, ['vm', 'status', 'e2e', '--json'])).stdout)
         .events as {
         state: string;
+        reason?: string;
       }[];
-      expect(events.map((e) => e.state)).toEqual(['pending', 'fetching', 'starting', 'running']);
+      // Submitted (pending), placed on B by the leader (pending, with where and why), then B's reports.
+      expect(events.map((e) => e.state)).toEqual([
+        'pending',
+        'pending',
+        'fetching',
+        'starting',
+        'running',
+      ]);
+      expect(events[1]!.reason).toMatch(/^placed on \S+ at index \d+/);
       const where = JSON.parse((await cli(c, ['store', 'where', runner, '--json'])).stdout);
       expect(where).toContain(b.id);
       const stats = JSON.parse((await cli(b, ['store', 'stats', '--json'])).stdout);

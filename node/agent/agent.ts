@@ -53,7 +53,8 @@ export interface AgentOptions {
   readonly supervisor: AgentSupervisor;
   readonly deps: AgentDeps;
   readonly intervalMs?: number;
-  readonly stopTimeoutMs?: number;
+  /** How long a stop waits before it kills; a function when it depends on the node (fenced). */
+  readonly stopTimeoutMs?: number | (() => number);
   readonly now?: () => number;
   /** Errors the agent handled (a failed report, a failed action); the daemon logs them. */
   readonly onError?: (what: string, err: Error) => void;
@@ -151,7 +152,8 @@ export class Agent {
   private execute(a: Action): void {
     this.opts.onAction?.(a);
     const sup = this.opts.supervisor;
-    const stopMs = this.opts.stopTimeoutMs ?? AGENT_STOP_TIMEOUT_MS;
+    const given = this.opts.stopTimeoutMs;
+    const stopMs = (typeof given === 'function' ? given() : given) ?? AGENT_STOP_TIMEOUT_MS;
     switch (a.kind) {
       case 'report':
         return this.report(a.name, {

@@ -30,7 +30,19 @@ describe('parseRequest', () => {
     expect(parseRequest({ op: 'join', id: 'x' })).toBe('join needs id and addrs');
     expect(parseRequest({ op: 'raft.remove' })).toBe('remove needs id');
     expect(parseRequest({ op: 'raft.transfer', to: 3 })).toBe('to must be a member id');
-    expect(parseRequest({ op: 'vm.run', spec: {} })).toBe('name a node: --on ID');
+    // Without --on the cluster places it; an --on that names nothing is refused at the door.
+    expect(parseRequest({ op: 'vm.run', spec: {} })).toEqual({ op: 'vm.run', spec: {} });
+    expect(parseRequest({ op: 'vm.run', spec: {}, node: '' })).toBe('name a node: --on ID');
+    expect(parseRequest({ op: 'node.drain', node: 'n1', deadlineMs: -1 })).toMatch(
+      /DRAIN_DEADLINE_MS_MAX/,
+    );
+    expect(parseRequest({ op: 'node.eligibility', node: 'n1', eligible: 'yes' })).toBe(
+      'eligible must be true or false',
+    );
+    // Placements, node registrations and lifecycle verdicts are the nodes' own commands: no
+    // client may send one (and apply re-checks every placement whoever proposed it).
+    for (const op of ['vm.place', 'vm.release', 'vm.unplaced', 'node.register', 'node.status'])
+      expect(parseRequest({ op })).toMatch(/unknown op|not an operation|unknown/i);
     expect(parseRequest({ op: 'vm.logs', name: 'a', offset: -1 })).toBe(
       'offset must be a non-negative integer',
     );

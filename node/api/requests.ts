@@ -27,9 +27,24 @@ export type StateRequest =
   /** `prefix` defaults to '' (every key). */
   | ({ readonly op: 'kv.list'; readonly prefix?: string; readonly limit?: number } & Stale)
   /** `node`: a member's ID or a unique prefix of it. */
-  | ({ readonly op: 'vm.list'; readonly node?: string } & Stale)
-  /** vm.put with the node named by ID or prefix; the spec is validated by the state machine. */
-  | { readonly op: 'vm.run'; readonly spec: unknown; readonly node: string };
+  | ({ readonly op: 'vm.list'; readonly node?: string; readonly group?: string } & Stale)
+  /**
+   * vm.put; the cluster places it. `node` (--on: a name, an ID or a prefix) becomes the
+   * constraint `name = <that member's name>`. The spec is validated by the state machine.
+   */
+  | { readonly op: 'vm.run'; readonly spec: unknown; readonly node?: string }
+  /** The placement vm.run would make now, without committing anything. */
+  | { readonly op: 'vm.plan'; readonly spec: unknown; readonly node?: string }
+  /** The node table: status, capacity, allocations, labels (docs/scheduling.md). */
+  | ({ readonly op: 'node.list' } & Stale)
+  /** `deadlineMs`: from now (default one hour); `cancel`: end a drain. */
+  | {
+      readonly op: 'node.drain';
+      readonly node: string;
+      readonly deadlineMs?: number;
+      readonly cancel?: boolean;
+    }
+  | { readonly op: 'node.eligibility'; readonly node: string; readonly eligible: boolean };
 
 export type AdminRequest =
   | { readonly op: 'status' }
@@ -72,6 +87,9 @@ export type RequestOf<O extends Op> = Extract<Request, { op: O }>;
 
 const isString = (x: unknown): x is string => typeof x === 'string';
 
+/** The longest drain deadline a request may ask for. */
+export const DRAIN_DEADLINE_MS_MAX = 30 * 24 * 3_600_000;
+
 /** The shape problem of each op's fields, or undefined; the state's own checks where it has them. */
 const PROBLEMS: { readonly [O in Op]: (o: Record<string, unknown>) => string | undefined } = {
   status: () => undefined,
@@ -80,13 +98,32 @@ const PROBLEMS: { readonly [O in Op]: (o: Record<string, unknown>) => string | u
   'kv.get': (o) => queryProblem(o),
   'kv.list': (o) => queryProblem({ ...o, prefix: o.prefix ?? '' }),
   'vm.get': (o) => queryProblem(o),
-  'vm.list': (o) => (o.node === undefined ? undefined : nodeProblem(o.node)),
+  'vm.list': (o) =>
+    (o.node === undefined ? undefined : nodeProblem(o.node)) ??
+    (o.group === undefined || (isString(o.group) && o.group.length > 0)
+      ? undefined
+      : 'group must be a VM name'),
   'kv.put': (o) => commandProblem(o),
   'kv.cas': (o) => commandProblem(o),
   'kv.del': (o) => commandProblem(o),
   'vm.rm': (o) => commandProblem(o),
   'vm.stop': (o) => commandProblem({ ...o, atMs: 0 }),
-  'vm.run': (o) => nodeProblem(o.node),
+  'vm.run': (o) => (o.node === undefined ? undefined : nodeProblem(o.node)),
+  'vm.plan': (o) => (o.node === undefined ? undefined : nodeProblem(o.node)),
+  'node.list': () => undefined,
+  'node.drain': (o) => {
+    if (o.cancel !== undefined && typeof o.cancel !== 'boolean') return 'cancel must be a boolean';
+    if (
+      o.deadlineMs !== undefined &&
+      (!Number.isSafeInteger(o.deadlineMs) ||
+        (o.deadlineMs as number) < 0 ||
+        (o.deadlineMs as number) > DRAIN_DEADLINE_MS_MAX)
+    )
+      return `deadline must be 0 to ${DRAIN_DEADLINE_MS_MAX} ms (DRAIN_DEADLINE_MS_MAX: 30 days)`;
+    return nodeProblem(o.node);
+  },
+  'node.eligibility': (o) =>
+    typeof o.eligible === 'boolean' ? nodeProblem(o.node) : 'eligible must be true or false',
   join: (o) => {
     if (!isString(o.id) || !Array.isArray(o.addrs) || !o.addrs.every(isString))
       return 'join needs id and addrs';

@@ -12,10 +12,17 @@ import {
   handleRemove,
   handleTransfer,
 } from './member_handlers.ts';
+import {
+  handleNodeDrain,
+  handleNodeEligibility,
+  handleNodeList,
+  handleVmPlan,
+  handleVmRun,
+} from './placement_handlers.ts';
 import { parseRequest, type Request } from './requests.ts';
 import { handleStoreRequest } from './store_handlers.ts';
 import { membersView, nodesView, statusView } from './views.ts';
-import { handleVmList, handleVmLogs, handleVmRun } from './vm_handlers.ts';
+import { handleVmList, handleVmLogs } from './vm_handlers.ts';
 import { type ApiResponse, apiError } from './wire.ts';
 
 export type { ApiDeps } from './deps.ts';
@@ -77,6 +84,14 @@ async function dispatch(
       return answer(await deps.submit({ op: 'vm.stop', name: req.name, atMs: Date.now() }));
     case 'vm.run':
       return handleVmRun(deps, req);
+    case 'vm.plan':
+      return handleVmPlan(deps, req);
+    case 'node.list':
+      return handleNodeList(deps, req);
+    case 'node.drain':
+      return handleNodeDrain(deps, req);
+    case 'node.eligibility':
+      return handleNodeEligibility(deps, req);
     case 'vm.list':
       return handleVmList(deps, req, req.stale === true);
     case 'vm.logs':

@@ -1,4 +1,4 @@
-// vm.run, vm.list (a node named by an ID prefix) and vm.logs (read where the VM runs; a member
+// vm.list (a node named by an ID prefix) and vm.logs (read where the VM runs; a member
 // forwards to that node). The other vm.* ops are plain commands and queries (router.ts).
 
 import { type ApiDeps, answer, resolveNode } from './deps.ts';
@@ -7,12 +7,6 @@ import { type ApiResponse, apiError } from './wire.ts';
 
 /** Bytes of console log one vm.logs answer carries at most. */
 export const VM_LOGS_BYTES_MAX = 1024 * 1024;
-
-export async function handleVmRun(deps: ApiDeps, req: RequestOf<'vm.run'>): Promise<ApiResponse> {
-  const node = resolveNode(deps, req.node);
-  if (typeof node !== 'string') return node;
-  return answer(await deps.submit({ op: 'vm.put', spec: req.spec, node, atMs: Date.now() }));
-}
 
 export async function handleVmList(
   deps: ApiDeps,
@@ -25,7 +19,10 @@ export async function handleVmList(
     if (typeof r !== 'string') return r;
     node = r;
   }
-  return answer(await deps.read({ op: 'vm.list', ...(node !== undefined ? { node } : {}) }, stale));
+  const group = req.group !== undefined ? { group: req.group } : {};
+  return answer(
+    await deps.read({ op: 'vm.list', ...(node !== undefined ? { node } : {}), ...group }, stale),
+  );
 }
 
 /** A VM's console log, read where the VM runs (a member forwards to that node). */

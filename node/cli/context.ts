@@ -45,3 +45,28 @@ export function integerOption(min: number, max: number): (value: string) => numb
     return n;
   };
 }
+
+const DURATION_UNITS_MS: Readonly<Record<string, number>> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+};
+
+/**
+ * A commander option parser for a duration (`500ms`, `10s`, `2m`, `1h`, `1d`; a bare number is
+ * seconds) in [minMs, maxMs], as milliseconds; a bad value is a usage error (2).
+ */
+export function durationOption(minMs: number, maxMs: number): (value: string) => number {
+  return (value) => {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(value);
+    const ms = m === null ? Number.NaN : Number(m[1]) * DURATION_UNITS_MS[m[2] ?? 's']!;
+    if (!Number.isFinite(ms) || ms < minMs || ms > maxMs) {
+      throw new InvalidArgumentError(
+        `expected a duration from ${minMs} ms to ${maxMs / 1000} s (e.g. 500ms, 10s, 2m, 1h), got '${value}'.`,
+      );
+    }
+    return Math.round(ms);
+  };
+}

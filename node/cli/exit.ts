@@ -27,6 +27,8 @@ export const EXIT = {
   badArgument: 11,
   /** `pcr node start`: the address to listen on is taken by another process. */
   addressInUse: 12,
+  /** `pcr vm run` / `vm plan`: no node can hold the VM as specified (the reasons are printed). */
+  unplaceable: ERROR_EXIT.unplaceable,
 } as const;
 
 /** The error code --json prints for each exit code (one vocabulary with the exit codes). */

@@ -78,3 +78,11 @@ describe('config file', () => {
     expect(closest('zzzzzzzz', ['listen', 'seed'])).toBeUndefined();
   });
 });
+
+describe('the fencing check of pcr node start', () => {
+  it('uses the daemon’s election timeout', async () => {
+    const { ELECTION_TIMEOUT_MS } = await import('./node_cmd.ts');
+    const { DAEMON_DEFAULTS } = await import('../daemon.ts');
+    expect(ELECTION_TIMEOUT_MS).toBe(DAEMON_DEFAULTS.tickMs * DAEMON_DEFAULTS.electionTicks);
+  });
+});

@@ -159,6 +159,11 @@ export const CONFIG_KEYS = [
   'cache',
   'trustedKey',
   'accel',
+  'label',
+  'reserveCpus',
+  'reserveMemoryMib',
+  'nodeDownAfter',
+  'fenceAfter',
   'logLevel',
   'logFormat',
 ] as const;
@@ -169,6 +174,7 @@ export const CONFIG_LIST_KEYS: ReadonlySet<ConfigKey> = new Set([
   'advertise',
   'seed',
   'trustedKey',
+  'label',
 ]);
 
 /** The closest of `names` to `x` (edit distance at most 3), for "did you mean". */

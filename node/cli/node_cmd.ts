@@ -9,8 +9,9 @@ import type { Daemon } from '../daemon.ts';
 import { LOG_FORMATS, type LogFormat } from '../log_format.ts';
 import type { StoreMode } from '../store/service.ts';
 import { CliError, defaultDataDir, EXIT } from './client.ts';
-import { integerOption } from './context.ts';
+import { durationOption, integerOption } from './context.ts';
 import type { ConfigKey } from './node_args.ts';
+import { registerNodePlacementCommands } from './node_placement_cmds.ts';
 
 // The checks, the logger and the daemon are loaded in the action: listing commands stays cheap.
 
@@ -34,12 +35,19 @@ interface StartOpts {
   cache: string;
   trustedKey: string[];
   accel: 'auto' | 'kvm' | 'tcg';
+  label: string[];
+  reserveCpus: number;
+  reserveMemoryMib: number;
+  nodeDownAfter?: number;
+  fenceAfter?: number;
   json?: boolean;
 }
 
 /** Voters by default (the daemon's DAEMON_DEFAULTS.maxVoters; here to keep help cheap). */
 const MAX_VOTERS_DEFAULT = 5;
 const DEFAULT_LISTEN = '/ip4/127.0.0.1/tcp/0';
+/** The daemon's election timeout (DAEMON_DEFAULTS: 6 ticks of 50 ms), for the fencing check. */
+export const ELECTION_TIMEOUT_MS = 300;
 
 /** `--store auto|nix|local|nix:DIR`. */
 function storeMode(v: string): StoreMode {
@@ -150,6 +158,34 @@ function addStartOptions(cmd: Command): Command {
       process.env.PCR_ACCEL ?? 'auto',
     )
     .option(
+      '--label <key=value>',
+      'a label placement constraints can match as label.KEY (repeatable), e.g. zone=a',
+      collect,
+      [],
+    )
+    .option(
+      '--reserve-cpus <n>',
+      'cpus kept from VMs (the capacity placement sees is the machine minus this)',
+      integerOption(0, 4096),
+      0,
+    )
+    .option(
+      '--reserve-memory-mib <n>',
+      'memory kept from VMs, in MiB',
+      integerOption(0, 64 * 1024 * 1024),
+      0,
+    )
+    .option(
+      '--node-down-after <duration>',
+      'the leader marks a node down after this long without an answer, and places its VMs elsewhere (default 10s)',
+      durationOption(1000, 86_400_000),
+    )
+    .option(
+      '--fence-after <duration>',
+      'a node stops its VMs after this long without hearing a leader (default 4s; see docs/scheduling.md)',
+      durationOption(500, 86_400_000),
+    )
+    .option(
       '--rejoin',
       "after a removal: wipe this data dir's Raft state and identity (keeps cluster.secret) and join through --seed as a new member",
     )
@@ -216,10 +252,44 @@ async function checkArguments(o: StartOpts, dataDir: string): Promise<string> {
   return name;
 }
 
+/** The fencing inequality and the reserves, before anything starts (exit 11 with the numbers). */
+async function checkPlacementFlags(o: StartOpts): Promise<void> {
+  const duty = await import('../placement/duty.ts');
+  const { reserveProblem } = await import('../placement/registration.ts');
+  const why =
+    duty.fencingProblem({
+      fenceAfterMs: o.fenceAfter ?? duty.FENCE_AFTER_MS_DEFAULT,
+      nodeDownAfterMs: o.nodeDownAfter ?? duty.NODE_DOWN_AFTER_MS_DEFAULT,
+      electionTimeoutMs: ELECTION_TIMEOUT_MS,
+    }) ?? reserveProblem(o.reserveCpus, o.reserveMemoryMib);
+  if (why !== undefined) throw new CliError(why, EXIT.badArgument);
+}
+
+/** `--label k=v` flags as a map; a malformed or invalid label is a bad argument (exit 11). */
+async function parseLabels(flags: readonly string[]): Promise<Record<string, string>> {
+  const labels: Record<string, string> = {};
+  for (const f of flags) {
+    const eq = f.indexOf('=');
+    if (eq <= 0)
+      throw new CliError(`--label ${JSON.stringify(f)}: write KEY=VALUE`, EXIT.badArgument);
+    const k = f.slice(0, eq);
+    if (Object.hasOwn(labels, k))
+      throw new CliError(`--label ${k} is given twice`, EXIT.badArgument);
+    labels[k] = f.slice(eq + 1);
+  }
+  const { validateLabels } = await import('../sched/spec.ts');
+  const why = validateLabels(labels);
+  if (why.length > 0) throw new CliError(why.join('\n'), EXIT.badArgument);
+  return labels;
+}
+
 const isLoopback = (a: string): boolean => /^\/(ip4\/127\.|ip6\/::1\/|dns4?\/localhost\/)/.test(a);
 
 export function registerNodeCommands(program: Command): void {
-  const node = program.command('node').description('run a member of a cluster');
+  const node = program
+    .command('node')
+    .description('run a member of a cluster; list, drain and inspect the nodes placement uses');
+  registerNodePlacementCommands(node);
   const start = addStartOptions(
     node
       .command('start')
@@ -231,6 +301,8 @@ export function registerNodeCommands(program: Command): void {
     await applyConfig(cmd, o);
     const dataDir = o.dataDir ?? defaultDataDir();
     const name = await checkArguments(o, dataDir);
+    const labels = await parseLabels(o.label);
+    await checkPlacementFlags(o);
     const { createLogger } = await import('../log.ts');
     const logger = createLogger(o.logLevel, o.logFormat);
     const { Daemon: DaemonClass } = await import('../daemon.ts');
@@ -254,6 +326,11 @@ export function registerNodeCommands(program: Command): void {
         trustedKeys: o.trustedKey,
         accel: o.accel,
         ...(o.rejoin === true ? { rejoin: true } : {}),
+        labels,
+        reserveCpus: o.reserveCpus,
+        reserveMemoryMiB: o.reserveMemoryMib,
+        ...(o.nodeDownAfter !== undefined ? { nodeDownAfterMs: o.nodeDownAfter } : {}),
+        ...(o.fenceAfter !== undefined ? { fenceAfterMs: o.fenceAfter } : {}),
         logger,
       });
     } catch (e) {

@@ -1,4 +1,5 @@
-// `pcr vm ...`: run a VM on a named node, list, status with events, console logs, stop, remove.
+// `pcr vm ...`: run a VM (the cluster places it), plan, list, status with events, console logs,
+// stop, remove.
 // `vm run` and `vm stop` wait for the outcome the node reports through Raft (like `nomad job run`
 // monitoring its evaluation) unless --detach: exit 0 running/stopped, 8 failed with the reason.
 
@@ -16,14 +17,16 @@ import {
   table,
 } from './client.ts';
 import { withConnect } from './cluster_cmds.ts';
-import { integerOption } from './context.ts';
-import { callWithMembers, fetchMembers, label, resolveNode } from './members.ts';
+import { type CliContext, integerOption } from './context.ts';
+import { fetchMembers, label, type MemberRow, resolveNode } from './members.ts';
 
 type Opts = ConnectOptions & { on?: string; detach?: boolean; wait?: number; follow?: boolean };
 
 interface VmView {
   name: string;
+  group?: string;
   node: string;
+  placement?: string;
   generation: number;
   /** 1 for the first spec of the name, +1 per replacement (the Raft index is `generation`). */
   version: number;
@@ -110,16 +113,18 @@ function withWait(cmd: Command, detach: string, defaultS: number): Command {
     );
 }
 
-export function registerVmCommands(program: Command): void {
+export function registerVmCommands(program: Command, ctx: CliContext): void {
   const vm = program.command('vm').description('microVMs: run on a node, list, status, logs, stop');
 
   const run = withConnect(
     vm
       .command('run <spec>')
-      .description('run the VM a spec file describes (- for stdin) on a node; waits until it runs'),
-  ).requiredOption(
+      .description(
+        'run the VM a spec file describes (- for stdin); the cluster places it and says where and why; waits until it runs',
+      ),
+  ).option(
     '--on <node>',
-    'the node to run it on: a name, a short ID, or a peer ID (or a unique prefix)',
+    'only on this node (the constraint name = NODE): a name, a short ID, or a peer ID (or a unique prefix)',
   );
   withWait(run, 'return once the VM is committed, without waiting for it to run', 300).action(
     async (file: string, o: Opts) => {
@@ -127,19 +132,43 @@ export function registerVmCommands(program: Command): void {
       const c = await connect(o);
       try {
         const ms = await fetchMembers(c);
-        const r = await c.request({ op: 'vm.run', spec, node: resolveNode(o.on!, ms) });
-        const put = r.vm as VmView;
+        const on = o.on !== undefined ? { node: resolveNode(o.on, ms) } : {};
+        const r = await c.request({ op: 'vm.run', spec, ...on });
+        const rows = r.vms as VmView[];
+        // Where and why, on stderr (stdout keeps --json's one object).
+        for (const v of rows) {
+          const where =
+            v.node !== ''
+              ? `${v.placement ?? `on ${label(v.node, ms)}`} (${label(v.node, ms)})`
+              : `not placed${v.placement !== undefined ? `: ${v.placement}` : ' yet'}`;
+          process.stderr.write(`${v.name}: ${where}\n`);
+        }
+        const stuck = rows.filter((v) => v.node === '' && v.placement !== undefined);
+        if (stuck.length > 0) {
+          throw new CliError(
+            `${stuck.map((v) => v.placement).join('\n')}\n(committed: it stays pending and is placed when a node has room)`,
+            EXIT.unplaceable,
+          );
+        }
         if (o.detach === true) {
-          print(o, put, () => `${put.name} committed for ${label(put.node, ms)}`);
+          print(o, rows, () => rows.map((v) => `${v.name} committed`).join('\n'));
           return;
         }
-        const v = await watch(c, put.name, put.generation, o.wait ?? 300, (x) =>
-          ['running', 'failed', 'stopped'].includes(x.state),
+        const done: VmView[] = [];
+        for (const put of rows) {
+          done.push(
+            await watch(c, put.name, put.generation, o.wait ?? 300, (x) =>
+              ['running', 'failed', 'stopped'].includes(x.state),
+            ),
+          );
+        }
+        print(o, done.length === 1 ? done[0] : done, () =>
+          done.map((v) => `${v.name} ${v.state} on ${label(v.node, ms)}`).join('\n'),
         );
-        print(o, v, () => `${v.name} ${v.state} on ${label(v.node, ms)}`);
-        if (v.state !== 'running') {
+        const bad = done.find((v) => v.state !== 'running');
+        if (bad !== undefined) {
           throw new CliError(
-            `${v.name} ${v.state}${v.reason !== undefined ? `: ${v.reason}` : ''}`,
+            `${bad.name} ${bad.state}${bad.reason !== undefined ? `: ${bad.reason}` : ''}`,
             EXIT.vmFailed,
           );
         }
@@ -148,6 +177,54 @@ export function registerVmCommands(program: Command): void {
       }
     },
   );
+
+  withConnect(
+    vm
+      .command('plan <spec>')
+      .description('where the cluster would place a spec now, with scores; commits nothing'),
+  )
+    .option('--on <node>', 'only on this node (the constraint name = NODE)')
+    .action(async (file: string, o: Opts) => {
+      const spec = await readSpec(file);
+      const c = await connect(o);
+      try {
+        const ms = await fetchMembers(c);
+        const on = o.on !== undefined ? { node: resolveNode(o.on, ms) } : {};
+        const r = await c.request({ op: 'vm.plan', spec, ...on });
+        const placements = r.placements as {
+          instance: string;
+          node: string;
+          score: Record<string, number>;
+          scored: number;
+        }[];
+        const failures = r.failures as { instance: string; message: string }[];
+        print(o, r, () =>
+          [
+            placements.length > 0
+              ? table(
+                  placements.map((p) => ({
+                    instance: p.instance,
+                    node: label(p.node, ms),
+                    score: p.score.total!.toFixed(3),
+                    fit: p.score.fit!.toFixed(3),
+                    spread: p.score.spread!.toFixed(3),
+                    affinity: p.score.affinity!.toFixed(3),
+                    ranked: p.scored,
+                  })),
+                  ['instance', 'node', 'score', 'fit', 'spread', 'affinity', 'ranked'],
+                )
+              : '',
+            ...failures.map((f) => f.message),
+            ...(r.unplaceable !== undefined ? [String(r.unplaceable)] : []),
+          ]
+            .filter((x) => x !== '')
+            .join('\n'),
+        );
+        if (failures.length > 0) ctx.exitCode = EXIT.unplaceable;
+      } finally {
+        await c.close();
+      }
+    });
 
   withConnect(vm.command('list').description('VMs of the cluster (or of one node)'))
     .option('--on <node>', 'only the VMs of this node')
@@ -164,7 +241,7 @@ export function registerVmCommands(program: Command): void {
       }
       const vms = (r.vms as VmView[]).map((v) => ({
         ...v,
-        node: label(v.node, ms),
+        node: v.node === '' ? '(not placed)' : label(v.node, ms),
         reason: v.reason,
         memory: `${v.spec.memoryMiB} MiB`,
       }));
@@ -173,30 +250,57 @@ export function registerVmCommands(program: Command): void {
       );
     });
 
-  withConnect(vm.command('status <name>').description('a VM: its spec, state and events')).action(
-    async (name: string, o: Opts) => {
-      const { r, ms } = await callWithMembers(o, { op: 'vm.get', name });
-      const v = r.vm as VmView;
-      print(o, v, () =>
-        [
-          `name        ${v.name}`,
-          `node        ${label(v.node, ms)}`,
-          `desired     ${v.desired}`,
-          `state       ${v.state}${v.reason !== undefined ? ` (${v.reason})` : ''}`,
-          `version     ${v.version}`,
-          `spec        ${JSON.stringify(v.spec)}`,
-          '',
-          table(
-            v.events.map((e) => ({
-              time: e.atMs > 0 ? new Date(e.atMs).toISOString() : '-',
-              ...e,
-            })),
-            ['time', 'version', 'state', 'reason'],
-          ),
-        ].join('\n'),
+  withConnect(
+    vm.command('status <name>').description('a VM (or a group of instances): spec, state, events'),
+  ).action(async (name: string, o: Opts) => {
+    const c = await connect(o);
+    let found: Record<string, unknown>;
+    let ms: MemberRow[];
+    try {
+      found = await c.request({ op: 'vm.get', name }).catch(async (e: unknown) => {
+        // A group's name: its instances, one line each.
+        if (!(e instanceof CliError) || e.exitCode !== EXIT.notFound) throw e;
+        const g = await c.request({ op: 'vm.list', group: name });
+        if ((g.vms as VmView[]).length === 0) throw e;
+        return g;
+      });
+      // Tables name nodes; --json keeps the IDs.
+      ms = o.json === true ? [] : await fetchMembers(c);
+    } finally {
+      await c.close();
+    }
+    const nodeOf = (id: string): string => (id === '' ? '(not placed)' : label(id, ms));
+    if (found.vms !== undefined) {
+      const rows = found.vms as VmView[];
+      print(o, rows, () =>
+        table(
+          rows.map((r) => ({ ...r, node: nodeOf(r.node) })),
+          ['name', 'version', 'node', 'desired', 'state', 'placement'],
+        ),
       );
-    },
-  );
+      return;
+    }
+    const v = found.vm as VmView;
+    print(o, v, () =>
+      [
+        `name        ${v.name}`,
+        `node        ${nodeOf(v.node)}`,
+        ...(v.placement !== undefined ? [`placement   ${v.placement}`] : []),
+        `desired     ${v.desired}`,
+        `state       ${v.state}${v.reason !== undefined ? ` (${v.reason})` : ''}`,
+        `version     ${v.version}`,
+        `spec        ${JSON.stringify(v.spec)}`,
+        '',
+        table(
+          v.events.map((e) => ({
+            time: e.atMs > 0 ? new Date(e.atMs).toISOString() : '-',
+            ...e,
+          })),
+          ['time', 'version', 'state', 'reason'],
+        ),
+      ].join('\n'),
+    );
+  });
 
   withConnect(vm.command('logs <name>').description("a VM's serial console, from its node"))
     .option('--follow', 'keep printing what the console writes')

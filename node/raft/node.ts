@@ -38,6 +38,9 @@ import {
 import type { Disk } from './disk.ts';
 import type { DurableStorage } from './storage.ts';
 
+/** Peers whose last message contact() remembers at most. */
+export const HEARD_PEERS_MAX = 4096;
+
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();
 
@@ -160,6 +163,8 @@ export class RaftNode {
   /** The leader last seen in a Ready's soft state ('' for none). */
   private knownLeader = '';
   private stopped = false;
+  /** The tick of the last message from each peer (contact()). */
+  private readonly heard = new Map<NodeId, number>();
 
   constructor(opts: RaftNodeOptions) {
     this.opts = opts;
@@ -196,8 +201,34 @@ export class RaftNode {
     this.pump();
   }
 
+  /**
+   * Ticks since a message from each peer, and since one from the leader this node follows (0 on
+   * the leader itself; Infinity with no leader or never heard). The leader's lifecycle marks
+   * silent nodes down from the first; a node fences itself from the second (docs/scheduling.md).
+   */
+  contact(): {
+    readonly ticks: number;
+    readonly heard: ReadonlyMap<NodeId, number>;
+    leaderAgeTicks: number;
+  } {
+    const st = this.rn.status();
+    let leaderAgeTicks = Number.POSITIVE_INFINITY;
+    if (st.lead === this.id) leaderAgeTicks = 0;
+    else if (st.lead !== '') {
+      const at = this.heard.get(st.lead);
+      if (at !== undefined) leaderAgeTicks = this.ticks - at;
+    }
+    return { ticks: this.ticks, heard: this.heard, leaderAgeTicks };
+  }
+
   receive(m: Message): void {
     if (this.stopped) return;
+    if (m.from !== this.id) {
+      // Only members hold the cluster secret, so the senders are few; a flood of forged IDs
+      // from a member would only reset what the leader's lifecycle knows.
+      if (this.heard.size >= HEARD_PEERS_MAX && !this.heard.has(m.from)) this.heard.clear();
+      this.heard.set(m.from, this.ticks);
+    }
     // Bad messages are dropped and counted by the core (status().stats.dropped); a RaftError
     // here would be a refused forwarded proposal, also counted by the core. A broken invariant
     // (RaftError INVARIANT) is a bug, not bad input: it must not be swallowed.

@@ -38,7 +38,7 @@ export function checkPlan(
     if (d === undefined) return stale(`group ${p.group} has no spec at index ${view.index}`);
     if (view.generations[p.group] !== p.generation || d.generation !== p.generation) {
       return stale(
-        `planned for generation ${p.generation}, the spec is now at ${view.generations[p.group]}`,
+        `planned for generation ${p.generation}, the spec is now at ${view.generations[p.group] ?? `none (no generation in the view at ${view.index})`}`,
       );
     }
     if (!isInstanceOf(p.instance, d))
@@ -61,6 +61,6 @@ export function checkPlan(
 }
 
 function isInstanceOf(instance: string, d: Demand): boolean {
-  for (let k = 0; k < d.count; k++) if (instanceName(d.group, k) === instance) return true;
+  for (let k = 0; k < d.count; k++) if (instanceName(d.group, k, d.count) === instance) return true;
   return false;
 }

@@ -16,9 +16,9 @@ describe('feasibility: each filter, counted in the failure', () => {
       node('c', { status: 'ineligible' }),
       node('d'),
     ]);
-    expect(where(place(v, [demand('web')], 1))).toEqual({ 'web-0': 'd' });
+    expect(where(place(v, [demand('web')], 1))).toEqual({ web: 'd' });
     const r = place(view(v.nodes.slice(0, 3)), [demand('web')], 1);
-    expect(r.failures[0]!.message).toBe('web-0: no node fits: 3 nodes not ready');
+    expect(r.failures[0]!.message).toBe('web: no node fits: 3 nodes not ready');
   });
 
   it('backend: the node must have proved it', () => {
@@ -26,21 +26,21 @@ describe('feasibility: each filter, counted in the failure', () => {
       node('a', { backends: ['qemu'] }),
       node('b', { backends: ['qemu', 'firecracker'] }),
     ]);
-    expect(where(place(v, [demand('fc', { backend: 'firecracker' })], 1))).toEqual({ 'fc-0': 'b' });
+    expect(where(place(v, [demand('fc', { backend: 'firecracker' })], 1))).toEqual({ fc: 'b' });
     const r = place(v, [demand('m', { backend: 'microvm' })], 1);
-    expect(r.failures[0]!.message).toBe('m-0: no node fits: 2 nodes lacked the backend microvm');
+    expect(r.failures[0]!.message).toBe('m: no node fits: 2 nodes lacked the backend microvm');
   });
 
   it('constraints, named in the reason; name constraints too', () => {
     const v = view([node('a', { labels: { zone: 'a' } }), node('b', { labels: { zone: 'b' } })]);
     expect(where(place(v, [demand('w', { constraints: [eq('label.zone', 'b')] })], 1))).toEqual({
-      'w-0': 'b',
+      w: 'b',
     });
     expect(where(place(v, [demand('w', { constraints: [eq('name', 'a')] })], 1))).toEqual({
-      'w-0': 'a',
+      w: 'a',
     });
     const r = place(v, [demand('w', { constraints: [eq('label.zone', 'c')] })], 1);
-    expect(r.failures[0]!.message).toBe('w-0: no node fits: 2 filtered by label.zone = c');
+    expect(r.failures[0]!.message).toBe('w: no node fits: 2 filtered by label.zone = c');
   });
 
   it('distinct: instances of a group go to distinct nodes unless sharing is allowed', () => {
@@ -72,7 +72,7 @@ describe('feasibility: each filter, counted in the failure', () => {
     const r = place(view(nodes, taken), [d], 7);
     expect(r.failures[0]!.filtered).toEqual({ memory: 2, 'constraint label.zone != a': 1, cpu: 1 });
     expect(r.failures[0]!.message).toBe(
-      'web-0: no node fits: 2 nodes lacked memory, 1 filtered by label.zone != a, 1 node lacked cpus',
+      'web: no node fits: 2 nodes lacked memory, 1 filtered by label.zone != a, 1 node lacked cpus',
     );
   });
 
@@ -95,7 +95,7 @@ describe('feasibility: each filter, counted in the failure', () => {
     );
     expect(unplaceable(v, demand('w', { count: 2 }))).toBeUndefined(); // allocations do not count here
     expect(unplaceable(v, demand('w', { resources: { cpus: 1, memoryMiB: 20_000 } }))).toBe(
-      'even with no VM placed, w-0: no node fits: 2 nodes lacked memory',
+      'even with no VM placed, w: no node fits: 2 nodes lacked memory',
     );
     expect(unplaceable(v, demand('w', { constraints: [eq('arch', 'aarch64')] }))).toMatch(
       /2 filtered by arch = aarch64/,
@@ -189,9 +189,9 @@ describe('ranking: each term', () => {
       [{ instance: 'x-0', group: 'x', node: 'a', resources: { cpus: 4, memoryMiB: 8192 } }],
     );
     expect(place(v, [demand('w')], 1).placements[0]!.node).toBe('a');
-    const r = place(v, [demand('w', { failedNodes: { 'w-0': 'a' } })], 1);
+    const r = place(v, [demand('w', { failedNodes: { w: 'a' } })], 1);
     expect(r.placements[0]!.node).toBe('b');
-    const alone = place(view([node('a')]), [demand('w', { failedNodes: { 'w-0': 'a' } })], 1);
+    const alone = place(view([node('a')]), [demand('w', { failedNodes: { w: 'a' } })], 1);
     expect(alone.placements[0]!.score.failedNode).toBe(FAILED_NODE_PENALTY);
   });
 
@@ -252,7 +252,7 @@ describe('determinism and the bounded sample', () => {
   it('full-scan fallback: a single feasible node among 5,000 is found', () => {
     const d = demand('w', { constraints: [eq('name', 'n04321')] });
     const r = place(view(nodes), [d], 3);
-    expect(where(r)).toEqual({ 'w-0': 'n04321' });
+    expect(where(r)).toEqual({ w: 'n04321' });
     expect(r.placements[0]!.scored).toBe(1);
   });
 
@@ -275,7 +275,7 @@ describe('determinism and the bounded sample', () => {
 
   it('an empty cluster and a group scaled to 0', () => {
     expect(place(view([]), [demand('w')], 1).failures[0]!.message).toBe(
-      'w-0: no node fits: the cluster has no nodes',
+      'w: no node fits: the cluster has no nodes',
     );
     expect(place(view([node('a')]), [demand('w', { count: 0 })], 1)).toEqual({
       index: 100,

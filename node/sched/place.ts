@@ -21,9 +21,9 @@ import {
   type ScoreBreakdown,
 } from './types.ts';
 
-/** Instance names of a group: `web-0`, `web-1`, ... */
-export function instanceName(group: string, k: number): string {
-  return `${group}-${k}`;
+/** Instance names of a group: the group's own name when it has one instance, else `web-0`, `web-1`, ... */
+export function instanceName(group: string, k: number, count: number): string {
+  return count === 1 ? group : `${group}-${k}`;
 }
 
 export function place(
@@ -100,7 +100,7 @@ function placeGroup(
   const rank = rankState(ix, d);
   let failed: Failure | undefined;
   for (let k = 0; k < d.count; k++) {
-    const instance = instanceName(d.group, k);
+    const instance = instanceName(d.group, k, d.count);
     if (ix.placed.has(instance)) continue;
     // Resources only shrink and distinct nodes only get fewer within a batch: once one instance
     // of the group fits nowhere, the next cannot either, and a second full scan would be waste.

@@ -32,7 +32,35 @@ export const LABEL_VALUE_BYTES_MAX = 255;
 const LABEL_KEY = /^[a-z0-9][a-z0-9._-]*$/;
 const PRINTABLE = /^[\x20-\x7e]*$/;
 
+/**
+ * What happens to an instance that failed beyond its restart policy on its node (Nomad's
+ * reschedule block): it is placed again, away from that node when another fits, after `delayMs`
+ * (doubled per earlier reschedule with `exponential`, up to `maxDelayMs`), at most `attempts` times
+ * per `intervalMs` (`attempts: 0`: never; `unlimited: true`: no count).
+ */
+export interface ReschedulePolicy {
+  readonly attempts: number;
+  readonly intervalMs: number;
+  readonly delayMs: number;
+  readonly delayFunction: 'constant' | 'exponential';
+  readonly maxDelayMs: number;
+  readonly unlimited: boolean;
+}
+
+/** Nomad's service-job defaults, in spirit: unlimited, exponential from 30 s up to one hour. */
+export const RESCHEDULE_DEFAULT: ReschedulePolicy = {
+  attempts: 0,
+  intervalMs: 0,
+  delayMs: 30_000,
+  delayFunction: 'exponential',
+  maxDelayMs: 3_600_000,
+  unlimited: true,
+};
+export const RESCHEDULE_ATTEMPTS_MAX = 100;
+export const RESCHEDULE_MS_MAX = 7 * 86_400_000;
+
 export interface PlacementFields {
+  readonly reschedule?: ReschedulePolicy;
   readonly count: number;
   readonly constraints: readonly Constraint[];
   readonly affinities: readonly Affinity[];
@@ -48,6 +76,7 @@ export const PLACEMENT_FIELDS = [
   'spread',
   'allowSharing',
   'packing',
+  'reschedule',
 ] as const;
 
 export interface FieldIssue {
@@ -96,8 +125,11 @@ export function validatePlacementFields(input: Obj): PlacementFieldsResult {
   if (input.packing !== undefined && input.packing !== 'binpack' && input.packing !== 'spread') {
     fail('packing', `must be "binpack" or "spread", got ${JSON.stringify(input.packing)}`);
   }
+  const reschedule =
+    input.reschedule === undefined ? undefined : parseReschedule(input.reschedule, fail);
   if (errors.length > 0) return { ok: false, errors };
   const fields: PlacementFields = {
+    ...(reschedule === undefined ? {} : { reschedule }),
     count,
     constraints,
     affinities,
@@ -106,6 +138,50 @@ export function validatePlacementFields(input: Obj): PlacementFieldsResult {
     packing: (input.packing as Packing | undefined) ?? 'binpack',
   };
   return { ok: true, fields };
+}
+
+function parseReschedule(v: unknown, fail: Fail): ReschedulePolicy | undefined {
+  if (!isObj(v)) return fail('reschedule', `must be an object, got ${typeName(v)}`);
+  const known = ['attempts', 'intervalMs', 'delayMs', 'delayFunction', 'maxDelayMs', 'unlimited'];
+  for (const k of Object.keys(v))
+    if (!known.includes(k)) fail(`reschedule.${k}`, `unknown field (allowed: ${known.join(', ')})`);
+  const ms = (k: string) =>
+    intField(v[k], `reschedule.${k}`, 0, RESCHEDULE_MS_MAX, 'RESCHEDULE_MS_MAX: 7 days', fail);
+  const attempts = intField(
+    v.attempts,
+    'reschedule.attempts',
+    0,
+    RESCHEDULE_ATTEMPTS_MAX,
+    'RESCHEDULE_ATTEMPTS_MAX',
+    fail,
+  );
+  const intervalMs = ms('intervalMs');
+  const delayMs = ms('delayMs');
+  const maxDelayMs = ms('maxDelayMs');
+  if (
+    v.delayFunction !== undefined &&
+    v.delayFunction !== 'constant' &&
+    v.delayFunction !== 'exponential'
+  )
+    fail(
+      'reschedule.delayFunction',
+      `must be "constant" or "exponential", got ${JSON.stringify(v.delayFunction)}`,
+    );
+  if (v.unlimited !== undefined && typeof v.unlimited !== 'boolean')
+    fail('reschedule.unlimited', `must be true or false, got ${JSON.stringify(v.unlimited)}`);
+  const unlimited = (v.unlimited as boolean | undefined) ?? attempts === undefined;
+  const policy: ReschedulePolicy = {
+    attempts: attempts ?? 0,
+    intervalMs: intervalMs ?? 3_600_000,
+    delayMs: delayMs ?? RESCHEDULE_DEFAULT.delayMs,
+    delayFunction:
+      (v.delayFunction as ReschedulePolicy['delayFunction'] | undefined) ?? 'exponential',
+    maxDelayMs: maxDelayMs ?? RESCHEDULE_DEFAULT.maxDelayMs,
+    unlimited,
+  };
+  if (policy.maxDelayMs < policy.delayMs)
+    fail('reschedule.maxDelayMs', `${policy.maxDelayMs} is below delayMs ${policy.delayMs}`);
+  return policy;
 }
 
 function intField(

@@ -11,7 +11,10 @@
 
 import { Packr } from 'msgpackr';
 import { assert, assertSafeIndex } from '../../consensus/assert.ts';
+import type { ClusterView } from '../sched/types.ts';
 import { KEY_BYTES_MAX, VALUE_BYTES_MAX } from './kv_limits.ts';
+import { type NodeCommand, type NodeInfo, NodeTable, nodeCommandProblem } from './nodes.ts';
+import { clusterView } from './view.ts';
 import {
   type VmCommand,
   type VmEntry,
@@ -26,7 +29,7 @@ export { KEY_BYTES_MAX, VALUE_BYTES_MAX };
 /** Longest request ID carried in an entry. */
 export const REQUEST_ID_BYTES_MAX = 128;
 /** Format of snapshot() images; restore() refuses others. */
-export const SNAPSHOT_VERSION = 4;
+export const SNAPSHOT_VERSION = 5;
 /**
  * Removed members remembered (tombstones); beyond this the one removed longest ago is forgotten.
  * A removed node learns of its removal from them, and a removed ID cannot be recorded again.
@@ -80,12 +83,14 @@ export type Command =
   | { readonly op: 'member.put'; readonly member: Member }
   /** `atMs`: the proposer's clock, for the events of the VMs it releases. */
   | { readonly op: 'member.remove'; readonly id: string; readonly atMs?: number }
+  | NodeCommand
   | VmCommand;
 
 export type Query =
   | { readonly op: 'kv.get'; readonly key: string }
   | { readonly op: 'kv.list'; readonly prefix: string; readonly limit?: number }
   | { readonly op: 'members' }
+  | { readonly op: 'nodes' }
   | VmQuery;
 
 export interface KvEntry {
@@ -118,6 +123,10 @@ export type Result =
       readonly members?: readonly Member[];
       readonly vm?: VmEntry;
       readonly vms?: readonly VmEntry[];
+      readonly nodes?: readonly NodeInfo[];
+      readonly node?: NodeInfo;
+      /** vm.place: one verdict per placement, `ok` or why it was refused. */
+      readonly verdicts?: readonly string[];
     }
   | {
       readonly ok: false;
@@ -188,7 +197,15 @@ export function commandProblem(c: unknown): string | undefined {
     case 'member.remove':
       if (o.atMs !== undefined && !Number.isSafeInteger(o.atMs)) return 'atMs must be an integer';
       return isString(o.id) && o.id.length > 0 ? undefined : 'id must be a non-empty string';
+    case 'node.register':
+    case 'node.status':
+    case 'node.eligibility':
+    case 'node.drain':
+      return nodeCommandProblem(o);
     case 'vm.put':
+    case 'vm.place':
+    case 'vm.unplaced':
+    case 'vm.release':
     case 'vm.stop':
     case 'vm.rm':
     case 'vm.report':
@@ -210,6 +227,7 @@ export function queryProblem(q: unknown): string | undefined {
         return 'limit must be a positive integer';
       return undefined;
     case 'members':
+    case 'nodes':
       return undefined;
     case 'vm.get':
     case 'vm.list':
@@ -276,6 +294,8 @@ export class StateMachine {
   private sessions = new Map<string, Session>();
   /** The VM table (node/state/vms.ts). */
   readonly vms = new VmTable();
+  /** The node table: capacity, labels, lifecycle (node/state/nodes.ts). */
+  readonly nodes = new NodeTable();
   /** Index of the last entry applied (or of the snapshot restored). */
   private appliedIndex = 0;
 
@@ -344,19 +364,49 @@ export class StateMachine {
         // A tombstone even without a record (a node removed before its record was committed):
         // the ID is what must not come back. Repeating a removal changes nothing more.
         this.members.delete(c.id);
+        this.nodes.forget(c.id);
         this.tombstone(c.id, index);
-        // Its VMs are released: unplaced until placed again (pcr vm run --on, or the scheduler).
+        // Its VMs are released: unplaced until the leader's loop places them again.
         this.vms.release(c.id, index, c.atMs ?? 0, `its node ${c.id} was removed from the cluster`);
         return { ok: true, revision: index };
+      case 'node.register':
+      case 'node.status':
+      case 'node.eligibility':
+      case 'node.drain': {
+        const r = this.nodes.apply(index, c, (id) => this.members.has(id));
+        if (!r.ok) return r;
+        // Marked down: the node fenced itself by now (docs/scheduling.md, "Fencing"); its
+        // instances may be placed elsewhere.
+        if (c.op === 'node.status' && c.down)
+          this.vms.release(c.id, index, c.atMs, `its node ${this.nameOf(c.id)} is down`);
+        return { ok: true, revision: index, ...(r.node !== undefined ? { node: r.node } : {}) };
+      }
       case 'vm.put':
+      case 'vm.place':
+      case 'vm.unplaced':
+      case 'vm.release':
       case 'vm.stop':
       case 'vm.rm':
       case 'vm.report':
         return this.vmResult(
-          this.vms.apply(index, c, (id) => this.members.has(id)),
+          this.vms.apply(index, c, {
+            isMember: (id) => this.members.has(id),
+            view: () => this.view(),
+            nameOf: (id) => this.nameOf(id),
+          }),
           index,
         );
     }
+  }
+
+  /** The cluster as placement sees it at the applied index (node/state/view.ts). */
+  view(): ClusterView {
+    return clusterView(this.appliedIndex, this.nodes, this.vms, (id) => this.nameOf(id));
+  }
+
+  /** A member's name, or its ID when it has none (records from before names). */
+  nameOf(id: string): string {
+    return this.members.get(id)?.name ?? id;
   }
 
   private vmResult(r: VmResult, revision: number): Result {
@@ -366,6 +416,7 @@ export class StateMachine {
       revision,
       ...(r.vm !== undefined ? { vm: r.vm } : {}),
       ...(r.vms !== undefined ? { vms: r.vms } : {}),
+      ...(r.verdicts !== undefined ? { verdicts: r.verdicts } : {}),
     };
   }
 
@@ -486,6 +537,8 @@ export class StateMachine {
             a.id < b.id ? -1 : a.id > b.id ? 1 : 0,
           ),
         };
+      case 'nodes':
+        return { ok: true, revision: this.appliedIndex, nodes: this.nodes.list() };
       case 'vm.get':
       case 'vm.list':
         return this.vmResult(this.vms.query(query), this.appliedIndex);
@@ -514,21 +567,25 @@ export class StateMachine {
       sessions,
       this.vms.rows(),
       [...this.removed.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+      this.nodes.rows(),
     ]);
   }
 
   /** Replaces the state by a snapshot image. Throws on an image it cannot read (nothing changes). */
   restore(data: Uint8Array): void {
     const raw = packr.unpack(data) as unknown;
-    // Versions 2 (before the VM table) and 3 (before tombstones) are still read.
+    // Versions 2 (before the VM table), 3 (before tombstones) and 4 (before the node table)
+    // are still read.
     const v2 = Array.isArray(raw) && raw.length === 5 && raw[0] === 2;
     const v3 = Array.isArray(raw) && raw.length === 6 && raw[0] === 3;
-    const v4 = Array.isArray(raw) && raw.length === 7 && raw[0] === SNAPSHOT_VERSION;
-    if (!v2 && !v3 && !v4) {
-      throw new Error(`state machine: not a version 2, 3 or ${SNAPSHOT_VERSION} snapshot`);
+    const v4 = Array.isArray(raw) && raw.length === 7 && raw[0] === 4;
+    const v5 = Array.isArray(raw) && raw.length === 8 && raw[0] === SNAPSHOT_VERSION;
+    if (!v2 && !v3 && !v4 && !v5) {
+      throw new Error(`state machine: not a version 2 to ${SNAPSHOT_VERSION} snapshot`);
     }
-    const [, applied, kvRows, memberRows, sessionRows, vmRows, removedRows] = raw as [
+    const [, applied, kvRows, memberRows, sessionRows, vmRows, removedRows, nodeRows] = raw as [
       number,
+      unknown,
       unknown,
       unknown,
       unknown,
@@ -578,8 +635,12 @@ export class StateMachine {
         throw new Error('state machine: malformed snapshot member row');
       members.set(id as string, m as Member);
     }
-    const removed = restoreTombstones(v4 ? removedRows : []);
+    const removed = restoreTombstones(v4 || v5 ? removedRows : []);
+    // Each table checks its rows before any is replaced (a throw leaves the state as it was).
+    const probeNodes = new NodeTable();
+    probeNodes.restore(v5 ? nodeRows : []);
     this.vms.restore(v2 ? [] : vmRows);
+    this.nodes.restore(v5 ? nodeRows : []);
     this.kv = kv;
     this.members = members;
     this.removed = removed;

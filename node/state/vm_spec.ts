@@ -4,6 +4,7 @@
 // names is node/vmm/spec.ts.
 
 import { createHash } from 'node:crypto';
+import { PLACEMENT_FIELDS, type PlacementFields, validatePlacementFields } from '../sched/spec.ts';
 import { canonicalJson } from './canonical_json.ts';
 
 export const VM_SPEC_VERSION = 1;
@@ -64,6 +65,12 @@ export interface VmSpec {
   readonly network: VmNetwork;
   readonly restart: RestartPolicy;
   readonly hypervisor?: Hypervisor;
+  /**
+   * Where the cluster may run it (docs/scheduling.md): set when the spec names any placement
+   * field (`count`, `constraints`, ...). Not part of specHash: moving or scaling a group does not
+   * restart its running instances.
+   */
+  readonly placement?: PlacementFields;
 }
 
 export interface SpecIssue {
@@ -99,6 +106,7 @@ const TOP_FIELDS = [
   'network',
   'restart',
   'hypervisor',
+  ...PLACEMENT_FIELDS,
 ];
 
 /** Validates a parsed spec. Pure; collects every error; unknown fields are refused. */
@@ -127,11 +135,22 @@ export function validateVmSpec(input: unknown): SpecResult {
     input.restart === undefined ? { policy: 'never' } : parseRestart(input.restart, fail);
   const hypervisor = parseHypervisor(input.hypervisor, fail);
   checkBootFields(input, fail);
+  const placement = parsePlacement(input, errors);
 
   if (errors.length > 0 || name === undefined) return { ok: false, errors };
   const spec: VmSpec =
     boot.runner !== undefined
-      ? { version: 1, name, runner: boot.runner, disks: [], vcpus, memoryMiB, network, restart }
+      ? {
+          version: 1,
+          name,
+          runner: boot.runner,
+          disks: [],
+          vcpus,
+          memoryMiB,
+          network,
+          restart,
+          ...(placement !== undefined ? { placement } : {}),
+        }
       : {
           version: 1,
           name,
@@ -144,8 +163,33 @@ export function validateVmSpec(input: unknown): SpecResult {
           network,
           restart,
           hypervisor: hypervisor ?? 'qemu',
+          ...(placement !== undefined ? { placement } : {}),
         };
   return { ok: true, spec };
+}
+
+/** The placement fields when the spec names any (their errors join the spec's). */
+function parsePlacement(input: Obj, errors: SpecIssue[]): PlacementFields | undefined {
+  if (!PLACEMENT_FIELDS.some((f) => input[f] !== undefined)) return undefined;
+  const r = validatePlacementFields(input);
+  if (!r.ok) {
+    errors.push(...r.errors);
+    return undefined;
+  }
+  return r.fields;
+}
+
+/** The placement fields of a spec, defaults when it names none. */
+export function placementOf(spec: VmSpec): PlacementFields {
+  return (
+    spec.placement ?? {
+      count: 1,
+      constraints: [],
+      affinities: [],
+      allowSharing: false,
+      packing: 'binpack',
+    }
+  );
 }
 
 function checkVersion(version: unknown, fail: Fail): void {
@@ -354,7 +398,8 @@ export function formatSpecErrors(errors: readonly SpecIssue[]): string {
 
 /** SHA-256 (hex) of the spec's canonical JSON (keys sorted): equal specs, equal hashes. */
 export function specHash(spec: VmSpec): string {
-  return createHash('sha256').update(canonicalJson(spec)).digest('hex');
+  const { placement: _placement, ...runtime } = spec;
+  return createHash('sha256').update(canonicalJson(runtime)).digest('hex');
 }
 
 function isObj(v: unknown): v is Obj {

@@ -161,6 +161,35 @@ describe('VM table', () => {
     expect(put(11, 'db')).toMatchObject({ vm: { generation: 11, version: 1 } });
   });
 
+  it('gives every instance of a group its group version, also instances a put adds', () => {
+    const sm = withMember();
+    const put = (index: number, count: number) =>
+      sm.apply(index, {
+        op: 'vm.put',
+        node: 'n1',
+        atMs: index,
+        spec: { version: 1, name: 'web', runner: RUNNER, count },
+      });
+    const versions = () => {
+      const r = sm.query({ op: 'vm.list' });
+      return r.ok ? r.vms!.map((v) => [v.name, v.version]) : [];
+    };
+    put(2, 2);
+    expect(versions()).toEqual([
+      ['web-0', 1],
+      ['web-1', 1],
+    ]);
+    put(3, 3);
+    expect(versions()).toEqual([
+      ['web-0', 2],
+      ['web-1', 2],
+      ['web-2', 2],
+    ]);
+    // Down to one instance, which takes the group's plain name: the group's count goes on.
+    put(4, 1);
+    expect(versions()).toEqual([['web', 3]]);
+  });
+
   it('restores snapshot rows written before versions as version 1; refuses a bad version', () => {
     const sm = withMember();
     const put = (index: number) =>

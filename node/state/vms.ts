@@ -6,17 +6,23 @@
 // keeps the normalized form, so a spec that the validator refuses is never stored. The Raft index
 // of the put is the VM's generation: the node's agent starts a failed VM again only for a newer
 // generation, and a report for an older generation is ignored (docs/vmm.md, docs/protocols.md).
-// Its version is what people read: 1 for the first spec of a name, one more at each put that
-// replaces it (counted at apply, so every member holds the same number).
+// Its version is what people read: 1 for the first spec of a name (a group), one more at each
+// put that replaces it (counted at apply, so every member holds the same number; D28).
 
-import { formatSpecErrors, type VmSpec, validateVmSpec } from './vm_spec.ts';
+import { checkPlan } from '../sched/check.ts';
+import { demandOf } from '../sched/demand.ts';
+import { instanceName } from '../sched/place.ts';
+import type { ClusterView, Demand, Placement, Resources } from '../sched/types.ts';
+import { formatSpecErrors, placementOf, type VmSpec, validateVmSpec } from './vm_spec.ts';
 
 /** VMs the cluster holds at most. */
 export const VMS_MAX = 10_000;
 /** Events kept per VM (the oldest go first). */
 export const VM_EVENTS_MAX = 32;
-/** Longest reason a report may carry. */
+/** Longest reason a report may carry, and the longest placement explanation kept. */
 export const VM_REASON_BYTES_MAX = 1024;
+/** Placements one vm.place carries at most (the leader's loop splits a bigger batch). */
+export const VM_PLACE_BATCH_MAX = 500;
 
 export type VmState =
   | 'pending'
@@ -46,23 +52,78 @@ export interface VmEvent {
 }
 
 export interface VmEntry {
+  /** The instance's name: the spec's name when count is 1, else `<group>-<k>`. */
   readonly name: string;
+  /** The spec's name (the group of instances). */
+  readonly group: string;
+  /** The group's spec with `name` set to the instance's (the VMM runs it under that name). */
   readonly spec: VmSpec;
-  /** The member that runs it; '' while unplaced (its node was removed). */
+  /** The member that runs it; '' while unplaced (the scheduler has not placed it yet). */
   readonly node: string;
   /** Raft index of the vm.put that set the spec. */
   readonly generation: number;
-  /** 1 for the first spec of this name, +1 at each vm.put that replaced it (what tables show). */
+  /** 1 for the group's first spec, +1 at each vm.put that replaced it (what tables show). */
   readonly version: number;
   readonly desired: 'running' | 'stopped';
   /** Last reported by the node (`pending` until it reports). */
   readonly state: VmState;
   readonly reason?: string;
   readonly events: readonly VmEvent[];
+  /** The last placement's explanation: where and its score, or why it fits nowhere. */
+  readonly placement?: string;
+  /** Reschedules after a failure, oldest first (bounded: RESCHEDULES_KEPT). */
+  readonly reschedules?: readonly { readonly node: string; readonly atMs: number }[];
+}
+
+/** Reschedules remembered per instance (the policy counts those within its interval). */
+export const RESCHEDULES_KEPT = 16;
+
+/** One placement the leader's loop proposes (a Placement of node/sched, flattened). */
+export interface PlacedInstance {
+  readonly instance: string;
+  readonly group: string;
+  readonly generation: number;
+  readonly node: string;
+  readonly resources: Resources;
+  /** The score total and how many nodes were ranked: for the explanation only. */
+  readonly score: number;
+  readonly scored: number;
+}
+
+/** What the VM table needs of the rest of the state to apply placement commands. */
+export interface PlacementContext {
+  isMember(id: string): boolean;
+  /** The cluster as committed now (node table and this VM table; node/state/view.ts). */
+  view(): ClusterView;
+  /** A member's display name, for explanations. */
+  nameOf(id: string): string;
 }
 
 export type VmCommand =
-  | { readonly op: 'vm.put'; readonly spec: unknown; readonly node: string; readonly atMs: number }
+  /** `node`: only in entries written before the scheduler (pinned, placed without a check). */
+  | { readonly op: 'vm.put'; readonly spec: unknown; readonly node?: string; readonly atMs: number }
+  | {
+      readonly op: 'vm.place';
+      readonly viewIndex: number;
+      readonly placements: readonly PlacedInstance[];
+      readonly atMs: number;
+    }
+  | {
+      readonly op: 'vm.unplaced';
+      readonly group: string;
+      readonly generation: number;
+      readonly message: string;
+      readonly atMs: number;
+    }
+  | {
+      readonly op: 'vm.release';
+      readonly name: string;
+      readonly generation: number;
+      readonly reason: string;
+      readonly atMs: number;
+      /** A reschedule after a failure: remembered, and its node ranked last for it. */
+      readonly failed?: boolean;
+    }
   | { readonly op: 'vm.stop'; readonly name: string; readonly atMs: number }
   | { readonly op: 'vm.rm'; readonly name: string }
   | {
@@ -77,26 +138,67 @@ export type VmCommand =
 
 export type VmQuery =
   | { readonly op: 'vm.get'; readonly name: string }
-  | { readonly op: 'vm.list'; readonly node?: string };
+  | { readonly op: 'vm.list'; readonly node?: string; readonly group?: string };
 
 export type VmResult =
-  | { ok: true; vm?: VmEntry; vms?: VmEntry[] }
+  | { ok: true; vm?: VmEntry; vms?: VmEntry[]; verdicts?: string[] }
   | { ok: false; code: 'notFound' | 'invalid' | 'stale'; message: string };
 
 const nonEmpty = (x: unknown): x is string => typeof x === 'string' && x.length > 0;
 
+const textProblem = (x: unknown, field: string): string | undefined =>
+  typeof x !== 'string' || Buffer.byteLength(x) > VM_REASON_BYTES_MAX
+    ? `${field} must be a string of at most VM_REASON_BYTES_MAX (${VM_REASON_BYTES_MAX}) bytes`
+    : undefined;
+
+function placedProblem(p: unknown): string | undefined {
+  if (typeof p !== 'object' || p === null) return 'a placement must be an object';
+  const o = p as Record<string, unknown>;
+  const r = o.resources as Record<string, unknown> | null | undefined;
+  if (!nonEmpty(o.instance) || !nonEmpty(o.group) || !nonEmpty(o.node))
+    return 'a placement needs instance, group and node';
+  if (!Number.isSafeInteger(o.generation) || !Number.isSafeInteger(o.scored))
+    return 'a placement needs integer generation and scored';
+  if (typeof o.score !== 'number' || !Number.isFinite(o.score)) return 'score must be a number';
+  if (
+    typeof r !== 'object' ||
+    r === null ||
+    !Number.isSafeInteger(r.cpus) ||
+    !Number.isSafeInteger(r.memoryMiB)
+  )
+    return 'a placement needs integer resources';
+  return undefined;
+}
+
 /** Shape problems of a vm command (state-independent), or undefined. */
 export function vmCommandProblem(o: Record<string, unknown>): string | undefined {
+  if (!Number.isSafeInteger(o.atMs) && o.op !== 'vm.rm') return 'atMs must be an integer';
   switch (o.op) {
     case 'vm.put': {
-      if (!nonEmpty(o.node)) return 'node must be a member id';
-      if (!Number.isSafeInteger(o.atMs)) return 'atMs must be an integer';
+      if (o.node !== undefined && !nonEmpty(o.node)) return 'node must be a member id';
       const r = validateVmSpec(o.spec);
       return r.ok ? undefined : formatSpecErrors(r.errors);
     }
+    case 'vm.place':
+      if (!Number.isSafeInteger(o.viewIndex)) return 'viewIndex must be an integer';
+      if (!Array.isArray(o.placements) || o.placements.length > VM_PLACE_BATCH_MAX)
+        return `placements must be a list of at most VM_PLACE_BATCH_MAX (${VM_PLACE_BATCH_MAX})`;
+      for (const p of o.placements) {
+        const why = placedProblem(p);
+        if (why !== undefined) return why;
+      }
+      return undefined;
+    case 'vm.unplaced':
+      if (!nonEmpty(o.group) || !Number.isSafeInteger(o.generation))
+        return 'vm.unplaced needs group and generation';
+      return textProblem(o.message, 'message');
+    case 'vm.release':
+      if (!nonEmpty(o.name) || !Number.isSafeInteger(o.generation))
+        return 'vm.release needs name and generation';
+      if (o.failed !== undefined && typeof o.failed !== 'boolean')
+        return 'failed must be a boolean';
+      return textProblem(o.reason, 'reason');
     case 'vm.stop':
-      if (!Number.isSafeInteger(o.atMs)) return 'atMs must be an integer';
-      return nonEmpty(o.name) ? undefined : 'name must be a non-empty string';
     case 'vm.rm':
       return nonEmpty(o.name) ? undefined : 'name must be a non-empty string';
     case 'vm.report':
@@ -104,13 +206,7 @@ export function vmCommandProblem(o: Record<string, unknown>): string | undefined
       if (!Number.isSafeInteger(o.generation) || (o.generation as number) < 1)
         return 'generation must be a positive integer';
       if (!VM_STATES.includes(o.state as VmState)) return `unknown VM state ${String(o.state)}`;
-      if (!Number.isSafeInteger(o.atMs)) return 'atMs must be an integer';
-      if (
-        o.reason !== undefined &&
-        (typeof o.reason !== 'string' || Buffer.byteLength(o.reason) > VM_REASON_BYTES_MAX)
-      )
-        return `reason must be a string of at most VM_REASON_BYTES_MAX (${VM_REASON_BYTES_MAX}) bytes`;
-      return undefined;
+      return o.reason === undefined ? undefined : textProblem(o.reason, 'reason');
     default:
       return `unknown command op ${JSON.stringify(o.op)}`;
   }
@@ -118,9 +214,33 @@ export function vmCommandProblem(o: Record<string, unknown>): string | undefined
 
 export function vmQueryProblem(o: Record<string, unknown>): string | undefined {
   if (o.op === 'vm.get') return nonEmpty(o.name) ? undefined : 'name must be a non-empty string';
-  if (o.op === 'vm.list')
+  if (o.op === 'vm.list') {
+    if (o.group !== undefined && !nonEmpty(o.group)) return 'group must be a VM name';
     return o.node === undefined || nonEmpty(o.node) ? undefined : 'node must be a member id';
+  }
   return `unknown query op ${JSON.stringify(o.op)}`;
+}
+
+/** The instance names of a spec: its name alone when count is 1, else `<name>-<k>`. */
+export function instanceNames(spec: VmSpec): string[] {
+  const count = placementOf(spec).count;
+  return Array.from({ length: count }, (_, k) => instanceName(spec.name, k, count));
+}
+
+/** A proposed placement carries only its total; the breakdown is not replicated. */
+const NO_SCORE = {
+  fit: 0,
+  antiAffinity: 0,
+  affinity: 0,
+  spread: 0,
+  locality: 0,
+  failedNode: 0,
+  total: 0,
+} as const;
+
+/** The demand placement works on for a group, from one of its rows. */
+export function demandOfRow(vm: VmEntry): Demand {
+  return demandOf({ ...vm.spec, name: vm.group }, placementOf(vm.spec), vm.generation);
 }
 
 function withEvent(vm: VmEntry, e: VmEvent): VmEvent[] {
@@ -131,121 +251,268 @@ function withEvent(vm: VmEntry, e: VmEvent): VmEvent[] {
 export class VmTable {
   private vms = new Map<string, VmEntry>();
   /**
-   * Counts changes to the table (not replicated, not in the snapshot): a node's agent looks at it
-   * after each applied entry to know when to reconcile.
+   * Counts changes to the table (not replicated, not in the snapshot): a node's agent and the
+   * leader's loop look at it after each applied entry to know when to act.
    */
   changes = 0;
 
-  /** `isMember` says whether a node id is in the member table (vm.put must name a member). */
-  apply(index: number, c: VmCommand, isMember: (id: string) => boolean): VmResult {
-    const r = this.applyOne(index, c, isMember);
+  apply(index: number, c: VmCommand, ctx: PlacementContext): VmResult {
+    const r = this.applyOne(index, c, ctx);
     if (r.ok) this.changes++;
     return r;
   }
 
-  private applyOne(index: number, c: VmCommand, isMember: (id: string) => boolean): VmResult {
+  private applyOne(index: number, c: VmCommand, ctx: PlacementContext): VmResult {
     switch (c.op) {
-      case 'vm.put': {
-        const r = validateVmSpec(c.spec);
-        if (!r.ok) return { ok: false, code: 'invalid', message: formatSpecErrors(r.errors) };
-        if (!isMember(c.node)) {
-          return { ok: false, code: 'notFound', message: `no member ${c.node}: see pcr members` };
+      case 'vm.put':
+        return this.put(index, c, ctx);
+      case 'vm.place':
+        return this.place(index, c, ctx);
+      case 'vm.unplaced': {
+        let changed = 0;
+        for (const vm of this.groupRows(c.group)) {
+          if (vm.generation !== c.generation || vm.node !== '' || vm.placement === c.message)
+            continue;
+          this.vms.set(vm.name, { ...vm, placement: c.message });
+          changed++;
         }
-        const old = this.vms.get(r.spec.name);
-        if (old === undefined && this.vms.size >= VMS_MAX) {
-          return {
-            ok: false,
-            code: 'invalid',
-            message: `the cluster holds VMS_MAX (${VMS_MAX}) VMs`,
-          };
+        return changed > 0 ? { ok: true } : { ok: false, code: 'stale', message: 'no change' };
+      }
+      case 'vm.release': {
+        const vm = this.vms.get(c.name);
+        if (vm === undefined) return { ok: false, code: 'notFound', message: `no VM ${c.name}` };
+        if (vm.generation !== c.generation || vm.node === '')
+          return { ok: false, code: 'stale', message: `${c.name} moved or changed since` };
+        if (c.failed === true) {
+          if (vm.state !== 'failed')
+            return { ok: false, code: 'stale', message: `${c.name} is ${vm.state}, not failed` };
+          const reschedules = [...(vm.reschedules ?? []), { node: vm.node, atMs: c.atMs }];
+          this.vms.set(vm.name, { ...vm, reschedules: reschedules.slice(-RESCHEDULES_KEPT) });
         }
-        const base: VmEntry = {
-          name: r.spec.name,
-          spec: r.spec,
-          node: c.node,
-          generation: index,
-          version: (old?.version ?? 0) + 1,
-          desired: 'running',
-          state: 'pending',
-          events: old?.events ?? [],
-        };
-        const vm = {
-          ...base,
-          events: withEvent(base, {
-            atMs: c.atMs,
-            generation: index,
-            version: base.version,
-            state: 'pending',
-          }),
-        };
-        this.vms.set(vm.name, vm);
-        return { ok: true, vm };
+        this.unplace(this.vms.get(c.name)!, index, c.atMs, c.reason);
+        return { ok: true, vm: this.vms.get(c.name)! };
       }
       case 'vm.stop': {
-        const vm = this.vms.get(c.name);
-        if (vm === undefined) return { ok: false, code: 'notFound', message: `no VM ${c.name}` };
-        if (vm.desired === 'stopped') return { ok: true, vm };
-        const next = { ...vm, desired: 'stopped' as const };
-        this.vms.set(c.name, next);
-        return { ok: true, vm: next };
-      }
-      case 'vm.rm':
-        if (!this.vms.delete(c.name)) {
-          return { ok: false, code: 'notFound', message: `no VM ${c.name}` };
+        const rows = this.named(c.name);
+        if (rows.length === 0) return { ok: false, code: 'notFound', message: `no VM ${c.name}` };
+        for (const vm of rows) {
+          if (vm.desired !== 'stopped') this.vms.set(vm.name, { ...vm, desired: 'stopped' });
         }
+        return { ok: true, vm: this.vms.get(rows[0]!.name)!, vms: this.named(c.name) };
+      }
+      case 'vm.rm': {
+        const rows = this.named(c.name);
+        if (rows.length === 0) return { ok: false, code: 'notFound', message: `no VM ${c.name}` };
+        for (const vm of rows) this.vms.delete(vm.name);
         return { ok: true };
-      case 'vm.report': {
-        const vm = this.vms.get(c.name);
-        if (vm === undefined) return { ok: false, code: 'notFound', message: `no VM ${c.name}` };
-        if (vm.node !== c.node || vm.generation !== c.generation) {
-          return {
-            ok: false,
-            code: 'stale',
-            message: `report for ${c.name} generation ${c.generation} on ${c.node}; current is generation ${vm.generation} on ${vm.node}`,
-          };
-        }
-        if (vm.state === c.state && vm.reason === c.reason) return { ok: true, vm };
-        const { reason: _drop, ...rest } = vm;
-        const next: VmEntry = {
-          ...rest,
-          state: c.state,
-          ...(c.reason !== undefined ? { reason: c.reason } : {}),
-          events: withEvent(vm, {
-            atMs: c.atMs,
-            generation: c.generation,
-            version: vm.version,
-            state: c.state,
-            ...(c.reason !== undefined ? { reason: c.reason } : {}),
-          }),
-        };
-        this.vms.set(c.name, next);
-        return { ok: true, vm: next };
       }
+      case 'vm.report':
+        return this.report(c);
     }
   }
 
+  /** An instance by its name, or every instance of a group by the group's name. */
+  private named(name: string): VmEntry[] {
+    const one = this.vms.get(name);
+    if (one !== undefined) return [one];
+    return this.groupRows(name);
+  }
+
+  private groupRows(group: string): VmEntry[] {
+    return [...this.vms.values()].filter((v) => v.group === group);
+  }
+
   /**
-   * Unplaces every VM of a node that left the cluster: no node runs it until it is placed again.
-   * Its state goes back to pending with the reason, as an event, so `pcr vm status` says why.
+   * A new spec for a group: one row per instance, all at this generation. An instance that had a
+   * node keeps it when that node still passes every filter for the new spec (an update in
+   * place); instances beyond `count` are deleted; the rest wait for the leader's loop.
    */
-  release(node: string, index: number, atMs: number, reason: string): void {
-    for (const vm of this.vms.values()) {
-      if (vm.node !== node) continue;
-      const { reason: _drop, ...rest } = vm;
-      const next: VmEntry = {
-        ...rest,
-        node: '',
+  private put(index: number, c: VmCommand & { op: 'vm.put' }, ctx: PlacementContext): VmResult {
+    const r = validateVmSpec(c.spec);
+    if (!r.ok) return { ok: false, code: 'invalid', message: formatSpecErrors(r.errors) };
+    if (c.node !== undefined && !ctx.isMember(c.node)) {
+      return { ok: false, code: 'notFound', message: `no member ${c.node}: see pcr members` };
+    }
+    const group = r.spec.name;
+    const names = instanceNames(r.spec);
+    const old = new Map(this.groupRows(group).map((v) => [v.name, v]));
+    const added = names.filter((n) => !old.has(n) && !this.vms.has(n)).length;
+    if (this.vms.size + added > VMS_MAX) {
+      return { ok: false, code: 'invalid', message: `the cluster holds VMS_MAX (${VMS_MAX}) VMs` };
+    }
+    const clash = names.find(
+      (n) => this.vms.get(n)?.group !== undefined && this.vms.get(n)!.group !== group,
+    );
+    if (clash !== undefined) {
+      return {
+        ok: false,
+        code: 'invalid',
+        message: `${clash} is an instance of the VM group ${this.vms.get(clash)!.group}: choose another name`,
+      };
+    }
+    const kept = c.node === undefined ? this.keptNodes(index, r.spec, names, old, ctx) : undefined;
+    const version = Math.max(0, ...[...old.values()].map((v) => v.version)) + 1;
+    for (const [name] of old) if (!names.includes(name)) this.vms.delete(name);
+    for (const name of names) {
+      const prev = old.get(name);
+      const node = c.node ?? kept?.get(name) ?? '';
+      const base: VmEntry = {
+        name,
+        group,
+        spec: { ...r.spec, name },
+        node,
+        generation: index,
+        version,
+        desired: 'running',
+        state: 'pending',
+        events: prev?.events ?? [],
+        ...(node === '' && prev?.node ? { placement: `its node no longer fits the new spec` } : {}),
+      };
+      this.vms.set(name, {
+        ...base,
+        events: withEvent(base, { atMs: c.atMs, generation: index, version, state: 'pending' }),
+      });
+    }
+    return { ok: true, vm: this.vms.get(names[0]!)!, vms: names.map((n) => this.vms.get(n)!) };
+  }
+
+  /** For the instances that had a node: that node, if it passes every filter for the new spec. */
+  private keptNodes(
+    index: number,
+    spec: VmSpec,
+    names: readonly string[],
+    old: ReadonlyMap<string, VmEntry>,
+    ctx: PlacementContext,
+  ): Map<string, string> {
+    const out = new Map<string, string>();
+    const candidates = names.filter((n) => (old.get(n)?.node ?? '') !== '');
+    if (candidates.length === 0) return out;
+    const view = ctx.view();
+    const group = spec.name;
+    const without: ClusterView = {
+      ...view,
+      allocations: view.allocations.filter((a) => a.group !== group),
+      generations: { ...view.generations, [group]: index },
+    };
+    const demand = demandOf(spec, placementOf(spec), index);
+    const plan: Placement[] = candidates.map((n) => ({
+      instance: n,
+      group,
+      generation: index,
+      node: old.get(n)!.node,
+      resources: demand.resources,
+      score: NO_SCORE,
+      scored: 0,
+    }));
+    checkPlan(without, { [group]: demand }, plan).forEach((v, i) => {
+      if (v.ok) out.set(plan[i]!.instance, plan[i]!.node);
+    });
+    return out;
+  }
+
+  /**
+   * The leader's placements, each re-checked against the cluster at this index (checkPlan):
+   * a stale one (node gone or full, spec changed, instance placed meanwhile) is not committed.
+   */
+  private place(index: number, c: VmCommand & { op: 'vm.place' }, ctx: PlacementContext): VmResult {
+    const view = ctx.view();
+    const demands: Record<string, Demand> = {};
+    const plan: Placement[] = [];
+    const verdicts: string[] = [];
+    const valid: boolean[] = [];
+    for (const p of c.placements) {
+      const row = this.vms.get(p.instance);
+      const ok = row !== undefined && row.group === p.group && row.desired === 'running';
+      valid.push(ok);
+      if (!ok) continue;
+      demands[p.group] ??= demandOfRow(row);
+      plan.push({ ...p, score: { ...NO_SCORE, total: p.score } });
+    }
+    const checked = checkPlan(view, demands, plan);
+    let k = 0;
+    c.placements.forEach((p, i) => {
+      if (!valid[i]) {
+        verdicts.push(`${p.instance}: stale placement: no such instance wants to run`);
+        return;
+      }
+      const v = checked[k++]!;
+      if (!v.ok) {
+        verdicts.push(v.reason);
+        return;
+      }
+      const row = this.vms.get(p.instance)!;
+      const why = `placed on ${ctx.nameOf(p.node)} at index ${index} (planned at ${c.viewIndex}): score ${p.score.toFixed(2)}, best of ${p.scored} ranked`;
+      const { reason: _r, ...rest } = row;
+      const next: VmEntry = { ...rest, node: p.node, state: 'pending', placement: why };
+      this.vms.set(p.instance, {
+        ...next,
+        events: withEvent(next, {
+          atMs: c.atMs,
+          generation: row.generation,
+          version: row.version,
+          state: 'pending',
+          reason: why,
+        }),
+      });
+      verdicts.push('ok');
+    });
+    return { ok: true, verdicts };
+  }
+
+  private report(c: VmCommand & { op: 'vm.report' }): VmResult {
+    const vm = this.vms.get(c.name);
+    if (vm === undefined) return { ok: false, code: 'notFound', message: `no VM ${c.name}` };
+    if (vm.node !== c.node || vm.generation !== c.generation) {
+      return {
+        ok: false,
+        code: 'stale',
+        message: `report for ${c.name} generation ${c.generation} on ${c.node}; current is generation ${vm.generation} on ${vm.node || 'no node'}`,
+      };
+    }
+    if (vm.state === c.state && vm.reason === c.reason) return { ok: true, vm };
+    const { reason: _drop, ...rest } = vm;
+    const next: VmEntry = {
+      ...rest,
+      state: c.state,
+      ...(c.reason !== undefined ? { reason: c.reason } : {}),
+      events: withEvent(vm, {
+        atMs: c.atMs,
+        generation: c.generation,
+        version: vm.version,
+        state: c.state,
+        ...(c.reason !== undefined ? { reason: c.reason } : {}),
+      }),
+    };
+    this.vms.set(c.name, next);
+    return { ok: true, vm: next };
+  }
+
+  private unplace(vm: VmEntry, index: number, atMs: number, reason: string): void {
+    const { reason: _drop, ...rest } = vm;
+    const next: VmEntry = {
+      ...rest,
+      node: '',
+      state: 'pending',
+      reason,
+      events: withEvent(vm, {
+        atMs,
+        generation: index,
+        version: vm.version,
         state: 'pending',
         reason,
-        events: withEvent(vm, {
-          atMs,
-          generation: index,
-          version: vm.version,
-          state: 'pending',
-          reason,
-        }),
-      };
-      this.vms.set(vm.name, next);
+      }),
+    };
+    this.vms.set(vm.name, next);
+  }
+
+  /**
+   * Unplaces every VM of a node that left the cluster or went down: no node runs it until the
+   * leader's loop places it again. Its state goes back to pending with the reason, as an event.
+   */
+  release(node: string, index: number, atMs: number, reason: string): void {
+    for (const vm of [...this.vms.values()]) {
+      if (vm.node !== node) continue;
+      this.unplace(vm, index, atMs, reason);
       this.changes++;
     }
   }
@@ -261,14 +528,22 @@ export class VmTable {
         ? { ok: false, code: 'notFound', message: `no VM ${q.name}` }
         : { ok: true, vm };
     }
-    return { ok: true, vms: this.list(q.node) };
+    return { ok: true, vms: this.list(q.node, q.group) };
   }
 
-  /** Sorted by name; only one node's when `node` is given. */
-  list(node?: string): VmEntry[] {
+  /** Sorted by name; only one node's (or one group's) when given. */
+  list(node?: string, group?: string): VmEntry[] {
     return [...this.vms.values()]
-      .filter((v) => node === undefined || v.node === node)
+      .filter(
+        (v) =>
+          (node === undefined || v.node === node) && (group === undefined || v.group === group),
+      )
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  /** Every row (unsorted): the view builder's input. */
+  all(): IterableIterator<VmEntry> {
+    return this.vms.values();
   }
 
   /** Rows for the snapshot, sorted by name. */
@@ -300,9 +575,20 @@ export class VmTable {
       ) {
         throw new Error('state machine: malformed snapshot VM row');
       }
-      // version right after generation, where vm.put puts it: equal states keep equal bytes.
-      const { name, spec, node, generation, version, ...rest } = v as VmEntry;
-      vms.set(name, { name, spec, node, generation, version: version ?? 1, ...rest });
+      if (v.group !== undefined && !nonEmpty(v.group))
+        throw new Error('state machine: malformed snapshot VM row');
+      // Rows from before groups (snapshot version 4 and older) are groups of one; rows from
+      // before versions are version 1. Keys in vm.put's order: equal states keep equal bytes.
+      const { name, group, spec, node, generation, version, ...rest } = v as VmEntry;
+      vms.set(name, {
+        name,
+        group: group ?? name,
+        spec,
+        node,
+        generation,
+        version: version ?? 1,
+        ...rest,
+      });
     }
     this.vms = vms;
     this.changes++;
