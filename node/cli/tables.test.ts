@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, expect, it } from 'vitest';
-import { type NodeProc, pcr, startNode, stop } from '../../test/procs.ts';
+import { type NodeProc, pcr, startNode, stop, until } from '../../test/procs.ts';
 import { CLOSURE_EXPR, nixBuild, nixClosure } from '../../test/store/nix_fixtures.ts';
 import { describeWithTools, nixEnv } from '../../test/tools.ts';
 import { shortId } from '../names.ts';
@@ -66,6 +66,15 @@ describeWithTools(['nix', 'nix-store'], 'tables of a running node', () => {
     };
     await run(128);
     await run(256);
+    // Placed by the leader's loop (vm run waits for it only so long).
+    await until(
+      async () => {
+        const [v] = JSON.parse((await on(['vm', 'list', '--json'])).stdout) as { node: string }[];
+        return v?.node === n.id ? true : undefined;
+      },
+      30_000,
+      'web placed on alpha',
+    );
     const list = await on(['vm', 'list']);
     expect(list.stdout).toMatch(/^NAME\s+VERSION\s+NODE\s+DESIRED\s+STATE/m);
     expect(list.stdout).toMatch(
