@@ -139,7 +139,9 @@ export function registerVmCommands(program: Command, ctx: CliContext): void {
         for (const v of rows) {
           const where =
             v.node !== ''
-              ? `${v.placement ?? `on ${label(v.node, ms)}`} (${label(v.node, ms)})`
+              ? v.placement !== undefined
+                ? `${v.placement} (${label(v.node, ms)})`
+                : `on ${label(v.node, ms)}`
               : `not placed${v.placement !== undefined ? `: ${v.placement}` : ' yet'}`;
           process.stderr.write(`${v.name}: ${where}\n`);
         }
