@@ -41,7 +41,7 @@ import { quorumProblem } from './membership/quorum.ts';
 import { Histogram, renderSamples, serveMetrics } from './metrics.ts';
 import { uniqueName } from './names.ts';
 import { NODE_METRICS, readMetrics } from './node_metrics.ts';
-import { AddrBook, stickyListen } from './p2p/addr_book.ts';
+import { AddrBook, type StickyPort, stickyListen } from './p2p/addr_book.ts';
 import { collectMetrics, GOSSIP_INTERVAL_MS, Gossip } from './p2p/gossip.ts';
 import { createHost, type Host } from './p2p/host.ts';
 import {
@@ -120,6 +120,16 @@ export interface DaemonOptions {
   /** A node stops its VMs after this long without hearing a leader. */
   readonly fenceAfterMs?: number;
   readonly logger: Logger;
+}
+
+/** Whether a TCP port can be listened on now (a moment later it may not: the caller handles that). */
+async function portFree(host: string, port: number): Promise<boolean> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once('error', () => resolve(false));
+    probe.listen(port, host, () => probe.close(() => resolve(true)));
+  });
 }
 
 export const DAEMON_DEFAULTS = {
@@ -428,7 +438,8 @@ export class Daemon {
     // Before any Raft traffic: refuse to run beside another live process with our identity.
     await this.checkUnique();
     const cacheAddr = this.o.cacheAddr ?? '127.0.0.1:0';
-    const [chost, cport] = cacheAddr === 'off' ? ['', 0] : splitHostPort(cacheAddr);
+    const [chost, askedCachePort] = cacheAddr === 'off' ? ['', 0] : splitHostPort(cacheAddr);
+    const cport = cacheAddr === 'off' ? 0 : await this.stickyPort('cache', chost, askedCachePort);
     this.store = await StoreService.start({
       dataDir: this.o.dataDir,
       host: this.host,
@@ -453,10 +464,14 @@ export class Daemon {
     const tickMs = this.o.tickMs ?? DAEMON_DEFAULTS.tickMs;
     this.ticker = setInterval(() => this.node.tick(), tickMs);
     this.reconciler = setInterval(() => void this.reconcile(), DAEMON_DEFAULTS.reconcileMs);
-    const [mhost, mport] = splitHostPort(this.o.metricsAddr ?? '127.0.0.1:0');
+    const [mhost, askedMetricsPort] = splitHostPort(this.o.metricsAddr ?? '127.0.0.1:0');
+    const mport = await this.stickyPort('metrics', mhost, askedMetricsPort);
     const served = await serveMetrics(mhost, mport, () => this.renderMetrics());
     this.metricsServer = served.server;
     this.metricsUrl = served.url;
+    this.book.setPort('metrics', Number(new URL(served.url).port));
+    if (this.store.cacheUrl !== undefined)
+      this.book.setPort('cache', Number(new URL(this.store.cacheUrl).port));
     // Optional: without it (a data dir path too long for a socket), local pcr uses libp2p.
     this.localApi = await serveLocalSocket(join(this.o.dataDir, LOCAL_SOCKET_FILE), (req) =>
       route(this.api, req, undefined),
@@ -594,6 +609,18 @@ export class Daemon {
     });
     // The agent starts once the cluster is known to count this node (reconcile()): a removed
     // node, restarted, must not start VMs the cluster released while it was away.
+  }
+
+  /**
+   * The port to listen on for an HTTP listener asked for `asked`: a given port as is; for 0, the
+   * one this node had last time when it is still free (else 0, with a warning).
+   */
+  private async stickyPort(name: StickyPort, host: string, asked: number): Promise<number> {
+    const last = this.book.port(name);
+    if (asked !== 0 || last === undefined) return asked;
+    if (await portFree(host, last)) return last;
+    this.log.warn({ listener: name, port: last }, 'the port of last time is taken: a new one');
+    return 0;
   }
 
   /** Commits a VM's state as this node's agent sees it, for the VM's current generation. */
