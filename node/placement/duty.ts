@@ -22,6 +22,8 @@ export const CLOCK_DRIFT_MAX = 0.05;
 export const FENCE_STOP_MS = 3000;
 export const NODE_DOWN_AFTER_MS_DEFAULT = 10_000;
 export const FENCE_AFTER_MS_DEFAULT = 4000;
+/** The leader evaluates at least this often while instances wait (besides every table change). */
+export const EVALUATE_RETRY_MS = 2000;
 
 /**
  * Why fence-after and node-down-after cannot guarantee one copy of an instance, or undefined:
@@ -95,6 +97,7 @@ export class PlacementDuty {
   private startedMs: number | undefined;
   private unfencing = false;
   private timerBusy = false;
+  private lastRetryMs = 0;
 
   constructor(p: DutyPorts) {
     this.p = p;
@@ -144,8 +147,15 @@ export class PlacementDuty {
         this.leaderSinceMs = undefined;
         return;
       }
+      const now = this.p.now();
       if (this.leaderSinceMs === undefined) {
-        this.leaderSinceMs = this.p.now();
+        this.leaderSinceMs = now;
+        this.poke();
+      }
+      // An evaluation whose vm.place did not commit (a leader change, a timeout) left instances
+      // pending that no table change will bring back: look again now and then.
+      if (now - this.lastRetryMs >= EVALUATE_RETRY_MS) {
+        this.lastRetryMs = now;
         this.poke();
       }
       await this.lifecycle();
