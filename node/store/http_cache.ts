@@ -1,18 +1,23 @@
 // The node's Nix binary cache over HTTP: `/nix-cache-info`, `/<hash>.narinfo` (HEAD and GET) and
 // `/nar/<hash>-<narhash>.nar`, uncompressed, from the node's store, every narinfo signed with the
 // node's key. On a miss it asks peers first (the injected onMiss) because Nix remembers a 404 for
-// an hour (narinfo-cache-negative-ttl): see docs/store.md for the exact rule.
+// an hour (narinfo-cache-negative-ttl): see docs/store.md for the exact rule. With a trust policy
+// it also takes uploads from `nix copy --to` (PUT, upload.ts), each behind a push token
+// (cache_auth.ts), checked before the body is read when the client waits for `100 Continue`.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { encodeNix32 } from './base32.ts';
+import { authorize, type CacheAuth, type CacheScope } from './cache_auth.ts';
+import { StoreError } from './errors.ts';
 import { parseSha256 } from './hash.ts';
-import { type SecretKey, withSignature } from './keys.ts';
+import { type SecretKey, type TrustPolicy, withSignature } from './keys.ts';
 import { formatNarInfo, nixCacheInfo, uncompressedNarInfo } from './narinfo.ts';
 import { newCounters, type PathInfo, type Store, type StoreCounters } from './store.ts';
 import { isHashPart, parseStorePath } from './store_path.ts';
+import { httpStatusOf, UPLOAD_NARINFO_BYTES_MAX, Uploads } from './upload.ts';
 import { openVerifiedNar } from './verify.ts';
 
 export const MISS_WAIT_MS_DEFAULT = 60_000;
@@ -33,6 +38,16 @@ export interface HttpCacheOptions {
   readonly onMiss?: (hashPart: string) => Promise<boolean>;
   readonly missWaitMs?: number;
   readonly priority?: number;
+  /** Uploads are taken (PUT) only with a trust policy: an upload must be signed by one of its keys. */
+  readonly trust?: TrustPolicy;
+  /** Tokens: uploads need a push token; reads need a read token when auth.readNeedsToken. */
+  readonly auth?: CacheAuth;
+  /** Called with a token's name each time a request used it (counted per node). */
+  readonly onTokenUse?: (name: string) => void;
+  /** Bound on one uploaded NAR, uncompressed (default: upload.ts, and the store's limit). */
+  readonly uploadNarBytesMax?: number;
+  /** Where upload decompressors are found (tests hide one). */
+  readonly findTool?: (name: string) => string | undefined;
 }
 
 export interface HttpCache {
@@ -61,9 +76,17 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
     const here = await lookup(hashPart);
     if (here !== undefined) {
       counters.hits++;
+      counters.cacheLocalHits++;
       return here;
     }
     counters.misses++;
+    const r = await resolveMiss(hashPart);
+    if (typeof r === 'object') counters.cacheMemberHits++;
+    else counters.cacheMisses++;
+    return r;
+  }
+
+  async function resolveMiss(hashPart: string): Promise<PathInfo | 'absent' | 'wait'> {
     if (o.onMiss === undefined) return 'absent';
     let p = misses.get(hashPart);
     if (p === undefined) {
@@ -85,11 +108,38 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
     return (await lookup(hashPart)) ?? 'absent';
   }
 
+  const uploads =
+    o.trust !== undefined
+      ? new Uploads({
+          store: o.store,
+          trust: o.trust,
+          counters,
+          ...(o.uploadNarBytesMax !== undefined ? { narBytesMax: o.uploadNarBytesMax } : {}),
+          ...(o.findTool !== undefined ? { findTool: o.findTool } : {}),
+        })
+      : undefined;
+
+  /** The credential check of a request; on refusal the answer is sent and false returned. */
+  function allowed(req: IncomingMessage, res: ServerResponse, scope: CacheScope): boolean {
+    const a = authorize(o.auth, req.headers.authorization, scope);
+    if (a.ok) {
+      if (a.token !== undefined) o.onTokenUse?.(a.token);
+      return true;
+    }
+    counters.authRefused++;
+    if (a.status === 401) res.setHeader('WWW-Authenticate', 'Basic realm="pcr cache"');
+    refuse(res, a.status, a.message, req.method === 'HEAD');
+    return false;
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = (req.url ?? '/').split('?')[0]!;
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'GET or HEAD only\n');
+    if (req.method === 'PUT') return handlePut(req, res, url);
+    if (req.method !== 'GET' && req.method !== 'HEAD')
+      return send(res, 405, 'GET, HEAD or PUT only\n');
     const head = req.method === 'HEAD';
     if (url === '/nix-cache-info') return send(res, 200, nixCacheInfo(o.priority), head);
+    if (!allowed(req, res, 'read')) return;
     let m = /^\/([0-9a-z]{32})\.narinfo$/.exec(url);
     if (m !== null && isHashPart(m[1]!)) {
       const r = await resolve(m[1]!);
@@ -129,16 +179,66 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
       await pipeline(Readable.from(nar), res);
       counters.pathsServed++;
       counters.bytesServed += r.narSize;
+      counters.cacheBytesServed += r.narSize;
       return;
     }
     return send(res, 404, 'not found\n', head);
   }
 
+  /** `PUT /nar/...` and `PUT /<hashPart>.narinfo` from `nix copy --to` (upload.ts). */
+  async function handlePut(req: IncomingMessage, res: ServerResponse, url: string): Promise<void> {
+    if (uploads === undefined) return refuse(res, 405, 'this cache takes no uploads\n');
+    if (!allowed(req, res, 'push')) return;
+    try {
+      if (url.startsWith('/nar/')) {
+        await uploads.putNar(url, req, contentLength(req));
+        return send(res, 200, 'received\n');
+      }
+      const path = await uploads.putNarInfo(url, await readBody(req, UPLOAD_NARINFO_BYTES_MAX));
+      counters.uploadsAccepted++;
+      return send(res, 200, `${path} added\n`);
+    } catch (e) {
+      counters.uploadsRefused++;
+      const code = (e as { code?: unknown }).code as StoreError['code'] | undefined;
+      refuse(res, httpStatusOf(code), `${code ?? 'ERROR'}: ${(e as Error).message}\n`);
+    }
+  }
+
+  /**
+   * Nix (curl) sends `Expect: 100-continue` with a PUT: what the headers can refuse (credential,
+   * name, declared size) is refused before a byte of the body crosses the network.
+   */
+  async function precheck(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const url = (req.url ?? '/').split('?')[0]!;
+    if (req.method !== 'PUT' || uploads === undefined) return true;
+    if (!allowed(req, res, 'push')) return false;
+    try {
+      if (url.startsWith('/nar/')) await uploads.precheckNar(url, contentLength(req));
+      else uploads.precheckNarInfo(url, contentLength(req));
+      return true;
+    } catch (e) {
+      counters.uploadsRefused++;
+      const code = (e as { code?: unknown }).code as StoreError['code'] | undefined;
+      refuse(res, httpStatusOf(code), `${code ?? 'ERROR'}: ${(e as Error).message}\n`);
+      return false;
+    }
+  }
+
+  const fail = (res: ServerResponse) => (e: unknown) => {
+    if (!res.headersSent) send(res, 500, `${(e as Error).message}\n`);
+    else res.destroy(e as Error);
+  };
   const server: Server = createServer((req, res) => {
-    handle(req, res).catch((e: unknown) => {
-      if (!res.headersSent) send(res, 500, `${(e as Error).message}\n`);
-      else res.destroy(e as Error);
-    });
+    handle(req, res).catch(fail(res));
+  });
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    precheck(req, res)
+      .then((go) => {
+        if (!go) return;
+        res.writeContinue();
+        return handle(req, res);
+      })
+      .catch(fail(res));
   });
   await new Promise<void>((ok, fail) => {
     server.once('error', fail);
@@ -151,6 +251,7 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
     port: addr.port,
     close: () =>
       new Promise<void>((r) => {
+        uploads?.close();
         server.closeAllConnections();
         server.close(() => r());
       }),
@@ -169,4 +270,31 @@ function send(
     'Content-Length': String(Buffer.byteLength(body)),
   });
   res.end(head ? undefined : body);
+}
+
+/** An answer that refuses a request: the connection closes (an unread body is not drained). */
+function refuse(res: ServerResponse, status: number, body: string, head = false): void {
+  res.setHeader('Connection', 'close');
+  send(res, status, body, head);
+}
+
+function contentLength(req: IncomingMessage): number | undefined {
+  const v = req.headers['content-length'];
+  return v !== undefined && /^[0-9]{1,15}$/.test(v) ? Number(v) : undefined;
+}
+
+/** The whole body, refused once it passes `maxBytes`. */
+async function readBody(req: IncomingMessage, maxBytes: number): Promise<Uint8Array> {
+  const declared = contentLength(req);
+  const tooLarge = () =>
+    new StoreError('TOO_LARGE', `a narinfo is at most ${maxBytes} bytes (NARINFO_BYTES_MAX)`);
+  if (declared !== undefined && declared > maxBytes) throw tooLarge();
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of req as AsyncIterable<Buffer>) {
+    n += c.length;
+    if (n > maxBytes) throw tooLarge();
+    chunks.push(c);
+  }
+  return Buffer.concat(chunks);
 }

@@ -95,6 +95,22 @@ export interface StoreCounters {
   evictions: number;
   /** NARs of this store found damaged (while serving, at open or by verify) and quarantined. */
   quarantined: number;
+  /** HTTP cache narinfo lookups answered from this node's store. */
+  cacheLocalHits: number;
+  /** HTTP cache lookups missing here and fetched from a member (then answered). */
+  cacheMemberHits: number;
+  /** HTTP cache lookups that no member could answer (404) or that are still fetching (503). */
+  cacheMisses: number;
+  /** NAR bytes the HTTP cache sent (a subset of bytesServed). */
+  cacheBytesServed: number;
+  /** Paths uploaded over HTTP (nix copy --to) and committed. */
+  uploadsAccepted: number;
+  /** Uploads (NAR or narinfo) refused: bad data, untrusted, missing references, over a limit. */
+  uploadsRefused: number;
+  /** Upload body bytes received (compressed, as sent), of NARs that passed their checks. */
+  uploadBytesReceived: number;
+  /** HTTP requests refused for their credential (none, unknown or revoked, under-scoped). */
+  authRefused: number;
 }
 
 export function newCounters(): StoreCounters {
@@ -109,6 +125,14 @@ export function newCounters(): StoreCounters {
     rejected: 0,
     evictions: 0,
     quarantined: 0,
+    cacheLocalHits: 0,
+    cacheMemberHits: 0,
+    cacheMisses: 0,
+    cacheBytesServed: 0,
+    uploadsAccepted: 0,
+    uploadsRefused: 0,
+    uploadBytesReceived: 0,
+    authRefused: 0,
   };
 }
 
