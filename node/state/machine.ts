@@ -6,11 +6,19 @@
 //
 // Parts: a key-value space (for users and tests; lin-kv semantics for read, write and
 // compare-and-set), the member table, and the VM table (node/state/vms.ts: specs, the node each
-// runs on, reported state). New parts come as new command families and snapshot sections (bump
+// runs on, reported state) and the cache's token table (node/state/tokens.ts). New parts come as new command families and snapshot sections (bump
 // SNAPSHOT_VERSION).
 
 import { Packr } from 'msgpackr';
 import { assert, assertSafeIndex } from '../../consensus/assert.ts';
+import {
+  type TokenCommand,
+  type TokenEntry,
+  type TokenQuery,
+  type TokenResult,
+  TokenTable,
+  tokenCommandProblem,
+} from './tokens.ts';
 import {
   type VmCommand,
   type VmEntry,
@@ -28,7 +36,7 @@ export const VALUE_BYTES_MAX = 256 * 1024;
 /** Longest request ID carried in an entry. */
 export const REQUEST_ID_BYTES_MAX = 128;
 /** Format of snapshot() images; restore() refuses others. */
-export const SNAPSHOT_VERSION = 4;
+export const SNAPSHOT_VERSION = 5;
 /**
  * Removed members remembered (tombstones); beyond this the one removed longest ago is forgotten.
  * A removed node learns of its removal from them, and a removed ID cannot be recorded again.
@@ -82,13 +90,15 @@ export type Command =
   | { readonly op: 'member.put'; readonly member: Member }
   /** `atMs`: the proposer's clock, for the events of the VMs it releases. */
   | { readonly op: 'member.remove'; readonly id: string; readonly atMs?: number }
-  | VmCommand;
+  | VmCommand
+  | TokenCommand;
 
 export type Query =
   | { readonly op: 'kv.get'; readonly key: string }
   | { readonly op: 'kv.list'; readonly prefix: string; readonly limit?: number }
   | { readonly op: 'members' }
-  | VmQuery;
+  | VmQuery
+  | TokenQuery;
 
 export interface KvEntry {
   readonly key: string;
@@ -120,6 +130,8 @@ export type Result =
       readonly members?: readonly Member[];
       readonly vm?: VmEntry;
       readonly vms?: readonly VmEntry[];
+      readonly token?: TokenEntry;
+      readonly tokens?: readonly TokenEntry[];
     }
   | {
       readonly ok: false;
@@ -195,6 +207,9 @@ export function commandProblem(c: unknown): string | undefined {
     case 'vm.rm':
     case 'vm.report':
       return vmCommandProblem(o);
+    case 'token.put':
+    case 'token.rm':
+      return tokenCommandProblem(o);
     default:
       return `unknown command op ${JSON.stringify(o.op)}`;
   }
@@ -216,6 +231,8 @@ export function queryProblem(q: unknown): string | undefined {
     case 'vm.get':
     case 'vm.list':
       return vmQueryProblem(o);
+    case 'token.list':
+      return undefined;
     default:
       return `unknown query op ${JSON.stringify(o.op)}`;
   }
@@ -278,6 +295,8 @@ export class StateMachine {
   private sessions = new Map<string, Session>();
   /** The VM table (node/state/vms.ts). */
   readonly vms = new VmTable();
+  /** The binary cache's tokens (node/state/tokens.ts). */
+  readonly tokens = new TokenTable();
   /** Index of the last entry applied (or of the snapshot restored). */
   private appliedIndex = 0;
 
@@ -358,7 +377,15 @@ export class StateMachine {
           this.vms.apply(index, c, (id) => this.members.has(id)),
           index,
         );
+      case 'token.put':
+      case 'token.rm':
+        return this.tokenResult(this.tokens.apply(index, c), index);
     }
+  }
+
+  private tokenResult(r: TokenResult, revision: number): Result {
+    if (!r.ok) return r;
+    return { ok: true, revision, ...(r.token !== undefined ? { token: r.token } : {}) };
   }
 
   private vmResult(r: VmResult, revision: number): Result {
@@ -491,6 +518,8 @@ export class StateMachine {
       case 'vm.get':
       case 'vm.list':
         return this.vmResult(this.vms.query(query), this.appliedIndex);
+      case 'token.list':
+        return { ok: true, revision: this.appliedIndex, tokens: this.tokens.list() };
     }
   }
 
@@ -516,21 +545,24 @@ export class StateMachine {
       sessions,
       this.vms.rows(),
       [...this.removed.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+      this.tokens.rows(),
     ]);
   }
 
   /** Replaces the state by a snapshot image. Throws on an image it cannot read (nothing changes). */
   restore(data: Uint8Array): void {
     const raw = packr.unpack(data) as unknown;
-    // Versions 2 (before the VM table) and 3 (before tombstones) are still read.
+    // Versions 2 (before the VM table), 3 (before tombstones) and 4 (before tokens) are still read.
     const v2 = Array.isArray(raw) && raw.length === 5 && raw[0] === 2;
     const v3 = Array.isArray(raw) && raw.length === 6 && raw[0] === 3;
-    const v4 = Array.isArray(raw) && raw.length === 7 && raw[0] === SNAPSHOT_VERSION;
-    if (!v2 && !v3 && !v4) {
-      throw new Error(`state machine: not a version 2, 3 or ${SNAPSHOT_VERSION} snapshot`);
+    const v4 = Array.isArray(raw) && raw.length === 7 && raw[0] === 4;
+    const v5 = Array.isArray(raw) && raw.length === 8 && raw[0] === SNAPSHOT_VERSION;
+    if (!v2 && !v3 && !v4 && !v5) {
+      throw new Error(`state machine: not a version 2, 3, 4 or ${SNAPSHOT_VERSION} snapshot`);
     }
-    const [, applied, kvRows, memberRows, sessionRows, vmRows, removedRows] = raw as [
+    const [, applied, kvRows, memberRows, sessionRows, vmRows, removedRows, tokenRows] = raw as [
       number,
+      unknown,
       unknown,
       unknown,
       unknown,
@@ -580,8 +612,10 @@ export class StateMachine {
         throw new Error('state machine: malformed snapshot member row');
       members.set(id as string, m as Member);
     }
-    const removed = restoreTombstones(v4 ? removedRows : []);
+    const removed = restoreTombstones(v4 || v5 ? removedRows : []);
+    new TokenTable().restore(v5 ? tokenRows : []); // throws on a bad row before anything changes
     this.vms.restore(v2 ? [] : vmRows);
+    this.tokens.restore(v5 ? tokenRows : []);
     this.kv = kv;
     this.members = members;
     this.removed = removed;
