@@ -14,6 +14,7 @@ import {
   type Query,
   queryProblem,
 } from '../state/machine.ts';
+import { type TokenScope, tokenCommandProblem, tokenNameProblem } from '../state/tokens.ts';
 
 type Stale = { readonly stale?: boolean };
 type CommandOf<Op extends Command['op']> = Extract<Command, { op: Op }>;
@@ -64,7 +65,16 @@ export type StoreRequest =
   | { readonly op: 'store.progress'; readonly progressId?: string }
   | { readonly op: 'store.push'; readonly path: string; readonly to?: readonly string[] }
   | { readonly op: 'store.stats' }
-  | { readonly op: 'store.verify'; readonly repair?: boolean };
+  | { readonly op: 'store.verify'; readonly repair?: boolean }
+  /** A cache token: `pcr` made the secret and sends only its sha256 (hex). */
+  | {
+      readonly op: 'store.token.create';
+      readonly name: string;
+      readonly sha256: string;
+      readonly scopes: readonly TokenScope[];
+    }
+  | { readonly op: 'store.token.revoke'; readonly name: string }
+  | { readonly op: 'store.token.list' };
 
 export type Request = StateRequest | AdminRequest;
 export type Op = Request['op'];
@@ -122,6 +132,9 @@ const PROBLEMS: { readonly [O in Op]: (o: Record<string, unknown>) => string | u
     o.repair === undefined || typeof o.repair === 'boolean'
       ? undefined
       : 'repair must be a boolean',
+  'store.token.create': (o) => tokenCommandProblem({ ...o, op: 'token.put', atMs: 0 }),
+  'store.token.revoke': (o) => tokenNameProblem(o.name),
+  'store.token.list': () => undefined,
 };
 
 function nodeProblem(x: unknown): string | undefined {

@@ -157,6 +157,7 @@ export const CONFIG_KEYS = [
   'store',
   'storeMaxMib',
   'cache',
+  'cacheAuth',
   'trustedKey',
   'accel',
   'logLevel',

@@ -33,6 +33,7 @@ interface StartOpts {
   storeMaxMib?: number;
   cache: string;
   trustedKey: string[];
+  cacheAuth: 'push' | 'read';
   accel: 'auto' | 'kvm' | 'tcg';
 }
 
@@ -135,6 +136,12 @@ function addStartOptions(cmd: Command): Command {
       '--cache <host:port>',
       "the binary cache's HTTP address for Nix (loopback by default), or off",
       '127.0.0.1:0',
+    )
+    .option(
+      '--cache-auth <what>',
+      'what needs a cache token: push (uploads, the default) or read (reads too)',
+      oneOf(['push', 'read'] as const),
+      'push' as const,
     )
     .option(
       '--trusted-key <name:key>',
@@ -247,6 +254,7 @@ export function registerNodeCommands(program: Command): void {
         ...(o.storeMaxMib !== undefined ? { storeMaxBytes: o.storeMaxMib * 1024 * 1024 } : {}),
         cacheAddr: o.cache,
         trustedKeys: o.trustedKey,
+        cacheAuth: o.cacheAuth,
         accel: o.accel,
         ...(o.rejoin === true ? { rejoin: true } : {}),
         logger,

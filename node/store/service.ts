@@ -11,6 +11,7 @@ import type { Multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
 import type { ApiErrorCode } from '../api/wire.ts';
 import type { Host } from '../p2p/host.ts';
+import type { CacheAuth } from './cache_auth.ts';
 import { StoreError, type StoreErrorCode } from './errors.ts';
 import {
   type FetchOptions,
@@ -55,6 +56,8 @@ export interface StoreServiceOptions {
   readonly localMaxBytes?: number;
   /** The HTTP binary cache's address; undefined: no cache. */
   readonly cache?: { readonly host: string; readonly port: number };
+  /** The cache's tokens (the replicated table) and whether reads need one; uploads always do. */
+  readonly cacheAuth?: CacheAuth;
   /** Keys trusted besides the members' store keys (e.g. `cache.nixos.org-1:...`). */
   readonly trustedKeys?: readonly string[];
   /** The other members (peer IDs), asked for closures. */
@@ -70,6 +73,8 @@ export class StoreService {
   readonly store: Store;
   readonly counters: StoreCounters;
   readonly publicKey: string;
+  /** Uses of each cache token on this node since it started (not replicated: tokens.ts says why). */
+  readonly tokenUses = new Map<string, number>();
   private readonly server: StoreServer;
   private readonly client: StoreClient;
   private readonly trust: TrustPolicy;
@@ -127,6 +132,10 @@ export class StoreService {
         port: o.cache.port,
         counters,
         onMiss: (hashPart) => fetchByHashPart(hashPart, s.fetchOptions()),
+        // Uploads (nix copy --to) must be signed by a configured key or a member's store key.
+        trust: s.trust,
+        ...(o.cacheAuth !== undefined ? { auth: o.cacheAuth } : {}),
+        onTokenUse: (name) => s.tokenUses.set(name, (s.tokenUses.get(name) ?? 0) + 1),
       });
     }
     return s;
