@@ -23,12 +23,20 @@ export interface CacheAuth {
   readonly readNeedsToken: boolean;
 }
 
+/**
+ * The status of a refused read. Not 401 or 403: Nix (2.8) takes either on a narinfo for "not in
+ * this cache", prints nothing, and remembers that for narinfo-cache-negative-ttl (an hour), so a
+ * missing netrc entry would look like an empty cache for an hour after it is fixed. A 400 Nix
+ * reports ("HTTP error 400") and does not remember (docs/decisions.md D-record on cache tokens).
+ */
+export const READ_REFUSED_STATUS = 400;
+
 /** An Authorization header longer than this is refused without parsing it. */
 export const AUTH_HEADER_BYTES_MAX = 4096;
 
 export type AuthDecision =
   | { readonly ok: true; readonly token?: string }
-  | { readonly ok: false; readonly status: 401 | 403; readonly message: string };
+  | { readonly ok: false; readonly status: 400 | 401 | 403; readonly message: string };
 
 /** The hex sha256 of a token: what the state stores and what a request's token is looked up by. */
 export function tokenHash(token: string): string {
@@ -48,6 +56,15 @@ export function credentialOf(header: string | undefined): string | undefined {
 
 /** Whether a request with this Authorization header may do what `scope` covers. */
 export function authorize(
+  auth: CacheAuth | undefined,
+  header: string | undefined,
+  scope: CacheScope,
+): AuthDecision {
+  const d = decide(auth, header, scope);
+  return !d.ok && scope === 'read' ? { ...d, status: READ_REFUSED_STATUS } : d;
+}
+
+function decide(
   auth: CacheAuth | undefined,
   header: string | undefined,
   scope: CacheScope,

@@ -127,7 +127,7 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
       return true;
     }
     counters.authRefused++;
-    if (a.status === 401) res.setHeader('WWW-Authenticate', 'Basic realm="pcr cache"');
+    if (a.status !== 403) res.setHeader('WWW-Authenticate', 'Basic realm="pcr cache"');
     refuse(res, a.status, a.message, req.method === 'HEAD');
     return false;
   }
