@@ -154,6 +154,13 @@ describeWithTools(['nix', 'nix-store', 'xz'], 'nix copy --to a node, with tokens
     expect(verify.exitCode, verify.all).toBe(0);
     const stats = JSON.parse((await cli(b, ['store', 'stats', '--json'])).stdout);
     expect(stats.cacheMemberHits).toBeGreaterThanOrEqual(1);
+    expect(stats.cacheHitRatio).toBeGreaterThan(0);
+    expect(stats.cacheHitRatio).toBeLessThanOrEqual(1);
+    const human = await cli(b, ['store', 'stats']);
+    expect(human.stdout).toMatch(/^cacheMemberHits\s+[1-9]/m);
+    const metrics = await (await fetch(b.metrics)).text();
+    expect(metrics).toMatch(/pcr_cache_requests_total\{result="member"\} [1-9]/);
+    expect(metrics).toMatch(/pcr_cache_auth_refused_total [1-9]/);
     // A read token does not upload.
     const other = await signedBuild(`cache-upload-read-${Date.now()}`);
     const up = await nix(['copy', '--to', await cacheOf(a), other], reader);

@@ -289,10 +289,13 @@ export class StoreService {
     };
   }
 
-  async stats(): Promise<StoreCounters & StoreSummary & { publicKey: string; cache?: string }> {
+  async stats(): Promise<
+    StoreCounters & StoreSummary & { publicKey: string; cache?: string; cacheHitRatio: number }
+  > {
     return {
       publicKey: this.publicKey,
       ...this.counters,
+      cacheHitRatio: cacheHitRatio(this.counters),
       ...(await this.store.summary()),
       ...(this.cacheUrl !== undefined ? { cache: this.cacheUrl } : {}),
     };
@@ -315,6 +318,13 @@ export interface VerifyResult {
   readonly failed: Record<string, string>;
   /** What remains quarantined: damage not repaired. */
   readonly quarantined: QuarantinedPath[];
+}
+
+/** Of the cache's narinfo lookups, the share answered (here or from a member); 0 before any. */
+export function cacheHitRatio(c: StoreCounters): number {
+  const hits = c.cacheLocalHits + c.cacheMemberHits;
+  const all = hits + c.cacheMisses;
+  return all === 0 ? 0 : Math.round((hits / all) * 1000) / 1000;
 }
 
 /** Store errors that mean "the data was refused": it failed verification, or nobody trusted it. */
