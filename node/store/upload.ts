@@ -38,6 +38,8 @@ export const UPLOAD_COMPRESSION_SLACK_BYTES = 16 * 1024 ** 2;
 export const UPLOAD_PENDING_MAX = 1024;
 /** A received NAR whose narinfo does not come within this long is deleted. */
 export const UPLOAD_PENDING_MS = 10 * 60_000;
+/** The NAR is written in batches of this many bytes (one writev each, not one write per chunk). */
+export const UPLOAD_WRITE_BATCH_BYTES = 1024 * 1024;
 
 /** The narinfo body bound (a larger body is refused before it is parsed). */
 export const UPLOAD_NARINFO_BYTES_MAX = NARINFO_BYTES_MAX;
@@ -340,6 +342,9 @@ class NarSink {
   private readonly hash = new Sha256Sink();
   private readonly parser: NarParser;
   private fh: FileHandle | undefined;
+  /** Checked chunks not written yet (at most UPLOAD_WRITE_BATCH_BYTES). */
+  private batch: Uint8Array[] = [];
+  private batchBytes = 0;
   readonly file: string;
   private readonly maxBytes: number;
   private readonly url: string;
@@ -364,11 +369,21 @@ class NarSink {
     }
     this.hash.update(chunk);
     this.parser.push(chunk);
-    await this.fh!.write(chunk);
+    this.batch.push(chunk);
+    this.batchBytes += chunk.length;
+    if (this.batchBytes >= UPLOAD_WRITE_BATCH_BYTES) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    const chunks = this.batch;
+    this.batch = [];
+    this.batchBytes = 0;
+    if (chunks.length > 0) await this.fh!.writev(chunks);
   }
 
   async finish(fsync: boolean): Promise<{ narHash: string; narSize: number; synced: boolean }> {
     this.parser.end();
+    await this.flush();
     if (fsync) await this.fh!.sync();
     await this.fh!.close();
     this.fh = undefined;
@@ -381,6 +396,19 @@ class NarSink {
     await fh?.close().catch(() => {});
     await rm(this.file, { force: true });
   }
+}
+
+/** Resolves on drain, or on close: a decompressor killed after a failed write never drains. */
+function drained(w: NodeJS.WritableStream): Promise<void> {
+  return new Promise<void>((ok) => {
+    const done = () => {
+      w.off('drain', done);
+      w.off('close', done);
+      ok();
+    };
+    w.on('drain', done);
+    w.on('close', done);
+  });
 }
 
 /** Pipes `input` through `tool -dc` into `sink`; a corrupt stream or a failed sink fails it. */
@@ -402,11 +430,7 @@ async function decompress(
     try {
       for await (const c of input) {
         if (!child.stdin.write(c)) {
-          // Resolved by close too: a decompressor killed after a failed write never drains.
-          await new Promise<void>((ok) => {
-            child.stdin.once('drain', ok);
-            child.stdin.once('close', ok);
-          });
+          await drained(child.stdin);
         }
       }
     } finally {
