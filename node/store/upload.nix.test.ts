@@ -330,6 +330,21 @@ describeWithTools(['nix', 'nix-store', 'xz', 'zstd'], 'uploads by nix copy --to'
       expect((await s.store.has([a.path, b.path])).size).toBe(2);
     });
 
+    it('refuses a body that does not decompress (400), and one that is no NAR (400)', async () => {
+      const s = await setup();
+      const garbage = Buffer.from('this is not xz data at all\n'.repeat(100));
+      let r = await raw(s.cache.port, 'PUT', `/nar/${sha256Nix32(garbage)}.nar.xz`, garbage, PUSH);
+      expect(r.status).toBe(400);
+      expect(r.body).toContain('does not decompress');
+      const notNar = (await execa('xz', ['-c'], { input: garbage, encoding: 'buffer' }))
+        .stdout as unknown as Buffer;
+      r = await raw(s.cache.port, 'PUT', `/nar/${sha256Nix32(notNar)}.nar.xz`, notNar, PUSH);
+      expect(r.status).toBe(400);
+      expect(r.body).toContain('BAD_NAR');
+      await stagingEmpty(s);
+      expect(s.counters.uploadsRefused).toBe(2);
+    });
+
     it('a narinfo whose NAR was never uploaded is refused (409)', async () => {
       const s = await setup();
       const { path, narinfo } = await leafUpload();

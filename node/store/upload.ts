@@ -13,7 +13,6 @@
 // as the body, which Nix prints. Nothing of a refused upload stays on disk. Credentials are not
 // checked here (cache_auth.ts, by the HTTP cache before the body is read).
 
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { type FileHandle, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -26,6 +25,7 @@ import { NarParser } from './nar.ts';
 import { NARINFO_BYTES_MAX, type NarInfo, parseNarInfo } from './narinfo.ts';
 import type { PathInfo, Store, StoreCounters } from './store.ts';
 import { isHashPart, parseStorePath } from './store_path.ts';
+import { ProgramFailed, throughProgram } from './through_program.ts';
 
 /** Largest uncompressed NAR one upload may carry (a store with a lower limit refuses earlier). */
 export const UPLOAD_NAR_BYTES_MAX_DEFAULT = 64 * 1024 ** 3;
@@ -398,60 +398,16 @@ class NarSink {
   }
 }
 
-/** Resolves on drain, or on close: a decompressor killed after a failed write never drains. */
-function drained(w: NodeJS.WritableStream): Promise<void> {
-  return new Promise<void>((ok) => {
-    const done = () => {
-      w.off('drain', done);
-      w.off('close', done);
-      ok();
-    };
-    w.on('drain', done);
-    w.on('close', done);
-  });
-}
-
 /** Pipes `input` through `tool -dc` into `sink`; a corrupt stream or a failed sink fails it. */
 async function decompress(
   tool: string,
   input: AsyncIterable<Uint8Array>,
   sink: NarSink,
 ): Promise<void> {
-  const child: ChildProcessWithoutNullStreams = spawn(tool, ['-dc'], { stdio: 'pipe' });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => {
-    if (stderr.length < 2000) stderr += d.toString();
-  });
-  const exited = new Promise<number | null>((ok, fail) => {
-    child.once('error', fail);
-    child.once('close', (code) => ok(code));
-  });
-  const feed = (async () => {
-    try {
-      for await (const c of input) {
-        if (!child.stdin.write(c)) {
-          await drained(child.stdin);
-        }
-      }
-    } finally {
-      child.stdin.end();
-    }
-  })();
-  feed.catch(() => {}); // awaited below; a failed feed must not be an unhandled rejection first
-  child.stdin.on('error', () => {}); // EPIPE when the decompressor quits early: its exit says why
   try {
-    for await (const c of child.stdout) await sink.write(c as Uint8Array);
-    await feed;
-    const code = await exited;
-    if (code !== 0) {
-      throw new StoreError(
-        'BAD_NAR',
-        `the upload does not decompress (${tool} -dc: ${stderr.trim() || `exit ${code}`})`,
-      );
-    }
+    for await (const c of throughProgram(tool, ['-dc'], input)) await sink.write(c);
   } catch (e) {
-    child.kill('SIGKILL');
-    await feed.catch(() => {});
-    throw e;
+    if (!(e instanceof ProgramFailed)) throw e;
+    throw new StoreError('BAD_NAR', `the upload does not decompress (${e.message})`);
   }
 }
