@@ -286,14 +286,20 @@ try {
 function printUploads(cases: { case: string; rows: UploadRow[] }[]): void {
   const pad = (s: string, n: number) => s.padEnd(n);
   process.stdout.write(
-    `\nuploads\n${pad('case', 30)}${pad('method', 36)}${pad('seconds', 10)}${pad('MB sent', 10)}ratio to file://\n`,
+    `\nuploads and compressed serving\n${pad('case', 30)}${pad('method', 36)}${pad('seconds', 10)}${pad('MB sent', 10)}ratio\n`,
   );
   for (const c of cases) {
     for (const r of c.rows) {
       const comp = /\((\w+)\)$/.exec(r.method)![1];
-      const anchor = c.rows.find((x) => x.method === `nix copy --to file:// (${comp})`)!;
+      const upload = r.method.includes('--to');
+      const anchor = upload
+        ? c.rows.find((x) => x.method === `nix copy --to file:// (${comp})`)!
+        : c.rows.find((x) => x.method === 'nix copy --from pcr cache (none)')!;
+      const ratio = upload
+        ? `${(r.seconds / anchor.seconds).toFixed(2)}x the time of file://`
+        : `${(r.seconds / anchor.seconds).toFixed(2)}x the time of none, server CPU ${r.serverCpuS!.toFixed(2)} s/GiB`;
       process.stdout.write(
-        `${pad(c.case, 30)}${pad(r.method, 36)}${pad(r.seconds.toFixed(3), 10)}${pad((r.wireBytes / 1e6).toFixed(1), 10)}${(r.seconds / anchor.seconds).toFixed(2)}x the time\n`,
+        `${pad(c.case, 30)}${pad(r.method, 36)}${pad(r.seconds.toFixed(3), 10)}${pad((r.wireBytes / 1e6).toFixed(1), 10)}${ratio}\n`,
       );
     }
   }

@@ -2,17 +2,20 @@
 // a node-local store, Nix in its own, over loopback, a push token in a netrc file) beside the same
 // `nix copy --to file://` on the same machine, the anchor: what Nix itself costs to write a cache,
 // and `nix copy --to` an HTTP sink (answers 404 to reads, takes every PUT and drops it): what Nix's
-// HTTP upload costs with a server that does nothing, so the rest is the node's work.
+// HTTP upload costs with a server that does nothing, so the rest is the node's work. Then the
+// other way: `nix copy --from` that cache into a fresh chroot store, served uncompressed and as
+// zstd, with the bytes on the wire and the serving side's CPU (this process and its zstd
+// children) per GiB of NAR.
 // Per compression: none (the node keeps NARs uncompressed), zstd, and xz (Nix's default; on the
 // small-paths case only: on 256 MiB of random bytes it is minutes of CPU for nothing saved).
 
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { tokenHash } from '../node/store/cache_auth.ts';
-import { startHttpCache } from '../node/store/http_cache.ts';
+import { type ServeCompression, startHttpCache } from '../node/store/http_cache.ts';
 import {
   formatPublicKey,
   formatSecretKey,
@@ -26,8 +29,18 @@ import { nixEnv } from '../test/tools.ts';
 export interface UploadRow {
   readonly method: string;
   readonly seconds: number;
-  /** Bytes the client sent (file:// : written), as compressed. */
+  /** Bytes the client sent (file:// : written), as compressed; downloads: the cache sent. */
   readonly wireBytes: number;
+  /** Downloads: CPU seconds of the serving side (this process and its children). */
+  readonly serverCpuS?: number;
+}
+
+/** CPU seconds of this process and of its children that ended (zstd), from /proc. */
+async function cpuSeconds(): Promise<number> {
+  const own = process.cpuUsage();
+  const stat = (await readFile('/proc/self/stat', 'utf8')).split(') ')[1]!.split(' ');
+  const ticks = Number(stat[13]) + Number(stat[14]); // cutime + cstime (fields 16, 17)
+  return (own.user + own.system) / 1e6 + ticks / 100;
 }
 
 const TOKEN = 'bench-push-token';
@@ -118,10 +131,48 @@ export async function uploadRows(
         seconds: s,
         wireBytes: counters.uploadBytesReceived,
       });
+      if (c === 'none') {
+        for (const served of ['none', 'zstd'] as const) {
+          rows.push(await downloadRow(dir, store, root, served));
+        }
+      }
     } finally {
       await cache.close();
       await rm(storeDir, { recursive: true, force: true });
     }
   }
   return rows;
+}
+
+/** `nix copy --from` a cache over `store` serving `served`, into a fresh chroot store. */
+async function downloadRow(
+  dir: string,
+  store: LocalStore,
+  root: string,
+  served: Exclude<ServeCompression, 'remote'>,
+): Promise<UploadRow> {
+  const key = generateSecretKey('bench-serve-1');
+  const counters = newCounters();
+  const cache = await startHttpCache({ store, key, counters, compression: served });
+  const dest = join(dir, `from-${served}`);
+  const env = {
+    ...nixEnv(`trusted-public-keys = ${formatPublicKey(key.publicKey)}`),
+    XDG_CACHE_HOME: join(dir, `xdg-from-${served}`),
+  };
+  try {
+    const cpu0 = await cpuSeconds();
+    const s = await timed(() =>
+      execa('nix', ['copy', '--from', cache.url, '--to', dest, root], { env }),
+    );
+    const cpu = (await cpuSeconds()) - cpu0;
+    return {
+      method: `nix copy --from pcr cache (${served})`,
+      seconds: s,
+      wireBytes: counters.cacheBytesServed,
+      serverCpuS: cpu / (counters.bytesServed / 2 ** 30),
+    };
+  } finally {
+    await cache.close();
+    await rm(dest, { recursive: true, force: true });
+  }
 }

@@ -96,6 +96,8 @@ export interface DaemonOptions {
   readonly trustedKeys?: readonly string[];
   /** What needs a cache token: `push` (uploads only, the default) or `read` (reads too). */
   readonly cacheAuth?: 'push' | 'read';
+  /** How the cache serves NARs: none (default), remote (zstd off loopback), zstd. */
+  readonly cacheCompression?: 'none' | 'remote' | 'zstd';
   /** Environment for the nix CLI (tests: offline settings). */
   readonly nixEnv?: NodeJS.ProcessEnv;
   /** QEMU's accelerator: `auto` proves KVM by booting a kernel under it, else TCG. */
@@ -377,6 +379,9 @@ export class Daemon {
         lookup: (sha256) => this.node.sm.tokens.byHash(sha256),
         readNeedsToken: this.o.cacheAuth === 'read',
       },
+      ...(this.o.cacheCompression !== undefined
+        ? { cacheCompression: this.o.cacheCompression }
+        : {}),
       peers: () => this.otherMembers(),
       pins: () =>
         this.node.sm.vms

@@ -158,6 +158,7 @@ export const CONFIG_KEYS = [
   'storeMaxMib',
   'cache',
   'cacheAuth',
+  'cacheCompression',
   'trustedKey',
   'accel',
   'logLevel',

@@ -34,6 +34,7 @@ interface StartOpts {
   cache: string;
   trustedKey: string[];
   cacheAuth: 'push' | 'read';
+  cacheCompression: 'none' | 'remote' | 'zstd';
   accel: 'auto' | 'kvm' | 'tcg';
 }
 
@@ -142,6 +143,12 @@ function addStartOptions(cmd: Command): Command {
       'what needs a cache token: push (uploads, the default) or read (reads too)',
       oneOf(['push', 'read'] as const),
       'push' as const,
+    )
+    .option(
+      '--cache-compression <how>',
+      'how the cache serves NARs: none, remote (zstd except to loopback clients), zstd',
+      oneOf(['none', 'remote', 'zstd'] as const),
+      'none' as const,
     )
     .option(
       '--trusted-key <name:key>',
@@ -255,6 +262,7 @@ export function registerNodeCommands(program: Command): void {
         cacheAddr: o.cache,
         trustedKeys: o.trustedKey,
         cacheAuth: o.cacheAuth,
+        cacheCompression: o.cacheCompression,
         accel: o.accel,
         ...(o.rejoin === true ? { rejoin: true } : {}),
         logger,

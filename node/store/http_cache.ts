@@ -9,6 +9,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { which } from '../which.ts';
 import { encodeNix32 } from './base32.ts';
 import { authorize, type CacheAuth, type CacheScope } from './cache_auth.ts';
 import { StoreError } from './errors.ts';
@@ -17,10 +18,38 @@ import { type SecretKey, type TrustPolicy, withSignature } from './keys.ts';
 import { formatNarInfo, nixCacheInfo, uncompressedNarInfo } from './narinfo.ts';
 import { newCounters, type PathInfo, type Store, type StoreCounters } from './store.ts';
 import { isHashPart, parseStorePath } from './store_path.ts';
+import { throughProgram } from './through_program.ts';
 import { httpStatusOf, UPLOAD_NARINFO_BYTES_MAX, Uploads } from './upload.ts';
 import { openVerifiedNar } from './verify.ts';
 
 export const MISS_WAIT_MS_DEFAULT = 60_000;
+/** zstd's level for served NARs (its default: about 1.3x the CPU of none here; bench:store). */
+export const SERVE_ZSTD_ARGS: readonly string[] = ['-c', '-q', '-3'];
+
+/**
+ * How NARs are served: `none` always (the default), `remote`: zstd to clients not on loopback
+ * (a client on this machine gains nothing from it), `zstd`: zstd to every client.
+ */
+export type ServeCompression = 'none' | 'remote' | 'zstd';
+export const SERVE_COMPRESSIONS: readonly ServeCompression[] = ['none', 'remote', 'zstd'];
+
+/** Whether a socket's remote address is this machine (IPv4, IPv6, IPv4-mapped). */
+export function isLoopbackAddress(addr: string | undefined): boolean {
+  if (addr === undefined) return false;
+  const a = addr.startsWith('::ffff:') ? addr.slice(7) : addr;
+  return a === '::1' || /^127\./.test(a);
+}
+
+/** The compression of the narinfo a client gets. Pure. */
+export function servedCompression(
+  setting: ServeCompression,
+  remoteAddress: string | undefined,
+  zstdInstalled: boolean,
+): 'none' | 'zstd' {
+  if (!zstdInstalled || setting === 'none') return 'none';
+  if (setting === 'remote' && isLoopbackAddress(remoteAddress)) return 'none';
+  return 'zstd';
+}
 /** What a 503 tells Nix to wait before asking again. */
 export const RETRY_AFTER_S = 5;
 
@@ -48,6 +77,8 @@ export interface HttpCacheOptions {
   readonly uploadNarBytesMax?: number;
   /** Where upload decompressors are found (tests hide one). */
   readonly findTool?: (name: string) => string | undefined;
+  /** How NARs are served (default none). */
+  readonly compression?: ServeCompression;
 }
 
 export interface HttpCache {
@@ -62,6 +93,7 @@ function narUrl(info: PathInfo): string {
 
 export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
   const counters = o.counters ?? newCounters();
+  const zstd = (o.findTool ?? which)('zstd');
   const misses = new Map<string, Promise<boolean>>();
   const missWaitMs = o.missWaitMs ?? MISS_WAIT_MS_DEFAULT;
 
@@ -149,15 +181,15 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
         return send(res, 503, 'fetching from peers; try again\n', head);
       }
       const signed = withSignature(o.key, r);
-      return send(
-        res,
-        200,
-        formatNarInfo(uncompressedNarInfo(signed, narUrl(r))),
-        head,
-        'text/x-nix-narinfo',
-      );
+      const c = servedCompression(o.compression ?? 'none', req.socket.remoteAddress, !!zstd);
+      // Compressed on the fly: no FileHash or FileSize to give (Nix checks the NarHash).
+      const ni =
+        c === 'zstd'
+          ? { ...signed, url: `${narUrl(r)}.zst`, compression: 'zstd' }
+          : uncompressedNarInfo(signed, narUrl(r));
+      return send(res, 200, formatNarInfo(ni), head, 'text/x-nix-narinfo');
     }
-    m = /^\/nar\/([0-9a-z]{32})-([0-9a-z]{52})\.nar$/.exec(url);
+    m = /^\/nar\/([0-9a-z]{32})-([0-9a-z]{52})\.nar(\.zst)?$/.exec(url);
     if (m !== null && isHashPart(m[1]!)) {
       // Nix keeps narinfos it got (narinfo-cache-positive-ttl, 30 days), so after this node
       // quarantined a path Nix asks for its NAR directly: a miss here asks the members too.
@@ -166,11 +198,15 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
         res.setHeader('Retry-After', String(RETRY_AFTER_S));
         return send(res, 503, 'fetching from peers; try again\n', head);
       }
-      if (r === 'absent' || narUrl(r) !== url.slice(1))
+      const zst = m[3] !== undefined;
+      if (r === 'absent' || narUrl(r) !== url.slice(1, zst ? -4 : undefined))
         return send(res, 404, 'no such NAR\n', head);
+      if (zst && zstd === undefined)
+        return send(res, 404, 'no zstd on this node: ask for the narinfo again\n', head);
       // Opened before the status line: a NAR found damaged at open is a 404, not a short body.
       const nar = head ? [] : await openVerifiedNar(o.store, r).catch(() => undefined);
       if (nar === undefined) return send(res, 404, 'no such NAR (damaged here)\n', head);
+      if (zst) return serveZstd(res, nar, r, zstd!, head);
       res.writeHead(200, {
         'Content-Type': 'application/x-nix-nar',
         'Content-Length': String(r.narSize),
@@ -183,6 +219,29 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
       return;
     }
     return send(res, 404, 'not found\n', head);
+  }
+
+  /** The NAR through `zstd -c`, chunked (its length is known only at the end). */
+  async function serveZstd(
+    res: ServerResponse,
+    nar: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    r: PathInfo,
+    tool: string,
+    head: boolean,
+  ): Promise<void> {
+    res.writeHead(200, { 'Content-Type': 'application/x-nix-nar' });
+    if (head) return void res.end();
+    let sent = 0;
+    async function* counted() {
+      for await (const c of throughProgram(tool, SERVE_ZSTD_ARGS, nar)) {
+        sent += c.length;
+        yield c;
+      }
+    }
+    await pipeline(Readable.from(counted()), res);
+    counters.pathsServed++;
+    counters.bytesServed += r.narSize;
+    counters.cacheBytesServed += sent;
   }
 
   /** `PUT /nar/...` and `PUT /<hashPart>.narinfo` from `nix copy --to` (upload.ts). */

@@ -21,7 +21,7 @@ import {
   fetchClosure,
   findHolders,
 } from './fetch.ts';
-import { type HttpCache, startHttpCache } from './http_cache.ts';
+import { type HttpCache, type ServeCompression, startHttpCache } from './http_cache.ts';
 import { addPath } from './ingest.ts';
 import { loadOrCreateStoreKey } from './key_file.ts';
 import { formatPublicKey, parsePublicKey, TrustPolicy } from './keys.ts';
@@ -58,6 +58,8 @@ export interface StoreServiceOptions {
   readonly cache?: { readonly host: string; readonly port: number };
   /** The cache's tokens (the replicated table) and whether reads need one; uploads always do. */
   readonly cacheAuth?: CacheAuth;
+  /** How the cache serves NARs (default none). */
+  readonly cacheCompression?: ServeCompression;
   /** Keys trusted besides the members' store keys (e.g. `cache.nixos.org-1:...`). */
   readonly trustedKeys?: readonly string[];
   /** The other members (peer IDs), asked for closures. */
@@ -135,6 +137,7 @@ export class StoreService {
         // Uploads (nix copy --to) must be signed by a configured key or a member's store key.
         trust: s.trust,
         ...(o.cacheAuth !== undefined ? { auth: o.cacheAuth } : {}),
+        ...(o.cacheCompression !== undefined ? { compression: o.cacheCompression } : {}),
         onTokenUse: (name) => s.tokenUses.set(name, (s.tokenUses.get(name) ?? 0) + 1),
       });
     }

@@ -35,7 +35,7 @@ function drained(w: NodeJS.WritableStream): Promise<void> {
 export async function* throughProgram(
   tool: string,
   args: readonly string[],
-  input: AsyncIterable<Uint8Array>,
+  input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
 ): AsyncGenerator<Uint8Array> {
   const child = spawn(tool, args, { stdio: 'pipe' });
   let stderr = '';
