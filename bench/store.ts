@@ -297,7 +297,7 @@ function printUploads(cases: { case: string; rows: UploadRow[] }[]): void {
         : c.rows.find((x) => x.method === 'nix copy --from pcr cache (none)')!;
       const ratio = upload
         ? `${(r.seconds / anchor.seconds).toFixed(2)}x the time of file://`
-        : `${(r.seconds / anchor.seconds).toFixed(2)}x the time of none, server CPU ${r.serverCpuS!.toFixed(2)} s/GiB`;
+        : `${(r.seconds / anchor.seconds).toFixed(2)}x the time of none, server CPU ${r.serverCpuS!.toFixed(2)} s (${(r.serverCpuS! / (r.narBytes! / 2 ** 30)).toFixed(1)} s/GiB)`;
       process.stdout.write(
         `${pad(c.case, 30)}${pad(r.method, 36)}${pad(r.seconds.toFixed(3), 10)}${pad((r.wireBytes / 1e6).toFixed(1), 10)}${ratio}\n`,
       );

@@ -33,6 +33,8 @@ export interface UploadRow {
   readonly wireBytes: number;
   /** Downloads: CPU seconds of the serving side (this process and its children). */
   readonly serverCpuS?: number;
+  /** Downloads: NAR bytes served (uncompressed). */
+  readonly narBytes?: number;
 }
 
 /** CPU seconds of this process and of its children that ended (zstd), from /proc. */
@@ -169,7 +171,8 @@ async function downloadRow(
       method: `nix copy --from pcr cache (${served})`,
       seconds: s,
       wireBytes: counters.cacheBytesServed,
-      serverCpuS: cpu / (counters.bytesServed / 2 ** 30),
+      serverCpuS: cpu,
+      narBytes: counters.bytesServed,
     };
   } finally {
     await cache.close();

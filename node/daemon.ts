@@ -98,6 +98,8 @@ export interface DaemonOptions {
   readonly cacheAuth?: 'push' | 'read';
   /** How the cache serves NARs: none (default), remote (zstd off loopback), zstd. */
   readonly cacheCompression?: 'none' | 'remote' | 'zstd';
+  /** Binary caches asked for a path no member holds (their keys among trustedKeys). */
+  readonly upstreams?: readonly string[];
   /** Environment for the nix CLI (tests: offline settings). */
   readonly nixEnv?: NodeJS.ProcessEnv;
   /** QEMU's accelerator: `auto` proves KVM by booting a kernel under it, else TCG. */
@@ -382,6 +384,7 @@ export class Daemon {
       ...(this.o.cacheCompression !== undefined
         ? { cacheCompression: this.o.cacheCompression }
         : {}),
+      upstreams: this.o.upstreams ?? [],
       peers: () => this.otherMembers(),
       pins: () =>
         this.node.sm.vms

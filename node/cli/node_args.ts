@@ -159,6 +159,7 @@ export const CONFIG_KEYS = [
   'cache',
   'cacheAuth',
   'cacheCompression',
+  'upstream',
   'trustedKey',
   'accel',
   'logLevel',
@@ -170,6 +171,7 @@ export const CONFIG_LIST_KEYS: ReadonlySet<ConfigKey> = new Set([
   'listen',
   'advertise',
   'seed',
+  'upstream',
   'trustedKey',
 ]);
 

@@ -35,6 +35,7 @@ interface StartOpts {
   trustedKey: string[];
   cacheAuth: 'push' | 'read';
   cacheCompression: 'none' | 'remote' | 'zstd';
+  upstream: string[];
   accel: 'auto' | 'kvm' | 'tcg';
 }
 
@@ -151,6 +152,12 @@ function addStartOptions(cmd: Command): Command {
       'none' as const,
     )
     .option(
+      '--upstream <url>',
+      'a binary cache asked for a path no member holds (repeatable); its key goes in --trusted-key',
+      collect,
+      [],
+    )
+    .option(
       '--trusted-key <name:key>',
       "a store key trusted besides the members' (repeatable), e.g. cache.nixos.org-1:...",
       collect,
@@ -263,6 +270,7 @@ export function registerNodeCommands(program: Command): void {
         trustedKeys: o.trustedKey,
         cacheAuth: o.cacheAuth,
         cacheCompression: o.cacheCompression,
+        upstreams: o.upstream,
         accel: o.accel,
         ...(o.rejoin === true ? { rejoin: true } : {}),
         logger,

@@ -64,7 +64,7 @@ export interface HttpCacheOptions {
    * Called on a narinfo miss with the hash part: fetch it from peers into the store, resolve true
    * if it is now present, false if no peer holds it. May take long; the cache waits missWaitMs.
    */
-  readonly onMiss?: (hashPart: string) => Promise<boolean>;
+  readonly onMiss?: (hashPart: string) => Promise<boolean | 'upstream'>;
   readonly missWaitMs?: number;
   readonly priority?: number;
   /** Uploads are taken (PUT) only with a trust policy: an upload must be signed by one of its keys. */
@@ -94,7 +94,7 @@ function narUrl(info: PathInfo): string {
 export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
   const counters = o.counters ?? newCounters();
   const zstd = (o.findTool ?? which)('zstd');
-  const misses = new Map<string, Promise<boolean>>();
+  const misses = new Map<string, Promise<boolean | 'upstream'>>();
   const missWaitMs = o.missWaitMs ?? MISS_WAIT_MS_DEFAULT;
 
   async function lookup(hashPart: string): Promise<PathInfo | undefined> {
@@ -113,12 +113,15 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
     }
     counters.misses++;
     const r = await resolveMiss(hashPart);
-    if (typeof r === 'object') counters.cacheMemberHits++;
+    if (typeof r === 'object' && r.from === 'upstream') counters.cacheUpstreamHits++;
+    else if (typeof r === 'object') counters.cacheMemberHits++;
     else counters.cacheMisses++;
-    return r;
+    return typeof r === 'object' ? r.info : r;
   }
 
-  async function resolveMiss(hashPart: string): Promise<PathInfo | 'absent' | 'wait'> {
+  async function resolveMiss(
+    hashPart: string,
+  ): Promise<{ info: PathInfo; from: 'member' | 'upstream' } | 'absent' | 'wait'> {
     if (o.onMiss === undefined) return 'absent';
     let p = misses.get(hashPart);
     if (p === undefined) {
@@ -128,7 +131,7 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
     let timer: NodeJS.Timeout | undefined;
     const outcome = await Promise.race([
       p.then(
-        (found) => (found ? 'found' : 'absent'),
+        (found) => (found === 'upstream' ? 'upstream' : found ? 'member' : 'absent'),
         () => 'absent' as const,
       ),
       new Promise<'wait'>((r) => {
@@ -137,7 +140,8 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
     ]).finally(() => clearTimeout(timer));
     if (outcome === 'wait') return 'wait';
     if (outcome === 'absent') return 'absent';
-    return (await lookup(hashPart)) ?? 'absent';
+    const info = await lookup(hashPart);
+    return info === undefined ? 'absent' : { info, from: outcome };
   }
 
   const uploads =

@@ -11,6 +11,7 @@ import type { Multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
 import type { ApiErrorCode } from '../api/wire.ts';
 import type { Host } from '../p2p/host.ts';
+import { which } from '../which.ts';
 import type { CacheAuth } from './cache_auth.ts';
 import { StoreError, type StoreErrorCode } from './errors.ts';
 import {
@@ -39,6 +40,7 @@ import {
   type StoreSummary,
 } from './store.ts';
 import { parseStorePath, STORE_DIR } from './store_path.ts';
+import { checkUpstreams, fetchFromUpstreams } from './upstream.ts';
 import { openVerifiedNar, type QuarantinedPath, verifyStore } from './verify.ts';
 
 /** `auto`: the machine's Nix store when `nix` is installed, else the node-local store. */
@@ -60,6 +62,8 @@ export interface StoreServiceOptions {
   readonly cacheAuth?: CacheAuth;
   /** How the cache serves NARs (default none). */
   readonly cacheCompression?: ServeCompression;
+  /** Binary caches asked for a path no member holds (their keys go in trustedKeys). */
+  readonly upstreams?: readonly string[];
   /** Keys trusted besides the members' store keys (e.g. `cache.nixos.org-1:...`). */
   readonly trustedKeys?: readonly string[];
   /** The other members (peer IDs), asked for closures. */
@@ -80,6 +84,8 @@ export class StoreService {
   private readonly server: StoreServer;
   private readonly client: StoreClient;
   private readonly trust: TrustPolicy;
+  /** Only the configured keys: a member's key vouches for what members build, not for upstreams. */
+  private readonly upstreamTrust: TrustPolicy;
   private readonly o: StoreServiceOptions;
   private cache: HttpCache | undefined;
   /** Fetches in flight per root: a second caller joins the first and hears its progress too. */
@@ -102,6 +108,7 @@ export class StoreService {
     this.publicKey = publicKey;
     this.client = new StoreClient({ host: o.host, addrsOf: o.addrsOf });
     this.trust = new TrustPolicy([...(o.trustedKeys ?? [])]);
+    this.upstreamTrust = new TrustPolicy([...(o.trustedKeys ?? [])]);
   }
 
   static async start(options: StoreServiceOptions): Promise<StoreService> {
@@ -114,6 +121,7 @@ export class StoreService {
       },
     };
     for (const k of o.trustedKeys ?? []) parsePublicKey(k); // a bad key fails the start, clearly
+    checkUpstreams(o.upstreams ?? []);
     const counters = newCounters();
     const key = await loadOrCreateStoreKey(o.dataDir, o.peerId);
     const store = await openStore(o, counters);
@@ -133,7 +141,7 @@ export class StoreService {
         host: o.cache.host,
         port: o.cache.port,
         counters,
-        onMiss: (hashPart) => fetchByHashPart(hashPart, s.fetchOptions()),
+        onMiss: (hashPart) => s.fetchOnMiss(hashPart),
         // Uploads (nix copy --to) must be signed by a configured key or a member's store key.
         trust: s.trust,
         ...(o.cacheAuth !== undefined ? { auth: o.cacheAuth } : {}),
@@ -142,6 +150,19 @@ export class StoreService {
       });
     }
     return s;
+  }
+
+  /** A cache miss: the members first, then the upstream caches (verified by configured keys only). */
+  private async fetchOnMiss(hashPart: string): Promise<boolean | 'upstream'> {
+    if (await fetchByHashPart(hashPart, this.fetchOptions())) return true;
+    const found = await fetchFromUpstreams(hashPart, {
+      urls: this.o.upstreams ?? [],
+      store: this.store,
+      trust: this.upstreamTrust,
+      counters: this.counters,
+      findTool: which,
+    });
+    return found ? 'upstream' : false;
   }
 
   get cacheUrl(): string | undefined {

@@ -99,6 +99,8 @@ export interface StoreCounters {
   cacheLocalHits: number;
   /** HTTP cache lookups missing here and fetched from a member (then answered). */
   cacheMemberHits: number;
+  /** HTTP cache lookups that no member held, fetched from an upstream cache (then answered). */
+  cacheUpstreamHits: number;
   /** HTTP cache lookups that no member could answer (404) or that are still fetching (503). */
   cacheMisses: number;
   /** NAR bytes the HTTP cache sent (a subset of bytesServed). */
@@ -127,6 +129,7 @@ export function newCounters(): StoreCounters {
     quarantined: 0,
     cacheLocalHits: 0,
     cacheMemberHits: 0,
+    cacheUpstreamHits: 0,
     cacheMisses: 0,
     cacheBytesServed: 0,
     uploadsAccepted: 0,
