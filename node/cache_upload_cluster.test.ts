@@ -188,4 +188,23 @@ describeWithTools(['nix', 'nix-store', 'xz'], 'nix copy --to a node, with tokens
     const again = await cli(a, ['store', 'token', 'revoke', 'ci2']);
     expect(again.exitCode).toBe(7);
   });
+
+  it('pcr store gc frees what no VM needs: dry run, then --max-freed', {
+    timeout: 120_000,
+  }, async () => {
+    const closure = await nixClosure(root);
+    const dry = await cli(a, ['store', 'gc', '--dry-run', '--json']);
+    expect(dry.exitCode, dry.stderr).toBe(0);
+    const planned = JSON.parse(dry.stdout) as { paths: string[]; dryRun: boolean };
+    expect(planned.dryRun).toBe(true);
+    expect(planned.paths).toContain(root);
+    expect(planned.paths.length).toBeGreaterThanOrEqual(closure.length);
+    const bad = await cli(a, ['store', 'gc', '--max-freed', 'lots']);
+    expect(bad.exitCode).toBe(11);
+    const one = await cli(a, ['store', 'gc', '--max-freed', '1']);
+    expect(one.exitCode, one.stderr).toBe(0);
+    expect(one.stdout).toMatch(/freed 1 paths/);
+    const info = await cli(a, ['store', 'info', root, '--json']);
+    expect(JSON.parse(info.stdout).here).toBe(false);
+  });
 });

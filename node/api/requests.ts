@@ -74,7 +74,9 @@ export type StoreRequest =
       readonly scopes: readonly TokenScope[];
     }
   | { readonly op: 'store.token.revoke'; readonly name: string }
-  | { readonly op: 'store.token.list' };
+  | { readonly op: 'store.token.list' }
+  /** Frees what no VM on this node needs; `maxFreedBytes`: stop once that much is freed. */
+  | { readonly op: 'store.gc'; readonly maxFreedBytes?: number; readonly dryRun?: boolean };
 
 export type Request = StateRequest | AdminRequest;
 export type Op = Request['op'];
@@ -135,6 +137,15 @@ const PROBLEMS: { readonly [O in Op]: (o: Record<string, unknown>) => string | u
   'store.token.create': (o) => tokenCommandProblem({ ...o, op: 'token.put', atMs: 0 }),
   'store.token.revoke': (o) => tokenNameProblem(o.name),
   'store.token.list': () => undefined,
+  'store.gc': (o) => {
+    if (
+      o.maxFreedBytes !== undefined &&
+      (!Number.isSafeInteger(o.maxFreedBytes) || (o.maxFreedBytes as number) < 1)
+    )
+      return 'maxFreedBytes must be a positive integer';
+    if (o.dryRun !== undefined && typeof o.dryRun !== 'boolean') return 'dryRun must be a boolean';
+    return undefined;
+  },
 };
 
 function nodeProblem(x: unknown): string | undefined {

@@ -32,6 +32,14 @@ async function handleStore(deps: ApiDeps, req: StoreRequest): Promise<ApiRespons
       return { ok: true, holders: await store.where(req.path) };
     case 'store.verify':
       return { ok: true, ...(await store.verify(req.repair === true)) };
+    case 'store.gc':
+      return {
+        ok: true,
+        ...(await store.gc({
+          ...(req.maxFreedBytes !== undefined ? { maxFreedBytes: req.maxFreedBytes } : {}),
+          dryRun: req.dryRun === true,
+        })),
+      };
     case 'store.fetch': {
       const id = req.progressId;
       try {

@@ -33,6 +33,8 @@ import { StoreClient, StoreServer } from './protocol.ts';
 import {
   CLOSURE_PATHS_MAX,
   closureOf,
+  type GcOptions,
+  type GcReport,
   newCounters,
   type PathInfo,
   type Store,
@@ -311,6 +313,17 @@ export class StoreService {
       failed,
       quarantined: await this.store.quarantined(),
     };
+  }
+
+  /** `pcr store gc`: the node-local store frees what no VM here needs (the Nix store is Nix's). */
+  async gc(o: GcOptions): Promise<GcReport> {
+    if (!(this.store instanceof LocalStore)) {
+      throw new StoreError(
+        'UNSUPPORTED',
+        "this node uses the machine's Nix store, which Nix collects: nix-collect-garbage (VM closures are kept by the VMs' GC roots)",
+      );
+    }
+    return this.store.gc(o);
   }
 
   async stats(): Promise<

@@ -82,6 +82,19 @@ export interface Store {
   summary(): Promise<StoreSummary>;
 }
 
+/** `pcr store gc`'s bounds: stop once this much is freed; only say what would go. */
+export interface GcOptions {
+  readonly maxFreedBytes?: number;
+  readonly dryRun?: boolean;
+}
+
+/** What a gc removed (or, dry, would remove): referrers before references. */
+export interface GcReport {
+  readonly paths: string[];
+  readonly bytes: number;
+  readonly dryRun: boolean;
+}
+
 /** The node's store counters (for `pcr store stats` and Prometheus). One object per node. */
 export interface StoreCounters {
   hits: number;
