@@ -192,11 +192,12 @@ export const NODE_METRICS: readonly MetricDef[] = [
   },
   {
     name: 'pcr_cache_requests_total',
-    help: 'Binary cache narinfo lookups by result: local (held here), member (fetched from a member on the miss), miss (no member had it, or still fetching).',
+    help: 'Binary cache narinfo lookups by result: local (held here), member (fetched from a member on the miss), upstream (from an upstream cache), miss (nobody had it, or still fetching).',
     type: 'counter',
     read: (s) => [
       { labels: { result: 'local' }, value: s.store.cacheLocalHits },
       { labels: { result: 'member' }, value: s.store.cacheMemberHits },
+      { labels: { result: 'upstream' }, value: s.store.cacheUpstreamHits },
       { labels: { result: 'miss' }, value: s.store.cacheMisses },
     ],
   },

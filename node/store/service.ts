@@ -357,9 +357,9 @@ export interface VerifyResult {
   readonly quarantined: QuarantinedPath[];
 }
 
-/** Of the cache's narinfo lookups, the share answered (here or from a member); 0 before any. */
+/** Of the cache's narinfo lookups, the share answered (here, a member, an upstream); 0 before any. */
 export function cacheHitRatio(c: StoreCounters): number {
-  const hits = c.cacheLocalHits + c.cacheMemberHits;
+  const hits = c.cacheLocalHits + c.cacheMemberHits + c.cacheUpstreamHits;
   const all = hits + c.cacheMisses;
   return all === 0 ? 0 : Math.round((hits / all) * 1000) / 1000;
 }
