@@ -53,7 +53,7 @@ const DECOMPRESSOR: Record<Exclude<UploadCompression, 'none'>, string> = { xz: '
 export function parseNarUploadName(
   url: string,
 ): { fileHash: string; compression: UploadCompression } | undefined {
-  const m = /^\/nar\/([0-9a-z]{52})\.nar(\.xz|\.zst)?$/.exec(url);
+  const m = /^\/nar\/([0-9a-df-np-sv-z]{52})\.nar(\.xz|\.zst)?$/.exec(url);
   if (m === null) return undefined;
   const compression = m[2] === '.xz' ? 'xz' : m[2] === '.zst' ? 'zstd' : 'none';
   return { fileHash: `sha256:${m[1]}`, compression };
@@ -118,16 +118,28 @@ export class Uploads {
   private readonly o: UploadOptions;
   /** By URL as the narinfo names it: `nar/<fileHash>.nar.xz`. */
   private readonly pending = new Map<string, PendingNar>();
+  private limit: Promise<number> | undefined;
 
   constructor(o: UploadOptions) {
     this.o = o;
   }
 
-  /** The bound on one NAR: the option, the default, and the store's size limit when it has one. */
-  async narBytesMax(): Promise<number> {
-    const limit = (await this.o.store.summary()).maxBytes;
-    const own = this.o.narBytesMax ?? UPLOAD_NAR_BYTES_MAX_DEFAULT;
-    return limit === undefined ? own : Math.min(own, limit);
+  /**
+   * The bound on one NAR: the option, the default, and the store's size limit when it has one
+   * (asked once: a store's limit is fixed when it opens, and a Nix store's summary reads its dir).
+   */
+  narBytesMax(): Promise<number> {
+    this.limit ??= this.o.store.summary().then(
+      (s) => {
+        const own = this.o.narBytesMax ?? UPLOAD_NAR_BYTES_MAX_DEFAULT;
+        return s.maxBytes === undefined ? own : Math.min(own, s.maxBytes);
+      },
+      (e: unknown) => {
+        this.limit = undefined; // asked again next time
+        throw e;
+      },
+    );
+    return this.limit;
   }
 
   /** Refusals known from the headers alone (before a byte of the body is read). */
