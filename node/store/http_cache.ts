@@ -12,14 +12,15 @@ import { pipeline } from 'node:stream/promises';
 import { which } from '../which.ts';
 import { encodeNix32 } from './base32.ts';
 import { authorize, type CacheAuth, type CacheScope } from './cache_auth.ts';
-import { StoreError } from './errors.ts';
 import { parseSha256 } from './hash.ts';
+import { refuse, send } from './http_reply.ts';
 import { type SecretKey, type TrustPolicy, withSignature } from './keys.ts';
 import { formatNarInfo, nixCacheInfo, uncompressedNarInfo } from './narinfo.ts';
 import { newCounters, type PathInfo, type Store, type StoreCounters } from './store.ts';
 import { isHashPart, parseStorePath } from './store_path.ts';
 import { throughProgram } from './through_program.ts';
-import { httpStatusOf, UPLOAD_NARINFO_BYTES_MAX, Uploads } from './upload.ts';
+import { Uploads } from './upload.ts';
+import { uploadHttp } from './upload_http.ts';
 import { openVerifiedNar } from './verify.ts';
 
 export const MISS_WAIT_MS_DEFAULT = 60_000;
@@ -155,6 +156,8 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
         })
       : undefined;
 
+  const puts = uploadHttp({ uploads, allowed, counters });
+
   /** The credential check of a request; on refusal the answer is sent and false returned. */
   function allowed(req: IncomingMessage, res: ServerResponse, scope: CacheScope): boolean {
     const a = authorize(o.auth, req.headers.authorization, scope);
@@ -170,59 +173,74 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = (req.url ?? '/').split('?')[0]!;
-    if (req.method === 'PUT') return handlePut(req, res, url);
+    if (req.method === 'PUT') return puts.put(req, res, url);
     if (req.method !== 'GET' && req.method !== 'HEAD')
       return send(res, 405, 'GET, HEAD or PUT only\n');
     const head = req.method === 'HEAD';
     if (url === '/nix-cache-info') return send(res, 200, nixCacheInfo(o.priority), head);
     if (!allowed(req, res, 'read')) return;
-    let m = /^\/([0-9a-z]{32})\.narinfo$/.exec(url);
-    if (m !== null && isHashPart(m[1]!)) {
-      const r = await resolve(m[1]!);
-      if (r === 'absent') return send(res, 404, 'not in this cache or on any peer\n', head);
-      if (r === 'wait') {
-        res.setHeader('Retry-After', String(RETRY_AFTER_S));
-        return send(res, 503, 'fetching from peers; try again\n', head);
-      }
-      const signed = withSignature(o.key, r);
-      const c = servedCompression(o.compression ?? 'none', req.socket.remoteAddress, !!zstd);
-      // Compressed on the fly: no FileHash or FileSize to give (Nix checks the NarHash).
-      const ni =
-        c === 'zstd'
-          ? { ...signed, url: `${narUrl(r)}.zst`, compression: 'zstd' }
-          : uncompressedNarInfo(signed, narUrl(r));
-      return send(res, 200, formatNarInfo(ni), head, 'text/x-nix-narinfo');
-    }
-    m = /^\/nar\/([0-9a-z]{32})-([0-9a-z]{52})\.nar(\.zst)?$/.exec(url);
-    if (m !== null && isHashPart(m[1]!)) {
-      // Nix keeps narinfos it got (narinfo-cache-positive-ttl, 30 days), so after this node
-      // quarantined a path Nix asks for its NAR directly: a miss here asks the members too.
-      const r = (await lookup(m[1]!)) ?? (await resolve(m[1]!));
-      if (r === 'wait') {
-        res.setHeader('Retry-After', String(RETRY_AFTER_S));
-        return send(res, 503, 'fetching from peers; try again\n', head);
-      }
-      const zst = m[3] !== undefined;
-      if (r === 'absent' || narUrl(r) !== url.slice(1, zst ? -4 : undefined))
-        return send(res, 404, 'no such NAR\n', head);
-      if (zst && zstd === undefined)
-        return send(res, 404, 'no zstd on this node: ask for the narinfo again\n', head);
-      // Opened before the status line: a NAR found damaged at open is a 404, not a short body.
-      const nar = head ? [] : await openVerifiedNar(o.store, r).catch(() => undefined);
-      if (nar === undefined) return send(res, 404, 'no such NAR (damaged here)\n', head);
-      if (zst) return serveZstd(res, nar, r, zstd!, head);
-      res.writeHead(200, {
-        'Content-Type': 'application/x-nix-nar',
-        'Content-Length': String(r.narSize),
-      });
-      if (head) return void res.end();
-      await pipeline(Readable.from(nar), res);
-      counters.pathsServed++;
-      counters.bytesServed += r.narSize;
-      counters.cacheBytesServed += r.narSize;
-      return;
-    }
+    const ni = /^\/([0-9a-z]{32})\.narinfo$/.exec(url);
+    if (ni !== null && isHashPart(ni[1]!)) return serveNarInfo(req, res, ni[1]!, head);
+    const nar = /^\/nar\/([0-9a-z]{32})-([0-9a-z]{52})\.nar(\.zst)?$/.exec(url);
+    if (nar !== null && isHashPart(nar[1]!)) return serveNar(res, url, nar[1]!, head);
     return send(res, 404, 'not found\n', head);
+  }
+
+  /** `<hashPart>.narinfo`: signed by this node, compressed as `o.compression` says. */
+  async function serveNarInfo(
+    req: IncomingMessage,
+    res: ServerResponse,
+    hashPart: string,
+    head: boolean,
+  ): Promise<void> {
+    const r = await resolve(hashPart);
+    if (r === 'absent') return send(res, 404, 'not in this cache or on any peer\n', head);
+    if (r === 'wait') {
+      res.setHeader('Retry-After', String(RETRY_AFTER_S));
+      return send(res, 503, 'fetching from peers; try again\n', head);
+    }
+    const signed = withSignature(o.key, r);
+    const c = servedCompression(o.compression ?? 'none', req.socket.remoteAddress, !!zstd);
+    // Compressed on the fly: no FileHash or FileSize to give (Nix checks the NarHash).
+    const ni =
+      c === 'zstd'
+        ? { ...signed, url: `${narUrl(r)}.zst`, compression: 'zstd' }
+        : uncompressedNarInfo(signed, narUrl(r));
+    return send(res, 200, formatNarInfo(ni), head, 'text/x-nix-narinfo');
+  }
+
+  /** `nar/<hashPart>-<narHash>.nar[.zst]`: the NAR, hashed as it goes out. */
+  async function serveNar(
+    res: ServerResponse,
+    url: string,
+    hashPart: string,
+    head: boolean,
+  ): Promise<void> {
+    // Nix keeps narinfos it got (narinfo-cache-positive-ttl, 30 days), so after this node
+    // quarantined a path Nix asks for its NAR directly: a miss here asks the members too.
+    const r = (await lookup(hashPart)) ?? (await resolve(hashPart));
+    if (r === 'wait') {
+      res.setHeader('Retry-After', String(RETRY_AFTER_S));
+      return send(res, 503, 'fetching from peers; try again\n', head);
+    }
+    const zst = url.endsWith('.zst');
+    if (r === 'absent' || narUrl(r) !== url.slice(1, zst ? -4 : undefined))
+      return send(res, 404, 'no such NAR\n', head);
+    if (zst && zstd === undefined)
+      return send(res, 404, 'no zstd on this node: ask for the narinfo again\n', head);
+    // Opened before the status line: a NAR found damaged at open is a 404, not a short body.
+    const nar = head ? [] : await openVerifiedNar(o.store, r).catch(() => undefined);
+    if (nar === undefined) return send(res, 404, 'no such NAR (damaged here)\n', head);
+    if (zst) return serveZstd(res, nar, r, zstd!, head);
+    res.writeHead(200, {
+      'Content-Type': 'application/x-nix-nar',
+      'Content-Length': String(r.narSize),
+    });
+    if (head) return void res.end();
+    await pipeline(Readable.from(nar), res);
+    counters.pathsServed++;
+    counters.bytesServed += r.narSize;
+    counters.cacheBytesServed += r.narSize;
   }
 
   /** The NAR through `zstd -c`, chunked (its length is known only at the end). */
@@ -248,45 +266,6 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
     counters.cacheBytesServed += sent;
   }
 
-  /** `PUT /nar/...` and `PUT /<hashPart>.narinfo` from `nix copy --to` (upload.ts). */
-  async function handlePut(req: IncomingMessage, res: ServerResponse, url: string): Promise<void> {
-    if (uploads === undefined) return refuse(res, 405, 'this cache takes no uploads\n');
-    if (!allowed(req, res, 'push')) return;
-    try {
-      if (url.startsWith('/nar/')) {
-        await uploads.putNar(url, req, contentLength(req));
-        return send(res, 200, 'received\n');
-      }
-      const path = await uploads.putNarInfo(url, await readBody(req, UPLOAD_NARINFO_BYTES_MAX));
-      counters.uploadsAccepted++;
-      return send(res, 200, `${path} added\n`);
-    } catch (e) {
-      counters.uploadsRefused++;
-      const code = (e as { code?: unknown }).code as StoreError['code'] | undefined;
-      refuse(res, httpStatusOf(code), `${code ?? 'ERROR'}: ${(e as Error).message}\n`);
-    }
-  }
-
-  /**
-   * Nix (curl) sends `Expect: 100-continue` with a PUT: what the headers can refuse (credential,
-   * name, declared size) is refused before a byte of the body crosses the network.
-   */
-  async function precheck(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
-    const url = (req.url ?? '/').split('?')[0]!;
-    if (req.method !== 'PUT' || uploads === undefined) return true;
-    if (!allowed(req, res, 'push')) return false;
-    try {
-      if (url.startsWith('/nar/')) await uploads.precheckNar(url, contentLength(req));
-      else uploads.precheckNarInfo(url, contentLength(req));
-      return true;
-    } catch (e) {
-      counters.uploadsRefused++;
-      const code = (e as { code?: unknown }).code as StoreError['code'] | undefined;
-      refuse(res, httpStatusOf(code), `${code ?? 'ERROR'}: ${(e as Error).message}\n`);
-      return false;
-    }
-  }
-
   const fail = (res: ServerResponse) => (e: unknown) => {
     if (!res.headersSent) send(res, 500, `${(e as Error).message}\n`);
     else res.destroy(e as Error);
@@ -295,7 +274,8 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
     handle(req, res).catch(fail(res));
   });
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-    precheck(req, res)
+    puts
+      .precheck(req, res)
       .then((go) => {
         if (!go) return;
         res.writeContinue();
@@ -319,45 +299,4 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
         server.close(() => r());
       }),
   };
-}
-
-function send(
-  res: ServerResponse,
-  status: number,
-  body: string,
-  head = false,
-  type = 'text/plain',
-): void {
-  res.writeHead(status, {
-    'Content-Type': type,
-    'Content-Length': String(Buffer.byteLength(body)),
-  });
-  res.end(head ? undefined : body);
-}
-
-/** An answer that refuses a request: the connection closes (an unread body is not drained). */
-function refuse(res: ServerResponse, status: number, body: string, head = false): void {
-  res.setHeader('Connection', 'close');
-  send(res, status, body, head);
-}
-
-function contentLength(req: IncomingMessage): number | undefined {
-  const v = req.headers['content-length'];
-  return v !== undefined && /^[0-9]{1,15}$/.test(v) ? Number(v) : undefined;
-}
-
-/** The whole body, refused once it passes `maxBytes`. */
-async function readBody(req: IncomingMessage, maxBytes: number): Promise<Uint8Array> {
-  const declared = contentLength(req);
-  const tooLarge = () =>
-    new StoreError('TOO_LARGE', `a narinfo is at most ${maxBytes} bytes (NARINFO_BYTES_MAX)`);
-  if (declared !== undefined && declared > maxBytes) throw tooLarge();
-  const chunks: Buffer[] = [];
-  let n = 0;
-  for await (const c of req as AsyncIterable<Buffer>) {
-    n += c.length;
-    if (n > maxBytes) throw tooLarge();
-    chunks.push(c);
-  }
-  return Buffer.concat(chunks);
 }
