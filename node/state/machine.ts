@@ -5,9 +5,9 @@
 // The node (node/raft/node.ts) and the simulator (sim/) run this very code.
 //
 // Parts: a key-value space (for users and tests; lin-kv semantics for read, write and
-// compare-and-set), the member table, and the VM table (node/state/vms.ts: specs, the node each
-// runs on, reported state) and the cache's token table (node/state/tokens.ts). New parts come as new command families and snapshot sections (bump
-// SNAPSHOT_VERSION).
+// compare-and-set), the member table, the VM table (node/state/vms.ts: specs, the node each
+// runs on, reported state) and the binary cache's token table (node/state/tokens.ts). New parts
+// come as new command families and snapshot sections (bump SNAPSHOT_VERSION).
 
 import { Packr } from 'msgpackr';
 import { assert, assertSafeIndex } from '../../consensus/assert.ts';
