@@ -19,13 +19,15 @@ import { formatNarInfo, nixCacheInfo, uncompressedNarInfo } from './narinfo.ts';
 import { newCounters, type PathInfo, type Store, type StoreCounters } from './store.ts';
 import { isHashPart, parseStorePath } from './store_path.ts';
 import { throughProgram } from './through_program.ts';
-import { Uploads } from './upload.ts';
+import { parseNarUploadName, Uploads } from './upload.ts';
 import { uploadHttp } from './upload_http.ts';
 import { openVerifiedNar } from './verify.ts';
 
 export const MISS_WAIT_MS_DEFAULT = 60_000;
-/** zstd's level for served NARs (its default: about 1.3x the CPU of none here; bench:store). */
+/** zstd's level for served NARs (its default; the CPU it costs: docs/store.md). */
 export const SERVE_ZSTD_ARGS: readonly string[] = ['-c', '-q', '-3'];
+/** xz's level for a NAR served at the xz URL it was uploaded under (the fastest level). */
+export const SERVE_XZ_ARGS: readonly string[] = ['-c', '-q', '-1'];
 
 /**
  * How NARs are served: `none` always (the default), `remote`: zstd to clients not on loopback
@@ -183,7 +185,30 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
     if (ni !== null && isHashPart(ni[1]!)) return serveNarInfo(req, res, ni[1]!, head);
     const nar = /^\/nar\/([0-9a-z]{32})-([0-9a-z]{52})\.nar(\.zst)?$/.exec(url);
     if (nar !== null && isHashPart(nar[1]!)) return serveNar(res, url, nar[1]!, head);
+    const uploaded = parseNarUploadName(url) && uploads?.uploadedPath(url.slice(1));
+    if (uploaded) return serveUploaded(res, url, uploaded, head);
     return send(res, 404, 'not found\n', head);
+  }
+
+  /**
+   * A NAR at the URL it was uploaded under (the uploader's Nix remembers that narinfo): the NAR
+   * compressed again as the name says (Nix checks the NarHash, not the FileHash).
+   */
+  async function serveUploaded(
+    res: ServerResponse,
+    url: string,
+    path: string,
+    head: boolean,
+  ): Promise<void> {
+    const r = (await o.store.info([path])).get(path);
+    const c = parseNarUploadName(url)!.compression;
+    const tool = c === 'none' ? undefined : (o.findTool ?? which)(c === 'zstd' ? 'zstd' : 'xz');
+    if (r === undefined || (c !== 'none' && tool === undefined))
+      return send(res, 404, 'no such NAR\n', head);
+    const nar = head ? [] : await openVerifiedNar(o.store, r).catch(() => undefined);
+    if (nar === undefined) return send(res, 404, 'no such NAR (damaged here)\n', head);
+    if (tool === undefined) return sendNar(res, nar, r, head);
+    return serveCompressed(res, nar, r, tool, c === 'zstd' ? SERVE_ZSTD_ARGS : SERVE_XZ_ARGS, head);
   }
 
   /** `<hashPart>.narinfo`: signed by this node, compressed as `o.compression` says. */
@@ -231,7 +256,16 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
     // Opened before the status line: a NAR found damaged at open is a 404, not a short body.
     const nar = head ? [] : await openVerifiedNar(o.store, r).catch(() => undefined);
     if (nar === undefined) return send(res, 404, 'no such NAR (damaged here)\n', head);
-    if (zst) return serveZstd(res, nar, r, zstd!, head);
+    if (zst) return serveCompressed(res, nar, r, zstd!, SERVE_ZSTD_ARGS, head);
+    return sendNar(res, nar, r, head);
+  }
+
+  async function sendNar(
+    res: ServerResponse,
+    nar: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+    r: PathInfo,
+    head: boolean,
+  ): Promise<void> {
     res.writeHead(200, {
       'Content-Type': 'application/x-nix-nar',
       'Content-Length': String(r.narSize),
@@ -243,19 +277,20 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
     counters.cacheBytesServed += r.narSize;
   }
 
-  /** The NAR through `zstd -c`, chunked (its length is known only at the end). */
-  async function serveZstd(
+  /** The NAR through a compressor, chunked (its length is known only at the end). */
+  async function serveCompressed(
     res: ServerResponse,
     nar: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
     r: PathInfo,
     tool: string,
+    args: readonly string[],
     head: boolean,
   ): Promise<void> {
     res.writeHead(200, { 'Content-Type': 'application/x-nix-nar' });
     if (head) return void res.end();
     let sent = 0;
     async function* counted() {
-      for await (const c of throughProgram(tool, SERVE_ZSTD_ARGS, nar)) {
+      for await (const c of throughProgram(tool, args, nar)) {
         sent += c.length;
         yield c;
       }

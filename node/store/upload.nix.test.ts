@@ -156,8 +156,7 @@ describeWithTools(['nix', 'nix-store', 'xz', 'zstd'], 'uploads by nix copy --to'
       await stagingEmpty(s);
       // Back out through the cache, signed by the node; Nix checks every NAR and signature.
       const dest = join(dir, `dest-${compression}`);
-      // Another client (its own narinfo disk cache): the uploader's Nix remembers the narinfo it
-      // uploaded, with the compressed NAR's URL, which the cache does not keep (docs/store.md).
+      // Another client (its own narinfo disk cache): the narinfos as the node serves them.
       const back = {
         ...env,
         XDG_CACHE_HOME: join(dir, `xdg-from-${compression}`),
@@ -165,6 +164,16 @@ describeWithTools(['nix', 'nix-store', 'xz', 'zstd'], 'uploads by nix copy --to'
       };
       await execa('nix', ['copy', '--from', s.cache.url, '--to', dest, root], { env: back });
       await execa('nix', ['store', 'verify', '--store', dest, '-r', root], { env: back });
+      // The uploader itself (its disk cache holds the narinfos it uploaded, naming the uploaded
+      // URLs): served at those URLs, compressed again as they say.
+      // Those narinfos carry the signatures as uploaded: the CI's own key.
+      const mine = {
+        ...env,
+        NIX_CONFIG: `${env.NIX_CONFIG}\ntrusted-public-keys = ${formatPublicKey(ci.publicKey)}`,
+      };
+      const dest2 = join(dir, `dest-${compression}-uploader`);
+      await execa('nix', ['copy', '--from', s.cache.url, '--to', dest2, root], { env: mine });
+      await execa('nix', ['store', 'verify', '--store', dest2, '-r', root], { env: mine });
     });
   }
 

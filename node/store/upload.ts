@@ -38,6 +38,12 @@ export const UPLOAD_COMPRESSION_SLACK_BYTES = 16 * 1024 ** 2;
 export const UPLOAD_PENDING_MAX = 1024;
 /** A received NAR whose narinfo does not come within this long is deleted. */
 export const UPLOAD_PENDING_MS = 10 * 60_000;
+/**
+ * Upload URLs remembered (in memory, the newest) with the path each carried: the uploader's Nix
+ * keeps the narinfo it uploaded, naming that URL, for 30 days (narinfo-cache-positive-ttl), and
+ * asks for it when it copies the path back.
+ */
+export const UPLOADED_URLS_MAX = 100_000;
 /** The NAR is written in batches of this many bytes (one writev each, not one write per chunk). */
 export const UPLOAD_WRITE_BATCH_BYTES = 1024 * 1024;
 
@@ -119,6 +125,8 @@ export class Uploads {
   /** By URL as the narinfo names it: `nar/<fileHash>.nar.xz`. */
   private readonly pending = new Map<string, PendingNar>();
   private limit: Promise<number> | undefined;
+  /** URL as uploaded (`nar/<fileHash>.nar.xz`) -> the path it carried, oldest first. */
+  private readonly accepted = new Map<string, string>();
 
   constructor(o: UploadOptions) {
     this.o = o;
@@ -250,11 +258,25 @@ export class Uploads {
       checkSignatures(info, this.o.trust);
       await this.checkReferences(info);
       await this.o.store.commit([{ info, file: p.file, synced: p.synced }]);
+      this.remember(ni.url, info.path);
       return info.path;
     } catch (e) {
       await rm(p.file, { force: true });
       throw e;
     }
+  }
+
+  private remember(url: string, path: string): void {
+    this.accepted.delete(url);
+    this.accepted.set(url, path);
+    if (this.accepted.size > UPLOADED_URLS_MAX) {
+      this.accepted.delete(this.accepted.keys().next().value!);
+    }
+  }
+
+  /** The path an accepted upload's NAR URL (`nar/<fileHash>.nar[.xz|.zst]`) carried, if known. */
+  uploadedPath(url: string): string | undefined {
+    return this.accepted.get(url);
   }
 
   private async checkReferences(info: PathInfo): Promise<void> {
