@@ -1,6 +1,7 @@
 // The upload half that needs no Nix: NARs waiting for their narinfo are bounded in number
 // (UPLOAD_PENDING_MAX, at its edge) and in time (UPLOAD_PENDING_MS: deleted after it), and names
-// are parsed strictly.
+// are parsed strictly; accepted upload URLs are remembered up to their bound (UPLOADED_URLS_MAX,
+// here a small one at its edge).
 
 import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
@@ -9,9 +10,11 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { encodeNix32 } from './base32.ts';
-import { TrustPolicy } from './keys.ts';
+import { formatSha256 } from './hash.ts';
+import { formatPublicKey, generateSecretKey, signPath, TrustPolicy } from './keys.ts';
 import { LocalStore } from './local_store.ts';
 import { narString } from './nar.ts';
+import { formatNarInfo } from './narinfo.ts';
 import { newCounters } from './store.ts';
 import {
   parseNarInfoUploadName,
@@ -101,5 +104,42 @@ describe('NARs waiting for their narinfo', () => {
     expect(u.waiting).toBe(0);
     vi.useRealTimers();
     await vi.waitFor(async () => expect(await readdir(store.stagingDir())).toEqual([]));
+  });
+});
+
+describe('accepted upload URLs', () => {
+  it('are remembered up to their bound, the oldest forgotten first', async () => {
+    const key = generateSecretKey('unit-ci-1');
+    const store = await LocalStore.open({
+      dir: join(dir, 'urls'),
+      maxBytes: 1 << 30,
+      fsync: false,
+    });
+    const u = new Uploads({
+      store,
+      trust: new TrustPolicy([formatPublicKey(key.publicKey)]),
+      counters: newCounters(),
+      uploadedUrlsMax: 2,
+    });
+    const urls: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const n = nar(`path ${i}`);
+      const info = {
+        path: `/nix/store/${String(i).padStart(32, '1')}-p${i}`,
+        narHash: formatSha256(createHash('sha256').update(n.body).digest()),
+        narSize: n.body.length,
+        references: [],
+        sigs: [] as string[],
+      };
+      info.sigs.push(signPath(key, info));
+      await u.putNar(n.name, Readable.from([n.body]));
+      const url = n.name.slice(1);
+      const text = formatNarInfo({ ...info, url, compression: 'none' });
+      await u.putNarInfo(`/${String(i).padStart(32, '1')}.narinfo`, Buffer.from(text));
+      urls.push(url);
+    }
+    expect(u.uploadedPath(urls[0]!)).toBeUndefined();
+    expect(u.uploadedPath(urls[1]!)).toMatch(/-p1$/);
+    expect(u.uploadedPath(urls[2]!)).toMatch(/-p2$/);
   });
 });

@@ -118,6 +118,8 @@ export interface UploadOptions {
   readonly narBytesMax?: number;
   /** Where the decompressors are looked up (tests hide one to see the refusal). */
   readonly findTool?: (name: string) => string | undefined;
+  /** Upload URLs remembered (default UPLOADED_URLS_MAX; tests use a small one). */
+  readonly uploadedUrlsMax?: number;
 }
 
 export class Uploads {
@@ -269,7 +271,7 @@ export class Uploads {
   private remember(url: string, path: string): void {
     this.accepted.delete(url);
     this.accepted.set(url, path);
-    if (this.accepted.size > UPLOADED_URLS_MAX) {
+    if (this.accepted.size > (this.o.uploadedUrlsMax ?? UPLOADED_URLS_MAX)) {
       this.accepted.delete(this.accepted.keys().next().value!);
     }
   }
