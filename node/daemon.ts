@@ -66,6 +66,7 @@ import type { Command, Member, Query } from './state/machine.ts';
 import { VM_REASON_BYTES_MAX, type VmState } from './state/vms.ts';
 import type { FetchProgress } from './store/fetch.ts';
 import { type StoreMode, StoreService } from './store/service.ts';
+import { newCounters } from './store/store.ts';
 import { PCR_VERSION } from './version.ts';
 import type { Accelerator, Backend, BackendName, Capabilities } from './vmm/backend.ts';
 import { defaultBackends, probeBackends } from './vmm/probe.ts';
@@ -101,6 +102,12 @@ export interface DaemonOptions {
   readonly cacheAddr?: string;
   /** Store keys trusted besides the members' (Nix format `name:base64`). */
   readonly trustedKeys?: readonly string[];
+  /** What needs a cache token: `push` (uploads only, the default) or `read` (reads too). */
+  readonly cacheAuth?: 'push' | 'read';
+  /** How the cache serves NARs: none (default), remote (zstd off loopback), zstd. */
+  readonly cacheCompression?: 'none' | 'remote' | 'zstd';
+  /** Binary caches asked for a path no member holds (their keys among trustedKeys). */
+  readonly upstreams?: readonly string[];
   /** Environment for the nix CLI (tests: offline settings). */
   readonly nixEnv?: NodeJS.ProcessEnv;
   /** QEMU's accelerator: `auto` proves KVM by booting a kernel under it, else TCG. */
@@ -449,6 +456,14 @@ export class Daemon {
       ...(this.o.storeMaxBytes !== undefined ? { localMaxBytes: this.o.storeMaxBytes } : {}),
       ...(cacheAddr !== 'off' ? { cache: { host: chost, port: cport } } : {}),
       trustedKeys: this.o.trustedKeys ?? [],
+      cacheAuth: {
+        lookup: (sha256) => this.node.sm.tokens.byHash(sha256),
+        readNeedsToken: this.o.cacheAuth === 'read',
+      },
+      ...(this.o.cacheCompression !== undefined
+        ? { cacheCompression: this.o.cacheCompression }
+        : {}),
+      upstreams: this.o.upstreams ?? [],
       peers: () => this.otherMembers(),
       pins: () =>
         this.node.sm.vms
@@ -835,7 +850,8 @@ export class Daemon {
       transport: this.transport.stats,
       gossip: this.gossip.stats,
       daemon: this.stats,
-      store: { quarantined: this.store?.counters.quarantined ?? 0 },
+      store: this.store?.counters ?? newCounters(),
+      tokenUses: this.store?.tokenUses ?? new Map(),
     });
     return `${renderSamples(samples)}\n${this.applyLatency.render('pcr_apply_latency_seconds', 'From proposal to apply on this member, for writes through it.')}`;
   }

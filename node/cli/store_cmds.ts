@@ -9,6 +9,8 @@ import { CliError, type ConnectOptions, call, connect, EXIT, print, table } from
 import { withConnect } from './cluster_cmds.ts';
 import type { CliContext } from './context.ts';
 import { fetchMembers, resolveNode } from './members.ts';
+import { registerGcCommand } from './store_gc_cmd.ts';
+import { registerTokenCommands } from './store_token_cmds.ts';
 
 type Opts = ConnectOptions & { on?: string; to?: string[] };
 
@@ -62,6 +64,8 @@ function verifyText(r: Record<string, unknown>): string {
 
 export function registerStoreCommands(program: Command, ctx: CliContext): void {
   const store = program.command('store').description("the cluster's Nix store");
+  registerTokenCommands(store);
+  registerGcCommand(store);
 
   withConnect(
     store.command('info <path>').description('a store path: its narinfo, or who holds it'),
