@@ -13,7 +13,6 @@ import { Packr } from 'msgpackr';
 import { assert, assertSafeIndex } from '../../consensus/assert.ts';
 import type { ClusterView } from '../sched/types.ts';
 import { type NodeCommand, type NodeInfo, NodeTable, nodeCommandProblem } from './nodes.ts';
-import { clusterView } from './view.ts';
 import {
   type TokenCommand,
   type TokenEntry,
@@ -22,6 +21,7 @@ import {
   TokenTable,
   tokenCommandProblem,
 } from './tokens.ts';
+import { clusterView } from './view.ts';
 import {
   type VmCommand,
   type VmEntry,
