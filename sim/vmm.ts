@@ -76,6 +76,8 @@ interface Entry {
   epoch: number;
   /** Callers waiting for the process to end (stop, remove). */
   waiting: (() => void)[];
+  /** The node asked it to stop: its end is final, whatever the restart policy (as the supervisor). */
+  stopRequested: boolean;
 }
 
 export class SimVmm {
@@ -133,6 +135,7 @@ export class SimVmm {
       aliveSinceMs: 0,
       epoch: prev?.epoch ?? 0,
       waiting: [],
+      stopRequested: false,
     };
     this.vms.set(spec.name, e);
     this.spawn(spec.name, e);
@@ -143,6 +146,7 @@ export class SimVmm {
   stop(name: string, timeoutMs: number, done: () => void): void {
     const e = this.vms.get(name);
     if (e === undefined) return done();
+    e.stopRequested = true;
     if (e.phase === 'backoff') {
       e.epoch++;
       this.setPhase(e, 'exited', 'stopped by the node while waiting to restart');
@@ -164,7 +168,7 @@ export class SimVmm {
       if (e.epoch !== epoch || this.vms.get(name) !== e) return;
       this.end(name, e, {
         kind: stopped ? 'stopped' : 'killed',
-        detail: stopped ? 'stopped by the node' : `killed after ${timeoutMs} ms`,
+        detail: stopped ? 'stopped by the node' : `killed by the node after the stop timeout`,
       });
     });
   }
@@ -233,9 +237,12 @@ export class SimVmm {
     const waiting = e.waiting;
     e.waiting = [];
     const ranForMs = this.host.nowMs() - e.aliveSinceMs;
-    const d = restartDecision(e.spec.restart, e.attempts, exit, ranForMs);
+    const d = e.stopRequested
+      ? ({ restart: false, why: exit.detail } as const)
+      : restartDecision(e.spec.restart, e.attempts, exit, ranForMs);
     if (!d.restart) {
-      this.setPhase(e, exit.kind === 'crashed' ? 'failed' : 'exited', d.why);
+      const clean = e.stopRequested || exit.kind === 'stopped' || exit.kind === 'guest-poweroff';
+      this.setPhase(e, clean ? 'exited' : 'failed', d.why);
     } else {
       e.attempts = d.attempt;
       this.setPhase(e, 'backoff', `restarting in ${d.delayMs} ms`);
