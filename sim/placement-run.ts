@@ -74,16 +74,16 @@ const RESTART = { policy: 'always', maxAttempts: 0, backoffInitialMs: 100, backo
 
 /** The VM groups the operator runs: spread, a constraint, sharing, an affinity. */
 const GROUPS: readonly { name: string; counts: readonly number[]; extra: object }[] = [
-  { name: 'web', counts: [2, 3, 4], extra: { spread: { attribute: 'label.zone', weight: 50 } } },
+  { name: 'web', counts: [2, 3], extra: { spread: { attribute: 'label.zone', weight: 50 } } },
   {
     name: 'db',
     counts: [1],
     extra: { constraints: [{ attribute: 'label.zone', operator: 'in', value: ['a', 'b'] }] },
   },
-  { name: 'batch', counts: [2, 4, 6], extra: { allowSharing: true } },
+  { name: 'batch', counts: [2, 4], extra: { allowSharing: true } },
   {
     name: 'cache',
-    counts: [1, 2, 3],
+    counts: [1, 2],
     extra: {
       affinities: [{ attribute: 'label.disk', operator: '=', value: 'ssd', weight: 50 }],
     },

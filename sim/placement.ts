@@ -61,7 +61,9 @@ export const PLACEMENT_SIM_DEFAULTS: PlacementOptions = {
   nodeDownAfterMs: 5000,
   dutyTickMs: 100,
   vmm: VMM_TIMING_DEFAULTS,
-  settleMs: 20_000,
+  // A guest that ignores its stop is killed after AGENT_STOP_TIMEOUT_MS (30 s) before the VM
+  // starts again with a new spec; a permanently lost node's VMs move after node-down-after.
+  settleMs: AGENT_STOP_TIMEOUT_MS + 5000 + 10_000,
   sweepMs: 100,
 };
 
@@ -77,7 +79,7 @@ export function machineOf(index: number): {
   labels: Record<string, string>;
 } {
   return {
-    capacity: { cpus: [4, 8, 6][index % 3]!, memoryMiB: [6144, 8192, 4096, 10240][index % 4]! },
+    capacity: { cpus: [8, 12, 8][index % 3]!, memoryMiB: [8192, 12_288, 6144, 16_384][index % 4]! },
     labels: { zone: 'abc'[index % 3]!, ...(index % 2 === 0 ? { disk: 'ssd' } : {}) },
   };
 }
