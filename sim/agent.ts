@@ -21,7 +21,7 @@ export interface SimAgentDeps {
   desired(): readonly DesiredVm[];
   /** vm.report through Raft; `done(committed)`. */
   report(name: string, state: VmState, reason: string | undefined, done: (ok: boolean) => void): void;
-  /** FENCE_STOP_MS while fenced, AGENT_STOP_TIMEOUT_MS otherwise. */
+  /** FENCE_GRACEFUL_MS while fenced, AGENT_STOP_TIMEOUT_MS otherwise (node/daemon.ts). */
   stopTimeoutMs(): number;
   /** Runs `f` after `ms` in this process (dropped if the process died meanwhile). */
   after(ms: number, f: () => void): void;
@@ -33,6 +33,8 @@ export class SimAgent {
   private readonly busy = new Set<string>();
   private readonly reported: Record<string, Reported> = {};
   private readonly reporting = new Set<string>();
+  /** Stops in flight and their timeouts (hastened when the timeout shrinks, as the agent does). */
+  private readonly stopping = new Map<string, number>();
   private started = false;
   private queued = false;
   /** Actions executed, for the run's summary. */
@@ -85,6 +87,12 @@ export class SimAgent {
       this.d.nowMs(),
     );
     for (const a of actions) this.execute(a);
+    const ms = this.d.stopTimeoutMs();
+    for (const [name, t] of this.stopping) {
+      if (ms >= t) continue;
+      this.stopping.set(name, ms);
+      this.d.vmm.stop(name, ms, () => {});
+    }
   }
 
   private execute(a: Action): void {
@@ -92,6 +100,7 @@ export class SimAgent {
     const done = (name: string) => () =>
       this.d.after(0, () => {
         this.busy.delete(name);
+        this.stopping.delete(name);
         this.poke();
       });
     switch (a.kind) {
@@ -108,10 +117,12 @@ export class SimAgent {
       case 'stop':
         this.counts.stops++;
         this.busy.add(a.name);
+        this.stopping.set(a.name, this.d.stopTimeoutMs());
         vmm.stop(a.name, this.d.stopTimeoutMs(), done(a.name));
         return;
       case 'remove':
         this.busy.add(a.name);
+        this.stopping.set(a.name, this.d.stopTimeoutMs());
         vmm.remove(a.name, this.d.stopTimeoutMs(), done(a.name));
         return;
     }

@@ -19,7 +19,12 @@
 // states, so placement runs use neither (docs/sim.md).
 
 import { AGENT_STOP_TIMEOUT_MS } from '../node/agent/agent.ts';
-import { type DutyPorts, FENCE_STOP_MS, fencingProblem, PlacementDuty } from '../node/placement/duty.ts';
+import {
+  type DutyPorts,
+  FENCE_GRACEFUL_MS,
+  fencingProblem,
+  PlacementDuty,
+} from '../node/placement/duty.ts';
 import type { Outcome, RaftNode } from '../node/raft/node.ts';
 import type { Resources } from '../node/sched/types.ts';
 import type { Result } from '../node/state/machine.ts';
@@ -283,7 +288,7 @@ export class PlacementSim {
           state: v.desired,
         })),
       report: (name, state, reason, done) => this.report(id, node, name, state, reason, done),
-      stopTimeoutMs: () => (duty.isFenced() ? FENCE_STOP_MS : AGENT_STOP_TIMEOUT_MS),
+      stopTimeoutMs: () => (duty.isFenced() ? FENCE_GRACEFUL_MS : AGENT_STOP_TIMEOUT_MS),
       after: (ms, f) => this.after(id, node, ms, f),
       nowMs: () => this.cluster.nowMs,
     });

@@ -12,6 +12,7 @@
 import type { VmSpec } from '../node/state/vm_spec.ts';
 import { specHash } from '../node/state/vm_spec.ts';
 import type { ExitReason } from '../node/vmm/backend.ts';
+import { FORCE_GRACE_MS } from '../node/vmm/proc.ts';
 import { restartDecision } from '../node/vmm/restart.ts';
 import type { ObservedVm, VmPhase } from '../node/vmm/supervisor.ts';
 import type { SimRandom } from './random.ts';
@@ -78,7 +79,13 @@ interface Entry {
   waiting: (() => void)[];
   /** The node asked it to stop: its end is final, whatever the restart policy (as the supervisor). */
   stopRequested: boolean;
+  /** While stopping: when the guest would have shut down by itself, and when it ends. */
+  gracefulEndMs: number;
+  stopEndMs: number;
 }
+
+/** A forced VMM (QMP quit, SIGTERM) that obeys ends within this long. */
+const FORCE_MS_MAX = 100;
 
 export class SimVmm {
   private readonly host: VmmHost;
@@ -136,13 +143,19 @@ export class SimVmm {
       epoch: prev?.epoch ?? 0,
       waiting: [],
       stopRequested: false,
+      gracefulEndMs: Number.POSITIVE_INFINITY,
+      stopEndMs: Number.POSITIVE_INFINITY,
     };
     this.vms.set(spec.name, e);
     this.spawn(spec.name, e);
     this.later(this.timing.spawnMs, () => done());
   }
 
-  /** Supervisor.stop: graceful, killed after `timeoutMs` on this machine's clock. */
+  /**
+   * Supervisor.stop: graceful; after `timeoutMs` (this machine's clock) the VMM is forced, which
+   * ends it at once half of the time, else it is killed FORCE_GRACE_MS later (node/vmm/proc.ts).
+   * A second stop with a shorter timeout brings the end forward, as the handle does.
+   */
   stop(name: string, timeoutMs: number, done: () => void): void {
     const e = this.vms.get(name);
     if (e === undefined) return done();
@@ -155,20 +168,29 @@ export class SimVmm {
     }
     if (!e.alive) return done();
     e.waiting.push(done);
-    if (e.phase === 'stopping') return;
-    this.setPhase(e, 'stopping', `graceful stop, forced after ${timeoutMs} ms`);
-    const epoch = e.epoch;
     const r = this.host.random;
-    const graceful = r.chance(this.timing.ignoresStopProbability)
-      ? Number.POSITIVE_INFINITY
-      : r.between(this.timing.gracefulStopMsMin, this.timing.gracefulStopMsMax);
-    const killAt = timeoutMs * this.host.drift();
-    const stopped = graceful <= killAt;
-    this.later(Math.min(graceful, killAt), () => {
-      if (e.epoch !== epoch || this.vms.get(name) !== e) return;
+    const now = this.host.nowMs();
+    if (e.phase !== 'stopping') {
+      this.setPhase(e, 'stopping', `graceful stop, forced after ${timeoutMs} ms`);
+      e.gracefulEndMs = r.chance(this.timing.ignoresStopProbability)
+        ? Number.POSITIVE_INFINITY
+        : now + r.between(this.timing.gracefulStopMsMin, this.timing.gracefulStopMsMax);
+      e.stopEndMs = Number.POSITIVE_INFINITY;
+    }
+    const forced =
+      now +
+      timeoutMs * this.host.drift() +
+      (r.chance(0.5) ? r.between(0, FORCE_MS_MAX) : FORCE_GRACE_MS);
+    const end = Math.min(e.gracefulEndMs, forced);
+    if (end >= e.stopEndMs) return;
+    e.stopEndMs = end;
+    const epoch = e.epoch;
+    this.later(end - now, () => {
+      if (e.epoch !== epoch || this.vms.get(name) !== e || e.stopEndMs !== end) return;
+      const graceful = e.gracefulEndMs <= end;
       this.end(name, e, {
-        kind: stopped ? 'stopped' : 'killed',
-        detail: stopped ? 'stopped by the node' : `killed by the node after the stop timeout`,
+        kind: graceful ? 'stopped' : 'killed',
+        detail: graceful ? 'stopped by the node' : 'killed by the node after the stop timeout',
       });
     });
   }
