@@ -49,8 +49,10 @@ export class PlacementChecks implements VmmObserver {
   private readonly nowMs: () => number;
   /** Instance -> node -> its live copy there. */
   private readonly copies = new Map<string, Map<string, Copy>>();
-  /** The committed state, as of the last index read: instance -> node ('' unplaced). */
+  /** The committed state, as of the last index read: instance -> node ('' unplaced)... */
   private readonly committedNode = new Map<string, string>();
+  /** ...and its generation (the index of its group's last vm.put). */
+  private readonly committedGeneration = new Map<string, number>();
   /** `instance@node` -> the command that took the instance off that node (until placed back). */
   private readonly leftBy = new Map<string, string>();
   private nodeStatus = new Map<string, NodeStatus>();
@@ -110,6 +112,16 @@ export class PlacementChecks implements VmmObserver {
     return PLANNED_MOVES.has(this.leftBy.get(`${name}@${node}`) ?? '');
   }
 
+  /**
+   * A copy of an older spec than the committed one (a vm.put replaced it): its node stops it to
+   * start the new one. Placement counts the new spec's resources at once, so while a slow guest
+   * stops, the room it gave up may already hold other instances (Nomad counts a stopping
+   * allocation as free too): not counted against capacity. Fencing never changes a generation.
+   */
+  private outdated(name: string, c: Copy): boolean {
+    return c.generation < (this.committedGeneration.get(name) ?? 0);
+  }
+
   private checkCopies(name: string): void {
     const live = [...(this.copies.get(name)?.values() ?? [])].filter(
       (c) => !this.exempt(name, c.node),
@@ -133,7 +145,7 @@ export class PlacementChecks implements VmmObserver {
     const names: string[] = [];
     for (const [name, m] of this.copies) {
       const c = m.get(node);
-      if (c === undefined || this.exempt(name, node)) continue;
+      if (c === undefined || this.exempt(name, node) || this.outdated(name, c)) continue;
       cpus += c.resources.cpus;
       memoryMiB += c.resources.memoryMiB;
       names.push(name);
@@ -170,6 +182,7 @@ export class PlacementChecks implements VmmObserver {
     const seen = new Set<string>();
     for (const vm of sm.vms.all()) {
       seen.add(vm.name);
+      this.committedGeneration.set(vm.name, vm.generation);
       const prev = this.committedNode.get(vm.name) ?? '';
       if (vm.node === prev) continue;
       if (prev !== '') this.leftBy.set(`${vm.name}@${prev}`, op);
@@ -183,6 +196,7 @@ export class PlacementChecks implements VmmObserver {
       if (seen.has(name)) continue;
       if (node !== '') this.leftBy.set(`${name}@${node}`, op);
       this.committedNode.delete(name);
+      this.committedGeneration.delete(name);
     }
     this.nodeStatus = new Map(sm.nodes.list().map((n) => [n.id, statusOf(n)]));
   }
