@@ -590,8 +590,7 @@ export class Daemon {
         },
       },
       onError: (what, err) => this.log.warn({ err: err.message }, what),
-      stopTimeoutMs: () =>
-        this.placement.isFenced() ? FENCE_GRACEFUL_MS : AGENT_STOP_TIMEOUT_MS,
+      stopTimeoutMs: () => (this.placement.isFenced() ? FENCE_GRACEFUL_MS : AGENT_STOP_TIMEOUT_MS),
     });
     // The agent starts once the cluster is known to count this node (reconcile()): a removed
     // node, restarted, must not start VMs the cluster released while it was away.

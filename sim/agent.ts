@@ -20,7 +20,12 @@ export interface SimAgentDeps {
   /** What the node's applied state says should run here (nothing while fenced). */
   desired(): readonly DesiredVm[];
   /** vm.report through Raft; `done(committed)`. */
-  report(name: string, state: VmState, reason: string | undefined, done: (ok: boolean) => void): void;
+  report(
+    name: string,
+    state: VmState,
+    reason: string | undefined,
+    done: (ok: boolean) => void,
+  ): void;
   /** FENCE_GRACEFUL_MS while fenced, AGENT_STOP_TIMEOUT_MS otherwise (node/daemon.ts). */
   stopTimeoutMs(): number;
   /** Runs `f` after `ms` in this process (dropped if the process died meanwhile). */
@@ -105,7 +110,10 @@ export class SimAgent {
       });
     switch (a.kind) {
       case 'report':
-        this.report(a.name, { state: a.state, ...(a.reason !== undefined ? { reason: a.reason } : {}) });
+        this.report(a.name, {
+          state: a.state,
+          ...(a.reason !== undefined ? { reason: a.reason } : {}),
+        });
         return;
       case 'fetch':
         throw new Error(`the simulated agent fetches no closure (${a.storePath})`);

@@ -221,7 +221,8 @@ function parse(argv: readonly string[]): Args | 'help' {
           '(a paused daemon cannot fence its VMs; drift beyond 5% breaks the fencing bound; docs/sim.md)',
       );
     }
-    if (s('history') !== undefined) throw new UsageError('--history is not written by placement runs');
+    if (s('history') !== undefined)
+      throw new UsageError('--history is not written by placement runs');
   }
   const nemesisFile = s('nemesis-file');
   let schedule: Fault[] | undefined;
@@ -624,7 +625,9 @@ function placementRun(a: Args, seed: number): Promise<PlacementRunResult> {
 }
 
 function placementFindings(r: PlacementRunResult): string[] {
-  const out = r.violations.map((v) => `safety (${v.kind}) at ${v.timeMs} ms on ${v.node}: ${v.message}`);
+  const out = r.violations.map(
+    (v) => `safety (${v.kind}) at ${v.timeMs} ms on ${v.node}: ${v.message}`,
+  );
   if (r.violationCount > r.violations.length)
     out.push(`... ${r.violationCount - r.violations.length} more safety violations`);
   return out;
@@ -657,7 +660,9 @@ async function placementMain(a: Args, io: Io, program: string): Promise<number> 
     const r = await placementRun(a, a.seeds.from);
     const { violations, ...rest } = r;
     if (a.json)
-      io.out(`${JSON.stringify({ ...rest, violations, replay: replayCommand(a, r.seed, program) }, null, 2)}\n`);
+      io.out(
+        `${JSON.stringify({ ...rest, violations, replay: replayCommand(a, r.seed, program) }, null, 2)}\n`,
+      );
     else io.out(describePlacementRun(r, a, program));
     return r.failed ? EXIT_FINDING : EXIT_OK;
   }
@@ -681,7 +686,10 @@ async function placementMain(a: Args, io: Io, program: string): Promise<number> 
       failed.push(seed);
       if (!a.json) {
         if (io.errIsTty) io.err('\r\x1b[K');
-        const f = [...placementFindings(r), ...(r.liveness.ok ? [] : [`liveness: ${r.liveness.message}`])];
+        const f = [
+          ...placementFindings(r),
+          ...(r.liveness.ok ? [] : [`liveness: ${r.liveness.message}`]),
+        ];
         io.out(`FAIL seed ${seed}\n${f.map((l) => indent(l, '  ')).join('\n')}\n`);
         io.out(`  replay: ${replayCommand(a, seed, program)}\n`);
       }

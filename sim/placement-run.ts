@@ -16,7 +16,7 @@
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Command } from '../node/state/machine.ts';
-import { SimCluster, type ClusterOptions, type SafetyViolation } from './cluster.ts';
+import { type ClusterOptions, type SafetyViolation, SimCluster } from './cluster.ts';
 import {
   type Fault,
   GENERATE_DEFAULTS,
@@ -56,7 +56,11 @@ export interface PlacementRunResult {
   readonly timeMs: number;
   readonly violations: readonly SafetyViolation[];
   readonly violationCount: number;
-  readonly liveness: { readonly ok: boolean; readonly settledInMs?: number; readonly message: string };
+  readonly liveness: {
+    readonly ok: boolean;
+    readonly settledInMs?: number;
+    readonly message: string;
+  };
   readonly stats: PlacementStats;
   readonly checks: PlacementCheckCounts;
   /** What the operator and the nemesis did (the cluster's records), hashed: same seed, same hash. */
@@ -123,7 +127,12 @@ class Operator {
   submit(c: Command, attempts = 5, done?: (ok: boolean) => void): void {
     const up = this.cluster.ids.filter((id) => this.cluster.processOf(id) === 'up');
     const leader = this.cluster.leader();
-    const via = leader !== undefined && this.random.chance(0.5) ? leader : up.length > 0 ? this.random.pick(up) : undefined;
+    const via =
+      leader !== undefined && this.random.chance(0.5)
+        ? leader
+        : up.length > 0
+          ? this.random.pick(up)
+          : undefined;
     const retry = (): void => {
       if (attempts > 1) this.cluster.schedule(300, () => this.submit(c, attempts - 1, done));
       else done?.(false);
@@ -142,7 +151,12 @@ class Operator {
 
   put(g: (typeof GROUPS)[number]): void {
     const spec = groupSpec(g, this.random.pick(g.counts), this.random.pick(SIZES));
-    this.cluster.note('vm.put', { group: g.name, count: spec.count ?? 1, vcpus: spec.vcpus, memoryMiB: spec.memoryMiB });
+    this.cluster.note('vm.put', {
+      group: g.name,
+      count: spec.count ?? 1,
+      vcpus: spec.vcpus,
+      memoryMiB: spec.memoryMiB,
+    });
     this.submit({ op: 'vm.put', spec, atMs: Math.floor(this.cluster.nowMs) });
   }
 
@@ -150,7 +164,6 @@ class Operator {
   act(ids: readonly string[]): void {
     const r = this.random;
     const what = r.pick(['update', 'update', 'rm', 'drain', 'ineligible'] as const);
-    const now = Math.floor(this.cluster.nowMs);
     if (what === 'update') return this.put(r.pick(GROUPS));
     if (what === 'rm') {
       const g = r.pick(GROUPS);
@@ -166,7 +179,6 @@ class Operator {
     this.cluster.schedule(r.between(2000, 6000), () =>
       this.submit({ op: 'node.eligibility', id, eligible: true }),
     );
-    void now;
   }
 
   /** Drains `id` with a deadline `deadlineMs` from now; ends the drain `endMs` from now. */
@@ -298,7 +310,12 @@ export async function runPlacementSimulation(o: PlacementRunOptions): Promise<Pl
         `nemesis ${k} does not combine with placement (pause leaves a daemon unable to fence; drift beyond 5% breaks the fencing bound): use ${PLACEMENT_GENERIC_KINDS.join(', ')}`,
       );
   }
-  const cluster = new SimCluster({ driftMax: PLACEMENT_DRIFT_MAX, ...o.cluster, seed: o.seed, nodes });
+  const cluster = new SimCluster({
+    driftMax: PLACEMENT_DRIFT_MAX,
+    ...o.cluster,
+    seed: o.seed,
+    nodes,
+  });
   const options: PlacementOptions = { ...PLACEMENT_SIM_DEFAULTS, ...o.placement };
   const sim = new PlacementSim(cluster, options);
   sim.start();
@@ -336,7 +353,9 @@ export async function runPlacementSimulation(o: PlacementRunOptions): Promise<Pl
       () => restored === cluster.ids.length && converged(cluster, sim) === undefined,
       options.settleMs,
     );
-    const why = settled ? undefined : converged(cluster, sim) ?? 'drains and eligibility not restored';
+    const why = settled
+      ? undefined
+      : (converged(cluster, sim) ?? 'drains and eligibility not restored');
     if (why !== undefined)
       cluster.reportViolation(
         'not-running-after-heal',
@@ -386,11 +405,15 @@ export function converged(cluster: SimCluster, sim: PlacementSim): string | unde
   const sm = cluster.raftNode(leader)!.sm;
   for (const vm of sm.vms.all()) {
     if (vm.desired !== 'running') continue;
-    if (vm.node === '') return `${vm.name} is not placed (${vm.placement ?? vm.reason ?? 'pending'})`;
+    if (vm.node === '')
+      return `${vm.name} is not placed (${vm.placement ?? vm.reason ?? 'pending'})`;
     const copies = sim.checks.copiesOf(vm.name);
     if (copies.length !== 1 || copies[0] !== vm.node)
       return `${vm.name} is placed on ${vm.node} and runs on ${copies.join(', ') || 'no node'}`;
-    const phase = sim.vmm(vm.node).observed().find((x) => x.name === vm.name)?.phase;
+    const phase = sim
+      .vmm(vm.node)
+      .observed()
+      .find((x) => x.name === vm.name)?.phase;
     if (phase !== 'running') return `${vm.name} on ${vm.node} is ${phase ?? 'absent'}`;
     if (sim.fenced(vm.node)) return `${vm.node} is fenced`;
   }

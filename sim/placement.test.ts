@@ -67,7 +67,11 @@ describe('placement in the simulator', () => {
         ['placed-on-unready', 'two-copies', 'over-capacity'].includes(v.kind),
       ),
     ).toBe(true);
-    expect(clean(await run(first!.seed))).toEqual({ seed: first!.seed, violations: [], live: true });
+    expect(clean(await run(first!.seed))).toEqual({
+      seed: first!.seed,
+      violations: [],
+      live: true,
+    });
   });
 
   it('refuses settings that break the fencing inequality (fencingProblem)', () => {
@@ -89,9 +93,9 @@ describe('placement in the simulator', () => {
     const crashedAt = c.nowMs;
     const others = c.ids.filter((id) => id !== old);
     // Until some follower campaigns: it then follows no one (lead '').
-    expect(
-      c.runUntil(() => others.some((id) => c.raftNode(id)!.rn.raft.lead === ''), 5000),
-    ).toBe(true);
+    expect(c.runUntil(() => others.some((id) => c.raftNode(id)!.rn.raft.lead === ''), 5000)).toBe(
+      true,
+    );
     const id = others.find((x) => c.raftNode(x)!.rn.raft.lead === '')!;
     const age = c.raftNode(id)!.contact().leaderAgeTicks;
     // Finite, and about the time since the crash (ticks of 10 ms, drift within 10%).

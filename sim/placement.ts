@@ -212,13 +212,6 @@ export class PlacementSim {
     PLANTED_PLACE_RECHECK.skip = false;
   }
 
-  debugState(): unknown {
-    return [...this.daemons.values()].map((d) => {
-      const x = d.duty as unknown as Record<string, unknown>;
-      return { id: d.id, alive: this.cluster.raftNode(d.id) === d.node, lead: d.node.status().lead, evaluating: x.evaluating, again: x.again, timerBusy: x.timerBusy, phase: x.phase, agent: d.agent.running };
-    });
-  }
-
   vmm(id: string): SimVmm {
     return this.vmms.get(id)!;
   }
@@ -294,10 +287,7 @@ export class PlacementSim {
     });
     const d: Daemon = { id, node, duty, agent, vmChanges: -1, tables: '', recording: false };
     this.daemons.set(id, d);
-    const phase = SimRandom.fork(
-      this.cluster.seed,
-      `duty/${id}/${this.cluster.incarnationOf(id)}`,
-    );
+    const phase = SimRandom.fork(this.cluster.seed, `duty/${id}/${this.cluster.incarnationOf(id)}`);
     this.after(id, node, 1 + phase.intn(this.options.dutyTickMs), () => this.tick(d));
   }
 
@@ -324,7 +314,10 @@ export class PlacementSim {
     d.recording = true;
     this.cluster.submit(
       d.id,
-      { op: 'member.put', member: { id: d.id, addrs: [`/sim/${d.id}`], role: 'voter', name: d.id } },
+      {
+        op: 'member.put',
+        member: { id: d.id, addrs: [`/sim/${d.id}`], role: 'voter', name: d.id },
+      },
       () => {
         d.recording = false;
       },
@@ -347,7 +340,6 @@ export class PlacementSim {
     if (tables !== d.tables) {
       d.tables = tables;
       this.after(d.id, d.node, 0, () => {
-        if (process.env.PSIM_DEBUG) console.log(Math.round(this.cluster.nowMs), d.id, 'poke', tables);
         this.settle = true;
         d.duty.poke();
       });
@@ -355,7 +347,11 @@ export class PlacementSim {
   }
 
   /** A promise that this incarnation resolves with `f`'s answer, or never if it dies first. */
-  private answer<T>(id: string, node: RaftNode, issue: (resolve: (x: T) => void) => void): Promise<T> {
+  private answer<T>(
+    id: string,
+    node: RaftNode,
+    issue: (resolve: (x: T) => void) => void,
+  ): Promise<T> {
     return new Promise<T>((resolve) => {
       issue((x) => {
         if (this.cluster.raftNode(id) !== node) return;
@@ -397,9 +393,7 @@ export class PlacementSim {
       }),
       submit: (cmd) =>
         this.answer<Result>(id, node, (resolve) => {
-          if (process.env.PSIM_DEBUG) console.log(Math.round(c.nowMs), id, 'submit', cmd.op);
           c.submit(id, cmd, (out: Outcome) => {
-            if (process.env.PSIM_DEBUG && cmd.op === 'vm.place') console.log(Math.round(c.nowMs), id, 'placed?', JSON.stringify(out).slice(0, 300));
             resolve(out.ok ? out.result : { ok: false, code: 'invalid', message: out.message });
           });
           if (cmd.op === 'vm.place') this.placeProposed(id, node);
@@ -420,9 +414,7 @@ export class PlacementSim {
         warn: (_o, msg) => {
           if (msg.startsWith('node down')) this.stats.nodesDown++;
         },
-        debug: (o, msg) => {
-          if (process.env.PSIM_DEBUG) console.log(Math.round(c.nowMs), id, msg, JSON.stringify(o));
-        },
+        debug: () => {},
       },
     };
   }

@@ -175,7 +175,11 @@ describe('reconcile', () => {
     const s = spec('a');
     for (const lastExit of [
       { kind: 'stopped', code: 0, detail: 'stopped by the node' } as const,
-      { kind: 'killed', signal: 'SIGKILL', detail: 'killed by the node (SIGKILL) after the stop timeout' } as const,
+      {
+        kind: 'killed',
+        signal: 'SIGKILL',
+        detail: 'killed by the node (SIGKILL) after the stop timeout',
+      } as const,
     ]) {
       const fenced = observed(s, 'exited', { generation: 3, lastExit });
       expect(reconcile(input({ desired: [desired(s, 3)], observed: [fenced] }), 0)).toEqual([

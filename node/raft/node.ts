@@ -219,8 +219,7 @@ export class RaftNode {
     const raft = this.rn.raft;
     let leaderAgeTicks = Number.POSITIVE_INFINITY;
     if (raft.state === 'leader') leaderAgeTicks = 0;
-    else if (this.leaderHeardTick !== undefined)
-      leaderAgeTicks = this.ticks - this.leaderHeardTick;
+    else if (this.leaderHeardTick !== undefined) leaderAgeTicks = this.ticks - this.leaderHeardTick;
     return { ticks: this.ticks, heard: this.heard, leaderAgeTicks };
   }
 
