@@ -25,6 +25,7 @@ import {
 } from './nemesis.ts';
 import {
   PLACEMENT_GENERIC_KINDS,
+  PLACEMENT_RUN_DEFAULTS,
   type PlacementRunResult,
   runPlacementSimulation,
 } from './placement-run.ts';
@@ -53,7 +54,7 @@ options:
   --seeds A..B           a sweep over seeds A to B (inclusive)
   --nodes N              cluster size (default ${RUN_DEFAULTS.nodes})
   --time D               virtual length of the faulty phase, e.g. 30s, 500ms, 2m; a bare number is
-                         seconds (default ${RUN_DEFAULTS.timeMs / 1000}s)
+                         seconds (default ${RUN_DEFAULTS.timeMs / 1000}s; placement ${PLACEMENT_RUN_DEFAULTS.timeMs / 1000}s)
   --quiet D              virtual time allowed after healing for a leader and a final write
                          (default ${RUN_DEFAULTS.quietMs / 1000}s)
   --nemesis K,K|none     kinds of faults generated from the seed: ${NEMESIS_KINDS.join(', ')}
@@ -224,6 +225,11 @@ function parse(argv: readonly string[]): Args | 'help' {
     if (s('history') !== undefined)
       throw new UsageError('--history is not written by placement runs');
   }
+  // A placement run needs time for node-down-after (5 s) and a few faults: 30 s unless given.
+  const runTimeMs =
+    nemesis.includes('placement') && s('time') === undefined
+      ? PLACEMENT_RUN_DEFAULTS.timeMs
+      : timeMs;
   const nemesisFile = s('nemesis-file');
   let schedule: Fault[] | undefined;
   if (nemesisFile !== undefined) {
@@ -269,7 +275,7 @@ function parse(argv: readonly string[]): Args | 'help' {
     seeds,
     sweep,
     nodes,
-    timeMs,
+    timeMs: runTimeMs,
     quietMs,
     nemesis,
     nemesisFile,
