@@ -7,8 +7,13 @@
 
 import { describe, expect, it } from 'vitest';
 import { SimCluster } from './cluster.ts';
-import { PLACEMENT_SIM_DEFAULTS, PlacementSim, type PlantedPlacementBug } from './placement.ts';
-import { type PlacementRunResult, runPlacementSimulation } from './placement-run.ts';
+import {
+  PLACEMENT_DRIFT_MAX,
+  PLACEMENT_SIM_DEFAULTS,
+  PlacementSim,
+  type PlantedPlacementBug,
+} from './placement.ts';
+import { converged, type PlacementRunResult, runPlacementSimulation } from './placement-run.ts';
 
 /** The recheck sweep gives up after this many seeds. */
 const SEEDS_MAX = 40;
@@ -72,6 +77,65 @@ describe('placement in the simulator', () => {
       violations: [],
       live: true,
     });
+  });
+
+  /** One VM `solo` placed and running on a 5-node cluster; the test drives the faults. */
+  async function solo(seed: number) {
+    const c = new SimCluster({ seed, nodes: 5, driftMax: PLACEMENT_DRIFT_MAX });
+    const sim = new PlacementSim(c, PLACEMENT_SIM_DEFAULTS);
+    sim.start();
+    await sim.runUntil(() => c.leader() !== undefined, 5000);
+    c.submit(c.leader()!, {
+      op: 'vm.put',
+      spec: {
+        version: 1,
+        name: 'solo',
+        kernel: '/boot/vmlinuz',
+        vcpus: 1,
+        memoryMiB: 512,
+        restart: { policy: 'always', maxAttempts: 0 },
+      },
+      atMs: 1,
+    });
+    expect(
+      await sim.runUntil(
+        () => converged(c, sim) === undefined && sim.checks.copiesOf('solo').length === 1,
+        10_000,
+      ),
+    ).toBe(true);
+    return { c, sim, home: sim.checks.copiesOf('solo')[0]! };
+  }
+
+  it('a node cut off between fence-after and node-down-after stops its VM, and runs it again once it hears the cluster', async () => {
+    const { c, sim, home } = await solo(11);
+    c.partition([[home], c.ids.filter((x) => x !== home)]);
+    // Fenced after fence-after (1 s): it stops the VM. The cut heals while the VM stops, so the
+    // node is free again when the stop ends (the reconciler once took that stop for final).
+    const starts = sim.checks.counts.copiesStarted;
+    expect(await sim.runUntil(() => sim.fenced(home), 2000, 10)).toBe(true);
+    c.heal();
+    // Back on the same node: it was never marked down, so the cluster still places it there.
+    expect(await sim.runUntil(() => converged(c, sim) === undefined, 10_000)).toBe(true);
+    expect(sim.checks.copiesOf('solo')).toEqual([home]);
+    // A new VMM process: the fenced node stopped the VM, and started it again.
+    expect(sim.checks.counts.copiesStarted).toBe(starts + 1);
+    expect(c.violations).toEqual([]);
+    sim.finish();
+  });
+
+  it('a node cut off beyond node-down-after: its VM is stopped before its replacement starts elsewhere', async () => {
+    const { c, sim, home } = await solo(12);
+    c.partition([[home], c.ids.filter((x) => x !== home)]);
+    const cutAt = c.nowMs;
+    const elsewhere = () => sim.checks.copiesOf('solo').some((n) => n !== home);
+    expect(await sim.runUntil(elsewhere, 15_000, 10)).toBe(true);
+    // The replacement starts no earlier than node-down-after, and alone.
+    expect(c.nowMs - cutAt).toBeGreaterThanOrEqual(PLACEMENT_SIM_DEFAULTS.nodeDownAfterMs * 0.95);
+    expect(sim.checks.copiesOf('solo')).not.toContain(home);
+    c.heal();
+    expect(await sim.runUntil(() => converged(c, sim) === undefined, 15_000)).toBe(true);
+    expect(c.violations).toEqual([]);
+    sim.finish();
   });
 
   it('refuses settings that break the fencing inequality (fencingProblem)', () => {
