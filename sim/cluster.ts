@@ -116,9 +116,7 @@ export type ViolationKind =
   /** What ran on a node needed more than the capacity it registered. */
   | 'over-capacity'
   /** A committed vm.place put an instance on a node that was down, draining or ineligible. */
-  | 'placed-on-unready'
-  /** After the last heal, an instance that wants to run was not running within the bound. */
-  | 'not-running-after-heal';
+  | 'placed-on-unready';
 
 export interface SafetyViolation {
   readonly kind: ViolationKind;
