@@ -53,7 +53,7 @@ import {
 import { RaftTransport } from './p2p/raft_transport.ts';
 import {
   FENCE_AFTER_MS_DEFAULT,
-  FENCE_STOP_MS,
+  FENCE_GRACEFUL_MS,
   fencingProblem,
   NODE_DOWN_AFTER_MS_DEFAULT,
   PlacementDuty,
@@ -620,7 +620,7 @@ export class Daemon {
         },
       },
       onError: (what, err) => this.log.warn({ err: err.message }, what),
-      stopTimeoutMs: () => (this.placement.isFenced() ? FENCE_STOP_MS : AGENT_STOP_TIMEOUT_MS),
+      stopTimeoutMs: () => (this.placement.isFenced() ? FENCE_GRACEFUL_MS : AGENT_STOP_TIMEOUT_MS),
     });
     // The agent starts once the cluster is known to count this node (reconcile()): a removed
     // node, restarted, must not start VMs the cluster released while it was away.

@@ -97,6 +97,39 @@ describe('Agent with an in-memory supervisor', () => {
     expect(reports).toEqual(['db fetching', 'db starting', 'db running']);
   });
 
+  it('stops again with the shorter timeout a stop in flight once the timeout shrinks (fenced)', async () => {
+    const s = validateVmSpec({ version: 1, name: 'a', kernel: '/k' });
+    if (!s.ok) throw new Error('spec');
+    // A supervisor whose stops never end by themselves: the VM ignores its graceful stop.
+    const timeouts: number[] = [];
+    const sup = new MemorySupervisor();
+    sup.stop = (name: string, timeoutMs?: number) => {
+      timeouts.push(timeoutMs ?? -1);
+      const o = sup.vms.get(name);
+      if (o !== undefined) sup.vms.set(name, { ...o, phase: 'stopping' });
+      return new Promise<ExitReason | undefined>(() => {});
+    };
+    await sup.launch(s.spec, 1);
+    let fenced = false;
+    agent = new Agent({
+      supervisor: sup,
+      intervalMs: 20,
+      stopTimeoutMs: () => (fenced ? 1000 : 30_000),
+      deps: {
+        desiredForThisNode: () => [],
+        report: async () => undefined,
+        ensureClosure: async () => undefined,
+      },
+    });
+    agent.start();
+    await until(() => timeouts.length === 1, 5000, 'the graceful stop');
+    expect(timeouts).toEqual([30_000]);
+    fenced = true;
+    agent.poke();
+    await until(() => timeouts.length === 2, 5000, 'the stop again, sooner');
+    expect(timeouts).toEqual([30_000, 1000]);
+  });
+
   it('retries a rejected report on a later round, without a busy loop', async () => {
     const s = validateVmSpec({ version: 1, name: 'a', kernel: '/k' });
     if (!s.ok) throw new Error('spec');

@@ -69,6 +69,12 @@ export class Agent {
   private readonly reported: Record<string, Reported> = {};
   private readonly reporting = new Set<string>();
   private readonly closures: Record<string, ClosureView> = {};
+  /**
+   * The timeout of each stop in flight. A round whose stop timeout is shorter (the node fenced
+   * itself) stops those again with it: a stop begun with the graceful 30 s must not outlast the
+   * fencing bound (docs/scheduling.md, "Fencing"; found by the simulator).
+   */
+  private readonly stopping = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private again = false;
@@ -147,13 +153,31 @@ export class Agent {
       this.now(),
     );
     for (const a of actions) this.execute(a);
+    this.hasten();
+  }
+
+  private stopMs(): number {
+    const given = this.opts.stopTimeoutMs;
+    return (typeof given === 'function' ? given() : given) ?? AGENT_STOP_TIMEOUT_MS;
+  }
+
+  /** Stops in flight with a longer timeout than the current one are stopped again with it. */
+  private hasten(): void {
+    const ms = this.stopMs();
+    for (const [name, t] of this.stopping) {
+      if (ms >= t) continue;
+      this.stopping.set(name, ms);
+      // The supervisor's handle forces the VMM at the earlier deadline (node/vmm/proc.ts).
+      this.opts.supervisor
+        .stop(name, ms)
+        .catch((e: Error) => this.opts.onError?.(`stop ${name} sooner`, e));
+    }
   }
 
   private execute(a: Action): void {
     this.opts.onAction?.(a);
     const sup = this.opts.supervisor;
-    const given = this.opts.stopTimeoutMs;
-    const stopMs = (typeof given === 'function' ? given() : given) ?? AGENT_STOP_TIMEOUT_MS;
+    const stopMs = this.stopMs();
     switch (a.kind) {
       case 'report':
         return this.report(a.name, {
@@ -171,18 +195,27 @@ export class Agent {
           a.name,
           `stop ${a.name}`,
           async () => void (await sup.stop(a.name, stopMs)),
+          stopMs,
         );
       case 'remove':
-        return this.background(a.name, `remove ${a.name}`, () => sup.remove(a.name, stopMs));
+        return this.background(
+          a.name,
+          `remove ${a.name}`,
+          () => sup.remove(a.name, stopMs),
+          stopMs,
+        );
     }
   }
 
-  private background(name: string, what: string, f: () => Promise<void>): void {
+  /** `stopMs`: the timeout of a stop or remove (hastened later if the timeout shrinks). */
+  private background(name: string, what: string, f: () => Promise<void>, stopMs?: number): void {
     this.busy.add(name);
+    if (stopMs !== undefined) this.stopping.set(name, stopMs);
     f()
       .catch((e: Error) => this.opts.onError?.(what, e))
       .finally(() => {
         this.busy.delete(name);
+        this.stopping.delete(name);
         this.poke();
       });
   }

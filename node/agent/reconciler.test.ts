@@ -168,6 +168,27 @@ describe('reconcile', () => {
     });
   });
 
+  it('starts again a VM this node stopped (fenced, or moved away and back) that is desired running at the same generation', () => {
+    // The simulator's finding: a node fenced by a partition shorter than node-down-after stopped
+    // its VMs; unfenced, the table still placed them here at the same generation, and the
+    // reconciler took the stop for a final end, so they stayed stopped for good.
+    const s = spec('a');
+    for (const lastExit of [
+      { kind: 'stopped', code: 0, detail: 'stopped by the node' } as const,
+      {
+        kind: 'killed',
+        signal: 'SIGKILL',
+        detail: 'killed by the node (SIGKILL) after the stop timeout',
+      } as const,
+    ]) {
+      const fenced = observed(s, 'exited', { generation: 3, lastExit });
+      expect(reconcile(input({ desired: [desired(s, 3)], observed: [fenced] }), 0)).toEqual([
+        { kind: 'start', name: 'a', spec: s, generation: 3 },
+        { kind: 'report', name: 'a', state: 'starting' },
+      ]);
+    }
+  });
+
   it('reports a guest power-off as stopped, not failed', () => {
     const s = spec('a');
     const off = observed(s, 'exited', {

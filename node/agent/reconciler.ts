@@ -129,8 +129,14 @@ function decide(
     return observedState(o);
   }
 
-  // Not active: exited, failed, or never started here.
-  const current = o !== undefined && o.specHash === hash && o.generation >= d.generation;
+  // Not active: exited, failed, or never started here. Final until resubmitted only when it ended
+  // by itself (failed beyond its restart policy, or its guest powered off). One this node stopped
+  // (it fenced itself, or the VM moved away and back at the same generation) starts again: else
+  // a partition longer than fence-after and shorter than node-down-after would leave it stopped
+  // for good while the cluster still places it here (found by the simulator, docs/sim.md).
+  const endedByItself =
+    o !== undefined && (o.phase === 'failed' || o.lastExit?.kind === 'guest-poweroff');
+  const current = endedByItself && o.specHash === hash && o.generation >= d.generation;
   if (current) {
     // Ended, and the supervisor's restart policy did not bring it back: final until resubmitted.
     return o.phase === 'failed'
