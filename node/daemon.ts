@@ -52,6 +52,7 @@ import {
 } from './p2p/instance.ts';
 import { RaftTransport } from './p2p/raft_transport.ts';
 import {
+  DUTY_PERIOD_MS,
   FENCE_AFTER_MS_DEFAULT,
   FENCE_GRACEFUL_MS,
   fencingProblem,
@@ -143,8 +144,9 @@ export const DAEMON_DEFAULTS = {
   maxVoters: 5,
   tickMs: 50,
   electionTicks: 6,
-  /** How often the background loop joins, promotes and refreshes this member's record. */
-  reconcileMs: 300,
+  /** How often the background loop joins, promotes, refreshes this member's record and runs the
+   * placement duty (the fencing inequality counts this period: DUTY_PERIOD_MS). */
+  reconcileMs: DUTY_PERIOD_MS,
   /** A learner this close to the leader's last index is caught up. */
   promoteLagEntries: MEMBERSHIP_DEFAULTS.promoteLagEntries,
   /** A join or announce sent to another member gives up after this long. */

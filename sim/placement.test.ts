@@ -141,10 +141,10 @@ describe('placement in the simulator', () => {
   it('refuses settings that break the fencing inequality (fencingProblem)', () => {
     const cluster = new SimCluster({ seed: 1, nodes: 3 });
     expect(
-      () => new PlacementSim(cluster, { ...PLACEMENT_SIM_DEFAULTS, nodeDownAfterMs: 4400 }),
-    ).toThrow(/node-down-after 4400 ms must exceed/);
-    expect(
       () => new PlacementSim(cluster, { ...PLACEMENT_SIM_DEFAULTS, nodeDownAfterMs: 4500 }),
+    ).toThrow(/node-down-after 4500 ms must exceed/);
+    expect(
+      () => new PlacementSim(cluster, { ...PLACEMENT_SIM_DEFAULTS, nodeDownAfterMs: 4600 }),
     ).not.toThrow();
   });
 

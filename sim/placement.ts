@@ -59,7 +59,7 @@ export interface PlacementOptions {
 
 /**
  * The simulator's settings, scaled to its 10 ms ticks and 100 ms election timeout, chosen with the
- * product's fencingProblem(): (1000 + 2 x 100 + FENCE_STOP_MS 3000) x 1.05 = 4410 ms < 5000 ms.
+ * product's fencingProblem(): (1000 + 2 x 100 + the duty's period 100 + FENCE_STOP_MS 3000) x 1.05 = 4515 ms < 5000 ms.
  */
 export const PLACEMENT_SIM_DEFAULTS: PlacementOptions = {
   fenceAfterMs: 1000,
@@ -137,6 +137,7 @@ export class PlacementSim {
       fenceAfterMs: options.fenceAfterMs,
       nodeDownAfterMs: options.nodeDownAfterMs,
       electionTimeoutMs: this.electionTimeoutMsOf(cluster),
+      loopMs: options.dutyTickMs,
     });
     if (why !== undefined) throw new RangeError(why);
     this.cluster = cluster;

@@ -32,20 +32,28 @@ export const FENCE_AFTER_MS_DEFAULT = 4000;
 /** The leader evaluates at least this often while instances wait (besides every table change). */
 export const EVALUATE_RETRY_MS = 2000;
 
+/** How often the duty's periodic part runs in the daemon (its reconcile loop). */
+export const DUTY_PERIOD_MS = 300;
+
 /**
  * Why fence-after and node-down-after cannot guarantee one copy of an instance, or undefined:
- * `(fenceAfter + 2 x election timeout + FENCE_STOP_MS) x (1 + CLOCK_DRIFT_MAX) < nodeDownAfter`.
+ * `(fenceAfter + 2 x election timeout + loop period + FENCE_STOP_MS) x (1 + CLOCK_DRIFT_MAX) <
+ * nodeDownAfter` (the loop period: a node notices its silence at its next loop, up to one period
+ * late). `loopMs` defaults to DUTY_PERIOD_MS.
  */
 export function fencingProblem(o: {
   fenceAfterMs: number;
   nodeDownAfterMs: number;
   electionTimeoutMs: number;
+  loopMs?: number;
 }): string | undefined {
-  const need = (o.fenceAfterMs + 2 * o.electionTimeoutMs + FENCE_STOP_MS) * (1 + CLOCK_DRIFT_MAX);
+  const loopMs = o.loopMs ?? DUTY_PERIOD_MS;
+  const need =
+    (o.fenceAfterMs + 2 * o.electionTimeoutMs + loopMs + FENCE_STOP_MS) * (1 + CLOCK_DRIFT_MAX);
   if (need < o.nodeDownAfterMs) return undefined;
   return (
     `--node-down-after ${o.nodeDownAfterMs} ms must exceed (fence-after ${o.fenceAfterMs} + 2 x election timeout ${o.electionTimeoutMs} + ` +
-    `FENCE_STOP_MS ${FENCE_STOP_MS}) x (1 + CLOCK_DRIFT_MAX ${CLOCK_DRIFT_MAX}) = ${Math.ceil(need)} ms, or a partitioned node's VMs ` +
+    `loop period ${loopMs} + FENCE_STOP_MS ${FENCE_STOP_MS}) x (1 + CLOCK_DRIFT_MAX ${CLOCK_DRIFT_MAX}) = ${Math.ceil(need)} ms, or a partitioned node's VMs ` +
     'could still run when their replacements start'
   );
 }
@@ -265,7 +273,11 @@ export class PlacementDuty {
         placements: batch,
         atMs: this.p.now(),
       });
-      if (!r.ok) continue;
+      if (!r.ok) {
+        // Refused as a whole (malformed, or not committed): say so; the retry places them again.
+        this.p.log.warn({ err: r.message, batch: batch.length }, 'placements not committed');
+        continue;
+      }
       (r.verdicts ?? []).forEach((v, k) => {
         const p = batch[k]!;
         if (v === 'ok')
