@@ -67,7 +67,10 @@ describe('vms checker', () => {
     const r = doubleRuns([at(0, ['a', 'n1', 'T'], ['a', 'n2']), at(200, ['a', 'n2'])]);
     expect(r).toEqual({ runs: [], frozenOverlaps: 1 });
     // ... but the moment it thaws while the other still runs, it is one.
-    const thawed = doubleRuns([at(0, ['a', 'n1', 'T'], ['a', 'n2']), at(200, ['a', 'n1'], ['a', 'n2'])]);
+    const thawed = doubleRuns([
+      at(0, ['a', 'n1', 'T'], ['a', 'n2']),
+      at(200, ['a', 'n1'], ['a', 'n2']),
+    ]);
     expect(thawed.runs).toHaveLength(1);
   });
 
@@ -97,17 +100,39 @@ describe('vms checker', () => {
 
   it('recovery: an instance not steady on one node within the bound is not running; a stopped one still running is a stray', () => {
     const h = [...op(0, 'run', 'a', 'ok'), ...op(1, 'run', 's', 'ok'), ...op(1, 'stop', 's', 'ok')];
-    const samples = [at(1000, ['s', 'n1']), at(2000, ['s', 'n1']), at(3000, ['a', 'n2'], ['s', 'n1'])];
-    const late = checkVms({ history: h, samples, finalDesired: ['a'], healAt: 1000, boundMs: 1999 });
+    const samples = [
+      at(1000, ['s', 'n1']),
+      at(2000, ['s', 'n1']),
+      at(3000, ['a', 'n2'], ['s', 'n1']),
+    ];
+    const late = checkVms({
+      history: h,
+      samples,
+      finalDesired: ['a'],
+      healAt: 1000,
+      boundMs: 1999,
+    });
     expect(late).toMatchObject({ valid: false, notRunning: ['a'], strays: ['s'] });
     // At the bound's edge it counts as running.
-    const edge = checkVms({ history: h, samples, finalDesired: ['a'], healAt: 1000, boundMs: 2000 });
+    const edge = checkVms({
+      history: h,
+      samples,
+      finalDesired: ['a'],
+      healAt: 1000,
+      boundMs: 2000,
+    });
     expect(edge.notRunning).toEqual([]);
     expect(edge.recoveryMs).toEqual({ a: 2000 });
   });
 
   it('an unread final state is invalid (nothing after the heal was checked)', () => {
-    const r = checkVms({ history: [], samples: [], finalDesired: undefined, healAt: 0, boundMs: 1 });
+    const r = checkVms({
+      history: [],
+      samples: [],
+      finalDesired: undefined,
+      healAt: 0,
+      boundMs: 1,
+    });
     expect(r).toMatchObject({ valid: false, finalUnread: true });
   });
 });

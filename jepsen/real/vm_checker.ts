@@ -214,10 +214,13 @@ export function checkVms(input: VmCheckInput): VmResult {
     else recoveryMs[i] = Math.round(t - input.healAt);
   }
   const last = input.samples.at(-1);
-  const strays = last === undefined ? [] : [...copiesOf(last).entries()]
-    .filter(([i, c]) => c.live.size > 0 && !desired.has(i))
-    .map(([i]) => i)
-    .sort();
+  const strays =
+    last === undefined
+      ? []
+      : [...copiesOf(last).entries()]
+          .filter(([i, c]) => c.live.size > 0 && !desired.has(i))
+          .map(([i]) => i)
+          .sort();
   const valid =
     runs.length === 0 &&
     lost.length === 0 &&
