@@ -175,7 +175,8 @@ export class Cluster {
       '--listen',
       `/ip4/${n.addr}/tcp/${NODE_PORT}`,
       ...this.nodeArgs,
-      ...this.seedArgs,
+      // The first node restarts from its data dir: the product refuses itself as its own seed.
+      ...(n === this.nodes[0] ? [] : this.seedArgs),
     ];
     const proc = spawn('ip', args, {
       stdio: ['ignore', fd, fd],

@@ -473,7 +473,16 @@ function finish(o: RunOptions, rec: Recording, rulesAfterHeal: number): RunResul
     rulesAfterHeal,
   };
   write('results.json', `${JSON.stringify(summary(o, result), null, 1)}\n`);
-  write('index.html', renderRunReport({ options: o, result, points, kvHistory: rec.kv }));
+  write(
+    'index.html',
+    renderRunReport({
+      options: o,
+      result,
+      points,
+      kvHistory: rec.kv,
+      vmSamples: rec.vmSamples,
+    }),
+  );
   return result;
 }
 

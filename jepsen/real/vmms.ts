@@ -1,11 +1,12 @@
 // Which VM instances have a live VMM process on which node, read from the machine, not from the
 // cluster's state: a VMM is a process whose environment carries the supervisor's launch id
-// (PCR_VM_LAUNCH) and whose working directory is `<node data dir>/vms/<instance>` (the supervisor
-// starts each VMM there). The observer samples this every OBSERVE_EVERY_MS for the vms checker;
+// (PCR_VM_LAUNCH), whose working directory is `<node data dir>/vms/<instance>` (the supervisor
+// starts each VMM there) and whose executable is a hypervisor (the runner's microvm-shutdown
+// helper has the same environment and directory while it runs, and is not a copy of the VM). The observer samples this every OBSERVE_EVERY_MS for the vms checker;
 // the machine-level nemeses (kill, pause) use it to find a node's VMMs.
 
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { sep } from 'node:path';
+import { basename, sep } from 'node:path';
 import { LAUNCH_ENV, procStat } from '../../node/vmm/proc.ts';
 import type { VmmSeen, VmSample } from './vm_checker.ts';
 
@@ -19,6 +20,16 @@ export interface VmRunDir {
 }
 
 const LAUNCH_NEEDLE = Buffer.from(`\0${LAUNCH_ENV}=`);
+/** The executables that are a VM's copy: QEMU (direct or a microvm.nix runner's exec), CH, FC. */
+const HYPERVISOR_EXE = /^(qemu-system-.+|cloud-hypervisor|firecracker)$/;
+
+function isHypervisor(pid: number): boolean {
+  try {
+    return HYPERVISOR_EXE.test(basename(readlinkSync(`/proc/${pid}/exe`)));
+  } catch {
+    return false;
+  }
+}
 
 /** Every live (not zombie) VMM under one of `dirs`, with its instance, node and frozen state. */
 export function scanVmms(dirs: readonly VmRunDir[]): VmmSeen[] {
@@ -33,7 +44,7 @@ export function scanVmms(dirs: readonly VmRunDir[]): VmmSeen[] {
       continue;
     }
     const owner = dirs.find((x) => cwd.startsWith(x.runDir + sep));
-    if (owner === undefined) continue;
+    if (owner === undefined || !isHypervisor(pid)) continue;
     try {
       const env = Buffer.concat([Buffer.from([0]), readFileSync(`/proc/${d}/environ`)]);
       if (!env.includes(LAUNCH_NEEDLE)) continue;
