@@ -1,5 +1,5 @@
 // The vms workload's clients: each submits VM groups (a small runner VM, memoryMiB 64 or 128,
-// count 1 or 2) through a random node, and stops and removes some of its groups, recording each
+// count 1 or 2) through a random node, and now and then stops or removes one, recording each
 // command as a history event (value: the group, its count and memory). Recorded as the kv
 // workload records: ok -> ok; NOT_FOUND on a stop or rm (the group is not there: it is not
 // running) -> ok; NO_LEADER, UNPLACEABLE (refused before proposing), a refused connection -> fail;
@@ -22,7 +22,7 @@ export const VM_REQUEST_TIMEOUT_MS = 10_000;
 /** Instances a client keeps desired running at once (QEMU TCG guests on a shared 2-core box). */
 export const VM_CLIENT_INSTANCES_MAX = 2;
 /** A client's pause between two commands. */
-export const VM_THINK_MS = 1_500;
+export const VM_THINK_MS = 2_000;
 export const VM_MEMORY_MIB = [64, 128] as const;
 export const VM_COUNTS = [1, 2] as const;
 /** Refusals of a vm command after which it certainly had no effect. */
@@ -55,17 +55,20 @@ async function askVm(cluster: Cluster, node: string, req: Parameters<Cluster['re
   }
 }
 
-/** The next command: run a new group while under the cap, else stop or remove one of ours. */
+/**
+ * The next command: mostly a new group while under the cap; otherwise now and then a stop or rm of
+ * one of ours, so that instances run for several seconds (through faults) before they go.
+ */
 function nextCommand(
   ctx: ClientContext,
   groups: Group[],
   newName: () => string,
-): { f: VmF; group: Group } {
+): { f: VmF; group: Group } | undefined {
   const live = groups
     .filter((g) => g.desired === 'running')
     .reduce((n, g) => n + (g.value.count ?? 1), 0);
-  const r = ctx.random.intn(3);
-  if ((groups.length === 0 || r === 0) && live < VM_CLIENT_INSTANCES_MAX) {
+  const r = ctx.random.intn(6);
+  if ((groups.length === 0 || r < 3) && live < VM_CLIENT_INSTANCES_MAX) {
     const count = VM_COUNTS[ctx.random.intn(VM_COUNTS.length)]!;
     const memoryMiB = VM_MEMORY_MIB[ctx.random.intn(VM_MEMORY_MIB.length)]!;
     const value = {
@@ -76,10 +79,12 @@ function nextCommand(
     return { f: 'run', group: { value, desired: 'running' } };
   }
   const running = groups.filter((g) => g.desired === 'running');
-  if (r === 1 && running.length > 0) {
+  if (r === 3 && running.length > 0) {
     return { f: 'stop', group: running[ctx.random.intn(running.length)]! };
   }
-  return { f: 'rm', group: groups[ctx.random.intn(groups.length)]! };
+  if (r === 4 && groups.length > 0)
+    return { f: 'rm', group: groups[ctx.random.intn(groups.length)]! };
+  return undefined; // this round, nothing
 }
 
 /** One vms client: commands through a random node until done. */
@@ -92,7 +97,12 @@ export async function vmClient(
   let process = ctx.nextProcess();
   const groups: Group[] = [];
   while (!ctx.done()) {
-    const { f, group } = nextCommand(ctx, groups, newName);
+    const next = nextCommand(ctx, groups, newName);
+    if (next === undefined) {
+      await sleep(VM_THINK_MS);
+      continue;
+    }
+    const { f, group } = next;
     const node = ctx.cluster.nodes[ctx.random.intn(ctx.cluster.nodes.length)]!.name;
     const v = group.value;
     history.push({ type: 'invoke', process, f, value: v, time: ctx.now(), node });
