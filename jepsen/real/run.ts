@@ -137,6 +137,8 @@ interface Recording {
   vmSamples: VmSample[];
   /** The instances desired running after the final heal (undefined: the read got no answer). */
   vmDesired: string[] | undefined;
+  /** The rows of that final vm.list (name, node, desired, state, placement), for the results. */
+  vmFinalRows: unknown[];
   healAt: number;
 }
 
@@ -183,6 +185,7 @@ export async function runJepsen(o: RunOptions): Promise<RunResult> {
       finals: [],
       vmSamples: [],
       vmDesired: undefined,
+      vmFinalRows: [],
       healAt: 0,
     };
     await runWorkloads(cluster, o, rec, runner);
@@ -279,7 +282,7 @@ async function runWorkloads(
       rec.finals = await finalReads(cluster, o);
     }
     if (vms && o.signal?.aborted !== true) {
-      rec.vmDesired = await finalDesired(cluster, o);
+      rec.vmDesired = await finalDesired(cluster, o, rec);
       await vmsSettled(rec, observer!.samples, now, o);
     }
   } finally {
@@ -288,7 +291,11 @@ async function runWorkloads(
 }
 
 /** After the heal: the instances desired running, by a linearizable vm.list on any node. */
-async function finalDesired(cluster: Cluster, o: RunOptions): Promise<string[] | undefined> {
+async function finalDesired(
+  cluster: Cluster,
+  o: RunOptions,
+  rec: Recording,
+): Promise<string[] | undefined> {
   const rows = await until(
     async () => {
       for (const n of cluster.nodes) {
@@ -301,6 +308,10 @@ async function finalDesired(cluster: Cluster, o: RunOptions): Promise<string[] |
     'the final vm.list',
     250,
   ).catch(() => undefined);
+  rec.vmFinalRows = (rows ?? []).map((r) => {
+    const { name, node, desired, state, placement } = r as Record<string, unknown>;
+    return { name, node, desired, state, placement };
+  });
   const desired = rows?.filter((r) => r.desired === 'running').map((r) => r.name);
   o.log(
     `vms: ${desired === undefined ? 'no answer to the final vm.list' : `${desired.length} desired running after the heal`}`,
@@ -436,6 +447,7 @@ function finish(o: RunOptions, rec: Recording, rulesAfterHeal: number): RunResul
   if (o.workloads.includes('vms')) {
     write('history-vms.jsonl', lines(rec.vms));
     write('vm-samples.jsonl', lines(rec.vmSamples));
+    write('final-vms.json', `${JSON.stringify(rec.vmFinalRows, null, 1)}\n`);
     vms = checkVms({
       history: rec.vms,
       samples: rec.vmSamples,

@@ -132,7 +132,8 @@ export function doubleRuns(samples: readonly VmSample[]): {
 /**
  * From the history: the instances that must be desired running (an acknowledged run, and no stop
  * or rm that may have taken effect after it), and those that may be (a run that may have taken
- * effect, and no acknowledged stop or rm after it). Commands on one group are issued one at a
+ * effect, and no acknowledged stop or rm after it, unless the run was indeterminate: it may take
+ * effect after them). Commands on one group are issued one at a
  * time by one client, so a group's events are in order.
  */
 export function desiredBounds(history: readonly HistoryEvent[]): {
@@ -140,7 +141,10 @@ export function desiredBounds(history: readonly HistoryEvent[]): {
   may: Set<string>;
 } {
   const invoked = new Map<number, HistoryEvent>();
-  const byGroup = new Map<string, { must: boolean; may: boolean; instances: string[] }>();
+  const byGroup = new Map<
+    string,
+    { must: boolean; may: boolean; sticky: boolean; instances: string[] }
+  >();
   for (const e of history) {
     if (e.type === 'invoke') {
       invoked.set(e.process, e);
@@ -152,14 +156,17 @@ export function desiredBounds(history: readonly HistoryEvent[]): {
     if (e.type === 'fail') continue; // certainly no effect
     const v = inv.value as GroupValue;
     let g = byGroup.get(v.group);
-    if (g === undefined) byGroup.set(v.group, (g = { must: false, may: false, instances: [] }));
+    if (g === undefined)
+      byGroup.set(v.group, (g = { must: false, may: false, sticky: false, instances: [] }));
     if (e.f === 'run') {
       g.instances = instancesOf(v);
       g.may = true;
       g.must = e.type === 'ok';
+      // An indeterminate run may take effect at any later time, after a stop or rm too.
+      if (e.type === 'info') g.sticky = true;
     } else {
       g.must = false;
-      if (e.type === 'ok') g.may = false;
+      if (e.type === 'ok' && !g.sticky) g.may = false;
     }
   }
   const must = new Set<string>();

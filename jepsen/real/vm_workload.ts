@@ -19,7 +19,11 @@ import {
 
 /** A vm.run waits up to PLACE_WAIT_MS (5 s) for its placement before it answers. */
 export const VM_REQUEST_TIMEOUT_MS = 10_000;
-/** Instances a client keeps desired running at once (QEMU TCG guests on a shared 2-core box). */
+/**
+ * Instances (running or stopped: both hold a node's resources) a client keeps at once: two clients
+ * then hold at most 4 of the 6 one-vcpu slots of 3 two-core nodes, 4 with one node down, so every
+ * VM the clients want running stays placeable (and QEMU TCG guests share a loaded 2-core box).
+ */
 export const VM_CLIENT_INSTANCES_MAX = 2;
 /** A client's pause between two commands. */
 export const VM_THINK_MS = 2_000;
@@ -64,9 +68,8 @@ function nextCommand(
   groups: Group[],
   newName: () => string,
 ): { f: VmF; group: Group } | undefined {
-  const live = groups
-    .filter((g) => g.desired === 'running')
-    .reduce((n, g) => n + (g.value.count ?? 1), 0);
+  // A stopped instance keeps its node and resources (node/state/view.ts): it counts until removed.
+  const live = groups.reduce((n, g) => n + (g.value.count ?? 1), 0);
   const r = ctx.random.intn(6);
   if ((groups.length === 0 || r < 3) && live < VM_CLIENT_INSTANCES_MAX) {
     const count = VM_COUNTS[ctx.random.intn(VM_COUNTS.length)]!;

@@ -15,6 +15,7 @@ import {
   type DesiredVm,
   type Reported,
   reconcile,
+  type StopWhy,
   type VmState,
 } from './reconciler.ts';
 
@@ -53,8 +54,11 @@ export interface AgentOptions {
   readonly supervisor: AgentSupervisor;
   readonly deps: AgentDeps;
   readonly intervalMs?: number;
-  /** How long a stop waits before it kills; a function when it depends on the node (fenced). */
-  readonly stopTimeoutMs?: number | (() => number);
+  /**
+   * How long a stop waits before it kills; a function when it depends on the node (fenced) or on
+   * the VM (moved away: reconciler.ts stopTimeoutMs).
+   */
+  readonly stopTimeoutMs?: number | ((name: string, why: StopWhy | 'remove') => number);
   readonly now?: () => number;
   /** Errors the agent handled (a failed report, a failed action); the daemon logs them. */
   readonly onError?: (what: string, err: Error) => void;
@@ -153,7 +157,8 @@ export class Agent {
     this.opts.onAction?.(a);
     const sup = this.opts.supervisor;
     const given = this.opts.stopTimeoutMs;
-    const stopMs = (typeof given === 'function' ? given() : given) ?? AGENT_STOP_TIMEOUT_MS;
+    const stopMs = (why: StopWhy | 'remove'): number =>
+      (typeof given === 'function' ? given(a.name, why) : given) ?? AGENT_STOP_TIMEOUT_MS;
     switch (a.kind) {
       case 'report':
         return this.report(a.name, {
@@ -170,10 +175,12 @@ export class Agent {
         return this.background(
           a.name,
           `stop ${a.name}`,
-          async () => void (await sup.stop(a.name, stopMs)),
+          async () => void (await sup.stop(a.name, stopMs(a.why))),
         );
       case 'remove':
-        return this.background(a.name, `remove ${a.name}`, () => sup.remove(a.name, stopMs));
+        return this.background(a.name, `remove ${a.name}`, () =>
+          sup.remove(a.name, stopMs('remove')),
+        );
     }
   }
 
