@@ -16,6 +16,7 @@ import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
 import { bootstrap, type NodeId, type RandomSource } from '../consensus/index.ts';
 import { AGENT_STOP_TIMEOUT_MS, Agent } from './agent/agent.ts';
+import { stopTimeoutMs } from './agent/reconciler.ts';
 import { LOCAL_SOCKET_FILE, type LocalSocketServer, serveLocalSocket } from './api/local_socket.ts';
 import { TRANSFER_WAIT_MS } from './api/member_handlers.ts';
 import type { Request } from './api/requests.ts';
@@ -622,7 +623,15 @@ export class Daemon {
         },
       },
       onError: (what, err) => this.log.warn({ err: err.message }, what),
-      stopTimeoutMs: () => (this.placement.isFenced() ? FENCE_GRACEFUL_MS : AGENT_STOP_TIMEOUT_MS),
+      // A fenced node's VMs, and a copy the cluster moved away (its replacement may be starting
+      // elsewhere), get FENCE_GRACEFUL_MS before the VMM is forced: reconciler.ts stopTimeoutMs.
+      stopTimeoutMs: (name, why) =>
+        stopTimeoutMs(why, {
+          fenced: this.placement.isFenced(),
+          wantedElsewhere: this.node.sm.vms.get(name)?.desired === 'running',
+          fastMs: FENCE_GRACEFUL_MS,
+          gracefulMs: AGENT_STOP_TIMEOUT_MS,
+        }),
     });
     // The agent starts once the cluster is known to count this node (reconcile()): a removed
     // node, restarted, must not start VMs the cluster released while it was away.

@@ -176,3 +176,29 @@ function observedState(o: ObservedVm): Reported {
       return { state: 'starting' };
   }
 }
+
+/** Why the agent stops a VM (the stop action's reason). */
+export type StopWhy = Extract<Action, { kind: 'stop' }>['why'];
+
+/**
+ * How long a stop or remove may wait for the guest before it kills the VMM. Full grace
+ * (`gracefulMs`) only when no other copy can be starting: the user stopped, changed or removed the
+ * VM. A fenced node's VMs, and a copy the cluster moved away (not desired here while its row still
+ * wants it running: placed on another node, or released to be), get `fastMs`: the replacement may
+ * be starting elsewhere already, so each second of grace is a second with two copies. (Seen by the
+ * Jepsen vms workload: a frozen node that woke up and heard the leader before its fence timer
+ * stopped a moved-away copy with 30 s of grace while the replacement ran.)
+ */
+export function stopTimeoutMs(
+  why: StopWhy | 'remove',
+  o: {
+    readonly fenced: boolean;
+    readonly wantedElsewhere: boolean;
+    readonly fastMs: number;
+    readonly gracefulMs: number;
+  },
+): number {
+  if (o.fenced) return o.fastMs;
+  if (why === 'not-desired' && o.wantedElsewhere) return o.fastMs;
+  return o.gracefulMs;
+}
