@@ -5,7 +5,9 @@
 // (node:http), into a fresh chroot store. B is measured twice: into a node-local store (a machine
 // without Nix) and into a Nix chroot store (import through nix copy from a staging cache).
 // Also printed: Ed25519 verify rates (node:crypto vs @noble/ed25519) and the holder query time.
-// Usage: npm run bench:store -- [--mib 256] [--paths 1000] [--small-bytes 1000]
+// Then uploads: `nix copy --to` a node's binary cache beside `nix copy --to file://` of the same
+// closure, per compression (bench/store_upload.ts).
+// Usage: npm run bench:store -- [--mib 256] [--paths 1000] [--small-bytes 1000] [--upload-only]
 
 import '../node/polyfill.ts';
 import { createHash, randomBytes } from 'node:crypto';
@@ -34,11 +36,13 @@ import {
 } from '../test/store/nix_fixtures.ts';
 import { findTool, nixEnv } from '../test/tools.ts';
 import { fmtInt, machine, machineLine, parseOptions } from './common.ts';
+import { type UploadRow, uploadRows } from './store_upload.ts';
 
 const opts = parseOptions(process.argv.slice(2), {
   mib: { default: 256, min: 1, integer: true },
   paths: { default: 1000, min: 1, integer: true },
   'small-bytes': { default: 1000, min: 1, integer: true },
+  'upload-only': { flag: true },
 });
 
 if (findTool('nix') === undefined) {
@@ -248,6 +252,21 @@ process.stdout.write(
   `fixtures built or found in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`,
 );
 
+const caseA = `(a) 1 path of ${opts.mib} MiB`;
+const caseB = `(b) ${opts.paths} small paths + root`;
+const uploads: { case: string; rows: UploadRow[] }[] = [];
+try {
+  uploads.push({ case: caseA, rows: await uploadRows(join(dir, 'up-a'), big, ['none', 'zstd']) });
+  uploads.push({
+    case: caseB,
+    rows: await uploadRows(join(dir, 'up-b'), small, ['none', 'zstd', 'xz']),
+  });
+} finally {
+  if (opts['upload-only']) await rm(dir, { recursive: true, force: true });
+}
+printUploads(uploads);
+if (opts['upload-only']) process.exit(0);
+
 const a = nodeProc({ role: 'serve', dir: join(dir, 'a') });
 const serve = await new Promise<{ id: string; addrs: string[]; key: string }>((ok, fail) => {
   a.stdout!.once('data', (d: Buffer) => ok(JSON.parse(d.toString().split('\n')[0]!)));
@@ -256,12 +275,34 @@ const serve = await new Promise<{ id: string; addrs: string[]; key: string }>((o
 
 const rows: Row[] = [];
 try {
-  rows.push(...(await runCase(`(a) 1 path of ${opts.mib} MiB`, big, serve)));
-  rows.push(...(await runCase(`(b) ${opts.paths} small paths + root`, small, serve)));
+  rows.push(...(await runCase(caseA, big, serve)));
+  rows.push(...(await runCase(caseB, small, serve)));
 } finally {
   a.stdin!.end();
   await a.catch(() => {});
   await rm(dir, { recursive: true, force: true });
+}
+
+function printUploads(cases: { case: string; rows: UploadRow[] }[]): void {
+  const pad = (s: string, n: number) => s.padEnd(n);
+  process.stdout.write(
+    `\nuploads and compressed serving\n${pad('case', 30)}${pad('method', 36)}${pad('seconds', 10)}${pad('MB sent', 10)}ratio\n`,
+  );
+  for (const c of cases) {
+    for (const r of c.rows) {
+      const comp = /\((\w+)\)$/.exec(r.method)![1];
+      const upload = r.method.includes('--to');
+      const anchor = upload
+        ? c.rows.find((x) => x.method === `nix copy --to file:// (${comp})`)!
+        : c.rows.find((x) => x.method === 'nix copy --from pcr cache (none)')!;
+      const ratio = upload
+        ? `${(r.seconds / anchor.seconds).toFixed(2)}x the time of file://`
+        : `${(r.seconds / anchor.seconds).toFixed(2)}x the time of none, server CPU ${r.serverCpuS!.toFixed(2)} s (${(r.serverCpuS! / (r.narBytes! / 2 ** 30)).toFixed(1)} s/GiB)`;
+      process.stdout.write(
+        `${pad(c.case, 30)}${pad(r.method, 36)}${pad(r.seconds.toFixed(3), 10)}${pad((r.wireBytes / 1e6).toFixed(1), 10)}${ratio}\n`,
+      );
+    }
+  }
 }
 
 const pad = (s: string, n: number) => s.padEnd(n);

@@ -92,6 +92,9 @@ let
     (lib.optionals (cfg.store.maxMiB != null) (flag "store-max-mib" (toString cfg.store.maxMiB)))
     (flag "cache" (if cfg.cache.listen == null then "off" else cfg.cache.listen))
     (lib.concatMap (flag "trusted-key") cfg.cache.trustedKeys)
+    (lib.optionals (cfg.cache.auth != "push") (flag "cache-auth" cfg.cache.auth))
+    (lib.optionals (cfg.cache.compression != "none") (flag "cache-compression" cfg.cache.compression))
+    (lib.concatMap (flag "upstream") cfg.cache.upstreams)
     (flag "metrics" cfg.metricsListen)
     (flag "log-level" cfg.logLevel)
     cfg.extraArgs
@@ -282,6 +285,38 @@ in
         example = [ "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=" ];
         description = "Store keys trusted besides the members' own (`--trusted-key`).";
       };
+      auth = mkOption {
+        type = types.enum [
+          "push"
+          "read"
+        ];
+        default = "push";
+        description = ''
+          What needs a cache token (`--cache-auth`): `push`, uploads only (reads are open), or
+          `read`, reads too. Tokens: `pcr store token create --name NAME [--push]`.
+        '';
+      };
+      compression = mkOption {
+        type = types.enum [
+          "none"
+          "remote"
+          "zstd"
+        ];
+        default = "none";
+        description = ''
+          How NARs are served (`--cache-compression`): `none`, `remote` (zstd to clients not on
+          this machine) or `zstd`.
+        '';
+      };
+      upstreams = mkOption {
+        type = types.listOf (types.strMatching "https?://.+");
+        default = [ ];
+        example = [ "https://cache.nixos.org" ];
+        description = ''
+          Binary caches asked for a path no member holds (`--upstream`); their keys go in
+          `trustedKeys`. The cluster then downloads each path once.
+        '';
+      };
       secretKeyFile = mkOption {
         type = types.nullOr (types.strMatching "/.+");
         default = null;
@@ -395,10 +430,13 @@ in
         "network-online.target"
         "nix-daemon.socket"
       ];
-      # nix: the store; ip: tap devices for VMs on a bridge.
+      # nix: the store; ip: tap devices for VMs on a bridge; xz, zstd: cache uploads, upstreams
+      # and compressed serving.
       path = [
         config.nix.package
         pkgs.iproute2
+        pkgs.xz
+        pkgs.zstd
       ]
       ++ cfg.extraPackages;
       environment = {

@@ -27,7 +27,14 @@ interface Evaluated {
   firewallTcpPorts: number[];
   systemPackages: { name: string; text: string | null }[];
   nixSettings: Record<string, string[]>;
-  stubs: { procurator: string; nix: string; iproute2: string; coreutils: string };
+  stubs: {
+    procurator: string;
+    nix: string;
+    iproute2: string;
+    xz: string;
+    zstd: string;
+    coreutils: string;
+  };
 }
 
 /** Evaluates the module with `services.procurator = settings`; rejects with Nix's error text. */
@@ -103,7 +110,7 @@ describeWithTools(
       expect(s.StateDirectoryMode).toBe('0700');
       expect(s.LoadCredential).toEqual([]);
       expect(r.unit!.wantedBy).toEqual(['multi-user.target']);
-      expect(r.unit!.path).toEqual([r.stubs.nix, r.stubs.iproute2]);
+      expect(r.unit!.path).toEqual([r.stubs.nix, r.stubs.iproute2, r.stubs.xz, r.stubs.zstd]);
       expect(r.unit!.environment).toEqual({ NIX_REMOTE: 'daemon', HOME: '/var/lib/procurator' });
       expect(r.tmpfiles).toEqual([]);
       expect(r.failedAssertions).toEqual([]);
@@ -248,6 +255,21 @@ describeWithTools(
       expect(wide.firewallTcpPorts).toEqual([4001, 5000, 9100]);
       const closed = await evalModule({ enable: true, cache: { listen: '0.0.0.0:5000' } });
       expect(closed.firewallTcpPorts).toEqual([]);
+    });
+
+    it('passes the cache options: tokens for reads, compression, upstream caches', async () => {
+      const r = await evalModule({
+        enable: true,
+        cache: {
+          auth: 'read',
+          compression: 'remote',
+          upstreams: ['https://cache.example', 'http://10.0.0.1:5000'],
+        },
+      });
+      expect(r.unit!.serviceConfig.ExecStart).toContain(
+        ' --cache-auth read --cache-compression remote --upstream https://cache.example --upstream http://10.0.0.1:5000 ',
+      );
+      expect(r.failedAssertions).toEqual([]);
     });
 
     it('refuses to open a port picked at start (0)', async () => {

@@ -16,6 +16,7 @@ import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
 import { bootstrap, type NodeId, type RandomSource } from '../consensus/index.ts';
 import { AGENT_STOP_TIMEOUT_MS, Agent } from './agent/agent.ts';
+import { stopTimeoutMs } from './agent/reconciler.ts';
 import { LOCAL_SOCKET_FILE, type LocalSocketServer, serveLocalSocket } from './api/local_socket.ts';
 import { TRANSFER_WAIT_MS } from './api/member_handlers.ts';
 import type { Request } from './api/requests.ts';
@@ -41,7 +42,7 @@ import { quorumProblem } from './membership/quorum.ts';
 import { Histogram, renderSamples, serveMetrics } from './metrics.ts';
 import { uniqueName } from './names.ts';
 import { NODE_METRICS, readMetrics } from './node_metrics.ts';
-import { AddrBook, stickyListen } from './p2p/addr_book.ts';
+import { AddrBook, type StickyPort, stickyListen } from './p2p/addr_book.ts';
 import { collectMetrics, GOSSIP_INTERVAL_MS, Gossip } from './p2p/gossip.ts';
 import { createHost, type Host } from './p2p/host.ts';
 import {
@@ -52,8 +53,9 @@ import {
 } from './p2p/instance.ts';
 import { RaftTransport } from './p2p/raft_transport.ts';
 import {
+  DUTY_PERIOD_MS,
   FENCE_AFTER_MS_DEFAULT,
-  FENCE_STOP_MS,
+  FENCE_GRACEFUL_MS,
   fencingProblem,
   NODE_DOWN_AFTER_MS_DEFAULT,
   PlacementDuty,
@@ -66,6 +68,7 @@ import type { Command, Member, Query } from './state/machine.ts';
 import { VM_REASON_BYTES_MAX, type VmState } from './state/vms.ts';
 import type { FetchProgress } from './store/fetch.ts';
 import { type StoreMode, StoreService } from './store/service.ts';
+import { newCounters } from './store/store.ts';
 import { PCR_VERSION } from './version.ts';
 import type { Accelerator, Backend, BackendName, Capabilities } from './vmm/backend.ts';
 import { defaultBackends, probeBackends } from './vmm/probe.ts';
@@ -101,6 +104,12 @@ export interface DaemonOptions {
   readonly cacheAddr?: string;
   /** Store keys trusted besides the members' (Nix format `name:base64`). */
   readonly trustedKeys?: readonly string[];
+  /** What needs a cache token: `push` (uploads only, the default) or `read` (reads too). */
+  readonly cacheAuth?: 'push' | 'read';
+  /** How the cache serves NARs: none (default), remote (zstd off loopback), zstd. */
+  readonly cacheCompression?: 'none' | 'remote' | 'zstd';
+  /** Binary caches asked for a path no member holds (their keys among trustedKeys). */
+  readonly upstreams?: readonly string[];
   /** Environment for the nix CLI (tests: offline settings). */
   readonly nixEnv?: NodeJS.ProcessEnv;
   /** QEMU's accelerator: `auto` proves KVM by booting a kernel under it, else TCG. */
@@ -122,12 +131,23 @@ export interface DaemonOptions {
   readonly logger: Logger;
 }
 
+/** Whether a TCP port can be listened on now (a moment later it may not: the caller handles that). */
+async function portFree(host: string, port: number): Promise<boolean> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once('error', () => resolve(false));
+    probe.listen(port, host, () => probe.close(() => resolve(true)));
+  });
+}
+
 export const DAEMON_DEFAULTS = {
   maxVoters: 5,
   tickMs: 50,
   electionTicks: 6,
-  /** How often the background loop joins, promotes and refreshes this member's record. */
-  reconcileMs: 300,
+  /** How often the background loop joins, promotes, refreshes this member's record and runs the
+   * placement duty (the fencing inequality counts this period: DUTY_PERIOD_MS). */
+  reconcileMs: DUTY_PERIOD_MS,
   /** A learner this close to the leader's last index is caught up. */
   promoteLagEntries: MEMBERSHIP_DEFAULTS.promoteLagEntries,
   /** A join or announce sent to another member gives up after this long. */
@@ -428,7 +448,8 @@ export class Daemon {
     // Before any Raft traffic: refuse to run beside another live process with our identity.
     await this.checkUnique();
     const cacheAddr = this.o.cacheAddr ?? '127.0.0.1:0';
-    const [chost, cport] = cacheAddr === 'off' ? ['', 0] : splitHostPort(cacheAddr);
+    const [chost, askedCachePort] = cacheAddr === 'off' ? ['', 0] : splitHostPort(cacheAddr);
+    const cport = cacheAddr === 'off' ? 0 : await this.stickyPort('cache', chost, askedCachePort);
     this.store = await StoreService.start({
       dataDir: this.o.dataDir,
       host: this.host,
@@ -438,6 +459,14 @@ export class Daemon {
       ...(this.o.storeMaxBytes !== undefined ? { localMaxBytes: this.o.storeMaxBytes } : {}),
       ...(cacheAddr !== 'off' ? { cache: { host: chost, port: cport } } : {}),
       trustedKeys: this.o.trustedKeys ?? [],
+      cacheAuth: {
+        lookup: (sha256) => this.node.sm.tokens.byHash(sha256),
+        readNeedsToken: this.o.cacheAuth === 'read',
+      },
+      ...(this.o.cacheCompression !== undefined
+        ? { cacheCompression: this.o.cacheCompression }
+        : {}),
+      upstreams: this.o.upstreams ?? [],
       peers: () => this.otherMembers(),
       pins: () =>
         this.node.sm.vms
@@ -453,10 +482,14 @@ export class Daemon {
     const tickMs = this.o.tickMs ?? DAEMON_DEFAULTS.tickMs;
     this.ticker = setInterval(() => this.node.tick(), tickMs);
     this.reconciler = setInterval(() => void this.reconcile(), DAEMON_DEFAULTS.reconcileMs);
-    const [mhost, mport] = splitHostPort(this.o.metricsAddr ?? '127.0.0.1:0');
+    const [mhost, askedMetricsPort] = splitHostPort(this.o.metricsAddr ?? '127.0.0.1:0');
+    const mport = await this.stickyPort('metrics', mhost, askedMetricsPort);
     const served = await serveMetrics(mhost, mport, () => this.renderMetrics());
     this.metricsServer = served.server;
     this.metricsUrl = served.url;
+    this.book.setPort('metrics', Number(new URL(served.url).port));
+    if (this.store.cacheUrl !== undefined)
+      this.book.setPort('cache', Number(new URL(this.store.cacheUrl).port));
     // Optional: without it (a data dir path too long for a socket), local pcr uses libp2p.
     this.localApi = await serveLocalSocket(join(this.o.dataDir, LOCAL_SOCKET_FILE), (req) =>
       route(this.api, req, undefined),
@@ -590,10 +623,30 @@ export class Daemon {
         },
       },
       onError: (what, err) => this.log.warn({ err: err.message }, what),
-      stopTimeoutMs: () => (this.placement.isFenced() ? FENCE_STOP_MS : AGENT_STOP_TIMEOUT_MS),
+      // A fenced node's VMs, and a copy the cluster moved away (its replacement may be starting
+      // elsewhere), get FENCE_GRACEFUL_MS before the VMM is forced: reconciler.ts stopTimeoutMs.
+      stopTimeoutMs: (name, why) =>
+        stopTimeoutMs(why, {
+          fenced: this.placement.isFenced(),
+          wantedElsewhere: this.node.sm.vms.get(name)?.desired === 'running',
+          fastMs: FENCE_GRACEFUL_MS,
+          gracefulMs: AGENT_STOP_TIMEOUT_MS,
+        }),
     });
     // The agent starts once the cluster is known to count this node (reconcile()): a removed
     // node, restarted, must not start VMs the cluster released while it was away.
+  }
+
+  /**
+   * The port to listen on for an HTTP listener asked for `asked`: a given port as is; for 0, the
+   * one this node had last time when it is still free (else 0, with a warning).
+   */
+  private async stickyPort(name: StickyPort, host: string, asked: number): Promise<number> {
+    const last = this.book.port(name);
+    if (asked !== 0 || last === undefined) return asked;
+    if (await portFree(host, last)) return last;
+    this.log.warn({ listener: name, port: last }, 'the port of last time is taken: a new one');
+    return 0;
   }
 
   /** Commits a VM's state as this node's agent sees it, for the VM's current generation. */
@@ -808,7 +861,8 @@ export class Daemon {
       transport: this.transport.stats,
       gossip: this.gossip.stats,
       daemon: this.stats,
-      store: { quarantined: this.store?.counters.quarantined ?? 0 },
+      store: this.store?.counters ?? newCounters(),
+      tokenUses: this.store?.tokenUses ?? new Map(),
     });
     return `${renderSamples(samples)}\n${this.applyLatency.render('pcr_apply_latency_seconds', 'From proposal to apply on this member, for writes through it.')}`;
   }

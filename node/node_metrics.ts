@@ -6,6 +6,7 @@ import type { Status } from '../consensus/index.ts';
 import type { Sample } from './metrics.ts';
 import type { RaftTransportStats } from './p2p/raft_transport.ts';
 import type { NodeStats } from './raft/node.ts';
+import type { StoreCounters } from './store/store.ts';
 
 /** What the rows read from: snapshots of the components' counters, taken once per scrape. */
 export interface MetricSources {
@@ -18,7 +19,9 @@ export interface MetricSources {
     readonly refused: number;
   };
   readonly daemon: { readonly memberRedials: number };
-  readonly store: { readonly quarantined: number };
+  readonly store: Readonly<StoreCounters>;
+  /** Uses of each cache token on this node (not replicated). */
+  readonly tokenUses: ReadonlyMap<string, number>;
 }
 
 /** One value, or one value per label set (a labelled family). */
@@ -186,6 +189,65 @@ export const NODE_METRICS: readonly MetricDef[] = [
     help: 'Damaged NARs quarantined.',
     type: 'counter',
     read: (s) => s.store.quarantined,
+  },
+  {
+    name: 'pcr_cache_requests_total',
+    help: 'Binary cache narinfo lookups by result: local (held here), member (fetched from a member on the miss), upstream (from an upstream cache), miss (nobody had it, or still fetching).',
+    type: 'counter',
+    read: (s) => [
+      { labels: { result: 'local' }, value: s.store.cacheLocalHits },
+      { labels: { result: 'member' }, value: s.store.cacheMemberHits },
+      { labels: { result: 'upstream' }, value: s.store.cacheUpstreamHits },
+      { labels: { result: 'miss' }, value: s.store.cacheMisses },
+    ],
+  },
+  {
+    name: 'pcr_cache_served_bytes_total',
+    help: 'NAR bytes the binary cache sent over HTTP.',
+    type: 'counter',
+    read: (s) => s.store.cacheBytesServed,
+  },
+  {
+    name: 'pcr_store_served_bytes_total',
+    help: 'NAR bytes served, to Nix over HTTP and to members over the store protocol.',
+    type: 'counter',
+    read: (s) => s.store.bytesServed,
+  },
+  {
+    name: 'pcr_store_fetched_bytes_total',
+    help: 'NAR bytes fetched from members.',
+    type: 'counter',
+    read: (s) => s.store.bytesFetched,
+  },
+  {
+    name: 'pcr_cache_uploads_total',
+    help: 'Uploads to the binary cache (nix copy --to) by result: accepted (a path committed) or refused (a NAR or narinfo).',
+    type: 'counter',
+    read: (s) => [
+      { labels: { result: 'accepted' }, value: s.store.uploadsAccepted },
+      { labels: { result: 'refused' }, value: s.store.uploadsRefused },
+    ],
+  },
+  {
+    name: 'pcr_cache_received_bytes_total',
+    help: 'Upload bytes received (as sent, compressed) of NARs that passed their checks.',
+    type: 'counter',
+    read: (s) => s.store.uploadBytesReceived,
+  },
+  {
+    name: 'pcr_cache_auth_refused_total',
+    help: 'Binary cache requests refused for their credential (none, unknown or revoked, under-scoped).',
+    type: 'counter',
+    read: (s) => s.store.authRefused,
+  },
+  {
+    name: 'pcr_cache_token_uses_total',
+    help: 'Requests this node served under each cache token (counted per node, not replicated).',
+    type: 'counter',
+    read: (s) =>
+      [...s.tokenUses.entries()]
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+        .map(([token, value]) => ({ labels: { token }, value })),
   },
 ];
 

@@ -55,6 +55,7 @@ async function restartAll(nodes: NodeProc[], value: string): Promise<NodeProc[]>
     procs.push(q);
     expect(q.id).toBe(p.id);
     expect(q.addr).toBe(p.addr); // the port it had
+    expect(q.metrics).toBe(p.metrics); // and its metrics port (asked for port 0 too)
     again.push(q);
   }
   for (const q of again) {

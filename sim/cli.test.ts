@@ -39,6 +39,8 @@ describe('sim CLI', () => {
     [['--nemesis-file', '/nonexistent/schedule.json'], /--nemesis-file \/nonexistent/],
     [['--bogus'], /Unknown option '--bogus'/],
     [['--seeds', '1..3', '--history', 'h.jsonl'], /--history writes one run/],
+    [['--nemesis', 'placement,pause'], /placement combines only with partition, crash, not pause/],
+    [['--nemesis', 'placement', '--history', 'h.jsonl'], /--history is not written by placement/],
   ])('%j exits 2: %s', async (argv, message) => {
     const r = await run(argv);
     expect(r.code).toBe(EXIT_USAGE);
@@ -54,6 +56,22 @@ describe('sim CLI', () => {
     const r = await run(['--nemesis-file', file, '--nodes', '3']);
     expect(r.code).toBe(EXIT_USAGE);
     expect(r.err).toMatch(/fault 1: unknown node "n9"/);
+  });
+
+  it('a placement run prints its figures and replay command, and replaying it gives the same hash', async () => {
+    const r = await run(['--seed', '2', '--time', '15s', '--nemesis', 'placement,crash']);
+    expect(r.code).toBe(EXIT_OK);
+    expect(r.out).toMatch(/placement +\d+ placed/);
+    expect(r.out).toMatch(/safety +no violation/);
+    expect(r.out).toMatch(/liveness +ok: every instance ran/);
+    const replay = /replay +npm run sim -- (.*)/.exec(r.out)![1]!.split(' ');
+    const again = await run(replay);
+    expect(/hash +(\S+)/.exec(again.out)![1]).toBe(/hash +(\S+)/.exec(r.out)![1]);
+    const sweep = await run(['--seeds', '1..2', '--time', '10s', '--nemesis', 'placement']);
+    expect(sweep.code).toBe(EXIT_OK);
+    expect(sweep.out).toMatch(
+      /placement sweep 1\.\.2: 2 runs; 0 with safety violations; 0 not settled/,
+    );
   });
 
   it('--help prints the options and exits 0', async () => {

@@ -23,6 +23,12 @@ import {
   parseDuration,
   parseSchedule,
 } from './nemesis.ts';
+import {
+  PLACEMENT_GENERIC_KINDS,
+  PLACEMENT_RUN_DEFAULTS,
+  type PlacementRunResult,
+  runPlacementSimulation,
+} from './placement-run.ts';
 import { RUN_DEFAULTS, type RunOptions, type RunResult, runSimulation } from './run.ts';
 import { WORKLOAD_DEFAULTS } from './workload.ts';
 
@@ -48,12 +54,14 @@ options:
   --seeds A..B           a sweep over seeds A to B (inclusive)
   --nodes N              cluster size (default ${RUN_DEFAULTS.nodes})
   --time D               virtual length of the faulty phase, e.g. 30s, 500ms, 2m; a bare number is
-                         seconds (default ${RUN_DEFAULTS.timeMs / 1000}s)
+                         seconds (default ${RUN_DEFAULTS.timeMs / 1000}s; placement ${PLACEMENT_RUN_DEFAULTS.timeMs / 1000}s)
   --quiet D              virtual time allowed after healing for a leader and a final write
                          (default ${RUN_DEFAULTS.quietMs / 1000}s)
   --nemesis K,K|none     kinds of faults generated from the seed: ${NEMESIS_KINDS.join(', ')}
                          (default ${RUN_DEFAULTS.nemesis.join(',')}); membership starts the cluster
-                         as one node that the others join, and removes and restarts members
+                         as one node that the others join, and removes and restarts members;
+                         placement runs the product's placement duty and agents over simulated
+                         VMMs with its own nemesis (with partition and crash only; no clients)
   --nemesis-file F       a JSON schedule of faults instead (see docs/sim.md)
   --clients N            concurrent clients (default ${WORKLOAD_DEFAULTS.clients})
   --rate R               operations per second over all clients (default ${WORKLOAD_DEFAULTS.rate})
@@ -206,6 +214,22 @@ function parse(argv: readonly string[]): Args | 'help' {
       nemesis = NEMESIS_KINDS.filter((k) => parts.includes(k));
     }
   }
+  if (nemesis.includes('placement')) {
+    const other = nemesis.filter((k) => k !== 'placement' && !PLACEMENT_GENERIC_KINDS.includes(k));
+    if (other.length > 0) {
+      throw new UsageError(
+        `--nemesis placement combines only with ${PLACEMENT_GENERIC_KINDS.join(', ')}, not ${other.join(', ')} ` +
+          '(a paused daemon cannot fence its VMs; drift beyond 5% breaks the fencing bound; docs/sim.md)',
+      );
+    }
+    if (s('history') !== undefined)
+      throw new UsageError('--history is not written by placement runs');
+  }
+  // A placement run needs time for node-down-after (5 s) and a few faults: 30 s unless given.
+  const runTimeMs =
+    nemesis.includes('placement') && s('time') === undefined
+      ? PLACEMENT_RUN_DEFAULTS.timeMs
+      : timeMs;
   const nemesisFile = s('nemesis-file');
   let schedule: Fault[] | undefined;
   if (nemesisFile !== undefined) {
@@ -251,7 +275,7 @@ function parse(argv: readonly string[]): Args | 'help' {
     seeds,
     sweep,
     nodes,
-    timeMs,
+    timeMs: runTimeMs,
     quietMs,
     nemesis,
     nemesisFile,
@@ -472,6 +496,8 @@ export async function main(
     throw e;
   }
 
+  if (a.nemesis.includes('placement')) return placementMain(a, io, program);
+
   if (!a.sweep) {
     const r = runSimulation(runOptions(a, a.seeds.from));
     if (a.historyFile !== undefined) {
@@ -590,6 +616,119 @@ export async function main(
     );
   }
   return t.failedSeeds.length > 0 ? EXIT_FINDING : EXIT_OK;
+}
+
+// -----------------------------------------------------------------------------------------------
+// Placement runs (sim/placement-run.ts): no clients, their own findings and figures.
+
+function placementRun(a: Args, seed: number): Promise<PlacementRunResult> {
+  return runPlacementSimulation({
+    seed,
+    nodes: a.nodes,
+    timeMs: a.timeMs,
+    nemesis: a.nemesis.filter((k) => k !== 'placement'),
+  });
+}
+
+function placementFindings(r: PlacementRunResult): string[] {
+  const out = r.violations.map(
+    (v) => `safety (${v.kind}) at ${v.timeMs} ms on ${v.node}: ${v.message}`,
+  );
+  if (r.violationCount > r.violations.length)
+    out.push(`... ${r.violationCount - r.violations.length} more safety violations`);
+  return out;
+}
+
+function describePlacementRun(r: PlacementRunResult, a: Args, program: string): string {
+  const s = r.stats;
+  const c = r.checks;
+  const lines = [
+    `sim seed ${r.seed}: ${r.nodes} nodes, ${formatDuration(r.timeMs)} virtual, nemesis ${a.nemesis.join(',')}`,
+    `  placement  ${s.placed} placed, ${s.refusedAtApply} refused at apply, ${s.nodesDown} nodes marked down, ` +
+      `${s.fences} fences, ${s.drainMoves} drain moves, ${s.failovers} failovers mid-evaluation, ` +
+      `${s.vmCrashes} VM crashes, ${s.operatorOps} operator commands`,
+    `  checks     ${c.copiesStarted} VMM starts observed, ${c.plannedOverlaps} planned overlaps allowed, ` +
+      `${c.placementsChecked} committed placements checked`,
+    `  safety     ${r.violationCount === 0 ? 'no violation' : `${r.violationCount} violations`}`,
+    `  liveness   ${r.liveness.ok ? 'ok' : 'FAILED'}: ${r.liveness.message}`,
+    `  hash       sha256:${r.hash}`,
+    `  wall       ${(r.wallMs / 1000).toFixed(2)} s for ${(r.virtualMs / 1000).toFixed(1)} virtual s: ` +
+      `${r.speed.toFixed(1)}x real time (${r.events} events)`,
+  ];
+  const f = placementFindings(r);
+  if (f.length > 0) lines.push('  FINDINGS', ...f.map((l) => indent(l, '    ')));
+  lines.push(`  replay     ${replayCommand(a, r.seed, program)}`);
+  return `${lines.join('\n')}\n`;
+}
+
+async function placementMain(a: Args, io: Io, program: string): Promise<number> {
+  if (!a.sweep) {
+    const r = await placementRun(a, a.seeds.from);
+    const { violations, ...rest } = r;
+    if (a.json)
+      io.out(
+        `${JSON.stringify({ ...rest, violations, replay: replayCommand(a, r.seed, program) }, null, 2)}\n`,
+      );
+    else io.out(describePlacementRun(r, a, program));
+    return r.failed ? EXIT_FINDING : EXIT_OK;
+  }
+  const total = a.seeds.to - a.seeds.from + 1;
+  const failed: number[] = [];
+  let unsafe = 0;
+  let notLive = 0;
+  let settleMaxMs = 0;
+  let virtualMs = 0;
+  const runs: unknown[] = [];
+  const start = performance.now();
+  let lastReport = start;
+  for (let seed = a.seeds.from; seed <= a.seeds.to; seed++) {
+    const r = await placementRun(a, seed);
+    virtualMs += r.virtualMs;
+    if (r.unsafe) unsafe++;
+    if (!r.liveness.ok) notLive++;
+    settleMaxMs = Math.max(settleMaxMs, r.liveness.settledInMs ?? 0);
+    if (a.json) runs.push({ ...r, replay: replayCommand(a, seed, program) });
+    if (r.failed) {
+      failed.push(seed);
+      if (!a.json) {
+        if (io.errIsTty) io.err('\r\x1b[K');
+        const f = [
+          ...placementFindings(r),
+          ...(r.liveness.ok ? [] : [`liveness: ${r.liveness.message}`]),
+        ];
+        io.out(`FAIL seed ${seed}\n${f.map((l) => indent(l, '  ')).join('\n')}\n`);
+        io.out(`  replay: ${replayCommand(a, seed, program)}\n`);
+      }
+    }
+    const now = performance.now();
+    const done = seed - a.seeds.from + 1;
+    const line = `${done}/${total} seeds, ${failed.length} failing, ${((now - start) / 1000).toFixed(0)} s`;
+    if (io.errIsTty) io.err(`\r\x1b[K${line}`);
+    else if (now - lastReport >= 10_000 || done === total) {
+      lastReport = now;
+      io.err(`sim: ${line}\n`);
+    }
+  }
+  if (io.errIsTty) io.err('\n');
+  const wallS = (performance.now() - start) / 1000;
+  const summary = {
+    seeds: `${a.seeds.from}..${a.seeds.to}`,
+    runs: total,
+    safetyViolations: unsafe,
+    livenessFailures: notLive,
+    failedSeeds: failed,
+    settleMaxMs,
+    virtualS: virtualMs / 1000,
+    wallS,
+  };
+  if (a.json) io.out(`${JSON.stringify({ summary, runs }, null, 2)}\n`);
+  else
+    io.out(
+      `placement sweep ${summary.seeds}: ${total} runs; ${unsafe} with safety violations; ${notLive} not settled after healing\n` +
+        `  slowest settle after the heal ${settleMaxMs} ms; ${summary.virtualS.toFixed(0)} virtual s in ${wallS.toFixed(1)} wall s\n` +
+        (failed.length === 0 ? '  no failing seed\n' : `  FAILING seeds: ${failed.join(', ')}\n`),
+    );
+  return failed.length > 0 ? EXIT_FINDING : EXIT_OK;
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -109,7 +109,14 @@ export type ViolationKind =
   /** A removed node was in a configuration again (it rejoined under its identity). */
   | 'removed-rejoined'
   /** A removed node was still running at the end of the run: it never learned of its removal. */
-  | 'removed-not-stopped';
+  | 'removed-not-stopped'
+  // Placement runs (sim/placement.ts, docs/sim.md), observed by the simulated VMMs:
+  /** Two VMM processes of one instance ran at once on two nodes (no planned move allowed it). */
+  | 'two-copies'
+  /** What ran on a node needed more than the capacity it registered. */
+  | 'over-capacity'
+  /** A committed vm.place put an instance on a node that was down, draining or ineligible. */
+  | 'placed-on-unready';
 
 export interface SafetyViolation {
   readonly kind: ViolationKind;
@@ -304,6 +311,15 @@ export class SimCluster {
       return slot;
     });
     for (const slot of this.slots) if (!slot.retired) this.start(slot);
+  }
+
+  /** Virtual length of a tick at drift 1, and the election timeout in ticks. */
+  get tickMs(): number {
+    return this.opts.tickMs;
+  }
+
+  get electionTicks(): number {
+    return this.opts.electionTicks;
   }
 
   // ---------------------------------------------------------------------------------------------

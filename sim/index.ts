@@ -46,6 +46,23 @@ export {
   type Target,
 } from './nemesis.ts';
 export { NETWORK_DEFAULTS, type NetworkOptions, type NetworkStats, SimNetwork } from './network.ts';
+export {
+  machineOf,
+  PLACEMENT_DRIFT_MAX,
+  PLACEMENT_SIM_DEFAULTS,
+  type PlacementOptions,
+  PlacementSim,
+  type PlacementStats,
+  type PlantedPlacementBug,
+} from './placement.ts';
+export { type PlacementCheckCounts, PlacementChecks } from './placement-checks.ts';
+export {
+  converged,
+  PLACEMENT_RUN_DEFAULTS,
+  type PlacementRunOptions,
+  type PlacementRunResult,
+  runPlacementSimulation,
+} from './placement-run.ts';
 export { EventQueue, msToUs, usToMs } from './queue.ts';
 export { forkSeed, SimRandom } from './random.ts';
 export {

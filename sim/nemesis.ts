@@ -19,7 +19,14 @@ import {
   partitionGroups,
 } from './topology.ts';
 
-export const NEMESIS_KINDS = ['partition', 'crash', 'pause', 'drift', 'membership'] as const;
+export const NEMESIS_KINDS = [
+  'partition',
+  'crash',
+  'pause',
+  'drift',
+  'membership',
+  'placement',
+] as const;
 export type NemesisKind = (typeof NEMESIS_KINDS)[number];
 /** The kinds a run uses when none is named (membership changes how the cluster starts). */
 export const NEMESIS_KINDS_DEFAULT = ['partition', 'crash', 'pause', 'drift'] as const;
@@ -136,8 +143,9 @@ export function generateSchedule(random: SimRandom, o: GenerateOptions): Fault[]
   const timelines: Fault[][] = [];
   const round = (ms: number): number => Math.round(ms * 1000) / 1000;
   for (const kind of NEMESIS_KINDS) {
-    // Membership has its own timeline and random stream (generateMembershipSchedule).
-    if (kind === 'membership' || !o.kinds.includes(kind)) continue;
+    // Membership has its own timeline and random stream (generateMembershipSchedule); placement
+    // its own run (sim/placement-run.ts).
+    if (kind === 'membership' || kind === 'placement' || !o.kinds.includes(kind)) continue;
     const faults: Fault[] = [];
     let t = o.startMs + random.between(0, o.gapMaxMs);
     while (t + o.faultMinMs <= o.endMs) {

@@ -114,7 +114,7 @@ export function isPureModule(path: string): boolean {
     path.startsWith('node/sched/') ||
     path === 'node/agent/reconciler.ts' ||
     path === 'node/vmm/restart.ts' ||
-    /^node\/store\/(nar|narinfo|keys|base32|store_path|hash|errors)\.ts$/.test(path) ||
+    /^node\/store\/(nar|narinfo|keys|base32|store_path|hash|errors|cache_auth)\.ts$/.test(path) ||
     path === 'jepsen/checker/linearizability.ts' ||
     path === 'jepsen/checker/model.ts' ||
     path === 'jepsen/checker/history.ts'

@@ -20,6 +20,8 @@ export const TOOL_PACKAGES: Record<string, string> = {
   cpio: 'cpio',
   etcd: 'etcd-server',
   script: 'bsdutils (util-linux)',
+  xz: 'xz-utils',
+  zstd: 'zstd',
 };
 
 /**

@@ -30,7 +30,7 @@ function parseWorkloads(v: string): Workload[] {
   for (const n of names) {
     if (!(WORKLOADS as readonly string[]).includes(n)) {
       throw new InvalidArgumentError(
-        `unknown workload ${JSON.stringify(n)}: expected kv, set or kv,set`,
+        `unknown workload ${JSON.stringify(n)}: expected kv, set, vms or a list of them`,
       );
     }
   }
@@ -66,6 +66,21 @@ function printResult(r: RunResult): void {
         `(in ${x.staleReads} reads), ${x.recovered}/${x.indeterminate} indeterminate present`,
     );
   }
+  if (r.vms !== undefined) {
+    const v = r.vms;
+    const rec = Object.values(v.recoveryMs);
+    console.log(
+      `vms: ${v.valid ? 'valid' : 'invalid'}: ${v.doubleRuns.length} double runs, ` +
+        `${v.lost.length} lost, ${v.unexpected.length} unexpected, ${v.notRunning.length} not running ` +
+        `after the heal, ${v.strays.length} strays; ${v.samples} samples, ` +
+        `${v.frozenOverlaps} frozen overlaps; recovery max ${rec.length === 0 ? '-' : `${Math.max(...rec)} ms`} over ${rec.length} VMs`,
+    );
+    for (const d of v.doubleRuns) {
+      console.log(
+        `  double run: ${d.instance} on ${d.nodes.join(' and ')} from ${(d.from / 1000).toFixed(1)} s to ${(d.to / 1000).toFixed(1)} s (${d.samples} samples)`,
+      );
+    }
+  }
   console.log(`verdict: ${r.verdict}`);
   console.log(`report: ${join(r.resultsDir, 'index.html')}`);
 }
@@ -85,7 +100,9 @@ async function main(argv: string[]): Promise<number> {
       'partition,kill,pause,loss,skew or none',
       'partition,kill,pause,loss',
     )
-    .option('--workload <list>', 'kv, set or kv,set', parseWorkloads, [...RUN_DEFAULTS.workloads])
+    .option('--workload <list>', 'kv, set, vms, or a list (kv,set)', parseWorkloads, [
+      ...RUN_DEFAULTS.workloads,
+    ])
     .option('--seed <n>', 'seeds the nemesis schedule and the operations', intIn(0, 2 ** 31), 1)
     .option('--results <dir>', 'results folder (default: jepsen/results/<time>-seed<seed>)')
     .option('--fault-s <s>', 'seconds each fault lasts', intIn(1, 600), RUN_DEFAULTS.faultMs / 1000)

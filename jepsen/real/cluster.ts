@@ -4,7 +4,8 @@
 // with the product's client (node/api/client.ts) from the root namespace, over the bridge.
 //
 // `ip netns exec` and bin/pcr both exec, so a child's pid is the node's own Node.js process: kill
-// -9, SIGSTOP and SIGCONT reach the daemon itself.
+// -9, SIGSTOP and SIGCONT reach the daemon itself. A node is a machine: kill -9 takes its VMMs
+// with it (a crash), SIGSTOP freezes them with it (docs/jepsen.md says why).
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, openSync, writeFileSync } from 'node:fs';
@@ -13,9 +14,11 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiClient } from '../../node/api/client.ts';
 import type { ApiRequest, ApiResponse } from '../../node/api/wire.ts';
+import { VM_RUN_DIR } from '../../node/daemon.ts';
 import { CLUSTER_SECRET_FILE, NODE_INFO_FILE, readSecret } from '../../node/identity.ts';
 import { until } from '../../test/until.ts';
 import { HarnessError, NODE_PORT, nsOf } from './netns.ts';
+import { scanVmms, type VmRunDir } from './vmms.ts';
 
 const PCR = resolve(fileURLToPath(new URL('../../bin/pcr', import.meta.url)));
 /** libfaketime as Debian installs it: preloaded into a node to skew its clocks. */
@@ -40,6 +43,8 @@ export interface RealNode {
   id: string;
   multiaddr: string;
   paused: boolean;
+  /** The VMMs SIGSTOPped with the daemon, to SIGCONT with it. */
+  frozenVmms: number[];
 }
 
 export interface ClusterOptions {
@@ -49,6 +54,8 @@ export interface ClusterOptions {
   readonly logDir: string;
   /** Run every node under libfaketime so that the skew nemesis can move its clocks. */
   readonly skew: boolean;
+  /** Extra `pcr node start` flags for every node (the vms workload's lifecycle bounds). */
+  readonly nodeArgs?: readonly string[];
   readonly log: (line: string) => void;
 }
 
@@ -89,8 +96,10 @@ export class Cluster {
   private seedArgs: string[] = [];
   private secret: Uint8Array | undefined;
   private readonly clients = new Map<string, Promise<ApiClient>>();
+  private readonly nodeArgs: readonly string[];
 
   constructor(o: ClusterOptions) {
+    this.nodeArgs = o.nodeArgs ?? [];
     this.nodes = o.names.map((name, i) => ({
       name,
       addr: o.addrs[i]!,
@@ -101,13 +110,29 @@ export class Cluster {
       id: '',
       multiaddr: '',
       paused: false,
+      frozenVmms: [],
     }));
+  }
+
+  /** Where each node's supervisor runs its VMMs (the observer's and the machine nemeses' view). */
+  vmRunDirs(): VmRunDir[] {
+    return this.nodes.map((n) => ({ node: n.name, runDir: join(n.dataDir, VM_RUN_DIR) }));
+  }
+
+  /** The pids of the VMMs running under one node's data dir. */
+  vmmsOf(n: RealNode): number[] {
+    return scanVmms(this.vmRunDirs().filter((d) => d.node === n.name)).map((v) => v.pid);
   }
 
   node(name: string): RealNode {
     const n = this.nodes.find((x) => x.name === name);
     if (n === undefined) throw new HarnessError(`no node ${name}`);
     return n;
+  }
+
+  /** The cluster secret's file (in the first node's data dir), for the pcr CLI. */
+  secretFile(): string {
+    return join(this.nodes[0]!.dataDir, CLUSTER_SECRET_FILE);
   }
 
   /** Starts the first node, then the others through it as the seed; waits for all members. */
@@ -149,7 +174,9 @@ export class Cluster {
       n.dataDir,
       '--listen',
       `/ip4/${n.addr}/tcp/${NODE_PORT}`,
-      ...this.seedArgs,
+      ...this.nodeArgs,
+      // The first node restarts from its data dir: the product refuses itself as its own seed.
+      ...(n === this.nodes[0] ? [] : this.seedArgs),
     ];
     const proc = spawn('ip', args, {
       stdio: ['ignore', fd, fd],
@@ -194,18 +221,29 @@ export class Cluster {
     return n.child !== undefined;
   }
 
+  /** A machine crash: kill -9 of the daemon, then at once of every VMM under its data dir. */
   async kill(n: RealNode): Promise<void> {
     const child = n.child;
     if (child === undefined) return;
     child.proc.kill('SIGKILL');
+    for (const pid of this.vmmsOf(n)) signalPid(pid, 'SIGKILL');
+    n.frozenVmms = [];
     await child.exited;
     n.child = undefined;
     n.paused = false;
   }
 
+  /** A frozen machine: SIGSTOP (SIGCONT) of the daemon and of every VMM under its data dir. */
   signal(n: RealNode, sig: 'SIGSTOP' | 'SIGCONT'): void {
     if (n.child?.proc.pid === undefined) return;
     process.kill(n.child.proc.pid, sig);
+    if (sig === 'SIGSTOP') {
+      n.frozenVmms = this.vmmsOf(n);
+      for (const pid of n.frozenVmms) signalPid(pid, 'SIGSTOP');
+    } else {
+      for (const pid of n.frozenVmms) signalPid(pid, 'SIGCONT');
+      n.frozenVmms = [];
+    }
     n.paused = sig === 'SIGSTOP';
   }
 
@@ -269,6 +307,15 @@ export class Cluster {
     for (const n of this.nodes) {
       if (n.paused) this.signal(n, 'SIGCONT');
       await this.kill(n).catch(() => {});
+      // A VMM the daemon started after its last kill (the cleanup kills any left too).
+      for (const pid of this.vmmsOf(n)) signalPid(pid, 'SIGKILL');
     }
   }
+}
+
+/** Signals a pid that may have exited meanwhile. */
+function signalPid(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {}
 }

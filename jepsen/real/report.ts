@@ -15,12 +15,16 @@ import { escapeXml } from '../checker/render.ts';
 import type { RunOptions, RunResult } from './run.ts';
 import type { SetResult } from './set_checker.ts';
 import type { OpPoint, RunStats } from './stats.ts';
+import type { VmResult, VmSample } from './vm_checker.ts';
+import { OBSERVE_EVERY_MS } from './vmms.ts';
 
 export interface ReportInput {
   readonly options: RunOptions;
   readonly result: RunResult;
   readonly points: readonly OpPoint[];
   readonly kvHistory: readonly HistoryEvent[];
+  /** The vms observer's samples (empty without the vms workload). */
+  readonly vmSamples?: readonly VmSample[];
 }
 
 const esc = escapeXml;
@@ -128,6 +132,114 @@ function setSection(s: SetResult): string {
   );
 }
 
+const NODE_COLOURS = [
+  '#1565c0',
+  '#2e7d32',
+  '#6a1b9a',
+  '#ef6c00',
+  '#00838f',
+  '#ad1457',
+  '#5d4037',
+  '#9e9d24',
+  '#455a64',
+];
+
+/** Where each instance ran: [node, from, to, frozen] segments from consecutive samples. */
+export function vmSegments(
+  samples: readonly VmSample[],
+): Map<string, [string, number, number, boolean][]> {
+  const out = new Map<string, [string, number, number, boolean][]>();
+  const open = new Map<string, [string, number, number, boolean]>();
+  for (const s of samples) {
+    const here = new Set<string>();
+    for (const v of s.seen) {
+      const k = `${v.instance}\u0000${v.node}\u0000${v.frozen}`;
+      if (here.has(k)) continue;
+      here.add(k);
+      const seg = open.get(k);
+      if (seg !== undefined) seg[2] = s.time + OBSERVE_EVERY_MS;
+      else {
+        const fresh: [string, number, number, boolean] = [
+          v.node,
+          s.time,
+          s.time + OBSERVE_EVERY_MS,
+          v.frozen,
+        ];
+        open.set(k, fresh);
+        const list = out.get(v.instance) ?? [];
+        list.push(fresh);
+        out.set(v.instance, list);
+      }
+    }
+    for (const k of [...open.keys()]) if (!here.has(k)) open.delete(k);
+  }
+  return out;
+}
+
+/** The vms verdict, its counts, the double runs, and a timeline of where each instance ran. */
+function vmSection(v: VmResult, r: RunResult, samples: readonly VmSample[], nodes: number): string {
+  const list = (xs: readonly string[]): string =>
+    xs.length === 0 ? '0' : `${xs.length}: ${xs.join(', ')}`;
+  const rec = Object.values(v.recoveryMs);
+  const rows: [string, string][] = [
+    ['double runs (an instance live on two nodes in one sample)', String(v.doubleRuns.length)],
+    ['observer samples', `${v.samples} (every ${OBSERVE_EVERY_MS} ms, from the VMM processes)`],
+    ['frozen copy beside a running one (samples)', String(v.frozenOverlaps)],
+    ['lost (acknowledged run, missing after the heal)', list(v.lost)],
+    ['unexpected (desired running, no run may have made it)', list(v.unexpected)],
+    ['not running on one node within the bound after the heal', list(v.notRunning)],
+    ['strays (running at the end, not desired)', list(v.strays)],
+    [
+      'recovery after the heal',
+      rec.length === 0 ? '–' : `max ${Math.max(...rec)} ms over ${rec.length} VMs`,
+    ],
+  ];
+  const doubles = v.doubleRuns.map(
+    (d) =>
+      `<tr><td>${esc(d.instance)}</td><td>${esc(d.nodes.join(', '))}</td><td>${(d.from / 1000).toFixed(1)} s</td><td>${(d.to / 1000).toFixed(1)} s</td><td>${d.samples}</td></tr>`,
+  );
+  const segs = vmSegments(samples);
+  const names = [...segs.keys()].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+  const endMs = Math.max(1, ...samples.map((s) => s.time + OBSERVE_EVERY_MS));
+  const [left, width, rowH] = [90, 1000, 12];
+  const x = (t: number): number => left + (t / endMs) * width;
+  const height = 24 + names.length * rowH;
+  const bands = r.nemesis.map(
+    (iv) =>
+      `<rect class="vband" x="${x(iv.start).toFixed(1)}" y="0" width="${Math.max(1, x(iv.end ?? iv.start) - x(iv.start)).toFixed(1)}" height="${height - 20}" fill="#f3e5f5"><title>${esc(iv.description)}</title></rect>`,
+  );
+  const bars = names.flatMap((name, i) => [
+    `<text x="${left - 4}" y="${i * rowH + 10}" text-anchor="end" font-size="10">${esc(name)}</text>`,
+    ...segs.get(name)!.map(([node, from, to, frozen]) => {
+      const colour = frozen
+        ? '#bdbdbd'
+        : NODE_COLOURS[(Number(node.slice(1)) - 1) % NODE_COLOURS.length];
+      return `<rect class="vmseg" x="${x(from).toFixed(1)}" y="${i * rowH + 2}" width="${Math.max(1, x(to) - x(from)).toFixed(1)}" height="${rowH - 3}" fill="${colour}" opacity="0.8"><title>${esc(`${name} on ${node}${frozen ? ' (frozen)' : ''}: ${(from / 1000).toFixed(1)}-${(to / 1000).toFixed(1)} s`)}</title></rect>`;
+    }),
+  ]);
+  const doubleMarks = v.doubleRuns.map((d) => {
+    const i = names.indexOf(d.instance);
+    return `<rect x="${x(d.from).toFixed(1)}" y="${i * rowH}" width="${Math.max(2, x(d.to + OBSERVE_EVERY_MS) - x(d.from)).toFixed(1)}" height="${rowH}" fill="none" stroke="#c62828" stroke-width="2"/>`;
+  });
+  const legend =
+    Array.from(
+      { length: nodes },
+      (_, i) =>
+        `<span><i class="sw" style="background:${NODE_COLOURS[i % NODE_COLOURS.length]}"></i>n${i + 1}</span>`,
+    ).join('') +
+    '<span><i class="sw" style="background:#bdbdbd"></i>frozen</span><span><i class="sw" style="background:#f3e5f5"></i>nemesis</span><span>red box: double run</span>';
+  return (
+    `<h2>vms <span class="${v.valid ? 'valid' : 'invalid'}">${v.valid ? 'valid' : 'invalid'}</span></h2>` +
+    `<table>${rows.map(([k, val]) => `<tr><th>${k}</th><td>${esc(val)}</td></tr>`).join('')}</table>` +
+    (doubles.length === 0
+      ? ''
+      : `<table><tr><th>instance</th><th>nodes</th><th>from</th><th>to</th><th>samples</th></tr>${doubles.join('')}</table>`) +
+    `<h3>Where each VM instance ran (observed from the VMM processes)</h3><div class="legend">${legend}</div>` +
+    `<svg class="plot" id="vms" width="${left + width + 10}" height="${height}">${bands.join('')}${bars.join('')}${doubleMarks.join('')}` +
+    `<text x="${left}" y="${height - 6}" font-size="10">0 s</text><text x="${left + width}" y="${height - 6}" font-size="10" text-anchor="end">${(endMs / 1000).toFixed(0)} s</text></svg>`
+  );
+}
+
 /** The data the plots are drawn from: compact arrays, times in seconds. */
 function plotData(input: ReportInput): string {
   const outcomes = ['ok', 'fail', 'info'];
@@ -172,12 +284,16 @@ export function renderRunReport(input: ReportInput): string {
     nemesisTable(r),
     r.kv === undefined ? '' : kvSection(r.kv, input.kvHistory),
     r.set === undefined ? '' : setSection(r.set),
+    r.vms === undefined ? '' : vmSection(r.vms, r, input.vmSamples ?? [], o.nodes),
     '<h2>Files</h2><ul><li><a href="results.json">results.json</a></li>',
     '<li><a href="nemesis.jsonl">nemesis.jsonl</a></li>',
     r.kv === undefined ? '' : '<li><a href="history-kv.jsonl">history-kv.jsonl</a></li>',
     r.set === undefined
       ? ''
       : '<li><a href="history-set.jsonl">history-set.jsonl</a> and <a href="final-reads.json">final-reads.json</a></li>',
+    r.vms === undefined
+      ? ''
+      : '<li><a href="history-vms.jsonl">history-vms.jsonl</a> and <a href="vm-samples.jsonl">vm-samples.jsonl</a></li>',
     ...Array.from(
       { length: o.nodes },
       (_, i) => `<li><a href="logs/n${i + 1}.log">logs/n${i + 1}.log</a></li>`,

@@ -51,6 +51,8 @@ in
     procurator = toString pkgs.procurator;
     nix = toString pkgs.nix;
     iproute2 = toString pkgs.iproute2;
+    xz = toString pkgs.xz;
+    zstd = toString pkgs.zstd;
     coreutils = toString pkgs.coreutils;
   };
 }

@@ -25,6 +25,8 @@ let
     nodejs_22 = stub "nodejs-22";
     makeWrapper = stub "make-wrapper-hook";
     iproute2 = stub "iproute2";
+    xz = stub "xz";
+    zstd = stub "zstd";
     iptables = stub "iptables";
     coreutils = stub "coreutils";
     qemu = stub "qemu";

@@ -29,6 +29,8 @@ const RUNNER = '/nix/store/0c6lw3rq0qvd4n4ys4fvnnbd5bxxc0nk-microvm-run-db';
 class MemorySupervisor implements AgentSupervisor {
   readonly vms = new Map<string, ObservedVm>();
   readonly calls: string[] = [];
+  /** The timeout each stop and remove was given. */
+  readonly timeouts: (number | undefined)[] = [];
   observed(): ObservedVm[] {
     return [...this.vms.values()];
   }
@@ -45,15 +47,17 @@ class MemorySupervisor implements AgentSupervisor {
       adopted: false,
     });
   }
-  async stop(name: string): Promise<ExitReason | undefined> {
+  async stop(name: string, timeoutMs?: number): Promise<ExitReason | undefined> {
     this.calls.push(`stop ${name}`);
+    this.timeouts.push(timeoutMs);
     const o = this.vms.get(name);
     const exit: ExitReason = { kind: 'stopped', detail: 'stopped by the node' };
     if (o !== undefined) this.vms.set(name, { ...o, phase: 'exited', lastExit: exit });
     return exit;
   }
-  async remove(name: string): Promise<void> {
+  async remove(name: string, timeoutMs?: number): Promise<void> {
     this.calls.push(`remove ${name}`);
+    this.timeouts.push(timeoutMs);
     this.vms.delete(name);
   }
 }
@@ -61,6 +65,35 @@ class MemorySupervisor implements AgentSupervisor {
 describe('Agent with an in-memory supervisor', () => {
   let agent: Agent;
   afterEach(async () => agent?.stop());
+
+  it('asks the stop budget per VM and reason (a copy moved away gets the short one)', async () => {
+    const r = validateVmSpec({ version: 1, name: 'db', runner: RUNNER });
+    if (!r.ok) throw new Error('spec');
+    let desired: DesiredVm[] = [{ name: 'db', spec: r.spec, generation: 1, state: 'running' }];
+    const asked: string[] = [];
+    const sup = new MemorySupervisor();
+    agent = new Agent({
+      supervisor: sup,
+      intervalMs: 20,
+      stopTimeoutMs: (name, why) => {
+        asked.push(`${name} ${why}`);
+        return why === 'not-desired' ? 1234 : 99_999;
+      },
+      deps: {
+        desiredForThisNode: () => desired,
+        report: async () => undefined,
+        ensureClosure: async () => undefined,
+        closurePresent: () => true,
+      },
+    });
+    agent.start();
+    await until(() => sup.vms.get('db')?.phase === 'running', 5000, 'db running');
+    desired = [];
+    agent.poke();
+    await until(() => sup.calls.includes('stop db'), 5000, 'db stopped');
+    expect(asked[0]).toBe('db not-desired');
+    expect(sup.timeouts[0]).toBe(1234);
+  });
 
   it('fetches the closure, starts the VM, reports fetching, starting, running in order; removes it when undesired', async () => {
     const r = validateVmSpec({ version: 1, name: 'db', runner: RUNNER });
@@ -95,6 +128,39 @@ describe('Agent with an in-memory supervisor', () => {
     await until(() => sup.vms.size === 0, 5000, 'removal');
     expect(sup.calls).toEqual(['launch db', 'stop db', 'remove db']);
     expect(reports).toEqual(['db fetching', 'db starting', 'db running']);
+  });
+
+  it('stops again with the shorter timeout a stop in flight once the timeout shrinks (fenced)', async () => {
+    const s = validateVmSpec({ version: 1, name: 'a', kernel: '/k' });
+    if (!s.ok) throw new Error('spec');
+    // A supervisor whose stops never end by themselves: the VM ignores its graceful stop.
+    const timeouts: number[] = [];
+    const sup = new MemorySupervisor();
+    sup.stop = (name: string, timeoutMs?: number) => {
+      timeouts.push(timeoutMs ?? -1);
+      const o = sup.vms.get(name);
+      if (o !== undefined) sup.vms.set(name, { ...o, phase: 'stopping' });
+      return new Promise<ExitReason | undefined>(() => {});
+    };
+    await sup.launch(s.spec, 1);
+    let fenced = false;
+    agent = new Agent({
+      supervisor: sup,
+      intervalMs: 20,
+      stopTimeoutMs: () => (fenced ? 1000 : 30_000),
+      deps: {
+        desiredForThisNode: () => [],
+        report: async () => undefined,
+        ensureClosure: async () => undefined,
+      },
+    });
+    agent.start();
+    await until(() => timeouts.length === 1, 5000, 'the graceful stop');
+    expect(timeouts).toEqual([30_000]);
+    fenced = true;
+    agent.poke();
+    await until(() => timeouts.length === 2, 5000, 'the stop again, sooner');
+    expect(timeouts).toEqual([30_000, 1000]);
   });
 
   it('retries a rejected report on a later round, without a busy loop', async () => {

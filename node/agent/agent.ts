@@ -15,6 +15,7 @@ import {
   type DesiredVm,
   type Reported,
   reconcile,
+  type StopWhy,
   type VmState,
 } from './reconciler.ts';
 
@@ -53,8 +54,11 @@ export interface AgentOptions {
   readonly supervisor: AgentSupervisor;
   readonly deps: AgentDeps;
   readonly intervalMs?: number;
-  /** How long a stop waits before it kills; a function when it depends on the node (fenced). */
-  readonly stopTimeoutMs?: number | (() => number);
+  /**
+   * How long a stop waits before it kills; a function when it depends on the node (fenced) or on
+   * the VM (moved away: reconciler.ts stopTimeoutMs).
+   */
+  readonly stopTimeoutMs?: number | ((name: string, why: StopWhy | 'remove') => number);
   readonly now?: () => number;
   /** Errors the agent handled (a failed report, a failed action); the daemon logs them. */
   readonly onError?: (what: string, err: Error) => void;
@@ -69,6 +73,13 @@ export class Agent {
   private readonly reported: Record<string, Reported> = {};
   private readonly reporting = new Set<string>();
   private readonly closures: Record<string, ClosureView> = {};
+  /**
+   * The timeout of each stop in flight. A round whose stop timeout is shorter (the node fenced
+   * itself) stops those again with it: a stop begun with the graceful 30 s must not outlast the
+   * fencing bound (docs/scheduling.md, "Fencing"; found by the simulator).
+   */
+  /** Stops and removes in flight: their timeout and why (hasten() shortens a timeout). */
+  private readonly stopping = new Map<string, { ms: number; why: StopWhy | 'remove' }>();
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private again = false;
@@ -147,13 +158,30 @@ export class Agent {
       this.now(),
     );
     for (const a of actions) this.execute(a);
+    this.hasten();
+  }
+
+  private stopMs(name: string, why: StopWhy | 'remove'): number {
+    const given = this.opts.stopTimeoutMs;
+    return (typeof given === 'function' ? given(name, why) : given) ?? AGENT_STOP_TIMEOUT_MS;
+  }
+
+  /** Stops in flight with a longer timeout than their current one are stopped again with it. */
+  private hasten(): void {
+    for (const [name, t] of this.stopping) {
+      const ms = this.stopMs(name, t.why);
+      if (ms >= t.ms) continue;
+      this.stopping.set(name, { ms, why: t.why });
+      // The supervisor's handle forces the VMM at the earlier deadline (node/vmm/proc.ts).
+      this.opts.supervisor
+        .stop(name, ms)
+        .catch((e: Error) => this.opts.onError?.(`stop ${name} sooner`, e));
+    }
   }
 
   private execute(a: Action): void {
     this.opts.onAction?.(a);
     const sup = this.opts.supervisor;
-    const given = this.opts.stopTimeoutMs;
-    const stopMs = (typeof given === 'function' ? given() : given) ?? AGENT_STOP_TIMEOUT_MS;
     switch (a.kind) {
       case 'report':
         return this.report(a.name, {
@@ -166,23 +194,36 @@ export class Agent {
         // A failed launch leaves the VM `failed` in the supervisor with the reason; the next
         // round reports it. Nothing to do here but log.
         return this.background(a.name, `start ${a.name}`, () => sup.launch(a.spec, a.generation));
-      case 'stop':
+      case 'stop': {
+        const stop = { ms: this.stopMs(a.name, a.why), why: a.why };
         return this.background(
           a.name,
           `stop ${a.name}`,
-          async () => void (await sup.stop(a.name, stopMs)),
+          async () => void (await sup.stop(a.name, stop.ms)),
+          stop,
         );
-      case 'remove':
-        return this.background(a.name, `remove ${a.name}`, () => sup.remove(a.name, stopMs));
+      }
+      case 'remove': {
+        const stop = { ms: this.stopMs(a.name, 'remove'), why: 'remove' as const };
+        return this.background(a.name, `remove ${a.name}`, () => sup.remove(a.name, stop.ms), stop);
+      }
     }
   }
 
-  private background(name: string, what: string, f: () => Promise<void>): void {
+  /** `stop`: the timeout of a stop or remove, and why (hastened later if the timeout shrinks). */
+  private background(
+    name: string,
+    what: string,
+    f: () => Promise<void>,
+    stop?: { ms: number; why: StopWhy | 'remove' },
+  ): void {
     this.busy.add(name);
+    if (stop !== undefined) this.stopping.set(name, stop);
     f()
       .catch((e: Error) => this.opts.onError?.(what, e))
       .finally(() => {
         this.busy.delete(name);
+        this.stopping.delete(name);
         this.poke();
       });
   }

@@ -3,7 +3,13 @@
 import { describe, expect, it } from 'vitest';
 import { specHash, type VmSpec, validateVmSpec } from '../state/vm_spec.ts';
 import type { ObservedVm } from '../vmm/supervisor.ts';
-import { type DesiredVm, FETCH_RETRY_MS, type ReconcileInput, reconcile } from './reconciler.ts';
+import {
+  type DesiredVm,
+  FETCH_RETRY_MS,
+  type ReconcileInput,
+  reconcile,
+  stopTimeoutMs,
+} from './reconciler.ts';
 
 const RUNNER = '/nix/store/0c6lw3rq0qvd4n4ys4fvnnbd5bxxc0nk-microvm-run-db';
 
@@ -168,6 +174,27 @@ describe('reconcile', () => {
     });
   });
 
+  it('starts again a VM this node stopped (fenced, or moved away and back) that is desired running at the same generation', () => {
+    // The simulator's finding: a node fenced by a partition shorter than node-down-after stopped
+    // its VMs; unfenced, the table still placed them here at the same generation, and the
+    // reconciler took the stop for a final end, so they stayed stopped for good.
+    const s = spec('a');
+    for (const lastExit of [
+      { kind: 'stopped', code: 0, detail: 'stopped by the node' } as const,
+      {
+        kind: 'killed',
+        signal: 'SIGKILL',
+        detail: 'killed by the node (SIGKILL) after the stop timeout',
+      } as const,
+    ]) {
+      const fenced = observed(s, 'exited', { generation: 3, lastExit });
+      expect(reconcile(input({ desired: [desired(s, 3)], observed: [fenced] }), 0)).toEqual([
+        { kind: 'start', name: 'a', spec: s, generation: 3 },
+        { kind: 'report', name: 'a', state: 'starting' },
+      ]);
+    }
+  });
+
   it('reports a guest power-off as stopped, not failed', () => {
     const s = spec('a');
     const off = observed(s, 'exited', {
@@ -220,5 +247,27 @@ describe('reconcile', () => {
     expect(
       reconcile(input({ observed: [observed(s, 'exited')], busy: new Set(['a']) }), 0),
     ).toEqual([]);
+  });
+});
+
+describe('stopTimeoutMs: grace only when no other copy can be starting', () => {
+  const budgets = { fastMs: 3000, gracefulMs: 30_000 };
+  it('a copy moved away (its row still wants it running, elsewhere) is killed after the short budget', () => {
+    expect(stopTimeoutMs('not-desired', { ...budgets, fenced: false, wantedElsewhere: true })).toBe(
+      3000,
+    );
+  });
+  it('a VM deleted, stopped or changed by the user gets the full grace', () => {
+    const o = { ...budgets, fenced: false, wantedElsewhere: false };
+    expect(stopTimeoutMs('not-desired', o)).toBe(30_000);
+    expect(stopTimeoutMs('desired-stopped', o)).toBe(30_000);
+    expect(stopTimeoutMs('remove', o)).toBe(30_000);
+    // A spec change restarts it here: its row wants it running, but on this node.
+    expect(stopTimeoutMs('spec-changed', { ...o, wantedElsewhere: true })).toBe(30_000);
+  });
+  it('a fenced node stops everything with the short budget', () => {
+    for (const why of ['not-desired', 'desired-stopped', 'spec-changed', 'remove'] as const) {
+      expect(stopTimeoutMs(why, { ...budgets, fenced: true, wantedElsewhere: false })).toBe(3000);
+    }
   });
 });

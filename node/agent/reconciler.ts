@@ -129,8 +129,14 @@ function decide(
     return observedState(o);
   }
 
-  // Not active: exited, failed, or never started here.
-  const current = o !== undefined && o.specHash === hash && o.generation >= d.generation;
+  // Not active: exited, failed, or never started here. Final until resubmitted only when it ended
+  // by itself (failed beyond its restart policy, or its guest powered off). One this node stopped
+  // (it fenced itself, or the VM moved away and back at the same generation) starts again: else
+  // a partition longer than fence-after and shorter than node-down-after would leave it stopped
+  // for good while the cluster still places it here (found by the simulator, docs/sim.md).
+  const endedByItself =
+    o !== undefined && (o.phase === 'failed' || o.lastExit?.kind === 'guest-poweroff');
+  const current = endedByItself && o.specHash === hash && o.generation >= d.generation;
   if (current) {
     // Ended, and the supervisor's restart policy did not bring it back: final until resubmitted.
     return o.phase === 'failed'
@@ -169,4 +175,30 @@ function observedState(o: ObservedVm): Reported {
     default:
       return { state: 'starting' };
   }
+}
+
+/** Why the agent stops a VM (the stop action's reason). */
+export type StopWhy = Extract<Action, { kind: 'stop' }>['why'];
+
+/**
+ * How long a stop or remove may wait for the guest before it kills the VMM. Full grace
+ * (`gracefulMs`) only when no other copy can be starting: the user stopped, changed or removed the
+ * VM. A fenced node's VMs, and a copy the cluster moved away (not desired here while its row still
+ * wants it running: placed on another node, or released to be), get `fastMs`: the replacement may
+ * be starting elsewhere already, so each second of grace is a second with two copies. (Seen by the
+ * Jepsen vms workload: a frozen node that woke up and heard the leader before its fence timer
+ * stopped a moved-away copy with 30 s of grace while the replacement ran.)
+ */
+export function stopTimeoutMs(
+  why: StopWhy | 'remove',
+  o: {
+    readonly fenced: boolean;
+    readonly wantedElsewhere: boolean;
+    readonly fastMs: number;
+    readonly gracefulMs: number;
+  },
+): number {
+  if (o.fenced) return o.fastMs;
+  if (why === 'not-desired' && o.wantedElsewhere) return o.fastMs;
+  return o.gracefulMs;
 }

@@ -14,6 +14,7 @@ import {
   type Query,
   queryProblem,
 } from '../state/machine.ts';
+import { type TokenScope, tokenCommandProblem, tokenNameProblem } from '../state/tokens.ts';
 
 type Stale = { readonly stale?: boolean };
 type CommandOf<Op extends Command['op']> = Extract<Command, { op: Op }>;
@@ -79,7 +80,18 @@ export type StoreRequest =
   | { readonly op: 'store.progress'; readonly progressId?: string }
   | { readonly op: 'store.push'; readonly path: string; readonly to?: readonly string[] }
   | { readonly op: 'store.stats' }
-  | { readonly op: 'store.verify'; readonly repair?: boolean };
+  | { readonly op: 'store.verify'; readonly repair?: boolean }
+  /** A cache token: `pcr` made the secret and sends only its sha256 (hex). */
+  | {
+      readonly op: 'store.token.create';
+      readonly name: string;
+      readonly sha256: string;
+      readonly scopes: readonly TokenScope[];
+    }
+  | { readonly op: 'store.token.revoke'; readonly name: string }
+  | { readonly op: 'store.token.list' }
+  /** Frees what no VM on this node needs; `maxFreedBytes`: stop once that much is freed. */
+  | { readonly op: 'store.gc'; readonly maxFreedBytes?: number; readonly dryRun?: boolean };
 
 export type Request = StateRequest | AdminRequest;
 export type Op = Request['op'];
@@ -159,6 +171,18 @@ const PROBLEMS: { readonly [O in Op]: (o: Record<string, unknown>) => string | u
     o.repair === undefined || typeof o.repair === 'boolean'
       ? undefined
       : 'repair must be a boolean',
+  'store.token.create': (o) => tokenCommandProblem({ ...o, op: 'token.put', atMs: 0 }),
+  'store.token.revoke': (o) => tokenNameProblem(o.name),
+  'store.token.list': () => undefined,
+  'store.gc': (o) => {
+    if (
+      o.maxFreedBytes !== undefined &&
+      (!Number.isSafeInteger(o.maxFreedBytes) || (o.maxFreedBytes as number) < 1)
+    )
+      return 'maxFreedBytes must be a positive integer';
+    if (o.dryRun !== undefined && typeof o.dryRun !== 'boolean') return 'dryRun must be a boolean';
+    return undefined;
+  },
 };
 
 function nodeProblem(x: unknown): string | undefined {

@@ -5,12 +5,14 @@ import { apiCodeOfStoreError } from '../store/service.ts';
 import type { ApiDeps } from './deps.ts';
 import { resolveNode } from './deps.ts';
 import type { StoreRequest } from './requests.ts';
+import { handleTokenRequest, isTokenRequest } from './token_handlers.ts';
 import { type ApiResponse, apiError, apiRequest } from './wire.ts';
 
 /** A member asked to fetch a closure (store push) gets this long. */
 export const STORE_FETCH_TIMEOUT_MS = 3_600_000;
 
 export function handleStoreRequest(deps: ApiDeps, req: StoreRequest): Promise<ApiResponse> {
+  if (isTokenRequest(req)) return handleTokenRequest(deps, req);
   return handleStore(deps, req).catch((e: Error) => {
     const code = (e as { code?: string }).code;
     return apiError(apiCodeOfStoreError(e), `${code !== undefined ? `${code}: ` : ''}${e.message}`);
@@ -30,6 +32,14 @@ async function handleStore(deps: ApiDeps, req: StoreRequest): Promise<ApiRespons
       return { ok: true, holders: await store.where(req.path) };
     case 'store.verify':
       return { ok: true, ...(await store.verify(req.repair === true)) };
+    case 'store.gc':
+      return {
+        ok: true,
+        ...(await store.gc({
+          ...(req.maxFreedBytes !== undefined ? { maxFreedBytes: req.maxFreedBytes } : {}),
+          dryRun: req.dryRun === true,
+        })),
+      };
     case 'store.fetch': {
       const id = req.progressId;
       try {

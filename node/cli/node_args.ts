@@ -157,6 +157,9 @@ export const CONFIG_KEYS = [
   'store',
   'storeMaxMib',
   'cache',
+  'cacheAuth',
+  'cacheCompression',
+  'upstream',
   'trustedKey',
   'accel',
   'label',
@@ -173,6 +176,7 @@ export const CONFIG_LIST_KEYS: ReadonlySet<ConfigKey> = new Set([
   'listen',
   'advertise',
   'seed',
+  'upstream',
   'trustedKey',
   'label',
 ]);

@@ -34,6 +34,9 @@ interface StartOpts {
   storeMaxMib?: number;
   cache: string;
   trustedKey: string[];
+  cacheAuth: 'push' | 'read';
+  cacheCompression: 'none' | 'remote' | 'zstd';
+  upstream: string[];
   accel: 'auto' | 'kvm' | 'tcg';
   label: string[];
   reserveCpus: number;
@@ -144,6 +147,24 @@ function addStartOptions(cmd: Command): Command {
       '--cache <host:port>',
       "the binary cache's HTTP address for Nix (loopback by default), or off",
       '127.0.0.1:0',
+    )
+    .option(
+      '--cache-auth <what>',
+      'what needs a cache token: push (uploads, the default) or read (reads too)',
+      oneOf(['push', 'read'] as const),
+      'push' as const,
+    )
+    .option(
+      '--cache-compression <how>',
+      'how the cache serves NARs: none, remote (zstd except to loopback clients), zstd',
+      oneOf(['none', 'remote', 'zstd'] as const),
+      'none' as const,
+    )
+    .option(
+      '--upstream <url>',
+      'a binary cache asked for a path no member holds (repeatable); its key goes in --trusted-key',
+      collect,
+      [],
     )
     .option(
       '--trusted-key <name:key>',
@@ -324,6 +345,9 @@ export function registerNodeCommands(program: Command): void {
         ...(o.storeMaxMib !== undefined ? { storeMaxBytes: o.storeMaxMib * 1024 * 1024 } : {}),
         cacheAddr: o.cache,
         trustedKeys: o.trustedKey,
+        cacheAuth: o.cacheAuth,
+        cacheCompression: o.cacheCompression,
+        upstreams: o.upstream,
         accel: o.accel,
         ...(o.rejoin === true ? { rejoin: true } : {}),
         labels,

@@ -10,6 +10,8 @@ import { CliError, type ConnectOptions, call, connect, EXIT, print, table } from
 import { withConnect } from './cluster_cmds.ts';
 import type { CliContext } from './context.ts';
 import { callWithMembers, fetchMembers, label, type MemberRow, resolveNode } from './members.ts';
+import { registerGcCommand } from './store_gc_cmd.ts';
+import { registerTokenCommands } from './store_token_cmds.ts';
 
 type Opts = ConnectOptions & { on?: string; to?: string[] };
 
@@ -42,7 +44,14 @@ async function addrOf(o: Opts, node: string): Promise<string> {
 
 /** What the store holds first, then its traffic, then the rest, as answered. */
 const STATS_ORDER = ['kind', 'paths', 'bytes', 'maxBytes', 'pinned', 'inQuarantine'];
-const STATS_BYTES = new Set(['bytes', 'maxBytes', 'bytesServed', 'bytesFetched']);
+const STATS_BYTES = new Set([
+  'bytes',
+  'maxBytes',
+  'bytesServed',
+  'bytesFetched',
+  'cacheBytesServed',
+  'uploadBytesReceived',
+]);
 
 /** `store stats` rows; byte counts also in MiB once they are large. */
 export function statsRows(r: Record<string, unknown>): { counter: string; value: unknown }[] {
@@ -95,6 +104,8 @@ export function verifyText(r: Record<string, unknown>): string {
 
 export function registerStoreCommands(program: Command, ctx: CliContext): void {
   const store = program.command('store').description("the cluster's Nix store");
+  registerTokenCommands(store);
+  registerGcCommand(store);
 
   withConnect(
     store.command('info <path>').description('a store path: its narinfo, or who holds it'),

@@ -73,10 +73,23 @@ describe('AddrBook on disk', () => {
       const book = new AddrBook(dir);
       book.setListen(['/ip4/127.0.0.1/tcp/4100']);
       book.remember('p', ['/ip4/127.0.0.1/tcp/4200']);
+      book.setPort('cache', 4300);
+      book.setPort('metrics', 4400);
+      book.remember('q', ['/ip4/127.0.0.1/tcp/4500']); // remembering keeps the ports
       await book.flush();
       const again = new AddrBook(dir);
       expect(again.listen).toEqual(['/ip4/127.0.0.1/tcp/4100']);
       expect(again.addrsOf('p')).toEqual(['/ip4/127.0.0.1/tcp/4200']);
+      expect([again.port('cache'), again.port('metrics')]).toEqual([4300, 4400]);
+      // A port out of range or a listener it does not know is dropped, not trusted.
+      await writeFile(
+        join(dir, ADDR_BOOK_FILE),
+        JSON.stringify({ listen: [], peers: {}, order: [], ports: { cache: 70_000, ssh: 22 } }),
+      );
+      expect([new AddrBook(dir).port('cache'), new AddrBook(dir).port('metrics')]).toEqual([
+        undefined,
+        undefined,
+      ]);
       await writeFile(join(dir, ADDR_BOOK_FILE), '{"listen": 7');
       expect(new AddrBook(dir).listen).toEqual([]);
       expect(await readFile(join(dir, ADDR_BOOK_FILE), 'utf8')).toBe('{"listen": 7');

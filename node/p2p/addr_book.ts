@@ -28,7 +28,15 @@ export interface AddrBookData {
   readonly peers: Readonly<Record<string, readonly string[]>>;
   /** Peer IDs, least recently changed first (eviction order). */
   readonly order: readonly string[];
+  /**
+   * Ports this node's HTTP listeners got when asked for port 0 (`cache`, `metrics`), reused at
+   * the next start: a Nix `substituters` line or a Prometheus target keeps working across restarts.
+   */
+  readonly ports?: Readonly<Record<string, number>>;
 }
+
+/** The HTTP listeners whose ports the book keeps. */
+export type StickyPort = 'cache' | 'metrics';
 
 export const EMPTY_BOOK: AddrBookData = { listen: [], peers: {}, order: [] };
 
@@ -66,7 +74,7 @@ export function remember(book: AddrBookData, id: string, addrs: readonly string[
   const order = [...book.order.filter((x) => x !== id), id];
   const peers: Record<string, readonly string[]> = { ...book.peers, [id]: merged };
   while (order.length > ADDR_BOOK_PEERS_MAX) delete peers[order.shift()!];
-  return { listen: book.listen, peers, order };
+  return { ...book, peers, order };
 }
 
 /** Reads the book; an absent or unreadable file is an empty book. */
@@ -88,7 +96,17 @@ function parseBook(raw: unknown): AddrBookData | undefined {
   const o = raw as Record<string, unknown>;
   if (!isStrings(o.listen) || !isStrings(o.order)) return undefined;
   if (typeof o.peers !== 'object' || o.peers === null) return undefined;
-  let book: AddrBookData = { ...EMPTY_BOOK, listen: o.listen };
+  const ports: Record<string, number> = {};
+  if (typeof o.ports === 'object' && o.ports !== null)
+    for (const [k, v] of Object.entries(o.ports as Record<string, unknown>))
+      if (
+        (k === 'cache' || k === 'metrics') &&
+        Number.isSafeInteger(v) &&
+        (v as number) > 0 &&
+        (v as number) < 65_536
+      )
+        ports[k] = v as number;
+  let book: AddrBookData = { ...EMPTY_BOOK, listen: o.listen, ports };
   for (const id of o.order) {
     const addrs = (o.peers as Record<string, unknown>)[id];
     if (isStrings(addrs)) book = remember(book, id, addrs);
@@ -122,6 +140,15 @@ export class AddrBook {
     const old = this.data.listen;
     if (old.length === addrs.length && old.every((a, i) => a === addrs[i])) return;
     this.data = { ...this.data, listen: [...addrs] };
+  }
+
+  port(name: StickyPort): number | undefined {
+    return this.data.ports?.[name];
+  }
+
+  setPort(name: StickyPort, port: number): void {
+    if (this.data.ports?.[name] === port) return;
+    this.data = { ...this.data, ports: { ...this.data.ports, [name]: port } };
   }
 
   remember(id: string, addrs: readonly string[]): void {

@@ -4,7 +4,8 @@
 
 import { describe, expect, it } from 'vitest';
 import { type Command, type Result, StateMachine } from '../state/machine.ts';
-import { type DutyPorts, PlacementDuty } from './duty.ts';
+import { FORCE_GRACE_MS } from '../vmm/proc.ts';
+import { type DutyPorts, FENCE_GRACEFUL_MS, FENCE_STOP_MS, PlacementDuty } from './duty.ts';
 
 function harness(o: { leader: boolean }) {
   const sm = new StateMachine();
@@ -50,6 +51,10 @@ function harness(o: { leader: boolean }) {
 const settle = () => new Promise((r) => setTimeout(r, 0));
 
 describe('placement duty', () => {
+  it('a fenced stop is forced, then killed, within FENCE_STOP_MS (the bound of the fencing argument)', () => {
+    expect(FENCE_GRACEFUL_MS + FORCE_GRACE_MS).toBeLessThanOrEqual(FENCE_STOP_MS);
+  });
+
   it('holds at start (agent idle), frees after a barrier, fences after fence-after of silence, frees again', async () => {
     const h = harness({ leader: false });
     expect(h.duty.agentMayAct()).toBe(false);

@@ -18,25 +18,42 @@ import { type PlacedInstance, VM_PLACE_BATCH_MAX } from '../state/vms.ts';
 
 /** Bound of the clock-rate drift between two nodes, in the fencing argument. */
 export const CLOCK_DRIFT_MAX = 0.05;
-/** A fenced node kills a VM that has not stopped after this long. */
+/** A fenced node's VMs are dead this long after it fenced, at the latest. */
 export const FENCE_STOP_MS = 3000;
+/**
+ * The stop timeout a fenced node gives a VM: after it the VMM is forced, and killed
+ * FORCE_GRACE_MS (node/vmm/proc.ts, 2 s) later if still alive, so the VM is dead within
+ * FENCE_STOP_MS (checked in duty.test.ts; the simulator found the graceful 30 s stop of a VM
+ * already stopping outlasting the bound).
+ */
+export const FENCE_GRACEFUL_MS = 1000;
 export const NODE_DOWN_AFTER_MS_DEFAULT = 10_000;
 export const FENCE_AFTER_MS_DEFAULT = 4000;
+/** The leader evaluates at least this often while instances wait (besides every table change). */
+export const EVALUATE_RETRY_MS = 2000;
+
+/** How often the duty's periodic part runs in the daemon (its reconcile loop). */
+export const DUTY_PERIOD_MS = 300;
 
 /**
  * Why fence-after and node-down-after cannot guarantee one copy of an instance, or undefined:
- * `(fenceAfter + 2 x election timeout + FENCE_STOP_MS) x (1 + CLOCK_DRIFT_MAX) < nodeDownAfter`.
+ * `(fenceAfter + 2 x election timeout + loop period + FENCE_STOP_MS) x (1 + CLOCK_DRIFT_MAX) <
+ * nodeDownAfter` (the loop period: a node notices its silence at its next loop, up to one period
+ * late). `loopMs` defaults to DUTY_PERIOD_MS.
  */
 export function fencingProblem(o: {
   fenceAfterMs: number;
   nodeDownAfterMs: number;
   electionTimeoutMs: number;
+  loopMs?: number;
 }): string | undefined {
-  const need = (o.fenceAfterMs + 2 * o.electionTimeoutMs + FENCE_STOP_MS) * (1 + CLOCK_DRIFT_MAX);
+  const loopMs = o.loopMs ?? DUTY_PERIOD_MS;
+  const need =
+    (o.fenceAfterMs + 2 * o.electionTimeoutMs + loopMs + FENCE_STOP_MS) * (1 + CLOCK_DRIFT_MAX);
   if (need < o.nodeDownAfterMs) return undefined;
   return (
     `--node-down-after ${o.nodeDownAfterMs} ms must exceed (fence-after ${o.fenceAfterMs} + 2 x election timeout ${o.electionTimeoutMs} + ` +
-    `FENCE_STOP_MS ${FENCE_STOP_MS}) x (1 + CLOCK_DRIFT_MAX ${CLOCK_DRIFT_MAX}) = ${Math.ceil(need)} ms, or a partitioned node's VMs ` +
+    `loop period ${loopMs} + FENCE_STOP_MS ${FENCE_STOP_MS}) x (1 + CLOCK_DRIFT_MAX ${CLOCK_DRIFT_MAX}) = ${Math.ceil(need)} ms, or a partitioned node's VMs ` +
     'could still run when their replacements start'
   );
 }
@@ -95,6 +112,7 @@ export class PlacementDuty {
   private startedMs: number | undefined;
   private unfencing = false;
   private timerBusy = false;
+  private lastRetryMs = 0;
 
   constructor(p: DutyPorts) {
     this.p = p;
@@ -144,8 +162,15 @@ export class PlacementDuty {
         this.leaderSinceMs = undefined;
         return;
       }
+      const now = this.p.now();
       if (this.leaderSinceMs === undefined) {
-        this.leaderSinceMs = this.p.now();
+        this.leaderSinceMs = now;
+        this.poke();
+      }
+      // An evaluation whose vm.place did not commit (a leader change, a timeout) left instances
+      // pending that no table change will bring back: look again now and then.
+      if (now - this.lastRetryMs >= EVALUATE_RETRY_MS) {
+        this.lastRetryMs = now;
         this.poke();
       }
       await this.lifecycle();
@@ -248,7 +273,11 @@ export class PlacementDuty {
         placements: batch,
         atMs: this.p.now(),
       });
-      if (!r.ok) continue;
+      if (!r.ok) {
+        // Refused as a whole (malformed, or not committed): say so; the retry places them again.
+        this.p.log.warn({ err: r.message, batch: batch.length }, 'placements not committed');
+        continue;
+      }
       (r.verdicts ?? []).forEach((v, k) => {
         const p = batch[k]!;
         if (v === 'ok')

@@ -165,6 +165,8 @@ export class RaftNode {
   private stopped = false;
   /** The tick of the last message from each peer (contact()). */
   private readonly heard = new Map<NodeId, number>();
+  /** The tick of the last message from the leader this node followed then (contact()). */
+  private leaderHeardTick: number | undefined;
 
   constructor(opts: RaftNodeOptions) {
     this.opts = opts;
@@ -202,22 +204,22 @@ export class RaftNode {
   }
 
   /**
-   * Ticks since a message from each peer, and since one from the leader this node follows (0 on
-   * the leader itself; Infinity with no leader or never heard). The leader's lifecycle marks
-   * silent nodes down from the first; a node fences itself from the second (docs/scheduling.md).
+   * Ticks since a message from each peer, and since the last message from a leader (0 on the
+   * leader itself; Infinity if none was ever heard). An election in progress does not reset the
+   * second: a node that knows no leader for a moment has still heard one that long ago (counting
+   * from the election instead made every node fence, and stop every VM, whenever a leader died:
+   * found by the simulator). The leader's lifecycle marks silent nodes down from the first; a node
+   * fences itself from the second (docs/scheduling.md).
    */
   contact(): {
     readonly ticks: number;
     readonly heard: ReadonlyMap<NodeId, number>;
     leaderAgeTicks: number;
   } {
-    const st = this.rn.status();
+    const raft = this.rn.raft;
     let leaderAgeTicks = Number.POSITIVE_INFINITY;
-    if (st.lead === this.id) leaderAgeTicks = 0;
-    else if (st.lead !== '') {
-      const at = this.heard.get(st.lead);
-      if (at !== undefined) leaderAgeTicks = this.ticks - at;
-    }
+    if (raft.state === 'leader') leaderAgeTicks = 0;
+    else if (this.leaderHeardTick !== undefined) leaderAgeTicks = this.ticks - this.leaderHeardTick;
     return { ticks: this.ticks, heard: this.heard, leaderAgeTicks };
   }
 
@@ -237,6 +239,7 @@ export class RaftNode {
     } catch (e) {
       if (!isRaftError(e) || e.code === 'INVARIANT') throw e;
     }
+    if (m.from !== this.id && this.rn.raft.lead === m.from) this.leaderHeardTick = this.ticks;
     this.pump();
   }
 

@@ -5,15 +5,23 @@
 // The node (node/raft/node.ts) and the simulator (sim/) run this very code.
 //
 // Parts: a key-value space (for users and tests; lin-kv semantics for read, write and
-// compare-and-set), the member table, and the VM table (node/state/vms.ts: specs, the node each
-// runs on, reported state). New parts come as new command families and snapshot sections (bump
-// SNAPSHOT_VERSION).
+// compare-and-set), the member table, the VM table (node/state/vms.ts: specs, the node each
+// runs on, reported state) and the binary cache's token table (node/state/tokens.ts). New parts
+// come as new command families and snapshot sections (bump SNAPSHOT_VERSION).
 
 import { Packr } from 'msgpackr';
 import { assert, assertSafeIndex } from '../../consensus/assert.ts';
 import type { ClusterView } from '../sched/types.ts';
 import { KEY_BYTES_MAX, VALUE_BYTES_MAX } from './kv_limits.ts';
 import { type NodeCommand, type NodeInfo, NodeTable, nodeCommandProblem } from './nodes.ts';
+import {
+  type TokenCommand,
+  type TokenEntry,
+  type TokenQuery,
+  type TokenResult,
+  TokenTable,
+  tokenCommandProblem,
+} from './tokens.ts';
 import { clusterView } from './view.ts';
 import {
   type VmCommand,
@@ -29,7 +37,7 @@ export { KEY_BYTES_MAX, VALUE_BYTES_MAX };
 /** Longest request ID carried in an entry. */
 export const REQUEST_ID_BYTES_MAX = 128;
 /** Format of snapshot() images; restore() refuses others. */
-export const SNAPSHOT_VERSION = 5;
+export const SNAPSHOT_VERSION = 6;
 /**
  * Removed members remembered (tombstones); beyond this the one removed longest ago is forgotten.
  * A removed node learns of its removal from them, and a removed ID cannot be recorded again.
@@ -84,14 +92,16 @@ export type Command =
   /** `atMs`: the proposer's clock, for the events of the VMs it releases. */
   | { readonly op: 'member.remove'; readonly id: string; readonly atMs?: number }
   | NodeCommand
-  | VmCommand;
+  | VmCommand
+  | TokenCommand;
 
 export type Query =
   | { readonly op: 'kv.get'; readonly key: string }
   | { readonly op: 'kv.list'; readonly prefix: string; readonly limit?: number }
   | { readonly op: 'members' }
   | { readonly op: 'nodes' }
-  | VmQuery;
+  | VmQuery
+  | TokenQuery;
 
 export interface KvEntry {
   readonly key: string;
@@ -127,6 +137,8 @@ export type Result =
       readonly node?: NodeInfo;
       /** vm.place: one verdict per placement, `ok` or why it was refused. */
       readonly verdicts?: readonly string[];
+      readonly token?: TokenEntry;
+      readonly tokens?: readonly TokenEntry[];
     }
   | {
       readonly ok: false;
@@ -210,6 +222,9 @@ export function commandProblem(c: unknown): string | undefined {
     case 'vm.rm':
     case 'vm.report':
       return vmCommandProblem(o);
+    case 'token.put':
+    case 'token.rm':
+      return tokenCommandProblem(o);
     default:
       return `unknown command op ${JSON.stringify(o.op)}`;
   }
@@ -232,6 +247,8 @@ export function queryProblem(q: unknown): string | undefined {
     case 'vm.get':
     case 'vm.list':
       return vmQueryProblem(o);
+    case 'token.list':
+      return undefined;
     default:
       return `unknown query op ${JSON.stringify(o.op)}`;
   }
@@ -296,6 +313,8 @@ export class StateMachine {
   readonly vms = new VmTable();
   /** The node table: capacity, labels, lifecycle (node/state/nodes.ts). */
   readonly nodes = new NodeTable();
+  /** The binary cache's tokens (node/state/tokens.ts). */
+  readonly tokens = new TokenTable();
   /** Index of the last entry applied (or of the snapshot restored). */
   private appliedIndex = 0;
 
@@ -396,6 +415,9 @@ export class StateMachine {
           }),
           index,
         );
+      case 'token.put':
+      case 'token.rm':
+        return this.tokenResult(this.tokens.apply(index, c), index);
     }
   }
 
@@ -407,6 +429,11 @@ export class StateMachine {
   /** A member's name, or its ID when it has none (records from before names). */
   nameOf(id: string): string {
     return this.members.get(id)?.name ?? id;
+  }
+
+  private tokenResult(r: TokenResult, revision: number): Result {
+    if (!r.ok) return r;
+    return { ok: true, revision, ...(r.token !== undefined ? { token: r.token } : {}) };
   }
 
   private vmResult(r: VmResult, revision: number): Result {
@@ -542,6 +569,8 @@ export class StateMachine {
       case 'vm.get':
       case 'vm.list':
         return this.vmResult(this.vms.query(query), this.appliedIndex);
+      case 'token.list':
+        return { ok: true, revision: this.appliedIndex, tokens: this.tokens.list() };
     }
   }
 
@@ -568,31 +597,25 @@ export class StateMachine {
       this.vms.rows(),
       [...this.removed.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
       this.nodes.rows(),
+      this.tokens.rows(),
     ]);
   }
 
   /** Replaces the state by a snapshot image. Throws on an image it cannot read (nothing changes). */
   restore(data: Uint8Array): void {
     const raw = packr.unpack(data) as unknown;
-    // Versions 2 (before the VM table), 3 (before tombstones) and 4 (before the node table)
-    // are still read.
+    // Versions 2 (before the VM table), 3 (before tombstones), 4 (before the node table and
+    // tokens) and 5 (the node table, before tokens) are still read.
     const v2 = Array.isArray(raw) && raw.length === 5 && raw[0] === 2;
     const v3 = Array.isArray(raw) && raw.length === 6 && raw[0] === 3;
     const v4 = Array.isArray(raw) && raw.length === 7 && raw[0] === 4;
-    const v5 = Array.isArray(raw) && raw.length === 8 && raw[0] === SNAPSHOT_VERSION;
-    if (!v2 && !v3 && !v4 && !v5) {
+    const v5 = Array.isArray(raw) && raw.length === 8 && raw[0] === 5;
+    const v6 = Array.isArray(raw) && raw.length === 9 && raw[0] === SNAPSHOT_VERSION;
+    if (!v2 && !v3 && !v4 && !v5 && !v6) {
       throw new Error(`state machine: not a version 2 to ${SNAPSHOT_VERSION} snapshot`);
     }
-    const [, applied, kvRows, memberRows, sessionRows, vmRows, removedRows, nodeRows] = raw as [
-      number,
-      unknown,
-      unknown,
-      unknown,
-      unknown,
-      unknown,
-      unknown,
-      unknown,
-    ];
+    const [, applied, kvRows, memberRows, sessionRows, vmRows, removedRows, nodeRows, tokenRows] =
+      raw as [number, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown];
     if (
       !Number.isSafeInteger(applied) ||
       !Array.isArray(kvRows) ||
@@ -635,12 +658,13 @@ export class StateMachine {
         throw new Error('state machine: malformed snapshot member row');
       members.set(id as string, m as Member);
     }
-    const removed = restoreTombstones(v4 || v5 ? removedRows : []);
+    const removed = restoreTombstones(v4 || v5 || v6 ? removedRows : []);
     // Each table checks its rows before any is replaced (a throw leaves the state as it was).
-    const probeNodes = new NodeTable();
-    probeNodes.restore(v5 ? nodeRows : []);
+    new NodeTable().restore(v5 || v6 ? nodeRows : []);
+    new TokenTable().restore(v6 ? tokenRows : []);
     this.vms.restore(v2 ? [] : vmRows);
-    this.nodes.restore(v5 ? nodeRows : []);
+    this.nodes.restore(v5 || v6 ? nodeRows : []);
+    this.tokens.restore(v6 ? tokenRows : []);
     this.kv = kv;
     this.members = members;
     this.removed = removed;

@@ -397,6 +397,6 @@ describe('lifecycle and fencing decisions', () => {
     ).toBeUndefined();
     expect(
       fencingProblem({ fenceAfterMs: 8000, nodeDownAfterMs: 10_000, electionTimeoutMs: e }),
-    ).toMatch(/must exceed .* = 12180 ms/);
+    ).toMatch(/must exceed .* = 12495 ms/);
   });
 });

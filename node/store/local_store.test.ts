@@ -462,3 +462,51 @@ describe('LocalStore: damage on disk', () => {
     expect(reason).toMatchObject({ path: grown.info.path });
   });
 });
+
+describe('LocalStore gc (pcr store gc)', () => {
+  async function filled(name: string) {
+    const pins: string[] = [];
+    const { store, counters } = await open(name, 1 << 20, pins);
+    const lib = path('lib', 'l'.repeat(100));
+    const vm = path('vm', 'v'.repeat(100), [lib.info.path]);
+    const dep = path('dep', 'd'.repeat(200));
+    const app = path('app', 'a'.repeat(300), [dep.info.path]);
+    const old = path('old', 'o'.repeat(400));
+    for (const p of [old, lib, vm, dep, app]) await addPath(store, p.info, [p.nar]);
+    pins.push(vm.info.path);
+    return { store, counters, lib, vm, dep, app, old };
+  }
+
+  it('frees all but the pinned closures, referrers before references; dry run frees nothing', async () => {
+    const { store, counters, lib, vm, dep, app, old } = await filled('gc-all');
+    const dry = await store.gc({ dryRun: true });
+    expect(dry.dryRun).toBe(true);
+    expect(new Set(dry.paths)).toEqual(new Set([old.info.path, app.info.path, dep.info.path]));
+    expect(dry.paths.indexOf(app.info.path)).toBeLessThan(dry.paths.indexOf(dep.info.path));
+    expect((await store.has([old.info.path, app.info.path, dep.info.path])).size).toBe(3);
+    const r = await store.gc();
+    expect(r.paths).toEqual(dry.paths);
+    expect(r.bytes).toBe(old.info.narSize + app.info.narSize + dep.info.narSize);
+    expect([...(await store.has([lib.info.path, vm.info.path, dep.info.path]))].sort()).toEqual(
+      [lib.info.path, vm.info.path].sort(),
+    );
+    expect(counters.evictions).toBe(3);
+    // Reopened: what gc removed stays removed, the rest is whole.
+    const again = await LocalStore.open({
+      dir: join(dir, 'gc-all'),
+      maxBytes: 1 << 20,
+      fsync: false,
+    });
+    expect((await again.summary()).paths).toBe(2);
+  });
+
+  it('stops once --max-freed is reached, least recently used first', async () => {
+    const { store, old, app } = await filled('gc-max');
+    // old was added first (least recently used): freeing 1 byte takes exactly it.
+    const one = await store.gc({ maxFreedBytes: 1 });
+    expect(one.paths).toEqual([old.info.path]);
+    // Exactly app's size: app alone (its reference dep becomes free only after it).
+    const exact = await store.gc({ maxFreedBytes: app.info.narSize });
+    expect(exact.paths).toEqual([app.info.path]);
+  });
+});

@@ -25,6 +25,8 @@ import { join } from 'node:path';
 import { StoreError } from './errors.ts';
 import { formatNarInfo, parseNarInfo, uncompressedNarInfo } from './narinfo.ts';
 import {
+  type GcOptions,
+  type GcReport,
   newCounters,
   type PathInfo,
   type StagedPath,
@@ -389,29 +391,55 @@ export class LocalStore implements Store {
     return out;
   }
 
+  /**
+   * Paths that may go, least recently used first, a referrer always before what it refers to
+   * (the store stays closed under references), never one in `prot`, until `enough(freedBytes)`.
+   */
+  private plan(prot: Set<string>, enough: (freedBytes: number) => boolean): Entry[] {
+    const refs = new Map(this.referrers);
+    const byAge = [...this.entries.values()].sort((a, b) => a.lastUseMs - b.lastUseMs);
+    const victims: Entry[] = [];
+    const chosen = new Set<string>();
+    let freed = 0;
+    for (let progress = true; progress && !enough(freed); ) {
+      progress = false;
+      for (const e of byAge) {
+        if (enough(freed)) break;
+        const p = e.info.path;
+        if (chosen.has(p) || prot.has(p) || (refs.get(p) ?? 0) > 0) continue;
+        chosen.add(p);
+        victims.push(e);
+        freed += e.info.narSize;
+        for (const r of e.info.references) if (r !== p) refs.set(r, (refs.get(r) ?? 0) - 1);
+        progress = true;
+      }
+    }
+    return victims;
+  }
+
+  /**
+   * `pcr store gc`: removes what no pinned closure (a VM's) needs, least recently used first,
+   * referrers before references, until at least `maxFreedBytes` are freed (default: all of it).
+   * With `dryRun` only says what it would remove.
+   */
+  async gc(o: GcOptions = {}): Promise<GcReport> {
+    const max = o.maxFreedBytes ?? Number.POSITIVE_INFINITY;
+    const victims = this.plan(this.protectedPaths([]), (freed) => freed >= max);
+    if (o.dryRun !== true) for (const v of victims) await this.evict(v);
+    return {
+      paths: victims.map((v) => v.info.path),
+      bytes: victims.reduce((n, v) => n + v.info.narSize, 0),
+      dryRun: o.dryRun === true,
+    };
+  }
+
   /** Evicts LRU unprotected leaves until `need` more bytes fit, or throws STORE_FULL (no change). */
   private async makeRoom(need: number, keep: Iterable<string>): Promise<void> {
     if (this.bytes + need <= this.o.maxBytes) return;
     const prot = this.protectedPaths(keep);
     // Plan first, evict after: a commit that cannot fit must not have evicted anything.
-    const refs = new Map(this.referrers);
-    const byAge = [...this.entries.values()].sort((a, b) => a.lastUseMs - b.lastUseMs);
-    const victims: Entry[] = [];
-    const chosen = new Set<string>();
-    let bytes = this.bytes;
-    for (let progress = true; progress && bytes + need > this.o.maxBytes; ) {
-      progress = false;
-      for (const e of byAge) {
-        if (bytes + need <= this.o.maxBytes) break;
-        const p = e.info.path;
-        if (chosen.has(p) || prot.has(p) || (refs.get(p) ?? 0) > 0) continue;
-        chosen.add(p);
-        victims.push(e);
-        bytes -= e.info.narSize;
-        for (const r of e.info.references) if (r !== p) refs.set(r, (refs.get(r) ?? 0) - 1);
-        progress = true;
-      }
-    }
+    const victims = this.plan(prot, (freed) => this.bytes - freed + need <= this.o.maxBytes);
+    const bytes = this.bytes - victims.reduce((n, v) => n + v.info.narSize, 0);
     if (bytes + need > this.o.maxBytes) {
       throw new StoreError(
         'STORE_FULL',

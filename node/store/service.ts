@@ -11,6 +11,8 @@ import type { Multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
 import type { ApiErrorCode } from '../api/wire.ts';
 import type { Host } from '../p2p/host.ts';
+import { which } from '../which.ts';
+import type { CacheAuth } from './cache_auth.ts';
 import { StoreError, type StoreErrorCode } from './errors.ts';
 import {
   type FetchOptions,
@@ -20,7 +22,7 @@ import {
   fetchClosure,
   findHolders,
 } from './fetch.ts';
-import { type HttpCache, startHttpCache } from './http_cache.ts';
+import { type HttpCache, type ServeCompression, startHttpCache } from './http_cache.ts';
 import { addPath } from './ingest.ts';
 import { loadOrCreateStoreKey } from './key_file.ts';
 import { formatPublicKey, parsePublicKey, TrustPolicy } from './keys.ts';
@@ -31,6 +33,8 @@ import { StoreClient, StoreServer } from './protocol.ts';
 import {
   CLOSURE_PATHS_MAX,
   closureOf,
+  type GcOptions,
+  type GcReport,
   newCounters,
   type PathInfo,
   type Store,
@@ -38,6 +42,7 @@ import {
   type StoreSummary,
 } from './store.ts';
 import { parseStorePath, STORE_DIR } from './store_path.ts';
+import { checkUpstreams, fetchFromUpstreams } from './upstream.ts';
 import { openVerifiedNar, type QuarantinedPath, verifyStore } from './verify.ts';
 
 /** `auto`: the machine's Nix store when `nix` is installed, else the node-local store. */
@@ -55,6 +60,12 @@ export interface StoreServiceOptions {
   readonly localMaxBytes?: number;
   /** The HTTP binary cache's address; undefined: no cache. */
   readonly cache?: { readonly host: string; readonly port: number };
+  /** The cache's tokens (the replicated table) and whether reads need one; uploads always do. */
+  readonly cacheAuth?: CacheAuth;
+  /** How the cache serves NARs (default none). */
+  readonly cacheCompression?: ServeCompression;
+  /** Binary caches asked for a path no member holds (their keys go in trustedKeys). */
+  readonly upstreams?: readonly string[];
   /** Keys trusted besides the members' store keys (e.g. `cache.nixos.org-1:...`). */
   readonly trustedKeys?: readonly string[];
   /** The other members (peer IDs), asked for closures. */
@@ -70,9 +81,13 @@ export class StoreService {
   readonly store: Store;
   readonly counters: StoreCounters;
   readonly publicKey: string;
+  /** Uses of each cache token on this node since it started (not replicated: tokens.ts says why). */
+  readonly tokenUses = new Map<string, number>();
   private readonly server: StoreServer;
   private readonly client: StoreClient;
   private readonly trust: TrustPolicy;
+  /** Only the configured keys: a member's key vouches for what members build, not for upstreams. */
+  private readonly upstreamTrust: TrustPolicy;
   private readonly o: StoreServiceOptions;
   private cache: HttpCache | undefined;
   /** Fetches in flight per root: a second caller joins the first and hears its progress too. */
@@ -95,6 +110,7 @@ export class StoreService {
     this.publicKey = publicKey;
     this.client = new StoreClient({ host: o.host, addrsOf: o.addrsOf });
     this.trust = new TrustPolicy([...(o.trustedKeys ?? [])]);
+    this.upstreamTrust = new TrustPolicy([...(o.trustedKeys ?? [])]);
   }
 
   static async start(options: StoreServiceOptions): Promise<StoreService> {
@@ -107,6 +123,7 @@ export class StoreService {
       },
     };
     for (const k of o.trustedKeys ?? []) parsePublicKey(k); // a bad key fails the start, clearly
+    checkUpstreams(o.upstreams ?? []);
     const counters = newCounters();
     const key = await loadOrCreateStoreKey(o.dataDir, o.peerId);
     const store = await openStore(o, counters);
@@ -126,10 +143,28 @@ export class StoreService {
         host: o.cache.host,
         port: o.cache.port,
         counters,
-        onMiss: (hashPart) => fetchByHashPart(hashPart, s.fetchOptions()),
+        onMiss: (hashPart) => s.fetchOnMiss(hashPart),
+        // Uploads (nix copy --to) must be signed by a configured key or a member's store key.
+        trust: s.trust,
+        ...(o.cacheAuth !== undefined ? { auth: o.cacheAuth } : {}),
+        ...(o.cacheCompression !== undefined ? { compression: o.cacheCompression } : {}),
+        onTokenUse: (name) => s.tokenUses.set(name, (s.tokenUses.get(name) ?? 0) + 1),
       });
     }
     return s;
+  }
+
+  /** A cache miss: the members first, then the upstream caches (verified by configured keys only). */
+  private async fetchOnMiss(hashPart: string): Promise<boolean | 'upstream'> {
+    if (await fetchByHashPart(hashPart, this.fetchOptions())) return true;
+    const found = await fetchFromUpstreams(hashPart, {
+      urls: this.o.upstreams ?? [],
+      store: this.store,
+      trust: this.upstreamTrust,
+      counters: this.counters,
+      findTool: which,
+    });
+    return found ? 'upstream' : false;
   }
 
   get cacheUrl(): string | undefined {
@@ -280,10 +315,24 @@ export class StoreService {
     };
   }
 
-  async stats(): Promise<StoreCounters & StoreSummary & { publicKey: string; cache?: string }> {
+  /** `pcr store gc`: the node-local store frees what no VM here needs (the Nix store is Nix's). */
+  async gc(o: GcOptions): Promise<GcReport> {
+    if (!(this.store instanceof LocalStore)) {
+      throw new StoreError(
+        'UNSUPPORTED',
+        "this node uses the machine's Nix store, which Nix collects: nix-collect-garbage (VM closures are kept by the VMs' GC roots)",
+      );
+    }
+    return this.store.gc(o);
+  }
+
+  async stats(): Promise<
+    StoreCounters & StoreSummary & { publicKey: string; cache?: string; cacheHitRatio: number }
+  > {
     return {
       publicKey: this.publicKey,
       ...this.counters,
+      cacheHitRatio: cacheHitRatio(this.counters),
       ...(await this.store.summary()),
       ...(this.cacheUrl !== undefined ? { cache: this.cacheUrl } : {}),
     };
@@ -306,6 +355,13 @@ export interface VerifyResult {
   readonly failed: Record<string, string>;
   /** What remains quarantined: damage not repaired. */
   readonly quarantined: QuarantinedPath[];
+}
+
+/** Of the cache's narinfo lookups, the share answered (here, a member, an upstream); 0 before any. */
+export function cacheHitRatio(c: StoreCounters): number {
+  const hits = c.cacheLocalHits + c.cacheMemberHits + c.cacheUpstreamHits;
+  const all = hits + c.cacheMisses;
+  return all === 0 ? 0 : Math.round((hits / all) * 1000) / 1000;
 }
 
 /** Store errors that mean "the data was refused": it failed verification, or nobody trusted it. */

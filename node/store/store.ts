@@ -83,6 +83,19 @@ export interface Store {
   summary(): Promise<StoreSummary>;
 }
 
+/** `pcr store gc`'s bounds: stop once this much is freed; only say what would go. */
+export interface GcOptions {
+  readonly maxFreedBytes?: number;
+  readonly dryRun?: boolean;
+}
+
+/** What a gc removed (or, dry, would remove): referrers before references. */
+export interface GcReport {
+  readonly paths: string[];
+  readonly bytes: number;
+  readonly dryRun: boolean;
+}
+
 /** The node's store counters (for `pcr store stats` and Prometheus). One object per node. */
 export interface StoreCounters {
   hits: number;
@@ -96,6 +109,24 @@ export interface StoreCounters {
   evictions: number;
   /** NARs of this store found damaged (while serving, at open or by verify) and quarantined. */
   quarantined: number;
+  /** HTTP cache narinfo lookups answered from this node's store. */
+  cacheLocalHits: number;
+  /** HTTP cache lookups missing here and fetched from a member (then answered). */
+  cacheMemberHits: number;
+  /** HTTP cache lookups that no member held, fetched from an upstream cache (then answered). */
+  cacheUpstreamHits: number;
+  /** HTTP cache lookups that no member could answer (404) or that are still fetching (503). */
+  cacheMisses: number;
+  /** NAR bytes the HTTP cache sent (a subset of bytesServed). */
+  cacheBytesServed: number;
+  /** Paths uploaded over HTTP (nix copy --to) and committed. */
+  uploadsAccepted: number;
+  /** Uploads (NAR or narinfo) refused: bad data, untrusted, missing references, over a limit. */
+  uploadsRefused: number;
+  /** Upload body bytes received (compressed, as sent), of NARs that passed their checks. */
+  uploadBytesReceived: number;
+  /** HTTP requests refused for their credential (none, unknown or revoked, under-scoped). */
+  authRefused: number;
 }
 
 export function newCounters(): StoreCounters {
@@ -110,6 +141,15 @@ export function newCounters(): StoreCounters {
     rejected: 0,
     evictions: 0,
     quarantined: 0,
+    cacheLocalHits: 0,
+    cacheMemberHits: 0,
+    cacheUpstreamHits: 0,
+    cacheMisses: 0,
+    cacheBytesServed: 0,
+    uploadsAccepted: 0,
+    uploadsRefused: 0,
+    uploadBytesReceived: 0,
+    authRefused: 0,
   };
 }
 
