@@ -44,6 +44,12 @@ describeWithTools(['nix', 'nix-store'], 'tables of a running node', () => {
     running.push(n);
     const on = (args: string[]) => pcr([...args, '--data-dir', n.dataDir]);
     const alpha = `alpha (${shortId(n.id)})`;
+    // The name is recorded in the member table through Raft, shortly after start.
+    await until(
+      async () => ((await on(['members'])).stdout.includes('alpha') ? true : undefined),
+      30_000,
+      'the name in the member table',
+    );
 
     const stats = await on(['store', 'stats', '--json']);
     expect(stats.exitCode, stats.stderr).toBe(0);
