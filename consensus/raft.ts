@@ -44,6 +44,12 @@ export interface Config {
   readonly electionTicks: number;
   /** A leader sends heartbeats every heartbeatTicks; must be < electionTicks. */
   readonly heartbeatTicks: number;
+  /**
+   * A follower told that its leader is unreachable (`reportUnreachable`, e.g. its connection
+   * closed) gives up its lease and campaigns within a random [1, leaderLostTicks] ticks, instead of
+   * waiting out the election timeout. Default: electionTicks.
+   */
+  readonly leaderLostTicks?: number;
   readonly storage: Storage;
   /** The only source of randomness (election timeouts). Seed it for reproducible runs. */
   readonly random: RandomSource;
@@ -140,6 +146,7 @@ export class Raft {
   randomizedElectionTimeout = 0;
   readonly electionTimeout: number;
   readonly heartbeatTimeout: number;
+  readonly leaderLostTimeout: number;
   readonly checkQuorum: boolean;
   readonly preVote: boolean;
   readonly disableProposalForwarding: boolean;
@@ -178,10 +185,15 @@ export class Raft {
         'config.maxInflightMessages must be a positive integer',
       );
     }
+    const leaderLostTicks = c.leaderLostTicks ?? c.electionTicks;
+    if (!(Number.isSafeInteger(leaderLostTicks) && leaderLostTicks > 0)) {
+      throw new RaftError('INVALID_CONFIG', 'config.leaderLostTicks must be a positive integer');
+    }
     this.id = c.id;
     this.random = c.random;
     this.electionTimeout = c.electionTicks;
     this.heartbeatTimeout = c.heartbeatTicks;
+    this.leaderLostTimeout = leaderLostTicks;
     this.checkQuorum = checkQuorum;
     this.preVote = c.preVote ?? true;
     this.disableProposalForwarding = c.disableProposalForwarding ?? false;
@@ -1014,9 +1026,27 @@ export class Raft {
         if (m.from !== this.lead) return this.drop('unexpected');
         this.readStates.push({ index: m.index, context: m.context });
         return;
+      case 'MsgUnreachable':
+        if (m.from === this.lead) this.leaderLost();
+        return;
       default:
         return this.dropUnexpected(m);
     }
+  }
+
+  /**
+   * The transport says the leader is gone (its connection closed: the process most likely died).
+   * Waiting out the election timeout since its last message would only delay the election, so
+   * the lease ends now (this node grants votes to the others, who lost the same leader) and this
+   * node campaigns within leaderLostTimeout ticks, at random so that two followers that lost it at
+   * the same moment rarely split the vote. Only timing changes: a campaign is safe at any time,
+   * and with pre-vote a report about a leader that is in fact alive costs no term (the members
+   * still in its lease refuse), and its next message makes this node its follower again.
+   */
+  private leaderLost(): void {
+    this.electionElapsed = Math.max(this.electionElapsed, this.electionTimeout);
+    const due = this.electionElapsed + 1 + this.random.intn(this.leaderLostTimeout);
+    this.randomizedElectionTimeout = Math.min(this.randomizedElectionTimeout, due);
   }
 
   /** Records `from` as leader of the current term; refuses a second leader for the same term. */

@@ -189,6 +189,99 @@ describe('thesis §6.2 check-quorum', () => {
   });
 });
 
+describe('a follower told that its leader is unreachable (leaderLostTicks)', () => {
+  const L = 3;
+  const lost = withConfig({ leaderLostTicks: L });
+
+  /** Ticks b until it campaigns (pre-vote or vote); how many ticks that took. */
+  function ticksToCampaign(net: Network, id: string, max: number): number {
+    const s = raftOf(net, id).stats;
+    const before = s.elections + s.preElections;
+    for (let t = 1; t <= max; t++) {
+      net.tick(id);
+      if (s.elections + s.preElections > before) return t;
+    }
+    throw new Error(`${id} did not campaign within ${max} ticks`);
+  }
+
+  it('ends its lease and campaigns within [1, leaderLostTicks] ticks, every value occurring', () => {
+    const seen = new Set<number>();
+    for (let seed = 1; seed <= 60; seed++) {
+      const net = new Network(['a', 'b', 'c'], { seed, configure: lost });
+      net.campaign('a');
+      net.tickAll(2); // heartbeats: b's lease is fresh, its election timer near 0
+      const b = raftOf(net, 'b');
+      expect(b.electionElapsed).toBeLessThan(T);
+      net.isolate('a'); // a's process died
+      net.node('b').rn.reportUnreachable('a');
+      expect(b.electionElapsed).toBeGreaterThanOrEqual(T); // no lease: b grants votes now
+      const t = ticksToCampaign(net, 'b', L);
+      seen.add(t);
+    }
+    expect([...seen].sort()).toEqual([1, 2, 3]);
+  });
+
+  it('with the other follower told too, a new leader is elected within leaderLostTicks, or after a split vote by the usual timeouts', () => {
+    const fast: number[] = [];
+    for (let seed = 1; seed <= 30; seed++) {
+      const net = new Network(['a', 'b', 'c'], { seed, configure: lost });
+      net.campaign('a');
+      net.propose('a', 'x');
+      net.isolate('a');
+      net.node('b').rn.reportUnreachable('a');
+      net.node('c').rn.reportUnreachable('a');
+      const ticks = tickAllUntil(net, () => leaderAmong(net, ['b', 'c']) !== undefined, 6 * T);
+      // Here both tick in lockstep, so the two campaign in the same tick one time in L and split
+      // the vote (then the randomized [T, 2T) timeouts decide); the real nodes' ticks have
+      // independent phases, which makes that rarer.
+      if (ticks <= L) fast.push(seed);
+      const leader = leaderAmong(net, ['b', 'c'])!;
+      net.propose(leader, 'y');
+      expect(net.appliedData('b')).toEqual(['x', 'y']);
+      expect(net.appliedData('c')).toEqual(['x', 'y']);
+    }
+    expect(fast.length).toBeGreaterThanOrEqual(15);
+  });
+
+  it('a report about a leader that is alive costs no term: pre-vote fails, b follows it again', () => {
+    const net = new Network(['a', 'b', 'c'], { configure: lost });
+    net.campaign('a');
+    const term = raftOf(net, 'a').term;
+    net.node('b').rn.reportUnreachable('a');
+    net.tick('b', L); // b pre-votes; c (in a's lease) and a refuse
+    net.stabilize();
+    expect(raftOf(net, 'b').stats.preElections).toBe(1);
+    expect(raftOf(net, 'b').stats.elections).toBe(0);
+    expect(raftOf(net, 'c').stats.dropped.inLease).toBe(1);
+    net.tickAll(1); // a's heartbeat
+    for (const id of ['a', 'b', 'c']) expect(raftOf(net, id).term).toBe(term);
+    expect(raftOf(net, 'a').state).toBe('leader');
+    expect(raftOf(net, 'b').state).toBe('follower');
+    expect(raftOf(net, 'b').lead).toBe('a');
+    net.propose('a', 'x');
+    expect(net.appliedData('b')).toEqual(['x']);
+  });
+
+  it('a report about a peer that is not its leader changes nothing', () => {
+    const net = new Network(['a', 'b', 'c'], { configure: lost });
+    net.campaign('a');
+    net.tickAll(2);
+    const b = raftOf(net, 'b');
+    const [elapsed, timeout] = [b.electionElapsed, b.randomizedElectionTimeout];
+    net.node('b').rn.reportUnreachable('c');
+    expect([b.electionElapsed, b.randomizedElectionTimeout]).toEqual([elapsed, timeout]);
+  });
+
+  it('leaderLostTicks must be a positive integer', () => {
+    for (const leaderLostTicks of [0, -1, 1.5]) {
+      const err = raftErrorOf(
+        () => new Network(['a'], { configure: withConfig({ leaderLostTicks }) }),
+      );
+      expect(err.code).toBe('INVALID_CONFIG');
+    }
+  });
+});
+
 describe('thesis §6.4 ReadIndex', () => {
   it('thesis §6.4 a new leader answers reads only once an entry of its term is committed', () => {
     const net = new Network(['a', 'b', 'c'], { configure: withConfig({ checkQuorum: false }) });

@@ -14,6 +14,14 @@ import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p, type Libp2p } from 'libp2p';
 import { clusterProtector } from './protector.ts';
 
+/**
+ * libp2p pings every connection this often (its default is 10 s) and closes one whose ping times
+ * out. Raft and gossip carry their own liveness; the ping only finds dead connections for the
+ * member redial (daemon), so it need not be frequent: at 10 s it was the largest item of an idle
+ * member's CPU after Raft's heartbeats (docs/operations.md, "Idle cost").
+ */
+export const CONNECTION_PING_INTERVAL_MS = 60_000;
+
 export interface HostOptions {
   readonly privateKey: PrivateKey;
   /** The cluster secret in the swarm-key format (95 bytes; node/p2p/protector.ts uses it). */
@@ -45,6 +53,7 @@ export async function createHost(o: HostOptions): Promise<Host> {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionManager: { allow: [...(o.allow ?? ['/ip4/127.0.0.0/ipcidr/8'])] },
+    connectionMonitor: { pingInterval: CONNECTION_PING_INTERVAL_MS },
     services: {
       identify: identify(),
       ping: ping(),
