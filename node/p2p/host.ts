@@ -13,6 +13,7 @@ import { tcp } from '@libp2p/tcp';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p, type Libp2p } from 'libp2p';
 import { clusterProtector } from './protector.ts';
+import { installHalfWindowUpdates } from './yamux_window.ts';
 
 /**
  * libp2p pings every connection this often (its default is 10 s) and closes one whose ping times
@@ -45,6 +46,7 @@ export type Host = Libp2p<{
 }>;
 
 export async function createHost(o: HostOptions): Promise<Host> {
+  installHalfWindowUpdates();
   return (await createLibp2p({
     privateKey: o.privateKey,
     addresses: { listen: [...o.listen], ...advertised(o.advertise ?? []) },
