@@ -46,8 +46,9 @@ export interface Config {
   readonly heartbeatTicks: number;
   /**
    * A follower told that its leader is unreachable (`reportUnreachable`, e.g. its connection
-   * closed) gives up its lease and campaigns within a random [1, leaderLostTicks] ticks, instead of
-   * waiting out the election timeout. Default: electionTicks.
+   * closed) gives up its lease and campaigns soon instead of waiting out the election timeout:
+   * the voters take turns by ID, this many ticks apart (the first at the next tick). It should
+   * exceed an election's round trips. Default: electionTicks.
    */
   readonly leaderLostTicks?: number;
   readonly storage: Storage;
@@ -1038,15 +1039,22 @@ export class Raft {
    * The transport says the leader is gone (its connection closed: the process most likely died).
    * Waiting out the election timeout since its last message would only delay the election, so
    * the lease ends now (this node grants votes to the others, who lost the same leader) and this
-   * node campaigns within leaderLostTimeout ticks, at random so that two followers that lost it at
-   * the same moment rarely split the vote. Only timing changes: a campaign is safe at any time,
-   * and with pre-vote a report about a leader that is in fact alive costs no term (the members
-   * still in its lease refuse), and its next message makes this node its follower again.
+   * node campaigns soon. All the followers hear of it at about the same moment, and two that
+   * campaign together split the vote (then the election timeout decides), so they take turns:
+   * ranked by ID among the voters other than the lost leader, the r-th campaigns at tick
+   * 1 + r * leaderLostTimeout, and the first one's campaign has normally won before the next one's
+   * turn. Only timing changes: a campaign is safe at any time, and with pre-vote a report about a
+   * leader that is in fact alive costs no term (the members still in its lease refuse), and its
+   * next message makes this node its follower again.
    */
   private leaderLost(): void {
-    this.electionElapsed = Math.max(this.electionElapsed, this.electionTimeout);
-    const due = this.electionElapsed + 1 + this.random.intn(this.leaderLostTimeout);
-    this.randomizedElectionTimeout = Math.min(this.randomizedElectionTimeout, due);
+    // Out of the lease already (an earlier report, or silence): the timer set then stands, so that
+    // reports repeated by the transport's redials do not keep pushing the campaign back.
+    if (this.electionElapsed >= this.electionTimeout) return;
+    const others = [...this.trk.voters].filter((id) => id !== this.lead).sort();
+    const rank = Math.max(0, others.indexOf(this.id));
+    this.electionElapsed = this.electionTimeout;
+    this.randomizedElectionTimeout = this.electionTimeout + 1 + rank * this.leaderLostTimeout;
   }
 
   /** Records `from` as leader of the current term; refuses a second leader for the same term. */
