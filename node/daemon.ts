@@ -109,7 +109,7 @@ export interface DaemonOptions {
 export const DAEMON_DEFAULTS = {
   maxVoters: 5,
   /**
-   * Raft's clock (docs/operations.md, "Timing"). Heartbeats every 200 ms (idle cost) and an
+   * Raft's clock (docs/operations.md, "Tuning" and "Failover"; D26). Heartbeats every 200 ms (idle cost) and an
    * election timeout of 1-2 s (5x and more): what bounds failover after a partition or a paused
    * leader. A leader whose process dies closes its connections, and its followers campaign within
    * leaderLostTicks of that instead (the kill -9 failover).
