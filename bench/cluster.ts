@@ -1,8 +1,12 @@
 // npm run bench:cluster: 3 real node processes on loopback (bin/pcr node start, LevelDB, libp2p).
-// Figures: write throughput and p50/p99 latency at 1, 16 and 256 concurrent clients; failover time
-// (kill -9 of the leader until the next acknowledged write), median of several runs. If etcd is
-// installed (Debian: etcd-server), the same load runs against a 3-member etcd on loopback in the
-// same run, and the ratios are printed. Usage: npm run bench:cluster -- [--seconds 5] [--failovers 5]
+// Figures: write throughput and p50/p99 latency at 1, 16 and 256 concurrent clients, and the
+// elections those loads caused (should be 0); failover time until the next acknowledged write,
+// median of several runs, after kill -9 of the leader (its connections close: the followers know
+// at once) and after SIGSTOP of the leader (nothing closes: the election timeout decides, as for a
+// partition or a lost machine). --soak S runs 256 clients for S more seconds and counts elections.
+// If etcd is installed (Debian: etcd-server), the same runs against a 3-member etcd on loopback
+// in the same run, and the ratios are printed.
+// Usage: npm run bench:cluster -- [--seconds 5] [--failovers 7] [--soak 0]
 
 import '../node/polyfill.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -14,9 +18,14 @@ import { readSecret } from '../node/identity.ts';
 import { kill9, type NodeProc, startNode, until } from '../test/procs.ts';
 import { machine, machineLine, parseOptions } from './common.ts';
 
-const { seconds: SECONDS, failovers: FAILOVERS } = parseOptions(process.argv.slice(2), {
+const {
+  seconds: SECONDS,
+  failovers: FAILOVERS,
+  soak: SOAK_SECONDS,
+} = parseOptions(process.argv.slice(2), {
   seconds: { default: 5, min: 0.5 },
-  failovers: { default: 5, min: 1, integer: true },
+  failovers: { default: 7, min: 1, integer: true },
+  soak: { default: 0, min: 0 },
 });
 const CONCURRENCY = [1, 16, 256];
 
@@ -36,6 +45,10 @@ interface Target {
   leaderIndex(): Promise<number | undefined>;
   kill(i: number): Promise<void>;
   restart(i: number): Promise<void>;
+  /** SIGSTOP (true) or SIGCONT (false) of member i. */
+  pause(i: number, paused: boolean): void;
+  /** Elections so far, summed over the members that answer (etcd: leader changes seen). */
+  elections(): Promise<number>;
   healthy(): Promise<boolean>;
   describe(): Promise<string>;
   close(): Promise<void>;
@@ -71,7 +84,9 @@ async function load(t: Target, clients: number, seconds: number): Promise<LoadRe
   };
 }
 
-async function failover(t: Target, runs: number): Promise<number[]> {
+type FailoverKind = 'kill' | 'pause';
+
+async function failover(t: Target, runs: number, kind: FailoverKind): Promise<number[]> {
   const times: number[] = [];
   for (let r = 0; r < runs; r++) {
     await until(
@@ -84,7 +99,8 @@ async function failover(t: Target, runs: number): Promise<number[]> {
     });
     const leader = await until(() => t.leaderIndex(), 20_000, `${t.name} leader`);
     const t0 = performance.now();
-    await t.kill(leader);
+    if (kind === 'kill') await t.kill(leader);
+    else t.pause(leader, true);
     // Writers on the survivors until one write is acknowledged.
     let done = false;
     await Promise.race(
@@ -98,9 +114,23 @@ async function failover(t: Target, runs: number): Promise<number[]> {
         }),
     );
     times.push(performance.now() - t0);
-    await t.restart(leader);
+    if (kind === 'kill') await t.restart(leader);
+    else t.pause(leader, false);
   }
   return times;
+}
+
+/** Sums a counter of Prometheus text over the URLs that answer. */
+async function sumCounter(urls: readonly string[], name: string): Promise<number> {
+  let total = 0;
+  for (const url of urls) {
+    const text = await fetch(url, { signal: AbortSignal.timeout(2000) })
+      .then((r) => r.text())
+      .catch(() => '');
+    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+    if (line !== undefined) total += Number(line.split(' ')[1]);
+  }
+  return total;
 }
 
 // --- Procurator -------------------------------------------------------------------------------
@@ -133,6 +163,15 @@ async function procurator(base: string): Promise<Target> {
     },
     async kill(i) {
       await kill9(nodes[i]!);
+    },
+    pause(i, paused) {
+      nodes[i]!.child.kill(paused ? 'SIGSTOP' : 'SIGCONT');
+    },
+    elections() {
+      return sumCounter(
+        nodes.map((n) => n.metrics),
+        'pcr_raft_elections_total',
+      );
     },
     async restart(i) {
       nodes[i] = await startNode(base, `n${i}`, []);
@@ -242,6 +281,15 @@ async function etcd(base: string): Promise<Target | undefined> {
       procs[i]!.kill('SIGKILL');
       await procs[i];
     },
+    pause(i, paused) {
+      procs[i]!.kill(paused ? 'SIGSTOP' : 'SIGCONT');
+    },
+    elections() {
+      return sumCounter(
+        [0, 1, 2].map((i) => `${client(i)}/metrics`),
+        'etcd_server_leader_changes_seen_total',
+      );
+    },
     async restart(i) {
       procs[i] = start(i, 'existing');
     },
@@ -270,12 +318,43 @@ const fmt = (n: number, d = 0): string =>
     ? n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d })
     : '-';
 
+interface Result {
+  loads: LoadResult[];
+  soak: LoadResult | undefined;
+  /** Elections (etcd: leader changes) while the loads ran: each one is spurious. */
+  loadElections: number;
+  kill: number[];
+  pause: number[];
+}
+
+const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+function printFailovers(pcr: Result, et: Result | undefined): void {
+  const what = {
+    kill: 'kill -9 of the leader (its connections close)',
+    pause: 'SIGSTOP of the leader (nothing closes: the election timeout)',
+  } as const;
+  for (const kind of ['kill', 'pause'] as const) {
+    console.log('');
+    console.log(`failover, ${what[kind]} -> next acknowledged write, ${FAILOVERS} runs:`);
+    const p = pcr[kind];
+    console.log(
+      `  procurator median ${fmt(med(p))} ms  [${p.map((x) => fmt(x)).join(', ')}]` +
+        (kind === 'kill' ? `  target 300 ms  ratio ${(med(p) / 300).toFixed(2)}x` : ''),
+    );
+    if (et)
+      console.log(
+        `  etcd       median ${fmt(med(et[kind]))} ms  [${et[kind].map((x) => fmt(x)).join(', ')}]  ratio pcr/etcd ${(med(p) / med(et[kind])).toFixed(2)}x`,
+      );
+  }
+}
+
 async function main(): Promise<void> {
   const base = await mkdtemp(join(tmpdir(), 'pcr-bench-cluster-'));
   console.log(
     `${machineLine(machine(), '3 members on loopback')}; 128-byte values; ${SECONDS} s per load level`,
   );
-  const results = new Map<string, { loads: LoadResult[]; failover: number[] }>();
+  const results = new Map<string, Result>();
   const targets: (() => Promise<Target | undefined>)[] = [
     () => procurator(join(base, 'pcr')),
     () => etcd(join(base, 'etcd')),
@@ -294,9 +373,13 @@ async function main(): Promise<void> {
           `${t.name} healthy`,
         );
         const loads: LoadResult[] = [];
+        const before = await t.elections();
         for (const c of CONCURRENCY) loads.push(await load(t, c, SECONDS));
-        const fo = await failover(t, FAILOVERS);
-        results.set(t.name, { loads, failover: fo });
+        const soak = SOAK_SECONDS > 0 ? await load(t, 256, SOAK_SECONDS) : undefined;
+        const loadElections = (await t.elections()) - before;
+        const kill = await failover(t, FAILOVERS, 'kill');
+        const pause = await failover(t, FAILOVERS, 'pause');
+        results.set(t.name, { loads, soak, loadElections, kill, pause });
       } finally {
         await t.close();
       }
@@ -320,16 +403,18 @@ async function main(): Promise<void> {
           : ''),
     );
   });
-  const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-  console.log('');
-  console.log(`failover (kill -9 of the leader -> next acknowledged write), ${FAILOVERS} runs:`);
-  console.log(
-    `  procurator median ${fmt(med(pcr.failover))} ms  [${pcr.failover.map((x) => fmt(x)).join(', ')}]  target 500 ms  ratio ${(med(pcr.failover) / 500).toFixed(2)}x`,
-  );
-  if (et)
+  if (pcr.soak !== undefined) {
+    const e = et?.soak;
     console.log(
-      `  etcd       median ${fmt(med(et.failover))} ms  [${et.failover.map((x) => fmt(x)).join(', ')}]  ratio pcr/etcd ${(med(pcr.failover) / med(et.failover)).toFixed(2)}x`,
+      `soak, 256 clients for ${SOAK_SECONDS} s: pcr ${fmt(pcr.soak.perSecond)} writes/s, ${pcr.soak.errors} errors` +
+        (e ? `; etcd ${fmt(e.perSecond)} writes/s, ${e.errors} errors` : ''),
     );
+  }
+  console.log(
+    `elections during the loads (spurious; target 0): pcr ${pcr.loadElections}` +
+      (et ? `, etcd (leader changes) ${et.loadElections}` : ''),
+  );
+  printFailovers(pcr, et);
   const last = pcr.loads.at(-1)!;
   if (et)
     console.log(

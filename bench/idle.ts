@@ -1,7 +1,9 @@
-// npm run bench:idle -- [--nodes 3,10,16] [--seconds 30]: what an idle member costs. For each
-// cluster size, real node processes (bin/pcr node start) form a cluster through one seed; the
-// bench prints how long forming took and how many elections it cost, then leaves the cluster idle
-// for --seconds and prints each member's CPU over that window (utime + stime from /proc, so the
+// npm run bench:idle -- [--nodes 3,10,16] [--seconds 30] [--settle 30]: what an idle member costs.
+// For each cluster size, real node processes (bin/pcr node start) form a cluster through one seed;
+// the bench prints how long forming took and how many elections it cost, lets the members settle
+// for --settle seconds (after start-up V8's memory reducer compacts each heap once, about 0.1-0.2 s
+// of CPU per member, which is no steady cost), then leaves the cluster idle for --seconds and
+// prints each member's CPU over that window (utime + stime from /proc, so the
 // figure is CPU consumed, not wall time: other load on the machine changes it little), the leader
 // apart from the followers, and the elections during the idle window (should be 0).
 // Anchor: an idle Nomad or Consul agent uses well under 1% of a core; the target here is <= 1%.
@@ -19,24 +21,29 @@ const CLOCK_TICKS_PER_S = 100;
 /** Members beyond this many stay learners (the daemon's default maxVoters). */
 const VOTERS_MAX = 5;
 
-function parseArgs(argv: readonly string[]): { sizes: number[]; seconds: number } {
+function parseArgs(argv: readonly string[]): { sizes: number[]; seconds: number; settle: number } {
   let sizes = [3, 10, 16];
   let seconds = 30;
+  let settle = 30;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[++i] ?? '';
     if (a === '--nodes') sizes = v.split(',').map(Number);
     else if (a === '--seconds') seconds = Number(v);
+    else if (a === '--settle') settle = Number(v);
     else fail(`unknown option ${a}`);
   }
   if (!sizes.every((n) => Number.isSafeInteger(n) && n >= 1 && n <= 64))
     fail('--nodes takes sizes 1..64, comma-separated');
   if (!Number.isFinite(seconds) || seconds < 1) fail('--seconds takes a number >= 1');
-  return { sizes, seconds };
+  if (!Number.isFinite(settle) || settle < 0) fail('--settle takes a number >= 0');
+  return { sizes, seconds, settle };
 }
 
 function fail(why: string): never {
-  process.stderr.write(`bench:idle: ${why} (options: --nodes 3,10,16, --seconds 30)\n`);
+  process.stderr.write(
+    `bench:idle: ${why} (options: --nodes 3,10,16, --seconds 30, --settle 30)\n`,
+  );
   process.exit(2);
 }
 
@@ -70,7 +77,7 @@ interface Row {
   coresUsed: string;
 }
 
-async function measure(n: number, seconds: number): Promise<Row> {
+async function measure(n: number, seconds: number, settle: number): Promise<Row> {
   const base = await mkdtemp(join(tmpdir(), 'pcr-idle-'));
   const nodes: NodeProc[] = [];
   try {
@@ -88,6 +95,7 @@ async function measure(n: number, seconds: number): Promise<Row> {
       `${voters} voters`,
     );
     const formS = ((performance.now() - t0) / 1000).toFixed(1);
+    await new Promise((r) => setTimeout(r, settle * 1000));
     const formElections = await sum(nodes, 'pcr_raft_elections_total');
     const before = nodes.map((p) => cpuSeconds(p.child.pid!));
     await new Promise((r) => setTimeout(r, seconds * 1000));
@@ -118,33 +126,36 @@ async function measure(n: number, seconds: number): Promise<Row> {
   }
 }
 
-const { sizes, seconds } = parseArgs(process.argv.slice(2));
+const { sizes, seconds, settle } = parseArgs(process.argv.slice(2));
 process.stdout.write(
-  `${machineLine(machine(), `idle members, CPU over ${seconds} s; target <= 1% of a core per member`)}\n`,
+  `${machineLine(machine(), `idle members, CPU over ${seconds} s after ${settle} s to settle; target <= 1% of a core per member`)}\n`,
 );
+const HEADER = [
+  'nodes',
+  'form s',
+  'form elections',
+  'leader %',
+  'follower median %',
+  'follower max %',
+  'idle elections',
+  'cores used',
+];
+const cells = (r: Row): string[] => [
+  String(r.nodes),
+  r.formS,
+  String(r.formElections),
+  r.leaderPct,
+  r.followerMedianPct,
+  r.followerMaxPct,
+  String(r.idleElections),
+  r.coresUsed,
+];
+// Each size's row as soon as it is measured (a later size that fails to form loses none), then
+// the table of all.
 const rows: Row[] = [];
-for (const n of sizes) rows.push(await measure(n, seconds));
-process.stdout.write(
-  `${formatTable(
-    [
-      'nodes',
-      'form s',
-      'form elections',
-      'leader %',
-      'follower median %',
-      'follower max %',
-      'idle elections',
-      'cores used',
-    ],
-    rows.map((r) => [
-      String(r.nodes),
-      r.formS,
-      String(r.formElections),
-      r.leaderPct,
-      r.followerMedianPct,
-      r.followerMaxPct,
-      String(r.idleElections),
-      r.coresUsed,
-    ]),
-  )}\n`,
-);
+for (const n of sizes) {
+  const row = await measure(n, seconds, settle);
+  rows.push(row);
+  process.stdout.write(`${HEADER.map((h, i) => `${h} ${cells(row)[i]}`).join(', ')}\n`);
+}
+process.stdout.write(`${formatTable(HEADER, rows.map(cells))}\n`);

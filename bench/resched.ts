@@ -6,7 +6,7 @@
 // commit, placement, boot, and `pcr`'s 250 ms polling): latency - node-down-after is what
 // placement and the boot take once the node is declared down.
 //
-//   npm run bench:resched -- [--runs 5] [--down-after-s 6]
+//   npm run bench:resched -- [--runs 5] [--down-after-s 7]
 
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -28,7 +28,7 @@ import { formatTable, machine, machineLine, parseOptions } from './common.ts';
 
 const opts = parseOptions(process.argv.slice(2), {
   runs: { default: 5, min: 1, integer: true },
-  'down-after-s': { default: 6, min: 6, integer: true },
+  'down-after-s': { default: 7, min: 7, integer: true },
 });
 const WAIT_MS = 180_000;
 
@@ -48,7 +48,7 @@ async function main(): Promise<void> {
   const procs: NodeProc[] = [];
   const downAfterS = opts['down-after-s'];
   // fence-after: the largest whole second the fencing inequality allows (docs/scheduling.md).
-  const fenceAfterS = Math.max(1, Math.floor(downAfterS / 1.05 - 0.6 - 0.3 - 3 - 0.01));
+  const fenceAfterS = Math.max(1, Math.floor(downAfterS / 1.05 - 2 - 0.3 - 3 - 0.01));
   const lifecycle = ['--node-down-after', `${downAfterS}s`, '--fence-after', `${fenceAfterS}s`];
   try {
     const vm = await buildTestVm();

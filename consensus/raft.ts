@@ -44,6 +44,13 @@ export interface Config {
   readonly electionTicks: number;
   /** A leader sends heartbeats every heartbeatTicks; must be < electionTicks. */
   readonly heartbeatTicks: number;
+  /**
+   * A follower told that its leader is unreachable (`reportUnreachable`, e.g. its connection
+   * closed) gives up its lease and campaigns soon instead of waiting out the election timeout:
+   * the voters take turns by ID, this many ticks apart (the first at the next tick). It should
+   * exceed an election's round trips. Default: electionTicks.
+   */
+  readonly leaderLostTicks?: number;
   readonly storage: Storage;
   /** The only source of randomness (election timeouts). Seed it for reproducible runs. */
   readonly random: RandomSource;
@@ -140,6 +147,7 @@ export class Raft {
   randomizedElectionTimeout = 0;
   readonly electionTimeout: number;
   readonly heartbeatTimeout: number;
+  readonly leaderLostTimeout: number;
   readonly checkQuorum: boolean;
   readonly preVote: boolean;
   readonly disableProposalForwarding: boolean;
@@ -178,10 +186,15 @@ export class Raft {
         'config.maxInflightMessages must be a positive integer',
       );
     }
+    const leaderLostTicks = c.leaderLostTicks ?? c.electionTicks;
+    if (!(Number.isSafeInteger(leaderLostTicks) && leaderLostTicks > 0)) {
+      throw new RaftError('INVALID_CONFIG', 'config.leaderLostTicks must be a positive integer');
+    }
     this.id = c.id;
     this.random = c.random;
     this.electionTimeout = c.electionTicks;
     this.heartbeatTimeout = c.heartbeatTicks;
+    this.leaderLostTimeout = leaderLostTicks;
     this.checkQuorum = checkQuorum;
     this.preVote = c.preVote ?? true;
     this.disableProposalForwarding = c.disableProposalForwarding ?? false;
@@ -1014,9 +1027,34 @@ export class Raft {
         if (m.from !== this.lead) return this.drop('unexpected');
         this.readStates.push({ index: m.index, context: m.context });
         return;
+      case 'MsgUnreachable':
+        if (m.from === this.lead) this.leaderLost();
+        return;
       default:
         return this.dropUnexpected(m);
     }
+  }
+
+  /**
+   * The transport says the leader is gone (its connection closed: the process most likely died).
+   * Waiting out the election timeout since its last message would only delay the election, so
+   * the lease ends now (this node grants votes to the others, who lost the same leader) and this
+   * node campaigns soon. All the followers hear of it at about the same moment, and two that
+   * campaign together split the vote (then the election timeout decides), so they take turns:
+   * ranked by ID among the voters other than the lost leader, the r-th campaigns at tick
+   * 1 + r * leaderLostTimeout, and the first one's campaign has normally won before the next one's
+   * turn. Only timing changes: a campaign is safe at any time, and with pre-vote a report about a
+   * leader that is in fact alive costs no term (the members still in its lease refuse), and its
+   * next message makes this node its follower again.
+   */
+  private leaderLost(): void {
+    // Out of the lease already (an earlier report, or silence): the timer set then stands, so that
+    // reports repeated by the transport's redials do not keep pushing the campaign back.
+    if (this.electionElapsed >= this.electionTimeout) return;
+    const others = [...this.trk.voters].filter((id) => id !== this.lead).sort();
+    const rank = Math.max(0, others.indexOf(this.id));
+    this.electionElapsed = this.electionTimeout;
+    this.randomizedElectionTimeout = this.electionTimeout + 1 + rank * this.leaderLostTimeout;
   }
 
   /** Records `from` as leader of the current term; refuses a second leader for the same term. */

@@ -79,16 +79,19 @@ function configArb(
       seed: fc.nat(),
       electionTicks: fc.integer({ min: 3, max: 8 }),
       heartbeatTicks: fc.integer({ min: 1, max: 2 }),
+      // How soon a follower campaigns once told its leader is unreachable (1: at the next tick).
+      leaderLostTicks: fc.integer({ min: 1, max: 8 }),
       // Small bounds make MsgApps carry few entries, windows fill and proposals get refused.
       tight: fc.boolean(),
     })
-    .map(({ seed, electionTicks, heartbeatTicks, tight }) => ({
+    .map(({ seed, electionTicks, heartbeatTicks, leaderLostTicks, tight }) => ({
       ids,
       seed,
       preVote,
       checkQuorum,
       electionTicks,
       heartbeatTicks,
+      leaderLostTicks,
       ...(tight
         ? { maxSizePerMsgBytes: 64, maxInflightMessages: 2, maxUncommittedEntriesBytes: 32 }
         : {}),

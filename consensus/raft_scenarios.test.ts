@@ -189,6 +189,103 @@ describe('thesis §6.2 check-quorum', () => {
   });
 });
 
+describe('a follower told that its leader is unreachable (leaderLostTicks)', () => {
+  const L = 3;
+  const lost = withConfig({ leaderLostTicks: L });
+
+  /** Ticks b until it campaigns (pre-vote or vote); how many ticks that took. */
+  function ticksToCampaign(net: Network, id: string, max: number): number {
+    const s = raftOf(net, id).stats;
+    const before = s.elections + s.preElections;
+    for (let t = 1; t <= max; t++) {
+      net.tick(id);
+      if (s.elections + s.preElections > before) return t;
+    }
+    throw new Error(`${id} did not campaign within ${max} ticks`);
+  }
+
+  it('ends its lease; the voters campaign in turns by ID, leaderLostTicks apart, the first at the next tick', () => {
+    const net = new Network(['a', 'b', 'c', 'd'], { configure: lost });
+    net.campaign('a');
+    net.tickAll(2); // heartbeats: the leases are fresh, the election timers near 0
+    net.isolate('a'); // a's process died
+    for (const id of ['b', 'c', 'd']) {
+      expect(raftOf(net, id).electionElapsed).toBeLessThan(T);
+      net.node(id).rn.reportUnreachable('a');
+      expect(raftOf(net, id).electionElapsed).toBeGreaterThanOrEqual(T); // no lease: votes granted
+    }
+    expect(ticksToCampaign(net, 'b', 1)).toBe(1);
+    expect(ticksToCampaign(net, 'c', 1 + L)).toBe(1 + L);
+    expect(ticksToCampaign(net, 'd', 1 + 2 * L)).toBe(1 + 2 * L);
+  });
+
+  it('with every follower told, the first in turn is leader at the next tick, with no split vote', () => {
+    for (let seed = 1; seed <= 10; seed++) {
+      const net = new Network(['a', 'b', 'c'], { seed, configure: lost });
+      net.campaign('a');
+      net.propose('a', 'x');
+      net.isolate('a');
+      net.node('b').rn.reportUnreachable('a');
+      net.node('c').rn.reportUnreachable('a');
+      expect(tickAllUntil(net, () => leaderAmong(net, ['b', 'c']) !== undefined, 6 * T)).toBe(1);
+      expect(leaderAmong(net, ['b', 'c'])).toBe('b');
+      expect(raftOf(net, 'c').stats.elections + raftOf(net, 'c').stats.preElections).toBe(0);
+      net.propose('b', 'y');
+      expect(net.appliedData('b')).toEqual(['x', 'y']);
+      expect(net.appliedData('c')).toEqual(['x', 'y']);
+    }
+  });
+
+  it('when the first in turn is gone too, the next one is elected at its turn', () => {
+    const net = new Network(['a', 'b', 'c', 'd', 'e'], { configure: lost });
+    net.campaign('a');
+    net.isolate('a');
+    net.isolate('b');
+    for (const id of ['c', 'd', 'e']) net.node(id).rn.reportUnreachable('a');
+    const ticks = tickAllUntil(net, () => leaderAmong(net, ['c', 'd', 'e']) !== undefined, 6 * T);
+    expect(ticks).toBe(1 + L);
+    expect(leaderAmong(net, ['c', 'd', 'e'])).toBe('c');
+  });
+
+  it('a report about a leader that is alive costs no term: pre-vote fails, b follows it again', () => {
+    const net = new Network(['a', 'b', 'c'], { configure: lost });
+    net.campaign('a');
+    const term = raftOf(net, 'a').term;
+    net.node('b').rn.reportUnreachable('a');
+    net.tick('b', L); // b pre-votes; c (in a's lease) and a refuse
+    net.stabilize();
+    expect(raftOf(net, 'b').stats.preElections).toBe(1);
+    expect(raftOf(net, 'b').stats.elections).toBe(0);
+    expect(raftOf(net, 'c').stats.dropped.inLease).toBe(1);
+    net.tickAll(1); // a's heartbeat
+    for (const id of ['a', 'b', 'c']) expect(raftOf(net, id).term).toBe(term);
+    expect(raftOf(net, 'a').state).toBe('leader');
+    expect(raftOf(net, 'b').state).toBe('follower');
+    expect(raftOf(net, 'b').lead).toBe('a');
+    net.propose('a', 'x');
+    expect(net.appliedData('b')).toEqual(['x']);
+  });
+
+  it('a report about a peer that is not its leader changes nothing', () => {
+    const net = new Network(['a', 'b', 'c'], { configure: lost });
+    net.campaign('a');
+    net.tickAll(2);
+    const b = raftOf(net, 'b');
+    const [elapsed, timeout] = [b.electionElapsed, b.randomizedElectionTimeout];
+    net.node('b').rn.reportUnreachable('c');
+    expect([b.electionElapsed, b.randomizedElectionTimeout]).toEqual([elapsed, timeout]);
+  });
+
+  it('leaderLostTicks must be a positive integer', () => {
+    for (const leaderLostTicks of [0, -1, 1.5]) {
+      const err = raftErrorOf(
+        () => new Network(['a'], { configure: withConfig({ leaderLostTicks }) }),
+      );
+      expect(err.code).toBe('INVALID_CONFIG');
+    }
+  });
+});
+
 describe('thesis §6.4 ReadIndex', () => {
   it('thesis §6.4 a new leader answers reads only once an entry of its term is committed', () => {
     const net = new Network(['a', 'b', 'c'], { configure: withConfig({ checkQuorum: false }) });

@@ -149,7 +149,10 @@ export class RawNode {
     this.raft.stepLocal(msg({ type: 'MsgTransferLeader', from: transferee, to: this.raft.id }));
   }
 
-  /** The transport failed to reach `id`. */
+  /**
+   * The transport failed to reach `id`, or lost its connection to it. A leader stops streaming to
+   * that follower and probes; a follower whose leader it is campaigns soon (Config.leaderLostTicks).
+   */
   reportUnreachable(id: NodeId): void {
     if (!this.raft.trk.has(id)) return;
     this.raft.stepLocal(msg({ type: 'MsgUnreachable', from: id }));

@@ -90,6 +90,7 @@ export interface DaemonOptions {
   readonly maxVoters?: number;
   readonly tickMs?: number;
   readonly electionTicks?: number;
+  readonly heartbeatTicks?: number;
   readonly snapshotEntries?: number;
   readonly keepEntries?: number;
   /** Prometheus metrics listen address, host:port (loopback by default; port 0 picks one). */
@@ -143,8 +144,16 @@ async function portFree(host: string, port: number): Promise<boolean> {
 
 export const DAEMON_DEFAULTS = {
   maxVoters: 5,
+  /**
+   * Raft's clock (docs/operations.md, "Tuning" and "Failover"; D31). Heartbeats every 200 ms (idle cost) and an
+   * election timeout of 1-2 s (5x and more): what bounds failover after a partition or a paused
+   * leader. A leader whose process dies closes its connections, and its followers campaign within
+   * leaderLostTicks of that instead (the kill -9 failover).
+   */
   tickMs: 50,
-  electionTicks: 6,
+  heartbeatTicks: 4,
+  electionTicks: 20,
+  leaderLostTicks: 3,
   /** How often the background loop joins, promotes, refreshes this member's record and runs the
    * placement duty (the fencing inequality counts this period: DUTY_PERIOD_MS). */
   reconcileMs: DUTY_PERIOD_MS,
@@ -262,8 +271,9 @@ export class Daemon {
       transport: this.transport,
       random: cryptoRandom,
       electionTicks: o.electionTicks ?? DAEMON_DEFAULTS.electionTicks,
-      heartbeatTicks: 1,
+      heartbeatTicks: o.heartbeatTicks ?? DAEMON_DEFAULTS.heartbeatTicks,
       requestTimeoutTicks: Math.ceil(5000 / (o.tickMs ?? DAEMON_DEFAULTS.tickMs)),
+      raft: { leaderLostTicks: DAEMON_DEFAULTS.leaderLostTicks },
       ...(o.snapshotEntries !== undefined ? { snapshotEntries: o.snapshotEntries } : {}),
       ...(o.keepEntries !== undefined ? { keepEntries: o.keepEntries } : {}),
       onApply: () => {

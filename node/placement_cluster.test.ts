@@ -3,7 +3,7 @@
 // refuse a spec no node could hold (exit 13, with what each filter removed) and commit nothing;
 // `pcr node drain` moves a node's instance to the free node, replacement first; kill -9 of a
 // node's daemon and of its VMMs brings its instance up on another node once the leader marks it
-// down (--node-down-after 6s here), and the reschedule latency is printed.
+// down (--node-down-after 7s here), and the reschedule latency is printed.
 
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -36,8 +36,8 @@ afterAll(async () => {
   await rm(base, { recursive: true, force: true });
 });
 
-/** Short lifecycle bounds that still satisfy the fencing inequality: (1 + 0.6 + 0.3 + 3) x 1.05 < 6. */
-const LIFECYCLE = ['--node-down-after', '6s', '--fence-after', '1s'];
+/** Short lifecycle bounds that still satisfy the fencing inequality: (1 + 2 + 0.3 + 3) x 1.05 < 7. */
+const LIFECYCLE = ['--node-down-after', '7s', '--fence-after', '1s'];
 
 interface Row {
   name: string;
@@ -214,7 +214,7 @@ describeWithTools(
       }[];
       expect(nodes.find((n) => n.id === victim.id)?.status).toBe('down');
       process.stdout.write(
-        `reschedule: kill -9 of a node to its instance running elsewhere in ${Date.now() - started} ms (node-down-after 6000 ms)\n`,
+        `reschedule: kill -9 of a node to its instance running elsewhere in ${Date.now() - started} ms (node-down-after 7000 ms)\n`,
       );
     });
   },

@@ -378,6 +378,7 @@ export class SimCluster {
     if (slot.process === 'down') return;
     this.kill(slot);
     this.record('crash', id);
+    this.tellPeersGone(slot);
   }
 
   /** Starts a new process from what the node's disk synced (also a retired node: see launch). */
@@ -408,6 +409,23 @@ export class SimCluster {
     this.kill(slot);
     slot.retired = true;
     this.record('exit', { node: id, why });
+    this.tellPeersGone(slot);
+  }
+
+  /**
+   * A dead process's kernel closes its connections: each peer it can reach learns it after one
+   * network latency, as the daemon's transport does from libp2p (reportUnreachable on the last
+   * connection's close). Across a partition nothing arrives.
+   */
+  private tellPeersGone(gone: Slot): void {
+    for (const peer of this.slots) {
+      if (peer === gone || !this.topology.connected(gone.index, peer.index)) continue;
+      const incarnation = peer.incarnation;
+      this.queue.after(this.network.latencyUs(), () => {
+        if (peer.incarnation !== incarnation || peer.process === 'down') return;
+        this.onProcess(peer, () => peer.node!.reportUnreachable(gone.id), false);
+      });
+    }
   }
 
   /** 0 before the first start, +1 per start. */

@@ -101,7 +101,7 @@ export const FINAL_READ_TIMEOUT_MS = 60_000;
  * The vms workload's node lifecycle: short, and satisfying fencingProblem()'s inequality
  * ((1 s + 2 x 0.3 s + 3 s) x 1.05 = 4.83 s < 5 s), so that faults of a few seconds move VMs.
  */
-export const VM_NODE_ARGS = ['--node-down-after', '6s', '--fence-after', '1s'] as const;
+export const VM_NODE_ARGS = ['--node-down-after', '7s', '--fence-after', '1s'] as const;
 /**
  * After the final heal, every VM desired running runs on exactly one node within this (a down
  * node marked ready, a restarted node's hold ended by a read, the placement loop, then a TCG boot

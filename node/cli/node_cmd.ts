@@ -49,8 +49,8 @@ interface StartOpts {
 /** Voters by default (the daemon's DAEMON_DEFAULTS.maxVoters; here to keep help cheap). */
 const MAX_VOTERS_DEFAULT = 5;
 const DEFAULT_LISTEN = '/ip4/127.0.0.1/tcp/0';
-/** The daemon's election timeout (DAEMON_DEFAULTS: 6 ticks of 50 ms), for the fencing check. */
-export const ELECTION_TIMEOUT_MS = 300;
+/** The daemon's election timeout (DAEMON_DEFAULTS: 20 ticks of 50 ms), for the fencing check. */
+export const ELECTION_TIMEOUT_MS = 1000;
 
 /** `--store auto|nix|local|nix:DIR`. */
 function storeMode(v: string): StoreMode {

@@ -10,7 +10,12 @@ import { Packr } from 'msgpackr';
 import type { Host } from './host.ts';
 
 export const METRICS_TOPIC = '/pcr/metrics/1';
-export const GOSSIP_INTERVAL_MS = 2000;
+/**
+ * Each member receives every other member's message each interval, so an idle member's gossip
+ * cost grows with the cluster: at 2 s it was most of an idle member's CPU with 10 nodes
+ * (docs/operations.md, "Idle cost"; D14). The view is for people and tie-breaks, so 10 s is enough.
+ */
+export const GOSSIP_INTERVAL_MS = 10_000;
 /** A metrics message larger than this is refused. */
 export const METRICS_BYTES_MAX = 8 * 1024;
 /** Not heard from in this many intervals: suspect. */

@@ -13,6 +13,15 @@ import { tcp } from '@libp2p/tcp';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p, type Libp2p } from 'libp2p';
 import { clusterProtector } from './protector.ts';
+import { installHalfWindowUpdates } from './yamux_window.ts';
+
+/**
+ * libp2p pings every connection this often (its default is 10 s) and closes one whose ping times
+ * out. Raft and gossip carry their own liveness; the ping only finds dead connections for the
+ * member redial (daemon), so it need not be frequent: at 10 s it was the largest item of an idle
+ * member's CPU after Raft's heartbeats (docs/operations.md, "Idle cost").
+ */
+export const CONNECTION_PING_INTERVAL_MS = 60_000;
 
 export interface HostOptions {
   readonly privateKey: PrivateKey;
@@ -37,6 +46,7 @@ export type Host = Libp2p<{
 }>;
 
 export async function createHost(o: HostOptions): Promise<Host> {
+  installHalfWindowUpdates();
   return (await createLibp2p({
     privateKey: o.privateKey,
     addresses: { listen: [...o.listen], ...advertised(o.advertise ?? []) },
@@ -45,6 +55,7 @@ export async function createHost(o: HostOptions): Promise<Host> {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionManager: { allow: [...(o.allow ?? ['/ip4/127.0.0.0/ipcidr/8'])] },
+    connectionMonitor: { pingInterval: CONNECTION_PING_INTERVAL_MS },
     services: {
       identify: identify(),
       ping: ping(),

@@ -158,4 +158,21 @@ describe('Raft over libp2p (real TCP, noise, yamux, pnet; LevelDB)', () => {
       await outsider.stop();
     }
   });
+
+  it('the followers of a leader whose connections close hear of it (peer:disconnect) and elect another', async () => {
+    const leader = members.find((m) => m.node.status().state === 'leader')!;
+    const followers = members.filter((m) => m !== leader);
+    const before = followers.map((m) => m.transport.stats.disconnects);
+    // What a dead process's kernel does: every connection of the leader closes.
+    clearInterval(leader.ticker);
+    leader.node.stop();
+    await leader.host.stop();
+    await until(
+      () => followers.every((m, i) => m.transport.stats.disconnects > before[i]!),
+      10_000,
+    );
+    await until(() => followers.some((m) => m.node.status().state === 'leader'), 10_000);
+    const w = await submit(followers[0]!.node, 'after-leader', 'gone');
+    expect(w).toMatchObject({ ok: true });
+  });
 });

@@ -44,6 +44,8 @@ export interface RaftTransportStats {
   badFrames: number;
   dials: number;
   dialFailures: number;
+  /** The last connection to a peer closed (reported to the core as unreachable). */
+  disconnects: number;
   snapshotsSent: number;
   snapshotChunksSent: number;
   snapshotsReceived: number;
@@ -65,6 +67,7 @@ export class RaftTransport implements Transport {
     badFrames: 0,
     dials: 0,
     dialFailures: 0,
+    disconnects: 0,
     snapshotsSent: 0,
     snapshotChunksSent: 0,
     snapshotsReceived: 0,
@@ -79,6 +82,7 @@ export class RaftTransport implements Transport {
   }
 
   async start(): Promise<void> {
+    this.o.host.addEventListener('peer:disconnect', this.onDisconnect);
     await this.o.host.handle(
       RAFT_PROTOCOL,
       (stream, conn) => this.readLoop(stream, conn.remotePeer),
@@ -92,6 +96,21 @@ export class RaftTransport implements Transport {
       { maxInboundStreams: 2 },
     );
   }
+
+  /**
+   * The last connection to a peer closed: when a process dies its kernel closes its sockets, so
+   * this is how a follower learns at once that its leader is gone (the core then campaigns soon,
+   * instead of waiting out the election timeout; a partition or a lost machine closes nothing and
+   * still waits it out). The outbound stream died with the connection: the next send redials.
+   */
+  private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => {
+    if (this.closed) return;
+    const peer = evt.detail.toString();
+    const box = this.outboxes.get(peer);
+    if (box !== undefined && !box.pumping) box.lp = undefined;
+    this.stats.disconnects++;
+    this.o.reportUnreachable(peer);
+  };
 
   send(m: Message): void {
     if (this.closed) return;
@@ -237,6 +256,7 @@ export class RaftTransport implements Transport {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.o.host.removeEventListener('peer:disconnect', this.onDisconnect);
     for (const [, box] of this.outboxes) {
       if (box.lp !== undefined)
         await box.lp

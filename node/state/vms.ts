@@ -7,7 +7,7 @@
 // of the put is the VM's generation: the node's agent starts a failed VM again only for a newer
 // generation, and a report for an older generation is ignored (docs/vmm.md, docs/protocols.md).
 // Its version is what people read: 1 for the first spec of a name (a group), one more at each
-// put that replaces it (counted at apply, so every member holds the same number; D31).
+// put that replaces it (counted at apply, so every member holds the same number; D33).
 
 import { checkPlan } from '../sched/check.ts';
 import { demandOf } from '../sched/demand.ts';

@@ -32,6 +32,8 @@ export interface FuzzConfig {
   readonly checkQuorum: boolean;
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
+  /** Config.leaderLostTicks (default: electionTicks). */
+  readonly leaderLostTicks?: number;
   readonly maxSizePerMsgBytes?: number;
   readonly maxInflightMessages?: number;
   readonly maxUncommittedEntriesBytes?: number;
@@ -185,6 +187,9 @@ export class FuzzNetwork {
       id: n.id,
       electionTicks: this.cfg.electionTicks,
       heartbeatTicks: this.cfg.heartbeatTicks,
+      ...(this.cfg.leaderLostTicks !== undefined
+        ? { leaderLostTicks: this.cfg.leaderLostTicks }
+        : {}),
       storage: n.storage,
       random: seededRandom(
         (this.cfg.seed ^
