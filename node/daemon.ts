@@ -142,6 +142,9 @@ async function portFree(host: string, port: number): Promise<boolean> {
   });
 }
 
+/** How long this node's own addresses are reused before libp2p is asked again (see addrs()). */
+export const ADDRS_CACHE_MS = 5000;
+
 export const DAEMON_DEFAULTS = {
   maxVoters: 5,
   /**
@@ -237,6 +240,8 @@ export class Daemon {
   private readonly runnable = new Set<string>();
   /** The VM table's change count the agent last saw (it is poked when that moves). */
   private vmChangesSeen = -1;
+  /** addrs(), until libp2p reports a change of this peer or ADDRS_CACHE_MS passes. */
+  private addrsCache: { atMs: number; addrs: string[] } | undefined;
   /** The leader and term last logged (logLeaderChange). */
   private leaderSeen = '';
   /** The agent runs once a leader that counts this node is known (or a member vouched for it). */
@@ -255,6 +260,9 @@ export class Daemon {
     this.host = host;
     this.disk = disk;
     this.id = host.peerId.toString();
+    host.addEventListener('self:peer:update', () => {
+      this.addrsCache = undefined;
+    });
     let node: RaftNode | undefined;
     this.transport = new RaftTransport({
       host,
@@ -561,8 +569,17 @@ export class Daemon {
     return this.o.name;
   }
 
+  /**
+   * This node's announced addresses. libp2p rebuilds them on every call (about a tenth of an idle
+   * follower's CPU when the 300 ms loop asked twice a round), so they are kept until libp2p says
+   * they changed (`self:peer:update`) or ADDRS_CACHE_MS passed.
+   */
   addrs(): string[] {
-    return this.host.getMultiaddrs().map(String);
+    const now = Date.now();
+    if (this.addrsCache === undefined || now - this.addrsCache.atMs >= ADDRS_CACHE_MS) {
+      this.addrsCache = { atMs: now, addrs: this.host.getMultiaddrs().map(String) };
+    }
+    return [...this.addrsCache.addrs];
   }
 
   /** The member table's addresses of a peer first, then those learned aside and remembered. */
