@@ -137,6 +137,19 @@ export function uncompressedNarInfo(info: PathInfo, url: string): NarInfo {
   return { ...info, url, compression: 'none', fileHash: info.narHash, fileSize: info.narSize };
 }
 
+/** What a narinfo says of its path, without how the NAR is served (url, compression, file). */
+export function pathInfoOfNarInfo(ni: NarInfo): PathInfo {
+  return {
+    path: ni.path,
+    narHash: ni.narHash,
+    narSize: ni.narSize,
+    references: ni.references,
+    sigs: ni.sigs,
+    ...(ni.deriver !== undefined ? { deriver: ni.deriver } : {}),
+    ...(ni.ca !== undefined ? { ca: ni.ca } : {}),
+  };
+}
+
 export function nixCacheInfo(priority = 30): string {
   return `StoreDir: ${STORE_DIR}\nWantMassQuery: 1\nPriority: ${priority}\n`;
 }

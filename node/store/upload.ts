@@ -22,7 +22,7 @@ import { StoreError, type StoreErrorCode } from './errors.ts';
 import { Sha256Sink } from './hash.ts';
 import { checkSignatures, type TrustPolicy } from './keys.ts';
 import { NarParser } from './nar.ts';
-import { NARINFO_BYTES_MAX, type NarInfo, parseNarInfo } from './narinfo.ts';
+import { NARINFO_BYTES_MAX, type NarInfo, parseNarInfo, pathInfoOfNarInfo } from './narinfo.ts';
 import type { PathInfo, Store, StoreCounters } from './store.ts';
 import { isHashPart, parseStorePath } from './store_path.ts';
 import { ProgramFailed, throughProgram } from './through_program.ts';
@@ -252,7 +252,7 @@ export class Uploads {
     this.pending.delete(ni.url);
     try {
       matchNar(ni, p);
-      const info = pathInfoOf(ni);
+      const info = pathInfoOfNarInfo(ni);
       if ((await this.o.store.has([info.path])).has(info.path)) {
         await rm(p.file, { force: true });
         return info.path;
@@ -340,18 +340,6 @@ function matchNar(ni: NarInfo, p: PendingNar): void {
     differs('FileHash', ni.fileHash, p.fileHash);
   if (ni.fileSize !== undefined && ni.fileSize !== p.fileSize)
     differs('FileSize', ni.fileSize, p.fileSize);
-}
-
-function pathInfoOf(ni: NarInfo): PathInfo {
-  return {
-    path: ni.path,
-    narHash: ni.narHash,
-    narSize: ni.narSize,
-    references: ni.references,
-    sigs: ni.sigs,
-    ...(ni.deriver !== undefined ? { deriver: ni.deriver } : {}),
-    ...(ni.ca !== undefined ? { ca: ni.ca } : {}),
-  };
 }
 
 /** The body, each chunk hashed and counted against `max` as it passes. */

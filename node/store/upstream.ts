@@ -11,10 +11,9 @@ import { rm } from 'node:fs/promises';
 import { StoreError } from './errors.ts';
 import { NarIngest } from './ingest.ts';
 import { checkSignatures, type TrustPolicy } from './keys.ts';
-import { NARINFO_BYTES_MAX, type NarInfo, parseNarInfo } from './narinfo.ts';
+import { NARINFO_BYTES_MAX, type NarInfo, parseNarInfo, pathInfoOfNarInfo } from './narinfo.ts';
 import {
   CLOSURE_PATHS_MAX,
-  type PathInfo,
   type StagedPath,
   type Store,
   type StoreCounters,
@@ -141,7 +140,7 @@ async function stageNar(f: Found, o: UpstreamOptions): Promise<StagedPath> {
   }
   const body = res.body as unknown as AsyncIterable<Uint8Array>;
   const nar = tool === undefined ? body : throughProgram(tool, ['-dc'], body);
-  const ing = await NarIngest.start(pathInfo(info), {
+  const ing = await NarIngest.start(pathInfoOfNarInfo(info), {
     dir: o.store.stagingDir(),
     fsync: o.store.stagingFsync === true,
   });
@@ -155,18 +154,6 @@ async function stageNar(f: Found, o: UpstreamOptions): Promise<StagedPath> {
   o.counters.bytesFetched += info.narSize;
   o.counters.pathsFetched++;
   return staged;
-}
-
-function pathInfo(ni: NarInfo): PathInfo {
-  return {
-    path: ni.path,
-    narHash: ni.narHash,
-    narSize: ni.narSize,
-    references: ni.references,
-    sigs: ni.sigs,
-    ...(ni.deriver !== undefined ? { deriver: ni.deriver } : {}),
-    ...(ni.ca !== undefined ? { ca: ni.ca } : {}),
-  };
 }
 
 /**
