@@ -22,7 +22,7 @@ import { place } from '../node/sched/place.ts';
 import type { ClusterView, Demand, Resources } from '../node/sched/types.ts';
 import { type Command, StateMachine } from '../node/state/machine.ts';
 import { pendingDemands } from '../node/state/view.ts';
-import { VM_PLACE_BATCH_MAX } from '../node/state/vms.ts';
+import { placedInstance, VM_PLACE_BATCH_MAX } from '../node/state/vms.ts';
 import { cluster, demand, eq, node } from '../test/sched/fixture.ts';
 import { fmtInt, formatTable, machine, machineLine, parseOptions } from './common.ts';
 
@@ -300,15 +300,7 @@ function throughState(groups: number, count: number, nodes: number): void {
       apply({
         op: 'vm.place',
         viewIndex: view.index,
-        placements: ev.placements.slice(i, i + VM_PLACE_BATCH_MAX).map((p) => ({
-          instance: p.instance,
-          group: p.group,
-          generation: p.generation,
-          node: p.node,
-          resources: p.resources,
-          score: p.score.total,
-          scored: p.scored,
-        })),
+        placements: ev.placements.slice(i, i + VM_PLACE_BATCH_MAX).map(placedInstance),
         atMs: 0,
       });
     }

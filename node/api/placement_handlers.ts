@@ -3,10 +3,11 @@
 // node.eligibility (docs/scheduling.md). A spec no node could ever hold is refused before anything
 // is committed (UNPLACEABLE, with what each filter removed).
 
+import { demandOf } from '../sched/demand.ts';
 import { place, unplaceable } from '../sched/place.ts';
 import type { ClusterView, Demand } from '../sched/types.ts';
 import { statusOf } from '../state/nodes.ts';
-import { type VmSpec, validateVmSpec } from '../state/vm_spec.ts';
+import { placementOf, type VmSpec, validateVmSpec } from '../state/vm_spec.ts';
 import { demandOfRow, instanceNames, type VmEntry } from '../state/vms.ts';
 import { type ApiDeps, answer, resolveNode } from './deps.ts';
 import type { RequestOf } from './requests.ts';
@@ -32,19 +33,7 @@ function specWithOn(deps: ApiDeps, spec: unknown, on: string | undefined): unkno
 
 /** The demand of a submitted spec as it would be at generation `generation`. */
 function demandOfSpec(spec: VmSpec, generation: number): Demand {
-  const [first] = instanceNames(spec);
-  const row: VmEntry = {
-    name: first!,
-    group: spec.name,
-    spec,
-    node: '',
-    generation,
-    version: 1,
-    desired: 'running',
-    state: 'pending',
-    events: [],
-  };
-  return demandOfRow(row);
+  return demandOf(spec, placementOf(spec), generation);
 }
 
 function parseSpec(
@@ -160,9 +149,14 @@ export async function handleNodeList(
   const out = await deps.read({ op: 'nodes' }, req.stale === true);
   if (!out.ok || !out.result.ok) return answer(out);
   const sm = deps.node.sm;
-  const vms = sm.vms.list();
+  const byNode = new Map<string, VmEntry[]>();
+  for (const v of sm.vms.list()) {
+    const list = byNode.get(v.node);
+    if (list === undefined) byNode.set(v.node, [v]);
+    else list.push(v);
+  }
   const nodes = (out.result.nodes ?? []).map((n) => {
-    const mine = vms.filter((v) => v.node === n.id);
+    const mine = byNode.get(n.id) ?? [];
     return {
       id: n.id,
       name: sm.nameOf(n.id),

@@ -14,7 +14,7 @@ import type { Resources } from '../sched/types.ts';
 import type { Command, Result, StateMachine } from '../state/machine.ts';
 import { pendingDemands } from '../state/view.ts';
 import { placementOf } from '../state/vm_spec.ts';
-import { type PlacedInstance, VM_PLACE_BATCH_MAX } from '../state/vms.ts';
+import { type PlacedInstance, placedInstance, VM_PLACE_BATCH_MAX } from '../state/vms.ts';
 
 /** Bound of the clock-rate drift between two nodes, in the fencing argument. */
 export const CLOCK_DRIFT_MAX = 0.05;
@@ -258,15 +258,9 @@ export class PlacementDuty {
       (g) => sm.vms.list(undefined, g).find((v) => v.node === '')?.placement,
     );
     for (let i = 0; i < ev.placements.length; i += VM_PLACE_BATCH_MAX) {
-      const batch: PlacedInstance[] = ev.placements.slice(i, i + VM_PLACE_BATCH_MAX).map((p) => ({
-        instance: p.instance,
-        group: p.group,
-        generation: p.generation,
-        node: p.node,
-        resources: p.resources,
-        score: Math.round(p.score.total * 1000) / 1000,
-        scored: p.scored,
-      }));
+      const batch: PlacedInstance[] = ev.placements
+        .slice(i, i + VM_PLACE_BATCH_MAX)
+        .map(placedInstance);
       const r = await this.p.submit({
         op: 'vm.place',
         viewIndex: view.index,

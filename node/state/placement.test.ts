@@ -20,7 +20,7 @@ import {
 import { RESCHEDULE_DEFAULT } from '../sched/spec.ts';
 import { type Command, type Result, StateMachine } from './machine.ts';
 import { pendingDemands } from './view.ts';
-import type { PlacedInstance } from './vms.ts';
+import { type PlacedInstance, placedInstance } from './vms.ts';
 
 const KERNEL_SPEC = (name: string, extra: Record<string, unknown> = {}) => ({
   version: 1,
@@ -69,15 +69,7 @@ class Cluster {
     );
     return {
       viewIndex: view.index,
-      placements: ev.placements.map((p) => ({
-        instance: p.instance,
-        group: p.group,
-        generation: p.generation,
-        node: p.node,
-        resources: p.resources,
-        score: p.score.total,
-        scored: p.scored,
-      })),
+      placements: ev.placements.map(placedInstance),
     };
   }
 

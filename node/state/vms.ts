@@ -97,6 +97,19 @@ export interface PlacedInstance {
   readonly scored: number;
 }
 
+/** A placement as the leader proposes it: the score's total only, to 3 decimals (the log keeps it). */
+export function placedInstance(p: Placement): PlacedInstance {
+  return {
+    instance: p.instance,
+    group: p.group,
+    generation: p.generation,
+    node: p.node,
+    resources: p.resources,
+    score: Math.round(p.score.total * 1000) / 1000,
+    scored: p.scored,
+  };
+}
+
 /** What the VM table needs of the rest of the state to apply placement commands. */
 export interface PlacementContext {
   isMember(id: string): boolean;
