@@ -66,15 +66,17 @@ async function main(): Promise<void> {
     procs.push(a, await start('b', a), await start('c', a));
     const cli = (args: string[]) =>
       pcr([...args, '--addr', a.addr, '--secret-file', secretFileOf(a)], WAIT_MS);
-    await until(
-      async () => {
-        const r = await cli(['node', 'list', '--json']);
-        const nodes = r.exitCode === 0 ? (JSON.parse(r.stdout) as { status: string }[]) : [];
-        return nodes.length === 3 && nodes.every((n) => n.status === 'ready') ? true : undefined;
-      },
-      WAIT_MS,
-      'three ready nodes',
-    );
+    const threeReady = (what: string) =>
+      until(
+        async () => {
+          const r = await cli(['node', 'list', '--json']);
+          const nodes = r.exitCode === 0 ? (JSON.parse(r.stdout) as { status: string }[]) : [];
+          return nodes.length === 3 && nodes.every((n) => n.status === 'ready') ? true : undefined;
+        },
+        WAIT_MS,
+        what,
+      );
+    await threeReady('three ready nodes');
     // Every node holds the closure: the reschedule measures detection, placement and boot.
     for (const p of procs) {
       const r = await cli(['store', 'push', runner, '--to', p.id]);
@@ -119,15 +121,7 @@ async function main(): Promise<void> {
       await sweep(join(victim.dataDir, VM_RUN_DIR));
       const back = await start(victim.name, a);
       procs[procs.indexOf(victim)] = back;
-      await until(
-        async () => {
-          const r = await cli(['node', 'list', '--json']);
-          const nodes = r.exitCode === 0 ? (JSON.parse(r.stdout) as { status: string }[]) : [];
-          return nodes.length === 3 && nodes.every((n) => n.status === 'ready') ? true : undefined;
-        },
-        WAIT_MS,
-        `${victim.name} ready again`,
-      );
+      await threeReady(`${victim.name} ready again`);
     }
     const m = median(latencies);
     console.log(
