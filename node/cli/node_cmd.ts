@@ -362,25 +362,29 @@ export function registerNodeCommands(program: Command): void {
       logger.debug({ err: (e as Error).stack }, 'start failed');
       throw (await import('./node_args.ts')).explainStartError(e);
     }
+    // The signal listeners go in before the banner: whoever reads the banner (a person, a test,
+    // a supervisor) may press Ctrl-C at once, and a SIGINT with no listener kills Node with 130.
+    const { onStopSignals } = await import('./stop_signals.ts');
+    let done: (removed: string | undefined) => void = () => {};
+    const removal = new Promise<string | undefined>((resolve) => {
+      done = resolve;
+    });
+    const unlisten = onStopSignals({
+      stop: (sig) => {
+        logger.info({ sig }, 'stopping');
+        daemon.stop().then(
+          () => done(undefined),
+          () => done(undefined),
+        );
+      },
+      force: (sig) =>
+        logger.warn({ sig }, 'second signal: exiting now, before the graceful stop finished'),
+    });
+    void daemon.removal.then(done);
     const info = startInfo(daemon, name, dataDir);
     if (o.json === true) process.stdout.write(`${JSON.stringify(info)}\n`);
     else process.stderr.write(banner(info));
-    const { onStopSignals } = await import('./stop_signals.ts');
-    let unlisten = (): void => {};
-    const removed = await new Promise<string | undefined>((resolve) => {
-      unlisten = onStopSignals({
-        stop: (sig) => {
-          logger.info({ sig }, 'stopping');
-          daemon.stop().then(
-            () => resolve(undefined),
-            () => resolve(undefined),
-          );
-        },
-        force: (sig) =>
-          logger.warn({ sig }, 'second signal: exiting now, before the graceful stop finished'),
-      });
-      void daemon.removal.then(resolve);
-    });
+    const removed = await removal;
     unlisten();
     if (removed !== undefined) {
       throw new CliError(
