@@ -416,7 +416,7 @@ function describeMembership(m: MembershipSummary): string {
     `${s.launched} joined, ${s.learnersAdded} learners added, ${s.promotions} promoted ` +
     `(${m.promotionsChecked} checked), ${s.removalsDone}/${s.removalsRequested} removals, ` +
     `${s.exits} stops of removed nodes (${s.removedRestarts} restarted), ${s.joinsRefusedRemoved} ` +
-    `joins refused; final voters ${list(m.voters)}, learners ${list(m.learners)}, removed ${list(m.removed)}`
+    `joins refused${s.stranded > 0 ? `, ${s.stranded} removed with no known member left (stranded)` : ''}; final voters ${list(m.voters)}, learners ${list(m.learners)}, removed ${list(m.removed)}`
   );
 }
 

@@ -93,6 +93,8 @@ export type ViolationKind =
   | 'commit-regression'
   /** Two nodes were leaders of the same term. */
   | 'election-safety'
+  /** An entry was applied while fewer than a quorum of voters held it on disk (D34). */
+  | 'not-durable'
   /** A node threw (an invariant assertion of the core, or any other error): the process died. */
   | 'node-failure'
   /** A restarted node could not read its disk back. */
@@ -176,6 +178,10 @@ interface Slot {
   tickGen: number;
   /** Commit index last seen in this incarnation. */
   lastCommit: number;
+  /** The voters as of this incarnation's last applied entry (or its start). */
+  voters: readonly string[];
+  /** The voters before the last configuration change this incarnation applied, if any. */
+  previousVoters: readonly string[] | undefined;
   /** Work waiting for a paused process, in arrival order. */
   deferred: Deferred[];
   deferredMessages: number;
@@ -293,6 +299,8 @@ export class SimCluster {
         tickRandom: SimRandom.fork(this.seed, `ticks/${id}`),
         tickGen: 0,
         lastCommit: 0,
+        voters: [],
+        previousVoters: undefined,
         deferred: [],
         deferredMessages: 0,
         totals: { snapshotsRestored: 0, snapshotsTaken: 0, applied: 0, timeouts: 0 },
@@ -704,6 +712,8 @@ export class SimCluster {
       return;
     }
     slot.node = node;
+    slot.voters = [...node.rn.raft.trk.voters];
+    slot.previousVoters = undefined;
     slot.tickGen++;
     for (const l of this.stepListeners) l(slot.id, node);
     // A random phase, so that the nodes' clocks do not tick in lockstep.
@@ -844,8 +854,35 @@ export class SimCluster {
     }
   }
 
+  /**
+   * The first time any node applies an entry, a quorum of voters must hold it on disk (synced),
+   * whatever ran early (D34: the leader replicates before its own write completes). Voters as
+   * the applying node knew them, or as before its last configuration change: changes go one
+   * member at a time, and an entry may be committed by the old quorum just before it.
+   */
+  private checkDurable(slot: Slot, e: Entry): void {
+    const quorumHolds = (voters: readonly string[]): boolean => {
+      let held = 0;
+      for (const id of voters) if (this.byId.get(id)?.disk.holdsEntry(e.index, e.term)) held++;
+      return held > voters.length / 2;
+    };
+    // Replays during a process's start (the bootstrapped configuration) come before it knows its
+    // voters; those entries were written as already synced.
+    if (slot.voters.length === 0 || quorumHolds(slot.voters)) return;
+    if (slot.previousVoters !== undefined && quorumHolds(slot.previousVoters)) return;
+    this.violation(
+      'not-durable',
+      slot,
+      `entry ${e.index} (term ${e.term}) was applied while a quorum of ${slot.voters.join(', ')} did not hold it on disk`,
+    );
+  }
+
   private applied(slot: Slot, e: Entry, result: Result | undefined): void {
     const seen = this.appliedByIndex.get(e.index);
+    if (seen === undefined) this.checkDurable(slot, e);
+    const voters = [...(slot.node?.rn.raft.trk.voters ?? [])];
+    if (e.type === 'confChange') slot.previousVoters = slot.voters;
+    slot.voters = voters;
     if (seen === undefined) {
       // A copy: the entry may be a view into a whole received message, which it would keep alive.
       this.appliedByIndex.set(e.index, { term: e.term, data: e.data.slice(), node: slot.id });

@@ -45,7 +45,7 @@ describe('SimDisk', () => {
     expect(queue.now).toBeGreaterThanOrEqual(msToUs(3));
     expect(text(disk.records(), 'a')).toBe('2');
     expect(disk.records().has('b')).toBe(false);
-    expect(disk.stats).toEqual({ written: 3, synced: 3, lost: 0 });
+    expect(disk.stats).toEqual({ written: 3, synced: 3, lost: 0, unsyncedWrites: 0 });
   });
 
   it('a crash loses every unsynced batch, and their callbacks never run', () => {
@@ -66,7 +66,33 @@ describe('SimDisk', () => {
     expect(records.has('y')).toBe(false);
     expect(records.has('z')).toBe(false);
     expect(text(records, 'w')).toBe('new');
-    expect(disk.stats).toEqual({ written: 4, synced: 2, lost: 2 });
+    expect(disk.stats).toEqual({ written: 4, synced: 2, lost: 2, unsyncedWrites: 0 });
+  });
+
+  it('a batch written without sync completes at once, in order, and is durable only once a later batch syncs', () => {
+    const { queue, disk } = setup();
+    const done: string[] = [];
+    disk.write([put('a', 'synced')], () => done.push('a'));
+    disk.write([put('c', 'page cache')], () => done.push('c'), { sync: false });
+    // Behind the first batch's fsync, as LevelDB's queue holds it.
+    while (done.length === 0) queue.step(Number.POSITIVE_INFINITY);
+    expect(done).toEqual(['a']);
+    drain(queue);
+    expect(done).toEqual(['a', 'c']);
+    expect(disk.records().has('c')).toBe(false);
+    expect(disk.pendingBatches).toBe(1);
+    // A crash now (a power cut) loses it.
+    expect(disk.crash()).toBe(1);
+    expect(disk.records().has('c')).toBe(false);
+    // Written again, then followed by a synced batch: both are durable.
+    disk.write([put('c', 'page cache')], () => done.push('c2'), { sync: false });
+    disk.write([put('d', 'synced')], () => done.push('d'));
+    drain(queue);
+    expect(done).toEqual(['a', 'c', 'c2', 'd']);
+    expect(text(disk.records(), 'c')).toBe('page cache');
+    expect(text(disk.records(), 'd')).toBe('synced');
+    expect(disk.pendingBatches).toBe(0);
+    expect(disk.stats).toEqual({ written: 4, synced: 3, lost: 1, unsyncedWrites: 2 });
   });
 
   it('a crash between two fsyncs keeps the first batch only (batches are atomic and ordered)', () => {

@@ -2,6 +2,9 @@
 // store: atomic batches that become durable in the order they were written, each after a virtual
 // fsync latency. Until its fsync completes a batch is only in the page cache: a crash loses it,
 // and every batch queued after it. What a restart reads (records()) is exactly the synced batches.
+// A batch written with `sync: false` completes without an fsync (after the batches before it, as
+// LevelDB's queue does) and stays in the page cache until a later synced batch makes it durable;
+// the crash here is a power cut, the worst case, so it loses such batches too.
 //
 // A batch is made durable by an event of the run's queue; its `done` callback is then handed to
 // the process through `deliver`, which the cluster uses to hold completions while the process is
@@ -11,7 +14,8 @@
 //
 // Not simulated: write errors, corruption, torn batches, fsync that lies (see docs/sim.md).
 
-import type { Disk, DiskOp } from '../node/raft/disk.ts';
+import type { Disk, DiskOp, WriteOptions } from '../node/raft/disk.ts';
+import { recordsHoldEntry, snapshotRecordIndex } from '../node/raft/storage.ts';
 import { type EventQueue, msToUs } from './queue.ts';
 import type { SimRandom } from './random.ts';
 
@@ -30,20 +34,28 @@ export interface DiskStats {
   synced: number;
   /** Batches lost in crashes (written, never synced). */
   lost: number;
+  /** Batches written with sync: false (they become durable with the next synced one). */
+  unsyncedWrites: number;
 }
 
 interface Batch {
   readonly ops: readonly DiskOp[];
   readonly done: (err?: Error) => void;
   readonly epoch: number;
+  readonly sync: boolean;
 }
 
+/** How long a write without fsync takes (into the page cache). */
+const UNSYNCED_WRITE_US = 5;
+
 export class SimDisk implements Disk {
-  readonly stats: DiskStats = { written: 0, synced: 0, lost: 0 };
+  readonly stats: DiskStats = { written: 0, synced: 0, lost: 0, unsyncedWrites: 0 };
   private readonly durable = new Map<string, Uint8Array>();
   /** Written and not yet synced, in order. */
   private unsynced: Batch[] = [];
   private epoch = 0;
+  /** Decoded snapshot indexes by record (a snapshot record holds the whole state). */
+  private readonly snapshotIndexes = new WeakMap<Uint8Array, number>();
   /** When the last queued batch will be synced (fsyncs are serial). */
   private lastSyncUs = 0;
 
@@ -65,16 +77,17 @@ export class SimDisk implements Disk {
     this.deliver = deliver;
   }
 
-  write(ops: readonly DiskOp[], done: (err?: Error) => void): void {
-    const batch: Batch = { ops, done, epoch: this.epoch };
+  write(ops: readonly DiskOp[], done: (err?: Error) => void, opts?: WriteOptions): void {
+    const sync = opts?.sync !== false;
+    const batch: Batch = { ops, done, epoch: this.epoch, sync };
     this.stats.written++;
+    if (!sync) this.stats.unsyncedWrites++;
     this.unsynced.push(batch);
-    const fsyncUs = Math.max(
-      1,
-      msToUs(this.random.between(this.latency.minMs, this.latency.maxMs)),
-    );
-    this.lastSyncUs = Math.max(this.queue.now, this.lastSyncUs) + fsyncUs;
-    this.queue.at(this.lastSyncUs, () => this.sync(batch));
+    const costUs = sync
+      ? Math.max(1, msToUs(this.random.between(this.latency.minMs, this.latency.maxMs)))
+      : UNSYNCED_WRITE_US;
+    this.lastSyncUs = Math.max(this.queue.now, this.lastSyncUs) + costUs;
+    this.queue.at(this.lastSyncUs, () => this.complete(batch));
   }
 
   /** Writes records as already synced (a new node's bootstrapped log, before it starts). */
@@ -95,6 +108,18 @@ export class SimDisk implements Disk {
     return lost;
   }
 
+  /** Whether the synced records keep entry `index` of `term` (or a snapshot covering it). */
+  holdsEntry(index: number, term: number): boolean {
+    return recordsHoldEntry(this.durable, index, term, (record) => {
+      let at = this.snapshotIndexes.get(record);
+      if (at === undefined) {
+        at = snapshotRecordIndex(record);
+        this.snapshotIndexes.set(record, at);
+      }
+      return at;
+    });
+  }
+
   /** The synced records: what a restart reads back. */
   records(): Map<string, Uint8Array> {
     return new Map(this.durable);
@@ -105,13 +130,21 @@ export class SimDisk implements Disk {
     return this.unsynced.length;
   }
 
-  private sync(batch: Batch): void {
+  /**
+   * A batch's write finished. A synced one makes it and every batch before it durable (they
+   * reached the disk in order); an unsynced one stays in the page cache. Completions run in write
+   * order: their times are increasing per disk and ties run in write order.
+   */
+  private complete(batch: Batch): void {
     if (batch.epoch !== this.epoch) return; // lost in a crash
-    // Sync times are increasing per disk and ties run in write order: this is the oldest batch.
-    const first = this.unsynced.shift();
-    if (first !== batch) throw new Error('simulated disk: batches synced out of order');
-    apply(this.durable, batch.ops);
-    this.stats.synced++;
+    if (batch.sync) {
+      const at = this.unsynced.indexOf(batch);
+      if (at < 0) throw new Error('simulated disk: a synced batch is not pending');
+      for (const b of this.unsynced.splice(0, at + 1)) {
+        apply(this.durable, b.ops);
+        this.stats.synced++;
+      }
+    }
     this.deliver(batch.done as () => void);
   }
 }

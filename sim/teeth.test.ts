@@ -9,6 +9,7 @@
 
 import { afterEach, describe, expect, it } from 'vitest';
 import { plantBug } from '../consensus/planted.ts';
+import { PLANTED_EARLY_SEND } from '../node/raft/node.ts';
 import { type RunOptions, runSimulation } from './run.ts';
 
 /** The sweep gives up after this many seeds. */
@@ -65,6 +66,32 @@ describe('teeth', () => {
         violations: [],
         live: true,
       });
+    }
+  });
+
+  it('with every message sent before its write (acknowledgements too), the durability check finds an entry applied without a quorum on disk; without, the same seeds are clean (D34)', () => {
+    const plain = (seed: number): RunOptions => ({ seed, timeMs: 3000, nemesis: ['crash'] });
+    PLANTED_EARLY_SEND.all = true;
+    undo = () => {
+      PLANTED_EARLY_SEND.all = false;
+    };
+    let found: number | undefined;
+    let message = '';
+    for (let seed = 1; seed <= SEEDS_MAX && found === undefined; seed++) {
+      const hit = runSimulation(plain(seed)).violations.find((v) => v.kind === 'not-durable');
+      if (hit !== undefined) {
+        found = seed;
+        message = hit.message;
+      }
+    }
+    undo();
+    undo = undefined;
+    console.log(`teeth: early acknowledgements found by the durability check at seed ${found}`);
+    expect(found).toBeDefined();
+    expect(message).toMatch(/was applied while a quorum of .* did not hold it on disk/);
+    for (let seed = 1; seed <= found!; seed++) {
+      const r = runSimulation(plain(seed));
+      expect({ seed, violations: r.violations }).toEqual({ seed, violations: [] });
     }
   });
 });

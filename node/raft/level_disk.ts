@@ -1,10 +1,12 @@
-// The node's Disk: LevelDB (`level`, classic-level) in the data dir. Every batch is written with
-// sync: true, in the order queued; RaftNode has at most one Ready batch in flight, so everything
+// The node's Disk: LevelDB (`level`, classic-level) in the data dir. Batches are written in the
+// order queued, with sync: true unless the caller says the batch need not be durable yet (a
+// Ready that only moves the commit index, D34: LevelDB's log is sequential, so the next synced
+// batch makes it durable too); RaftNode has at most one Ready batch in flight, so everything
 // that arrived while a batch was syncing goes into the next one (group commit). LevelDB's LOCK
 // file makes a second process on the same data dir fail to open it: reported as DataDirLockedError.
 
 import { Level } from 'level';
-import type { Disk, DiskOp } from './disk.ts';
+import type { Disk, DiskOp, WriteOptions } from './disk.ts';
 
 export class DataDirLockedError extends Error {
   override readonly name = 'DataDirLockedError';
@@ -43,7 +45,7 @@ export class LevelDisk implements Disk {
     return { disk: new LevelDisk(db), records };
   }
 
-  write(ops: readonly DiskOp[], done: (err?: Error) => void): void {
+  write(ops: readonly DiskOp[], done: (err?: Error) => void, opts?: WriteOptions): void {
     if (this.closed) {
       queueMicrotask(() => done(new Error('disk closed')));
       return;
@@ -55,7 +57,7 @@ export class LevelDisk implements Disk {
     );
     this.tail = this.tail.then(
       () =>
-        this.db.batch(batch, { sync: true }).then(
+        this.db.batch(batch, { sync: opts?.sync !== false }).then(
           () => {
             done();
           },

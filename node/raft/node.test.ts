@@ -5,8 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { bootstrap, isRaftError, type NodeId, seededRandom } from '../../consensus/index.ts';
 import type { Command, Query } from '../state/machine.ts';
 import { decodeMessage, encodeMessage } from './codec.ts';
-import { type Disk, type DiskOp, MemoryDisk } from './disk.ts';
-import { type Outcome, RaftNode, type RaftNodeOptions } from './node.ts';
+import { type Disk, type DiskOp, MemoryDisk, type WriteOptions } from './disk.ts';
+import { mayReplicateBeforePersist, type Outcome, RaftNode, type RaftNodeOptions } from './node.ts';
 import { DurableStorage } from './storage.ts';
 
 const flush = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -324,5 +324,83 @@ describe('RaftNode', () => {
     expect((thrown[0] as Error).message).toMatch(
       /raft invariant violated: the disk reported a write (when none was|other than the one) in flight/,
     );
+  });
+});
+
+/** A MemoryDisk whose completions can be held back (a slow fsync), recording each batch's sync. */
+class HeldDisk implements Disk {
+  hold = false;
+  readonly held: (() => void)[] = [];
+  readonly syncs: boolean[] = [];
+  private readonly inner: MemoryDisk;
+  constructor(inner: MemoryDisk) {
+    this.inner = inner;
+  }
+  write(ops: readonly DiskOp[], done: (err?: Error) => void, opts?: WriteOptions): void {
+    this.syncs.push(opts?.sync !== false);
+    this.inner.write(ops, this.hold ? () => this.held.push(() => done()) : done);
+  }
+  release(): void {
+    this.hold = false;
+    for (const f of this.held.splice(0)) f();
+  }
+}
+
+describe('the leader replicates while it writes (D34)', () => {
+  it("followers store a new entry while the leader's own write is still in flight; the client is answered only after it", async () => {
+    const c = new Cluster(['a', 'b', 'c']);
+    const disks = new Map<NodeId, HeldDisk>();
+    for (const id of c.ids) {
+      c.crash(id);
+      const d = new HeldDisk(c.disks.get(id)!);
+      disks.set(id, d);
+      c.start(id, d);
+    }
+    const leader = await c.elect();
+    await c.submit(leader, { op: 'kv.put', key: 'warm', value: 'up' });
+    const followers = c.ids.filter((x) => x !== leader);
+    const before = c.node(followers[0]!).status().lastIndex;
+    disks.get(leader)!.hold = true;
+    let out: Outcome | undefined;
+    c.node(leader).submit({ op: 'kv.put', key: 'k', value: 'v' }, (o) => {
+      out = o;
+    });
+    await c.settle();
+    for (const f of followers) expect(c.node(f).status().lastIndex).toBe(before + 1);
+    expect(disks.get(leader)!.held.length).toBe(1);
+    expect(out).toBeUndefined();
+    disks.get(leader)!.release();
+    for (let i = 0; i < 20 && out === undefined; i++) await c.tick();
+    expect(out).toMatchObject({ ok: true });
+    // A Ready that only moves the commit index is written without an fsync.
+    expect(disks.get(followers[0]!)!.syncs).toContain(false);
+  });
+
+  it("mayReplicateBeforePersist: not with a new term or vote, nor when the commit index covers the Ready's own entries", () => {
+    const hs = { term: 3, vote: 'a', commit: 10 };
+    const e = (index: number) => ({
+      index,
+      term: 3,
+      type: 'normal' as const,
+      data: new Uint8Array(),
+    });
+    const rd = (o: object) => ({
+      readStates: [],
+      entries: [],
+      committedEntries: [],
+      messages: [],
+      mustSync: false,
+      ...o,
+    });
+    expect(mayReplicateBeforePersist(rd({}), hs)).toBe(true);
+    expect(
+      mayReplicateBeforePersist(rd({ entries: [e(11)], hardState: { ...hs, commit: 10 } }), hs),
+    ).toBe(true);
+    // A single voter commits its own new entry at once: a learner must not hear it before the disk.
+    expect(
+      mayReplicateBeforePersist(rd({ entries: [e(11)], hardState: { ...hs, commit: 11 } }), hs),
+    ).toBe(false);
+    expect(mayReplicateBeforePersist(rd({ hardState: { ...hs, term: 4 } }), hs)).toBe(false);
+    expect(mayReplicateBeforePersist(rd({ hardState: { ...hs, vote: 'b' } }), hs)).toBe(false);
   });
 });

@@ -16,6 +16,7 @@ import {
   type ConfChange,
   type Config,
   type ConfState,
+  type HardState,
   type Entry,
   isRaftError,
   type Message,
@@ -369,32 +370,39 @@ export class RaftNode {
       this.stats.readyBatches++;
       const ops = this.storage.stage(rd);
       if (ops.length === 0) {
-        this.afterPersist(rd);
+        this.afterPersist(rd, false);
         continue;
       }
+      // D34: the leader replicates while it writes (Raft thesis 10.2.1, as etcd does).
+      const sentEarly = mayReplicateBeforePersist(rd, this.storage.hardState);
+      if (sentEarly) for (const m of rd.messages) if (isReplication(m)) this.opts.transport.send(m);
       this.inFlight = rd;
       this.stats.diskBatches++;
-      this.opts.disk.write(ops, (err) => {
+      const done = (err?: Error): void => {
         if (this.stopped) return;
         // One Ready in flight: the disk reports the batch it was given, once.
         assert(this.inFlight !== undefined, 'the disk reported a write when none was in flight');
         assert(this.inFlight === rd, 'the disk reported a write other than the one in flight');
         this.inFlight = undefined;
         if (err !== undefined) return this.fatal(err);
-        this.afterPersist(rd);
+        this.afterPersist(rd, sentEarly);
         this.pump();
-      });
+      };
+      // A Ready that promises nothing new (no entries, snapshot, term or vote: only the commit
+      // index moved) need not wait for an fsync; the next synced batch makes it durable (D34).
+      this.opts.disk.write(ops, done, { sync: rd.mustSync });
     }
   }
 
-  private afterPersist(rd: Ready): void {
+  /** `sentEarly`: the Ready's replication messages went out before its write. */
+  private afterPersist(rd: Ready, sentEarly: boolean): void {
     assert(this.inFlight === undefined, 'a Ready is handled while another is being written');
     this.storage.commit(rd);
     if (rd.softState !== undefined && rd.softState.lead !== this.knownLeader) {
       this.knownLeader = rd.softState.lead;
       if (this.knownLeader !== '') this.reproposePending();
     }
-    for (const m of rd.messages) this.opts.transport.send(m);
+    for (const m of rd.messages) if (!sentEarly || !isReplication(m)) this.opts.transport.send(m);
     if (rd.snapshot !== undefined) {
       this.restoreSnapshotImage(rd.snapshot.data, rd.snapshot.metadata.index);
       this.confState = rd.snapshot.metadata.confState;
@@ -567,3 +575,38 @@ export class RaftNode {
 function refused(code: NodeErrorCode, message: string): Outcome {
   return { ok: false, code, message, indeterminate: false };
 }
+
+/**
+ * D34 (Raft thesis 10.2.1): a leader's appends, heartbeats and snapshots may go out while its own
+ * write of the same Ready is in flight. They promise nothing about this node's disk: a follower
+ * acknowledges what it wrote itself, and the commit index they carry counts this node's new
+ * entries only in a later Ready, which is not taken before this write completes (one Ready in
+ * flight). Two exceptions keep them waiting:
+ * - the Ready's commit index covers entries of the same Ready: a single voter commits its own
+ *   entries at once, and a learner told so could apply an entry the leader then loses in a crash
+ *   (found by the simulator's durability check, `not-durable`);
+ * - the Ready holds a new term or vote: a message of a term the disk does not hold yet could be
+ *   repeated after a crash by a second leader of the same term.
+ */
+export function mayReplicateBeforePersist(rd: Ready, persisted: HardState): boolean {
+  if (rd.hardState === undefined) return true;
+  if (rd.hardState.term !== persisted.term || rd.hardState.vote !== persisted.vote) return false;
+  return rd.entries.length === 0 || rd.hardState.commit < rd.entries[0]!.index;
+}
+
+/** The messages a leader sends to replicate (see mayReplicateBeforePersist). */
+export function isReplication(m: Message): boolean {
+  return (
+    PLANTED_EARLY_SEND.all ||
+    m.type === 'MsgApp' ||
+    m.type === 'MsgHeartbeat' ||
+    m.type === 'MsgSnap'
+  );
+}
+
+/**
+ * The simulator's teeth only (sim/teeth.test.ts): when `all` is true, every message of a Ready
+ * goes out before its write, a follower's acknowledgements included, which breaks durability.
+ * The product never sets it.
+ */
+export const PLANTED_EARLY_SEND = { all: false };

@@ -36,6 +36,28 @@ export function entryKey(index: number): string {
   return ENTRY_PREFIX + index.toString(16).padStart(16, '0');
 }
 
+/** The index of a snapshot record (decodes the whole record). */
+export function snapshotRecordIndex(record: Uint8Array): number {
+  return (packr.unpack(record) as [number])[0];
+}
+
+/**
+ * Whether these records (what a disk holds durably) keep entry `index` of `term`, or a snapshot
+ * that covers it. For the simulator's durability check; `snapshotIndex` decodes the snapshot
+ * record's index (callers may memoize it).
+ */
+export function recordsHoldEntry(
+  records: { get(key: string): Uint8Array | undefined },
+  index: number,
+  term: number,
+  snapshotIndex: (record: Uint8Array) => number = snapshotRecordIndex,
+): boolean {
+  const v = records.get(entryKey(index));
+  if (v !== undefined) return (packr.unpack(v) as [number])[0] === term;
+  const snap = records.get(SNAPSHOT_KEY);
+  return snap !== undefined && snapshotIndex(snap) >= index;
+}
+
 function bytes(x: unknown): Uint8Array {
   if (x instanceof Uint8Array) return x;
   throw new Error('expected bytes');
