@@ -1,0 +1,69 @@
+// The Nix CLI as `pcr deploy` uses it on the machine that deploys (never on the cluster): run a
+// `nix` command and get its output, or a NixCliError carrying Nix's own error text; and the
+// closure of store paths from `nix path-info --json -r`. The commands themselves (eval, flake
+// metadata, build) are chosen in flake.ts.
+
+import type { ClosurePathInfo } from './diff.ts';
+
+/** Nix's stderr kept in an error (the end of it: where Nix says what went wrong). */
+export const NIX_ERROR_CHARS_MAX = 4000;
+
+export class NixCliError extends Error {
+  /** Nix's own error text (the end of its stderr). */
+  readonly nixText: string;
+  constructor(message: string, nixText: string) {
+    super(message);
+    this.nixText = nixText;
+  }
+}
+
+/** Runs `nix` (or another Nix tool) and returns its stdout; anything else is a NixCliError. */
+export type NixRunner = (args: readonly string[]) => Promise<string>;
+
+/** The real Nix CLI; `env` for tests (nixEnv()), else the caller's environment. */
+export function nixRunner(env?: NodeJS.ProcessEnv): NixRunner {
+  return async (args) => {
+    const { execa } = await import('execa');
+    const r = await execa('nix', [...args], {
+      env: env ?? process.env,
+      reject: false,
+      maxBuffer: 1 << 28,
+      stdin: 'ignore',
+    });
+    if (r.failed && r.exitCode === undefined) {
+      throw new NixCliError(`cannot run nix: ${r.shortMessage ?? 'not found'}`, '');
+    }
+    if (r.exitCode !== 0) {
+      const text = String(r.stderr).trim().slice(-NIX_ERROR_CHARS_MAX);
+      throw new NixCliError(`nix ${args.slice(0, 2).join(' ')} failed (exit ${r.exitCode})`, text);
+    }
+    return String(r.stdout);
+  };
+}
+
+interface PathInfoJson {
+  path?: unknown;
+  valid?: unknown;
+  narSize?: unknown;
+  references?: unknown;
+}
+
+/** Parses `nix path-info --json` output; a path Nix says is not valid is refused by name. */
+export function parsePathInfos(json: string): ClosurePathInfo[] {
+  const out: ClosurePathInfo[] = [];
+  for (const j of JSON.parse(json) as PathInfoJson[]) {
+    if (typeof j.path !== 'string') throw new Error('nix path-info: an entry without a path');
+    if (j.valid === false) throw new NixCliError(`${j.path} is not in the local Nix store`, '');
+    const refs = Array.isArray(j.references) ? j.references.map(String) : [];
+    out.push({ path: j.path, narSize: Number(j.narSize ?? 0), references: refs });
+  }
+  return out;
+}
+
+/** The closure of `paths` in the local Nix store, with each path's references and NAR size. */
+export async function localClosure(
+  nix: NixRunner,
+  paths: readonly string[],
+): Promise<ClosurePathInfo[]> {
+  return parsePathInfos(await nix(['path-info', '--json', '--recursive', ...paths]));
+}
