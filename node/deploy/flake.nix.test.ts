@@ -134,7 +134,7 @@ describeWithTools(['nix', 'nix-store', 'git'], 'pcr deploy REF with the real Nix
     it('an invalid spec is refused by the validator before anything is built', async () => {
       const { dir, salt } = await flake({
         deployments:
-          'web = { spec = { version = 1; runner = "${runner}"; memoryMiB = 1048576; }; };',
+          'web = { spec = { version = 1; runner = runner; memoryMiB = 1048576; }; };',
       });
       const e = await failure(deployFlake(`${dir}#web`, { nix, ...recorder() }));
       expect(e.kind).toBe('invalid');
@@ -151,16 +151,16 @@ describeWithTools(['nix', 'nix-store', 'git'], 'pcr deploy REF with the real Nix
     it('a spec named after another deployment, a spec that is not one, an update that is not a set', async () => {
       const cases: [string, RegExp][] = [
         [
-          'web = { spec = { version = 1; name = "db"; runner = "${runner}"; }; };',
+          'web = { spec = { version = 1; name = "db"; runner = runner; }; };',
           /spec\.name "db" differs/,
         ],
-        ['web = { spec = "${runner}"; };', /spec: expected a VM spec/],
+        ['web = { spec = runner.outPath; };', /spec: expected a VM spec/],
         [
-          'web = { spec = { version = 1; runner = "${runner}"; }; update = 3; };',
+          'web = { spec = { version = 1; runner = runner; }; update = 3; };',
           /update: must be an attribute set/,
         ],
         [
-          'web = { spec = { version = 1; runner = "${runner}"; }; health = [ ]; };',
+          'web = { spec = { version = 1; runner = runner; }; health = [ ]; };',
           /unknown attribute health/,
         ],
       ];
