@@ -133,8 +133,7 @@ describeWithTools(['nix', 'nix-store', 'git'], 'pcr deploy REF with the real Nix
 
     it('an invalid spec is refused by the validator before anything is built', async () => {
       const { dir, salt } = await flake({
-        deployments:
-          'web = { spec = { version = 1; runner = runner; memoryMiB = 1048576; }; };',
+        deployments: 'web = { spec = { version = 1; runner = runner; memoryMiB = 1048576; }; };',
       });
       const e = await failure(deployFlake(`${dir}#web`, { nix, ...recorder() }));
       expect(e.kind).toBe('invalid');

@@ -27,7 +27,7 @@ export async function writeTestFlake(t: TestFlake): Promise<{ dir: string; salt:
   const salt = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
   const script =
     t.runnerScript ??
-    '/bin/mkdir -p $out/bin && printf "#!/bin/sh\\n# ${lib}\\necho up\\n" > $out/bin/microvm-run && /bin/chmod +x $out/bin/microvm-run';
+    `/bin/mkdir -p $out/bin && printf "#!/bin/sh\\n# \${lib}\\necho up\\n" > $out/bin/microvm-run && /bin/chmod +x $out/bin/microvm-run`;
   const flake = `{
   outputs = { self }:
     let
