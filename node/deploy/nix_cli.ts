@@ -24,7 +24,8 @@ export type NixRunner = (args: readonly string[]) => Promise<string>;
 export function nixRunner(env?: NodeJS.ProcessEnv): NixRunner {
   return async (args) => {
     const { execa } = await import('execa');
-    const r = await execa('nix', [...args], {
+    // Flakes and the new CLI, whatever the user's nix.conf says (they are experimental in 2.8).
+    const r = await execa('nix', ['--extra-experimental-features', 'nix-command flakes', ...args], {
       env: env ?? process.env,
       reject: false,
       maxBuffer: 1 << 28,
