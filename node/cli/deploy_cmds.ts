@@ -353,7 +353,7 @@ export function registerDeployCommands(program: Command, ctx: CliContext): void 
       // A REF that names no deployment is refused before the member is dialed.
       await orCliError(Promise.resolve().then(() => resolveDeployRef(refText)));
       const nix = nixRunner();
-      const log = o.json === true ? () => {} : (l: string) => process.stderr.write(`${l}\n`);
+      const log = o.json === true ? () => {} : (l: string) => ctx.io.err(`${l}\n`);
       const out =
         o.dryRun === true
           ? await orCliError(
