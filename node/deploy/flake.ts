@@ -268,7 +268,9 @@ export async function buildDeployment(
   const drvs = ev.context.filter((p) => p.endsWith('.drv'));
   if (drvs.length > 0) {
     try {
-      await nix(['build', '--no-link', '--json', ...drvs]);
+      // nix-store --realise: a derivation path means "build its outputs" in every Nix version
+      // (`nix build` of a .drv changed meaning after 2.8).
+      await nix(['--realise', ...drvs], 'nix-store');
     } catch (e) {
       if (!(e instanceof NixCliError)) throw e;
       throw new DeployError('build', `building ${ev.ref.installable} failed`, e.nixText);

@@ -17,26 +17,31 @@ export class NixCliError extends Error {
   }
 }
 
-/** Runs `nix` (or another Nix tool) and returns its stdout; anything else is a NixCliError. */
-export type NixRunner = (args: readonly string[]) => Promise<string>;
+/** Runs `nix` (or `program`, another Nix tool) and returns its stdout; else a NixCliError. */
+export type NixRunner = (args: readonly string[], program?: 'nix' | 'nix-store') => Promise<string>;
 
 /** The real Nix CLI; `env` for tests (nixEnv()), else the caller's environment. */
 export function nixRunner(env?: NodeJS.ProcessEnv): NixRunner {
-  return async (args) => {
+  return async (args, program = 'nix') => {
     const { execa } = await import('execa');
     // Flakes and the new CLI, whatever the user's nix.conf says (they are experimental in 2.8).
-    const r = await execa('nix', ['--extra-experimental-features', 'nix-command flakes', ...args], {
+    const features =
+      program === 'nix' ? ['--extra-experimental-features', 'nix-command flakes'] : [];
+    const r = await execa(program, [...features, ...args], {
       env: env ?? process.env,
       reject: false,
       maxBuffer: 1 << 28,
       stdin: 'ignore',
     });
     if (r.failed && r.exitCode === undefined) {
-      throw new NixCliError(`cannot run nix: ${r.shortMessage ?? 'not found'}`, '');
+      throw new NixCliError(`cannot run ${program}: ${r.shortMessage ?? 'not found'}`, '');
     }
     if (r.exitCode !== 0) {
       const text = String(r.stderr).trim().slice(-NIX_ERROR_CHARS_MAX);
-      throw new NixCliError(`nix ${args.slice(0, 2).join(' ')} failed (exit ${r.exitCode})`, text);
+      throw new NixCliError(
+        `${program} ${args.slice(0, 2).join(' ')} failed (exit ${r.exitCode})`,
+        text,
+      );
     }
     return String(r.stdout);
   };
@@ -49,10 +54,17 @@ interface PathInfoJson {
   references?: unknown;
 }
 
-/** Parses `nix path-info --json` output; a path Nix says is not valid is refused by name. */
+/**
+ * Parses `nix path-info --json` output: a list of infos with their `path` (Nix 2.8 to 2.18) or an
+ * object from path to info, null when not valid (2.19 on). A path Nix says is not valid is refused.
+ */
 export function parsePathInfos(json: string): ClosurePathInfo[] {
+  const parsed = JSON.parse(json) as PathInfoJson[] | Record<string, PathInfoJson | null>;
+  const list = Array.isArray(parsed)
+    ? parsed
+    : Object.entries(parsed).map(([path, j]) => ({ ...(j ?? { valid: false }), path }));
   const out: ClosurePathInfo[] = [];
-  for (const j of JSON.parse(json) as PathInfoJson[]) {
+  for (const j of list) {
     if (typeof j.path !== 'string') throw new Error('nix path-info: an entry without a path');
     if (j.valid === false) throw new NixCliError(`${j.path} is not in the local Nix store`, '');
     const refs = Array.isArray(j.references) ? j.references.map(String) : [];
