@@ -31,7 +31,7 @@ export async function writeTestFlake(t: TestFlake): Promise<{ dir: string; salt:
   const flake = `{
   outputs = { self }:
     let
-      system = builtins.currentSystem or "x86_64-linux";
+      system = "SYSTEM"; # builtins.currentSystem is not there in pure evaluation
       lib = derivation {
         name = "pcr-test-lib-1.0-SALT"; inherit system; builder = "/bin/sh";
         args = [ "-c" "/bin/mkdir $out && echo SALT > $out/lib" ];
@@ -42,7 +42,9 @@ export async function writeTestFlake(t: TestFlake): Promise<{ dir: string; salt:
       };
     in ${t.outputs ?? `{ procurator.deployments = { ${t.deployments ?? ''} }; }`};
 }
-`.replaceAll('SALT', salt);
+`
+    .replaceAll('SALT', salt)
+    .replaceAll('SYSTEM', `${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux`);
   await writeFile(join(dir, 'flake.nix'), flake);
   if (t.git === true) {
     const git = (...args: string[]) => execa('git', args, { cwd: dir });
