@@ -31,6 +31,8 @@ export const ERROR_EXIT = {
   corrupt: 9,
   removed: 10,
   unplaceable: 13,
+  /** Not an error: `pcr deploy plan` found changes (0 is none), as `terraform plan -detailed-exitcode`. */
+  changes: 14,
 } as const;
 
 /** Maelstrom's error codes this vocabulary uses (its doc/protocol.md#errors). */

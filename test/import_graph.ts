@@ -114,6 +114,8 @@ export function isPureModule(path: string): boolean {
     path.startsWith('node/sched/') ||
     path === 'node/agent/reconciler.ts' ||
     path === 'node/vmm/restart.ts' ||
+    path === 'node/deploy/diff.ts' ||
+    path === 'node/deploy/plan.ts' ||
     /^node\/store\/(nar|narinfo|keys|base32|store_path|hash|errors|cache_auth)\.ts$/.test(path) ||
     path === 'jepsen/checker/linearizability.ts' ||
     path === 'jepsen/checker/model.ts' ||

@@ -13,6 +13,7 @@ export const TOOL_PACKAGES: Record<string, string> = {
   'nix-store': 'nix-bin',
   'nix-instantiate': 'nix-bin',
   'nix-build': 'nix-bin',
+  git: 'git',
   python3: 'python3',
   'systemd-analyze': 'systemd',
   'qemu-system-x86_64': 'qemu-system-x86',

@@ -29,6 +29,8 @@ export const EXIT = {
   addressInUse: 12,
   /** `pcr vm run` / `vm plan`: no node can hold the VM as specified (the reasons are printed). */
   unplaceable: ERROR_EXIT.unplaceable,
+  /** `pcr deploy plan`: the deployment would change (0: it would not). */
+  changes: ERROR_EXIT.changes,
 } as const;
 
 /** The error code --json prints for each exit code (one vocabulary with the exit codes). */
@@ -45,6 +47,7 @@ const EXIT_CODE_NAME: Record<number, string> = {
   [EXIT.removed]: 'REMOVED',
   [EXIT.badArgument]: 'BAD_ARGUMENT',
   [EXIT.addressInUse]: 'ADDRESS_IN_USE',
+  [EXIT.changes]: 'CHANGES',
 };
 
 export function errorCodeName(exitCode: number): string {

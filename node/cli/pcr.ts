@@ -32,6 +32,10 @@ const NOUNS: readonly Noun[] = [
   },
   { names: ['store'], load: async () => (await import('./store_cmds.ts')).registerStoreCommands },
   { names: ['vm'], load: async () => (await import('./vm_cmds.ts')).registerVmCommands },
+  {
+    names: ['deploy'],
+    load: async () => (await import('./deploy_cmds.ts')).registerDeployCommands,
+  },
   { names: ['maelstrom'], load: async () => (await import('./maelstrom.ts')).register },
   { names: ['top'], load: async () => (await import('./top.ts')).register },
   { names: ['completion'], load: async () => (await import('./completion.ts')).register },

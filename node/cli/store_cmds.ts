@@ -6,7 +6,16 @@
 import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
 import { plural } from '../plural.ts';
-import { CliError, type ConnectOptions, call, connect, EXIT, print, table } from './client.ts';
+import {
+  CliError,
+  type Connection,
+  type ConnectOptions,
+  call,
+  connect,
+  EXIT,
+  print,
+  table,
+} from './client.ts';
 import { withConnect } from './cluster_cmds.ts';
 import type { CliContext } from './context.ts';
 import { callWithMembers, fetchMembers, label, type MemberRow, resolveNode } from './members.ts';
@@ -102,6 +111,23 @@ export function verifyText(r: Record<string, unknown>): string {
   ].join('\n');
 }
 
+/**
+ * `store push` over an open connection (also `pcr deploy`'s push): the member imports `path`'s
+ * closure from the Nix store of its machine, then each member `to` names fetches it. Resolves to
+ * the member's answer (`imported`, `replicated`, `failed`).
+ */
+export async function pushPath(
+  c: Connection,
+  path: string,
+  to: readonly string[] = [],
+  ms: readonly MemberRow[] = [],
+): Promise<Record<string, unknown>> {
+  return c.request({ op: 'store.push', path, to: to.map((x) => resolveNode(x, ms)) });
+}
+
+/** A push can take long: unless --timeout says otherwise, `store push` and `deploy` wait an hour. */
+export const PUSH_TIMEOUT_S = FETCH_TIMEOUT_S;
+
 export function registerStoreCommands(program: Command, ctx: CliContext): void {
   const store = program.command('store').description("the cluster's Nix store");
   registerTokenCommands(store);
@@ -196,8 +222,7 @@ export function registerStoreCommands(program: Command, ctx: CliContext): void {
       let ms: Awaited<ReturnType<typeof fetchMembers>>;
       try {
         ms = o.to !== undefined || o.json !== true ? await fetchMembers(c) : [];
-        const to = (o.to ?? []).map((x) => resolveNode(x, ms));
-        r = await c.request({ op: 'store.push', path, to });
+        r = await pushPath(c, path, o.to ?? [], ms);
       } finally {
         await c.close();
       }
