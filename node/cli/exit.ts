@@ -47,6 +47,7 @@ const EXIT_CODE_NAME: Record<number, string> = {
   [EXIT.removed]: 'REMOVED',
   [EXIT.badArgument]: 'BAD_ARGUMENT',
   [EXIT.addressInUse]: 'ADDRESS_IN_USE',
+  [EXIT.unplaceable]: 'UNPLACEABLE',
   [EXIT.changes]: 'CHANGES',
 };
 
