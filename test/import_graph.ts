@@ -113,6 +113,7 @@ export function isPureModule(path: string): boolean {
     path.startsWith('node/state/') ||
     path.startsWith('node/sched/') ||
     path === 'node/agent/reconciler.ts' ||
+    path === 'node/agent/health_verdict.ts' ||
     path === 'node/vmm/restart.ts' ||
     /^node\/store\/(nar|narinfo|keys|base32|store_path|hash|errors|cache_auth)\.ts$/.test(path) ||
     path === 'jepsen/checker/linearizability.ts' ||
