@@ -5,6 +5,9 @@
 // that never does, each proposed once. Three real boots.
 
 import { existsSync } from 'node:fs';
+import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { describeWithTools } from '../../test/tools.ts';
 import { until } from '../../test/until.ts';
@@ -31,6 +34,7 @@ const RUNNER = '/nix/store/0c6lw3rq0qvd4n4ys4fvnnbd5bxxc0nk-microvm-run-db';
 /** An in-memory supervisor: launches succeed at once, stops end at once. */
 class MemorySupervisor implements AgentSupervisor {
   readonly vms = new Map<string, ObservedVm>();
+  consoleRead?: AgentSupervisor['consoleRead'];
   readonly calls: string[] = [];
   /** The timeout each stop and remove was given. */
   readonly timeouts: (number | undefined)[] = [];
@@ -196,6 +200,73 @@ describe('Agent with an in-memory supervisor', () => {
     expect(errors.every((e) => e.startsWith('report a '))).toBe(true);
     await new Promise((r) => setTimeout(r, 200));
     expect(attempts).toBe(3);
+  });
+
+  it("runs the health checks of a running VM on the agent's clock and proposes each change once", async () => {
+    const r = validateVmSpec({
+      version: 1,
+      name: 'web',
+      kernel: '/k',
+      health: [{ console: 'web ready', graceMs: 1000 }],
+    });
+    if (!r.ok) throw new Error('spec');
+    const dir = await mkdtemp(join(tmpdir(), 'pcr-agent-health-'));
+    const log = join(dir, 'console.log');
+    await writeFile(log, 'booting\n');
+    const sup = new MemorySupervisor();
+    // The console as the supervisor's consoleRead serves it: from an offset, at most maxBytes.
+    sup.consoleRead = async (_name: string, offset: number, maxBytes: number) => {
+      const all = await readFile(log);
+      const from = Math.min(offset, all.length);
+      const data = all.subarray(from, from + maxBytes);
+      return { data: data.toString('utf8'), next: from + data.length, size: all.length };
+    };
+    let now = 0;
+    let row: VmHealth | undefined;
+    const proposed: string[] = [];
+    agent = new Agent({
+      supervisor: sup,
+      now: () => now,
+      healthTimers: false,
+      deps: {
+        desiredForThisNode: () => [
+          {
+            name: 'web',
+            spec: r.spec,
+            generation: 3,
+            state: 'running',
+            ...(row !== undefined ? { health: row } : {}),
+          },
+        ],
+        report: async () => undefined,
+        ensureClosure: async () => undefined,
+        proposeHealth: async (name, generation, v, atMs) => {
+          proposed.push(`${name}@${generation} ${v.healthy} ${v.message ?? ''}`.trim());
+          row = appliedHealth(row, generation, v, atMs);
+        },
+      },
+    });
+    await agent.round(); // starts it (in the background)
+    await until(() => sup.vms.get('web')?.phase === 'running', 5000, 'web running');
+    await agent.round();
+    expect(agent.health?.tracked()).toEqual(['web']);
+    await agent.health?.runDue();
+    expect(proposed).toEqual([]); // within the grace
+    now = 1000;
+    await agent.health?.runDue();
+    await until(() => proposed.length === 1, 5000, 'the unhealthy verdict');
+    await appendFile(log, 'web ready\n');
+    now = 1500;
+    await agent.health?.runDue();
+    await until(() => proposed.length === 2, 5000, 'the healthy verdict');
+    for (let i = 0; i < 3; i++) {
+      now += 500;
+      await agent.round();
+      await agent.health?.runDue();
+    }
+    expect(proposed).toEqual(['web@3 false not seen within 1000 ms of the start', 'web@3 true']);
+    expect(row).toMatchObject({ generation: 3, healthy: true, sinceMs: 1500 });
+    await rm(dir, { recursive: true, force: true });
   });
 
   it('reports failed with the reason when a fetch fails', async () => {
