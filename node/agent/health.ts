@@ -179,8 +179,6 @@ export interface HealthDeps {
   /** Commits vm.health; resolves when committed (or when the row has it already). */
   propose(name: string, generation: number, verdict: HealthVerdict, atMs: number): Promise<void>;
   onError?(what: string, err: Error): void;
-  /** Test seam for the probes (default: probeTcp and probeHttp over real sockets). */
-  probe?(check: HealthCheck): Promise<ProbeResult>;
   /** False: no timers; the caller runs runDue() (deterministic tests with a fake clock). */
   timers?: boolean;
 }
@@ -203,7 +201,8 @@ interface Tracker {
   proposing: boolean;
 }
 
-function defaultProbe(c: HealthCheck): Promise<ProbeResult> {
+/** A tcp or http check's run over real sockets. */
+function probe(c: HealthCheck): Promise<ProbeResult> {
   if ('tcp' in c) return probeTcp(c.tcp.host, c.tcp.port, c.timeoutMs);
   if ('http' in c) return probeHttp(c.http.host, c.http.port, c.http.path, c.timeoutMs);
   return Promise.resolve({ ok: false, message: 'not a probe' });
@@ -316,7 +315,7 @@ export class HealthMonitor {
     t.running[i] = true;
     t.dueAtMs[i] = this.deps.now() + interval;
     try {
-      const r = await (this.deps.probe ?? defaultProbe)(c);
+      const r = await probe(c);
       t.outcomes[i] = {
         ok: r.ok,
         ...(r.message !== undefined ? { message: r.message } : {}),
