@@ -27,5 +27,26 @@ in
         The spec's restart policy (docs/vm-spec.md, `restart`); null leaves pcr's default (never).
       '';
     };
+    health = mkOption {
+      # Checks are small attribute sets of strings, numbers and one nested set (tcp, http):
+      # their shape is the validator's to check (docs/vm-spec.md, `health`), not repeated here.
+      type = types.listOf (types.attrsOf types.anything);
+      default = [ ];
+      example = [
+        { console = "web ready"; }
+        {
+          http = {
+            host = "10.0.0.2";
+            port = 80;
+            path = "/health";
+          };
+          intervalMs = 5000;
+        }
+      ];
+      description = ''
+        The spec's health checks (docs/vm-spec.md, `health`): the node that runs the VM evaluates
+        them and `pcr vm status` shows the verdict. Empty: none (healthy while it runs).
+      '';
+    };
   };
 }

@@ -8,7 +8,7 @@ rec {
   /**
     The spec of `nixos` (the result of nixosSystem, or anything with a `config` holding
     `microvm.*` and `networking.hostName`) as an attribute set. `overrides` replaces any field,
-    e.g. `{ name = "web-2"; }`. The name and restart policy come from the guest's
+    e.g. `{ name = "web-2"; }`. The name, restart policy and health checks come from the guest's
     `procurator.vm` options (nix/guest.nix) when it imports them, else the host name.
   */
   vmSpecOf =
@@ -27,6 +27,7 @@ rec {
       memoryMiB = m.mem;
     }
     // lib.optionalAttrs ((guest.restart or null) != null) { inherit (guest) restart; }
+    // lib.optionalAttrs ((guest.health or [ ]) != [ ]) { inherit (guest) health; }
     // overrides;
 
   /**

@@ -109,6 +109,38 @@ describeWithTools(
       expect(r.ok && r.spec.restart).toMatchObject({ policy: 'on-failure', maxAttempts: 3 });
     });
 
+    it('takes the health checks from the guest module; none when it gives none', async () => {
+      const health = [
+        { console: 'web ready', graceMs: 10_000 },
+        { http: { host: '10.0.0.2', port: 80, path: '/health' }, intervalMs: 1000 },
+      ];
+      const spec = await evalAttr('spec', { ...web, procurator: { vm: { health } } });
+      expect(spec).toMatchObject({ health });
+      const r = validateVmSpec(spec);
+      if (!r.ok) throw new Error(formatSpecErrors(r.errors));
+      expect(r.spec.health).toEqual([
+        { console: 'web ready', graceMs: 10_000 },
+        {
+          http: { host: '10.0.0.2', port: 80, path: '/health' },
+          intervalMs: 1000,
+          timeoutMs: 1000,
+          graceMs: 30_000,
+        },
+      ]);
+      expect(await evalAttr('spec', web)).not.toHaveProperty('health');
+    });
+
+    it('passes a bad check on to the validator, which names it', async () => {
+      const spec = await evalAttr('spec', {
+        ...web,
+        procurator: { vm: { health: [{ http: { host: '10.0.0.2', port: 0 } }] } },
+      });
+      const r = validateVmSpec(spec);
+      expect(r.ok ? '' : formatSpecErrors(r.errors)).toBe(
+        'health[0].http.port: 0 must be an integer from 1 to 65535',
+      );
+    });
+
     it('refuses a name pcr would refuse: at evaluation with the guest module, by the validator without', async () => {
       const guest = { networking: { hostName: 'Web_1' } };
       await expect(evalAttr('spec', guest)).rejects.toThrow(/procurator\.vm\.name/);

@@ -16,6 +16,7 @@ import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
 import { bootstrap, type NodeId, type RandomSource } from '../consensus/index.ts';
 import { AGENT_STOP_TIMEOUT_MS, Agent } from './agent/agent.ts';
+import type { HealthVerdict } from './agent/health_verdict.ts';
 import { stopTimeoutMs } from './agent/reconciler.ts';
 import { LOCAL_SOCKET_FILE, type LocalSocketServer, serveLocalSocket } from './api/local_socket.ts';
 import { TRANSFER_WAIT_MS } from './api/member_handlers.ts';
@@ -637,8 +638,11 @@ export class Daemon {
             spec: v.spec,
             generation: v.generation,
             state: v.desired,
+            ...(v.health !== undefined ? { health: v.health } : {}),
           })),
         report: (name, state, reason) => this.reportVm(name, state, reason),
+        proposeHealth: (name, generation, verdict, atMs) =>
+          this.proposeHealth(name, generation, verdict, atMs),
         // The node's store is the authority on what is here, not the file system: a path on
         // disk that the store does not hold (another tool put it there) is fetched and verified.
         closurePresent: (path) => this.runnable.has(path),
@@ -697,6 +701,30 @@ export class Daemon {
       atMs: Date.now(),
     });
     if (!out.ok) throw new Error(`report of ${name} ${state} not committed: ${out.message}`);
+  }
+
+  /**
+   * Commits a health verdict of this node's run of `generation` (vm.health). A stale result (the
+   * row moved on, or holds this verdict already) is no error: nothing is left to say.
+   */
+  private async proposeHealth(
+    name: string,
+    generation: number,
+    verdict: HealthVerdict,
+    atMs: number,
+  ): Promise<void> {
+    const out = await this.submit({
+      op: 'vm.health',
+      name,
+      node: this.id,
+      generation,
+      healthy: verdict.healthy,
+      check: verdict.check,
+      ...(verdict.message !== undefined ? { message: verdict.message } : {}),
+      atMs,
+    });
+    // Committed; the state machine's own answer (stale, notFound) needs nothing more from us.
+    if (!out.ok) throw new Error(`health of ${name} not committed: ${out.message}`);
   }
 
   /** Peer IDs of the other members (the store asks them for closures). */

@@ -113,6 +113,7 @@ export function isPureModule(path: string): boolean {
     path.startsWith('node/state/') ||
     path.startsWith('node/sched/') ||
     path === 'node/agent/reconciler.ts' ||
+    path === 'node/agent/health_verdict.ts' ||
     path === 'node/vmm/restart.ts' ||
     path === 'node/deploy/diff.ts' ||
     path === 'node/deploy/plan.ts' ||

@@ -1,9 +1,13 @@
 // The agent driving the reconciler: with an in-memory supervisor (closure fetch, report order,
 // report retries, removal), then with the real supervisor and QEMU (TCG): a desired VM boots to its
 // console marker with reports starting then running, and is stopped and removed once no longer
-// desired. One real boot.
+// desired; and two VMs with console health checks, one that passes on the guest's marker and one
+// that never does, each proposed once. Three real boots.
 
 import { existsSync } from 'node:fs';
+import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { describeWithTools } from '../../test/tools.ts';
 import { until } from '../../test/until.ts';
@@ -17,10 +21,12 @@ import {
   waitForMarker,
 } from '../../test/vmm/helpers.ts';
 import { specHash, type VmSpec, validateVmSpec } from '../state/vm_spec.ts';
+import type { VmHealth } from '../state/vms.ts';
 import type { ExitReason } from '../vmm/backend.ts';
 import { qemuBackend } from '../vmm/qemu.ts';
 import { type ObservedVm, Supervisor } from '../vmm/supervisor.ts';
 import { Agent, type AgentSupervisor } from './agent.ts';
+import { appliedHealth, type HealthVerdict } from './health_verdict.ts';
 import type { DesiredVm, VmState } from './reconciler.ts';
 
 const RUNNER = '/nix/store/0c6lw3rq0qvd4n4ys4fvnnbd5bxxc0nk-microvm-run-db';
@@ -28,6 +34,7 @@ const RUNNER = '/nix/store/0c6lw3rq0qvd4n4ys4fvnnbd5bxxc0nk-microvm-run-db';
 /** An in-memory supervisor: launches succeed at once, stops end at once. */
 class MemorySupervisor implements AgentSupervisor {
   readonly vms = new Map<string, ObservedVm>();
+  consoleRead?: AgentSupervisor['consoleRead'];
   readonly calls: string[] = [];
   /** The timeout each stop and remove was given. */
   readonly timeouts: (number | undefined)[] = [];
@@ -195,6 +202,73 @@ describe('Agent with an in-memory supervisor', () => {
     expect(attempts).toBe(3);
   });
 
+  it("runs the health checks of a running VM on the agent's clock and proposes each change once", async () => {
+    const r = validateVmSpec({
+      version: 1,
+      name: 'web',
+      kernel: '/k',
+      health: [{ console: 'web ready', graceMs: 1000 }],
+    });
+    if (!r.ok) throw new Error('spec');
+    const dir = await mkdtemp(join(tmpdir(), 'pcr-agent-health-'));
+    const log = join(dir, 'console.log');
+    await writeFile(log, 'booting\n');
+    const sup = new MemorySupervisor();
+    // The console as the supervisor's consoleRead serves it: from an offset, at most maxBytes.
+    sup.consoleRead = async (_name: string, offset: number, maxBytes: number) => {
+      const all = await readFile(log);
+      const from = Math.min(offset, all.length);
+      const data = all.subarray(from, from + maxBytes);
+      return { data: data.toString('utf8'), next: from + data.length, size: all.length };
+    };
+    let now = 0;
+    let row: VmHealth | undefined;
+    const proposed: string[] = [];
+    agent = new Agent({
+      supervisor: sup,
+      now: () => now,
+      healthTimers: false,
+      deps: {
+        desiredForThisNode: () => [
+          {
+            name: 'web',
+            spec: r.spec,
+            generation: 3,
+            state: 'running',
+            ...(row !== undefined ? { health: row } : {}),
+          },
+        ],
+        report: async () => undefined,
+        ensureClosure: async () => undefined,
+        proposeHealth: async (name, generation, v, atMs) => {
+          proposed.push(`${name}@${generation} ${v.healthy} ${v.message ?? ''}`.trim());
+          row = appliedHealth(row, generation, v, atMs);
+        },
+      },
+    });
+    await agent.round(); // starts it (in the background)
+    await until(() => sup.vms.get('web')?.phase === 'running', 5000, 'web running');
+    await agent.round();
+    expect(agent.health?.tracked()).toEqual(['web']);
+    await agent.health?.runDue();
+    expect(proposed).toEqual([]); // within the grace
+    now = 1000;
+    await agent.health?.runDue();
+    await until(() => proposed.length === 1, 5000, 'the unhealthy verdict');
+    await appendFile(log, 'web ready\n');
+    now = 1500;
+    await agent.health?.runDue();
+    await until(() => proposed.length === 2, 5000, 'the healthy verdict');
+    for (let i = 0; i < 3; i++) {
+      now += 500;
+      await agent.round();
+      await agent.health?.runDue();
+    }
+    expect(proposed).toEqual(['web@3 false not seen within 1000 ms of the start', 'web@3 true']);
+    expect(row).toMatchObject({ generation: 3, healthy: true, sinceMs: 1500 });
+    await rm(dir, { recursive: true, force: true });
+  });
+
   it('reports failed with the reason when a fetch fails', async () => {
     const r = validateVmSpec({ version: 1, name: 'db', runner: RUNNER });
     if (!r.ok) throw new Error('spec');
@@ -260,6 +334,83 @@ describeWithTools(VM_TOOLS, 'Agent with the real supervisor and QEMU (TCG)', () 
       await until(() => sup.get('agentvm') === undefined, 30_000, 'the VM removed');
       expect(existsSync(sup.paths('agentvm').dir)).toBe(false);
       expect(reports).toEqual(['agentvm starting', 'agentvm running']);
+    },
+    BOOT_TIMEOUT_MS * 2,
+  );
+});
+
+describeWithTools(VM_TOOLS, 'Agent health checks with the real supervisor and QEMU (TCG)', () => {
+  let runDir: string;
+  let sup: Supervisor;
+  let agent: Agent;
+  beforeAll(() => {
+    runDir = shortTmpDir('pcr-agenth');
+  });
+  afterAll(async () => {
+    await agent?.stop();
+    await sup?.close();
+    await sweep(runDir);
+  });
+
+  it(
+    "proposes healthy once for a console check the guest's marker passes, unhealthy once for one never printed",
+    async () => {
+      const vm = await buildTestVm();
+      sup = new Supervisor({ runDir, backends: { qemu: qemuBackend({ accelerator: 'tcg' }) } });
+      const good = testVmSpec(vm, 'hgood', { health: [{ console: TEST_VM_MARKER }] });
+      const bad = testVmSpec(vm, 'hbad', {
+        health: [{ console: 'never printed by this guest', graceMs: 3000 }],
+      });
+      // The rows as the state machine would hold them once each proposal committed.
+      const rows = new Map<string, VmHealth>();
+      const proposals: string[] = [];
+      const desiredOf = (spec: VmSpec): DesiredVm => {
+        const health = rows.get(spec.name);
+        return {
+          name: spec.name,
+          spec,
+          generation: 1,
+          state: 'running',
+          ...(health !== undefined ? { health } : {}),
+        };
+      };
+      let desired = (): DesiredVm[] => [desiredOf(good), desiredOf(bad)];
+      agent = new Agent({
+        supervisor: sup,
+        stopTimeoutMs: 20_000,
+        deps: {
+          desiredForThisNode: () => desired(),
+          report: async () => undefined,
+          ensureClosure: async () => undefined,
+          proposeHealth: async (name, generation, v: HealthVerdict, atMs) => {
+            proposals.push(`${name} ${v.healthy} ${v.check}${v.message ? `: ${v.message}` : ''}`);
+            rows.set(name, appliedHealth(rows.get(name), generation, v, atMs));
+          },
+        },
+      });
+      agent.start();
+      await until(() => rows.get('hgood')?.healthy === true, BOOT_TIMEOUT_MS, 'hgood healthy');
+      await until(() => rows.get('hbad') !== undefined, BOOT_TIMEOUT_MS, 'a verdict for hbad');
+      await waitForMarker(sup.paths('hbad').console, TEST_VM_MARKER); // it boots all the same
+      // Steady: more agent rounds and console polls, no new proposal.
+      const rounds = async (n: number) => {
+        for (let i = 0; i < n; i++) await agent.round();
+      };
+      await rounds(3);
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(proposals.sort()).toEqual([
+        'hbad false console "never printed by this guest": not seen within 3000 ms of the start',
+        `hgood true console "${TEST_VM_MARKER}"`,
+      ]);
+
+      desired = () => [];
+      agent.poke();
+      await until(
+        () => sup.get('hgood') === undefined && sup.get('hbad') === undefined,
+        30_000,
+        'both VMs removed',
+      );
+      expect(agent.health?.tracked()).toEqual([]);
     },
     BOOT_TIMEOUT_MS * 2,
   );

@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import type { VmSpec } from '../state/vm_spec.ts';
 import type { ExitReason } from '../vmm/backend.ts';
 import type { ObservedVm } from '../vmm/supervisor.ts';
+import { type ConsoleReader, HealthMonitor } from './health.ts';
+import type { HealthVerdict } from './health_verdict.ts';
 import {
   type Action,
   type ClosureView,
@@ -40,6 +42,16 @@ export interface AgentDeps {
   ensureClosure(storePath: string, onProgress: (p: ClosureProgress) => void): Promise<void>;
   /** Default: `<storePath>/bin/microvm-run` exists. */
   closurePresent?(storePath: string): boolean;
+  /**
+   * Commits a health verdict (vm.health) of a run of `generation`; resolves once committed or when
+   * the row holds it already. Without it the VMs' health checks are not run.
+   */
+  proposeHealth?(
+    name: string,
+    generation: number,
+    verdict: HealthVerdict,
+    atMs: number,
+  ): Promise<void>;
 }
 
 /** The part of the Supervisor the agent uses (a fake in tests, the simulator's own later). */
@@ -48,6 +60,8 @@ export interface AgentSupervisor {
   launch(spec: VmSpec, generation: number): Promise<void>;
   stop(name: string, timeoutMs?: number): Promise<ExitReason | undefined>;
   remove(name: string, timeoutMs?: number): Promise<void>;
+  /** A VM's console log from `offset` (console health checks read it as `pcr vm logs` does). */
+  consoleRead?: ConsoleReader;
 }
 
 export interface AgentOptions {
@@ -64,6 +78,8 @@ export interface AgentOptions {
   readonly onError?: (what: string, err: Error) => void;
   /** Every action as it is executed (tests, the benchmark, debug logs). */
   readonly onAction?: (a: Action) => void;
+  /** False: the health monitor sets no timers (tests drive `health.runDue()` with their clock). */
+  readonly healthTimers?: boolean;
 }
 
 export class Agent {
@@ -84,14 +100,33 @@ export class Agent {
   private running: Promise<void> | undefined;
   private again = false;
   private stopped = false;
+  /** Runs the health checks of this node's running VMs (docs/deploy.md); absent without proposeHealth. */
+  readonly health: HealthMonitor | undefined;
 
   constructor(opts: AgentOptions) {
     this.opts = opts;
     this.now = opts.now ?? Date.now;
+    const propose = opts.deps.proposeHealth;
+    const sup = opts.supervisor;
+    this.health =
+      propose === undefined
+        ? undefined
+        : new HealthMonitor({
+            now: this.now,
+            readConsole: (name, offset, maxBytes) =>
+              sup.consoleRead === undefined
+                ? Promise.reject(new Error('this supervisor keeps no console logs'))
+                : sup.consoleRead(name, offset, maxBytes),
+            propose: (name, generation, verdict, atMs) =>
+              propose.call(opts.deps, name, generation, verdict, atMs),
+            ...(opts.onError !== undefined ? { onError: opts.onError } : {}),
+            ...(opts.healthTimers === false ? { timers: false } : {}),
+          });
   }
 
   start(): void {
     this.stopped = false;
+    this.health?.resume();
     this.timer = setInterval(() => this.poke(), this.opts.intervalMs ?? AGENT_INTERVAL_MS);
     this.timer.unref();
     this.poke();
@@ -120,6 +155,7 @@ export class Agent {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
+    this.health?.close();
     await this.running;
   }
 
@@ -147,10 +183,11 @@ export class Agent {
       if (c?.fetching) continue;
       this.closures[r] = { ...c, present: present(r), fetching: false };
     }
+    const observed = this.opts.supervisor.observed();
     const actions = reconcile(
       {
         desired,
-        observed: this.opts.supervisor.observed(),
+        observed,
         closures: this.closures,
         busy: this.busy,
         reported: this.reported,
@@ -159,6 +196,7 @@ export class Agent {
     );
     for (const a of actions) this.execute(a);
     this.hasten();
+    this.health?.update(desired, observed);
   }
 
   private stopMs(name: string, why: StopWhy | 'remove'): number {

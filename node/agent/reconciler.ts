@@ -14,7 +14,7 @@ import type { ObservedVm } from '../vmm/supervisor.ts';
 export const FETCH_RETRY_MS = 10_000;
 
 /** The states a node reports for a VM: the replicated VM table's (node/state/vms.ts). */
-import type { VmState } from '../state/vms.ts';
+import type { VmHealth, VmState } from '../state/vms.ts';
 
 export type { VmState };
 
@@ -25,6 +25,8 @@ export interface DesiredVm {
   readonly generation: number;
   /** `stopped`: keep the VM (and its console log) but do not run it. */
   readonly state: 'running' | 'stopped';
+  /** The row's health verdict (vm.health): the health monitor proposes only changes to it. */
+  readonly health?: VmHealth;
 }
 
 export interface ClosureView {

@@ -35,6 +35,46 @@ interface VmView {
   reason?: string;
   spec: Record<string, unknown>;
   events: { atMs: number; generation: number; version?: number; state: string; reason?: string }[];
+  /** The verdict of its health checks (vm.health), when its node has given one. */
+  health?: {
+    generation: number;
+    healthy: boolean;
+    sinceMs: number;
+    check: string;
+    message?: string;
+  };
+}
+
+/** `12:01:07`, with the date in front when it is not today's. */
+function clockTime(ms: number, nowMs: number): string {
+  const d = new Date(ms);
+  const time = d.toTimeString().slice(0, 8);
+  return d.toDateString() === new Date(nowMs).toDateString()
+    ? time
+    : `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')} ${time}`;
+}
+
+/**
+ * A VM's health as `vm status` shows it: `healthy since 12:01:07`, `unhealthy: http
+ * 10.0.0.2:80/health: 503`, `checking` while its node has no verdict yet; undefined for a VM
+ * without checks (healthy while it runs).
+ */
+export function healthText(
+  v: Pick<VmView, 'generation' | 'spec' | 'health'>,
+  nowMs: number,
+): string | undefined {
+  const checks = v.spec.health;
+  if (!Array.isArray(checks) || checks.length === 0) return undefined;
+  const h = v.health?.generation === v.generation ? v.health : undefined;
+  if (h === undefined) return 'checking';
+  if (h.healthy) return `healthy since ${clockTime(h.sinceMs, nowMs)}`;
+  return `unhealthy: ${h.check}${h.message !== undefined ? `: ${h.message}` : ''}`;
+}
+
+/** The one word of `vm list`'s health column (undefined: no checks, shown as -). */
+export function healthWord(v: Pick<VmView, 'generation' | 'spec' | 'health'>): string | undefined {
+  const text = healthText(v, 0);
+  return text === undefined ? undefined : (text.split(/[ :]/)[0] as string);
 }
 
 /** How often `vm run`, `vm stop` and `vm logs --follow` ask again. */
@@ -246,9 +286,10 @@ export function registerVmCommands(program: Command, ctx: CliContext): void {
         node: v.node === '' ? '(not placed)' : label(v.node, ms),
         reason: v.reason,
         memory: `${v.spec.memoryMiB} MiB`,
+        health: healthWord(v),
       }));
       print(o, r.vms, () =>
-        table(vms, ['name', 'version', 'node', 'desired', 'state', 'memory', 'reason']),
+        table(vms, ['name', 'version', 'node', 'desired', 'state', 'health', 'memory', 'reason']),
       );
     });
 
@@ -276,13 +317,14 @@ export function registerVmCommands(program: Command, ctx: CliContext): void {
       const rows = found.vms as VmView[];
       print(o, rows, () =>
         table(
-          rows.map((r) => ({ ...r, node: nodeOf(r.node) })),
-          ['name', 'version', 'node', 'desired', 'state', 'placement'],
+          rows.map((r) => ({ ...r, node: nodeOf(r.node), health: healthWord(r) })),
+          ['name', 'version', 'node', 'desired', 'state', 'health', 'placement'],
         ),
       );
       return;
     }
     const v = found.vm as VmView;
+    const health = healthText(v, Date.now());
     print(o, v, () =>
       [
         `name        ${v.name}`,
@@ -290,6 +332,7 @@ export function registerVmCommands(program: Command, ctx: CliContext): void {
         ...(v.placement !== undefined ? [`placement   ${v.placement}`] : []),
         `desired     ${v.desired}`,
         `state       ${v.state}${v.reason !== undefined ? ` (${v.reason})` : ''}`,
+        ...(health !== undefined ? [`health      ${health}`] : []),
         `version     ${v.version}`,
         `spec        ${JSON.stringify(v.spec)}`,
         '',

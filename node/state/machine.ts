@@ -221,6 +221,7 @@ export function commandProblem(c: unknown): string | undefined {
     case 'vm.stop':
     case 'vm.rm':
     case 'vm.report':
+    case 'vm.health':
       return vmCommandProblem(o);
     case 'token.put':
     case 'token.rm':
@@ -407,6 +408,7 @@ export class StateMachine {
       case 'vm.stop':
       case 'vm.rm':
       case 'vm.report':
+      case 'vm.health':
         return this.vmResult(
           this.vms.apply(index, c, {
             isMember: (id) => this.members.has(id),

@@ -207,4 +207,27 @@ describe('validateVmSpec', () => {
     expect(specHash(a.spec)).toBe(specHash(b.spec));
     expect(specHash(a.spec)).not.toBe(specHash(c.spec));
   });
+
+  it('keeps the hash of a spec without health checks (rows and runs recorded before checks existed)', () => {
+    // Pinned from the code before health checks: a spec without them hashes as it always did.
+    const tap = validateVmSpec({ ...BASE, network: { mode: 'tap', bridge: 'br0' } });
+    const group = validateVmSpec({ version: 1, name: 'db', runner: RUNNER, count: 2 });
+    const empty = validateVmSpec({ ...BASE, network: { mode: 'tap', bridge: 'br0' }, health: [] });
+    if (!tap.ok || !group.ok || !empty.ok) throw new Error('spec');
+    expect(specHash(tap.spec)).toBe(
+      'c5707d8ae78c2f2cf83359e75c732531d9c842bf894693102239ed4dcb12e4e9',
+    );
+    expect(specHash(group.spec)).toBe(
+      '0b2c8688c3823f56595803642bfcdad3c3d3c95506dc651522b4e87cfeec40f1',
+    );
+    expect('health' in empty.spec).toBe(false);
+    expect(specHash(empty.spec)).toBe(specHash(tap.spec));
+    const checked = validateVmSpec({
+      ...BASE,
+      network: { mode: 'tap', bridge: 'br0' },
+      health: [{ console: 'ready' }],
+    });
+    if (!checked.ok) throw new Error('spec');
+    expect(specHash(checked.spec)).not.toBe(specHash(tap.spec));
+  });
 });

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { PLACEMENT_FIELDS, type PlacementFields, validatePlacementFields } from '../sched/spec.ts';
 import { canonicalJson } from './canonical_json.ts';
+import { type HealthCheck, validateHealthChecks } from './health_spec.ts';
 
 export const VM_SPEC_VERSION = 1;
 /** VM names: lower-case letters, digits and dashes, starting with a letter or digit. */
@@ -71,6 +72,13 @@ export interface VmSpec {
    * restart its running instances.
    */
   readonly placement?: PlacementFields;
+  /**
+   * Health checks (node/state/health_spec.ts, docs/deploy.md): absent when the spec gives none (or
+   * an empty list), so the hash of a spec without checks is what it was before checks existed.
+   * Part of specHash: new checks are a new spec, as a new probe is a new pod in Kubernetes (D-record
+   * in docs/decisions.md).
+   */
+  readonly health?: readonly HealthCheck[];
 }
 
 export interface SpecIssue {
@@ -106,6 +114,7 @@ const TOP_FIELDS = [
   'network',
   'restart',
   'hypervisor',
+  'health',
   ...PLACEMENT_FIELDS,
 ];
 
@@ -136,6 +145,11 @@ export function validateVmSpec(input: unknown): SpecResult {
   const hypervisor = parseHypervisor(input.hypervisor, fail);
   checkBootFields(input, fail);
   const placement = parsePlacement(input, errors);
+  const health = parseHealth(input, network, errors);
+  const extra = {
+    ...(placement !== undefined ? { placement } : {}),
+    ...(health !== undefined && health.length > 0 ? { health } : {}),
+  };
 
   if (errors.length > 0 || name === undefined) return { ok: false, errors };
   const spec: VmSpec =
@@ -149,7 +163,7 @@ export function validateVmSpec(input: unknown): SpecResult {
           memoryMiB,
           network,
           restart,
-          ...(placement !== undefined ? { placement } : {}),
+          ...extra,
         }
       : {
           version: 1,
@@ -163,7 +177,7 @@ export function validateVmSpec(input: unknown): SpecResult {
           network,
           restart,
           hypervisor: hypervisor ?? 'qemu',
-          ...(placement !== undefined ? { placement } : {}),
+          ...extra,
         };
   return { ok: true, spec };
 }
@@ -177,6 +191,22 @@ function parsePlacement(input: Obj, errors: SpecIssue[]): PlacementFields | unde
     return undefined;
   }
   return r.fields;
+}
+
+/** The health checks when the spec gives any (their errors join the spec's). */
+function parseHealth(
+  input: Obj,
+  network: VmNetwork,
+  errors: SpecIssue[],
+): readonly HealthCheck[] | undefined {
+  if (input.health === undefined) return undefined;
+  const kind = input.runner !== undefined ? 'runner' : network.mode;
+  const r = validateHealthChecks(input.health, kind);
+  if (!r.ok) {
+    errors.push(...r.errors);
+    return undefined;
+  }
+  return r.checks;
 }
 
 /** The placement fields of a spec, defaults when it names none. */

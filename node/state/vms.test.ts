@@ -4,7 +4,7 @@
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { StateMachine } from './machine.ts';
-import { VM_EVENTS_MAX } from './vms.ts';
+import { VM_EVENTS_MAX, VM_REASON_BYTES_MAX, type VmEntry } from './vms.ts';
 
 const RUNNER = '/nix/store/0c6lw3rq0qvd4n4ys4fvnnbd5bxxc0nk-microvm-run-db';
 
@@ -265,5 +265,182 @@ describe('VM table', () => {
     expect(copy.applied).toBe(7);
     expect(copy.query({ op: 'vm.list' })).toMatchObject({ ok: true, vms: [] });
     expect(copy.query({ op: 'kv.get', key: 'k' })).toMatchObject({ ok: true, value: 'v' });
+  });
+});
+
+describe('vm.health', () => {
+  const spec = { version: 1, name: 'db', runner: RUNNER, health: [{ console: 'db ready' }] };
+  function running(): StateMachine {
+    const sm = withMember();
+    sm.apply(2, { op: 'vm.put', node: 'n1', atMs: 1, spec });
+    return sm;
+  }
+  const vmOf = (sm: StateMachine): VmEntry => {
+    const r = sm.query({ op: 'vm.get', name: 'db' });
+    if (!r.ok || r.vm === undefined) throw new Error('no db');
+    return r.vm;
+  };
+  const health = (
+    sm: StateMachine,
+    index: number,
+    v: { healthy: boolean; check?: string; message?: string; generation?: number; node?: string },
+  ) =>
+    sm.apply(index, {
+      op: 'vm.health',
+      name: 'db',
+      node: v.node ?? 'n1',
+      generation: v.generation ?? 2,
+      healthy: v.healthy,
+      check: v.check ?? 'console "db ready"',
+      ...(v.message !== undefined ? { message: v.message } : {}),
+      atMs: index * 1000,
+    });
+
+  it('sets the verdict for the current node and generation only; the same verdict again is stale', () => {
+    const sm = running();
+    expect(vmOf(sm).health).toBeUndefined();
+    expect(health(sm, 3, { healthy: true })).toMatchObject({ ok: true });
+    expect(vmOf(sm).health).toEqual({
+      generation: 2,
+      healthy: true,
+      sinceMs: 3000,
+      check: 'console "db ready"',
+    });
+    const before = sm.snapshot();
+    expect(health(sm, 4, { healthy: true })).toMatchObject({ ok: false, code: 'stale' });
+    expect(health(sm, 5, { healthy: false, generation: 1 })).toMatchObject({ code: 'stale' });
+    expect(health(sm, 6, { healthy: false, node: 'n2' })).toMatchObject({ code: 'stale' });
+    // Nothing changed but the applied index.
+    const { health: h } = vmOf(sm);
+    expect(h).toMatchObject({ healthy: true, sinceMs: 3000 });
+    expect(sm.snapshot().length).toBe(before.length);
+    expect(
+      sm.apply(7, {
+        op: 'vm.health',
+        name: 'nope',
+        node: 'n1',
+        generation: 2,
+        healthy: true,
+        check: 'x',
+        atMs: 1,
+      }),
+    ).toMatchObject({ code: 'notFound' });
+  });
+
+  it('moves sinceMs only when the verdict flips; a new message for the same verdict keeps it', () => {
+    const sm = running();
+    health(sm, 3, { healthy: false, check: 'http 10.0.0.2:80/health', message: '503' });
+    expect(vmOf(sm).health).toMatchObject({ healthy: false, sinceMs: 3000, message: '503' });
+    expect(
+      health(sm, 4, { healthy: false, check: 'http 10.0.0.2:80/health', message: '500' }),
+    ).toMatchObject({ ok: true });
+    expect(vmOf(sm).health).toMatchObject({ healthy: false, sinceMs: 3000, message: '500' });
+    health(sm, 5, { healthy: true });
+    expect(vmOf(sm).health).toEqual({
+      generation: 2,
+      healthy: true,
+      sinceMs: 5000,
+      check: 'console "db ready"',
+    });
+  });
+
+  it('is dropped by a new generation (vm.put) and by a new node (release, node down)', () => {
+    const sm = running();
+    health(sm, 3, { healthy: true });
+    sm.apply(4, { op: 'vm.put', node: 'n1', atMs: 4, spec });
+    expect(vmOf(sm).health).toBeUndefined();
+    expect(health(sm, 5, { healthy: true })).toMatchObject({ code: 'stale' }); // generation 2
+    expect(health(sm, 6, { healthy: true, generation: 4 })).toMatchObject({ ok: true });
+    expect(
+      sm.apply(7, { op: 'vm.release', name: 'db', generation: 4, reason: 'drain', atMs: 7 }),
+    ).toMatchObject({ ok: true });
+    expect(vmOf(sm)).toMatchObject({ node: '', state: 'pending' });
+    expect(vmOf(sm).health).toBeUndefined();
+    expect(health(sm, 8, { healthy: true, generation: 4 })).toMatchObject({ code: 'stale' });
+
+    const down = running();
+    health(down, 3, { healthy: true });
+    expect(
+      down.apply(4, {
+        op: 'node.register',
+        id: 'n1',
+        arch: 'x86_64',
+        capacity: { cpus: 4, memoryMiB: 4096 },
+        labels: {},
+        backends: ['microvm'],
+      }),
+    ).toMatchObject({ ok: true });
+    expect(vmOf(down).health).toMatchObject({ healthy: true });
+    expect(down.apply(5, { op: 'node.status', id: 'n1', down: true, atMs: 5 })).toMatchObject({
+      ok: true,
+    });
+    expect(vmOf(down)).toMatchObject({ node: '', state: 'pending' });
+    expect(vmOf(down).health).toBeUndefined();
+  });
+
+  it('checks the shape, with check and message bounded by VM_REASON_BYTES_MAX at the edge', () => {
+    const sm = running();
+    const text = (n: number) => 'x'.repeat(n);
+    expect(health(sm, 3, { healthy: false, check: text(VM_REASON_BYTES_MAX) })).toMatchObject({
+      ok: true,
+    });
+    expect(health(sm, 4, { healthy: false, check: text(VM_REASON_BYTES_MAX + 1) })).toMatchObject({
+      ok: false,
+      code: 'invalid',
+    });
+    expect(
+      health(sm, 5, { healthy: false, check: 'c', message: text(VM_REASON_BYTES_MAX) }),
+    ).toMatchObject({ ok: true });
+    const long = health(sm, 6, {
+      healthy: false,
+      check: 'c',
+      message: text(VM_REASON_BYTES_MAX + 1),
+    });
+    expect(long).toMatchObject({ ok: false, code: 'invalid' });
+    expect(long.ok === false && long.message).toMatch(
+      /message must be a string of at most VM_REASON_BYTES_MAX/,
+    );
+    expect(health(sm, 7, { healthy: true, check: '' })).toMatchObject({ code: 'invalid' });
+    expect(health(sm, 8, { healthy: true, generation: 0 })).toMatchObject({ code: 'invalid' });
+    expect(
+      sm.apply(9, {
+        op: 'vm.health',
+        name: 'db',
+        node: 'n1',
+        generation: 2,
+        healthy: 'yes',
+        check: 'c',
+        atMs: 9,
+      } as never),
+    ).toMatchObject({ code: 'invalid' });
+    expect(
+      sm.apply(10, {
+        op: 'vm.health',
+        name: 'db',
+        generation: 2,
+        healthy: true,
+        check: 'c',
+        atMs: 9,
+      } as never),
+    ).toMatchObject({ code: 'invalid' });
+  });
+
+  it('rides in the snapshot rows; a malformed one is refused', () => {
+    const sm = running();
+    health(sm, 3, { healthy: false, check: 'tcp 10.0.0.2:22', message: 'connection refused' });
+    const copy = new StateMachine();
+    copy.restore(sm.snapshot());
+    expect(copy.snapshot()).toEqual(sm.snapshot());
+    expect(vmOf(copy).health).toEqual(vmOf(sm).health);
+    const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
+    const image = packr.unpack(sm.snapshot()) as unknown[];
+    const row = (image[5] as Record<string, unknown>[])[0]!;
+    for (const bad of [{ ...vmOf(sm).health, healthy: 'no' }, { generation: 2 }, 'healthy']) {
+      const copy2 = [...image];
+      copy2[5] = [{ ...row, health: bad }];
+      expect(() => new StateMachine().restore(packr.pack(copy2))).toThrow(
+        /malformed snapshot VM row/,
+      );
+    }
   });
 });

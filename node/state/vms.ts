@@ -80,7 +80,22 @@ export interface VmEntry {
   readonly placement?: string;
   /** Reschedules after a failure, oldest first (bounded: RESCHEDULES_KEPT). */
   readonly reschedules?: readonly { readonly node: string; readonly atMs: number }[];
+  /**
+   * The health checks' verdict, as the agent of its node last committed it (vm.health): for
+   * `generation` only; a new generation or another node drops it. Absent: not known yet (or the
+   * spec has no checks: healthy while it runs). docs/deploy.md.
+   */
+  readonly health?: {
+    readonly generation: number;
+    readonly healthy: boolean;
+    readonly sinceMs: number;
+    readonly check: string;
+    readonly message?: string;
+  };
 }
+
+/** A row's health verdict (vm.health). */
+export type VmHealth = NonNullable<VmEntry['health']>;
 
 /** Reschedules remembered per instance (the policy counts those within its interval). */
 export const RESCHEDULES_KEPT = 16;
@@ -154,6 +169,18 @@ export type VmCommand =
       readonly state: VmState;
       readonly reason?: string;
       readonly atMs: number;
+    }
+  /** The node's agent, when the verdict of a running instance's health checks changes. */
+  | {
+      readonly op: 'vm.health';
+      readonly name: string;
+      readonly node: string;
+      readonly generation: number;
+      readonly healthy: boolean;
+      /** Which check decided, as text (`http 10.0.0.2:80/health`); all of them when healthy. */
+      readonly check: string;
+      readonly message?: string;
+      readonly atMs: number;
     };
 
 export type VmQuery =
@@ -188,6 +215,19 @@ function placedProblem(p: unknown): string | undefined {
   )
     return 'a placement needs integer resources';
   return undefined;
+}
+
+/** Whether a snapshot row's health is malformed. */
+function healthRowProblem(h: unknown): boolean {
+  if (typeof h !== 'object' || h === null) return true;
+  const o = h as Record<string, unknown>;
+  return (
+    !Number.isSafeInteger(o.generation) ||
+    typeof o.healthy !== 'boolean' ||
+    !Number.isSafeInteger(o.sinceMs) ||
+    typeof o.check !== 'string' ||
+    (o.message !== undefined && typeof o.message !== 'string')
+  );
 }
 
 /** Shape problems of a vm command (state-independent), or undefined. */
@@ -227,6 +267,16 @@ export function vmCommandProblem(o: Record<string, unknown>): string | undefined
         return 'generation must be a positive integer';
       if (!VM_STATES.includes(o.state as VmState)) return `unknown VM state ${String(o.state)}`;
       return o.reason === undefined ? undefined : textProblem(o.reason, 'reason');
+    case 'vm.health':
+      if (!nonEmpty(o.name) || !nonEmpty(o.node)) return 'vm.health needs name and node';
+      if (!Number.isSafeInteger(o.generation) || (o.generation as number) < 1)
+        return 'generation must be a positive integer';
+      if (typeof o.healthy !== 'boolean') return 'healthy must be a boolean';
+      if (!nonEmpty(o.check)) return 'check must be a non-empty string';
+      return (
+        textProblem(o.check, 'check') ??
+        (o.message === undefined ? undefined : textProblem(o.message, 'message'))
+      );
     default:
       return `unknown command op ${JSON.stringify(o.op)}`;
   }
@@ -328,6 +378,8 @@ export class VmTable {
       }
       case 'vm.report':
         return this.report(c);
+      case 'vm.health':
+        return this.health(c);
     }
   }
 
@@ -464,7 +516,8 @@ export class VmTable {
       }
       const row = this.vms.get(p.instance)!;
       const why = `placed on ${ctx.nameOf(p.node)} at index ${index} (planned at ${c.viewIndex}): score ${p.score.toFixed(2)}, best of ${p.scored} ranked`;
-      const { reason: _r, ...rest } = row;
+      // A new node: a verdict of another node (there is none for an unplaced row) is dropped.
+      const { reason: _r, health: _h, ...rest } = row;
       const next: VmEntry = { ...rest, node: p.node, state: 'pending', placement: why };
       this.vms.set(p.instance, {
         ...next,
@@ -509,8 +562,47 @@ export class VmTable {
     return { ok: true, vm: next };
   }
 
+  /**
+   * A new verdict of the row's node for the row's generation. The same verdict again changes
+   * nothing (stale: the agent proposes only changes, and a retry may commit twice); `sinceMs`
+   * moves only when `healthy` flips (a new message for the same verdict keeps it).
+   */
+  private health(c: VmCommand & { op: 'vm.health' }): VmResult {
+    const vm = this.vms.get(c.name);
+    if (vm === undefined) return { ok: false, code: 'notFound', message: `no VM ${c.name}` };
+    if (vm.node !== c.node || vm.generation !== c.generation) {
+      return {
+        ok: false,
+        code: 'stale',
+        message: `health of ${c.name} generation ${c.generation} on ${c.node}; current is generation ${vm.generation} on ${vm.node || 'no node'}`,
+      };
+    }
+    const prev = vm.health?.generation === c.generation ? vm.health : undefined;
+    if (
+      prev !== undefined &&
+      prev.healthy === c.healthy &&
+      prev.check === c.check &&
+      prev.message === c.message
+    ) {
+      return { ok: false, code: 'stale', message: `${c.name}: the same verdict again` };
+    }
+    const next: VmEntry = {
+      ...vm,
+      health: {
+        generation: c.generation,
+        healthy: c.healthy,
+        sinceMs: prev?.healthy === c.healthy ? prev.sinceMs : c.atMs,
+        check: c.check,
+        ...(c.message !== undefined ? { message: c.message } : {}),
+      },
+    };
+    this.vms.set(c.name, next);
+    return { ok: true, vm: next };
+  }
+
+  /** Takes a row off its node: the node's health verdict goes with it. */
   private unplace(vm: VmEntry, index: number, atMs: number, reason: string): void {
-    const { reason: _drop, ...rest } = vm;
+    const { reason: _drop, health: _health, ...rest } = vm;
     const next: VmEntry = {
       ...rest,
       node: '',
@@ -599,6 +691,8 @@ export class VmTable {
       }
       if (v.group !== undefined && !nonEmpty(v.group))
         throw new Error('state machine: malformed snapshot VM row');
+      if (v.health !== undefined && healthRowProblem(v.health))
+        throw new Error('state machine: malformed snapshot VM row (health)');
       // Rows from before groups (snapshot version 4 and older) are groups of one; rows from
       // before versions are version 1. Keys in vm.put's order: equal states keep equal bytes.
       const { name, group, spec, node, generation, version, ...rest } = v as VmEntry;

@@ -67,6 +67,11 @@ export interface VmRecord {
   readonly paths: VmPaths;
   /** Restarts in a row so far (restart policy). */
   readonly attempts: number;
+  /**
+   * The console log's size when this run was launched: its lines start there (health checks read
+   * from it). Absent in records written before it existed.
+   */
+  readonly consoleOffset?: number;
 }
 
 export type VmmStatus = 'running' | 'paused' | 'shutdown' | 'unknown';

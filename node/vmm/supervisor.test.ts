@@ -126,6 +126,7 @@ describe('Supervisor without a boot', () => {
       startedAtMs: 0,
       paths,
       attempts: 0,
+      consoleOffset: 2900,
     };
     await writeFile(paths.record, JSON.stringify(record));
     await sup.recover();
@@ -139,6 +140,40 @@ describe('Supervisor without a boot', () => {
     expect(await sup.capConsole('chatty')).toBe(false);
     expect(await sup.consoleLog('chatty', 10)).toBe(text.slice(-10));
     expect(sup.events('chatty').map((e) => e.kind)).toContain('console-cut');
+    // The run's first byte moved with the cut: 2900 of 3000 bytes, the first 2600 cut away.
+    expect(sup.get('chatty')?.consoleOffset).toBe(300);
+  });
+
+  // The "VMM" is `sh` printing a line, then `sleep` (a labelled stand-in for QEMU: what is tested
+  // is the record's bookkeeping). After a kill -9 the policy starts it again.
+  it("records where each run's console output starts, and when it started", async () => {
+    runDir = shortTmpDir('pcr-sup');
+    let now = 1000;
+    sup = new Supervisor({
+      runDir,
+      backends: { qemu: sleepBackend('echo run; exec sleep 3600') },
+      now: () => now,
+    });
+    const r = validateVmSpec({
+      version: 1,
+      name: 'runs',
+      kernel: '/bin/sh',
+      restart: { policy: 'always', backoffInitialMs: 1, backoffMaxMs: 1 },
+    });
+    if (!r.ok) throw new Error('spec');
+    await sup.launch(r.spec);
+    expect(sup.get('runs')).toMatchObject({ consoleOffset: 0, startedAtMs: 1000 });
+    const console = sup.paths('runs').console;
+    await until(() => readFileSync(console, 'utf8') === 'run\n', 10_000, 'the first run line');
+    now = 2000;
+    process.kill(sup.get('runs')!.pid!, 'SIGKILL');
+    await until(
+      () => sup.get('runs')?.phase === 'running' && sup.get('runs')?.attempts === 1,
+      10_000,
+      'the second run',
+    );
+    expect(sup.get('runs')).toMatchObject({ consoleOffset: 4, startedAtMs: 2000 });
+    await sup.remove('runs', 1000);
   });
 
   // The ordering remove() promises, on a real process: the "VMM" here is `sleep` (a labelled
@@ -179,14 +214,18 @@ describe('Supervisor without a boot', () => {
   });
 });
 
-/** A backend whose VMM is `sleep 3600`: a real process with a pid, an exit and a kill. */
-function sleepBackend(): Backend {
+/** A backend whose VMM is `sleep 3600` (or a shell script): a real process with a pid, an exit and a kill. */
+function sleepBackend(script?: string): Backend {
   return {
     name: 'qemu',
     probe: async () => ({ available: true }),
     adopt: async () => undefined,
     launch: async (ctx) => {
-      const child = spawn('sleep', ['3600'], { stdio: ['ignore', ctx.consoleFd, ctx.consoleFd] });
+      const stdio = ['ignore', ctx.consoleFd, ctx.consoleFd] as const;
+      const child =
+        script === undefined
+          ? spawn('sleep', ['3600'], { stdio: [...stdio] })
+          : spawn('sh', ['-c', script], { stdio: [...stdio] });
       await new Promise<void>((res, rej) => child.once('spawn', res).once('error', rej));
       const pid = child.pid!;
       const exited = new Promise<ExitReason>((res) =>

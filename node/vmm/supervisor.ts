@@ -64,6 +64,10 @@ export interface ObservedVm {
   readonly restartAtMs?: number;
   /** True when this VM was found running at recover() rather than launched by this process. */
   readonly adopted: boolean;
+  /** When the current run was launched (kept across an adoption): health checks' grace. */
+  readonly startedAtMs?: number;
+  /** Where the current run's console output starts in the console log (VmRecord). */
+  readonly consoleOffset?: number;
 }
 
 export interface SupervisorEvent {
@@ -373,10 +377,16 @@ export class Supervisor {
     if (issues.length > 0) throw new VmmError('VMM_LAUNCH_FAILED', formatSpecErrors(issues));
     await mkdir(paths.dir, { recursive: true });
     await rm(paths.socket, { force: true });
+    // The previous run's VMM is gone: everything in the log up to here is from before this run.
+    const consoleOffset = await stat(paths.console).then(
+      (s) => s.size,
+      () => 0,
+    );
     entry.record = {
       ...record,
       launchId: randomUUID(),
       startedAtMs: this.now(),
+      consoleOffset,
       pid: undefined,
       pidStartTicks: undefined,
     };
@@ -543,6 +553,10 @@ export class Supervisor {
     } finally {
       await fh.close();
     }
+    // The run's first byte moved with the cut (to 0 when it was cut away).
+    const cut = size - this.consoleKeep;
+    e.record = { ...e.record, consoleOffset: Math.max(0, (e.record.consoleOffset ?? 0) - cut) };
+    void this.writeRecord(e).catch(() => undefined);
     this.event(
       e,
       'console-cut',
@@ -575,6 +589,8 @@ export class Supervisor {
       sinceMs: e.sinceMs,
       attempts: e.record.attempts,
       adopted: e.adopted,
+      startedAtMs: e.record.startedAtMs,
+      ...(e.record.consoleOffset !== undefined ? { consoleOffset: e.record.consoleOffset } : {}),
       ...(e.record.pid !== undefined && (e.phase === 'running' || e.phase === 'stopping')
         ? { pid: e.record.pid }
         : {}),
