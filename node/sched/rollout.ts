@@ -187,8 +187,16 @@ export function census(
   };
 }
 
+/**
+ * The simulator's teeth only (sim/rollout.test.ts, planted bug `ignoreMaxParallel`, which its
+ * in-flight check must catch): when `ignore` is true, a step may replace every old instance at
+ * once, for the duty and at apply alike. The product never sets it.
+ */
+export const PLANTED_ROLLOUT_PARALLEL = { ignore: false };
+
 /** Instances of the target a step may still start: maxParallel and the canary's stop. */
 export function replaceable(d: RolloutDeployment, c: RolloutCensus): number {
+  if (PLANTED_ROLLOUT_PARALLEL.ignore) return c.old.length;
   const u = c.target.update;
   const room = u.maxParallel - c.inFlight.length;
   if (u.canary > 0 && d.rollout?.promoted !== true) {

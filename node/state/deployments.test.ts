@@ -474,6 +474,29 @@ describe('deploy.step and deploy.finish: a rolling update', () => {
   });
 });
 
+describe('a replacement with the spec an instance already runs', () => {
+  it('keeps its state at the new generation (the agent restarts nothing and reports nothing new)', () => {
+    const c = Cluster.of(3);
+    c.submit();
+    c.settle();
+    // Version 2 changes only the policy: the same spec, so its rows are updated in place.
+    c.submit({}, { ...FAST, maxParallel: 3 });
+    const v2 = c.dep().versions[1]!;
+    c.drive();
+    const rows = c.sm.vms.groupInstances('web');
+    expect(rows.map((v) => [v.generation, v.version, v.state])).toEqual([
+      [v2.index, 2, 'running'],
+      [v2.index, 2, 'running'],
+      [v2.index, 2, 'running'],
+    ]);
+    expect(rows[0]!.events.at(-1)).toMatchObject({ generation: v2.index, state: 'running' });
+    // Healthy minHealthyMs after the update, without any report.
+    c.now += 1000;
+    expect(err(c.drive()!)).toBe('ok');
+    expect(c.dep().rollout).toMatchObject({ to: 2, state: 'succeeded' });
+  });
+});
+
 describe('deploy.promote and deploy.rollback', () => {
   it('a canary rollout pauses at its canaries until promoted', () => {
     const c = Cluster.of(3);

@@ -13,7 +13,7 @@ import { checkPlan } from '../sched/check.ts';
 import { demandOf } from '../sched/demand.ts';
 import { instanceName } from '../sched/place.ts';
 import type { ClusterView, Demand, Placement, Resources } from '../sched/types.ts';
-import { formatSpecErrors, placementOf, type VmSpec, validateVmSpec } from './vm_spec.ts';
+import { formatSpecErrors, placementOf, specHash, type VmSpec, validateVmSpec } from './vm_spec.ts';
 
 /** VMs the cluster holds at most. */
 export const VMS_MAX = 10_000;
@@ -271,6 +271,11 @@ export function demandOfRow(vm: VmEntry): Demand {
   return demandOf({ ...vm.spec, name: vm.group }, placementOf(vm.spec), vm.generation);
 }
 
+/** Whether a row already runs `spec` (its hash, the part the agent compares), under its name. */
+function sameSpec(row: VmEntry, spec: VmSpec): boolean {
+  return specHash(row.spec) === specHash({ ...spec, name: row.name });
+}
+
 function withEvent(vm: VmEntry, e: VmEvent): VmEvent[] {
   const events = [...vm.events, e];
   return events.length > VM_EVENTS_MAX ? events.slice(events.length - VM_EVENTS_MAX) : events;
@@ -470,19 +475,36 @@ export class VmTable {
     );
     const kept = this.keptNodes(generation, spec, names, old, ctx, 'replaced');
     for (const name of names) {
-      this.setRow(
-        old.get(name),
-        name,
-        group,
-        spec,
-        kept.get(name) ?? '',
-        generation,
-        version,
-        atMs,
-      );
+      const prev = old.get(name);
+      const node = kept.get(name) ?? '';
+      this.setRow(prev, name, group, spec, node, generation, version, atMs);
+      // The same spec on the same node (a revert to what still runs there): the agent restarts
+      // nothing (it compares spec hashes) and so reports nothing new; the row keeps the state it
+      // reported, at the new generation, as an update in place.
+      if (prev !== undefined && node !== '' && node === prev.node && sameSpec(prev, spec))
+        this.keepState(name, prev, generation, version, atMs);
     }
     this.changes++;
     return { ok: true, vms: names.map((n) => this.vms.get(n)!) };
+  }
+
+  /** A replaced row takes its previous state (and reason) at its new generation, as an event. */
+  private keepState(
+    name: string,
+    prev: VmEntry,
+    generation: number,
+    version: number,
+    atMs: number,
+  ): void {
+    const row = this.vms.get(name)!;
+    const { reason: _r, ...rest } = row;
+    const why = prev.reason !== undefined ? { reason: prev.reason } : {};
+    this.vms.set(name, {
+      ...rest,
+      state: prev.state,
+      ...why,
+      events: withEvent(row, { atMs, generation, version, state: prev.state, ...why }),
+    });
   }
 
   /** Deletes named rows (a rolling update's extra instances; their node's agent stops them). */
