@@ -139,7 +139,10 @@ export class PlacementSim {
   private readonly vmms = new Map<string, SimVmm>();
   /** A duty was called or one of its promises resolved: drain microtasks before the next event. */
   private settle = false;
-  /** Armed by the failover nemesis: the next vm.place a leader proposes cuts that leader off. */
+  /**
+   * Armed by the failover nemesis: the next vm.place (or deploy.step, in rollout runs) a leader
+   * proposes cuts that leader off.
+   */
   private failoverArmed: ((leader: string) => void) | undefined;
 
   constructor(cluster: SimCluster, options: PlacementOptions) {
@@ -461,6 +464,7 @@ export class PlacementSim {
           c.submit(id, cmd, (out: Outcome) => {
             resolve(out.ok ? out.result : { ok: false, code: 'invalid', message: out.message });
           });
+          if (cmd.op === 'deploy.step') this.placeProposed(id, node);
         }),
       now: () => Math.floor(c.nowMs),
       log: {
@@ -476,7 +480,7 @@ export class PlacementSim {
     };
   }
 
-  /** The failover nemesis, when armed: the leader that just proposed a vm.place is cut off. */
+  /** The failover nemesis, when armed: the leader that just proposed a vm.place or a deploy.step is cut off. */
   private placeProposed(id: string, node: RaftNode): void {
     const cut = this.failoverArmed;
     if (cut === undefined || node.status().lead !== id) return;

@@ -87,11 +87,12 @@ export async function runRolloutSimulation(o: RolloutRunOptions): Promise<Rollou
     const operator = new RolloutOperator(cluster);
     cluster.schedule(300, () => operator.submit(false));
     operator.loop(timeMs);
-    faults(cluster, timeMs);
+    faults(cluster, sim, timeMs);
     await sim.advance(timeMs);
     // The last version: broken half of the time (then only autoRevert brings a working one back).
     if (operator.hasKnownGood())
       operator.submit(SimRandom.fork(o.seed, 'rollout-last').chance(0.5));
+    sim.armFailover(undefined);
     sim.quiet();
     healAll(cluster);
     const settled = await sim.runUntil(
@@ -188,17 +189,37 @@ class RolloutOperator {
   }
 }
 
-/** One fault at a time from 2 s: a machine crash, or the leader crashed or cut off. */
-function faults(cluster: SimCluster, endMs: number): void {
+/**
+ * One fault at a time from 2 s: a machine crash, the leader crashed or cut off, or a failover in
+ * the middle of a step: the next deploy.step a leader proposes cuts that leader off (or crashes
+ * its machine) 0-4 ms later, while the entry may or may not reach a majority.
+ */
+function faults(cluster: SimCluster, sim: PlacementSim, endMs: number): void {
   const r = SimRandom.fork(cluster.seed, 'rollout-nemesis');
   const next = (afterMs: number): void => {
     cluster.schedule(afterMs, () => {
       if (cluster.nowMs >= endMs) return;
       const up = cluster.ids.filter((id) => cluster.processOf(id) === 'up');
       const leader = cluster.leader();
-      const what = r.pick(['crash-node', 'crash-leader', 'isolate-leader'] as const);
+      const what = r.pick(['crash-node', 'crash-leader', 'isolate-leader', 'failover'] as const);
       const target = what === 'crash-node' || leader === undefined ? r.pick(up) : leader;
       const heldMs = r.between(500, 7000);
+      if (what === 'failover') {
+        const crash = r.chance(0.4);
+        const delayMs = r.between(0, 4);
+        sim.armFailover((l) => {
+          cluster.note('failover', { leader: l, crash });
+          cluster.schedule(delayMs, () => {
+            if (crash) cluster.crash(l);
+            else cluster.partition([[l], cluster.ids.filter((x) => x !== l)]);
+            cluster.schedule(heldMs, () => (crash ? cluster.restart(l) : cluster.heal()));
+          });
+        });
+        // Unarmed if no step came: a later fault must not find it armed.
+        cluster.schedule(heldMs, () => sim.armFailover(undefined));
+        next(2 * heldMs + r.between(500, 3000));
+        return;
+      }
       if (what === 'isolate-leader') {
         cluster.partition([[target], cluster.ids.filter((x) => x !== target)]);
         cluster.schedule(heldMs, () => cluster.heal());
