@@ -8,11 +8,14 @@ import { describe, expect, it } from 'vitest';
 import { evaluate } from '../sched/evaluate.ts';
 import { rolloutStep } from '../sched/rollout.ts';
 import {
+  DEPLOY_DEADLINE_MS_MAX,
   DEPLOY_PARALLEL_MAX,
   DEPLOY_SOURCE_BYTES_MAX,
+  DEPLOY_STEP_NAMES_MAX,
   DEPLOY_VERSIONS_KEPT,
   DEPLOYMENTS_MAX,
   type Deployment,
+  deployCommandProblem,
   validateUpdatePolicy,
 } from './deployments.ts';
 import { type Command, type Result, StateMachine } from './machine.ts';
@@ -259,7 +262,7 @@ describe('deploy.submit', () => {
     expect(c.sm.vms.list()).toEqual([]);
   });
 
-  it('bounds at their edges: source bytes, maxParallel, canary, the deadlines', () => {
+  it('bounds at their edges: source bytes, maxParallel, canary, the deadlines, names per step', () => {
     const c = Cluster.of(1);
     const long = 'a'.repeat(DEPLOY_SOURCE_BYTES_MAX);
     const ok = c.apply({
@@ -291,6 +294,31 @@ describe('deploy.submit', () => {
     expect(
       validateUpdatePolicy({ healthyDeadlineMs: 700_000, progressDeadlineMs: 700_000 }, 1).ok,
     ).toBe(true);
+    const edge = {
+      minHealthyMs: DEPLOY_DEADLINE_MS_MAX - 1,
+      healthyDeadlineMs: DEPLOY_DEADLINE_MS_MAX,
+      progressDeadlineMs: DEPLOY_DEADLINE_MS_MAX,
+    };
+    expect(validateUpdatePolicy(edge, 1).ok).toBe(true);
+    const late = validateUpdatePolicy(
+      { ...edge, progressDeadlineMs: DEPLOY_DEADLINE_MS_MAX + 1 },
+      1,
+    );
+    expect(late.ok ? '' : late.errors.join()).toMatch(/DEPLOY_DEADLINE_MS_MAX/);
+    const names = (n: number) => Array.from({ length: n }, (_, k) => `web-${k}`);
+    const step = (replace: string[]) =>
+      deployCommandProblem({
+        op: 'deploy.step',
+        name: 'web',
+        to: 2,
+        viewIndex: 1,
+        replace,
+        remove: [],
+        atMs: 1,
+      });
+    expect(step(names(DEPLOY_STEP_NAMES_MAX))).toBeUndefined();
+    expect(step(names(DEPLOY_STEP_NAMES_MAX + 1))).toMatch(/DEPLOY_STEP_NAMES_MAX \(200\)/);
+    expect(step(['web-0', 'web-0'])).toMatch(/distinct/);
     const d = validateUpdatePolicy(undefined, 1);
     expect(d.ok && d.policy).toEqual({
       maxParallel: 1,
