@@ -62,6 +62,7 @@ import {
   PlacementDuty,
 } from './placement/duty.ts';
 import { nodeRegistration, reserveProblem } from './placement/registration.ts';
+import { RolloutDuty } from './placement/rollout_duty.ts';
 import { LevelDisk } from './raft/level_disk.ts';
 import { type Outcome, RaftNode } from './raft/node.ts';
 import { DurableStorage } from './raft/storage.ts';
@@ -215,6 +216,10 @@ export class Daemon {
   readonly placement: PlacementDuty;
   /** The tables' change counts the placement duty last saw. */
   private placementChangesSeen = '';
+  /** The leader's rolling updates of deployments (node/placement/rollout_duty.ts). */
+  readonly rollouts: RolloutDuty;
+  /** The tables' change counts the rollout duty last saw. */
+  private rolloutChangesSeen = '';
   /** Why the cluster removed this node, once it knows. */
   private removedWhy: string | undefined;
   private settleRemoval: (why: string) => void = () => {};
@@ -297,6 +302,11 @@ export class Daemon {
           this.placementChangesSeen = tables;
           this.placement?.poke();
         }
+        const rollouts = `${changes}/${node.sm.deployments.changes}`;
+        if (rollouts !== this.rolloutChangesSeen) {
+          this.rolloutChangesSeen = rollouts;
+          this.rollouts?.poke();
+        }
       },
       onFatal: (err) => {
         this.log.fatal({ err: err.message }, 'disk failed; the node stopped');
@@ -339,6 +349,16 @@ export class Daemon {
       maxVoters: o.maxVoters ?? DAEMON_DEFAULTS.maxVoters,
     });
     this.placement = this.placementDuty(node, vmms);
+    this.rollouts = new RolloutDuty({
+      sm: () => node.sm,
+      leader: () => node.status().lead === this.id,
+      submit: async (c) => {
+        const out = await this.submit(c);
+        return out.ok ? out.result : { ok: false, code: 'invalid', message: out.message };
+      },
+      now: Date.now,
+      log: this.log,
+    });
   }
 
   private placementDuty(node: RaftNode, vmms: Promise<string[]>): PlacementDuty {
@@ -776,6 +796,7 @@ export class Daemon {
     await this.placement.tick().catch((e: Error) => {
       this.log.debug({ err: e.message }, 'placement step failed');
     });
+    this.rollouts.tick();
     // The agent acts once this node is counted and its state proved current, or once it fenced
     // itself (then it only stops VMs): docs/scheduling.md, "Fencing".
     const mayAct =

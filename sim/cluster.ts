@@ -118,7 +118,12 @@ export type ViolationKind =
   /** What ran on a node needed more than the capacity it registered. */
   | 'over-capacity'
   /** A committed vm.place put an instance on a node that was down, draining or ineligible. */
-  | 'placed-on-unready';
+  | 'placed-on-unready'
+  // Rollout runs (sim/rollout-run.ts, docs/sim.md):
+  /** After a committed deploy.step, more instances of the target were in flight than maxParallel. */
+  | 'rollout-parallel'
+  /** At the end, members held different deployments, or a broken version was left running. */
+  | 'rollout-state';
 
 export interface SafetyViolation {
   readonly kind: ViolationKind;

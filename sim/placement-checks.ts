@@ -21,7 +21,7 @@ import type { ViolationKind } from './cluster.ts';
 import type { VmmObserver } from './vmm.ts';
 
 /** Commands whose unplacement of an instance is a planned move (its old copy may overlap). */
-const PLANNED_MOVES = new Set(['vm.release', 'vm.put', 'vm.rm']);
+const PLANNED_MOVES = new Set(['vm.release', 'vm.put', 'vm.rm', 'deploy.step']);
 
 interface Copy {
   readonly node: string;

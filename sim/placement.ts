@@ -25,6 +25,7 @@ import {
   fencingProblem,
   PlacementDuty,
 } from '../node/placement/duty.ts';
+import { RolloutDuty, type RolloutPorts } from '../node/placement/rollout_duty.ts';
 import type { Outcome, RaftNode } from '../node/raft/node.ts';
 import type { Resources } from '../node/sched/types.ts';
 import type { Result } from '../node/state/machine.ts';
@@ -98,6 +99,9 @@ export interface PlacementStats {
   vmCrashes: number;
   operatorOps: number;
   failovers: number;
+  rolloutSteps: number;
+  rolloutsSucceeded: number;
+  rolloutsFailed: number;
 }
 
 /** One incarnation of a node's daemon: its duty and its agent. */
@@ -105,9 +109,12 @@ interface Daemon {
   readonly id: string;
   readonly node: RaftNode;
   readonly duty: PlacementDuty;
+  /** The leader's rolling updates of deployments (node/placement/rollout_duty.ts). */
+  readonly rollouts: RolloutDuty;
   readonly agent: SimAgent;
   vmChanges: number;
   tables: string;
+  rolloutTables: string;
   recording: boolean;
 }
 
@@ -123,13 +130,19 @@ export class PlacementSim {
     vmCrashes: 0,
     operatorOps: 0,
     failovers: 0,
+    rolloutSteps: 0,
+    rolloutsSucceeded: 0,
+    rolloutsFailed: 0,
   };
   private readonly cluster: SimCluster;
   private readonly daemons = new Map<string, Daemon>();
   private readonly vmms = new Map<string, SimVmm>();
   /** A duty was called or one of its promises resolved: drain microtasks before the next event. */
   private settle = false;
-  /** Armed by the failover nemesis: the next vm.place a leader proposes cuts that leader off. */
+  /**
+   * Armed by the failover nemesis: the next vm.place (or deploy.step, in rollout runs) a leader
+   * proposes cuts that leader off.
+   */
   private failoverArmed: ((leader: string) => void) | undefined;
 
   constructor(cluster: SimCluster, options: PlacementOptions) {
@@ -286,7 +299,18 @@ export class PlacementSim {
       after: (ms, f) => this.after(id, node, ms, f),
       nowMs: () => this.cluster.nowMs,
     });
-    const d: Daemon = { id, node, duty, agent, vmChanges: -1, tables: '', recording: false };
+    const rollouts = new RolloutDuty(this.rolloutPorts(id, node));
+    const d: Daemon = {
+      id,
+      node,
+      duty,
+      rollouts,
+      agent,
+      vmChanges: -1,
+      tables: '',
+      rolloutTables: '',
+      recording: false,
+    };
     this.daemons.set(id, d);
     const phase = SimRandom.fork(this.cluster.seed, `duty/${id}/${this.cluster.incarnationOf(id)}`);
     this.after(id, node, 1 + phase.intn(this.options.dutyTickMs), () => this.tick(d));
@@ -297,6 +321,7 @@ export class PlacementSim {
     this.record(d);
     const wasFenced = d.duty.isFenced();
     this.settle = true;
+    d.rollouts.tick();
     void d.duty.tick().then(() => {
       if (!wasFenced && d.duty.isFenced()) this.stats.fences++;
       const counted = this.counted(d);
@@ -343,6 +368,14 @@ export class PlacementSim {
       this.after(d.id, d.node, 0, () => {
         this.settle = true;
         d.duty.poke();
+      });
+    }
+    const rolloutTables = `${sm.vms.changes}/${sm.deployments.changes}`;
+    if (rolloutTables !== d.rolloutTables) {
+      d.rolloutTables = rolloutTables;
+      this.after(d.id, d.node, 0, () => {
+        this.settle = true;
+        d.rollouts.poke();
       });
     }
   }
@@ -420,7 +453,34 @@ export class PlacementSim {
     };
   }
 
-  /** The failover nemesis, when armed: the leader that just proposed a vm.place is cut off. */
+  /** node/daemon.ts's RolloutDuty ports: leadership, submit through the node, virtual time. */
+  private rolloutPorts(id: string, node: RaftNode): RolloutPorts {
+    const c = this.cluster;
+    return {
+      sm: () => node.sm,
+      leader: () => node.status().lead === id,
+      submit: (cmd) =>
+        this.answer<Result>(id, node, (resolve) => {
+          c.submit(id, cmd, (out: Outcome) => {
+            resolve(out.ok ? out.result : { ok: false, code: 'invalid', message: out.message });
+          });
+          if (cmd.op === 'deploy.step') this.placeProposed(id, node);
+        }),
+      now: () => Math.floor(c.nowMs),
+      log: {
+        info: (_o, msg) => {
+          if (msg === 'rolling') this.stats.rolloutSteps++;
+          else if (msg === 'rollout succeeded') this.stats.rolloutsSucceeded++;
+        },
+        warn: (_o, msg) => {
+          if (msg.startsWith('rollout failed')) this.stats.rolloutsFailed++;
+        },
+        debug: () => {},
+      },
+    };
+  }
+
+  /** The failover nemesis, when armed: the leader that just proposed a vm.place or a deploy.step is cut off. */
   private placeProposed(id: string, node: RaftNode): void {
     const cut = this.failoverArmed;
     if (cut === undefined || node.status().lead !== id) return;

@@ -84,6 +84,9 @@ interface Entry {
   stopEndMs: number;
 }
 
+/** In a spec's cmdline: its guest crashes at every boot (a broken version, sim/rollout-run.ts). */
+export const SIM_BOOT_FAILS = 'sim.boot=fail';
+
 /** A forced VMM (QMP quit, SIGTERM) that obeys ends within this long. */
 const FORCE_MS_MAX = 100;
 
@@ -240,6 +243,15 @@ export class SimVmm {
     const r = this.host.random;
     this.later(r.between(this.timing.bootMsMin, this.timing.bootMsMax), () => {
       if (e.epoch !== epoch || e.phase !== 'starting') return;
+      // A broken version (the rollout runs' failing specs): its guest crashes as it boots.
+      if (e.spec.cmdline?.includes(SIM_BOOT_FAILS) === true) {
+        this.end(name, e, {
+          kind: 'crashed',
+          code: 1,
+          detail: 'the guest crashed at boot (simulated)',
+        });
+        return;
+      }
       this.setPhase(e, 'running');
       if (this.timing.crashMeanMs > 0) {
         this.later(r.exponential(this.timing.crashMeanMs), () => {

@@ -6,6 +6,7 @@
 import { demandOf } from '../sched/demand.ts';
 import { place, unplaceable } from '../sched/place.ts';
 import type { ClusterView, Demand } from '../sched/types.ts';
+import { deploymentOwns } from '../state/deployments.ts';
 import { statusOf } from '../state/nodes.ts';
 import { placementOf, type VmSpec, validateVmSpec } from '../state/vm_spec.ts';
 import { demandOfRow, instanceNames, type VmEntry } from '../state/vms.ts';
@@ -64,6 +65,9 @@ export async function handleVmRun(deps: ApiDeps, req: RequestOf<'vm.run'>): Prom
   const parsed = parseSpec(deps, req);
   if ('ok' in parsed) return parsed;
   const sm = deps.node.sm;
+  // A deployment's group changes only through versions (the state machine refuses it too).
+  if (sm.deployments.owns(parsed.spec.name))
+    return apiError('INVALID', deploymentOwns(parsed.spec.name));
   // Refused only when every member has registered: a member still starting may be the one that
   // fits (then the VM waits, pending, with the reason).
   const never = allRegistered(deps)

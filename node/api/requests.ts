@@ -45,7 +45,12 @@ export type StateRequest =
       readonly deadlineMs?: number;
       readonly cancel?: boolean;
     }
-  | { readonly op: 'node.eligibility'; readonly node: string; readonly eligible: boolean };
+  | { readonly op: 'node.eligibility'; readonly node: string; readonly eligible: boolean }
+  /** Deployments (docs/deploy.md): the member fills in `atMs`. */
+  | Omit<CommandOf<'deploy.submit'>, 'atMs'>
+  | Omit<CommandOf<'deploy.promote'>, 'atMs'>
+  | Omit<CommandOf<'deploy.rollback'>, 'atMs'>
+  | (QueryOf<'deploy.get' | 'deploy.list'> & Stale);
 
 export type AdminRequest =
   | { readonly op: 'status' }
@@ -123,6 +128,11 @@ const PROBLEMS: { readonly [O in Op]: (o: Record<string, unknown>) => string | u
   'vm.run': (o) => (o.node === undefined ? undefined : nodeProblem(o.node)),
   'vm.plan': (o) => (o.node === undefined ? undefined : nodeProblem(o.node)),
   'node.list': () => undefined,
+  'deploy.submit': (o) => commandProblem({ ...o, atMs: 0 }),
+  'deploy.promote': (o) => commandProblem({ ...o, atMs: 0 }),
+  'deploy.rollback': (o) => commandProblem({ ...o, atMs: 0 }),
+  'deploy.get': (o) => queryProblem(o),
+  'deploy.list': (o) => queryProblem(o),
   'node.drain': (o) => {
     if (o.cancel !== undefined && typeof o.cancel !== 'boolean') return 'cancel must be a boolean';
     if (

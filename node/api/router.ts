@@ -4,6 +4,12 @@
 // which the daemon fills in, so a request passes through the daemon once, at the door.
 
 import type { Connection } from '@libp2p/interface';
+import {
+  handleDeployPromote,
+  handleDeployRead,
+  handleDeployRollback,
+  handleDeploySubmit,
+} from './deploy_handlers.ts';
 import { type ApiDeps, answer } from './deps.ts';
 import {
   handleInstanceCheck,
@@ -94,6 +100,15 @@ async function dispatch(
       return handleNodeEligibility(deps, req);
     case 'vm.list':
       return handleVmList(deps, req, req.stale === true);
+    case 'deploy.submit':
+      return handleDeploySubmit(deps, req);
+    case 'deploy.get':
+    case 'deploy.list':
+      return handleDeployRead(deps, req);
+    case 'deploy.promote':
+      return handleDeployPromote(deps, req);
+    case 'deploy.rollback':
+      return handleDeployRollback(deps, req);
     case 'vm.logs':
       return handleVmLogs(deps, req);
     case 'join':

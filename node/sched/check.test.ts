@@ -110,3 +110,50 @@ describe('checkPlan: the apply-time re-check', () => {
     expect(checkPlan(v0, { web: { ...web, count: 0 } }, [p!])[0]!.ok).toBe(false);
   });
 });
+
+describe('a group of two versions (a deployment mid-rollout, D37)', () => {
+  // web-0 runs version 1 (generation 1) on a; web-1 and web-2 are unplaced, web-1 at version 2
+  // (generation 5, more memory) and web-2 still at version 1.
+  const v1 = demand('web', { count: 3, generation: 1, instances: ['web-2'] });
+  const v2 = demand('web', {
+    count: 3,
+    generation: 5,
+    resources: { cpus: 1, memoryMiB: 4096 },
+    instances: ['web-1'],
+  });
+  const running: Allocation = {
+    instance: 'web-0',
+    group: 'web',
+    node: 'a',
+    resources: v1.resources,
+  };
+  const v = view(nodes, [running], { web: 5 });
+
+  it('place places only each demand’s instances, each at its own generation, distinct from the other version', () => {
+    const r = place(v, [v1, v2], 1);
+    expect(r.placements.map((p) => [p.instance, p.generation])).toEqual([
+      ['web-2', 1],
+      ['web-1', 5],
+    ]);
+    expect(r.placements.every((p) => p.node !== 'a')).toBe(true);
+    expect(r.placements[0]!.node).not.toBe(r.placements[1]!.node);
+  });
+
+  it('checkPlan with per-instance demands checks each against its own generation and instances', () => {
+    const r = place(v, [v1, v2], 1);
+    const own = (p: Placement) => (p.generation === 5 ? v2 : v1);
+    expect(checkPlan(v, own, r.placements)).toEqual([{ ok: true }, { ok: true }]);
+    // The group-wide record form refuses the version-1 instance (the group is at 5)...
+    expect(checkPlan(v, { web: v2 }, r.placements)[0]).toMatchObject({ ok: false });
+    // ...and a per-instance demand refuses an instance it does not name, or a stale generation.
+    expect(checkPlan(v, () => v2, r.placements)[0]).toEqual({
+      ok: false,
+      reason: 'web-2: stale placement: planned for generation 1, the spec is now at 5',
+    });
+    const wrong = { ...r.placements[1]!, instance: 'web-2' };
+    expect(checkPlan(v, () => v2, [wrong])[0]).toEqual({
+      ok: false,
+      reason: 'web-2: stale placement: not an instance of web (count 3)',
+    });
+  });
+});

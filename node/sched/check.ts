@@ -21,24 +21,33 @@ const FILTER_REASONS: Record<string, string> = {
 
 /**
  * One verdict per placement, in order. `demands` is each group's current demand (from the VM table
- * at this index); an accepted placement counts against its node for the ones after it.
+ * at this index), or a function giving each placement's instance its current demand (a
+ * deployment's group mid-rollout holds two generations: the row's own demand is the one that
+ * counts, and the group-wide generation of the view is not checked); an accepted placement counts
+ * against its node for the ones after it.
  */
 export function checkPlan(
   view: ClusterView,
-  demands: Readonly<Record<string, Demand>>,
+  demands: Readonly<Record<string, Demand>> | ((p: Placement) => Demand | undefined),
   placements: readonly Placement[],
 ): Verdict[] {
   const ix = buildIndex(view);
+  const perInstance = typeof demands === 'function';
   return placements.map((p): Verdict => {
-    const d = Object.hasOwn(demands, p.group) ? demands[p.group] : undefined;
+    const d = perInstance
+      ? demands(p)
+      : Object.hasOwn(demands, p.group)
+        ? demands[p.group]
+        : undefined;
     const stale = (why: string): Verdict => ({
       ok: false,
       reason: `${p.instance}: stale placement: ${why}`,
     });
     if (d === undefined) return stale(`group ${p.group} has no spec at index ${view.index}`);
-    if (view.generations[p.group] !== p.generation || d.generation !== p.generation) {
+    const groupGeneration = perInstance ? p.generation : view.generations[p.group];
+    if (groupGeneration !== p.generation || d.generation !== p.generation) {
       return stale(
-        `planned for generation ${p.generation}, the spec is now at ${view.generations[p.group] ?? `none (no generation in the view at ${view.index})`}`,
+        `planned for generation ${p.generation}, the spec is now at ${perInstance ? d.generation : (view.generations[p.group] ?? `none (no generation in the view at ${view.index})`)}`,
       );
     }
     if (!isInstanceOf(p.instance, d))
@@ -61,6 +70,7 @@ export function checkPlan(
 }
 
 function isInstanceOf(instance: string, d: Demand): boolean {
+  if (d.instances !== undefined) return d.instances.includes(instance);
   for (let k = 0; k < d.count; k++) if (instanceName(d.group, k, d.count) === instance) return true;
   return false;
 }

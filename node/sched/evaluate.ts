@@ -35,10 +35,14 @@ export function evaluate(
   const unplaced: { group: string; generation: number; message: string }[] = [];
   const seen = new Set<string>();
   for (const f of r.failures) {
-    if (seen.has(f.group) || !wantsToRun(f.instance)) continue;
-    seen.add(f.group);
+    // The failure's own demand: a group mid-rollout has one per version (generation).
+    const d = demands.find(
+      (x) => x.group === f.group && (x.instances === undefined || x.instances.includes(f.instance)),
+    )!;
+    const key = `${f.group}\u0000${d.generation}`;
+    if (seen.has(key) || !wantsToRun(f.instance)) continue;
+    seen.add(key);
     if (explained(f.group) === f.message) continue;
-    const d = demands.find((x) => x.group === f.group)!;
     unplaced.push({ group: f.group, generation: d.generation, message: f.message });
   }
   return { placements, unplaced };

@@ -99,8 +99,7 @@ function placeGroup(
   const filters = demandFilters(d);
   const rank = rankState(ix, d);
   let failed: Failure | undefined;
-  for (let k = 0; k < d.count; k++) {
-    const instance = instanceName(d.group, k, d.count);
+  for (const instance of demandInstances(d)) {
     if (ix.placed.has(instance)) continue;
     // Resources only shrink and distinct nodes only get fewer within a batch: once one instance
     // of the group fits nowhere, the next cannot either, and a second full scan would be waste.
@@ -245,6 +244,12 @@ function shuffled(n: number, seed: number): Int32Array {
   return order;
 }
 
+/** The instances a demand places: its explicit list, else every instance of the group's count. */
+export function demandInstances(d: Demand): readonly string[] {
+  if (d.instances !== undefined) return d.instances;
+  return Array.from({ length: d.count }, (_, k) => instanceName(d.group, k, d.count));
+}
+
 function assertDemand(d: Demand): void {
   // Demands are built from validated specs: a bad one here is a bug of the caller, not input.
   if (!(Number.isSafeInteger(d.count) && d.count >= 0))
@@ -266,7 +271,8 @@ export function assertPlacements(
   const used = new Map<string, { cpus: number; memoryMiB: number }>();
   const groupNode = new Set<string>();
   const instances = new Set(view.allocations.map((a) => a.instance));
-  const byGroup = new Map(demands.map((d) => [d.group, d]));
+  // A group mid-rollout has one demand per version (generation): look a placement's up by both.
+  const byKey = new Map(demands.map((d) => [`${d.group}\u0000${d.generation}`, d]));
   const add = (node: string, group: string, cpus: number, memoryMiB: number): void => {
     const u = used.get(node) ?? { cpus: 0, memoryMiB: 0 };
     used.set(node, { cpus: u.cpus + cpus, memoryMiB: u.memoryMiB + memoryMiB });
@@ -275,14 +281,19 @@ export function assertPlacements(
   for (const a of view.allocations) add(a.node, a.group, a.resources.cpus, a.resources.memoryMiB);
   const nodes = new Map(view.nodes.map((n) => [n.id, n]));
   for (const p of placements) {
-    const d = byGroup.get(p.group)!;
+    const d = byKey.get(`${p.group}\u0000${p.generation}`)!;
     const key = `${p.group}\u0000${p.node}`;
     if (!d.allowSharing && groupNode.has(key))
       throw new Error(`invariant: ${p.instance}: a second instance of ${p.group} on ${p.node}`);
     if (instances.has(p.instance)) throw new Error(`invariant: ${p.instance} placed twice`);
-    const k = Number(p.instance.slice(p.group.length + 1));
-    if (!(k >= 0 && k < d.count))
-      throw new Error(`invariant: ${p.instance} beyond count ${d.count}`);
+    if (d.instances !== undefined) {
+      if (!d.instances.includes(p.instance))
+        throw new Error(`invariant: ${p.instance} is not one of its demand's instances`);
+    } else {
+      const k = Number(p.instance.slice(p.group.length + 1));
+      if (!(k >= 0 && k < d.count))
+        throw new Error(`invariant: ${p.instance} beyond count ${d.count}`);
+    }
     instances.add(p.instance);
     add(p.node, p.group, p.resources.cpus, p.resources.memoryMiB);
     const n = nodes.get(p.node)!;

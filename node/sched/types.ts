@@ -69,6 +69,12 @@ export interface Demand {
   readonly closure?: string;
   /** instance -> the node where it last failed. */
   readonly failedNodes?: Readonly<Record<string, string>>;
+  /**
+   * The instances this demand places, when not every instance of the group: a deployment's group
+   * in the middle of a rolling update holds rows of two versions (two generations, two specs), and
+   * each version's unplaced rows are a demand of their own (node/state/view.ts pendingDemands).
+   */
+  readonly instances?: readonly string[];
 }
 
 export interface ScoreBreakdown {

@@ -257,7 +257,7 @@ describe('StateMachine snapshots', () => {
     expect(() => sm.restore(new Uint8Array([1, 2, 3]))).toThrow();
     expect(() =>
       sm.restore(encodeEnvelope({ requestId: 'r', command: { op: 'kv.del', key: 'x' } })),
-    ).toThrow(/not a version 2 to 6 snapshot/);
+    ).toThrow(/not a version 2 to 7 snapshot/);
     expect(sm.snapshot()).toEqual(before);
   });
 });

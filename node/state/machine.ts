@@ -12,6 +12,16 @@
 import { Packr } from 'msgpackr';
 import { assert, assertSafeIndex } from '../../consensus/assert.ts';
 import type { ClusterView } from '../sched/types.ts';
+import {
+  type DeployCommand,
+  type Deployment,
+  DeploymentTable,
+  type DeployQuery,
+  type DeployResult,
+  deployCommandProblem,
+  deploymentOwns,
+  deployQueryProblem,
+} from './deployments.ts';
 import { KEY_BYTES_MAX, VALUE_BYTES_MAX } from './kv_limits.ts';
 import { type NodeCommand, type NodeInfo, NodeTable, nodeCommandProblem } from './nodes.ts';
 import {
@@ -37,7 +47,7 @@ export { KEY_BYTES_MAX, VALUE_BYTES_MAX };
 /** Longest request ID carried in an entry. */
 export const REQUEST_ID_BYTES_MAX = 128;
 /** Format of snapshot() images; restore() refuses others. */
-export const SNAPSHOT_VERSION = 6;
+export const SNAPSHOT_VERSION = 7;
 /**
  * Removed members remembered (tombstones); beyond this the one removed longest ago is forgotten.
  * A removed node learns of its removal from them, and a removed ID cannot be recorded again.
@@ -93,7 +103,8 @@ export type Command =
   | { readonly op: 'member.remove'; readonly id: string; readonly atMs?: number }
   | NodeCommand
   | VmCommand
-  | TokenCommand;
+  | TokenCommand
+  | DeployCommand;
 
 export type Query =
   | { readonly op: 'kv.get'; readonly key: string }
@@ -101,7 +112,8 @@ export type Query =
   | { readonly op: 'members' }
   | { readonly op: 'nodes' }
   | VmQuery
-  | TokenQuery;
+  | TokenQuery
+  | DeployQuery;
 
 export interface KvEntry {
   readonly key: string;
@@ -139,6 +151,11 @@ export type Result =
       readonly verdicts?: readonly string[];
       readonly token?: TokenEntry;
       readonly tokens?: readonly TokenEntry[];
+      readonly deployment?: Deployment;
+      readonly deployments?: readonly Deployment[];
+      /** deploy.submit, deploy.rollback: the version; `noop`: an identical re-submission. */
+      readonly version?: number;
+      readonly noop?: boolean;
     }
   | {
       readonly ok: false;
@@ -226,6 +243,12 @@ export function commandProblem(c: unknown): string | undefined {
     case 'token.put':
     case 'token.rm':
       return tokenCommandProblem(o);
+    case 'deploy.submit':
+    case 'deploy.step':
+    case 'deploy.finish':
+    case 'deploy.promote':
+    case 'deploy.rollback':
+      return deployCommandProblem(o);
     default:
       return `unknown command op ${JSON.stringify(o.op)}`;
   }
@@ -250,6 +273,9 @@ export function queryProblem(q: unknown): string | undefined {
       return vmQueryProblem(o);
     case 'token.list':
       return undefined;
+    case 'deploy.get':
+    case 'deploy.list':
+      return deployQueryProblem(o);
     default:
       return `unknown query op ${JSON.stringify(o.op)}`;
   }
@@ -316,6 +342,8 @@ export class StateMachine {
   readonly nodes = new NodeTable();
   /** The binary cache's tokens (node/state/tokens.ts). */
   readonly tokens = new TokenTable();
+  /** Deployments: versions and rollouts of VM groups (node/state/deployments.ts). */
+  readonly deployments = new DeploymentTable();
   /** Index of the last entry applied (or of the snapshot restored). */
   private appliedIndex = 0;
 
@@ -408,19 +436,53 @@ export class StateMachine {
       case 'vm.stop':
       case 'vm.rm':
       case 'vm.report':
-      case 'vm.health':
-        return this.vmResult(
-          this.vms.apply(index, c, {
-            isMember: (id) => this.members.has(id),
-            view: () => this.view(),
-            nameOf: (id) => this.nameOf(id),
-          }),
-          index,
-        );
+      case 'vm.health': {
+        const owner = this.deploymentOf(c);
+        if (owner !== undefined)
+          return { ok: false, code: 'invalid', message: deploymentOwns(owner) };
+        return this.vmResult(this.vms.apply(index, c, this.placementContext()), index);
+      }
       case 'token.put':
       case 'token.rm':
         return this.tokenResult(this.tokens.apply(index, c), index);
+      case 'deploy.submit':
+      case 'deploy.step':
+      case 'deploy.finish':
+      case 'deploy.promote':
+      case 'deploy.rollback':
+        return this.deployResult(
+          this.deployments.apply(index, c, { vms: this.vms, placement: this.placementContext() }),
+          index,
+        );
     }
+  }
+
+  private placementContext() {
+    return {
+      isMember: (id: string) => this.members.has(id),
+      view: () => this.view(),
+      nameOf: (id: string) => this.nameOf(id),
+    };
+  }
+
+  /** The deployment whose group a user's vm.put, vm.stop or vm.rm names (refused), if any. */
+  private deploymentOf(c: VmCommand): string | undefined {
+    let group: string | undefined;
+    if (c.op === 'vm.put') group = (c.spec as { name: string }).name;
+    else if (c.op === 'vm.stop' || c.op === 'vm.rm') group = this.vms.get(c.name)?.group ?? c.name;
+    return group !== undefined && this.deployments.owns(group) ? group : undefined;
+  }
+
+  private deployResult(r: DeployResult, revision: number): Result {
+    if (!r.ok) return r;
+    return {
+      ok: true,
+      revision,
+      ...(r.deployment !== undefined ? { deployment: r.deployment } : {}),
+      ...(r.deployments !== undefined ? { deployments: r.deployments } : {}),
+      ...(r.version !== undefined ? { version: r.version } : {}),
+      ...(r.noop !== undefined ? { noop: r.noop } : {}),
+    };
   }
 
   /** The cluster as placement sees it at the applied index (node/state/view.ts). */
@@ -573,6 +635,9 @@ export class StateMachine {
         return this.vmResult(this.vms.query(query), this.appliedIndex);
       case 'token.list':
         return { ok: true, revision: this.appliedIndex, tokens: this.tokens.list() };
+      case 'deploy.get':
+      case 'deploy.list':
+        return this.deployResult(this.deployments.query(query), this.appliedIndex);
     }
   }
 
@@ -600,6 +665,7 @@ export class StateMachine {
       [...this.removed.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
       this.nodes.rows(),
       this.tokens.rows(),
+      this.deployments.rows(),
     ]);
   }
 
@@ -607,17 +673,28 @@ export class StateMachine {
   restore(data: Uint8Array): void {
     const raw = packr.unpack(data) as unknown;
     // Versions 2 (before the VM table), 3 (before tombstones), 4 (before the node table and
-    // tokens) and 5 (the node table, before tokens) are still read.
+    // tokens), 5 (the node table, before tokens) and 6 (before deployments) are still read.
     const v2 = Array.isArray(raw) && raw.length === 5 && raw[0] === 2;
     const v3 = Array.isArray(raw) && raw.length === 6 && raw[0] === 3;
     const v4 = Array.isArray(raw) && raw.length === 7 && raw[0] === 4;
     const v5 = Array.isArray(raw) && raw.length === 8 && raw[0] === 5;
-    const v6 = Array.isArray(raw) && raw.length === 9 && raw[0] === SNAPSHOT_VERSION;
-    if (!v2 && !v3 && !v4 && !v5 && !v6) {
+    const v6 = Array.isArray(raw) && raw.length === 9 && raw[0] === 6;
+    const v7 = Array.isArray(raw) && raw.length === 10 && raw[0] === SNAPSHOT_VERSION;
+    if (!v2 && !v3 && !v4 && !v5 && !v6 && !v7) {
       throw new Error(`state machine: not a version 2 to ${SNAPSHOT_VERSION} snapshot`);
     }
-    const [, applied, kvRows, memberRows, sessionRows, vmRows, removedRows, nodeRows, tokenRows] =
-      raw as [number, unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown];
+    const [
+      ,
+      applied,
+      kvRows,
+      memberRows,
+      sessionRows,
+      vmRows,
+      removedRows,
+      nodeRows,
+      tokenRows,
+      deployRows,
+    ] = raw as unknown[];
     if (
       !Number.isSafeInteger(applied) ||
       !Array.isArray(kvRows) ||
@@ -660,13 +737,15 @@ export class StateMachine {
         throw new Error('state machine: malformed snapshot member row');
       members.set(id as string, m as Member);
     }
-    const removed = restoreTombstones(v4 || v5 || v6 ? removedRows : []);
+    const removed = restoreTombstones(v4 || v5 || v6 || v7 ? removedRows : []);
     // Each table checks its rows before any is replaced (a throw leaves the state as it was).
-    new NodeTable().restore(v5 || v6 ? nodeRows : []);
-    new TokenTable().restore(v6 ? tokenRows : []);
+    new NodeTable().restore(v5 || v6 || v7 ? nodeRows : []);
+    new TokenTable().restore(v6 || v7 ? tokenRows : []);
+    new DeploymentTable().restore(v7 ? deployRows : []);
     this.vms.restore(v2 ? [] : vmRows);
-    this.nodes.restore(v5 || v6 ? nodeRows : []);
-    this.tokens.restore(v6 ? tokenRows : []);
+    this.nodes.restore(v5 || v6 || v7 ? nodeRows : []);
+    this.tokens.restore(v6 || v7 ? tokenRows : []);
+    this.deployments.restore(v7 ? deployRows : []);
     this.kv = kv;
     this.members = members;
     this.removed = removed;

@@ -79,7 +79,7 @@ describe('token table', () => {
     expect(copy.tokens.byHash(hex(1))?.name).toBe('ci');
     const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
     const rows = packr.unpack(sm.snapshot()) as unknown[];
-    expect(rows[0]).toBe(6);
+    expect(rows[0]).toBe(7);
     const v4 = packr.pack([4, ...rows.slice(1, 7)]);
     // Version 5 (the node table, before tokens) loads too, with none.
     const v5 = new StateMachine();
@@ -90,7 +90,7 @@ describe('token table', () => {
     expect(old.tokens.list()).toEqual([]);
     expect(old.query({ op: 'kv.get', key: 'k' })).toMatchObject({ ok: true, value: 'v' });
     // A bad token row refuses the image and changes nothing.
-    const broken = packr.pack([...rows.slice(0, 8), [['ci', 'nothex', ['push'], 1, 1]]]);
+    const broken = packr.pack([...rows.slice(0, 8), [['ci', 'nothex', ['push'], 1, 1]], rows[9]]);
     const before = copy.snapshot();
     expect(() => copy.restore(broken)).toThrow(/token row/);
     expect(copy.snapshot()).toEqual(before);

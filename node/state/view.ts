@@ -27,7 +27,8 @@ export function clusterView(
   const allocations: Allocation[] = [];
   const generations: Record<string, number> = {};
   for (const vm of vms.all()) {
-    generations[vm.group] = vm.generation;
+    // A deployment's group mid-rollout holds two generations: the newest is the group's.
+    generations[vm.group] = Math.max(generations[vm.group] ?? 0, vm.generation);
     if (holdsResources(vm)) {
       allocations.push({
         instance: vm.name,
@@ -50,14 +51,23 @@ export function holdsResources(vm: VmEntry): boolean {
 
 /**
  * The groups with instances that want to run and have no node, as demands, oldest generation
- * first (then by name): what the leader's loop places.
+ * first (then by name): what the leader's loop places. A group whose rows are at several
+ * generations (a deployment mid-rollout: two versions, two specs) gives one demand per generation,
+ * each naming its instances.
  */
 export function pendingDemands(vms: VmTable): ReturnType<typeof demandOfRow>[] {
-  const byGroup = new Map<string, VmEntry>();
+  const byKey = new Map<string, VmEntry>();
+  const names = new Map<string, string[]>();
   const failedNodes = new Map<string, Record<string, string>>();
+  const generationsOf = new Map<string, Set<number>>();
   for (const vm of vms.all()) {
+    const gens = generationsOf.get(vm.group) ?? new Set<number>();
+    gens.add(vm.generation);
+    generationsOf.set(vm.group, gens);
     if (vm.node !== '' || vm.desired !== 'running') continue;
-    if (!byGroup.has(vm.group)) byGroup.set(vm.group, vm);
+    const key = `${vm.group}\u0000${vm.generation}`;
+    if (!byKey.has(key)) byKey.set(key, vm);
+    names.set(key, [...(names.get(key) ?? []), vm.name]);
     const last = vm.reschedules?.at(-1);
     if (last !== undefined) {
       const m = failedNodes.get(vm.group) ?? {};
@@ -65,8 +75,8 @@ export function pendingDemands(vms: VmTable): ReturnType<typeof demandOfRow>[] {
       failedNodes.set(vm.group, m);
     }
   }
-  return [...byGroup.values()]
-    .sort((a, b) =>
+  return [...byKey.entries()]
+    .sort(([, a], [, b]) =>
       a.generation !== b.generation
         ? a.generation - b.generation
         : a.group < b.group
@@ -75,5 +85,9 @@ export function pendingDemands(vms: VmTable): ReturnType<typeof demandOfRow>[] {
             ? 1
             : 0,
     )
-    .map((vm) => ({ ...demandOfRow(vm), failedNodes: failedNodes.get(vm.group) ?? {} }));
+    .map(([key, vm]) => ({
+      ...demandOfRow(vm),
+      failedNodes: failedNodes.get(vm.group) ?? {},
+      ...(generationsOf.get(vm.group)!.size > 1 ? { instances: names.get(key)!.sort() } : {}),
+    }));
 }

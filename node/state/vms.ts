@@ -13,7 +13,7 @@ import { checkPlan } from '../sched/check.ts';
 import { demandOf } from '../sched/demand.ts';
 import { instanceName } from '../sched/place.ts';
 import type { ClusterView, Demand, Placement, Resources } from '../sched/types.ts';
-import { formatSpecErrors, placementOf, type VmSpec, validateVmSpec } from './vm_spec.ts';
+import { formatSpecErrors, placementOf, specHash, type VmSpec, validateVmSpec } from './vm_spec.ts';
 
 /** VMs the cluster holds at most. */
 export const VMS_MAX = 10_000;
@@ -313,6 +313,11 @@ export function demandOfRow(vm: VmEntry): Demand {
   return demandOf({ ...vm.spec, name: vm.group }, placementOf(vm.spec), vm.generation);
 }
 
+/** Whether a row already runs `spec` (its hash, the part the agent compares), under its name. */
+function sameSpec(row: VmEntry, spec: VmSpec): boolean {
+  return specHash(row.spec) === specHash({ ...spec, name: row.name });
+}
+
 function withEvent(vm: VmEntry, e: VmEvent): VmEvent[] {
   const events = [...vm.events, e];
   return events.length > VM_EVENTS_MAX ? events.slice(events.length - VM_EVENTS_MAX) : events;
@@ -405,47 +410,155 @@ export class VmTable {
     if (c.node !== undefined && !ctx.isMember(c.node)) {
       return { ok: false, code: 'notFound', message: `no member ${c.node}: see pcr members` };
     }
-    const group = r.spec.name;
-    const names = instanceNames(r.spec);
-    const old = new Map(this.groupRows(group).map((v) => [v.name, v]));
-    const added = names.filter((n) => !old.has(n) && !this.vms.has(n)).length;
+    const old = new Map(this.groupRows(r.spec.name).map((v) => [v.name, v]));
+    const version = Math.max(0, ...[...old.values()].map((v) => v.version)) + 1;
+    return this.writeGroup(index, r.spec, version, c.atMs, ctx, c.node);
+  }
+
+  /**
+   * Whether rows named `names` may be written for `group`: within VMS_MAX, and no name taken by an
+   * instance of another group. The refusal, or undefined.
+   */
+  private writeProblem(group: string, names: readonly string[]): VmResult | undefined {
+    const added = names.filter((n) => !this.vms.has(n)).length;
     if (this.vms.size + added > VMS_MAX) {
       return { ok: false, code: 'invalid', message: `the cluster holds VMS_MAX (${VMS_MAX}) VMs` };
     }
     const clash = names.find(
       (n) => this.vms.get(n)?.group !== undefined && this.vms.get(n)!.group !== group,
     );
-    if (clash !== undefined) {
-      return {
-        ok: false,
-        code: 'invalid',
-        message: `${clash} is an instance of the VM group ${this.vms.get(clash)!.group}: choose another name`,
-      };
-    }
-    const kept = c.node === undefined ? this.keptNodes(index, r.spec, names, old, ctx) : undefined;
-    const version = Math.max(0, ...[...old.values()].map((v) => v.version)) + 1;
+    if (clash === undefined) return undefined;
+    return {
+      ok: false,
+      code: 'invalid',
+      message: `${clash} is an instance of the VM group ${this.vms.get(clash)!.group}: choose another name`,
+    };
+  }
+
+  /**
+   * Every instance of a group to a validated spec at generation `index` and version `version`
+   * (vm.put, and a deployment's version written whole: node/state/deployments.ts). Refused (and
+   * nothing changed) beyond VMS_MAX or when a name belongs to another group.
+   */
+  writeGroup(
+    index: number,
+    spec: VmSpec,
+    version: number,
+    atMs: number,
+    ctx: PlacementContext,
+    pinned?: string,
+  ): VmResult {
+    const group = spec.name;
+    const names = instanceNames(spec);
+    const old = new Map(this.groupRows(group).map((v) => [v.name, v]));
+    const refused = this.writeProblem(group, names);
+    if (refused !== undefined) return refused;
+    const kept = pinned === undefined ? this.keptNodes(index, spec, names, old, ctx) : undefined;
     for (const [name] of old) if (!names.includes(name)) this.vms.delete(name);
     for (const name of names) {
       const prev = old.get(name);
-      const node = c.node ?? kept?.get(name) ?? '';
-      const base: VmEntry = {
-        name,
-        group,
-        spec: { ...r.spec, name },
-        node,
-        generation: index,
-        version,
-        desired: 'running',
-        state: 'pending',
-        events: prev?.events ?? [],
-        ...(node === '' && prev?.node ? { placement: `its node no longer fits the new spec` } : {}),
-      };
-      this.vms.set(name, {
-        ...base,
-        events: withEvent(base, { atMs: c.atMs, generation: index, version, state: 'pending' }),
-      });
+      const node = pinned ?? kept?.get(name) ?? '';
+      this.setRow(prev, name, group, spec, node, index, version, atMs);
     }
+    this.changes++;
     return { ok: true, vm: this.vms.get(names[0]!)!, vms: names.map((n) => this.vms.get(n)!) };
+  }
+
+  /** A row (new, or replacing `prev`) at a generation and version: pending, health dropped. */
+  private setRow(
+    prev: VmEntry | undefined,
+    name: string,
+    group: string,
+    spec: VmSpec,
+    node: string,
+    generation: number,
+    version: number,
+    atMs: number,
+  ): void {
+    const base: VmEntry = {
+      name,
+      group,
+      spec: { ...spec, name },
+      node,
+      generation,
+      version,
+      desired: 'running',
+      state: 'pending',
+      events: prev?.events ?? [],
+      ...(node === '' && prev?.node ? { placement: `its node no longer fits the new spec` } : {}),
+    };
+    this.vms.set(name, {
+      ...base,
+      events: withEvent(base, { atMs, generation, version, state: 'pending' }),
+    });
+  }
+
+  /**
+   * Named instances of a group to a spec at generation `generation` and version `version` (a
+   * rolling update's step: node/state/deployments.ts), rows created for names that have none. An
+   * instance keeps its node when that node still passes every filter for the spec with the
+   * replaced instances taken out of the view (as vm.put keeps nodes); else it waits for placement.
+   * Refused (nothing changed) beyond VMS_MAX or when a name belongs to another group.
+   */
+  replaceInstances(
+    generation: number,
+    spec: VmSpec,
+    version: number,
+    names: readonly string[],
+    atMs: number,
+    ctx: PlacementContext,
+  ): VmResult {
+    const group = spec.name;
+    const refused = this.writeProblem(group, names);
+    if (refused !== undefined) return refused;
+    const old = new Map(
+      names.flatMap((n) => {
+        const v = this.vms.get(n);
+        return v === undefined ? [] : [[n, v] as const];
+      }),
+    );
+    const kept = this.keptNodes(generation, spec, names, old, ctx, 'replaced');
+    for (const name of names) {
+      const prev = old.get(name);
+      const node = kept.get(name) ?? '';
+      this.setRow(prev, name, group, spec, node, generation, version, atMs);
+      // The same spec on the same node (a revert to what still runs there): the agent restarts
+      // nothing (it compares spec hashes) and so reports nothing new; the row keeps the state it
+      // reported, at the new generation, as an update in place.
+      if (prev !== undefined && node !== '' && node === prev.node && sameSpec(prev, spec))
+        this.keepState(name, prev, generation, version, atMs);
+    }
+    this.changes++;
+    return { ok: true, vms: names.map((n) => this.vms.get(n)!) };
+  }
+
+  /** A replaced row takes its previous state (and reason) at its new generation, as an event. */
+  private keepState(
+    name: string,
+    prev: VmEntry,
+    generation: number,
+    version: number,
+    atMs: number,
+  ): void {
+    const row = this.vms.get(name)!;
+    const { reason: _r, ...rest } = row;
+    const why = prev.reason !== undefined ? { reason: prev.reason } : {};
+    this.vms.set(name, {
+      ...rest,
+      state: prev.state,
+      ...why,
+      events: withEvent(row, { atMs, generation, version, state: prev.state, ...why }),
+    });
+  }
+
+  /** Deletes named rows (a rolling update's extra instances; their node's agent stops them). */
+  removeInstances(names: readonly string[]): void {
+    for (const n of names) if (this.vms.delete(n)) this.changes++;
+  }
+
+  /** Every instance of a group, sorted by name. */
+  groupInstances(group: string): VmEntry[] {
+    return this.list(undefined, group);
   }
 
   /** For the instances that had a node: that node, if it passes every filter for the new spec. */
@@ -455,18 +568,26 @@ export class VmTable {
     names: readonly string[],
     old: ReadonlyMap<string, VmEntry>,
     ctx: PlacementContext,
+    /** `group`: the whole group is replaced (vm.put); `replaced`: only `names` (a rollout step). */
+    scope: 'group' | 'replaced' = 'group',
   ): Map<string, string> {
     const out = new Map<string, string>();
     const candidates = names.filter((n) => (old.get(n)?.node ?? '') !== '');
     if (candidates.length === 0) return out;
     const view = ctx.view();
     const group = spec.name;
+    const leaving = new Set(names);
     const without: ClusterView = {
       ...view,
-      allocations: view.allocations.filter((a) => a.group !== group),
+      allocations: view.allocations.filter((a) =>
+        scope === 'group' ? a.group !== group : !leaving.has(a.instance),
+      ),
       generations: { ...view.generations, [group]: index },
     };
-    const demand = demandOf(spec, placementOf(spec), index);
+    const demand = {
+      ...demandOf(spec, placementOf(spec), index),
+      ...(scope === 'replaced' ? { instances: [...names] } : {}),
+    };
     const plan: Placement[] = candidates.map((n) => ({
       instance: n,
       group,
@@ -488,7 +609,8 @@ export class VmTable {
    */
   private place(index: number, c: VmCommand & { op: 'vm.place' }, ctx: PlacementContext): VmResult {
     const view = ctx.view();
-    const demands: Record<string, Demand> = {};
+    // Each row's own demand (a deployment's group mid-rollout holds two specs), once per version.
+    const demands = new Map<string, Demand>();
     const plan: Placement[] = [];
     const verdicts: string[] = [];
     const valid: boolean[] = [];
@@ -497,12 +619,17 @@ export class VmTable {
       const ok = row !== undefined && row.group === p.group && row.desired === 'running';
       valid.push(ok);
       if (!ok) continue;
-      demands[p.group] ??= demandOfRow(row);
+      const key = `${row.group}\u0000${row.generation}`;
+      if (!demands.has(key)) demands.set(key, demandOfRow(row));
       plan.push({ ...p, score: { ...NO_SCORE, total: p.score } });
     }
+    const demandOfPlaced = (p: Placement): Demand | undefined => {
+      const row = this.vms.get(p.instance)!;
+      return demands.get(`${row.group}\u0000${row.generation}`);
+    };
     const checked = PLANTED_PLACE_RECHECK.skip
       ? plan.map(() => ({ ok: true }) as const)
-      : checkPlan(view, demands, plan);
+      : checkPlan(view, demandOfPlaced, plan);
     let k = 0;
     c.placements.forEach((p, i) => {
       if (!valid[i]) {

@@ -1,0 +1,149 @@
+// The deployment requests through the real API: a daemon in this process (real libp2p on
+// loopback, real LevelDB), the product's client. Submit (a version, then a no-op), bad input,
+// get and list, promote and rollback refused with the reason, and vm.run, vm.stop, vm.rm on the
+// deployment's group refused with a pointer to pcr deploy. docs/deploy.md, "API and CLI".
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { until } from '../../test/until.ts';
+import { Daemon } from '../daemon.ts';
+import { CLUSTER_SECRET_FILE, readSecret } from '../identity.ts';
+import { ApiClient } from './client.ts';
+
+const logger = pino({ level: process.env.PCR_LOG_LEVEL ?? 'silent' });
+let dir: string;
+let daemon: Daemon | undefined;
+let client: ApiClient | undefined;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'pcr-deploy-api-'));
+  daemon = await Daemon.start({
+    dataDir: join(dir, 'a'),
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    logger,
+    accel: 'tcg',
+  });
+  await until(() => daemon!.node.status().state === 'leader', 5000);
+  const secret = await readSecret(join(dir, 'a', CLUSTER_SECRET_FILE));
+  client = await ApiClient.connect(daemon.addrs()[0]!, secret);
+});
+
+afterAll(async () => {
+  await client?.close();
+  await daemon?.stop().catch(() => {});
+  await rm(dir, { recursive: true, force: true });
+});
+
+// A runner no node here has (no microvm backend): the instances stay unplaced, nothing starts.
+const runner = '/nix/store/0c6lw3rq0qvd4n4ys4fvnnbd5bxxc0nk-microvm-run-web';
+const spec = { version: 1, runner, memoryMiB: 256, count: 2 };
+const source = { flake: 'git+file:///src', rev: 'abc123' };
+
+describe('deploy API', () => {
+  it('submits a version, answers a no-op for the same one, and refuses bad input at the door or at apply', async () => {
+    const c = client!;
+    const first = await c.request({ op: 'deploy.submit', name: 'web', spec, source });
+    expect(first).toMatchObject({
+      ok: true,
+      noop: false,
+      version: 1,
+      deployment: { name: 'web', rollout: { to: 1, state: 'running' } },
+    });
+    const again = await c.request({ op: 'deploy.submit', name: 'web', spec, source });
+    expect(again).toMatchObject({ ok: true, noop: true, version: 1 });
+    const next = await c.request({
+      op: 'deploy.submit',
+      name: 'web',
+      spec: { ...spec, memoryMiB: 512 },
+      update: { maxParallel: 2 },
+      source,
+    });
+    expect(next).toMatchObject({ ok: true, noop: false, version: 2 });
+    const bad = await c.request({
+      op: 'deploy.submit',
+      name: 'web',
+      spec: { ...spec, vcpus: 0 },
+      update: { maxParallel: 65 },
+      source,
+    });
+    expect(bad).toMatchObject({ ok: false, error: { code: 'INVALID' } });
+    expect(JSON.stringify(bad)).toMatch(/vcpus/);
+    const policy = await c.request({
+      op: 'deploy.submit',
+      name: 'web',
+      spec,
+      update: { maxParallel: 65 },
+      source,
+    });
+    expect(JSON.stringify(policy)).toMatch(/DEPLOY_PARALLEL_MAX/);
+    expect(await c.request({ op: 'deploy.submit', name: 'web', spec })).toMatchObject({
+      ok: false,
+      error: { code: 'INVALID', message: 'source must be an object' },
+    });
+  });
+
+  it('get and list answer the table; an unknown name is NOT_FOUND', async () => {
+    const c = client!;
+    const got = await c.request({ op: 'deploy.get', name: 'web' });
+    expect(got).toMatchObject({
+      ok: true,
+      deployment: { name: 'web', versions: [{ n: 1 }, { n: 2, update: { maxParallel: 2 } }] },
+    });
+    expect(
+      (got as unknown as { deployment: { versions: { source: object }[] } }).deployment.versions[0]!
+        .source,
+    ).toMatchObject(source);
+    expect(await c.request({ op: 'deploy.list', stale: true })).toMatchObject({
+      ok: true,
+      deployments: [{ name: 'web' }],
+    });
+    expect(await c.request({ op: 'deploy.get', name: 'nope' })).toMatchObject({
+      ok: false,
+      error: { code: 'NOT_FOUND' },
+    });
+  });
+
+  it('promote and rollback say why they cannot act', async () => {
+    const c = client!;
+    expect(await c.request({ op: 'deploy.promote', name: 'web' })).toMatchObject({
+      ok: false,
+      error: { code: 'INVALID', message: expect.stringMatching(/no canary rollout waiting/) },
+    });
+    expect(await c.request({ op: 'deploy.rollback', name: 'web' })).toMatchObject({
+      ok: false,
+      error: { code: 'INVALID', message: expect.stringMatching(/no known-good version/) },
+    });
+    expect(await c.request({ op: 'deploy.rollback', name: 'web', to: 0 })).toMatchObject({
+      ok: false,
+      error: { code: 'INVALID', message: 'to must be a version number' },
+    });
+    expect(await c.request({ op: 'deploy.promote', name: 'nope' })).toMatchObject({
+      ok: false,
+      error: { code: 'NOT_FOUND' },
+    });
+  });
+
+  it('vm.run, vm.stop and vm.rm on the deployment group point at pcr deploy', async () => {
+    const c = client!;
+    for (const req of [
+      { op: 'vm.run', spec: { ...spec, name: 'web' } },
+      { op: 'vm.stop', name: 'web' },
+      { op: 'vm.rm', name: 'web-1' },
+    ]) {
+      expect(await c.request(req)).toMatchObject({
+        ok: false,
+        error: { code: 'INVALID', message: expect.stringMatching(/deployment web.*pcr deploy/) },
+      });
+    }
+    expect(await c.request({ op: 'vm.list', group: 'web' })).toMatchObject({
+      ok: true,
+      vms: [
+        { name: 'web-0', desired: 'running' },
+        { name: 'web-1', desired: 'running' },
+      ],
+    });
+  });
+});

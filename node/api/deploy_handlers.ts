@@ -1,0 +1,54 @@
+// The deployment requests of the API (docs/deploy.md, "API and CLI"): deploy.submit, deploy.get,
+// deploy.list, deploy.promote, deploy.rollback. The member fills in the clock (`atMs`); the state
+// machine validates the spec and the update policy and answers with the deployment as the table
+// holds it. Errors as the other state requests: `invalid` -> INVALID, `notFound` -> NOT_FOUND.
+// Building, evaluating and pushing the closure happen in the client (`pcr deploy`), never here.
+
+import { type ApiDeps, answer } from './deps.ts';
+import type { RequestOf } from './requests.ts';
+import type { ApiResponse } from './wire.ts';
+
+export async function handleDeploySubmit(
+  deps: ApiDeps,
+  req: RequestOf<'deploy.submit'>,
+): Promise<ApiResponse> {
+  return answer(
+    await deps.submit({
+      op: 'deploy.submit',
+      name: req.name,
+      spec: req.spec,
+      ...(req.update !== undefined ? { update: req.update } : {}),
+      source: req.source,
+      atMs: Date.now(),
+    }),
+  );
+}
+
+export async function handleDeployRead(
+  deps: ApiDeps,
+  req: RequestOf<'deploy.get' | 'deploy.list'>,
+): Promise<ApiResponse> {
+  const q = req.op === 'deploy.get' ? { op: req.op, name: req.name } : { op: req.op };
+  return answer(await deps.read(q, req.stale === true));
+}
+
+export async function handleDeployPromote(
+  deps: ApiDeps,
+  req: RequestOf<'deploy.promote'>,
+): Promise<ApiResponse> {
+  return answer(await deps.submit({ op: 'deploy.promote', name: req.name, atMs: Date.now() }));
+}
+
+export async function handleDeployRollback(
+  deps: ApiDeps,
+  req: RequestOf<'deploy.rollback'>,
+): Promise<ApiResponse> {
+  return answer(
+    await deps.submit({
+      op: 'deploy.rollback',
+      name: req.name,
+      ...(req.to !== undefined ? { to: req.to } : {}),
+      atMs: Date.now(),
+    }),
+  );
+}
