@@ -1,7 +1,7 @@
 // `pcr deploy` with the real Nix, through bin/pcr and against a real node: a dry run and each bad
 // input as the user sees it (exit code, code, Nix's text), and the push of a built closure into a
-// node's own store over the CLI's connection. The submit is recorded, not sent: its handler is
-// on another branch (docs/deploy.md, "What is built"); the end-to-end test comes with it.
+// node's own store over the CLI's connection, checked at the moment of the submit (recorded here;
+// the rollouts that follow a real submit are node/deploy_cluster.test.ts).
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

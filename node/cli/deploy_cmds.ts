@@ -11,7 +11,6 @@ import {
   buildDeployment,
   DeployError,
   type DeployOutcome,
-  type DeploySubmit,
   deployFlake,
   evaluateDeployment,
   resolveDeployRef,
@@ -34,19 +33,11 @@ import { PUSH_TIMEOUT_S, pushPath } from './store_cmds.ts';
 
 type Opts = ConnectOptions & { dryRun?: boolean; to?: number };
 
-/**
- * The deploy.* requests of docs/deploy.md. MERGE(dstate): they join the Request union of
- * node/api/requests.ts on branch dstate; until then this is the one place they are sent, through
- * one cast.
- */
-type DeployRequest =
-  | DeploySubmit
-  | { readonly op: 'deploy.get'; readonly name: string }
-  | { readonly op: 'deploy.promote'; readonly name: string }
-  | { readonly op: 'deploy.rollback'; readonly name: string; readonly to?: number };
+/** The deploy.* requests of docs/deploy.md (node/api/requests.ts). */
+type DeployRequest = Extract<Request, { op: `deploy.${string}` }>;
 
 function deployRequest(c: Connection, req: DeployRequest): Promise<Record<string, unknown>> {
-  return c.request(req as unknown as Request);
+  return c.request(req);
 }
 
 async function withConnection<T>(o: ConnectOptions, f: (c: Connection) => Promise<T>): Promise<T> {

@@ -90,11 +90,13 @@ describe('sourceOfMetadata', () => {
   });
 });
 
-describe('updatePolicyProblem (the shape; the policy itself is validateUpdatePolicy, at merge)', () => {
-  it('takes none or an attribute set, refuses anything else', () => {
-    expect(updatePolicyProblem(undefined)).toBeUndefined();
-    expect(updatePolicyProblem({ maxParallel: 1 })).toBeUndefined();
-    expect(updatePolicyProblem([1])).toMatch(/attribute set/);
-    expect(updatePolicyProblem(3)).toMatch(/attribute set/);
+describe("updatePolicyProblem (the state machine's validateUpdatePolicy, before anything is pushed)", () => {
+  it('takes none or a valid policy, refuses anything else with the field named', () => {
+    expect(updatePolicyProblem(undefined, 1)).toBeUndefined();
+    expect(updatePolicyProblem({ maxParallel: 1 }, 1)).toBeUndefined();
+    expect(updatePolicyProblem([1], 1)).toMatch(/update: must be an object/);
+    expect(updatePolicyProblem(3, 1)).toMatch(/update: must be an object/);
+    expect(updatePolicyProblem({ maxParalel: 1 }, 1)).toMatch(/update.maxParalel: unknown field/);
+    expect(updatePolicyProblem({ canary: 3 }, 2)).toMatch(/canary/);
   });
 });

@@ -8,8 +8,10 @@
 // The member is reached through the two functions the caller passes (`push`, `submit`), so this
 // module stays below the CLI; Nix through a NixRunner (nix_cli.ts).
 
+import { validateUpdatePolicy } from '../state/deployments.ts';
 import {
   formatSpecErrors,
+  placementOf,
   VM_NAME,
   VM_NAME_LENGTH_MAX,
   type VmSpec,
@@ -134,17 +136,12 @@ export interface EvaluatedDeployment {
 }
 
 /**
- * The update policy check, done before anything is pushed. MERGE(dstate): the single call site of
- * validateUpdatePolicy (node/state/deployments.ts, branch dstate): replace this body with
- * `const r = validateUpdatePolicy(update); return r.ok ? undefined : <its errors as text>;`.
- * Until then only the shape is checked here and the member validates the policy at submit.
+ * The update policy check, done before anything is pushed: the state machine's own validator
+ * (node/state/deployments.ts), so the client and the member refuse the same policies.
  */
-export function updatePolicyProblem(update: unknown): string | undefined {
-  if (update === undefined) return undefined;
-  if (typeof update !== 'object' || update === null || Array.isArray(update)) {
-    return 'update: must be an attribute set (maxParallel, minHealthyMs, ...)';
-  }
-  return undefined;
+export function updatePolicyProblem(update: unknown, count: number): string | undefined {
+  const r = validateUpdatePolicy(update, count);
+  return r.ok ? undefined : r.errors.join('; ');
 }
 
 /** Nix's words for "the flake has no such attribute" (stable from Nix 2.4 on). */
@@ -205,7 +202,7 @@ export async function evaluateDeployment(
   const { spec, update } = deploymentShape(ref, value);
   const r = validateVmSpec(spec);
   if (!r.ok) throw new DeployError('invalid', `${ref.installable}: ${formatSpecErrors(r.errors)}`);
-  const policy = updatePolicyProblem(update);
+  const policy = updatePolicyProblem(update, placementOf(r.spec).count);
   if (policy !== undefined) throw new DeployError('invalid', `${ref.installable}: ${policy}`);
   const paths = BOOT_PATH_FIELDS.map((f) => r.spec[f]).filter((p): p is string => p !== undefined);
   const context = await evalJson(nix, ref, CONTEXT_OF);

@@ -1,0 +1,150 @@
+// Deployments end to end on a real node process with the real Nix (issue 19's proof on real
+// processes): `pcr deploy FLAKE#web` evaluates and builds a test flake (no nixpkgs: /bin/sh
+// derivations), pushes the closure, submits; the node's rollout duty replaces the two instances
+// one at a time behind a console health check; the same flake again is a no-op; v2 becomes
+// known-good; v3, whose instances never print the line the check waits for, misses its healthy
+// deadline and is reverted automatically to v2's spec (a new version 4 saying it reverts 3), which
+// then runs. The runner is a labelled stand-in for a hypervisor (its bin/microvm-run prints a line
+// and sleeps), as in node/cli/vm_health.test.ts: what is under test is the orchestration.
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, expect, it } from 'vitest';
+import { writeTestFlake } from '../test/deploy/flakes.ts';
+import {
+  closeClients,
+  type NodeProc,
+  PCR,
+  request,
+  startNode,
+  stop,
+  until,
+} from '../test/procs.ts';
+import { describeWithTools, nixEnv } from '../test/tools.ts';
+import { sweep } from '../test/vmm/helpers.ts';
+import { VM_RUN_DIR } from './daemon.ts';
+import type { Deployment } from './state/deployments.ts';
+import type { VmEntry } from './state/vms.ts';
+
+const dirs: string[] = [];
+let node: NodeProc | undefined;
+afterAll(async () => {
+  await closeClients();
+  if (node !== undefined) {
+    if (node.child.exitCode === null) await stop(node);
+    await sweep(join(node.dataDir, VM_RUN_DIR));
+  }
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+/** A runner that prints `line` (with its library's path, so the closure has a reference) and sleeps. */
+const runnerScript = (line: string): string =>
+  `/bin/mkdir -p $out/bin && printf "#!/bin/sh\\necho ${line} \${lib}\\nexec /bin/sleep 600\\n" > $out/bin/microvm-run && /bin/chmod +x $out/bin/microvm-run`;
+
+const WEB = `web = {
+  spec = { version = 1; runner = "\${runner}"; memoryMiB = 64; count = 2; allowSharing = true;
+           health = [ { console = "web ready"; graceMs = 0; } ]; };
+  update = { maxParallel = 1; minHealthyMs = 500; healthyDeadlineMs = 8000;
+             progressDeadlineMs = 30000; autoRevert = true; };
+};`;
+
+async function flake(line: string): Promise<string> {
+  const f = await writeTestFlake({ deployments: WEB, runnerScript: runnerScript(line) });
+  dirs.push(f.dir);
+  return `${f.dir}#web`;
+}
+
+describeWithTools(['nix', 'nix-store', 'nix-build'], 'deployments on a real node', () => {
+  it('v1 and v2 roll out behind health checks, a re-submission is a no-op, v3 is reverted to v2', {
+    timeout: 300_000,
+  }, async () => {
+    // Short: VMM sockets live under the data dir (unix socket paths are at most 107 bytes).
+    const base = await mkdtemp('/tmp/pcr-dep-');
+    dirs.push(base);
+    // The node's store is the machine's Nix store, where the flake's runner is built.
+    const n = await startNode(base, 'n', ['--name', 'n', '--store', 'nix', '--cache', 'off']);
+    node = n;
+    const deploy = async (ref: string) => {
+      const r = await execa(PCR, ['deploy', ref, '--json', '--data-dir', n.dataDir], {
+        env: nixEnv(),
+        reject: false,
+        stdin: 'ignore',
+      });
+      expect(r.exitCode, String(r.stderr) + String(r.stdout)).toBe(0);
+      return JSON.parse(String(r.stdout)) as { answer: { noop?: boolean; version?: number } };
+    };
+    const get = async (): Promise<Deployment | undefined> => {
+      const r = await request(n, n, { op: 'deploy.get', name: 'web' }, 5000).catch(() => undefined);
+      return r?.ok === true ? (r.deployment as Deployment) : undefined;
+    };
+    const settled = (to: number) =>
+      until(
+        async () => {
+          const d = await get();
+          if (d?.rollout?.to !== to) return undefined;
+          if (d.rollout.state === 'failed')
+            throw new Error(
+              `v${to} failed: ${d.rollout.reason}; instances: ${JSON.stringify(await instances())}`,
+            );
+          return d.rollout.state === 'succeeded' ? d : undefined;
+        },
+        120_000,
+        `the rollout to v${to} to succeed`,
+      );
+    const instances = async (): Promise<VmEntry[]> => {
+      const r = await request(n, n, { op: 'vm.list', group: 'web' }, 5000);
+      if (!r.ok) throw new Error(r.error.message);
+      return (r.vms as VmEntry[]).sort((a, b) => a.name.localeCompare(b.name));
+    };
+    // A VM is placed on a member of the table: the node's own record is committed once it leads.
+    await until(
+      async () => {
+        const r = await request(n, n, { op: 'members' }, 3000).catch(() => undefined);
+        if (r?.ok !== true) return undefined;
+        const me = (r.members as { id: string; addrs: string[] }[]).find((m) => m.id === n.id);
+        return me !== undefined && me.addrs.length > 0 ? true : undefined;
+      },
+      30_000,
+      'the node to record itself in the member table',
+    );
+
+    const v1 = await flake('web ready v1');
+    expect((await deploy(v1)).answer).toMatchObject({ noop: false, version: 1 });
+    let d = await settled(1);
+    expect(d.knownGood).toBe(1);
+    const at1 = await instances();
+    expect(at1.map((v) => [v.name, v.state, v.health?.healthy])).toEqual([
+      ['web-0', 'running', true],
+      ['web-1', 'running', true],
+    ]);
+
+    // The same flake again: nothing new.
+    expect((await deploy(v1)).answer).toMatchObject({ noop: true, version: 1 });
+
+    const v2 = await flake('web ready v2');
+    expect((await deploy(v2)).answer).toMatchObject({ noop: false, version: 2 });
+    d = await settled(2);
+    expect(d.knownGood).toBe(2);
+    const v2Runner = d.versions.find((v) => v.n === 2)!.spec.runner;
+    expect((await instances()).map((v) => [v.version, v.spec.runner, v.state])).toEqual([
+      [2, v2Runner, 'running'],
+      [2, v2Runner, 'running'],
+    ]);
+
+    // v3 never prints "web ready": its first instance misses healthyDeadlineMs, the rollout fails
+    // and, with autoRevert, v2's spec comes back as version 4.
+    const v3 = await flake('web starting');
+    expect((await deploy(v3)).answer).toMatchObject({ noop: false, version: 3 });
+    d = await settled(4);
+    const v4 = d.versions.find((v) => v.n === 4)!;
+    expect(v4.source.revertOf).toBe(3);
+    expect(v4.spec.runner).toBe(v2Runner);
+    expect(d.knownGood).toBe(4);
+    const final = await instances();
+    expect(final.map((v) => [v.version, v.spec.runner, v.state, v.health?.healthy])).toEqual([
+      [4, v2Runner, 'running', true],
+      [4, v2Runner, 'running', true],
+    ]);
+  });
+});
