@@ -67,7 +67,9 @@ export function pendingDemands(vms: VmTable): ReturnType<typeof demandOfRow>[] {
     if (vm.node !== '' || vm.desired !== 'running') continue;
     const key = `${vm.group}\u0000${vm.generation}`;
     if (!byKey.has(key)) byKey.set(key, vm);
-    names.set(key, [...(names.get(key) ?? []), vm.name]);
+    const list = names.get(key);
+    if (list === undefined) names.set(key, [vm.name]);
+    else list.push(vm.name);
     const last = vm.reschedules?.at(-1);
     if (last !== undefined) {
       const m = failedNodes.get(vm.group) ?? {};
