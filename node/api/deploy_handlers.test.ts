@@ -185,8 +185,11 @@ describe('deploy API', () => {
     expect(apart).toMatchObject({ ok: false, error: { code: 'UNPLACEABLE' } });
     // A new version of an existing deployment: refused, the versions unchanged.
     const versions = async () =>
-      ((await c.request({ op: 'deploy.get', name: 'web' })) as { deployment: Deployment })
-        .deployment.versions;
+      (
+        (await c.request({ op: 'deploy.get', name: 'web' })) as unknown as {
+          deployment: Deployment;
+        }
+      ).deployment.versions;
     const before = await versions();
     const next = await c.request({ op: 'deploy.submit', name: 'web', spec: mars, source });
     expect(next).toMatchObject({ ok: false, error: { code: 'UNPLACEABLE' } });
