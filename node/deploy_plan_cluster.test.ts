@@ -43,7 +43,7 @@ afterAll(async () => {
 
 /**
  * The flake's outputs: packages named as nixpkgs names them (name-version), the runner referring
- * to `libs` (Nix expressions of the packages). Names carry a token of this run so that the paths
+ * to `libs` (the packages, interpolated: `${libfoo1}`). Names carry a token of this run so that the paths
  * are new to the store (built here, by this test).
  */
 function outputs(token: string, libs: string): string {
@@ -64,8 +64,9 @@ function outputs(token: string, libs: string): string {
   }`;
 }
 
-async function flake(token: string, libs: string): Promise<string> {
-  const f = await writeTestFlake({ outputs: outputs(token, libs) });
+async function flake(token: string, libs: readonly string[]): Promise<string> {
+  const refs = libs.map((l) => `\${${l}}`).join(' ');
+  const f = await writeTestFlake({ outputs: outputs(token, refs) });
   dirs.push(f.dir);
   return `${f.dir}#web`;
 }
@@ -101,8 +102,8 @@ describeWithTools(['nix', 'nix-store', 'nix-build'], 'pcr deploy plan on a real 
     );
     // A letter first: the token is part of the package names, not of their versions.
     const token = `t${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-    const v1 = await flake(token, '${libfoo1}');
-    const v2 = await flake(token, '${libfoo2} ${extra}');
+    const v1 = await flake(token, ['libfoo1']);
+    const v2 = await flake(token, ['libfoo2', 'extra']);
 
     const deployed = await pcr('deploy', v1, '--json');
     expect(deployed.exitCode, String(deployed.stderr)).toBe(0);
@@ -192,7 +193,7 @@ describeWithTools(['nix', 'nix-store', 'nix-build'], 'pcr deploy plan on a real 
     expect(up.exitCode, String(up.stderr)).toBe(0);
     const d2 = await settled(2);
     expect(d2.good).toEqual([1, 2]);
-    const v3 = await flake(`${token}x`, '${libfoo1}');
+    const v3 = await flake(`${token}x`, ['libfoo1']);
     const dry3 = await pcr('deploy', v3, '--dry-run', '--json');
     const r3 = (JSON.parse(String(dry3.stdout)) as { spec: { runner: string } }).spec.runner;
     const pushed = await pcr('store', 'push', r3);
