@@ -66,6 +66,7 @@ import { RolloutDuty } from './placement/rollout_duty.ts';
 import { LevelDisk } from './raft/level_disk.ts';
 import { type Outcome, RaftNode } from './raft/node.ts';
 import { DurableStorage } from './raft/storage.ts';
+import { knownGoodRoots } from './state/deploy_pins.ts';
 import type { Command, Member, Query } from './state/machine.ts';
 import { VM_REASON_BYTES_MAX, type VmState } from './state/vms.ts';
 import type { FetchProgress } from './store/fetch.ts';
@@ -507,10 +508,14 @@ export class Daemon {
         : {}),
       upstreams: this.o.upstreams ?? [],
       peers: () => this.otherMembers(),
-      pins: () =>
-        this.node.sm.vms
+      // The runners of the VMs placed here, and every deployment's known-good boot closures (a
+      // rollback or an auto-revert must find them: docs/deploy.md).
+      pins: () => [
+        ...this.node.sm.vms
           .list(this.id)
           .flatMap((v) => (v.spec.runner !== undefined ? [v.spec.runner] : [])),
+        ...knownGoodRoots(this.node.sm.deployments.list()),
+      ],
       addrsOf: (id) => this.addrsOf(id),
       log: this.log,
       ...(this.o.nixEnv !== undefined ? { env: this.o.nixEnv } : {}),

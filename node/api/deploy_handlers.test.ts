@@ -1,7 +1,8 @@
 // The deployment requests through the real API: a daemon in this process (real libp2p on
 // loopback, real LevelDB), the product's client. Submit (a version, then a no-op), bad input,
 // get and list, promote and rollback refused with the reason, and vm.run, vm.stop, vm.rm on the
-// deployment's group refused with a pointer to pcr deploy. docs/deploy.md, "API and CLI".
+// deployment's group refused with a pointer to pcr deploy; a spec no node could hold refused
+// (UNPLACEABLE) before anything is committed, as vm.run refuses it. docs/deploy.md, "API and CLI".
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../../test/until.ts';
 import { Daemon } from '../daemon.ts';
 import { CLUSTER_SECRET_FILE, readSecret } from '../identity.ts';
+import type { Deployment } from '../state/deployments.ts';
 import { ApiClient } from './client.ts';
 
 const logger = pino({ level: process.env.PCR_LOG_LEVEL ?? 'silent' });
@@ -27,6 +29,9 @@ beforeAll(async () => {
     accel: 'tcg',
   });
   await until(() => daemon!.node.status().state === 'leader', 5000);
+  // The node's capacity and backends in the node table: until then nothing is refused as
+  // unplaceable (a member still starting may be the one that fits).
+  await until(() => daemon!.node.sm.nodes.get(daemon!.id) !== undefined, 60_000);
   const secret = await readSecret(join(dir, 'a', CLUSTER_SECRET_FILE));
   client = await ApiClient.connect(daemon.addrs()[0]!, secret);
 });
@@ -37,9 +42,10 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-// A runner no node here has (no microvm backend): the instances stay unplaced, nothing starts.
+// A runner no store holds: an instance placed here waits for its closure, nothing starts. Two
+// instances on one node: allowSharing (else no node could hold the group: UNPLACEABLE).
 const runner = '/nix/store/0c6lw3rq0qvd4n4ys4fvnnbd5bxxc0nk-microvm-run-web';
-const spec = { version: 1, runner, memoryMiB: 256, count: 2 };
+const spec = { version: 1, runner, memoryMiB: 256, count: 2, allowSharing: true };
 const source = { flake: 'git+file:///src', rev: 'abc123' };
 
 describe('deploy API', () => {
@@ -145,5 +151,52 @@ describe('deploy API', () => {
         { name: 'web-1', desired: 'running' },
       ],
     });
+  });
+
+  it('refuses a spec no node could ever hold (UNPLACEABLE, as vm.run) and commits nothing', async () => {
+    const c = client!;
+    const mars = {
+      ...spec,
+      constraints: [{ attribute: 'label.zone', operator: '=', value: 'mars' }],
+    };
+    // A new deployment: refused with what the filters removed, and no deployment exists.
+    const first = await c.request({ op: 'deploy.submit', name: 'db', spec: mars, source });
+    expect(first).toMatchObject({
+      ok: false,
+      error: { code: 'UNPLACEABLE', message: expect.stringMatching(/no node fits/) },
+    });
+    // vm.run says the same of the same spec.
+    const run = await c.request({ op: 'vm.run', spec: { ...mars, name: 'db' } });
+    expect(run).toMatchObject({ ok: false, error: { code: 'UNPLACEABLE' } });
+    expect((run as { error: { message: string } }).error.message).toBe(
+      (first as { error: { message: string } }).error.message,
+    );
+    expect(await c.request({ op: 'deploy.get', name: 'db' })).toMatchObject({
+      ok: false,
+      error: { code: 'NOT_FOUND' },
+    });
+    // Two instances on one node without allowSharing: refused too.
+    const apart = await c.request({
+      op: 'deploy.submit',
+      name: 'db',
+      spec: { ...spec, allowSharing: false },
+      source,
+    });
+    expect(apart).toMatchObject({ ok: false, error: { code: 'UNPLACEABLE' } });
+    // A new version of an existing deployment: refused, the versions unchanged.
+    const versions = async () =>
+      (
+        (await c.request({ op: 'deploy.get', name: 'web' })) as unknown as {
+          deployment: Deployment;
+        }
+      ).deployment.versions;
+    const before = await versions();
+    const next = await c.request({ op: 'deploy.submit', name: 'web', spec: mars, source });
+    expect(next).toMatchObject({ ok: false, error: { code: 'UNPLACEABLE' } });
+    expect(await versions()).toEqual(before);
+    // The same spec, placeable, is taken.
+    expect(
+      await c.request({ op: 'deploy.submit', name: 'db', spec: { ...spec, count: 1 }, source }),
+    ).toMatchObject({ ok: true, version: 1 });
   });
 });

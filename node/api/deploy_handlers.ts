@@ -3,15 +3,24 @@
 // machine validates the spec and the update policy and answers with the deployment as the table
 // holds it. Errors as the other state requests: `invalid` -> INVALID, `notFound` -> NOT_FOUND.
 // Building, evaluating and pushing the closure happen in the client (`pcr deploy`), never here.
+// A spec no node could ever hold is refused before anything is committed (UNPLACEABLE), by the
+// very check vm.run makes (placement_handlers.ts neverPlaceable).
 
+import { deploySpec } from '../state/deployments.ts';
 import { type ApiDeps, answer } from './deps.ts';
+import { neverPlaceable } from './placement_handlers.ts';
 import type { RequestOf } from './requests.ts';
-import type { ApiResponse } from './wire.ts';
+import { type ApiResponse, apiError } from './wire.ts';
 
 export async function handleDeploySubmit(
   deps: ApiDeps,
   req: RequestOf<'deploy.submit'>,
 ): Promise<ApiResponse> {
+  // An invalid spec goes on to the state machine, which says everything wrong with it and the
+  // policy at once.
+  const s = deploySpec(req.name, req.spec);
+  const never = s.ok ? neverPlaceable(deps, s.spec) : undefined;
+  if (never !== undefined) return apiError('UNPLACEABLE', never);
   return answer(
     await deps.submit({
       op: 'deploy.submit',

@@ -61,6 +61,19 @@ function viewWithout(view: ClusterView, group: string): ClusterView {
   return { ...view, allocations: view.allocations.filter((a) => a.group !== group) };
 }
 
+/**
+ * Why no node of the cluster could ever hold `spec` (even with no VM placed), or undefined: what
+ * vm.run and deploy.submit refuse as UNPLACEABLE before anything is committed. Asked only when
+ * every member has registered: a member still starting may be the one that fits (then the VM
+ * waits, pending, with the reason). The group's own instances are left out (a new spec replaces
+ * them).
+ */
+export function neverPlaceable(deps: ApiDeps, spec: VmSpec): string | undefined {
+  if (!allRegistered(deps)) return undefined;
+  const sm = deps.node.sm;
+  return unplaceable(viewWithout(sm.view(), spec.name), demandOfSpec(spec, sm.applied + 1));
+}
+
 export async function handleVmRun(deps: ApiDeps, req: RequestOf<'vm.run'>): Promise<ApiResponse> {
   const parsed = parseSpec(deps, req);
   if ('ok' in parsed) return parsed;
@@ -68,14 +81,7 @@ export async function handleVmRun(deps: ApiDeps, req: RequestOf<'vm.run'>): Prom
   // A deployment's group changes only through versions (the state machine refuses it too).
   if (sm.deployments.owns(parsed.spec.name))
     return apiError('INVALID', deploymentOwns(parsed.spec.name));
-  // Refused only when every member has registered: a member still starting may be the one that
-  // fits (then the VM waits, pending, with the reason).
-  const never = allRegistered(deps)
-    ? unplaceable(
-        viewWithout(sm.view(), parsed.spec.name),
-        demandOfSpec(parsed.spec, sm.applied + 1),
-      )
-    : undefined;
+  const never = neverPlaceable(deps, parsed.spec);
   if (never !== undefined) return apiError('UNPLACEABLE', never);
   const out = await deps.submit({ op: 'vm.put', spec: parsed.raw, atMs: Date.now() });
   const a = answer(out);

@@ -5,7 +5,7 @@
 
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { evaluate } from '../sched/evaluate.ts';
+import { Cluster, FAST, SPEC } from '../../test/deploy/table.ts';
 import { rolloutStep } from '../sched/rollout.ts';
 import {
   DEPLOY_DEADLINE_MS_MAX,
@@ -14,147 +14,10 @@ import {
   DEPLOY_STEP_NAMES_MAX,
   DEPLOY_VERSIONS_KEPT,
   DEPLOYMENTS_MAX,
-  type Deployment,
   deployCommandProblem,
   validateUpdatePolicy,
 } from './deployments.ts';
 import { type Command, type Result, StateMachine } from './machine.ts';
-import { pendingDemands } from './view.ts';
-import { placedInstance } from './vms.ts';
-
-const SPEC = (extra: Record<string, unknown> = {}) => ({
-  version: 1,
-  kernel: '/boot/vmlinuz',
-  vcpus: 1,
-  memoryMiB: 256,
-  count: 3,
-  ...extra,
-});
-const FAST = {
-  maxParallel: 1,
-  minHealthyMs: 1000,
-  healthyDeadlineMs: 5000,
-  progressDeadlineMs: 10_000,
-};
-
-class Cluster {
-  readonly sm = new StateMachine();
-  index = 0;
-  now = 1000;
-
-  apply(c: Command): Result {
-    return this.sm.apply(++this.index, c);
-  }
-
-  static of(n: number): Cluster {
-    const c = new Cluster();
-    for (let i = 1; i <= n; i++) {
-      const id = `n${i}`;
-      c.apply({ op: 'member.put', member: { id, addrs: [], role: 'voter', name: `node${i}` } });
-      c.apply({
-        op: 'node.register',
-        id,
-        arch: 'x86_64',
-        capacity: { cpus: 4, memoryMiB: 4096 },
-        labels: {},
-        backends: ['qemu'],
-      });
-    }
-    return c;
-  }
-
-  submit(extra: Record<string, unknown> = {}, update: unknown = FAST, name = 'web'): Result {
-    return this.apply({
-      op: 'deploy.submit',
-      name,
-      spec: SPEC(extra),
-      update,
-      source: { flake: 'git+file:///src#web' },
-      atMs: this.now,
-    } as Command);
-  }
-
-  dep(name = 'web'): Deployment {
-    return this.sm.deployments.get(name)!;
-  }
-
-  /** The leader's placement loop, once. */
-  place(): void {
-    const view = this.sm.view();
-    const ev = evaluate(
-      view,
-      pendingDemands(this.sm.vms),
-      () => true,
-      () => undefined,
-    );
-    if (ev.placements.length === 0) return;
-    const r = this.apply({
-      op: 'vm.place',
-      viewIndex: view.index,
-      placements: ev.placements.map(placedInstance),
-      atMs: this.now,
-    });
-    expect(r.ok).toBe(true);
-  }
-
-  /** Every placed row that is not running reports running (its node's agent started it). */
-  run(except: readonly string[] = []): void {
-    for (const v of this.sm.vms.list()) {
-      if (v.node === '' || v.state === 'running' || except.includes(v.name)) continue;
-      const r = this.apply({
-        op: 'vm.report',
-        name: v.name,
-        node: v.node,
-        generation: v.generation,
-        state: 'running',
-        atMs: this.now,
-      });
-      expect(r.ok).toBe(true);
-    }
-  }
-
-  /** What the leader's rollout duty would propose now, applied. */
-  drive(name = 'web'): Result | undefined {
-    const d = this.dep(name);
-    const s = rolloutStep(d, this.sm.vms.groupInstances(name), this.now);
-    if (s.kind === 'wait') return undefined;
-    const to = d.rollout!.to;
-    if (s.kind === 'step')
-      return this.apply({
-        op: 'deploy.step',
-        name,
-        to,
-        viewIndex: this.sm.applied,
-        replace: s.replace,
-        remove: s.remove,
-        atMs: this.now,
-      });
-    return this.apply({
-      op: 'deploy.finish',
-      name,
-      to,
-      outcome: s.outcome,
-      ...(s.reason !== undefined ? { reason: s.reason } : {}),
-      atMs: this.now,
-    });
-  }
-
-  /** Place, run and drive until the rollout ends (time moves 600 ms a round). */
-  settle(except: readonly string[] = [], rounds = 200): void {
-    for (let i = 0; i < rounds; i++) {
-      const r = this.dep().rollout!;
-      if (r.state === 'succeeded' || r.state === 'failed' || r.state === 'paused') return;
-      this.place();
-      this.run(except);
-      this.drive();
-      this.now += 600;
-    }
-  }
-
-  versionsOfRows(name = 'web'): Record<string, number> {
-    return Object.fromEntries(this.sm.vms.groupInstances(name).map((v) => [v.name, v.version]));
-  }
-}
 
 const err = (r: Result): string => (r.ok ? 'ok' : `${r.code}: ${r.message}`);
 

@@ -19,6 +19,8 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cluster } from '../../test/deploy/table.ts';
+import { knownGoodRoots } from '../state/deploy_pins.ts';
 import { formatSha256 } from './hash.ts';
 import { addPath, ingestNar } from './ingest.ts';
 import { generateSecretKey, signPath, TrustPolicy } from './keys.ts';
@@ -508,5 +510,49 @@ describe('LocalStore gc (pcr store gc)', () => {
     // Exactly app's size: app alone (its reference dep becomes free only after it).
     const exact = await store.gc({ maxFreedBytes: app.info.narSize });
     expect(exact.paths).toEqual([app.info.path]);
+  });
+});
+
+describe("LocalStore pins from the deployment table (a deployment's known-good closures)", () => {
+  it('keeps a known-good closure through eviction and gc, while a version not known-good goes', async () => {
+    const lib1 = path('lib-1.0', 'l'.repeat(1000));
+    const run1 = path('microvm-run-web', '1'.repeat(1000), [lib1.info.path]);
+    const lib2 = path('lib-2.0', 'm'.repeat(1000));
+    const run2 = path('microvm-run-web', '2'.repeat(1000), [lib2.info.path]);
+    // The table as the state machine builds it: version 1 succeeded, version 2 still rolling out.
+    const c = Cluster.of(3, ['microvm']);
+    c.submit({ kernel: undefined, runner: run1.info.path, count: 2 });
+    c.settle();
+    c.submit({ kernel: undefined, runner: run2.info.path, count: 2 });
+    expect(c.dep().good).toEqual([1]);
+    expect(c.dep().rollout).toMatchObject({ to: 2, state: 'running' });
+    const size = lib1.info.narSize;
+    const counters = newCounters();
+    const store = await LocalStore.open({
+      dir: join(dir, 'deploy-pins'),
+      maxBytes: size * 5,
+      pins: () => knownGoodRoots(c.sm.deployments.list()),
+      counters,
+      fsync: false,
+    });
+    // Version 1's closure is the least recently used: without the pin it would go first.
+    for (const p of [lib1, run1, lib2, run2]) await addPath(store, p.info, [p.nar]);
+    const fillers = [1, 2, 3].map((i) => path(`filler-${i}`, String(i).repeat(1000)));
+    for (const p of fillers) await addPath(store, p.info, [p.nar]);
+    const held = async (ps: { info: PathInfo }[]) =>
+      (await store.has(ps.map((p) => p.info.path))).size;
+    expect(await held([lib1, run1])).toBe(2);
+    expect(await held([lib2, run2])).toBe(0);
+    expect(await held(fillers)).toBe(3);
+    expect(counters.evictions).toBe(2);
+    // pcr store gc: everything but the pinned closure goes (version 2's closure is back, and
+    // evicted the two oldest fillers for its room).
+    await addPath(store, lib2.info, [lib2.nar]);
+    await addPath(store, run2.info, [run2.nar]);
+    expect(await held([lib1, run1, lib2, run2, fillers[2]!])).toBe(5);
+    const r = await store.gc();
+    expect(new Set(r.paths)).toEqual(new Set([lib2, run2, fillers[2]!].map((p) => p.info.path)));
+    expect((await store.summary()).paths).toBe(2);
+    expect(await held([lib1, run1])).toBe(2);
   });
 });
