@@ -9,15 +9,12 @@
 // Anchor: an idle Nomad or Consul agent uses well under 1% of a core; the target here is <= 1%.
 
 import '../node/polyfill.ts';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closeClients, kill9, type NodeProc, startCluster, until } from '../test/procs.ts';
-import { formatTable, machine, machineLine } from './common.ts';
+import { cpuSeconds, formatTable, machine, machineLine } from './common.ts';
 
-/** Linux's USER_HZ: /proc/<pid>/stat counts CPU time in these ticks. */
-const CLOCK_TICKS_PER_S = 100;
 /** Members beyond this many stay learners (the daemon's default maxVoters). */
 const VOTERS_MAX = 5;
 
@@ -45,13 +42,6 @@ function fail(why: string): never {
     `bench:idle: ${why} (options: --nodes 3,10,16, --seconds 30, --settle 30)\n`,
   );
   process.exit(2);
-}
-
-/** CPU seconds a process has used so far (user + system). */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
 }
 
 async function metric(p: NodeProc, name: string): Promise<number> {

@@ -35,7 +35,7 @@ import {
   nixEvalPath,
 } from '../test/store/nix_fixtures.ts';
 import { findTool, nixEnv } from '../test/tools.ts';
-import { fmtInt, machine, machineLine, parseOptions } from './common.ts';
+import { cpuSeconds, fmtInt, machine, machineLine, parseOptions } from './common.ts';
 import { type UploadRow, uploadRows } from './store_upload.ts';
 
 const opts = parseOptions(process.argv.slice(2), {
@@ -139,7 +139,7 @@ interface Row {
 async function runCase(
   name: string,
   rootPath: string,
-  serve: { id: string; addrs: string[]; key: string },
+  serve: { id: string; addrs: string[]; key: string; pid: number },
 ): Promise<Row[]> {
   const closure = await nixClosure(rootPath);
   const info = JSON.parse(
@@ -160,6 +160,7 @@ async function runCase(
   let haveMs = 0;
   const cpuLines: string[] = [];
   for (const store of ['local', 'nix'] as const) {
+    const serverCpu0 = cpuSeconds(serve.pid);
     const r = await nodeProc({
       role: 'fetch',
       dir: join(caseDir, `b-${store}`),
@@ -183,8 +184,12 @@ async function runCase(
         `${name}: fetched ${out.fetched} paths / ${out.bytes} bytes, expected ${closure.length} / ${bytes}`,
       );
     haveMs = out.haveMs;
+    const serverCpuS = cpuSeconds(serve.pid) - serverCpu0;
+    const gib = bytes / 2 ** 30;
     cpuLines.push(
-      `  ${name} -> ${store}: fetching node CPU ${out.cpuSeconds.toFixed(2)} s in ${out.seconds.toFixed(2)} s`,
+      `  ${name} -> ${store}: in ${out.seconds.toFixed(2)} s, fetching node CPU ${out.cpuSeconds.toFixed(2)} s ` +
+        `(${(out.cpuSeconds / gib).toFixed(1)} s/GiB), serving node CPU ${serverCpuS.toFixed(2)} s ` +
+        `(${(serverCpuS / gib).toFixed(1)} s/GiB)`,
     );
     rows.push({
       case: name,
@@ -268,10 +273,14 @@ printUploads(uploads);
 if (opts['upload-only']) process.exit(0);
 
 const a = nodeProc({ role: 'serve', dir: join(dir, 'a') });
-const serve = await new Promise<{ id: string; addrs: string[]; key: string }>((ok, fail) => {
-  a.stdout!.once('data', (d: Buffer) => ok(JSON.parse(d.toString().split('\n')[0]!)));
-  a.catch(fail);
-});
+const serve = await new Promise<{ id: string; addrs: string[]; key: string; pid: number }>(
+  (ok, fail) => {
+    a.stdout!.once('data', (d: Buffer) =>
+      ok({ ...JSON.parse(d.toString().split('\n')[0]!), pid: a.pid! }),
+    );
+    a.catch(fail);
+  },
+);
 
 const rows: Row[] = [];
 try {
