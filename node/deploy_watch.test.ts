@@ -11,7 +11,7 @@ import { chmod, copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promi
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, expect, it } from 'vitest';
-import { writeTestFlake } from '../test/deploy/flakes.ts';
+import { standInRunnerScript, writeTestFlake } from '../test/deploy/flakes.ts';
 import {
   closeClients,
   type NodeProc,
@@ -43,9 +43,6 @@ afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
-const runnerScript = (line: string): string =>
-  `/bin/mkdir -p $out/bin && printf "#!/bin/sh\\necho ${line} \${lib}\\nexec /bin/sleep 600\\n" > $out/bin/microvm-run && /bin/chmod +x $out/bin/microvm-run`;
-
 const WEB = `web = {
   spec = { version = 1; runner = "\${runner}"; memoryMiB = 64; count = 2; allowSharing = true;
            health = [ { console = "web ready"; graceMs = 0; } ]; };
@@ -68,12 +65,12 @@ describeWithTools(['nix', 'nix-store', 'git'], 'pcr deploy watch on a real node'
     const repo = (
       await writeTestFlake({
         deployments: WEB,
-        runnerScript: runnerScript('web ready v1'),
+        runnerScript: standInRunnerScript('web ready v1'),
         git: true,
       })
     ).dir;
     const v2 = (
-      await writeTestFlake({ deployments: WEB, runnerScript: runnerScript('web ready v2') })
+      await writeTestFlake({ deployments: WEB, runnerScript: standInRunnerScript('web ready v2') })
     ).dir;
     dirs.push(repo, v2);
     const git = async (...args: string[]) =>
