@@ -3,18 +3,20 @@
 //  (a) In the simulator (sim/rollout-run.ts runRolloutTiming): the product's placement and rollout
 //      duties and agents over simulated VMMs whose boots take exactly --boot-ms; the rollout's
 //      virtual time beside 5 waves x the boot, and 5 waves x (boot + minHealthyMs).
-//  (b) On real processes: --nodes node processes (one, or three sharing the machine's Nix store),
-//      a test flake whose runner is a labelled stand-in for a hypervisor (it prints "web ready" and
+//  (b) On real processes: --nodes node processes sharing the machine's Nix store (by default as
+//      many as 10 one-vcpu instances need: placement never overcommits cpus, and each node offers
+//      the machine's cores, so 5 nodes on a 2-core machine, 1 on a 10-core one), a test flake whose runner is a labelled stand-in for a hypervisor (it prints "web ready" and
 //      sleeps; test/deploy/flakes.ts) behind a console health check. First the same instances
 //      started without a rollout, one after the other: `pcr vm run` of each, until the node
 //      reports it healthy (its bare boot); then `pcr deploy` of v1, and of v2, whose rollout's wall
 //      time (from the rollout's start in the member's table to its success, polled every 50 ms) is
 //      printed beside the sum of the bare boots and 5 waves x (median bare boot + minHealthyMs).
 //
-//   npm run bench:deploy -- [--nodes 1|3] [--min-healthy-ms 500] [--boot-ms 1000]
+//   npm run bench:deploy -- [--nodes N] [--min-healthy-ms 500] [--boot-ms 1000]
 
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { execa } from 'execa';
 import { VM_RUN_DIR } from '../node/daemon.ts';
@@ -35,12 +37,12 @@ import { nixEnv } from '../test/tools.ts';
 import { sweep } from '../test/vmm/helpers.ts';
 import { formatTable, machine, machineLine, parseOptions } from './common.ts';
 
+const COUNT = 10;
 const opts = parseOptions(process.argv.slice(2), {
-  nodes: { default: 1, min: 1, integer: true },
+  nodes: { default: Math.ceil(COUNT / availableParallelism()), min: 1, integer: true },
   'min-healthy-ms': { default: 500, min: 0, integer: true },
   'boot-ms': { default: 1000, min: 1, integer: true },
 });
-const COUNT = 10;
 const MAX_PARALLEL = 2;
 const WAVES = Math.ceil(COUNT / MAX_PARALLEL);
 const WAIT_MS = 180_000;
@@ -103,7 +105,7 @@ interface RealFigures {
 }
 
 async function real(base: string, procs: NodeProc[], dirs: string[]): Promise<RealFigures> {
-  const names = ['a', 'b', 'c'].slice(0, opts.nodes);
+  const names = Array.from({ length: opts.nodes }, (_, i) => `n${i + 1}`);
   // The machine's Nix store is every node's store: the flake's runner is built once, no push.
   const nodes = await startCluster(base, names, ['--store', 'nix', '--cache', 'off'], procs);
   const n = nodes[0]!;
@@ -126,12 +128,16 @@ async function real(base: string, procs: NodeProc[], dirs: string[]): Promise<Re
   };
   const v1 = await flake('web ready v1');
   const v2 = await flake('web ready v2');
-  const deploy = async (dir: string) => {
-    const r = await execa(PCR, ['deploy', `${dir}#web`, '--json', '--data-dir', n.dataDir], {
-      env: nixEnv(),
-      reject: false,
-      stdin: 'ignore',
-    });
+  const deploy = async (dir: string, extra: string[] = []) => {
+    const r = await execa(
+      PCR,
+      ['deploy', `${dir}#web`, '--json', '--data-dir', n.dataDir, ...extra],
+      {
+        env: nixEnv(),
+        reject: false,
+        stdin: 'ignore',
+      },
+    );
     if (r.exitCode !== 0) throw new Error(`pcr deploy: ${r.stderr}`);
     return JSON.parse(String(r.stdout)) as { spec: { runner: string } };
   };
@@ -153,10 +159,12 @@ async function real(base: string, procs: NodeProc[], dirs: string[]): Promise<Re
       POLL_MS,
     );
 
-  // v1 first: its build gives the runner the bare instances run (the same stand-in as v2's).
-  const runner = (await deploy(v1)).spec.runner;
-  await settled(1);
+  // The bare instances first (the rollout's instances take every cpu): v1's runner, built by a
+  // dry run, is the same stand-in v2's is.
+  const runner = (await deploy(v1, ['--dry-run'])).spec.runner;
   const bareMs = await bareBoots(base, n, runner);
+  await deploy(v1);
+  await settled(1);
 
   const t0 = performance.now();
   await deploy(v2);
@@ -237,8 +245,10 @@ function realTable(f: RealFigures): string {
 }
 
 async function main(): Promise<void> {
-  if (opts.nodes !== 1 && opts.nodes !== 3) {
-    process.stderr.write('bench: --nodes is 1 or 3\n');
+  if (opts.nodes * availableParallelism() < COUNT) {
+    process.stderr.write(
+      `bench: ${COUNT} one-vcpu instances need --nodes >= ${Math.ceil(COUNT / availableParallelism())} here (each node offers the machine's ${availableParallelism()} cores)\n`,
+    );
     process.exit(2);
   }
   const base = await mkdtemp('/tmp/pcr-dpb-');
