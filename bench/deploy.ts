@@ -15,8 +15,8 @@
 //   npm run bench:deploy -- [--nodes N] [--min-healthy-ms 500] [--boot-ms 1000]
 
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { execa } from 'execa';
 import { VM_RUN_DIR } from '../node/daemon.ts';
