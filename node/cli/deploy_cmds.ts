@@ -377,7 +377,14 @@ function registerWatch(deploy: Command, ctx: CliContext): void {
       if (typeof source === 'string') throw new CliError(source, EXIT.usage);
       // A name that is no deployment name is refused before anything runs.
       for (const a of o.attr ?? []) {
-        await orCliError(Promise.resolve().then(() => resolveDeployRef(`.#${a}`)));
+        try {
+          resolveDeployRef(`.#${a}`);
+        } catch (e) {
+          if (!(e instanceof DeployError)) throw e;
+          throw new CliError(`--attr ${JSON.stringify(a)}: not a deployment name`, EXIT.usage, {
+            hint: 'a name in procurator.deployments (a-z, 0-9 and -), e.g. --attr web',
+          });
+        }
       }
       const nix = nixRunner();
       const log = (e: WatchEvent) =>
