@@ -26,7 +26,7 @@ import {
 } from './placement.ts';
 import { converged } from './placement-run.ts';
 import { SimRandom } from './random.ts';
-import { SIM_BOOT_FAILS } from './vmm.ts';
+import { SIM_BOOT_FAILS, VMM_TIMING_DEFAULTS } from './vmm.ts';
 
 export interface RolloutRunOptions {
   readonly seed: number;
@@ -62,14 +62,14 @@ const UPDATE = {
 };
 const RESTART = { policy: 'always', maxAttempts: 0, backoffInitialMs: 100, backoffMaxMs: 1000 };
 
-function appSpec(memoryMiB: number, broken: boolean) {
+function appSpec(memoryMiB: number, broken: boolean, count = 4) {
   return {
     version: 1,
     kernel: '/boot/vmlinuz',
     cmdline: broken ? `console=ttyS0 ${SIM_BOOT_FAILS}` : 'console=ttyS0',
     vcpus: 1,
     memoryMiB,
-    count: 4,
+    count,
     restart: RESTART,
   };
 }
@@ -330,5 +330,88 @@ class RolloutChecks {
         leader,
         `version ${v.n}, a broken one, is the one whose rollout succeeded`,
       );
+  }
+}
+
+export interface RolloutTimingOptions {
+  readonly seed: number;
+  readonly nodes?: number;
+  /** Instances of the deployment and the rollout's maxParallel and minHealthyMs. */
+  readonly count: number;
+  readonly maxParallel: number;
+  readonly minHealthyMs: number;
+  /** Every simulated boot takes exactly this long, every graceful stop this long. */
+  readonly bootMs: number;
+  readonly stopMs: number;
+}
+
+export interface RolloutTiming {
+  /** Virtual time from the submit of version 2 until its rollout succeeded (10 ms resolution). */
+  readonly rolloutMs: number;
+  /** The same for version 1 (every row written at once: no waves). */
+  readonly firstMs: number;
+  readonly steps: number;
+}
+
+/** Virtual time bound on each rollout of a timing run (none should come near it). */
+const TIMING_ROLLOUT_MS_MAX = 600_000;
+
+/**
+ * A rollout's duration without faults (bench:deploy): version 1 of `count` instances, then version
+ * 2 (a new memory size), through the product's placement and rollout duties and agents over
+ * simulated VMMs whose boots and stops take fixed times and never crash. Deterministic.
+ */
+export async function runRolloutTiming(o: RolloutTimingOptions): Promise<RolloutTiming> {
+  const cluster = new SimCluster({ driftMax: 0, seed: o.seed, nodes: o.nodes ?? 5 });
+  const vmm = {
+    ...VMM_TIMING_DEFAULTS,
+    bootMsMin: o.bootMs,
+    bootMsMax: o.bootMs,
+    gracefulStopMsMin: o.stopMs,
+    gracefulStopMsMax: o.stopMs,
+    ignoresStopProbability: 0,
+    crashMeanMs: 0,
+  };
+  const sim = new PlacementSim(cluster, { ...PLACEMENT_SIM_DEFAULTS, vmm });
+  sim.start();
+  try {
+    const update = {
+      maxParallel: o.maxParallel,
+      minHealthyMs: o.minHealthyMs,
+      healthyDeadlineMs: TIMING_ROLLOUT_MS_MAX,
+      progressDeadlineMs: TIMING_ROLLOUT_MS_MAX,
+    };
+    const rollout = async (version: number, memoryMiB: number): Promise<number> => {
+      if (!(await sim.runUntil(() => cluster.leader() !== undefined, 10_000)))
+        throw new Error('no leader in the timing run');
+      const t0 = cluster.nowMs;
+      cluster.submit(cluster.leader()!, {
+        op: 'deploy.submit',
+        name: NAME,
+        // Several instances per node: 10 instances fit on 5 nodes, as 10 VMs on 1-3 real nodes.
+        spec: { ...appSpec(memoryMiB, false, o.count), allowSharing: true },
+        update,
+        source: { rev: `r${version}` },
+        atMs: Math.floor(t0),
+      });
+      const done = () => {
+        const l = cluster.leader();
+        const r =
+          l === undefined ? undefined : cluster.raftNode(l)?.sm.deployments.get(NAME)?.rollout;
+        return r?.to === version && r.state === 'succeeded';
+      };
+      if (!(await sim.runUntil(done, TIMING_ROLLOUT_MS_MAX, 10)))
+        throw new Error(
+          `the timing run's rollout to version ${version} did not succeed: ${settledWhy(cluster, sim)}`,
+        );
+      return cluster.nowMs - t0;
+    };
+    const firstMs = await rollout(1, 256);
+    const rolloutMs = await rollout(2, 384);
+    if (cluster.violations.length > 0)
+      throw new Error(`the timing run found violations: ${JSON.stringify(cluster.violations)}`);
+    return { rolloutMs, firstMs, steps: sim.stats.rolloutSteps };
+  } finally {
+    sim.finish();
   }
 }

@@ -5,7 +5,7 @@
 // ignore maxParallel, for the duty and at apply) is caught by the in-flight check at once.
 
 import { describe, expect, it } from 'vitest';
-import { type RolloutRunResult, runRolloutSimulation } from './rollout-run.ts';
+import { type RolloutRunResult, runRolloutSimulation, runRolloutTiming } from './rollout-run.ts';
 
 const clean = (r: RolloutRunResult) => ({
   seed: r.seed,
@@ -45,5 +45,14 @@ describe('rollouts in the simulator', () => {
       violations: [],
       live: true,
     });
+  });
+
+  it('a fault-free timing run (bench:deploy) goes in ceil(count / maxParallel) steps, each at least a boot plus minHealthyMs', async () => {
+    const o = { seed: 1, count: 10, maxParallel: 2, minHealthyMs: 500, bootMs: 1000, stopMs: 100 };
+    const t = await runRolloutTiming(o);
+    expect(t.steps).toBe(5);
+    expect(t.rolloutMs).toBeGreaterThanOrEqual(5 * (o.bootMs + o.minHealthyMs));
+    expect(t.firstMs).toBeGreaterThanOrEqual(o.bootMs + o.minHealthyMs);
+    expect(await runRolloutTiming(o)).toEqual(t);
   });
 });

@@ -11,12 +11,21 @@ import {
   buildDeployment,
   DeployError,
   type DeployOutcome,
+  type DeploySteps,
   deployFlake,
+  deploymentNames,
   evaluateDeployment,
   resolveDeployRef,
 } from '../deploy/flake.ts';
-import { localClosure, nixRunner } from '../deploy/nix_cli.ts';
+import { localClosure, type NixRunner, nixRunner } from '../deploy/nix_cli.ts';
 import { type CurrentVersion, planDeploy, planText, walkClosure } from '../deploy/plan.ts';
+import { gitLsRemote, runWatch, type WatchEvent, watchEventText } from '../deploy/watch.ts';
+import {
+  WATCH_INTERVAL_MS_DEFAULT,
+  WATCH_INTERVAL_MS_MAX,
+  WATCH_INTERVAL_MS_MIN,
+  watchSource,
+} from '../deploy/watch_decision.ts';
 import { plural } from '../plural.ts';
 import {
   CliError,
@@ -28,7 +37,8 @@ import {
   table,
 } from './client.ts';
 import { withConnect } from './cluster_cmds.ts';
-import { type CliContext, integerOption } from './context.ts';
+import { type CliContext, durationOption, integerOption } from './context.ts';
+import { onStopSignals } from './stop_signals.ts';
 import { PUSH_TIMEOUT_S, pushPath } from './store_cmds.ts';
 
 type Opts = ConnectOptions & { dryRun?: boolean; to?: number };
@@ -323,6 +333,91 @@ function registerChanges(deploy: Command): void {
   });
 }
 
+/** A connection's options for pushing closures (their own, longer default timeout). */
+const pushOptions = (o: ConnectOptions): ConnectOptions => ({
+  ...o,
+  timeout: o.timeout ?? PUSH_TIMEOUT_S,
+});
+
+/** deployFlake's steps against a member: `pcr store push` of each path, then deploy.submit. */
+function memberSteps(c: Connection, nix: NixRunner, log: (l: string) => void): DeploySteps {
+  return {
+    nix,
+    log,
+    push: async (path) => ({ imported: Number((await pushPath(c, path)).imported) }),
+    submit: (req) => deployRequest(c, req),
+  };
+}
+
+type WatchOpts = ConnectOptions & { branch: string; interval: number; attr?: string[] };
+
+/** `pcr deploy watch`: the GitOps loop (node/deploy/watch.ts) with git, Nix and the member. */
+function registerWatch(deploy: Command, ctx: CliContext): void {
+  withConnect(
+    deploy
+      .command('watch <git-url>')
+      .description(
+        "deploy every new commit of a branch (from outside the cluster): each interval, git ls-remote; a new head's deployments go through pcr deploy's steps",
+      ),
+  )
+    .option('--branch <name>', 'the branch to follow', 'main')
+    .option(
+      '--interval <duration>',
+      `how often to look at the branch (${WATCH_INTERVAL_MS_MIN / 1000} s to ${WATCH_INTERVAL_MS_MAX / 3_600_000} h)`,
+      durationOption(WATCH_INTERVAL_MS_MIN, WATCH_INTERVAL_MS_MAX),
+      WATCH_INTERVAL_MS_DEFAULT,
+    )
+    .option(
+      '--attr <name>',
+      'a deployment to deploy (repeat it; default: every one in procurator.deployments)',
+      (v: string, prev: string[] | undefined) => [...(prev ?? []), v],
+    )
+    .action(async (url: string, o: WatchOpts) => {
+      const source = watchSource(url, o.branch);
+      if (typeof source === 'string') throw new CliError(source, EXIT.usage);
+      // A name that is no deployment name is refused before anything runs.
+      for (const a of o.attr ?? []) {
+        try {
+          resolveDeployRef(`.#${a}`);
+        } catch (e) {
+          if (!(e instanceof DeployError)) throw e;
+          throw new CliError(`--attr ${JSON.stringify(a)}: not a deployment name`, EXIT.usage, {
+            hint: 'a name in procurator.deployments (a-z, 0-9 and -), e.g. --attr web',
+          });
+        }
+      }
+      const nix = nixRunner();
+      const log = (e: WatchEvent) =>
+        ctx.io.out(`${o.json === true ? JSON.stringify(e) : watchEventText(e)}\n`);
+      const stop = new AbortController();
+      const off = onStopSignals({ stop: () => stop.abort() });
+      try {
+        await runWatch(
+          { source, intervalMs: o.interval, ...(o.attr !== undefined ? { names: o.attr } : {}) },
+          {
+            lsRemote: gitLsRemote,
+            names: (flake) => deploymentNames(nix, flake),
+            openMember: async () => {
+              const c = await connect(pushOptions(o));
+              return {
+                deploy: (ref) =>
+                  deployFlake(
+                    ref,
+                    memberSteps(c, nix, () => {}),
+                  ),
+                close: () => c.close(),
+              };
+            },
+            log,
+          },
+          stop.signal,
+        );
+      } finally {
+        off();
+      }
+    });
+}
+
 export function registerDeployCommands(program: Command, ctx: CliContext): void {
   const deploy = withConnect(
     program
@@ -350,15 +445,8 @@ export function registerDeployCommands(program: Command, ctx: CliContext): void 
           ? await orCliError(
               deployFlake(refText, { nix, dryRun: true, log, push: unused, submit: unused }),
             )
-          : await withConnection({ ...o, timeout: o.timeout ?? PUSH_TIMEOUT_S }, (c) =>
-              orCliError(
-                deployFlake(refText, {
-                  nix,
-                  log,
-                  push: async (path) => ({ imported: Number((await pushPath(c, path)).imported) }),
-                  submit: (req) => deployRequest(c, req),
-                }),
-              ),
+          : await withConnection(pushOptions(o), (c) =>
+              orCliError(deployFlake(refText, memberSteps(c, nix, log))),
             );
       print(
         o,
@@ -367,6 +455,7 @@ export function registerDeployCommands(program: Command, ctx: CliContext): void 
       );
     });
   registerPlan(deploy, ctx);
+  registerWatch(deploy, ctx);
   registerQueries(deploy);
   registerChanges(deploy);
 }

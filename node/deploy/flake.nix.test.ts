@@ -156,7 +156,7 @@ describeWithTools(['nix', 'nix-store', 'git'], 'pcr deploy REF with the real Nix
         ['web = { spec = runner.outPath; };', /spec: expected a VM spec/],
         [
           'web = { spec = { version = 1; runner = runner; }; update = 3; };',
-          /update: must be an attribute set/,
+          /update: must be an object/,
         ],
         [
           'web = { spec = { version = 1; runner = runner; }; health = [ ]; };',

@@ -168,20 +168,30 @@ async function evalJson(nix: NixRunner, ref: DeployRef, apply?: string): Promise
   }
 }
 
-/** The flake has no such output: say which deployments it has, when it has any. */
-async function missingError(nix: NixRunner, ref: DeployRef, nixText: string): Promise<DeployError> {
-  let names: string[] = [];
+/** The names under `FLAKE#procurator.deployments`; a DeployError('eval') with Nix's text else. */
+export async function deploymentNames(nix: NixRunner, flake: string): Promise<string[]> {
   try {
     const r = JSON.parse(
       await nix([
         'eval',
         '--json',
-        `${ref.flake}#${DEPLOYMENTS_ATTR}`,
+        `${flake}#${DEPLOYMENTS_ATTR}`,
         '--apply',
         'builtins.attrNames',
       ]),
     );
-    if (Array.isArray(r)) names = r.map(String);
+    return Array.isArray(r) ? r.map(String) : [];
+  } catch (e) {
+    if (!(e instanceof NixCliError)) throw e;
+    throw new DeployError('eval', `listing ${flake}#${DEPLOYMENTS_ATTR} failed`, e.nixText);
+  }
+}
+
+/** The flake has no such output: say which deployments it has, when it has any. */
+async function missingError(nix: NixRunner, ref: DeployRef, nixText: string): Promise<DeployError> {
+  let names: string[] = [];
+  try {
+    names = await deploymentNames(nix, ref.flake);
   } catch {
     // No procurator.deployments at all: the message below says so.
   }

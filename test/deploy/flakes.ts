@@ -60,3 +60,11 @@ export const WEB = `web = {
   spec = { version = 1; runner = "\${runner}"; memoryMiB = 64; count = 2; };
   update = { maxParallel = 1; };
 };`;
+
+/**
+ * A runner script for `writeTestFlake`: a labelled stand-in for a hypervisor (cloud-hypervisor and
+ * firecracker cannot run here, and what is under test is the orchestration): its bin/microvm-run
+ * prints `line` with its library's path (so the closure has a reference) and sleeps.
+ */
+export const standInRunnerScript = (line: string): string =>
+  `/bin/mkdir -p $out/bin && printf "#!/bin/sh\\necho ${line} \${lib}\\nexec /bin/sleep 600\\n" > $out/bin/microvm-run && /bin/chmod +x $out/bin/microvm-run`;
