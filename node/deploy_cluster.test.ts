@@ -4,7 +4,8 @@
 // one at a time behind a console health check; the same flake again is a no-op; v2 becomes
 // known-good; v3, whose instances never print the line the check waits for, misses its healthy
 // deadline and is reverted automatically to v2's spec (a new version 4 saying it reverts 3), which
-// then runs. The runner is a labelled stand-in for a hypervisor (its bin/microvm-run prints a line
+// then runs; `pcr deploy stop` stops the instances and keeps the versions, `pcr deploy rm` removes
+// it all. The runner is a labelled stand-in for a hypervisor (its bin/microvm-run prints a line
 // and sleeps), as in node/cli/vm_health.test.ts: what is under test is the orchestration.
 
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -56,7 +57,7 @@ async function flake(line: string): Promise<string> {
 }
 
 describeWithTools(['nix', 'nix-store', 'nix-build'], 'deployments on a real node', () => {
-  it('v1 and v2 roll out behind health checks, a re-submission is a no-op, v3 is reverted to v2', {
+  it('v1 and v2 roll out behind health checks, a re-submission is a no-op, v3 is reverted to v2; stop, rm', {
     timeout: 300_000,
   }, async () => {
     // Short: VMM sockets live under the data dir (unix socket paths are at most 107 bytes).
@@ -146,5 +147,22 @@ describeWithTools(['nix', 'nix-store', 'nix-build'], 'deployments on a real node
       [4, v2Runner, 'running', true],
       [4, v2Runner, 'running', true],
     ]);
+
+    // pcr deploy stop: the instances stop, the versions stay; pcr deploy rm: all of it is gone.
+    const cli = (args: string[]) =>
+      execa(PCR, [...args, '--data-dir', n.dataDir], { reject: false, stdin: 'ignore' });
+    expect((await cli(['deploy', 'stop', 'web'])).exitCode).toBe(0);
+    await until(
+      async () => ((await instances()).every((v) => v.state === 'stopped') ? true : undefined),
+      60_000,
+      'both instances stopped',
+    );
+    const status = await cli(['deploy', 'status', 'web']);
+    expect(status.exitCode, String(status.stderr)).toBe(0);
+    expect(String(status.stdout)).toMatch(/stopped/);
+    expect((await get())?.versions.map((v) => v.n)).toEqual([1, 2, 3, 4]);
+    expect((await cli(['deploy', 'rm', 'web'])).exitCode).toBe(0);
+    expect(await get()).toBeUndefined();
+    expect(await instances()).toEqual([]);
   });
 });

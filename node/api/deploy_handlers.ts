@@ -1,7 +1,7 @@
 // The deployment requests of the API (docs/deploy.md, "API and CLI"): deploy.submit, deploy.get,
-// deploy.list, deploy.promote, deploy.rollback. The member fills in the clock (`atMs`); the state
-// machine validates the spec and the update policy and answers with the deployment as the table
-// holds it. Errors as the other state requests: `invalid` -> INVALID, `notFound` -> NOT_FOUND.
+// deploy.list, deploy.promote, deploy.rollback, deploy.stop, deploy.rm. The member fills in the
+// clock (`atMs`); the state machine validates the spec and the update policy and answers with the
+// deployment as the table holds it. Errors as the other state requests: `invalid` -> INVALID, `notFound` -> NOT_FOUND.
 // Building, evaluating and pushing the closure happen in the client (`pcr deploy`), never here.
 // A spec no node could ever hold is refused before anything is committed (UNPLACEABLE), by the
 // very check vm.run makes (placement_handlers.ts neverPlaceable).
@@ -60,4 +60,12 @@ export async function handleDeployRollback(
       atMs: Date.now(),
     }),
   );
+}
+
+/** `pcr deploy stop` and `pcr deploy rm`: the state machine stops or removes the instances. */
+export async function handleDeployStop(
+  deps: ApiDeps,
+  req: RequestOf<'deploy.stop' | 'deploy.rm'>,
+): Promise<ApiResponse> {
+  return answer(await deps.submit({ op: req.op, name: req.name, atMs: Date.now() }));
 }

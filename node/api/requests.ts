@@ -50,6 +50,7 @@ export type StateRequest =
   | Omit<CommandOf<'deploy.submit'>, 'atMs'>
   | Omit<CommandOf<'deploy.promote'>, 'atMs'>
   | Omit<CommandOf<'deploy.rollback'>, 'atMs'>
+  | Omit<CommandOf<'deploy.stop' | 'deploy.rm'>, 'atMs'>
   | (QueryOf<'deploy.get' | 'deploy.list'> & Stale);
 
 export type AdminRequest =
@@ -131,6 +132,8 @@ const PROBLEMS: { readonly [O in Op]: (o: Record<string, unknown>) => string | u
   'deploy.submit': (o) => commandProblem({ ...o, atMs: 0 }),
   'deploy.promote': (o) => commandProblem({ ...o, atMs: 0 }),
   'deploy.rollback': (o) => commandProblem({ ...o, atMs: 0 }),
+  'deploy.stop': (o) => commandProblem({ ...o, atMs: 0 }),
+  'deploy.rm': (o) => commandProblem({ ...o, atMs: 0 }),
   'deploy.get': (o) => queryProblem(o),
   'deploy.list': (o) => queryProblem(o),
   'node.drain': (o) => {

@@ -8,6 +8,7 @@ import {
   handleDeployPromote,
   handleDeployRead,
   handleDeployRollback,
+  handleDeployStop,
   handleDeploySubmit,
 } from './deploy_handlers.ts';
 import { type ApiDeps, answer } from './deps.ts';
@@ -109,6 +110,9 @@ async function dispatch(
       return handleDeployPromote(deps, req);
     case 'deploy.rollback':
       return handleDeployRollback(deps, req);
+    case 'deploy.stop':
+    case 'deploy.rm':
+      return handleDeployStop(deps, req);
     case 'vm.logs':
       return handleVmLogs(deps, req);
     case 'join':

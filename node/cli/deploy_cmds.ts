@@ -331,6 +331,26 @@ function registerChanges(deploy: Command): void {
     const r = await withConnection(o, (c) => deployRequest(c, { op: 'deploy.promote', name }));
     print(o, r, () => `${name}: promoted; the rollout continues (pcr deploy status ${name})`);
   });
+  withConnect(
+    deploy
+      .command('stop <name>')
+      .description(
+        'stop every instance and end the rollout; versions are kept (pcr deploy or rollback starts it again)',
+      ),
+  ).action(async (name: string, o: Opts) => {
+    const r = await withConnection(o, (c) => deployRequest(c, { op: 'deploy.stop', name }));
+    print(o, r, () => `${name}: stopping its instances (pcr vm status ${name})`);
+  });
+  withConnect(
+    deploy
+      .command('rm <name>')
+      .description(
+        'remove the deployment, its versions and its instances (the name is free again)',
+      ),
+  ).action(async (name: string, o: Opts) => {
+    const r = await withConnection(o, (c) => deployRequest(c, { op: 'deploy.rm', name }));
+    print(o, r, () => `${name}: removed, with its versions and instances`);
+  });
 }
 
 /** A connection's options for pushing closures (their own, longer default timeout). */

@@ -36,7 +36,7 @@ export interface RolloutDeployment {
   readonly versions: readonly RolloutVersion[];
   readonly rollout?: {
     readonly to: number;
-    readonly state: 'running' | 'paused' | 'succeeded' | 'failed';
+    readonly state: 'running' | 'paused' | 'succeeded' | 'failed' | 'stopped';
     readonly startedAtMs: number;
     readonly progressAtMs: number;
     readonly promoted: boolean;

@@ -440,6 +440,84 @@ describe('deploy.promote and deploy.rollback', () => {
   });
 });
 
+describe('deploy.stop and deploy.rm', () => {
+  it('stop: every instance desired stopped, the rollout ended (the duty waits); a re-submission of the same spec starts it again as a new version', () => {
+    const c = Cluster.of(3);
+    c.submit();
+    c.settle();
+    const r = c.apply({ op: 'deploy.stop', name: 'web', atMs: c.now });
+    expect(err(r)).toBe('ok');
+    expect(c.dep().rollout).toMatchObject({ to: 1, state: 'stopped' });
+    expect(c.sm.vms.groupInstances('web').map((v) => v.desired)).toEqual([
+      'stopped',
+      'stopped',
+      'stopped',
+    ]);
+    expect(rolloutStep(c.dep(), c.sm.vms.groupInstances('web'), c.now + 60_000)).toEqual({
+      kind: 'wait',
+    });
+    // The agents stop them.
+    for (const v of c.sm.vms.groupInstances('web'))
+      c.apply({
+        op: 'vm.report',
+        name: v.name,
+        node: v.node,
+        generation: v.generation,
+        state: 'stopped',
+        atMs: c.now,
+      });
+    // Stopping again changes nothing; the versions are kept.
+    expect(err(c.apply({ op: 'deploy.stop', name: 'web', atMs: c.now }))).toBe('ok');
+    expect(c.dep().versions.map((v) => v.n)).toEqual([1]);
+    const again = c.submit();
+    expect(again.ok && again.noop).toBe(false);
+    expect(again.ok && again.version).toBe(2);
+    c.settle();
+    expect(c.dep().rollout).toMatchObject({ to: 2, state: 'succeeded' });
+    expect(c.sm.vms.groupInstances('web').map((v) => [v.version, v.desired, v.state])).toEqual([
+      [2, 'running', 'running'],
+      [2, 'running', 'running'],
+      [2, 'running', 'running'],
+    ]);
+  });
+
+  it('stop in the middle of a rollout ends it: no step is made after it', () => {
+    const c = Cluster.of(3);
+    c.submit();
+    c.settle();
+    c.submit({ memoryMiB: 512 });
+    c.place();
+    expect(err(c.drive()!)).toBe('ok');
+    expect(c.apply({ op: 'deploy.stop', name: 'web', atMs: c.now }).ok).toBe(true);
+    c.now += 60_000;
+    expect(c.drive()).toBeUndefined();
+    expect(c.dep().rollout).toMatchObject({ to: 2, state: 'stopped' });
+  });
+
+  it('rm: the deployment, its versions and its rows are gone, and the name is free again', () => {
+    const c = Cluster.of(3);
+    c.submit();
+    c.settle();
+    expect(err(c.apply({ op: 'deploy.rm', name: 'web', atMs: c.now }))).toBe('ok');
+    expect(c.sm.vms.groupInstances('web')).toEqual([]);
+    expect(err(c.sm.query({ op: 'deploy.get', name: 'web' }))).toMatch(/^notFound/);
+    expect(err(c.apply({ op: 'deploy.rm', name: 'web', atMs: c.now }))).toMatch(/^notFound/);
+    expect(err(c.apply({ op: 'deploy.stop', name: 'web', atMs: c.now }))).toMatch(/^notFound/);
+    // A VM group of that name may be run again (no deployment owns it now), or deployed anew.
+    expect(err(c.apply({ op: 'vm.put', spec: { ...SPEC(), name: 'web' }, atMs: c.now }))).toBe(
+      'ok',
+    );
+    expect(err(c.apply({ op: 'vm.rm', name: 'web' }))).toBe('ok');
+    const fresh = c.submit();
+    expect(fresh.ok && fresh.version).toBe(1);
+  });
+
+  it('refuses a bad name at once', () => {
+    expect(deployCommandProblem({ op: 'deploy.stop', name: 'Web!', atMs: 1 })).toMatch(/VM name/);
+    expect(deployCommandProblem({ op: 'deploy.rm', name: 'web' })).toMatch(/atMs/);
+  });
+});
+
 describe('queries, snapshots, determinism', () => {
   function scripted(): Cluster {
     const c = Cluster.of(3);
@@ -448,6 +526,7 @@ describe('queries, snapshots, determinism', () => {
     c.submit({ memoryMiB: 512 }, { ...FAST, canary: 1, autoRevert: true });
     c.settle();
     c.submit({}, FAST, 'db');
+    c.apply({ op: 'deploy.stop', name: 'db', atMs: c.now });
     return c;
   }
 

@@ -88,7 +88,8 @@ export interface DeployVersion {
   readonly index: number;
 }
 
-export type RolloutState = 'running' | 'paused' | 'succeeded' | 'failed';
+/** `stopped`: by `pcr deploy stop` (its instances are desired stopped; a new version starts it). */
+export type RolloutState = 'running' | 'paused' | 'succeeded' | 'failed' | 'stopped';
 
 export interface Rollout {
   /** The version the group ran before (absent for the first). */
@@ -150,7 +151,11 @@ export type DeployCommand =
       readonly name: string;
       readonly to?: number;
       readonly atMs: number;
-    };
+    }
+  /** Every instance desired stopped, the rollout ended; versions kept (a new one starts it again). */
+  | { readonly op: 'deploy.stop'; readonly name: string; readonly atMs: number }
+  /** The deployment, its versions and its instances removed (the name is free again). */
+  | { readonly op: 'deploy.rm'; readonly name: string; readonly atMs: number };
 
 export type DeployQuery =
   | { readonly op: 'deploy.get'; readonly name: string }
@@ -172,6 +177,8 @@ export const DEPLOY_OPS: readonly DeployCommand['op'][] = [
   'deploy.finish',
   'deploy.promote',
   'deploy.rollback',
+  'deploy.stop',
+  'deploy.rm',
 ];
 
 const isObj = (x: unknown): x is Record<string, unknown> =>
@@ -320,6 +327,8 @@ export function deployCommandProblem(o: Record<string, unknown>): string | undef
         return `reason must be a string of at most VM_REASON_BYTES_MAX (${VM_REASON_BYTES_MAX}) bytes`;
       return undefined;
     case 'deploy.promote':
+    case 'deploy.stop':
+    case 'deploy.rm':
       return undefined;
     case 'deploy.rollback':
       return o.to === undefined || versionNumber(o.to) ? undefined : 'to must be a version number';
@@ -381,7 +390,41 @@ export class DeploymentTable {
         return this.promote(c);
       case 'deploy.rollback':
         return this.rollback(index, c, ctx);
+      case 'deploy.stop':
+        return this.stop(c, ctx);
+      case 'deploy.rm': {
+        const d = this.deployments.get(c.name);
+        if (d === undefined) return notFound(c.name);
+        ctx.vms.removeInstances(ctx.vms.groupInstances(c.name).map((v) => v.name));
+        this.deployments.delete(c.name);
+        return { ok: true };
+      }
     }
+  }
+
+  /**
+   * `pcr deploy stop`: every instance desired stopped and the rollout ended as `stopped` (the duty
+   * no longer steps it). The versions stay: `pcr deploy` of any spec (the same one included) or
+   * `pcr deploy rollback` adds a version, whose rollout starts the instances again.
+   */
+  private stop(c: DeployCommand & { op: 'deploy.stop' }, ctx: DeployContext): DeployResult {
+    const d = this.deployments.get(c.name);
+    if (d === undefined) return notFound(c.name);
+    ctx.vms.stopInstances(ctx.vms.groupInstances(c.name).map((v) => v.name));
+    const newest = d.versions.at(-1)!;
+    const r = d.rollout ?? {
+      to: newest.n,
+      startedAtMs: c.atMs,
+      progressAtMs: c.atMs,
+      promoted: false,
+      state: 'succeeded' as const,
+    };
+    const next: Deployment = {
+      ...d,
+      rollout: { ...r, state: 'stopped', reason: 'stopped by pcr deploy stop' },
+    };
+    this.deployments.set(c.name, next);
+    return { ok: true, deployment: next };
   }
 
   /** Whether a VM group (by name) is a deployment's. */
@@ -424,7 +467,8 @@ export class DeploymentTable {
     }
     const hash = versionHash(s.spec, u.policy);
     const newest = d?.versions.at(-1);
-    if (d !== undefined && newest?.specHash === hash && d.rollout?.state !== 'failed')
+    const ended = d?.rollout?.state === 'failed' || d?.rollout?.state === 'stopped';
+    if (d !== undefined && newest?.specHash === hash && !ended)
       return { ok: true, noop: true, version: newest.n, deployment: d };
     const source: DeploySource = { ...pickSource(c.source), atMs: c.atMs };
     return this.addVersion(index, c.name, s.spec, u.policy, source, c.atMs, ctx);
@@ -769,7 +813,13 @@ function canonicalDeployment(d: Deployment): Deployment {
   };
 }
 
-const ROLLOUT_STATES: readonly RolloutState[] = ['running', 'paused', 'succeeded', 'failed'];
+const ROLLOUT_STATES: readonly RolloutState[] = [
+  'running',
+  'paused',
+  'succeeded',
+  'failed',
+  'stopped',
+];
 
 function deploymentRowProblem(row: unknown): string | undefined {
   if (!isObj(row)) return 'not an object';

@@ -248,6 +248,8 @@ export function commandProblem(c: unknown): string | undefined {
     case 'deploy.finish':
     case 'deploy.promote':
     case 'deploy.rollback':
+    case 'deploy.stop':
+    case 'deploy.rm':
       return deployCommandProblem(o);
     default:
       return `unknown command op ${JSON.stringify(o.op)}`;
@@ -450,6 +452,8 @@ export class StateMachine {
       case 'deploy.finish':
       case 'deploy.promote':
       case 'deploy.rollback':
+      case 'deploy.stop':
+      case 'deploy.rm':
         return this.deployResult(
           this.deployments.apply(index, c, { vms: this.vms, placement: this.placementContext() }),
           index,

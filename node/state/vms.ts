@@ -525,7 +525,13 @@ export class VmTable {
       // The same spec on the same node (a revert to what still runs there): the agent restarts
       // nothing (it compares spec hashes) and so reports nothing new; the row keeps the state it
       // reported, at the new generation, as an update in place.
-      if (prev !== undefined && node !== '' && node === prev.node && sameSpec(prev, spec))
+      if (
+        prev !== undefined &&
+        prev.desired === 'running' &&
+        node !== '' &&
+        node === prev.node &&
+        sameSpec(prev, spec)
+      )
         this.keepState(name, prev, generation, version, atMs);
     }
     this.changes++;
@@ -552,6 +558,17 @@ export class VmTable {
   }
 
   /** Deletes named rows (a rolling update's extra instances; their node's agent stops them). */
+  /** Every instance of a group desired stopped (a deployment's stop). */
+  stopInstances(names: readonly string[]): void {
+    for (const n of names) {
+      const vm = this.vms.get(n);
+      if (vm !== undefined && vm.desired !== 'stopped') {
+        this.vms.set(n, { ...vm, desired: 'stopped' });
+        this.changes++;
+      }
+    }
+  }
+
   removeInstances(names: readonly string[]): void {
     for (const n of names) if (this.vms.delete(n)) this.changes++;
   }

@@ -132,7 +132,7 @@ export class Cluster {
   settle(except: readonly string[] = [], rounds = 200): void {
     for (let i = 0; i < rounds; i++) {
       const r = this.dep().rollout!;
-      if (r.state === 'succeeded' || r.state === 'failed' || r.state === 'paused') return;
+      if (r.state !== 'running') return;
       this.place();
       this.run(except);
       this.drive();
