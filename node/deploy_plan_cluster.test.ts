@@ -153,9 +153,14 @@ describeWithTools(['nix', 'nix-store', 'nix-build'], 'pcr deploy plan on a real 
     expect(plan.exitCode, String(plan.stderr) + String(plan.stdout)).toBe(EXIT.changes);
     const text = String(plan.stdout).split('\n');
     expect(text[0]).toBe('web: changes against version 1');
-    const packages = text.slice(text.indexOf('closure:') + 1).filter((l) => l.startsWith('  '));
+    const packages = text.slice(
+      text.indexOf('closure:') + 1,
+      text.findIndex((l) => l.startsWith('closure size:')),
+    );
     expect(packages.map((l) => l.slice(2))).toEqual(expected);
     expect(text).toContain('spec: runner changed');
+    // The one instance is replaced where it runs.
+    expect(text.slice(text.indexOf('instances:'))).toEqual(['instances:', '  replace web (on n)']);
     // --json says the same.
     const planJson = await pcr('deploy', 'plan', v2, '--json');
     expect(planJson.exitCode).toBe(EXIT.changes);

@@ -18,7 +18,13 @@ import {
   resolveDeployRef,
 } from '../deploy/flake.ts';
 import { localClosure, type NixRunner, nixRunner } from '../deploy/nix_cli.ts';
-import { type CurrentVersion, planDeploy, planText, walkClosure } from '../deploy/plan.ts';
+import {
+  type CurrentVersion,
+  planDeploy,
+  planText,
+  type RunningInstance,
+  walkClosure,
+} from '../deploy/plan.ts';
 import { gitLsRemote, runWatch, type WatchEvent, watchEventText } from '../deploy/watch.ts';
 import {
   WATCH_INTERVAL_MS_DEFAULT,
@@ -38,6 +44,7 @@ import {
 } from './client.ts';
 import { withConnect } from './cluster_cmds.ts';
 import { type CliContext, durationOption, integerOption } from './context.ts';
+import { fetchMembers, nameOf, shortId } from './members.ts';
 import { onStopSignals } from './stop_signals.ts';
 import { PUSH_TIMEOUT_S, pushPath } from './store_cmds.ts';
 
@@ -200,24 +207,32 @@ function registerPlan(deploy: Command, ctx: CliContext): void {
     const ref = await orCliError(Promise.resolve().then(() => resolveDeployRef(refText)));
     const ev = await orCliError(evaluateDeployment(nix, ref));
     const nextClosure = await orCliError(buildDeployment(nix, ev));
-    const plan = await withConnection(o, async (c) => {
+    const { plan, members } = await withConnection(o, async (c) => {
       const d = await getDeployment(c, ref.name);
       const v = d?.versions[d.versions.length - 1];
       const current: CurrentVersion | undefined = v;
       const before = v === undefined ? [] : await currentClosure(c, bootPaths(v.spec));
       const update = ev.update as Record<string, unknown> | undefined;
-      return planDeploy(
-        ref.name,
-        {
-          spec: ev.validSpec as unknown as Record<string, unknown>,
-          ...(update !== undefined ? { update } : {}),
-        },
-        nextClosure,
-        current,
-        before,
-      );
+      const rows =
+        v === undefined
+          ? []
+          : ((await c.request({ op: 'vm.list', group: ref.name })).vms as RunningInstance[]);
+      return {
+        plan: planDeploy(
+          ref.name,
+          {
+            spec: ev.validSpec as unknown as Record<string, unknown>,
+            ...(update !== undefined ? { update } : {}),
+          },
+          nextClosure,
+          current,
+          before,
+          { next: ev.validSpec, rows },
+        ),
+        members: o.json === true || v === undefined ? [] : await fetchMembers(c),
+      };
     });
-    print(o, plan, () => planText(plan));
+    print(o, plan, () => planText(plan, (id) => nameOf(id, members) ?? shortId(id)));
     ctx.exitCode = plan.changes ? EXIT.changes : EXIT.ok;
   });
 }

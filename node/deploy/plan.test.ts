@@ -1,8 +1,15 @@
 // The plan of `pcr deploy plan`: what counts as a change (closure, spec fields, the update
 // policy's given fields), a first version, and the closure walk over a lookup with its bound.
 import { describe, expect, it } from 'vitest';
+import { type VmSpec, validateVmSpec } from '../state/vm_spec.ts';
 import { CLOSURE_PATHS_MAX, type ClosurePathInfo } from './diff.ts';
-import { CLOSURE_LOOKUP_BATCH_PATHS, planDeploy, planText, walkClosure } from './plan.ts';
+import {
+  CLOSURE_LOOKUP_BATCH_PATHS,
+  instanceChanges,
+  planDeploy,
+  planText,
+  walkClosure,
+} from './plan.ts';
 
 const p = (name: string, h = 'a'): string => `/nix/store/${h.repeat(32)}-${name}`;
 const info = (path: string, narSize: number, references: string[] = []): ClosurePathInfo => ({
@@ -16,6 +23,73 @@ const runner1 = info(p('runner-1.0'), 1000, [lib.path]);
 const lib2 = info(p('lib-1.1', 'b'), 40_000);
 const runner2 = info(p('runner-1.0', 'c'), 1000, [lib2.path]);
 const spec1 = { version: 1, name: 'web', runner: runner1.path, memoryMiB: 64 };
+
+const valid = (x: Record<string, unknown>): VmSpec => {
+  const r = validateVmSpec(x);
+  if (!r.ok) throw new Error(JSON.stringify(r.errors));
+  return r.spec;
+};
+
+describe('instanceChanges: what the rollout would do to each instance', () => {
+  const v1 = valid({ ...spec1, count: 3 });
+  const rows = ['web-0', 'web-1', 'web-2'].map((name, k) => ({
+    name,
+    node: k === 2 ? '' : `node${k}`,
+    spec: { ...v1, name },
+  }));
+
+  it('a new runner replaces every instance where it runs; a bigger count starts new names', () => {
+    const next = valid({ ...spec1, runner: runner2.path, count: 4 });
+    expect(instanceChanges(next, rows)).toEqual({
+      start: ['web-3'],
+      replace: [
+        { name: 'web-0', node: 'node0' },
+        { name: 'web-1', node: 'node1' },
+        { name: 'web-2', node: '' },
+      ],
+      stop: [],
+      unchanged: 0,
+    });
+  });
+
+  it('a smaller count with the same spec stops the extra instances and keeps the rest (placement fields do not restart)', () => {
+    const next = valid({ ...spec1, count: 2 });
+    expect(instanceChanges(next, rows)).toEqual({
+      start: [],
+      replace: [],
+      stop: [{ name: 'web-2', node: '' }],
+      unchanged: 2,
+    });
+    const plan = planDeploy(
+      'web',
+      { spec: next as never },
+      [runner1, lib],
+      { n: 1, spec: v1 as never },
+      [runner1, lib],
+      { next, rows },
+    );
+    expect(
+      planText(plan, (id) => `name-of-${id}`)
+        .split('\n')
+        .slice(-3),
+    ).toEqual(['instances:', '  stop    web-2 (unplaced)', '  keep    2 running as they are']);
+  });
+
+  it('prints replaced instances with their node by the name the caller gives', () => {
+    const next = valid({ ...spec1, memoryMiB: 128, count: 3 });
+    const plan = planDeploy(
+      'web',
+      { spec: next as never },
+      [runner1, lib],
+      { n: 1, spec: v1 as never },
+      [runner1, lib],
+      { next, rows },
+    );
+    expect(planText(plan, (id) => `name-of-${id}`)).toContain(
+      '  replace web-0 (on name-of-node0), web-1 (on name-of-node1), web-2 (unplaced)',
+    );
+  });
+});
 
 describe('planDeploy', () => {
   it('no change: the same closure, spec and given policy fields', () => {

@@ -4,6 +4,8 @@
 // Nix store, the member's store), walked here within CLOSURE_PATHS_MAX.
 
 import { canonicalJson } from '../state/canonical_json.ts';
+import { specHash, type VmSpec } from '../state/vm_spec.ts';
+import { instanceNames } from '../state/vms.ts';
 import {
   CLOSURE_PATHS_MAX,
   type ClosureDiff,
@@ -29,8 +31,54 @@ export interface DeployPlan {
   readonly specFields: readonly string[];
   /** Update policy fields the flake sets to another value than the current version holds. */
   readonly updateFields: readonly string[];
+  /** What happens to each instance (empty for a first version: every one starts). */
+  readonly instances: InstanceChanges;
   /** Anything at all would change: the exit code of `pcr deploy plan`. */
   readonly changes: boolean;
+}
+
+/** An instance as the cluster runs it now (a row of `vm.list`). */
+export interface RunningInstance {
+  readonly name: string;
+  /** The member's ID, '' while unplaced. */
+  readonly node: string;
+  readonly spec: VmSpec;
+}
+
+export interface InstanceChanges {
+  /** New instance names (a bigger count): placement decides where. */
+  readonly start: readonly string[];
+  /** Instances whose spec changes: stopped and started again by the rollout, where they run now if it still fits. */
+  readonly replace: readonly { readonly name: string; readonly node: string }[];
+  /** Instances beyond the new count: stopped once the new ones are healthy. */
+  readonly stop: readonly { readonly name: string; readonly node: string }[];
+  /** Instances that keep running as they are (a change of placement fields or policy only). */
+  readonly unchanged: number;
+}
+
+/**
+ * What the rollout of `next` would do to each instance, from the rows that run now: the same
+ * instance names (instanceNames) and the same restart rule as the agent (specHash, which leaves
+ * placement fields out: moving or scaling does not restart an instance).
+ */
+export function instanceChanges(next: VmSpec, rows: readonly RunningInstance[]): InstanceChanges {
+  const names = instanceNames(next);
+  const byName = new Map(rows.map((r) => [r.name, r]));
+  const start: string[] = [];
+  const replace: { name: string; node: string }[] = [];
+  let unchanged = 0;
+  for (const name of names) {
+    const row = byName.get(name);
+    if (row === undefined) start.push(name);
+    else if (specHash({ ...row.spec, name }) === specHash({ ...next, name })) unchanged++;
+    else replace.push({ name, node: row.node });
+  }
+  const kept = new Set(names);
+  const stop = rows
+    .filter((r) => !kept.has(r.name))
+    .map((r) => ({ name: r.name, node: r.node }))
+    .sort((a, b) => a.name.localeCompare(b.name));
+  return { start, replace, stop, unchanged };
 }
 
 /** Paths asked of a lookup at once. */
@@ -96,6 +144,10 @@ export function planDeploy(
   nextClosure: readonly ClosurePathInfo[],
   current: CurrentVersion | undefined,
   currentClosure: readonly ClosurePathInfo[],
+  /** The deployment's instances as they run now, with the validated next spec. */
+  running:
+    | { readonly next: VmSpec; readonly rows: readonly RunningInstance[] }
+    | undefined = undefined,
 ): DeployPlan {
   const closure = diffClosures(currentClosure, nextClosure);
   const before = current?.spec ?? {};
@@ -109,6 +161,10 @@ export function planDeploy(
     next.update === undefined
       ? []
       : differingFields(current?.update ?? {}, next.update, Object.keys(next.update));
+  const instances =
+    current === undefined || running === undefined
+      ? { start: [], replace: [], stop: [], unchanged: 0 }
+      : instanceChanges(running.next, running.rows);
   const changes =
     current === undefined || closure.differs || specFields.length > 0 || updateFields.length > 0;
   return {
@@ -117,6 +173,7 @@ export function planDeploy(
     closure,
     specFields,
     updateFields,
+    instances,
     changes,
   };
 }
@@ -125,8 +182,25 @@ function mib(bytes: number): string {
   return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 }
 
+/** `name (on node)`, the node by the caller's naming (a member's name), `unplaced` without one. */
+function onNode(x: { name: string; node: string }, nodeName: (id: string) => string): string {
+  return `${x.name} (${x.node === '' ? 'unplaced' : `on ${nodeName(x.node)}`})`;
+}
+
+/** The instance lines of a plan: replaced, started, stopped, unchanged. */
+function instanceLines(i: InstanceChanges, nodeName: (id: string) => string): string[] {
+  const lines: string[] = [];
+  if (i.replace.length > 0)
+    lines.push(`  replace ${i.replace.map((x) => onNode(x, nodeName)).join(', ')}`);
+  if (i.start.length > 0) lines.push(`  start   ${i.start.join(', ')} (placement decides where)`);
+  if (i.stop.length > 0)
+    lines.push(`  stop    ${i.stop.map((x) => onNode(x, nodeName)).join(', ')}`);
+  if (i.unchanged > 0) lines.push(`  keep    ${i.unchanged} running as they are`);
+  return lines.length > 0 ? ['instances:', ...lines] : [];
+}
+
 /** The plan for people: the package lines as Nix prints them, then what else changes. */
-export function planText(p: DeployPlan): string {
+export function planText(p: DeployPlan, nodeName: (id: string) => string = (id) => id): string {
   const head =
     p.current === undefined
       ? `${p.name}: not deployed yet; version 1 would be submitted`
@@ -144,5 +218,6 @@ export function planText(p: DeployPlan): string {
     lines.push(`spec: ${p.specFields.join(', ')} changed`);
   }
   if (p.updateFields.length > 0) lines.push(`update policy: ${p.updateFields.join(', ')} changed`);
+  lines.push(...instanceLines(p.instances, nodeName));
   return lines.join('\n');
 }
