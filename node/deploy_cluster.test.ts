@@ -24,6 +24,7 @@ import {
 } from '../test/procs.ts';
 import { describeWithTools, nixEnv } from '../test/tools.ts';
 import { sweep } from '../test/vmm/helpers.ts';
+import { EXIT } from './cli/client.ts';
 import { VM_RUN_DIR } from './daemon.ts';
 import type { Deployment } from './state/deployments.ts';
 import type { VmEntry } from './state/vms.ts';
@@ -148,9 +149,23 @@ describeWithTools(['nix', 'nix-store', 'nix-build'], 'deployments on a real node
       [4, v2Runner, 'running', true],
     ]);
 
-    // pcr deploy stop: the instances stop, the versions stay; pcr deploy rm: all of it is gone.
     const cli = (args: string[]) =>
       execa(PCR, [...args, '--data-dir', n.dataDir], { reject: false, stdin: 'ignore' });
+    // A rollback to a known-good version whose closure no member holds any more (deleted from the
+    // machine's Nix store, which is this node's store) is refused before anything is committed.
+    const v1Runner = d.versions.find((v) => v.n === 1)!.spec.runner!;
+    const del = await execa('nix-store', ['--delete', v1Runner], { env: nixEnv(), reject: false });
+    expect(del.exitCode, String(del.stderr)).toBe(0);
+    const rb1 = await cli(['deploy', 'rollback', 'web', '--to', '1', '--json']);
+    expect(rb1.exitCode).toBe(EXIT.notFound);
+    expect(JSON.parse(String(rb1.stdout)).error.message).toMatch(/which no member holds any more/);
+    expect((await get())?.versions).toHaveLength(4);
+    // To version 2, whose closure runs: version 5, the same spec, so nothing restarts.
+    expect((await cli(['deploy', 'rollback', 'web', '--to', '2'])).exitCode).toBe(0);
+    d = await settled(5);
+    expect(d.versions.at(-1)?.source.revertOf).toBe(4);
+
+    // pcr deploy stop: the instances stop, the versions stay; pcr deploy rm: all of it is gone.
     expect((await cli(['deploy', 'stop', 'web'])).exitCode).toBe(0);
     await until(
       async () => ((await instances()).every((v) => v.state === 'stopped') ? true : undefined),
@@ -160,7 +175,7 @@ describeWithTools(['nix', 'nix-store', 'nix-build'], 'deployments on a real node
     const status = await cli(['deploy', 'status', 'web']);
     expect(status.exitCode, String(status.stderr)).toBe(0);
     expect(String(status.stdout)).toMatch(/stopped/);
-    expect((await get())?.versions.map((v) => v.n)).toEqual([1, 2, 3, 4]);
+    expect((await get())?.versions.map((v) => v.n)).toEqual([1, 2, 3, 4, 5]);
     expect((await cli(['deploy', 'rm', 'web'])).exitCode).toBe(0);
     expect(await get()).toBeUndefined();
     expect(await instances()).toEqual([]);

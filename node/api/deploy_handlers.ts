@@ -6,7 +6,8 @@
 // A spec no node could ever hold is refused before anything is committed (UNPLACEABLE), by the
 // very check vm.run makes (placement_handlers.ts neverPlaceable).
 
-import { deploySpec } from '../state/deployments.ts';
+import { bootRoots } from '../state/deploy_pins.ts';
+import { deploySpec, rollbackTarget } from '../state/deployments.ts';
 import { type ApiDeps, answer } from './deps.ts';
 import { neverPlaceable } from './placement_handlers.ts';
 import type { RequestOf } from './requests.ts';
@@ -48,10 +49,17 @@ export async function handleDeployPromote(
   return answer(await deps.submit({ op: 'deploy.promote', name: req.name, atMs: Date.now() }));
 }
 
+/**
+ * `pcr deploy rollback`: refused before anything is committed when no member holds the target
+ * version's boot closure any more (its runner, kernel, initrd, disks: the known-good pins keep
+ * them, unless every member that held one is gone); the state machine re-checks the version.
+ */
 export async function handleDeployRollback(
   deps: ApiDeps,
   req: RequestOf<'deploy.rollback'>,
 ): Promise<ApiResponse> {
+  const missing = await rollbackClosureMissing(deps, req);
+  if (missing !== undefined) return apiError('NOT_FOUND', missing);
   return answer(
     await deps.submit({
       op: 'deploy.rollback',
@@ -60,6 +68,24 @@ export async function handleDeployRollback(
       atMs: Date.now(),
     }),
   );
+}
+
+/** Why the rollback's closure cannot be had, or undefined (also when the store cannot tell). */
+async function rollbackClosureMissing(
+  deps: ApiDeps,
+  req: RequestOf<'deploy.rollback'>,
+): Promise<string | undefined> {
+  const d = deps.node.sm.deployments.get(req.name);
+  const store = deps.store();
+  if (d === undefined || store === undefined) return undefined;
+  const t = rollbackTarget(d, req.to);
+  if (!t.ok) return undefined; // the state machine says why
+  for (const root of bootRoots(t.version.spec)) {
+    if ((await store.info(root)) !== undefined) continue;
+    if ((await store.where(root)).length > 0) continue;
+    return `version ${t.version.n} of ${req.name} boots from ${root}, which no member holds any more: deploy its source again (pcr deploy of the flake at ${t.version.source.rev ?? t.version.source.commit ?? 'its revision'})`;
+  }
+  return undefined;
 }
 
 /** `pcr deploy stop` and `pcr deploy rm`: the state machine stops or removes the instances. */

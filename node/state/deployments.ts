@@ -367,6 +367,32 @@ export interface DeployContext {
   readonly placement: PlacementContext;
 }
 
+/**
+ * The version `deploy.rollback` goes back to: `to`, or the newest known-good version older than
+ * the current one; refused when never known-good or no longer kept. Pure: the API checks the
+ * target's closure is still held somewhere before it submits (node/api/deploy_handlers.ts).
+ */
+export function rollbackTarget(
+  d: Deployment,
+  to: number | undefined,
+): { ok: true; version: DeployVersion } | { ok: false; message: string } {
+  const current = d.rollout?.to ?? 0;
+  const n = to ?? [...d.good].reverse().find((x) => x < current);
+  if (n === undefined)
+    return {
+      ok: false,
+      message: `${d.name} has no known-good version older than version ${current}`,
+    };
+  const v = versionOf(d, n);
+  if (v === undefined) return { ok: false, message: `version ${n} of ${d.name} is no longer kept` };
+  if (!d.good.includes(n))
+    return {
+      ok: false,
+      message: `version ${n} of ${d.name} never was known-good (its rollout never succeeded)`,
+    };
+  return { ok: true, version: v };
+}
+
 export class DeploymentTable {
   private deployments = new Map<string, Deployment>();
   /** Counts changes (not replicated): the leader's rollout duty looks at it after applied entries. */
@@ -705,22 +731,15 @@ export class DeploymentTable {
   ): DeployResult {
     const d = this.deployments.get(c.name);
     if (d === undefined) return notFound(c.name);
-    const current = d.rollout?.to ?? 0;
-    const to = c.to ?? [...d.good].reverse().find((n) => n < current);
-    if (to === undefined)
-      return invalid(`${c.name} has no known-good version older than version ${current}`);
-    const v = versionOf(d, to);
-    if (v === undefined) return invalid(`version ${to} of ${c.name} is no longer kept`);
-    if (!d.good.includes(to))
-      return invalid(
-        `version ${to} of ${c.name} never was known-good (its rollout never succeeded)`,
-      );
+    const t = rollbackTarget(d, c.to);
+    if (!t.ok) return invalid(t.message);
+    const v = t.version;
     return this.addVersion(
       index,
       c.name,
       v.spec,
       v.update,
-      { ...pickSource(v.source), revertOf: current, atMs: c.atMs },
+      { ...pickSource(v.source), revertOf: d.rollout?.to ?? 0, atMs: c.atMs },
       c.atMs,
       ctx,
     );
