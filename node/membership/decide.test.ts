@@ -95,6 +95,22 @@ describe('decide: this member and its place in the cluster', () => {
     expect(decide(leader, { ...p, maxVoters: 1 })).toBeUndefined();
   });
 
+  it('a learner that acknowledged nothing is not caught up, even when the whole log is shorter than the lag', () => {
+    const leader = view({
+      state: 'leader',
+      lead: 'n1',
+      voters: ['n1'],
+      learners: ['n2'],
+      lastIndex: p.promoteLagEntries - 5,
+      match: { n1: p.promoteLagEntries - 5, n2: 0 },
+    });
+    expect(decide(leader, p)).toBeUndefined();
+    expect(decide({ ...leader, match: { n1: p.promoteLagEntries - 5, n2: 1 } }, p)).toEqual({
+      kind: 'promote',
+      id: 'n2',
+    });
+  });
+
   it('never promotes beyond maxVoters, whatever the view (property over small views)', () => {
     for (let voters = 1; voters <= 7; voters++) {
       for (let learners = 0; learners <= 3; learners++) {

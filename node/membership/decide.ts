@@ -124,12 +124,19 @@ function leaderless(
   return undefined;
 }
 
-/** Leader: the first caught-up learner (in ID order), while there are fewer than maxVoters. */
+/**
+ * Leader: the first caught-up learner (in ID order: it acknowledged entries, and is within
+ * promoteLagEntries of the log's end), while there are fewer than maxVoters.
+ */
 function promotion(v: MembershipView, p: MembershipPolicy): MembershipAction | undefined {
   if (v.voters.length >= p.maxVoters) return undefined;
   for (const id of [...v.learners].sort()) {
     const m = v.match?.[id];
-    if (m === undefined || m + p.promoteLagEntries < v.lastIndex) continue;
+    // Nothing acknowledged yet (match 0) is never caught up, however short the log: a voter with
+    // an empty log adds nothing to a quorum, and, stopped before its first entry and removed
+    // meanwhile, it restarts as a node that never joined and has nobody to ask (a stress-run
+    // finding, node/removal_cluster.test.ts).
+    if (m === undefined || m === 0 || m + p.promoteLagEntries < v.lastIndex) continue;
     return { kind: 'promote', id };
   }
   return undefined;
