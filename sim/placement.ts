@@ -102,6 +102,8 @@ export interface PlacementStats {
   rolloutSteps: number;
   rolloutsSucceeded: number;
   rolloutsFailed: number;
+  /** Failed rollouts whose deploy.finish also started the revert to the known-good version. */
+  rolloutsReverted: number;
 }
 
 /** One incarnation of a node's daemon: its duty and its agent. */
@@ -133,6 +135,7 @@ export class PlacementSim {
     rolloutSteps: 0,
     rolloutsSucceeded: 0,
     rolloutsFailed: 0,
+    rolloutsReverted: 0,
   };
   private readonly cluster: SimCluster;
   private readonly daemons = new Map<string, Daemon>();
@@ -474,6 +477,8 @@ export class PlacementSim {
         },
         warn: (_o, msg) => {
           if (msg.startsWith('rollout failed')) this.stats.rolloutsFailed++;
+          if (msg === 'rollout failed: reverting to the known-good version')
+            this.stats.rolloutsReverted++;
         },
         debug: () => {},
       },
