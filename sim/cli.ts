@@ -847,7 +847,11 @@ async function rolloutMain(a: Args, io: Io, program: string): Promise<number> {
       t.failed.push(seed);
       if (!a.json) {
         if (io.errIsTty) io.err('\r\x1b[K');
-        io.out(`FAIL seed ${seed}\n${rolloutFindings(r).map((l) => indent(l, '  ')).join('\n')}\n`);
+        io.out(
+          `FAIL seed ${seed}\n${rolloutFindings(r)
+            .map((l) => indent(l, '  '))
+            .join('\n')}\n`,
+        );
         io.out(`  replay: ${replayCommand(a, seed, program)}\n`);
       }
     }
