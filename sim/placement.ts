@@ -470,6 +470,18 @@ export class PlacementSim {
           if (cmd.op === 'deploy.step') this.placeProposed(id, node);
         }),
       now: () => Math.floor(c.nowMs),
+      // The daemon's setTimeout, in this incarnation's virtual time; cancelled by a flag.
+      after: (ms, f) => {
+        let live = true;
+        this.after(id, node, ms, () => {
+          if (!live) return;
+          this.settle = true;
+          f();
+        });
+        return () => {
+          live = false;
+        };
+      },
       log: {
         info: (_o, msg) => {
           if (msg === 'rolling') this.stats.rolloutSteps++;
