@@ -182,6 +182,12 @@ export class PlacementSim {
               if (why === 'crashed') this.stats.vmCrashes++;
               this.checks.ended(n, name);
             },
+            // The product's health monitor notices a guest's boot within 0.5 s (its console
+            // poll) and commits it at once; here the boot is the running phase: the agent looks
+            // at once rather than at its next 1 s round.
+            booted: (n) => {
+              if (this.cluster.processOf(n) === 'up') this.daemons.get(n)?.agent.poke();
+            },
           },
         ),
       );
