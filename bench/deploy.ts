@@ -261,7 +261,7 @@ async function main(): Promise<void> {
       `bench:deploy: ${machineLine(machine(), 'loaded: a stress run of the suite shares it; the real figures are noisy')}`,
     );
     console.log(
-      `a rollout of ${COUNT} instances, maxParallel ${MAX_PARALLEL} (${WAVES} waves); the duty evaluates every 1 s and on every applied change\n`,
+      `a rollout of ${COUNT} instances, maxParallel ${MAX_PARALLEL} (${WAVES} waves); the duty evaluates on every applied change, when a decision changes by time alone (an instance reaching minHealthyMs, a deadline), and every 1 s as a backstop\n`,
     );
     console.log(sim);
     console.log('');

@@ -358,6 +358,14 @@ export class Daemon {
         return out.ok ? out.result : { ok: false, code: 'invalid', message: out.message };
       },
       now: Date.now,
+      // The evaluation at the next change by time alone (a wave's instances reaching minHealthyMs).
+      after: (ms, f) => {
+        const t = setTimeout(() => {
+          if (!this.stopping) f();
+        }, ms);
+        t.unref();
+        return () => clearTimeout(t);
+      },
       log: this.log,
     });
   }
@@ -955,6 +963,7 @@ export class Daemon {
     if (this.stopping) return;
     this.stopping = true;
     clearInterval(this.reconciler);
+    this.rollouts.stop();
     this.gossip.stop();
     const st = this.node.status();
     if (!this.node.isStopped && st.state === 'leader') {

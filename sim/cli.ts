@@ -29,6 +29,12 @@ import {
   type PlacementRunResult,
   runPlacementSimulation,
 } from './placement-run.ts';
+import {
+  ROLLOUT_GENERIC_KINDS,
+  ROLLOUT_RUN_DEFAULTS,
+  type RolloutRunResult,
+  runRolloutSimulation,
+} from './rollout-run.ts';
 import { RUN_DEFAULTS, type RunOptions, type RunResult, runSimulation } from './run.ts';
 import { WORKLOAD_DEFAULTS } from './workload.ts';
 
@@ -54,14 +60,18 @@ options:
   --seeds A..B           a sweep over seeds A to B (inclusive)
   --nodes N              cluster size (default ${RUN_DEFAULTS.nodes})
   --time D               virtual length of the faulty phase, e.g. 30s, 500ms, 2m; a bare number is
-                         seconds (default ${RUN_DEFAULTS.timeMs / 1000}s; placement ${PLACEMENT_RUN_DEFAULTS.timeMs / 1000}s)
+                         seconds (default ${RUN_DEFAULTS.timeMs / 1000}s; placement ${PLACEMENT_RUN_DEFAULTS.timeMs / 1000}s,
+                         rollout ${ROLLOUT_RUN_DEFAULTS.timeMs / 1000}s)
   --quiet D              virtual time allowed after healing for a leader and a final write
                          (default ${RUN_DEFAULTS.quietMs / 1000}s)
   --nemesis K,K|none     kinds of faults generated from the seed: ${NEMESIS_KINDS.join(', ')}
                          (default ${RUN_DEFAULTS.nemesis.join(',')}); membership starts the cluster
                          as one node that the others join, and removes and restarts members;
                          placement runs the product's placement duty and agents over simulated
-                         VMMs with its own nemesis (with partition and crash only; no clients)
+                         VMMs with its own nemesis (with partition and crash only; no clients);
+                         rollout runs the product's rollout duty on the same nodes, one
+                         deployment updated again and again, some versions broken (with
+                         partition and crash only; no clients)
   --nemesis-file F       a JSON schedule of faults instead (see docs/sim.md)
   --clients N            concurrent clients (default ${WORKLOAD_DEFAULTS.clients})
   --rate R               operations per second over all clients (default ${WORKLOAD_DEFAULTS.rate})
@@ -214,6 +224,22 @@ function parse(argv: readonly string[]): Args | 'help' {
       nemesis = NEMESIS_KINDS.filter((k) => parts.includes(k));
     }
   }
+  if (nemesis.includes('placement') && nemesis.includes('rollout')) {
+    throw new UsageError(
+      '--nemesis placement and rollout are two kinds of runs: give one (a rollout run runs placement too)',
+    );
+  }
+  if (nemesis.includes('rollout')) {
+    const other = nemesis.filter((k) => k !== 'rollout' && !ROLLOUT_GENERIC_KINDS.includes(k));
+    if (other.length > 0) {
+      throw new UsageError(
+        `--nemesis rollout combines only with ${ROLLOUT_GENERIC_KINDS.join(', ')}, not ${other.join(', ')} ` +
+          '(its nodes run the placement duty, which pause and drift break; docs/sim.md)',
+      );
+    }
+    if (s('history') !== undefined)
+      throw new UsageError('--history is not written by rollout runs');
+  }
   if (nemesis.includes('placement')) {
     const other = nemesis.filter((k) => k !== 'placement' && !PLACEMENT_GENERIC_KINDS.includes(k));
     if (other.length > 0) {
@@ -226,10 +252,15 @@ function parse(argv: readonly string[]): Args | 'help' {
       throw new UsageError('--history is not written by placement runs');
   }
   // A placement run needs time for node-down-after (5 s) and a few faults: 30 s unless given.
+  // A rollout run needs time for a known-good version and a few more: 90 s unless given.
   const runTimeMs =
-    nemesis.includes('placement') && s('time') === undefined
-      ? PLACEMENT_RUN_DEFAULTS.timeMs
-      : timeMs;
+    s('time') !== undefined
+      ? timeMs
+      : nemesis.includes('placement')
+        ? PLACEMENT_RUN_DEFAULTS.timeMs
+        : nemesis.includes('rollout')
+          ? ROLLOUT_RUN_DEFAULTS.timeMs
+          : timeMs;
   const nemesisFile = s('nemesis-file');
   let schedule: Fault[] | undefined;
   if (nemesisFile !== undefined) {
@@ -497,6 +528,7 @@ export async function main(
   }
 
   if (a.nemesis.includes('placement')) return placementMain(a, io, program);
+  if (a.nemesis.includes('rollout')) return rolloutMain(a, io, program);
 
   if (!a.sweep) {
     const r = runSimulation(runOptions(a, a.seeds.from));
@@ -729,6 +761,140 @@ async function placementMain(a: Args, io: Io, program: string): Promise<number> 
         (failed.length === 0 ? '  no failing seed\n' : `  FAILING seeds: ${failed.join(', ')}\n`),
     );
   return failed.length > 0 ? EXIT_FINDING : EXIT_OK;
+}
+
+// -----------------------------------------------------------------------------------------------
+// Rollout runs (sim/rollout-run.ts): a placement run's nodes with the rollout duty, no clients.
+
+function rolloutRun(a: Args, seed: number): Promise<RolloutRunResult> {
+  return runRolloutSimulation({
+    seed,
+    nodes: a.nodes,
+    timeMs: a.timeMs,
+    nemesis: a.nemesis.filter((k) => k !== 'rollout'),
+  });
+}
+
+function rolloutFindings(r: RolloutRunResult): string[] {
+  const out = r.violations.map(
+    (v) => `safety (${v.kind}) at ${v.timeMs} ms on ${v.node}: ${v.message}`,
+  );
+  if (r.violationCount > r.violations.length)
+    out.push(`... ${r.violationCount - r.violations.length} more safety violations`);
+  if (!r.liveness.ok) out.push(`liveness: ${r.liveness.message}`);
+  return out;
+}
+
+function describeRolloutRun(r: RolloutRunResult, a: Args, program: string): string {
+  const s = r.stats;
+  const lines = [
+    `sim seed ${r.seed}: ${r.nodes} nodes, ${formatDuration(r.timeMs)} virtual, nemesis ${a.nemesis.join(',')}`,
+    `  rollout    ${r.versions} versions submitted (${r.broken} broken), ${s.rolloutSteps} steps, ` +
+      `${s.rolloutsSucceeded} rollouts succeeded, ${s.rolloutsFailed} failed (${s.rolloutsReverted} reverted), ` +
+      `${s.failovers} failovers during a step`,
+    `  placement  ${s.placed} placed, ${s.nodesDown} nodes marked down, ${s.fences} fences, ${s.vmCrashes} VM crashes`,
+    `  checks     ${r.stepsChecked} committed steps checked against maxParallel`,
+    `  safety     ${r.violationCount === 0 ? 'no violation' : `${r.violationCount} violations`}`,
+    `  liveness   ${r.liveness.ok ? 'ok' : 'FAILED'}: ${r.liveness.message}`,
+    `  hash       sha256:${r.hash}`,
+    `  wall       ${(r.wallMs / 1000).toFixed(2)} s for ${(r.virtualMs / 1000).toFixed(1)} virtual s: ` +
+      `${r.speed.toFixed(1)}x real time (${r.events} events)`,
+  ];
+  const f = rolloutFindings(r);
+  if (f.length > 0) lines.push('  FINDINGS', ...f.map((l) => indent(l, '    ')));
+  lines.push(`  replay     ${replayCommand(a, r.seed, program)}`);
+  return `${lines.join('\n')}\n`;
+}
+
+interface RolloutTotals {
+  unsafe: number;
+  notSettled: number;
+  failovers: number;
+  reverted: number;
+  virtualMs: number;
+  failed: number[];
+}
+
+async function rolloutMain(a: Args, io: Io, program: string): Promise<number> {
+  if (!a.sweep) {
+    const r = await rolloutRun(a, a.seeds.from);
+    if (a.json)
+      io.out(`${JSON.stringify({ ...r, replay: replayCommand(a, r.seed, program) }, null, 2)}\n`);
+    else io.out(describeRolloutRun(r, a, program));
+    return r.failed ? EXIT_FINDING : EXIT_OK;
+  }
+  const total = a.seeds.to - a.seeds.from + 1;
+  const t: RolloutTotals = {
+    unsafe: 0,
+    notSettled: 0,
+    failovers: 0,
+    reverted: 0,
+    virtualMs: 0,
+    failed: [],
+  };
+  const runs: unknown[] = [];
+  const start = performance.now();
+  let lastReport = start;
+  for (let seed = a.seeds.from; seed <= a.seeds.to; seed++) {
+    const r = await rolloutRun(a, seed);
+    t.virtualMs += r.virtualMs;
+    if (r.unsafe) t.unsafe++;
+    if (!r.liveness.ok) t.notSettled++;
+    t.failovers += r.stats.failovers;
+    t.reverted += r.stats.rolloutsReverted;
+    if (a.json) runs.push({ ...r, replay: replayCommand(a, seed, program) });
+    if (r.failed) {
+      t.failed.push(seed);
+      if (!a.json) {
+        if (io.errIsTty) io.err('\r\x1b[K');
+        io.out(
+          `FAIL seed ${seed}\n${rolloutFindings(r)
+            .map((l) => indent(l, '  '))
+            .join('\n')}\n`,
+        );
+        io.out(`  replay: ${replayCommand(a, seed, program)}\n`);
+      }
+    }
+    const now = performance.now();
+    const done = seed - a.seeds.from + 1;
+    const line = `${done}/${total} seeds, ${t.failed.length} failing, ${((now - start) / 1000).toFixed(0)} s`;
+    if (io.errIsTty) io.err(`\r\x1b[K${line}`);
+    else if (now - lastReport >= 10_000 || done === total) {
+      lastReport = now;
+      io.err(`sim: ${line}\n`);
+    }
+  }
+  if (io.errIsTty) io.err('\n');
+  io.out(rolloutSummary(a, total, t, (performance.now() - start) / 1000, runs));
+  return t.failed.length > 0 ? EXIT_FINDING : EXIT_OK;
+}
+
+function rolloutSummary(
+  a: Args,
+  total: number,
+  t: RolloutTotals,
+  wallS: number,
+  runs: unknown[],
+): string {
+  const summary = {
+    seeds: `${a.seeds.from}..${a.seeds.to}`,
+    runs: total,
+    safetyViolations: t.unsafe,
+    notSettled: t.notSettled,
+    failoversDuringSteps: t.failovers,
+    failedRolloutsReverted: t.reverted,
+    failedSeeds: t.failed,
+    virtualS: t.virtualMs / 1000,
+    wallS,
+  };
+  if (a.json) return `${JSON.stringify({ summary, runs }, null, 2)}\n`;
+  return (
+    `rollout sweep ${summary.seeds}: ${total} runs; ${t.unsafe} with safety violations; ` +
+    `${t.notSettled} not settled on a working version after healing\n` +
+    `  ${t.failovers} failovers during a step; ${t.reverted} failed rollouts reverted; ` +
+    `${summary.virtualS.toFixed(0)} virtual s in ${wallS.toFixed(1)} wall s\n` +
+    (t.failed.length === 0 ? '  no failing seed\n' : `  FAILING seeds: ${t.failed.join(', ')}\n`)
+  );
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -26,6 +26,7 @@ export const NEMESIS_KINDS = [
   'drift',
   'membership',
   'placement',
+  'rollout',
 ] as const;
 export type NemesisKind = (typeof NEMESIS_KINDS)[number];
 /** The kinds a run uses when none is named (membership changes how the cluster starts). */
@@ -144,8 +145,14 @@ export function generateSchedule(random: SimRandom, o: GenerateOptions): Fault[]
   const round = (ms: number): number => Math.round(ms * 1000) / 1000;
   for (const kind of NEMESIS_KINDS) {
     // Membership has its own timeline and random stream (generateMembershipSchedule); placement
-    // its own run (sim/placement-run.ts).
-    if (kind === 'membership' || kind === 'placement' || !o.kinds.includes(kind)) continue;
+    // and rollout their own runs (sim/placement-run.ts, sim/rollout-run.ts).
+    if (
+      kind === 'membership' ||
+      kind === 'placement' ||
+      kind === 'rollout' ||
+      !o.kinds.includes(kind)
+    )
+      continue;
     const faults: Fault[] = [];
     let t = o.startMs + random.between(0, o.gapMaxMs);
     while (t + o.faultMinMs <= o.endMs) {

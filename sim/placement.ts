@@ -102,6 +102,8 @@ export interface PlacementStats {
   rolloutSteps: number;
   rolloutsSucceeded: number;
   rolloutsFailed: number;
+  /** Failed rollouts whose deploy.finish also started the revert to the known-good version. */
+  rolloutsReverted: number;
 }
 
 /** One incarnation of a node's daemon: its duty and its agent. */
@@ -133,6 +135,7 @@ export class PlacementSim {
     rolloutSteps: 0,
     rolloutsSucceeded: 0,
     rolloutsFailed: 0,
+    rolloutsReverted: 0,
   };
   private readonly cluster: SimCluster;
   private readonly daemons = new Map<string, Daemon>();
@@ -178,6 +181,12 @@ export class PlacementSim {
             ended: (n, name, why) => {
               if (why === 'crashed') this.stats.vmCrashes++;
               this.checks.ended(n, name);
+            },
+            // The product's health monitor notices a guest's boot within 0.5 s (its console
+            // poll) and commits it at once; here the boot is the running phase: the agent looks
+            // at once rather than at its next 1 s round.
+            booted: (n) => {
+              if (this.cluster.processOf(n) === 'up') this.daemons.get(n)?.agent.poke();
             },
           },
         ),
@@ -467,6 +476,18 @@ export class PlacementSim {
           if (cmd.op === 'deploy.step') this.placeProposed(id, node);
         }),
       now: () => Math.floor(c.nowMs),
+      // The daemon's setTimeout, in this incarnation's virtual time; cancelled by a flag.
+      after: (ms, f) => {
+        let live = true;
+        this.after(id, node, ms, () => {
+          if (!live) return;
+          this.settle = true;
+          f();
+        });
+        return () => {
+          live = false;
+        };
+      },
       log: {
         info: (_o, msg) => {
           if (msg === 'rolling') this.stats.rolloutSteps++;
@@ -474,6 +495,8 @@ export class PlacementSim {
         },
         warn: (_o, msg) => {
           if (msg.startsWith('rollout failed')) this.stats.rolloutsFailed++;
+          if (msg === 'rollout failed: reverting to the known-good version')
+            this.stats.rolloutsReverted++;
         },
         debug: () => {},
       },

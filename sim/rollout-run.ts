@@ -14,10 +14,18 @@
 // succeeded (`rollout-state`); plus the Raft-level and placement checks of the placement run.
 
 import { createHash } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { census, PLANTED_ROLLOUT_PARALLEL } from '../node/sched/rollout.ts';
 import { decodeEnvelope } from '../node/state/machine.ts';
 import { type SafetyViolation, SimCluster } from './cluster.ts';
-import { healAll } from './nemesis.ts';
+import {
+  type Fault,
+  GENERATE_DEFAULTS,
+  generateSchedule,
+  healAll,
+  type NemesisKind,
+  scheduleFaults,
+} from './nemesis.ts';
 import {
   PLACEMENT_DRIFT_MAX,
   PLACEMENT_SIM_DEFAULTS,
@@ -32,15 +40,23 @@ export interface RolloutRunOptions {
   readonly seed: number;
   readonly nodes?: number;
   readonly timeMs?: number;
+  /** Generic timelines run beside the rollout's own faults: `partition` and `crash` only. */
+  readonly nemesis?: readonly NemesisKind[];
   /** Planted in node/sched/rollout.ts (PLANTED_ROLLOUT_PARALLEL): steps ignore maxParallel. */
   readonly planted?: 'ignoreMaxParallel';
 }
 
 export const ROLLOUT_RUN_DEFAULTS = { nodes: 5, timeMs: 90_000, settleMs: 240_000 } as const;
 
+/** Generic kinds a rollout run accepts beside its own faults (as a placement run, and why). */
+export const ROLLOUT_GENERIC_KINDS: readonly NemesisKind[] = ['partition', 'crash'];
+
 export interface RolloutRunResult {
   readonly seed: number;
+  readonly nodes: number;
+  readonly timeMs: number;
   readonly violations: readonly SafetyViolation[];
+  readonly violationCount: number;
   readonly liveness: { readonly ok: boolean; readonly message: string };
   readonly stats: PlacementStats;
   /** Versions submitted, broken ones among them, and deploy.step entries checked. */
@@ -48,6 +64,13 @@ export interface RolloutRunResult {
   readonly broken: number;
   readonly stepsChecked: number;
   readonly hash: string;
+  readonly events: number;
+  readonly virtualMs: number;
+  readonly wallMs: number;
+  readonly speed: number;
+  readonly unsafe: boolean;
+  /** A violation, or not settled on a working version after the heal. */
+  readonly failed: boolean;
 }
 
 const NAME = 'app';
@@ -76,6 +99,14 @@ function appSpec(memoryMiB: number, broken: boolean, count = 4) {
 
 /** Runs one rollout simulation to the end. Deterministic: same seed, same run. */
 export async function runRolloutSimulation(o: RolloutRunOptions): Promise<RolloutRunResult> {
+  const wallStart = performance.now();
+  const kinds = o.nemesis ?? [];
+  for (const k of kinds) {
+    if (!ROLLOUT_GENERIC_KINDS.includes(k))
+      throw new RangeError(
+        `nemesis ${k} does not combine with rollout: use ${ROLLOUT_GENERIC_KINDS.join(', ')}`,
+      );
+  }
   const nodes = o.nodes ?? ROLLOUT_RUN_DEFAULTS.nodes;
   const timeMs = o.timeMs ?? ROLLOUT_RUN_DEFAULTS.timeMs;
   const cluster = new SimCluster({ driftMax: PLACEMENT_DRIFT_MAX, seed: o.seed, nodes });
@@ -88,10 +119,14 @@ export async function runRolloutSimulation(o: RolloutRunOptions): Promise<Rollou
     cluster.schedule(300, () => operator.submit(false));
     operator.loop(timeMs);
     faults(cluster, sim, timeMs);
+    genericFaults(cluster, kinds, timeMs);
     await sim.advance(timeMs);
     // The last version: broken half of the time (then only autoRevert brings a working one back).
+    // Without a known-good version (the first failed its deadline under the generic faults), a
+    // working one again: an operator retries, and autoRevert has nothing to go back to.
     if (operator.hasKnownGood())
       operator.submit(SimRandom.fork(o.seed, 'rollout-last').chance(0.5));
+    else operator.submit(false);
     sim.armFailover(undefined);
     sim.quiet();
     healAll(cluster);
@@ -102,9 +137,14 @@ export async function runRolloutSimulation(o: RolloutRunOptions): Promise<Rollou
     if (settled) checks.final();
     const h = createHash('sha256');
     for (const f of cluster.faults) h.update(`${JSON.stringify(f)}\n`);
+    const wallMs = performance.now() - wallStart;
+    const unsafe = cluster.violationCount > 0;
     return {
       seed: o.seed,
+      nodes,
+      timeMs,
       violations: [...cluster.violations],
+      violationCount: cluster.violationCount,
       liveness: settled
         ? { ok: true, message: 'the newest rollout succeeded on a working version' }
         : { ok: false, message: settledWhy(cluster, sim) ?? 'not settled' },
@@ -113,6 +153,12 @@ export async function runRolloutSimulation(o: RolloutRunOptions): Promise<Rollou
       broken: operator.broken,
       stepsChecked: checks.steps,
       hash: h.digest('hex'),
+      events: cluster.queue.executed,
+      virtualMs: cluster.nowMs,
+      wallMs,
+      speed: cluster.nowMs / wallMs,
+      unsafe,
+      failed: unsafe || !settled,
     };
   } finally {
     setPlanted(false);
@@ -175,11 +221,21 @@ class RolloutOperator {
   private next(endMs: number): void {
     if (this.cluster.nowMs >= endMs) return;
     if (!this.hasKnownGood()) {
-      this.cluster.schedule(1000, () => this.next(endMs));
+      // The first version failed (a deadline missed under the generic faults): submit a working
+      // one again, as an operator would, and give it time to commit before looking again.
+      const retry = this.rolloutState() === 'failed';
+      if (retry) this.submit(false);
+      this.cluster.schedule(retry ? 5000 : 1000, () => this.next(endMs));
       return;
     }
     this.submit(this.random.chance(1 / 3));
     this.loop(endMs);
+  }
+
+  private rolloutState(): string | undefined {
+    const leader = this.cluster.leader();
+    const sm = leader === undefined ? undefined : this.cluster.raftNode(leader)?.sm;
+    return sm?.deployments.get(NAME)?.rollout?.state;
   }
 
   hasKnownGood(): boolean {
@@ -200,6 +256,8 @@ function faults(cluster: SimCluster, sim: PlacementSim, endMs: number): void {
     cluster.schedule(afterMs, () => {
       if (cluster.nowMs >= endMs) return;
       const up = cluster.ids.filter((id) => cluster.processOf(id) === 'up');
+      // Every machine down (the generic crash timeline took them all): look again later.
+      if (up.length === 0) return next(1000);
       const leader = cluster.leader();
       const what = r.pick(['crash-node', 'crash-leader', 'isolate-leader', 'failover'] as const);
       const target = what === 'crash-node' || leader === undefined ? r.pick(up) : leader;
@@ -231,6 +289,17 @@ function faults(cluster: SimCluster, sim: PlacementSim, endMs: number): void {
     });
   };
   next(2000);
+}
+
+/** The generic timelines (`--nemesis rollout,partition,crash`), from the seed's own streams. */
+function genericFaults(cluster: SimCluster, kinds: readonly NemesisKind[], endMs: number): void {
+  if (kinds.length === 0) return;
+  const generic: Fault[] = generateSchedule(SimRandom.fork(cluster.seed, 'nemesis'), {
+    ...GENERATE_DEFAULTS,
+    kinds,
+    endMs,
+  });
+  scheduleFaults(cluster, generic, SimRandom.fork(cluster.seed, 'nemesis-targets'));
 }
 
 /** Why the run has not settled, or undefined: the newest rollout succeeded and everything runs. */

@@ -46,6 +46,8 @@ export const VMM_TIMING_DEFAULTS: VmmTiming = {
 export interface VmmObserver {
   started(node: string, name: string, spec: VmSpec, generation: number): void;
   ended(node: string, name: string, why: string): void;
+  /** The guest finished booting (its phase is running). */
+  booted?(node: string, name: string): void;
 }
 
 /** What the VMM needs of the simulation: time (scaled by the machine's clock) and randomness. */
@@ -253,6 +255,7 @@ export class SimVmm {
         return;
       }
       this.setPhase(e, 'running');
+      this.observer.booted?.(this.host.node, name);
       if (this.timing.crashMeanMs > 0) {
         this.later(r.exponential(this.timing.crashMeanMs), () => {
           if (e.epoch !== epoch || e.phase !== 'running' || !this.crashesOn) return;

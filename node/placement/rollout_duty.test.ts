@@ -64,14 +64,23 @@ function harness(o: { leader: boolean }) {
     pokeAgent: () => {},
     log: quiet,
   } satisfies DutyPorts);
+  // The fake timer: the test fires what is due by moving the clock (fire below).
+  const timers: { atMs: number; f: () => void; live: boolean }[] = [];
   const rollouts = new RolloutDuty({
     sm: () => sm,
     leader: () => o.leader,
     submit,
     now: () => state.now,
+    after: (ms, f) => {
+      const t = { atMs: state.now + ms, f, live: true };
+      timers.push(t);
+      return () => {
+        t.live = false;
+      };
+    },
     log: quiet,
   });
-  return { sm, state, submitted, apply, placement, rollouts };
+  return { sm, state, submitted, apply, placement, rollouts, timers };
 }
 
 type H = ReturnType<typeof harness>;
@@ -97,6 +106,33 @@ async function round(h: H): Promise<void> {
   }
   h.rollouts.poke();
   await settle();
+}
+
+/** Moves the clock to the earliest live timer and runs it; false when none is set. */
+async function fire(h: H): Promise<boolean> {
+  const live = h.timers.filter((t) => t.live).sort((a, b) => a.atMs - b.atMs);
+  const t = live[0];
+  if (t === undefined) return false;
+  t.live = false;
+  h.state.now = Math.max(h.state.now, t.atMs);
+  t.f();
+  await settle();
+  return true;
+}
+
+/** Reports every placed instance that is not running as running now (its agent started it). */
+function startPlaced(h: H): void {
+  for (const v of h.sm.vms.list()) {
+    if (v.node === '' || v.state === 'running') continue;
+    h.apply({
+      op: 'vm.report',
+      name: v.name,
+      node: v.node,
+      generation: v.generation,
+      state: 'running',
+      atMs: h.state.now,
+    });
+  }
 }
 
 const deploySubmit = (h: H, memoryMiB: number): Result =>
@@ -195,5 +231,72 @@ describe('rollout duty', () => {
     }
     expect(h.sm.deployments.get('web')!.rollout).toMatchObject({ to: 3, state: 'succeeded' });
     expect(h.sm.vms.groupInstances('web').every((v) => v.spec.memoryMiB === 256)).toBe(true);
+  });
+
+  it('without a tick, its timer evaluates when the instance in flight reaches minHealthyMs: each wave costs exactly minHealthyMs once running', async () => {
+    const h = harness({ leader: true });
+    deploySubmit(h, 256);
+    for (let i = 0; i < 20 && h.sm.deployments.get('web')!.rollout!.state === 'running'; i++) {
+      await round(h);
+      h.state.now += 600;
+    }
+    expect(h.sm.deployments.get('web')!.knownGood).toBe(1);
+    deploySubmit(h, 512);
+    // From here no tick: entries poke the duty, and its timer is the only other wake-up.
+    const started: number[] = [];
+    for (let wave = 0; wave < 3; wave++) {
+      h.rollouts.poke();
+      await settle();
+      h.placement.poke();
+      await settle();
+      h.state.now += 700; // the boot
+      startPlaced(h);
+      started.push(h.state.now);
+      h.rollouts.poke();
+      await settle();
+      // The instance just started: the next change is exactly minHealthyMs later.
+      expect(h.rollouts.nextEvaluationMs()).toBe(h.state.now + UPDATE.minHealthyMs);
+      expect(await fire(h)).toBe(true);
+    }
+    expect(h.sm.deployments.get('web')!.rollout).toMatchObject({ to: 2, state: 'succeeded' });
+    const proposals = h.submitted.filter((c) => c.op === 'deploy.step' || c.op === 'deploy.finish');
+    // Steps 2 and 3 and the finish were proposed by the timer at running + minHealthyMs.
+    expect(proposals.slice(-3).map((c) => c.atMs)).toEqual(
+      started.map((t) => t + UPDATE.minHealthyMs),
+    );
+    expect(proposals.slice(-3).map((c) => c.op)).toEqual([
+      'deploy.step',
+      'deploy.step',
+      'deploy.finish',
+    ]);
+    // Ended: no timer is left pending.
+    expect(h.rollouts.nextEvaluationMs()).toBeUndefined();
+  });
+
+  it('an instance that never runs: the timer fires 1 ms past healthyDeadlineMs and the rollout fails, with no tick', async () => {
+    const h = harness({ leader: true });
+    deploySubmit(h, 256);
+    for (let i = 0; i < 20 && h.sm.deployments.get('web')!.rollout!.state === 'running'; i++) {
+      await round(h);
+      h.state.now += 600;
+    }
+    deploySubmit(h, 512);
+    h.rollouts.poke();
+    await settle();
+    const step = h.submitted.at(-1)!;
+    expect(step.op).toBe('deploy.step');
+    const stepAtMs = (step as { atMs: number }).atMs;
+    expect(h.rollouts.nextEvaluationMs()).toBe(stepAtMs + UPDATE.healthyDeadlineMs + 1);
+    expect(await fire(h)).toBe(true);
+    const d = h.sm.deployments.get('web')!;
+    expect(d.versions.at(-1)!.source.revertOf).toBe(2);
+  });
+
+  it('a follower sets no timer', async () => {
+    const h = harness({ leader: false });
+    deploySubmit(h, 256);
+    h.rollouts.poke();
+    await settle();
+    expect(h.timers).toEqual([]);
   });
 });

@@ -1,15 +1,17 @@
 // The leader's rollout duty (docs/deploy.md, "Rolling update"): the imperative shell around the
 // pure rolloutStep (node/sched/rollout.ts). On the leader only, after applied entries that changed
-// the VM or deployment table and on a timer (minHealthyMs and the deadlines pass without any
+// the VM or deployment table and on timers (minHealthyMs and the deadlines pass without any
 // entry), it runs rolloutStep for each deployment whose rollout is running or paused and proposes
-// the result as `deploy.step` or `deploy.finish`. The state machine re-checks each at apply, so a
+// the result as `deploy.step` or `deploy.finish`. After each pass it sets one timer at the earliest
+// moment a decision changes by time alone (nextRolloutChangeMs), so a wave does not wait for the
+// periodic tick, which stays as a backstop. The state machine re-checks each at apply, so a
 // proposal made on an old view (around a failover) is refused as stale and changes nothing.
 // Replaced instances that lost their node are placed by the placement duty's loop, as any other.
 //
 // A room of its own beside duty.ts (which holds fencing, registration and the placement loop): the
 // same one-evaluation-at-a-time shape, its own ports, and nothing of fencing it needs.
 
-import { rolloutStep } from '../sched/rollout.ts';
+import { nextRolloutChangeMs, rolloutStep } from '../sched/rollout.ts';
 import type { Command, Result, StateMachine } from '../state/machine.ts';
 
 /** The leader evaluates rollouts at least this often (besides every table change). */
@@ -21,6 +23,8 @@ export interface RolloutPorts {
   leader(): boolean;
   submit(c: Command): Promise<Result>;
   now(): number;
+  /** Calls `f` after `ms` (the daemon: setTimeout); returns what cancels it. */
+  after(ms: number, f: () => void): () => void;
   log: {
     info(o: object, msg: string): void;
     warn(o: object, msg: string): void;
@@ -33,6 +37,8 @@ export class RolloutDuty {
   private evaluating = false;
   private again = false;
   private lastMs: number | undefined;
+  /** The pending evaluation at the next change by time alone, if any. */
+  private timer: { readonly atMs: number; readonly cancel: () => void } | undefined;
 
   constructor(p: RolloutPorts) {
     this.p = p;
@@ -68,7 +74,40 @@ export class RolloutDuty {
     this.poke();
   }
 
-  /** One pass over the open rollouts: at most one proposal per deployment. */
+  /** The time of the pending timer (tests, status), if one is set. */
+  nextEvaluationMs(): number | undefined {
+    return this.timer?.atMs;
+  }
+
+  /** Stops the pending timer (the daemon's shutdown). */
+  stop(): void {
+    this.timer?.cancel();
+    this.timer = undefined;
+  }
+
+  /** One timer, at the earliest change by time alone of any open rollout (none: no timer). */
+  private schedule(): void {
+    const sm = this.p.sm();
+    const now = this.p.now();
+    let atMs: number | undefined;
+    for (const d of sm.deployments.list()) {
+      const t = nextRolloutChangeMs(d, sm.vms.groupInstances(d.name), now);
+      if (t !== undefined && (atMs === undefined || t < atMs)) atMs = t;
+    }
+    if (this.timer?.atMs === atMs) return;
+    this.stop();
+    if (atMs === undefined) return;
+    const timer = {
+      atMs,
+      cancel: this.p.after(Math.max(0, atMs - now), () => {
+        if (this.timer === timer) this.timer = undefined;
+        this.poke();
+      }),
+    };
+    this.timer = timer;
+  }
+
+  /** One pass over the open rollouts: at most one proposal per deployment; then the timer. */
   private async evaluateOnce(): Promise<void> {
     const sm = this.p.sm();
     for (const d of sm.deployments.list()) {
@@ -100,6 +139,7 @@ export class RolloutDuty {
       const r = await this.p.submit(c);
       this.logOutcome(d.name, to, s, r);
     }
+    this.schedule();
   }
 
   private logOutcome(

@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   census,
+  nextRolloutChangeMs,
   type RolloutDeployment,
   type RolloutRow,
   type RolloutVersion,
@@ -188,6 +189,70 @@ describe('rolloutStep', () => {
   });
 });
 
+describe('nextRolloutChangeMs', () => {
+  it('an instance running: the moment it reaches minHealthyMs (the next step), not the next tick', () => {
+    const v2 = version(2, 10, 3);
+    const rows = [row('web-0', 10, 100, 500), ...old3().slice(1)];
+    expect(nextRolloutChangeMs(deployment(v2), rows, 600)).toBe(1500);
+    expect(rolloutStep(deployment(v2), rows, 1500).kind).toBe('step');
+    // Two in flight at maxParallel 2: the earlier one frees a place.
+    const two = version(2, 10, 3, { maxParallel: 2 });
+    const both = [row('web-0', 10, 100, 900), row('web-1', 10, 100, 400), old3()[2]!];
+    expect(nextRolloutChangeMs(deployment(two), both, 1000)).toBe(1400);
+  });
+
+  it('an instance that never runs: 1 ms past healthyDeadlineMs from its start at the target', () => {
+    const v2 = version(2, 10, 3, { maxParallel: 3 });
+    const rows = [row('web-0', 10, 100), ...old3().slice(1)];
+    expect(rolloutStep(deployment(v2), rows, 200).kind).toBe('step');
+    expect(nextRolloutChangeMs(deployment(v2), rows, 200)).toBe(5101);
+    expect(rolloutStep(deployment(v2), rows, 5101)).toMatchObject({ outcome: 'failed' });
+  });
+
+  it('no healthy instance for progressDeadlineMs: 1 ms past it, from the last instance that became healthy', () => {
+    const slow = version(2, 10, 3, { progressDeadlineMs: 5000 });
+    const later = [row('web-0', 10, 100, 100), row('web-1', 10, 5500), ...old3().slice(2)];
+    expect(nextRolloutChangeMs(deployment(slow), later, 5600)).toBe(6101);
+  });
+
+  it('a paused canary, or a rollout that ended: nothing pending by time alone', () => {
+    const v2 = version(2, 10, 3, { maxParallel: 3, canary: 1 });
+    const canary = [row('web-0', 10, 0, 0), ...old3().slice(1)];
+    // Before it is healthy, its becoming healthy does not change the decision (wait): skipped.
+    expect(nextRolloutChangeMs(deployment(v2, { state: 'paused' }), canary, 500)).toBeUndefined();
+    expect(nextRolloutChangeMs(deployment(v2, { state: 'paused' }), canary, 1000)).toBeUndefined();
+    const done = deployment(version(2, 10, 3), { state: 'succeeded' });
+    expect(nextRolloutChangeMs(done, canary, 1000)).toBeUndefined();
+    // Every instance healthy: the decision (finish) stays what it is.
+    const all = ['web-0', 'web-1', 'web-2'].map((n) => row(n, 10, 0, 0));
+    expect(nextRolloutChangeMs(deployment(version(2, 10, 3)), all, 1000)).toBeUndefined();
+  });
+});
+
+/**
+ * The property of nextRolloutChangeMs at one moment of a world: at the time it returns the
+ * decision differs, and 1 ms before it (and at a point between) it is still the one of now; with
+ * nothing pending, the decision is the same at later times.
+ */
+function checkNextChange(
+  d: RolloutDeployment,
+  rows: readonly RolloutRow[],
+  now: number,
+  probeMs: number,
+): void {
+  const t = nextRolloutChangeMs(d, rows, now);
+  const same = JSON.stringify(rolloutStep(d, rows, now));
+  const at = (ms: number) => JSON.stringify(rolloutStep(d, rows, ms));
+  if (t === undefined) {
+    for (const ms of [now + 1 + probeMs, now + 1_000_000]) expect(at(ms)).toBe(same);
+    return;
+  }
+  expect(t).toBeGreaterThan(now);
+  expect(at(t)).not.toBe(same);
+  expect(at(t - 1)).toBe(same);
+  expect(at(now + (probeMs % (t - now)))).toBe(same);
+}
+
 /** One random round of the world: time passes, rows report, checks flip. */
 const roundArb = fc.record({
   dtMs: fc.integer({ min: 0, max: 1500 }),
@@ -231,7 +296,7 @@ function applyEvent(r: RolloutRow, what: string, now: number): RolloutRow {
 }
 
 /** Runs a world; checks the step properties after every step. Returns the decisions, for replay. */
-function runWorld(w: World): string[] {
+function runWorld(w: World, checkNext = false): string[] {
   const to = version(2, 10, w.count, {
     maxParallel: w.maxParallel,
     canary: Math.min(w.canary, w.count),
@@ -279,6 +344,7 @@ function runWorld(w: World): string[] {
       rollout: { to: 2, state, startedAtMs: 0, progressAtMs: 0, promoted },
     };
     const list = [...rows.values()];
+    if (checkNext) checkNextChange(d, list, now, round.dtMs * 7 + 13);
     const s = rolloutStep(d, list, now);
     expect(rolloutStep(d, list, now)).toEqual(s); // deterministic
     decisions.push(JSON.stringify(s));
@@ -310,6 +376,15 @@ describe('rolloutStep over random worlds', () => {
         runWorld(w);
       }),
       { numRuns: 300, seed: 19 },
+    );
+  });
+
+  it('nextRolloutChangeMs: the decision changes at the time it returns and not before; with none, it does not change', () => {
+    fc.assert(
+      fc.property(worldArb, (w) => {
+        runWorld(w, true);
+      }),
+      { numRuns: 300, seed: 23 },
     );
   });
 

@@ -252,3 +252,58 @@ export function rolloutStep(
   if (k === 0 || c.old.length === 0) return { kind: 'wait' };
   return { kind: 'step', replace: c.old.slice(0, k), remove: [] };
 }
+
+/**
+ * The times, after `nowMs`, at which an input of rolloutStep crosses a threshold by time alone
+ * (no entry applied): an instance of the target reaching minHealthyMs, an instance in flight
+ * passing healthyDeadlineMs, the rollout passing progressDeadlineMs (from its progress now, or from
+ * an instance that becomes healthy later). Between two of them the decision cannot change.
+ */
+function thresholdsMs(
+  d: RolloutDeployment,
+  c: RolloutCensus,
+  rows: readonly RolloutRow[],
+  nowMs: number,
+): number[] {
+  const u = c.target.update;
+  const rowOf = new Map(rows.map((x) => [x.name, x]));
+  // Deadlines are missed strictly after their bound (`> healthyDeadlineMs`): 1 ms later.
+  const out = [c.progressAtMs + u.progressDeadlineMs + 1];
+  for (const n of c.names) {
+    const row = rowOf.get(n);
+    if (row === undefined || row.generation !== c.target.index) continue;
+    const since = healthySinceMs(row, c.target);
+    if (since !== undefined) {
+      out.push(since + u.minHealthyMs, since + u.minHealthyMs + u.progressDeadlineMs + 1);
+    }
+    out.push((atTargetSinceMs(row) ?? d.rollout!.startedAtMs) + u.healthyDeadlineMs + 1);
+  }
+  return out.filter((t) => t > nowMs).sort((a, b) => a - b);
+}
+
+const sameDecision = (a: RolloutDecision, b: RolloutDecision): boolean =>
+  JSON.stringify(a) === JSON.stringify(b);
+
+/**
+ * The earliest time after `nowMs` at which rolloutStep's decision for these rows changes by time
+ * alone, or undefined when none is pending (no open rollout, or only entries can change it). The
+ * rollout duty evaluates again then, instead of waiting for its periodic tick (docs/deploy.md,
+ * "Rolling update"): a wave costs boot + minHealthyMs, not that rounded up to the tick. Exact: the
+ * decision is constant between two thresholds, and the first threshold where it differs is the one
+ * returned.
+ */
+export function nextRolloutChangeMs(
+  d: RolloutDeployment,
+  rows: readonly RolloutRow[],
+  nowMs: number,
+): number | undefined {
+  const r = d.rollout;
+  if (r === undefined || (r.state !== 'running' && r.state !== 'paused')) return undefined;
+  const c = census(d, rows, nowMs);
+  if (c === undefined) return undefined;
+  const now = rolloutStep(d, rows, nowMs);
+  for (const t of thresholdsMs(d, c, rows, nowMs)) {
+    if (!sameDecision(rolloutStep(d, rows, t), now)) return t;
+  }
+  return undefined;
+}
