@@ -13,21 +13,12 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, expect, it } from 'vitest';
 import { writeTestFlake } from '../test/deploy/flakes.ts';
-import {
-  closeClients,
-  type NodeProc,
-  PCR,
-  request,
-  startNode,
-  stop,
-  until,
-} from '../test/procs.ts';
+import { deploymentOf, instancesOf, recorded, rolledOut } from '../test/deploy/node.ts';
+import { closeClients, type NodeProc, PCR, startNode, stop, until } from '../test/procs.ts';
 import { describeWithTools, nixEnv } from '../test/tools.ts';
 import { sweep } from '../test/vmm/helpers.ts';
 import { EXIT } from './cli/client.ts';
 import { VM_RUN_DIR } from './daemon.ts';
-import type { Deployment } from './state/deployments.ts';
-import type { VmEntry } from './state/vms.ts';
 
 const dirs: string[] = [];
 let node: NodeProc | undefined;
@@ -76,40 +67,10 @@ describeWithTools(['nix', 'nix-store', 'nix-build'], 'deployments on a real node
       expect(r.exitCode, String(r.stderr) + String(r.stdout)).toBe(0);
       return JSON.parse(String(r.stdout)) as { answer: { noop?: boolean; version?: number } };
     };
-    const get = async (): Promise<Deployment | undefined> => {
-      const r = await request(n, n, { op: 'deploy.get', name: 'web' }, 5000).catch(() => undefined);
-      return r?.ok === true ? (r.deployment as Deployment) : undefined;
-    };
-    const settled = (to: number) =>
-      until(
-        async () => {
-          const d = await get();
-          if (d?.rollout?.to !== to) return undefined;
-          if (d.rollout.state === 'failed')
-            throw new Error(
-              `v${to} failed: ${d.rollout.reason}; instances: ${JSON.stringify(await instances())}`,
-            );
-          return d.rollout.state === 'succeeded' ? d : undefined;
-        },
-        120_000,
-        `the rollout to v${to} to succeed`,
-      );
-    const instances = async (): Promise<VmEntry[]> => {
-      const r = await request(n, n, { op: 'vm.list', group: 'web' }, 5000);
-      if (!r.ok) throw new Error(r.error.message);
-      return (r.vms as VmEntry[]).sort((a, b) => a.name.localeCompare(b.name));
-    };
-    // A VM is placed on a member of the table: the node's own record is committed once it leads.
-    await until(
-      async () => {
-        const r = await request(n, n, { op: 'members' }, 3000).catch(() => undefined);
-        if (r?.ok !== true) return undefined;
-        const me = (r.members as { id: string; addrs: string[] }[]).find((m) => m.id === n.id);
-        return me !== undefined && me.addrs.length > 0 ? true : undefined;
-      },
-      30_000,
-      'the node to record itself in the member table',
-    );
+    const get = () => deploymentOf(n);
+    const settled = (to: number) => rolledOut(n, to);
+    const instances = () => instancesOf(n);
+    await recorded(n);
 
     const v1 = await flake('web ready v1');
     expect((await deploy(v1)).answer).toMatchObject({ noop: false, version: 1 });

@@ -15,20 +15,12 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, expect, it } from 'vitest';
 import { writeTestFlake } from '../test/deploy/flakes.ts';
-import {
-  closeClients,
-  type NodeProc,
-  PCR,
-  request,
-  startNode,
-  stop,
-  until,
-} from '../test/procs.ts';
+import { recorded, rolledOut } from '../test/deploy/node.ts';
+import { closeClients, type NodeProc, PCR, request, startNode, stop } from '../test/procs.ts';
 import { describeWithTools, nixEnv } from '../test/tools.ts';
 import { sweep } from '../test/vmm/helpers.ts';
 import { EXIT } from './cli/client.ts';
 import { VM_RUN_DIR } from './daemon.ts';
-import type { Deployment } from './state/deployments.ts';
 
 const dirs: string[] = [];
 let node: NodeProc | undefined;
@@ -90,16 +82,7 @@ describeWithTools(['nix', 'nix-store', 'nix-build'], 'pcr deploy plan on a real 
         reject: false,
         stdin: 'ignore',
       });
-    await until(
-      async () => {
-        const r = await request(n, n, { op: 'members' }, 3000).catch(() => undefined);
-        if (r?.ok !== true) return undefined;
-        const me = (r.members as { id: string; addrs: string[] }[]).find((m) => m.id === n.id);
-        return me !== undefined && me.addrs.length > 0 ? true : undefined;
-      },
-      30_000,
-      'the node to record itself in the member table',
-    );
+    await recorded(n);
     // A letter first: the token is part of the package names, not of their versions.
     const token = `t${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
     const v1 = await flake(token, ['libfoo1']);
@@ -107,21 +90,7 @@ describeWithTools(['nix', 'nix-store', 'nix-build'], 'pcr deploy plan on a real 
 
     const deployed = await pcr('deploy', v1, '--json');
     expect(deployed.exitCode, String(deployed.stderr)).toBe(0);
-    const settled = (to: number) =>
-      until(
-        async () => {
-          const r = await request(n, n, { op: 'deploy.get', name: 'web' }, 5000).catch(
-            () => undefined,
-          );
-          const dep = r?.ok === true ? (r.deployment as Deployment) : undefined;
-          if (dep?.rollout?.to !== to) return undefined;
-          if (dep.rollout.state === 'failed')
-            throw new Error(`v${to} failed: ${dep.rollout.reason}`);
-          return dep.rollout.state === 'succeeded' ? dep : undefined;
-        },
-        120_000,
-        `v${to} to roll out`,
-      );
+    const settled = (to: number) => rolledOut(n, to);
     const d = await settled(1);
     const r1 = d.versions[0]!.spec.runner!;
 

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, expect, it } from 'vitest';
 import { standInRunnerScript, writeTestFlake } from '../test/deploy/flakes.ts';
+import { deploymentOf, recorded, rolledOut } from '../test/deploy/node.ts';
 import {
   closeClients,
   type NodeProc,
@@ -24,7 +25,6 @@ import {
 import { describeWithTools, nixEnv } from '../test/tools.ts';
 import { sweep } from '../test/vmm/helpers.ts';
 import { VM_RUN_DIR } from './daemon.ts';
-import type { Deployment } from './state/deployments.ts';
 import type { VmEntry } from './state/vms.ts';
 
 const dirs: string[] = [];
@@ -95,18 +95,7 @@ describeWithTools(['nix', 'nix-store', 'git'], 'pcr deploy watch on a real node'
     await chmod(join(shim, 'git'), 0o755);
     const lsRemotes = async () => (await readFile(calls, 'utf8')).length / 2;
 
-    await until(
-      async () => {
-        const r = await request(n, n, { op: 'members' }, 3000).catch(() => undefined);
-        const me =
-          r?.ok === true
-            ? (r.members as { id: string; addrs: string[] }[]).find((m) => m.id === n.id)
-            : undefined;
-        return me !== undefined && me.addrs.length > 0 ? true : undefined;
-      },
-      30_000,
-      'the node to record itself in the member table',
-    );
+    await recorded(n);
 
     const lines: string[] = [];
     watch = execa(
@@ -137,21 +126,8 @@ describeWithTools(['nix', 'nix-store', 'git'], 'pcr deploy watch on a real node'
         120_000,
         `${what}; watch printed:\n${lines.join('\n')}`,
       );
-    const get = async (): Promise<Deployment | undefined> => {
-      const r = await request(n, n, { op: 'deploy.get', name: 'web' }, 5000).catch(() => undefined);
-      return r?.ok === true ? (r.deployment as Deployment) : undefined;
-    };
-    const settled = (to: number) =>
-      until(
-        async () => {
-          const d = await get();
-          if (d?.rollout?.to !== to) return undefined;
-          if (d.rollout.state === 'failed') throw new Error(`v${to} failed: ${d.rollout.reason}`);
-          return d.rollout.state === 'succeeded' ? d : undefined;
-        },
-        120_000,
-        `the rollout to v${to} to succeed`,
-      );
+    const get = () => deploymentOf(n);
+    const settled = (to: number) => rolledOut(n, to);
 
     await line(new RegExp(`^${commit1.slice(0, 12)}: web: version 1 submitted$`), 'v1 submitted');
     let d = await settled(1);

@@ -10,15 +10,8 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, expect, it } from 'vitest';
-import {
-  closeClients,
-  type NodeProc,
-  pcr,
-  request,
-  startNode,
-  stop,
-  until,
-} from '../../test/procs.ts';
+import { recorded } from '../../test/deploy/node.ts';
+import { closeClients, type NodeProc, pcr, startNode, stop, until } from '../../test/procs.ts';
 import { describeWithTools, nixEnv } from '../../test/tools.ts';
 import { sweep } from '../../test/vmm/helpers.ts';
 import { VM_RUN_DIR } from '../daemon.ts';
@@ -95,16 +88,7 @@ describeWithTools(['nix-build'], 'health in pcr vm status on a real node', () =>
     const on = (args: string[], timeoutMs?: number) =>
       pcr([...args, '--data-dir', n.dataDir], timeoutMs);
     // A VM is placed on a member of the table: the node's own record is committed once it leads.
-    await until(
-      async () => {
-        const r = await request(n, n, { op: 'members' }, 3000).catch(() => undefined);
-        if (r?.ok !== true) return undefined;
-        const me = (r.members as { id: string; addrs: string[] }[]).find((m) => m.id === n.id);
-        return me !== undefined && me.addrs.length > 0 ? true : undefined;
-      },
-      30_000,
-      'the node to record itself in the member table',
-    );
+    await recorded(n);
     const run = async (name: string, health: unknown[]) => {
       const file = join(base, `${name}.json`);
       await writeFile(file, JSON.stringify({ version: 1, name, runner, health }));
