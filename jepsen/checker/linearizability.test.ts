@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { cas, events, type OpSpec, read, write } from '../../test/checker/histories.ts';
 import { isCheckerError } from './errors.ts';
-import { type HistoryEvent, pairHistory } from './history.ts';
+import { type HistoryEvent, type Operation, pairHistory } from './history.ts';
 import { type CheckOptions, type CheckResult, checkOperations } from './linearizability.ts';
 import { type AnyModel, casRegister, kvMap } from './model.ts';
 
@@ -172,6 +172,80 @@ describe('indeterminate and failed operations', () => {
       cas(1, from, 9, 2, 3, { output: { type: 'error', code: 22 } });
     expect(check([write(0, 1, 0, 1), refused(0), read(2, 1, 4, 5)]).verdict).toBe('ok');
     expect(check([write(0, 1, 0, 1), refused(1), read(2, 1, 4, 5)]).verdict).toBe('violation');
+  });
+});
+
+describe('a choice undone at once', () => {
+  // Found by property.test.ts (fast-check seed -859737416): a write taken as a choice whose scan
+  // meets a read already visited in that configuration unwinds at once; the walk must go on from
+  // the next candidate, not resume a scan (which walked off the end of the list until the step
+  // budget ran out: 'unknown' on five operations).
+  it('an info write, a failed cas and a read of a value never written: a violation, in a few steps', () => {
+    const ops: Operation[] = [
+      {
+        id: 0,
+        process: 0,
+        f: 'write',
+        key: 'x',
+        input: 2,
+        output: 2,
+        outcome: 'info',
+        call: 10,
+        return: Number.POSITIVE_INFINITY,
+        gaveUpAt: 10,
+      },
+      {
+        id: 1,
+        process: 1,
+        f: 'read',
+        key: 'x',
+        input: null,
+        output: 2,
+        outcome: 'ok',
+        call: 20,
+        return: 30,
+        gaveUpAt: undefined,
+      },
+      {
+        id: 2,
+        process: 2,
+        f: 'write',
+        key: 'x',
+        input: 1,
+        output: 1,
+        outcome: 'info',
+        call: 30,
+        return: Number.POSITIVE_INFINITY,
+        gaveUpAt: 30,
+      },
+      {
+        id: 3,
+        process: 3,
+        f: 'cas',
+        key: 'x',
+        input: [0, 0],
+        output: { type: 'error', code: 22 },
+        outcome: 'ok',
+        call: 30,
+        return: 50,
+        gaveUpAt: undefined,
+      },
+      {
+        id: 4,
+        process: 1,
+        f: 'read',
+        key: 'x',
+        input: null,
+        output: 999,
+        outcome: 'ok',
+        call: 40,
+        return: 40,
+        gaveUpAt: undefined,
+      },
+    ];
+    const r = checkOperations(casRegister, ops, { stepsMax: 10_000 });
+    expect(r.verdict).toBe('violation');
+    expect(r.violation!.blocked.id).toBe(4);
   });
 });
 

@@ -772,7 +772,12 @@ class PartitionSearch {
     assert(this.okLinearized >= 0, 'more completed operations unlinearized than linearized');
     this.lists.unlift(c);
     if (this.stackCommitted[d] === 0) {
+      // Back at a choice of the candidate walk: it was made with the scan over (only the walk
+      // tries candidates), so the walk goes on from the next entry, not a scan. (A push whose scan
+      // hit a visited read unwinds at once, with `scanning` still set: a scan resumed here walked
+      // off the end of a list and never stopped; property.test.ts found it.)
       this.unwinding = false;
+      this.scanning = false;
       this.node = this.lists.next[c]!;
     }
   }
