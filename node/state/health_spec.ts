@@ -7,6 +7,8 @@
 // tcp or http check names the address it connects to (`host`, an IP literal: no name lookup);
 // docs/vm-spec.md says so.
 
+import { type Fail, isObj, type Obj, typeName, unknownFields } from './spec_fields.ts';
+
 /** Checks one spec carries at most. */
 export const HEALTH_CHECKS_MAX = 8;
 /** The shortest interval between two runs of a tcp or http check. */
@@ -59,9 +61,6 @@ export interface HealthIssue {
 export type HealthResult =
   | { readonly ok: true; readonly checks: readonly HealthCheck[] }
   | { readonly ok: false; readonly errors: readonly HealthIssue[] };
-
-type Obj = Record<string, unknown>;
-type Fail = (path: string, what: string) => undefined;
 
 const KINDS = ['console', 'tcp', 'http'] as const;
 /** A request target: visible ASCII only (no space, no control character). */
@@ -279,20 +278,4 @@ function isIpv6(s: string): boolean {
   if (!hex.every((g) => /^[0-9a-fA-F]{1,4}$/.test(g))) return false;
   const units = hex.length + (v4 ? 2 : 0);
   return halves.length === 2 ? units <= 7 : units === 8;
-}
-
-function isObj(v: unknown): v is Obj {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function typeName(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)}`;
-}
-
-function unknownFields(o: Obj, known: readonly string[], prefix: string, fail: Fail): void {
-  for (const k of Object.keys(o)) {
-    if (!known.includes(k)) fail(`${prefix}${k}`, `unknown field (known: ${known.join(', ')})`);
-  }
 }

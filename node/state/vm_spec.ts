@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { PLACEMENT_FIELDS, type PlacementFields, validatePlacementFields } from '../sched/spec.ts';
 import { canonicalJson } from './canonical_json.ts';
 import { type HealthCheck, validateHealthChecks } from './health_spec.ts';
+import { type Fail, isObj, type Obj, typeName, unknownFields } from './spec_fields.ts';
 
 export const VM_SPEC_VERSION = 1;
 /** VM names: lower-case letters, digits and dashes, starting with a letter or digit. */
@@ -96,10 +97,6 @@ export type SpecResult =
 const STORE_PATH = /^\/nix\/store\/[0123456789abcdfghijklmnpqrsvwxyz]{32}-[A-Za-z0-9+\-._?=]+$/;
 const IFNAME = /^[A-Za-z0-9_.-]+$/;
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
-
-type Obj = Record<string, unknown>;
-/** Records an error at `path`; returns undefined so a parser can `return fail(...)`. */
-type Fail = (path: string, what: string) => undefined;
 
 const TOP_FIELDS = [
   'version',
@@ -430,22 +427,6 @@ export function formatSpecErrors(errors: readonly SpecIssue[]): string {
 export function specHash(spec: VmSpec): string {
   const { placement: _placement, ...runtime } = spec;
   return createHash('sha256').update(canonicalJson(runtime)).digest('hex');
-}
-
-function isObj(v: unknown): v is Obj {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function typeName(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)}`;
-}
-
-function unknownFields(o: Obj, known: readonly string[], prefix: string, fail: Fail): void {
-  for (const k of Object.keys(o)) {
-    if (!known.includes(k)) fail(`${prefix}${k}`, `unknown field (known: ${known.join(', ')})`);
-  }
 }
 
 function optString(o: Obj, key: string, fail: Fail): string | undefined {
