@@ -12,7 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, expect, it } from 'vitest';
-import { writeTestFlake } from '../test/deploy/flakes.ts';
+import { standInRunnerScript, writeTestFlake } from '../test/deploy/flakes.ts';
 import { deploymentOf, instancesOf, recorded, rolledOut } from '../test/deploy/node.ts';
 import { closeClients, type NodeProc, PCR, startNode, stop, until } from '../test/procs.ts';
 import { describeWithTools, nixEnv } from '../test/tools.ts';
@@ -31,10 +31,6 @@ afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
-/** A runner that prints `line` (with its library's path, so the closure has a reference) and sleeps. */
-const runnerScript = (line: string): string =>
-  `/bin/mkdir -p $out/bin && printf "#!/bin/sh\\necho ${line} \${lib}\\nexec /bin/sleep 600\\n" > $out/bin/microvm-run && /bin/chmod +x $out/bin/microvm-run`;
-
 const WEB = `web = {
   spec = { version = 1; runner = "\${runner}"; memoryMiB = 64; count = 2; allowSharing = true;
            health = [ { console = "web ready"; graceMs = 0; } ]; };
@@ -43,7 +39,7 @@ const WEB = `web = {
 };`;
 
 async function flake(line: string): Promise<string> {
-  const f = await writeTestFlake({ deployments: WEB, runnerScript: runnerScript(line) });
+  const f = await writeTestFlake({ deployments: WEB, runnerScript: standInRunnerScript(line) });
   dirs.push(f.dir);
   return `${f.dir}#web`;
 }
