@@ -43,13 +43,16 @@ export function normaliseSha256(s: string): string {
 /** Hashes a stream of chunks, counting bytes. */
 export class Sha256Sink {
   private readonly h: Hash = createHash('sha256');
+  private done: string | undefined;
   bytes = 0;
   update(chunk: Uint8Array): void {
+    if (this.done !== undefined) throw new Error('Sha256Sink: update after digest');
     this.h.update(chunk);
     this.bytes += chunk.length;
   }
-  /** `sha256:<nix32>` */
+  /** `sha256:<nix32>`; the same string on every call (a node:crypto Hash digests only once). */
   digest(): string {
-    return formatSha256(this.h.digest());
+    this.done ??= formatSha256(this.h.digest());
+    return this.done;
   }
 }

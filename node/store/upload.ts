@@ -196,10 +196,11 @@ export class Uploads {
     try {
       if (name.compression === 'none') for await (const c of counted) await sink.write(c);
       else await decompress(this.decompressor(name.compression), counted, sink);
-      if (fileHash.digest() !== name.fileHash) {
+      const got = fileHash.digest();
+      if (got !== name.fileHash) {
         throw new StoreError(
           'HASH_MISMATCH',
-          `${url}: the body's sha256 is ${fileHash.digest()}, not the one its name gives (a damaged upload)`,
+          `${url}: the body's sha256 is ${got}, not the one its name gives (a damaged upload)`,
         );
       }
       const nar = await sink.finish(this.o.store.stagingFsync === true);
