@@ -1,7 +1,8 @@
 // A bench:store node in its own process (bench/store.ts starts two): a libp2p host with a store.
 // `serve`: the machine's Nix store behind /pcr/store/1.0.0; prints {id, addrs, key} and runs until
 // stdin closes. `fetch`: a node with an empty store (node-local, or a Nix chroot store) that dials
-// the server, times a `have` query of the closure's hash parts, then times fetchClosure.
+// the server, times a `have` query of the closure's hash parts, then times fetchClosure (over bulk
+// connections, or with `bulk: false` over nars streams only).
 
 import '../node/polyfill.ts';
 import { mkdir } from 'node:fs/promises';
@@ -14,7 +15,7 @@ import { generateSecretKey, TrustPolicy } from '../node/store/keys.ts';
 import { LocalStore } from '../node/store/local_store.ts';
 import { NixStore } from '../node/store/nix_store.ts';
 import { StoreClient, StoreServer } from '../node/store/protocol.ts';
-import type { Store } from '../node/store/store.ts';
+import { newCounters, type Store } from '../node/store/store.ts';
 import { parseStorePath } from '../node/store/store_path.ts';
 import { nixEnv } from '../test/tools.ts';
 
@@ -28,6 +29,8 @@ interface Config {
   roots?: string[];
   trust?: string[];
   haveQuery?: string[];
+  /** fetch: ask for bulk connections (default true); false: nars streams only. */
+  bulk?: boolean;
 }
 
 const c = JSON.parse(process.argv[2]!) as Config;
@@ -40,7 +43,7 @@ const host = await createHost({
 if (c.role === 'serve') {
   const store = await NixStore.open({ stagingDir: join(c.dir, 'staging'), env: nixEnv() });
   const key = generateSecretKey('bench-a-1');
-  await new StoreServer({ host, store, key }).start();
+  await new StoreServer({ host, store, key, bulkHost: '127.0.0.1' }).start();
   const out = {
     id: host.peerId.toString(),
     addrs: host.getMultiaddrs().map(String),
@@ -62,7 +65,13 @@ if (c.role === 'serve') {
           env: nixEnv(),
         })
       : await LocalStore.open({ dir: join(c.dir, 'store'), maxBytes: 2 ** 40 });
-  const client = new StoreClient({ host, addrsOf: () => c.addrs!.map((a) => multiaddr(a)) });
+  const counters = newCounters();
+  const client = new StoreClient({
+    host,
+    addrsOf: () => c.addrs!.map((a) => multiaddr(a)),
+    bulk: c.bulk !== false,
+    counters,
+  });
   await host.dial(c.addrs!.map((a) => multiaddr(a)));
   // Holder finding: one `have` round trip with the closure's hash parts (warm once, then timed).
   const hps = (c.haveQuery ?? []).map((p) => parseStorePath(p).hashPart);
@@ -83,7 +92,7 @@ if (c.role === 'serve') {
   const cpu = process.cpuUsage(cpu0);
   const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   process.stdout.write(
-    `${JSON.stringify({ seconds, cpuSeconds, fetched: report.fetched, bytes: report.bytes, haveMs, haveAnswered: held.length, haveAsked: hps.length })}\n`,
+    `${JSON.stringify({ seconds, cpuSeconds, fetched: report.fetched, bytes: report.bytes, haveMs, haveAnswered: held.length, haveAsked: hps.length, bulkBatches: counters.bulkTransfers, streamBatches: counters.streamTransfers })}\n`,
   );
   await host.stop();
   process.exit(0);

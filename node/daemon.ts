@@ -5,6 +5,7 @@
 // handlers), membership policy and its executor in node/membership/, the metrics table in
 // node_metrics.ts, the error vocabulary in errors.ts (docs/architecture.md).
 
+import { bulkHostOf } from './store/bulk.ts';
 import './polyfill.ts';
 import { randomInt } from 'node:crypto';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
@@ -498,6 +499,8 @@ export class Daemon {
     const cacheAddr = this.o.cacheAddr ?? '127.0.0.1:0';
     const [chost, askedCachePort] = cacheAddr === 'off' ? ['', 0] : splitHostPort(cacheAddr);
     const cport = cacheAddr === 'off' ? 0 : await this.stickyPort('cache', chost, askedCachePort);
+    // NARs between members also go over a TCP listener of their own (docs/store.md, D41).
+    const bulkHost = bulkHostOf(this.o.listen);
     this.store = await StoreService.start({
       dataDir: this.o.dataDir,
       host: this.host,
@@ -525,6 +528,7 @@ export class Daemon {
         ...knownGoodRoots(this.node.sm.deployments.list()),
       ],
       addrsOf: (id) => this.addrsOf(id),
+      ...(bulkHost !== undefined ? { bulkHost } : {}),
       log: this.log,
       ...(this.o.nixEnv !== undefined ? { env: this.o.nixEnv } : {}),
     });

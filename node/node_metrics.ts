@@ -220,6 +220,15 @@ export const NODE_METRICS: readonly MetricDef[] = [
     read: (s) => s.store.bytesFetched,
   },
   {
+    name: 'pcr_store_fetch_batches_total',
+    help: 'NAR batches fetched from members by path: bulk (a bulk connection, docs/store.md) or stream (a nars stream: the member offered no bulk connection, or it could not be reached).',
+    type: 'counter',
+    read: (s) => [
+      { labels: { path: 'bulk' }, value: s.store.bulkTransfers },
+      { labels: { path: 'stream' }, value: s.store.streamTransfers },
+    ],
+  },
+  {
     name: 'pcr_cache_uploads_total',
     help: 'Uploads to the binary cache (nix copy --to) by result: accepted (a path committed) or refused (a NAR or narinfo).',
     type: 'counter',

@@ -69,6 +69,9 @@ describeWithTools(['nix', 'nix-store'], 'pcr store on real node processes', () =
       pathsFetched: closure.length,
       paths: closure.length,
     });
+    // Members move NARs over their bulk listeners (docs/store.md "Bulk transfers").
+    expect(stats.bulkTransfers).toBeGreaterThan(0);
+    expect(stats.streamTransfers).toBe(0);
   });
 
   it("pcr store fetch onto C; Nix copies the closure from B's binary cache and verifies it", {

@@ -18,6 +18,8 @@ export type StoreErrorCode =
   | 'NIX_FAILED'
   | 'PROTOCOL'
   | 'TOO_LARGE'
+  /** A bound on work in flight was reached (bulk tickets): try later or another way. */
+  | 'BUSY'
   /** This node's own copy failed its check (and is now quarantined): ask another holder. */
   | 'DAMAGED';
 

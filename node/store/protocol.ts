@@ -9,6 +9,19 @@ import { type LengthPrefixedStream, lpStream } from '@libp2p/utils';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import { Packr } from 'msgpackr';
 import type { Host } from '../p2p/host.ts';
+import {
+  BULK_CHUNK_BYTES,
+  BULK_HEAD_BYTES_MAX,
+  BULK_KEY_BYTES,
+  BULK_TICKET_BYTES,
+  BulkReader,
+  BulkServer,
+  type BulkWriter,
+  dialBulk,
+  FRAME_DATA,
+  FRAME_END,
+  FRAME_HEAD,
+} from './bulk.ts';
 import { StoreError, type StoreErrorCode } from './errors.ts';
 import { formatPublicKey, type SecretKey, withSignature } from './keys.ts';
 import { closureOf, newCounters, type PathInfo, type Store, type StoreCounters } from './store.ts';
@@ -58,7 +71,8 @@ type Request =
   | { op: 'key' }
   | { op: 'have'; hashParts: string[] }
   | { op: 'closure'; paths: string[] }
-  | { op: 'nars'; paths: string[]; window: number };
+  | { op: 'nars'; paths: string[]; window: number }
+  | { op: 'bulk'; paths: string[] };
 
 interface WireError {
   error: { code: StoreErrorCode; message: string };
@@ -98,6 +112,8 @@ function parseRequest(v: unknown): Request {
         window: Math.min(w, NAR_WINDOW_BYTES_MAX),
       };
     }
+    case 'bulk':
+      return { op: 'bulk', paths: stringArray(r.paths, NARS_PER_REQUEST_MAX, 'paths') };
     default:
       throw protocolError(`unknown op ${JSON.stringify(r.op)}`);
   }
@@ -126,11 +142,15 @@ export function parseWireInfo(v: unknown): PathInfo {
   return info;
 }
 
-function errorFrame(e: unknown, path?: string): Uint8Array {
+function errorOf(e: unknown, path?: string): Record<string, unknown> {
   const se =
     e instanceof StoreError ? e : new StoreError('PROTOCOL', (e as Error).message ?? String(e));
   const error = { code: se.code, message: se.message };
-  return packr.pack(path !== undefined ? { path, error } : ({ error } satisfies WireError));
+  return path !== undefined ? { path, error } : ({ error } satisfies WireError);
+}
+
+function errorFrame(e: unknown, path?: string): Uint8Array {
+  return packr.pack(errorOf(e, path));
 }
 
 // --- server ---------------------------------------------------------------------------------
@@ -142,7 +162,12 @@ export interface StoreServerOptions {
   readonly key: SecretKey;
   readonly counters?: StoreCounters;
   readonly warn?: (msg: string, fields?: Record<string, unknown>) => void;
+  /** Where the bulk listener binds (bulk.ts); undefined: no bulk transfers (`bulk` is refused). */
+  readonly bulkHost?: string;
 }
+
+/** What a server sends for a NAR request, in order: per path a header, then its data. */
+type NarEvent = { head: Record<string, unknown> } | { data: Uint8Array };
 
 export class StoreServer {
   private readonly o: StoreServerOptions;
@@ -156,7 +181,17 @@ export class StoreServer {
     this.counters = o.counters ?? newCounters();
   }
 
+  /** The bulk listener, when this server has one. */
+  bulk: BulkServer | undefined;
+
   async start(): Promise<void> {
+    if (this.o.bulkHost !== undefined) {
+      this.bulk = await BulkServer.listen({
+        host: this.o.bulkHost,
+        serve: (paths, out) => this.serveBulk(paths, out),
+        ...(this.o.warn !== undefined ? { warn: this.o.warn } : {}),
+      });
+    }
     await this.o.host.handle(STORE_PROTOCOL, (stream) => this.serve(stream), {
       maxInboundStreams: STORE_STREAMS_MAX,
     });
@@ -164,6 +199,7 @@ export class StoreServer {
 
   async close(): Promise<void> {
     await this.o.host.unhandle(STORE_PROTOCOL).catch(() => {});
+    await this.bulk?.close();
   }
 
   /** `info` with this node's signature added (cached). */
@@ -228,6 +264,60 @@ export class StoreServer {
         );
         return { infos: infos.map((i) => this.sign(i)) };
       }
+      case 'bulk': {
+        if (this.bulk === undefined) {
+          throw new StoreError('UNSUPPORTED', 'this node takes no bulk transfers');
+        }
+        const t = this.bulk.issue(req.paths);
+        return { port: t.port, ticket: t.ticket, key: t.key };
+      }
+    }
+  }
+
+  /**
+   * The NARs of `paths` as events, in the order asked: a path this node lacks or finds damaged
+   * gets an error header; a path served gets `{ path, narSize }` and then exactly narSize bytes
+   * in pieces of at most `chunkBytes`.
+   */
+  private async *narEvents(paths: readonly string[], chunkBytes: number): AsyncGenerator<NarEvent> {
+    const infos = await this.o.store.info(paths.filter(validPath));
+    for (const path of paths) {
+      const info = infos.get(path);
+      if (info === undefined) {
+        this.counters.misses++;
+        yield { head: { path, error: { code: 'NOT_FOUND', message: `${path} is not here` } } };
+        continue;
+      }
+      // Opened before the header: a NAR found damaged at open is an error for this path alone.
+      const nar = await openVerifiedNar(this.o.store, info).catch((e: unknown) => e as Error);
+      if (nar instanceof Error) {
+        yield { head: errorOf(nar, path) };
+        continue;
+      }
+      this.counters.hits++;
+      yield { head: { path, narSize: info.narSize } };
+      let sent = 0;
+      for await (const chunk of nar) {
+        for (let off = 0; off < chunk.length; off += chunkBytes) {
+          const piece = chunk.subarray(off, off + chunkBytes);
+          yield { data: piece };
+          sent += piece.length;
+        }
+      }
+      if (sent !== info.narSize) {
+        // The store changed under us (evicted, or a broken disk): the client must not wait.
+        throw new StoreError('SIZE_MISMATCH', `${path}: served ${sent} bytes of ${info.narSize}`);
+      }
+      this.counters.pathsServed++;
+      this.counters.bytesServed += sent;
+    }
+  }
+
+  /** A claimed bulk transfer (bulk.ts): the same events, sealed; TCP holds the pace. */
+  private async serveBulk(paths: readonly string[], out: BulkWriter): Promise<void> {
+    for await (const ev of this.narEvents(paths, BULK_CHUNK_BYTES)) {
+      if ('head' in ev) await out.write(FRAME_HEAD, packr.pack(ev.head));
+      else await out.write(FRAME_DATA, ev.data);
     }
   }
 
@@ -272,47 +362,22 @@ export class StoreServer {
       batchBytes += frame.length;
       if (batchBytes >= SEND_BATCH_BYTES) await flush();
     };
-    const infos = await this.o.store.info(paths.filter(validPath));
-    for (const path of paths) {
-      const info = infos.get(path);
-      if (info === undefined) {
-        this.counters.misses++;
-        await send(
-          packr.pack({ path, error: { code: 'NOT_FOUND', message: `${path} is not here` } }),
-        );
+    for await (const ev of this.narEvents(paths, NAR_CHUNK_BYTES)) {
+      if ('head' in ev) {
+        await send(packr.pack(ev.head));
         continue;
       }
-      // Opened before the header: a NAR found damaged at open is an error for this path alone.
-      const nar = await openVerifiedNar(this.o.store, info).catch((e: unknown) => e as Error);
-      if (nar instanceof Error) {
-        await send(errorFrame(nar, path));
-        continue;
+      const piece = ev.data;
+      while (credit < piece.length) {
+        await flush();
+        if (readerDone) throw protocolError('client went away');
+        await new Promise<void>((r) => {
+          wake = r;
+        });
+        wake = undefined;
       }
-      this.counters.hits++;
-      await send(packr.pack({ path, narSize: info.narSize }));
-      let sent = 0;
-      for await (const chunk of nar) {
-        for (let off = 0; off < chunk.length; off += NAR_CHUNK_BYTES) {
-          const piece = chunk.subarray(off, off + NAR_CHUNK_BYTES);
-          while (credit < piece.length) {
-            await flush();
-            if (readerDone) throw protocolError('client went away');
-            await new Promise<void>((r) => {
-              wake = r;
-            });
-            wake = undefined;
-          }
-          credit -= piece.length;
-          await send(piece);
-          sent += piece.length;
-        }
-      }
-      if (sent !== info.narSize) {
-        // The store changed under us (evicted, or a broken disk): the client must not wait.
-        throw new StoreError('SIZE_MISMATCH', `${path}: served ${sent} bytes of ${info.narSize}`);
-      }
-      this.counters.pathsServed++;
-      this.counters.bytesServed += sent;
+      credit -= piece.length;
+      await send(piece);
     }
     await flush();
     await stream.close();
@@ -513,11 +578,21 @@ export interface StoreClientOptions {
   /** Where to dial a peer; when absent or empty, libp2p dials the peer id (known addresses). */
   readonly addrsOf?: (peer: string) => readonly Multiaddr[];
   readonly window?: number;
+  /** Ask peers for bulk transfers first (default true); false: `nars` streams only. */
+  readonly bulk?: boolean;
+  /** Counts bulk transfers and fallbacks. */
+  readonly counters?: StoreCounters;
+  readonly log?: (msg: string, fields?: Record<string, unknown>) => void;
 }
+
+/** After a peer offered no bulk transfer (or its port did not answer), `nars` for this long. */
+export const BULK_RETRY_MS = 60_000;
 
 export class StoreClient {
   private readonly o: StoreClientOptions;
   private readonly keys = new Map<string, string>();
+  /** Peers that had no bulk transfer to offer, until when they are not asked again. */
+  private readonly noBulkUntil = new Map<string, number>();
 
   constructor(o: StoreClientOptions) {
     this.o = o;
@@ -583,8 +658,9 @@ export class StoreClient {
   }
 
   /**
-   * Streams the NARs of `infos` from `peer`, each into the sink `start` opens. Returns the paths
-   * that failed, with why (the peer lacks it, its sink refused it, the stream broke: all paths
+   * Streams the NARs of `infos` from `peer`, each into the sink `start` opens: over a bulk
+   * connection when the peer offers one (bulk.ts), else over a `nars` stream. Returns the paths
+   * that failed, with why (the peer lacks it, its sink refused it, the transfer broke: all paths
    * not yet received fail then). Never throws for a per-path failure.
    */
   async nars(
@@ -593,27 +669,150 @@ export class StoreClient {
     start: (info: PathInfo) => Promise<NarSinkAsync>,
     queue: WriteBehind = new WriteBehind(),
   ): Promise<Map<string, unknown>> {
+    if (this.o.bulk !== false && (this.noBulkUntil.get(peer) ?? 0) <= Date.now()) {
+      const src = await this.openBulk(peer, infos).catch((e: unknown) => {
+        // A node without bulk asks again after a while (it may restart with it); a failed
+        // connection too (a firewall): meanwhile its batches go over `nars` without the wait.
+        this.noBulkUntil.set(peer, Date.now() + BULK_RETRY_MS);
+        this.o.log?.('bulk transfer unavailable, using the nars stream', {
+          peer,
+          err: (e as Error).message,
+        });
+        return undefined;
+      });
+      if (src !== undefined) {
+        if (this.o.counters !== undefined) this.o.counters.bulkTransfers++;
+        return this.receive(peer, infos, start, queue, src);
+      }
+    }
+    if (this.o.counters !== undefined) this.o.counters.streamTransfers++;
     const failed = new Map<string, unknown>();
-    const window = Math.min(this.o.window ?? NAR_WINDOW_BYTES, NAR_WINDOW_BYTES_MAX);
-    let stream: Stream;
+    let src: NarSource;
     try {
-      stream = await this.open(peer);
+      src = await this.openNars(peer, infos);
     } catch (e) {
       for (const i of infos) failed.set(i.path, e);
       return failed;
     }
+    return this.receive(peer, infos, start, queue, src);
+  }
+
+  /** A `nars` stream under credit, its request sent. */
+  private async openNars(peer: string, infos: readonly PathInfo[]): Promise<NarSource> {
+    const window = Math.min(this.o.window ?? NAR_WINDOW_BYTES, NAR_WINDOW_BYTES_MAX);
+    const stream = await this.open(peer);
     const lp = lpStream(stream, {
       maxDataLength: Math.max(CONTROL_FRAME_BYTES_MAX, NAR_FRAME_BYTES_MAX),
       maxBufferSize: window + NAR_READ_SLACK_BYTES,
     });
+    try {
+      await lp.write(packr.pack({ op: 'nars', paths: infos.map((i) => i.path), window }));
+    } catch (e) {
+      stream.abort(e as Error);
+      throw e;
+    }
+    let owed = 0;
+    return {
+      head: async () => packr.unpack((await readStalled(lp)).subarray()) as Record<string, unknown>,
+      data: async () => {
+        const frame = await readStalled(lp);
+        if (frame.byteLength > NAR_FRAME_BYTES_MAX) {
+          throw protocolError(`${peer} sent a data frame of ${frame.byteLength} bytes`);
+        }
+        return frame;
+      },
+      queued: async (n) => {
+        owed += n;
+        // Grant credit in batches: a frame per data frame would double the frame rate.
+        if (owed >= window / 4) {
+          await lp.write(packr.pack({ credit: owed }));
+          owed = 0;
+        }
+      },
+      finish: async () => {
+        await stream.close().catch(() => {});
+      },
+      abort: (e) => stream.abort(e as Error),
+    };
+  }
+
+  /** A claimed bulk transfer: a ticket asked over libp2p, then its own TCP connection. */
+  private async openBulk(peer: string, infos: readonly PathInfo[]): Promise<NarSource> {
+    const a = await this.query(peer, { op: 'bulk', paths: infos.map((i) => i.path) });
+    const port = a.port;
+    const ticket = a.ticket;
+    const key = a.key;
+    if (
+      typeof port !== 'number' ||
+      !Number.isInteger(port) ||
+      port < 1 ||
+      port > 65535 ||
+      !(ticket instanceof Uint8Array) ||
+      ticket.length !== BULK_TICKET_BYTES ||
+      !(key instanceof Uint8Array) ||
+      key.length !== BULK_KEY_BYTES
+    ) {
+      throw protocolError(`${peer} sent a bad bulk ticket`);
+    }
+    const ip = this.peerIp(peer);
+    if (ip === undefined) throw protocolError(`no open connection to ${peer} to take its address`);
+    const reader = new BulkReader(await dialBulk(ip, { port, ticket, key }), key);
+    const expect = async (type: number, what: string) => {
+      const f = await reader.next();
+      if (f.type !== type)
+        throw protocolError(`${peer}: a bulk frame of type ${f.type}, not ${what}`);
+      return f.payload;
+    };
+    return {
+      head: async () => {
+        const p = await expect(FRAME_HEAD, 'a header');
+        if (p.length > BULK_HEAD_BYTES_MAX)
+          throw protocolError(`${peer}: a header of ${p.length} bytes`);
+        return packr.unpack(p) as Record<string, unknown>;
+      },
+      data: async () => {
+        const p = await expect(FRAME_DATA, 'data');
+        return {
+          byteLength: p.length,
+          subarray: () => p,
+          [Symbol.iterator]: () => [p][Symbol.iterator](),
+        };
+      },
+      queued: async () => {},
+      finish: async () => {
+        await expect(FRAME_END, 'the end');
+        reader.close();
+      },
+      abort: () => reader.close(),
+    };
+  }
+
+  /** The IP this node's libp2p connection to `peer` dialed or came from. */
+  private peerIp(peer: string): string | undefined {
+    for (const c of this.o.host.getConnections(peerIdFromString(peer))) {
+      if (c.status !== 'open') continue;
+      for (const part of c.remoteAddr.getComponents()) {
+        if (part.name === 'ip4' || part.name === 'ip6') return part.value;
+      }
+    }
+    return undefined;
+  }
+
+  /** Reads the NARs of `infos` from `src` into their sinks (write-behind), in order. */
+  private async receive(
+    peer: string,
+    infos: readonly PathInfo[],
+    start: (info: PathInfo) => Promise<NarSinkAsync>,
+    queue: WriteBehind,
+    src: NarSource,
+  ): Promise<Map<string, unknown>> {
+    const failed = new Map<string, unknown>();
     const jobs: SinkJob[] = [];
     let k = 0;
     try {
-      await lp.write(packr.pack({ op: 'nars', paths: infos.map((i) => i.path), window }));
-      let owed = 0;
       for (; k < infos.length; k++) {
         const info = infos[k]!;
-        const head = packr.unpack((await readStalled(lp)).subarray()) as Record<string, unknown>;
+        const head = await src.head();
         if (head.path !== info.path)
           throw protocolError(`${peer} answered for ${String(head.path)}, not ${info.path}`);
         if (head.error !== undefined) {
@@ -631,7 +830,7 @@ export class StoreClient {
         jobs.push(job);
         let got = 0;
         while (got < info.narSize) {
-          const frame = await readStalled(lp);
+          const frame = await src.data();
           const n = frame.byteLength;
           if (n > info.narSize - got) {
             throw new StoreError(
@@ -639,27 +838,19 @@ export class StoreClient {
               `${peer} sent more than NarSize for ${info.path}`,
             );
           }
-          if (n > NAR_FRAME_BYTES_MAX) {
-            throw protocolError(`${peer} sent a data frame of ${n} bytes`);
-          }
-          // Credit for this frame goes back once it is queued: wait for room first, so a slow
-          // sink holds the server back instead of growing the queue.
+          // Credit (or the next read) for this frame only once it is queued: wait for room
+          // first, so a slow sink holds the server back instead of growing the queue.
           await queue.roomFor(n);
           job.write(frame);
           got += n;
-          owed += n;
-          // Grant credit in batches: a frame per data frame would double the frame rate.
-          if (owed >= window / 4) {
-            await lp.write(packr.pack({ credit: owed }));
-            owed = 0;
-          }
+          await src.queued(n);
         }
         job.finish();
       }
+      await src.finish();
       await queue.settled();
-      await stream.close().catch(() => {});
     } catch (e) {
-      stream.abort(e as Error);
+      src.abort(e);
       queue.abortAll(e);
       await queue.settled();
       for (; k < infos.length; k++) if (!failed.has(infos[k]!.path)) failed.set(infos[k]!.path, e);
@@ -668,6 +859,17 @@ export class StoreClient {
       if (!j.ok) failed.set(j.info.path, j.error ?? protocolError('not finished'));
     return failed;
   }
+}
+
+/** Where a client reads one request's NARs from: a `nars` stream or a bulk connection. */
+interface NarSource {
+  head(): Promise<Record<string, unknown>>;
+  data(): Promise<Frame>;
+  /** `n` bytes of data were queued to a sink (a `nars` stream grants credit). */
+  queued(n: number): Promise<void>;
+  /** After the last path: the transfer's end (a bulk connection's END frame). */
+  finish(): Promise<void>;
+  abort(why: unknown): void;
 }
 
 async function readStalled(lp: LengthPrefixedStream<Stream>) {

@@ -75,6 +75,8 @@ export interface StoreServiceOptions {
   readonly pins?: () => Iterable<string>;
   readonly log: Logger;
   readonly env?: NodeJS.ProcessEnv;
+  /** Where the bulk listener binds (docs/store.md "Bulk transfers"); undefined: none. */
+  readonly bulkHost?: string;
 }
 
 export class StoreService {
@@ -108,7 +110,12 @@ export class StoreService {
     this.counters = counters;
     this.server = server;
     this.publicKey = publicKey;
-    this.client = new StoreClient({ host: o.host, addrsOf: o.addrsOf });
+    this.client = new StoreClient({
+      host: o.host,
+      addrsOf: o.addrsOf,
+      counters,
+      log: (msg, fields) => o.log.debug(fields ?? {}, msg),
+    });
     this.trust = new TrustPolicy([...(o.trustedKeys ?? [])]);
     this.upstreamTrust = new TrustPolicy([...(o.trustedKeys ?? [])]);
   }
@@ -133,6 +140,7 @@ export class StoreService {
       key,
       counters,
       warn: (msg, fields) => o.log.debug(fields ?? {}, msg),
+      ...(o.bulkHost !== undefined ? { bulkHost: o.bulkHost } : {}),
     });
     await server.start();
     const s = new StoreService(o, store, counters, server, formatPublicKey(key.publicKey));

@@ -123,6 +123,10 @@ export interface StoreCounters {
   uploadsAccepted: number;
   /** Uploads (NAR or narinfo) refused: bad data, untrusted, missing references, over a limit. */
   uploadsRefused: number;
+  /** NAR batches this node fetched over a bulk connection (bulk.ts). */
+  bulkTransfers: number;
+  /** NAR batches fetched over a `nars` stream (the peer offered no bulk connection, or it failed). */
+  streamTransfers: number;
   /** Upload body bytes received (compressed, as sent), of NARs that passed their checks. */
   uploadBytesReceived: number;
   /** HTTP requests refused for their credential (none, unknown or revoked, under-scoped). */
@@ -148,6 +152,8 @@ export function newCounters(): StoreCounters {
     cacheBytesServed: 0,
     uploadsAccepted: 0,
     uploadsRefused: 0,
+    bulkTransfers: 0,
+    streamTransfers: 0,
     uploadBytesReceived: 0,
     authRefused: 0,
   };
