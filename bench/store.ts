@@ -62,6 +62,10 @@ function nodeProc(config: Record<string, unknown>) {
   return execa(
     process.execPath,
     [
+      // PCR_BENCH_PROF=DIR: a CPU profile of each node process in DIR (what limits a transfer).
+      ...(process.env.PCR_BENCH_PROF !== undefined
+        ? ['--cpu-prof', `--cpu-prof-dir=${process.env.PCR_BENCH_PROF}`]
+        : []),
       '--import',
       loader,
       join(root, 'bench/store_node.ts'),

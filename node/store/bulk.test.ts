@@ -26,6 +26,7 @@ import {
   FRAME_HEAD,
   type OpenedFrame,
   Opener,
+  payloadOf,
   Sealer,
 } from './bulk.ts';
 import { formatSha256 } from './hash.ts';
@@ -65,7 +66,7 @@ describe('the sealed wire', () => {
         got.push(...drain(o));
       }
       expect(got.map((f) => f.type)).toEqual([...types]);
-      expect(got.map((f, i) => Buffer.compare(f.payload, payloads[i]!))).toEqual([0, 0, 0]);
+      expect(got.map((f, i) => Buffer.compare(payloadOf(f), payloads[i]!))).toEqual([0, 0, 0]);
       expect(o.pending).toBe(0);
     }
   });

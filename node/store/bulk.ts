@@ -78,13 +78,22 @@ export class Sealer {
 
 export interface OpenedFrame {
   readonly type: FrameType;
-  readonly payload: Buffer;
+  /** The payload as deciphered, piece by piece (as the socket delivered the frame). */
+  readonly parts: readonly Buffer[];
+  /** Its length in bytes. */
+  readonly length: number;
+}
+
+/** A frame's payload as one buffer (headers: small). */
+export function payloadOf(f: OpenedFrame): Buffer {
+  return f.parts.length === 1 ? f.parts[0]! : Buffer.concat(f.parts as Buffer[], f.length);
 }
 
 /**
  * Opens the frames of one socket in order. `push` takes bytes as they arrive; `next` returns a
  * whole frame once its tag checked out (never plaintext that was not authenticated), or
- * undefined until enough bytes came. A bad length, a bad tag or an unknown type throws.
+ * undefined until enough bytes came. A bad length, a bad tag or an unknown type throws. The
+ * ciphertext is deciphered piece by piece as it was received: no copy to join it.
  */
 export class Opener {
   private readonly key: Uint8Array;
@@ -115,21 +124,30 @@ export class Opener {
     }
     if (this.buffered < 4 + n) return undefined;
     this.take(4, false);
-    const sealed = this.take(n, false);
     const d = createDecipheriv('aes-256-gcm', this.key, nonce(this.counter++));
     d.setAAD(head);
-    d.setAuthTag(sealed.subarray(n - TAG_BYTES));
-    const plain = d.update(sealed.subarray(0, n - TAG_BYTES));
+    const parts: Buffer[] = [];
+    for (let left = n - TAG_BYTES; left > 0; ) {
+      const p = this.pieces[0]!;
+      const k = Math.min(p.length, left);
+      const out = d.update(k === p.length ? p : p.subarray(0, k));
+      if (out.length > 0) parts.push(out);
+      this.drop(k);
+      left -= k;
+    }
+    d.setAuthTag(this.take(TAG_BYTES, false));
     try {
       d.final();
     } catch {
       throw bulkError('a frame failed authentication (damaged, reordered or not from the peer)');
     }
-    const type = plain[0];
+    const type = parts[0]![0];
     if (type !== FRAME_HEAD && type !== FRAME_DATA && type !== FRAME_END) {
       throw bulkError(`a frame of unknown type ${String(type)}`);
     }
-    return { type, payload: plain.subarray(1) };
+    parts[0] = parts[0]!.subarray(1);
+    if (parts[0].length === 0) parts.shift();
+    return { type, parts, length: n - TAG_BYTES - 1 };
   }
 
   /** The first `n` buffered bytes as one buffer; consumed unless `peek`. */
@@ -147,7 +165,12 @@ export class Opener {
         if (off === n) break;
       }
     }
-    if (peek) return out;
+    if (!peek) this.drop(n);
+    return out;
+  }
+
+  /** Forgets the first `n` buffered bytes. */
+  private drop(n: number): void {
     let left = n;
     while (left > 0) {
       const p = this.pieces[0]!;
@@ -160,7 +183,6 @@ export class Opener {
       }
     }
     this.buffered -= n;
-    return out;
   }
 }
 

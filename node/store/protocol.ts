@@ -21,6 +21,7 @@ import {
   FRAME_DATA,
   FRAME_END,
   FRAME_HEAD,
+  payloadOf,
 } from './bulk.ts';
 import { StoreError, type StoreErrorCode } from './errors.ts';
 import { formatPublicKey, type SecretKey, withSignature } from './keys.ts';
@@ -761,21 +762,21 @@ export class StoreClient {
       const f = await reader.next();
       if (f.type !== type)
         throw protocolError(`${peer}: a bulk frame of type ${f.type}, not ${what}`);
-      return f.payload;
+      return f;
     };
     return {
       head: async () => {
-        const p = await expect(FRAME_HEAD, 'a header');
-        if (p.length > BULK_HEAD_BYTES_MAX)
-          throw protocolError(`${peer}: a header of ${p.length} bytes`);
-        return packr.unpack(p) as Record<string, unknown>;
+        const f = await expect(FRAME_HEAD, 'a header');
+        if (f.length > BULK_HEAD_BYTES_MAX)
+          throw protocolError(`${peer}: a header of ${f.length} bytes`);
+        return packr.unpack(payloadOf(f)) as Record<string, unknown>;
       },
       data: async () => {
-        const p = await expect(FRAME_DATA, 'data');
+        const f = await expect(FRAME_DATA, 'data');
         return {
-          byteLength: p.length,
-          subarray: () => p,
-          [Symbol.iterator]: () => [p][Symbol.iterator](),
+          byteLength: f.length,
+          subarray: () => payloadOf(f),
+          [Symbol.iterator]: () => f.parts[Symbol.iterator](),
         };
       },
       queued: async () => {},
