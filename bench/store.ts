@@ -9,6 +9,8 @@
 // closure, per compression (bench/store_upload.ts).
 // Usage: npm run bench:store -- [--mib 256] [--paths 1000] [--small-bytes 1000] [--upload-only]
 //        [--fetch-only]
+// PCR_BENCH_PROF=DIR: CPU profiles of the node processes in DIR. PCR_BENCH_NOFSYNC=1: the fetching
+// node-local store skips its fsyncs (not durable: shows what durability costs a transfer).
 
 import '../node/polyfill.ts';
 import { createHash, randomBytes } from 'node:crypto';

@@ -64,7 +64,11 @@ if (c.role === 'serve') {
           stagingDir: join(c.dir, 'staging'),
           env: nixEnv(),
         })
-      : await LocalStore.open({ dir: join(c.dir, 'store'), maxBytes: 2 ** 40 });
+      : await LocalStore.open({
+          dir: join(c.dir, 'store'),
+          maxBytes: 2 ** 40,
+          fsync: process.env.PCR_BENCH_NOFSYNC === undefined,
+        });
   const counters = newCounters();
   const client = new StoreClient({
     host,

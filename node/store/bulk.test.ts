@@ -234,6 +234,7 @@ describe('bulk transfers between two libp2p hosts', () => {
   let plain: Host;
   let server: StoreServer;
   let plainServer: StoreServer;
+  let store: LocalStore;
   const infos: PathInfo[] = [];
   const nars = new Map<string, Buffer>();
 
@@ -256,7 +257,7 @@ describe('bulk transfers between two libp2p hosts', () => {
         }),
       ),
     );
-    const store = await LocalStore.open({ dir: join(dir, 'a'), maxBytes: 1 << 30, fsync: false });
+    store = await LocalStore.open({ dir: join(dir, 'a'), maxBytes: 1 << 30, fsync: false });
     const contents = [
       randomBytes(16 * 1024 * 1024),
       ...Array.from({ length: 20 }, (_, i) => randomBytes(100 + i)),
@@ -364,6 +365,34 @@ describe('bulk transfers between two libp2p hosts', () => {
     expect(counters).toMatchObject({ bulkTransfers: 0, streamTransfers: 2 });
     // Asked once: the second batch went straight to the stream (BULK_RETRY_MS).
     expect(asked).toEqual(['bulk transfer unavailable, using the nars stream']);
+  });
+
+  it('a bulk listener that cannot bind leaves the server serving over nars streams', async () => {
+    const h = await createHost({
+      privateKey: await generateKeyPair('Ed25519'),
+      psk,
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+    });
+    const warned: string[] = [];
+    // 192.0.2.1 (TEST-NET-1) is no address of this machine: the bind fails.
+    const s = new StoreServer({
+      host: h,
+      store,
+      key: generateSecretKey('h-1'),
+      bulkHost: '192.0.2.1',
+      warn: (msg) => warned.push(msg),
+    });
+    await s.start();
+    expect(s.bulk).toBeUndefined();
+    expect(warned).toEqual(['no bulk listener: NARs are served over nars streams only']);
+    const counters = newCounters();
+    const client = new StoreClient({ host: b, addrsOf: () => h.getMultiaddrs(), counters });
+    const c = collector();
+    expect([...(await client.nars(h.peerId.toString(), [infos[3]!], c.start)).keys()]).toEqual([]);
+    expect(c.same(infos[3]!.path)).toBe(true);
+    expect(counters).toMatchObject({ bulkTransfers: 0, streamTransfers: 1 });
+    await s.close();
+    await h.stop();
   });
 
   it('falls back when the bulk port does not answer', async () => {

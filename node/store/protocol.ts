@@ -187,10 +187,18 @@ export class StoreServer {
 
   async start(): Promise<void> {
     if (this.o.bulkHost !== undefined) {
+      // Without a bulk listener members still get every NAR, over `nars` streams: a listener
+      // that cannot bind is worth a warning, not a node that does not start.
       this.bulk = await BulkServer.listen({
         host: this.o.bulkHost,
         serve: (paths, out) => this.serveBulk(paths, out),
         ...(this.o.warn !== undefined ? { warn: this.o.warn } : {}),
+      }).catch((e: unknown) => {
+        this.o.warn?.('no bulk listener: NARs are served over nars streams only', {
+          host: this.o.bulkHost,
+          err: (e as Error).message,
+        });
+        return undefined;
       });
     }
     await this.o.host.handle(STORE_PROTOCOL, (stream) => this.serve(stream), {
