@@ -188,6 +188,7 @@ async function runCase(
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
       seconds: number;
       cpuSeconds: number;
+      systemSeconds: number;
       fetched: number;
       bytes: number;
       haveMs: number;
@@ -208,7 +209,7 @@ async function runCase(
     const gib = bytes / 2 ** 30;
     cpuLines.push(
       `  ${name} -> ${store} (${bulk ? 'bulk' : 'stream'}): in ${out.seconds.toFixed(2)} s, fetching node CPU ${out.cpuSeconds.toFixed(2)} s ` +
-        `(${(out.cpuSeconds / gib).toFixed(1)} s/GiB), serving node CPU ${serverCpuS.toFixed(2)} s ` +
+        `(${(out.cpuSeconds / gib).toFixed(1)} s/GiB, ${out.systemSeconds.toFixed(2)} s of it in the kernel), serving node CPU ${serverCpuS.toFixed(2)} s ` +
         `(${(serverCpuS / gib).toFixed(1)} s/GiB)`,
     );
     rows.push({

@@ -95,8 +95,9 @@ if (c.role === 'serve') {
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+  const systemSeconds = cpu.system / 1e6;
   process.stdout.write(
-    `${JSON.stringify({ seconds, cpuSeconds, fetched: report.fetched, bytes: report.bytes, haveMs, haveAnswered: held.length, haveAsked: hps.length, bulkBatches: counters.bulkTransfers, streamBatches: counters.streamTransfers })}\n`,
+    `${JSON.stringify({ seconds, cpuSeconds, systemSeconds, fetched: report.fetched, bytes: report.bytes, haveMs, haveAnswered: held.length, haveAsked: hps.length, bulkBatches: counters.bulkTransfers, streamBatches: counters.streamTransfers })}\n`,
   );
   await host.stop();
   process.exit(0);
