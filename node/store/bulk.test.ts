@@ -19,8 +19,10 @@ import {
   BULK_SOCKETS_MAX,
   BULK_TICKET_MS,
   BULK_TICKETS_MAX,
+  BulkReader,
   BulkServer,
   bulkHostOf,
+  dialBulk,
   FRAME_DATA,
   FRAME_END,
   FRAME_HEAD,
@@ -183,6 +185,31 @@ describe('the bulk listener', () => {
     }
     expect(server.refused).toBe(refused + 2);
     expect(served).toHaveLength(1);
+  });
+
+  it('a transfer cut before END fails the reader at once (no stall), and a frame after END too', async () => {
+    const b = await BulkServer.listen({
+      host: '127.0.0.1',
+      serve: async (paths, out) => {
+        await out.write(FRAME_HEAD, Buffer.from(paths[0]!));
+        await out.flush();
+        if (paths[0] === 'cut') throw new Error('the server died');
+      },
+    });
+    const cut = b.issue(['cut']);
+    const r1 = new BulkReader(await dialBulk('127.0.0.1', cut), cut.key);
+    expect((await r1.next()).type).toBe(FRAME_HEAD);
+    const t0 = Date.now();
+    await expect(r1.next()).rejects.toThrow();
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    const whole = b.issue(['whole']);
+    const r2 = new BulkReader(await dialBulk('127.0.0.1', whole), whole.key);
+    expect((await r2.next()).type).toBe(FRAME_HEAD);
+    expect((await r2.next()).type).toBe(FRAME_END);
+    await expect(r2.next()).rejects.toThrow(/after END|ended before/);
+    r1.close();
+    r2.close();
+    await b.close();
   });
 
   it(`forgets an unclaimed ticket after BULK_TICKET_MS (${BULK_TICKET_MS} ms)`, async () => {

@@ -239,7 +239,11 @@ export class BulkWriter {
   async end(): Promise<void> {
     await this.write(FRAME_END);
     await this.flush();
-    await new Promise<void>((resolve) => this.socket.end(resolve));
+    // 'close' too: a client that hangs up first never lets 'finish' come.
+    await new Promise<void>((resolve) => {
+      this.socket.once('close', () => resolve());
+      this.socket.end(resolve);
+    });
   }
 }
 
@@ -415,6 +419,9 @@ export function dialBulk(host: string, t: BulkTicket): Promise<Socket> {
     s.once('connect', () => {
       clearTimeout(timer);
       s.removeAllListeners('error');
+      // Errors from here on reach the reader (its iterator ends or throws); an 'error' event
+      // with no listener would take the whole node down.
+      s.on('error', () => {});
       s.write(Buffer.from(t.ticket));
       resolve(s);
     });
