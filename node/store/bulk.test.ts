@@ -145,8 +145,10 @@ function rawSocket(port: number): Promise<{ s: Socket; got: () => number; closed
   });
 }
 
+/** Waits for `cond` up to 20 s of wall time (setImmediate: the tests that fake setTimeout use it). */
 async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 2000 && !cond(); i++) await new Promise((r) => setImmediate(r));
+  const end = Date.now() + 20_000;
+  while (!cond() && Date.now() < end) await new Promise((r) => setImmediate(r));
   expect(cond()).toBe(true);
 }
 
@@ -225,10 +227,25 @@ describe('the bulk listener', () => {
     expect(late.got()).toBe(0);
   });
 
-  it(`issues at most BULK_TICKETS_MAX (${BULK_TICKETS_MAX}) tickets at once: the next is BUSY`, async () => {
-    const b = await BulkServer.listen({ host: '127.0.0.1', serve: async () => {} });
-    for (let i = 0; i < BULK_TICKETS_MAX; i++) b.issue([]);
+  it(`has at most BULK_TICKETS_MAX (${BULK_TICKETS_MAX}) transfers waiting or running: the next is BUSY`, async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const b = await BulkServer.listen({ host: '127.0.0.1', serve: () => gate });
+    const first = b.issue([]);
+    for (let i = 1; i < BULK_TICKETS_MAX; i++) b.issue([]);
     expect(() => b.issue([])).toThrow(expect.objectContaining({ code: 'BUSY' }));
+    // A claimed transfer still counts while it runs, and frees its place when done.
+    const s = await rawSocket(b.port);
+    s.s.write(first.ticket);
+    await until(() => b.running === 1);
+    expect(b.outstanding).toBe(BULK_TICKETS_MAX - 1);
+    expect(() => b.issue([])).toThrow(expect.objectContaining({ code: 'BUSY' }));
+    release();
+    await s.closed;
+    await until(() => b.running === 0);
+    expect(() => b.issue([])).not.toThrow();
     await b.close();
   });
 

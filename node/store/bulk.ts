@@ -16,7 +16,10 @@ import { StoreError } from './errors.ts';
 
 /** An unclaimed ticket is forgotten after this. */
 export const BULK_TICKET_MS = 10_000;
-/** Tickets outstanding at once; the next request is refused BUSY (the client uses `nars`). */
+/**
+ * Bulk transfers a node has at once, unclaimed tickets and running transfers together; the next
+ * request is refused BUSY (the client uses `nars`).
+ */
 export const BULK_TICKETS_MAX = 64;
 /** A socket must send its ticket within this, or it is closed. */
 export const BULK_HELLO_TIMEOUT_MS = 5_000;
@@ -290,6 +293,8 @@ export class BulkServer {
   port = 0;
   /** Sockets closed for a missing, unknown, expired or reused ticket (tests and stats). */
   refused = 0;
+  /** Claimed transfers still sending. */
+  running = 0;
 
   private constructor(o: BulkServerOptions) {
     this.o = o;
@@ -316,8 +321,11 @@ export class BulkServer {
 
   /** A ticket for `paths`; BUSY at BULK_TICKETS_MAX outstanding. */
   issue(paths: readonly string[]): BulkTicket {
-    if (this.tickets.size >= BULK_TICKETS_MAX) {
-      throw new StoreError('BUSY', `${BULK_TICKETS_MAX} bulk transfers wait (BULK_TICKETS_MAX)`);
+    if (this.tickets.size + this.running >= BULK_TICKETS_MAX) {
+      throw new StoreError(
+        'BUSY',
+        `${BULK_TICKETS_MAX} bulk transfers wait or run (BULK_TICKETS_MAX)`,
+      );
     }
     const ticket = randomBytes(BULK_TICKET_BYTES);
     const key = randomBytes(BULK_KEY_BYTES);
@@ -394,12 +402,15 @@ export class BulkServer {
 
   private async run(s: Socket, p: Pending): Promise<void> {
     const out = new BulkWriter(s, p.key);
+    this.running++;
     try {
       await this.o.serve(p.paths, out);
       await out.end();
     } catch (e) {
       this.o.warn?.('bulk transfer cut', { err: (e as Error).message });
       s.destroy();
+    } finally {
+      this.running--;
     }
   }
 }
