@@ -4,8 +4,11 @@
 // follower (plus replication: the leader's append to a follower, its fsync and answer, and for a
 // follower the hop to the leader and back). The difference is what replication costs on this
 // machine; bench:cluster compares the totals with etcd.
+// Each case also prints the CPU milliseconds per write of every member and of the client (from
+// /proc), so that what limits it is visible: CPU on a shared core, or waiting (disk, hops).
 // Usage: npm run bench:write-path -- [--writes 300]
 
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +22,26 @@ const { writes: WRITES } = parseOptions(process.argv.slice(2), {
 interface Latency {
   p50: number;
   p90: number;
+  /** CPU milliseconds per write of each member (in `nodes` order), and of this client process. */
+  cpuMs: number[];
+  clientCpuMs: number;
 }
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / CLOCK_TICKS;
+  } catch {
+    return Number.NaN;
+  }
+}
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+/** The node's own process: `bin/pcr` is a shell script that execs node, so the pid is node's. */
+const pidOf = (n: NodeProc): number | undefined => n.child.pid;
 
 async function firstWrite(n: NodeProc, secretFrom: NodeProc): Promise<void> {
   await until(
@@ -34,9 +56,15 @@ async function firstWrite(n: NodeProc, secretFrom: NodeProc): Promise<void> {
   );
 }
 
-async function latency(n: NodeProc, secretFrom: NodeProc): Promise<Latency> {
+async function latency(
+  n: NodeProc,
+  secretFrom: NodeProc,
+  nodes: readonly NodeProc[],
+): Promise<Latency> {
   await firstWrite(n, secretFrom);
   const ms: number[] = [];
+  const cpu0 = nodes.map((x) => cpuSeconds(pidOf(x)));
+  const self0 = process.cpuUsage();
   for (let i = 0; i < WRITES; i++) {
     const t0 = performance.now();
     const r = await request(n, secretFrom, {
@@ -47,8 +75,16 @@ async function latency(n: NodeProc, secretFrom: NodeProc): Promise<Latency> {
     if (!r.ok) throw new Error(`write ${i}: ${r.error.message}`);
     ms.push(performance.now() - t0);
   }
+  const cpuMs = nodes.map((x, i) => ((cpuSeconds(pidOf(x)) - cpu0[i]!) * 1000) / WRITES);
+  const self = process.cpuUsage(self0);
+  const clientCpuMs = (self.user + self.system) / 1000 / WRITES;
   ms.sort((a, b) => a - b);
-  return { p50: ms[Math.floor(ms.length / 2)]!, p90: ms[Math.floor(ms.length * 0.9)]! };
+  return {
+    p50: ms[Math.floor(ms.length / 2)]!,
+    p90: ms[Math.floor(ms.length * 0.9)]!,
+    cpuMs,
+    clientCpuMs,
+  };
 }
 
 async function leaderOf(nodes: readonly NodeProc[]): Promise<number> {
@@ -69,20 +105,32 @@ const row = (label: string, l: Latency, base?: Latency): string =>
   `  ${label.padEnd(28)} p50 ${l.p50.toFixed(2).padStart(6)} ms  p90 ${l.p90.toFixed(2).padStart(6)} ms` +
   (base === undefined ? '' : `  (+${(l.p50 - base.p50).toFixed(2)} ms p50 over one node)`);
 
+/** CPU per write: the member written to, the others, and the client. */
+const cpuRow = (l: Latency, target: number, leader: number): string => {
+  const role = (i: number): string =>
+    `${i === target ? 'written to' : 'other'}${i === leader ? ', leader' : ''}`;
+  const parts = l.cpuMs.map((c, i) => `${c.toFixed(2)} (${role(i)})`);
+  return `  ${''.padEnd(28)} CPU ms per write: ${parts.join(', ')}; client ${l.clientCpuMs.toFixed(2)}`;
+};
+
 const base = await mkdtemp(join(tmpdir(), 'pcr-bench-write-path-'));
 const procs: NodeProc[] = [];
 try {
   console.log(machineLine(machine(), `${WRITES} sequential writes per case, one client`));
   const one = await startCluster(join(base, 'one'), ['s0'], [], procs);
-  const single = await latency(one[0]!, one[0]!);
+  const single = await latency(one[0]!, one[0]!, one);
   await stop(one[0]!);
   const three = await startCluster(join(base, 'three'), ['n0', 'n1', 'n2'], [], procs);
   const leader = await leaderOf(three);
-  const toLeader = await latency(three[leader]!, three[0]!);
-  const toFollower = await latency(three[(leader + 1) % 3]!, three[0]!);
+  const follower = (leader + 1) % 3;
+  const toLeader = await latency(three[leader]!, three[0]!, three);
+  const toFollower = await latency(three[follower]!, three[0]!, three);
   console.log(row('one node', single));
+  console.log(cpuRow(single, 0, 0));
   console.log(row('three nodes, to the leader', toLeader, single));
+  console.log(cpuRow(toLeader, leader, leader));
   console.log(row('three nodes, to a follower', toFollower, single));
+  console.log(cpuRow(toFollower, follower, leader));
 } finally {
   await closeClients();
   for (const p of procs) if (p.child.exitCode === null) await stop(p).catch(() => {});
