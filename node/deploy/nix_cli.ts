@@ -3,6 +3,7 @@
 // closure of store paths from `nix path-info --json -r`. The commands themselves (eval, flake
 // metadata, build) are chosen in flake.ts.
 
+import { nixPathInfoEntries } from '../store/nix_json.ts';
 import type { ClosurePathInfo } from './diff.ts';
 
 /** Nix's stderr kept in an error (the end of it: where Nix says what went wrong). */
@@ -47,25 +48,13 @@ export function nixRunner(env?: NodeJS.ProcessEnv): NixRunner {
   };
 }
 
-interface PathInfoJson {
-  path?: unknown;
-  valid?: unknown;
-  narSize?: unknown;
-  references?: unknown;
-}
-
 /**
- * Parses `nix path-info --json` output: a list of infos with their `path` (Nix 2.8 to 2.18) or an
- * object from path to info, null when not valid (2.19 on). A path Nix says is not valid is refused.
+ * Parses `nix path-info --json` output (either of Nix's shapes: nixPathInfoEntries). A path Nix
+ * says is not valid is refused.
  */
 export function parsePathInfos(json: string): ClosurePathInfo[] {
-  const parsed = JSON.parse(json) as PathInfoJson[] | Record<string, PathInfoJson | null>;
-  const list = Array.isArray(parsed)
-    ? parsed
-    : Object.entries(parsed).map(([path, j]) => ({ ...(j ?? { valid: false }), path }));
   const out: ClosurePathInfo[] = [];
-  for (const j of list) {
-    if (typeof j.path !== 'string') throw new Error('nix path-info: an entry without a path');
+  for (const j of nixPathInfoEntries(json)) {
     if (j.valid === false) throw new NixCliError(`${j.path} is not in the local Nix store`, '');
     const refs = Array.isArray(j.references) ? j.references.map(String) : [];
     out.push({ path: j.path, narSize: Number(j.narSize ?? 0), references: refs });

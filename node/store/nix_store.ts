@@ -25,6 +25,7 @@ import {
 } from './store.ts';
 import { isHashPart, parseStorePath, STORE_DIR } from './store_path.ts';
 import { narDamage, type QuarantinedPath } from './verify.ts';
+import { nixPathInfoEntries } from './nix_json.ts';
 
 /** Paths per `nix` invocation (argv stays far below ARG_MAX). */
 export const NIX_ARGS_PATHS_MAX = 2000;
@@ -48,15 +49,32 @@ export interface NixStoreOptions {
   readonly onQuarantine?: (q: QuarantinedPath) => void;
 }
 
-interface PathInfoJson {
-  path: string;
-  valid?: boolean;
-  narHash?: string;
-  narSize?: number;
-  references?: string[];
-  deriver?: string;
-  signatures?: string[];
-  ca?: string;
+/**
+ * The valid paths' infos in `nix path-info --json` output, either of Nix's shapes (nix_json.ts);
+ * paths Nix calls invalid are left out.
+ */
+export function pathInfosOfNixJson(json: string): PathInfo[] {
+  const out: PathInfo[] = [];
+  const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+  const strs = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : []);
+  for (const j of nixPathInfoEntries(json)) {
+    const narHash = str(j.narHash);
+    if (j.valid === false || narHash === undefined) continue;
+    const info: PathInfo = {
+      path: j.path,
+      narHash: normaliseSha256(narHash),
+      narSize: typeof j.narSize === 'number' ? j.narSize : 0,
+      references: strs(j.references).sort(),
+      sigs: strs(j.signatures),
+    };
+    // Nix 2.19 on prints an absent deriver or ca as null.
+    const deriver = str(j.deriver);
+    const ca = str(j.ca);
+    if (deriver !== undefined) info.deriver = deriver;
+    if (ca !== undefined) info.ca = ca;
+    out.push(info);
+  }
+  return out;
 }
 
 export class NixStore implements Store {
@@ -153,7 +171,7 @@ export class NixStore implements Store {
     for (let i = 0; i < paths.length; i += NIX_ARGS_PATHS_MAX) {
       const chunk = paths.slice(i, i + NIX_ARGS_PATHS_MAX).filter(valid);
       if (chunk.length === 0) continue;
-      for (const info of this.parseInfos(
+      for (const info of pathInfosOfNixJson(
         await this.nix('nix', ['path-info', ...this.storeArgs(), '--json', ...chunk]),
       )) {
         out.set(info.path, info);
@@ -162,26 +180,8 @@ export class NixStore implements Store {
     return out;
   }
 
-  private parseInfos(json: string): PathInfo[] {
-    const out: PathInfo[] = [];
-    for (const j of JSON.parse(json) as PathInfoJson[]) {
-      if (j.valid === false || j.narHash === undefined) continue;
-      const info: PathInfo = {
-        path: j.path,
-        narHash: normaliseSha256(j.narHash),
-        narSize: j.narSize ?? 0,
-        references: [...(j.references ?? [])].sort(),
-        sigs: j.signatures ?? [],
-      };
-      if (j.deriver !== undefined) info.deriver = j.deriver;
-      if (j.ca !== undefined) info.ca = j.ca;
-      out.push(info);
-    }
-    return out;
-  }
-
   async list(): Promise<PathInfo[]> {
-    const all = this.parseInfos(
+    const all = pathInfosOfNixJson(
       await this.nix('nix', ['path-info', ...this.storeArgs(), '--json', '--all']),
     );
     return all.filter((i) => !this.held.has(i.path));
