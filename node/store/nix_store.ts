@@ -15,6 +15,7 @@ import { StoreError } from './errors.ts';
 import { normaliseSha256, Sha256Sink } from './hash.ts';
 import { dumpNar } from './nar_fs.ts';
 import { formatNarInfo, nixCacheInfo, uncompressedNarInfo } from './narinfo.ts';
+import { nixPathInfoEntries } from './nix_json.ts';
 import {
   newCounters,
   type PathInfo,
@@ -25,7 +26,6 @@ import {
 } from './store.ts';
 import { isHashPart, parseStorePath, STORE_DIR } from './store_path.ts';
 import { narDamage, type QuarantinedPath } from './verify.ts';
-import { nixPathInfoEntries } from './nix_json.ts';
 
 /** Paths per `nix` invocation (argv stays far below ARG_MAX). */
 export const NIX_ARGS_PATHS_MAX = 2000;
