@@ -199,4 +199,34 @@ describe('deploy API', () => {
       await c.request({ op: 'deploy.submit', name: 'db', spec: { ...spec, count: 1 }, source }),
     ).toMatchObject({ ok: true, version: 1 });
   });
+
+  it('a re-submission of the newest version stays a no-op when no node could hold it any more', async () => {
+    const c = client!;
+    const get = async () =>
+      ((await c.request({ op: 'deploy.get', name: 'db' })) as unknown as { deployment: Deployment })
+        .deployment;
+    const newest = (await get()).versions.at(-1)!;
+    const same = { ...spec, count: 1 };
+    // The only node ineligible: nothing new can be placed (what `pcr deploy watch` meets after
+    // the cluster shrank), but the running version submitted again is still no change.
+    expect(
+      await c.request({ op: 'node.eligibility', node: daemon!.id, eligible: false }),
+    ).toMatchObject({ ok: true });
+    try {
+      expect(
+        await c.request({ op: 'deploy.submit', name: 'db', spec: same, source }),
+      ).toMatchObject({ ok: true, noop: true, version: newest.n });
+      expect(
+        await c.request({
+          op: 'deploy.submit',
+          name: 'db',
+          spec: { ...same, memoryMiB: 300 },
+          source,
+        }),
+      ).toMatchObject({ ok: false, error: { code: 'UNPLACEABLE' } });
+      expect((await get()).versions.at(-1)!.n).toBe(newest.n);
+    } finally {
+      await c.request({ op: 'node.eligibility', node: daemon!.id, eligible: true });
+    }
+  });
 });

@@ -454,6 +454,30 @@ export class DeploymentTable {
   }
 
   /** Whether a VM group (by name) is a deployment's. */
+  /**
+   * The newest version's number when a submission of `spec` and `update` would be a no-op (the
+   * same spec and policy as the newest version, whose rollout neither failed nor was stopped).
+   */
+  sameAsNewest(name: string, spec: VmSpec, update: UpdatePolicy): number | undefined {
+    const d = this.deployments.get(name);
+    const newest = d?.versions.at(-1);
+    if (d === undefined || newest === undefined) return undefined;
+    const ended = d.rollout?.state === 'failed' || d.rollout?.state === 'stopped';
+    return newest.specHash === versionHash(spec, update) && !ended ? newest.n : undefined;
+  }
+
+  /**
+   * Whether a deploy.submit of `raw` would be a no-op on this table as it stands (an invalid one
+   * is not): the API lets those through to the state machine without asking placement, so that
+   * re-submitting the running version stays a no-op after the cluster shrank.
+   */
+  submitIsNoop(name: string, raw: unknown, update: unknown): boolean {
+    const s = deploySpec(name, raw);
+    if (!s.ok) return false;
+    const u = validateUpdatePolicy(update, placementOf(s.spec).count);
+    return u.ok && this.sameAsNewest(name, s.spec, u.policy) !== undefined;
+  }
+
   owns(group: string): boolean {
     return this.deployments.has(group);
   }
@@ -491,11 +515,9 @@ export class DeploymentTable {
           `a VM group ${c.name} exists outside deployments (pcr vm run): remove it (pcr vm rm ${c.name}) or deploy under another name`,
         );
     }
-    const hash = versionHash(s.spec, u.policy);
-    const newest = d?.versions.at(-1);
-    const ended = d?.rollout?.state === 'failed' || d?.rollout?.state === 'stopped';
-    if (d !== undefined && newest?.specHash === hash && !ended)
-      return { ok: true, noop: true, version: newest.n, deployment: d };
+    const same = this.sameAsNewest(c.name, s.spec, u.policy);
+    if (d !== undefined && same !== undefined)
+      return { ok: true, noop: true, version: same, deployment: d };
     const source: DeploySource = { ...pickSource(c.source), atMs: c.atMs };
     return this.addVersion(index, c.name, s.spec, u.policy, source, c.atMs, ctx);
   }
