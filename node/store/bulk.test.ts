@@ -36,7 +36,16 @@ import { addPath } from './ingest.ts';
 import { generateSecretKey } from './keys.ts';
 import { LocalStore } from './local_store.ts';
 import { narString } from './nar.ts';
-import { INGEST_QUEUE_BYTES_MAX, StoreClient, StoreServer, WriteBehind } from './protocol.ts';
+import { StoreError } from './errors.ts';
+import {
+  BULK_BUSY_RETRY_MS,
+  BULK_RETRY_MS,
+  bulkRetryAfterMs,
+  INGEST_QUEUE_BYTES_MAX,
+  StoreClient,
+  StoreServer,
+  WriteBehind,
+} from './protocol.ts';
 import { newCounters, type PathInfo } from './store.ts';
 
 const NIX32 = '0123456789abcdfghijklmnpqrsvwxyz';
@@ -411,6 +420,42 @@ describe('bulk transfers between two libp2p hosts', () => {
     expect(asked).toEqual(['bulk transfer unavailable, using the nars stream']);
   });
 
+  it(`a busy bulk listener sends the batch over the nars stream, and is asked again after BULK_BUSY_RETRY_MS (${BULK_BUSY_RETRY_MS} ms), not BULK_RETRY_MS`, async () => {
+    const bulk = server.bulk!;
+    while (bulk.outstanding < BULK_TICKETS_MAX) bulk.issue([]);
+    const counters = newCounters();
+    const why: string[] = [];
+    const client = new StoreClient({
+      host: b,
+      addrsOf: () => a.getMultiaddrs(),
+      counters,
+      log: (_msg, fields) => why.push(String(fields?.err)),
+    });
+    const fetchTwo = async () => {
+      const c = collector();
+      const failed = await client.nars(a.peerId.toString(), infos.slice(1, 3), c.start);
+      expect([...failed.keys()]).toEqual([]);
+      expect(infos.slice(1, 3).every((i) => c.same(i.path))).toBe(true);
+    };
+    await fetchTwo();
+    expect(counters).toMatchObject({ bulkTransfers: 0, streamTransfers: 1 });
+    expect(why).toEqual([expect.stringMatching(/BULK_TICKETS_MAX/)]);
+    await fetchTwo(); // within the back-off: straight to the stream, not asked
+    expect(why.length).toBe(1);
+    const later = Date.now() + BULK_BUSY_RETRY_MS + 1;
+    const clock = vi.spyOn(Date, 'now').mockReturnValue(later);
+    try {
+      await fetchTwo(); // asked again (and busy again)
+    } finally {
+      clock.mockRestore();
+    }
+    expect(why.length).toBe(2);
+    expect(counters).toMatchObject({ bulkTransfers: 0, streamTransfers: 3 });
+    expect(bulkRetryAfterMs(new StoreError('BUSY', 'x'))).toBe(BULK_BUSY_RETRY_MS);
+    expect(bulkRetryAfterMs(new StoreError('UNSUPPORTED', 'x'))).toBe(BULK_RETRY_MS);
+    expect(bulkRetryAfterMs(new Error('ECONNREFUSED'))).toBe(BULK_RETRY_MS);
+  });
+
   it('a bulk listener that cannot bind leaves the server serving over nars streams', async () => {
     const h = await createHost({
       privateKey: await generateKeyPair('Ed25519'),
@@ -424,11 +469,13 @@ describe('bulk transfers between two libp2p hosts', () => {
       store,
       key: generateSecretKey('h-1'),
       bulkHost: '192.0.2.1',
-      warn: (msg) => warned.push(msg),
+      warn: (msg) => warned.push(`warn: ${msg}`),
+      alert: (msg) => warned.push(`alert: ${msg}`),
     });
     await s.start();
     expect(s.bulk).toBeUndefined();
-    expect(warned).toEqual(['no bulk listener: NARs are served over nars streams only']);
+    // Said to the operator (the daemon logs alerts at warn level, peers' misdeeds at debug).
+    expect(warned).toEqual(['alert: no bulk listener: NARs are served over nars streams only']);
     const counters = newCounters();
     const client = new StoreClient({ host: b, addrsOf: () => h.getMultiaddrs(), counters });
     const c = collector();

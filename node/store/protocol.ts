@@ -162,7 +162,10 @@ export interface StoreServerOptions {
   /** The node's store key: every info served carries its signature. */
   readonly key: SecretKey;
   readonly counters?: StoreCounters;
+  /** What peers did wrong (bad frames, cut transfers): frequent under a hostile peer, so quiet. */
   readonly warn?: (msg: string, fields?: Record<string, unknown>) => void;
+  /** What the operator should act on, once (the bulk listener could not bind); else `warn`. */
+  readonly alert?: (msg: string, fields?: Record<string, unknown>) => void;
   /** Where the bulk listener binds (bulk.ts); undefined: no bulk transfers (`bulk` is refused). */
   readonly bulkHost?: string;
 }
@@ -194,10 +197,13 @@ export class StoreServer {
         serve: (paths, out) => this.serveBulk(paths, out),
         ...(this.o.warn !== undefined ? { warn: this.o.warn } : {}),
       }).catch((e: unknown) => {
-        this.o.warn?.('no bulk listener: NARs are served over nars streams only', {
-          host: this.o.bulkHost,
-          err: (e as Error).message,
-        });
+        (this.o.alert ?? this.o.warn)?.(
+          'no bulk listener: NARs are served over nars streams only',
+          {
+            host: this.o.bulkHost,
+            err: (e as Error).message,
+          },
+        );
         return undefined;
       });
     }
@@ -596,6 +602,13 @@ export interface StoreClientOptions {
 
 /** After a peer offered no bulk transfer (or its port did not answer), `nars` for this long. */
 export const BULK_RETRY_MS = 60_000;
+/** After a peer's bulk listener was busy (BULK_TICKETS_MAX transfers), `nars` for this long. */
+export const BULK_BUSY_RETRY_MS = 1_000;
+
+/** How long to use `nars` streams after a bulk request failed with `e`: busy is soon over. */
+export function bulkRetryAfterMs(e: unknown): number {
+  return e instanceof StoreError && e.code === 'BUSY' ? BULK_BUSY_RETRY_MS : BULK_RETRY_MS;
+}
 
 export class StoreClient {
   private readonly o: StoreClientOptions;
@@ -682,7 +695,8 @@ export class StoreClient {
       const src = await this.openBulk(peer, infos).catch((e: unknown) => {
         // A node without bulk asks again after a while (it may restart with it); a failed
         // connection too (a firewall): meanwhile its batches go over `nars` without the wait.
-        this.noBulkUntil.set(peer, Date.now() + BULK_RETRY_MS);
+        // A busy one is asked again soon.
+        this.noBulkUntil.set(peer, Date.now() + bulkRetryAfterMs(e));
         this.o.log?.('bulk transfer unavailable, using the nars stream', {
           peer,
           err: (e as Error).message,

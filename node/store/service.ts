@@ -140,6 +140,7 @@ export class StoreService {
       key,
       counters,
       warn: (msg, fields) => o.log.debug(fields ?? {}, msg),
+      alert: (msg, fields) => o.log.warn(fields ?? {}, msg),
       ...(o.bulkHost !== undefined ? { bulkHost: o.bulkHost } : {}),
     });
     await server.start();
