@@ -2,7 +2,7 @@
 // join through a seed, promotion of learners, API reads and writes on different members.
 // (Separate-process tests with kill -9 drive bin/pcr: node/cluster.test.ts.)
 
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { until } from '../test/until.ts';
 import { ApiClient } from './api/client.ts';
 import { Daemon } from './daemon.ts';
+import { JOIN_SEEDS_FILE } from './data_dir_files.ts';
 import { CLUSTER_SECRET_FILE, readSecret } from './identity.ts';
 import { DataDirLockedError } from './raft/level_disk.ts';
 
@@ -178,5 +179,51 @@ describe('Daemon (in one process)', () => {
         accel: 'tcg',
       }),
     ).rejects.toThrow(/needs its secret/);
+  });
+
+  it('a node stopped before its join brought any entry, started again without a seed, joins through the seed it was first given', async () => {
+    const base = await mkdtemp(join(tmpdir(), 'pcr-daemon-seeds-'));
+    dirs.push(base);
+    const start = (name: string, seeds?: string[]) =>
+      Daemon.start({
+        dataDir: join(base, name),
+        listen: ['/ip4/127.0.0.1/tcp/0'],
+        ...(seeds !== undefined ? { seeds, secretFile: join(base, 'a', CLUSTER_SECRET_FILE) } : {}),
+        logger,
+        accel: 'tcg',
+      });
+    let a = await start('a');
+    await until(() => a.node.status().state === 'leader', 5000);
+    const seed = a.addrs()[0]!;
+    await a.stop();
+    // The seed is down: b can only wait, and is stopped with an empty log.
+    const b1 = await start('b', [seed]);
+    await b1.stop();
+    expect(b1.node.status().config.voters).toEqual([]);
+    a = await start('a'); // binds the port it had (its address book)
+    daemons.push(a);
+    await until(() => a.node.status().state === 'leader', 5000);
+    // Without a seed and with no log, b would bootstrap a cluster of its own (itself its only
+    // voter, at once); it joins a's instead.
+    const b2 = await start('b');
+    daemons.push(b2);
+    expect(b2.node.status().config.voters).not.toContain(b2.id);
+    await until(() => a.node.status().config.voters.includes(b2.id), 15_000);
+    await until(() => b2.node.status().lead === a.id, 15_000);
+  });
+
+  it('a kept seed list that cannot be read stops the start with the file named, rather than bootstrapping', async () => {
+    const base = await mkdtemp(join(tmpdir(), 'pcr-daemon-seeds-bad-'));
+    dirs.push(base);
+    await mkdir(join(base, 'n'), { recursive: true });
+    await writeFile(join(base, 'n', JOIN_SEEDS_FILE), '{"seeds": 7}');
+    await expect(
+      Daemon.start({
+        dataDir: join(base, 'n'),
+        listen: ['/ip4/127.0.0.1/tcp/0'],
+        logger,
+        accel: 'tcg',
+      }),
+    ).rejects.toThrow(/join-seeds\.json is not a list of seeds/);
   });
 });

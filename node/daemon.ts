@@ -44,6 +44,7 @@ import { quorumProblem } from './membership/quorum.ts';
 import { Histogram, renderSamples, serveMetrics } from './metrics.ts';
 import { uniqueName } from './names.ts';
 import { NODE_METRICS, readMetrics } from './node_metrics.ts';
+import { keepJoinSeeds, keptJoinSeeds } from './join_seeds.ts';
 import { AddrBook, type StickyPort, stickyListen } from './p2p/addr_book.ts';
 import { collectMetrics, GOSSIP_INTERVAL_MS, Gossip } from './p2p/gossip.ts';
 import { createHost, type Host } from './p2p/host.ts';
@@ -404,7 +405,7 @@ export class Daemon {
   }
 
   static async start(o: DaemonOptions): Promise<Daemon> {
-    const seeds = o.seeds ?? [];
+    let seeds = o.seeds ?? [];
     const tickMs = o.tickMs ?? DAEMON_DEFAULTS.tickMs;
     const fencing = fencingProblem({
       fenceAfterMs: o.fenceAfterMs ?? FENCE_AFTER_MS_DEFAULT,
@@ -425,6 +426,14 @@ export class Daemon {
     try {
       if (o.rejoin === true) await wipeIdentity(o, disk, records);
       const fresh = records.size === 0;
+      if (fresh && seeds.length > 0) await keepJoinSeeds(o.dataDir, seeds);
+      else if (fresh) {
+        // Stopped before its join brought any entry: join again, never bootstrap (join_seeds.ts).
+        seeds = await keptJoinSeeds(o.dataDir);
+        if (seeds.length > 0) {
+          o.logger.info({ seeds }, 'no log yet: joining through the seeds of an earlier start');
+        }
+      }
       const privateKey = await loadOrCreatePeerKey(o.dataDir);
       const psk = await loadOrCreateSecret(o.dataDir, o.secretFile, fresh && seeds.length === 0);
       const book = new AddrBook(o.dataDir);

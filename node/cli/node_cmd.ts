@@ -315,7 +315,7 @@ export function registerNodeCommands(program: Command): void {
     node
       .command('start')
       .description(
-        'start a member: without a seed and without state it bootstraps a new cluster of one',
+        'start a member: without a seed and without state it bootstraps a new cluster of one (a node once started with seeds and never joined uses those)',
       ),
   );
   start.action(async (o: StartOpts, cmd: Command) => {

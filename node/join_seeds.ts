@@ -1,0 +1,50 @@
+// The seeds a joining node was started with, kept in its data dir (JOIN_SEEDS_FILE). A data dir
+// with no Raft log is "fresh", and a fresh node started without `--seed` bootstraps a new cluster
+// of one; without this file a node stopped before its join brought it a single entry (its seed
+// was down, or it was stopped at once) and started again without `--seed` would do exactly that:
+// a second cluster holding the first one's secret. With the file it joins through the kept seeds.
+// A node with a log never reads the file (its members are in its log and address book).
+
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { JOIN_SEEDS_FILE } from './data_dir_files.ts';
+
+/** Seeds kept at most (the CLI takes a handful; a hand-edited file is cut here). */
+export const JOIN_SEEDS_MAX = 64;
+
+/** Keeps `seeds` for later starts of a node that has no log yet (atomic: temporary file, rename). */
+export async function keepJoinSeeds(dataDir: string, seeds: readonly string[]): Promise<void> {
+  const path = join(dataDir, JOIN_SEEDS_FILE);
+  const tmp = `${path}.tmp`;
+  await writeFile(tmp, `${JSON.stringify({ seeds: seeds.slice(0, JOIN_SEEDS_MAX) })}\n`, {
+    mode: 0o600,
+  });
+  await rename(tmp, path);
+}
+
+/**
+ * The kept seeds, or [] when there is no file. A file that cannot be read as seeds is an error
+ * that names it: starting a new cluster instead would be the very mistake the file prevents.
+ */
+export async function keptJoinSeeds(dataDir: string): Promise<string[]> {
+  const path = join(dataDir, JOIN_SEEDS_FILE);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+  let seeds: unknown;
+  try {
+    seeds = (JSON.parse(text) as { seeds?: unknown }).seeds;
+  } catch {
+    seeds = undefined;
+  }
+  if (!Array.isArray(seeds) || !seeds.every((s) => typeof s === 'string')) {
+    throw new Error(
+      `${path} is not a list of seeds: give --seed, or remove the file (and the data dir) to start a new cluster`,
+    );
+  }
+  return seeds.slice(0, JOIN_SEEDS_MAX);
+}
