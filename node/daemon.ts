@@ -38,13 +38,13 @@ import {
   NODE_INFO_FILE,
   PEER_KEY_FILE,
 } from './identity.ts';
+import { keepJoinSeeds, keptJoinSeeds } from './join_seeds.ts';
 import { MEMBERSHIP_DEFAULTS, transferee } from './membership/decide.ts';
 import { MembershipExecutor, type MembershipPorts } from './membership/executor.ts';
 import { quorumProblem } from './membership/quorum.ts';
 import { Histogram, renderSamples, serveMetrics } from './metrics.ts';
 import { uniqueName } from './names.ts';
 import { NODE_METRICS, readMetrics } from './node_metrics.ts';
-import { keepJoinSeeds, keptJoinSeeds } from './join_seeds.ts';
 import { AddrBook, type StickyPort, stickyListen } from './p2p/addr_book.ts';
 import { collectMetrics, GOSSIP_INTERVAL_MS, Gossip } from './p2p/gossip.ts';
 import { createHost, type Host } from './p2p/host.ts';

@@ -31,12 +31,12 @@ import {
   payloadOf,
   Sealer,
 } from './bulk.ts';
+import { StoreError } from './errors.ts';
 import { formatSha256 } from './hash.ts';
 import { addPath } from './ingest.ts';
 import { generateSecretKey } from './keys.ts';
 import { LocalStore } from './local_store.ts';
 import { narString } from './nar.ts';
-import { StoreError } from './errors.ts';
 import {
   BULK_BUSY_RETRY_MS,
   BULK_RETRY_MS,
