@@ -18,9 +18,9 @@ export async function handleDeploySubmit(
   req: RequestOf<'deploy.submit'>,
 ): Promise<ApiResponse> {
   // An invalid spec goes on to the state machine, which says everything wrong with it and the
-  // policy at once.
-  // Placement is not asked for a re-submission of the newest version (a no-op): `pcr deploy
-  // watch` re-submits it after every commit, also once the cluster shrank below what it needs.
+  // policy at once. Placement is not asked for a re-submission of the newest version (a no-op):
+  // `pcr deploy watch` re-submits it after every commit, also once the cluster shrank below what
+  // it needs.
   const s = deploySpec(req.name, req.spec);
   const noop = deps.node.sm.deployments.submitIsNoop(req.name, req.spec, req.update);
   const never = s.ok && !noop ? neverPlaceable(deps, s.spec) : undefined;

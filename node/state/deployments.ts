@@ -453,7 +453,6 @@ export class DeploymentTable {
     return { ok: true, deployment: next };
   }
 
-  /** Whether a VM group (by name) is a deployment's. */
   /**
    * The newest version's number when a submission of `spec` and `update` would be a no-op (the
    * same spec and policy as the newest version, whose rollout neither failed nor was stopped).
@@ -478,6 +477,7 @@ export class DeploymentTable {
     return u.ok && this.sameAsNewest(name, s.spec, u.policy) !== undefined;
   }
 
+  /** Whether a VM group (by name) is a deployment's. */
   owns(group: string): boolean {
     return this.deployments.has(group);
   }
