@@ -3,7 +3,8 @@
 // elections those loads caused (should be 0); failover time until the next acknowledged write,
 // median of several runs, after kill -9 of the leader (its connections close: the followers know
 // at once) and after SIGSTOP of the leader (nothing closes: the election timeout decides, as for a
-// partition or a lost machine). --soak S runs 256 clients for S more seconds and counts elections.
+// partition or a lost machine). --soak S runs 256 clients for S more seconds and counts elections;
+// --no-etcd runs pcr alone.
 // If etcd is installed (Debian: etcd-server), the same runs against a 3-member etcd on loopback
 // in the same run, and the ratios are printed.
 // Usage: npm run bench:cluster -- [--seconds 5] [--failovers 7] [--soak 0]
@@ -22,10 +23,13 @@ const {
   seconds: SECONDS,
   failovers: FAILOVERS,
   soak: SOAK_SECONDS,
+  'no-etcd': NO_ETCD,
 } = parseOptions(process.argv.slice(2), {
   seconds: { default: 5, min: 0.5 },
   failovers: { default: 7, min: 1, integer: true },
   soak: { default: 0, min: 0 },
+  // pcr alone (a soak to count elections takes as long again for etcd)
+  'no-etcd': { flag: true },
 });
 const CONCURRENCY = [1, 16, 256];
 
@@ -357,7 +361,7 @@ async function main(): Promise<void> {
   const results = new Map<string, Result>();
   const targets: (() => Promise<Target | undefined>)[] = [
     () => procurator(join(base, 'pcr')),
-    () => etcd(join(base, 'etcd')),
+    ...(NO_ETCD ? [] : [() => etcd(join(base, 'etcd'))]),
   ];
   try {
     for (const make of targets) {
