@@ -7,7 +7,7 @@
 // --no-etcd runs pcr alone.
 // If etcd is installed (Debian: etcd-server), the same runs against a 3-member etcd on loopback
 // in the same run, and the ratios are printed.
-// Usage: npm run bench:cluster -- [--seconds 5] [--failovers 7] [--soak 0]
+// Usage: npm run bench:cluster -- [--seconds 5] [--failovers 7] [--soak 0] [--no-etcd]
 
 import '../node/polyfill.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
