@@ -153,13 +153,13 @@ export const ADDRS_CACHE_MS = 5000;
 export const DAEMON_DEFAULTS = {
   maxVoters: 5,
   /**
-   * Raft's clock (docs/operations.md, "Tuning" and "Failover"; D31). Heartbeats every 200 ms (idle cost) and an
-   * election timeout of 1-2 s (5x and more): what bounds failover after a partition or a paused
-   * leader. A leader whose process dies closes its connections, and its followers campaign within
+   * Raft's clock (docs/operations.md, "Tuning" and "Failover"; D31, D42). Heartbeats every 400 ms
+   * (idle cost, D42) and an election timeout of 1-2 s (2.5x and more): what bounds failover after a
+   * partition or a paused leader. A leader whose process dies closes its connections, and its followers campaign within
    * leaderLostTicks of that instead (the kill -9 failover).
    */
   tickMs: 50,
-  heartbeatTicks: 4,
+  heartbeatTicks: 8,
   electionTicks: 20,
   leaderLostTicks: 3,
   /** How often the background loop joins, promotes, refreshes this member's record and runs the
