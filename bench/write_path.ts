@@ -8,12 +8,11 @@
 // /proc), so that what limits it is visible: CPU on a shared core, or waiting (disk, hops).
 // Usage: npm run bench:write-path -- [--writes 300]
 
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closeClients, type NodeProc, request, startCluster, stop, until } from '../test/procs.ts';
-import { machine, machineLine, parseOptions } from './common.ts';
+import { cpuSeconds, machine, machineLine, parseOptions } from './common.ts';
 
 const { writes: WRITES } = parseOptions(process.argv.slice(2), {
   writes: { default: 300, min: 10, integer: true },
@@ -27,21 +26,8 @@ interface Latency {
   clientCpuMs: number;
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return Number.NaN;
-  try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-    return (Number(rest[11]) + Number(rest[12])) / CLOCK_TICKS;
-  } catch {
-    return Number.NaN;
-  }
-}
-const CLOCK_TICKS = 100; // USER_HZ on Linux
-
 /** The node's own process: `bin/pcr` is a shell script that execs node, so the pid is node's. */
-const pidOf = (n: NodeProc): number | undefined => n.child.pid;
+const cpuOf = (n: NodeProc): number => cpuSeconds(n.child.pid!);
 
 async function firstWrite(n: NodeProc, secretFrom: NodeProc): Promise<void> {
   await until(
@@ -63,7 +49,7 @@ async function latency(
 ): Promise<Latency> {
   await firstWrite(n, secretFrom);
   const ms: number[] = [];
-  const cpu0 = nodes.map((x) => cpuSeconds(pidOf(x)));
+  const cpu0 = nodes.map(cpuOf);
   const self0 = process.cpuUsage();
   for (let i = 0; i < WRITES; i++) {
     const t0 = performance.now();
@@ -75,7 +61,7 @@ async function latency(
     if (!r.ok) throw new Error(`write ${i}: ${r.error.message}`);
     ms.push(performance.now() - t0);
   }
-  const cpuMs = nodes.map((x, i) => ((cpuSeconds(pidOf(x)) - cpu0[i]!) * 1000) / WRITES);
+  const cpuMs = nodes.map((x, i) => ((cpuOf(x) - cpu0[i]!) * 1000) / WRITES);
   const self = process.cpuUsage(self0);
   const clientCpuMs = (self.user + self.system) / 1000 / WRITES;
   ms.sort((a, b) => a - b);
