@@ -22,8 +22,10 @@ export async function handleDeploySubmit(
   // `pcr deploy watch` re-submits it after every commit, also once the cluster shrank below what
   // it needs.
   const s = deploySpec(req.name, req.spec);
-  const noop = deps.node.sm.deployments.submitIsNoop(req.name, req.spec, req.update);
-  const never = s.ok && !noop ? neverPlaceable(deps, s.spec) : undefined;
+  const never =
+    s.ok && !deps.node.sm.deployments.submitIsNoop(s.spec, req.update)
+      ? neverPlaceable(deps, s.spec)
+      : undefined;
   if (never !== undefined) return apiError('UNPLACEABLE', never);
   return answer(
     await deps.submit({

@@ -466,15 +466,14 @@ export class DeploymentTable {
   }
 
   /**
-   * Whether a deploy.submit of `raw` would be a no-op on this table as it stands (an invalid one
-   * is not): the API lets those through to the state machine without asking placement, so that
-   * re-submitting the running version stays a no-op after the cluster shrank.
+   * Whether a deploy.submit of `spec` (valid, from deploySpec) and the raw `update` would be a
+   * no-op on this table as it stands (an invalid policy is not): the API lets those through to
+   * the state machine without asking placement, so that re-submitting the running version stays
+   * a no-op after the cluster shrank.
    */
-  submitIsNoop(name: string, raw: unknown, update: unknown): boolean {
-    const s = deploySpec(name, raw);
-    if (!s.ok) return false;
-    const u = validateUpdatePolicy(update, placementOf(s.spec).count);
-    return u.ok && this.sameAsNewest(name, s.spec, u.policy) !== undefined;
+  submitIsNoop(spec: VmSpec, update: unknown): boolean {
+    const u = validateUpdatePolicy(update, placementOf(spec).count);
+    return u.ok && this.sameAsNewest(spec.name, spec, u.policy) !== undefined;
   }
 
   /** Whether a VM group (by name) is a deployment's. */
