@@ -23,7 +23,7 @@ import {
   FRAME_HEAD,
   payloadOf,
 } from './bulk.ts';
-import { StoreError, type StoreErrorCode } from './errors.ts';
+import { isStoreError, StoreError, type StoreErrorCode } from './errors.ts';
 import { formatPublicKey, type SecretKey, withSignature } from './keys.ts';
 import { closureOf, newCounters, type PathInfo, type Store, type StoreCounters } from './store.ts';
 import { isHashPart, parseStorePath } from './store_path.ts';
@@ -607,7 +607,7 @@ export const BULK_BUSY_RETRY_MS = 1_000;
 
 /** How long to use `nars` streams after a bulk request failed with `e`: busy is soon over. */
 export function bulkRetryAfterMs(e: unknown): number {
-  return e instanceof StoreError && e.code === 'BUSY' ? BULK_BUSY_RETRY_MS : BULK_RETRY_MS;
+  return isStoreError(e, 'BUSY') ? BULK_BUSY_RETRY_MS : BULK_RETRY_MS;
 }
 
 export class StoreClient {
