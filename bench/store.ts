@@ -56,6 +56,11 @@ if (findTool('nix') === undefined) {
 
 const root = new URL('..', import.meta.url).pathname;
 const loader = `file://${join(root, 'node_modules/tsx/dist/loader.mjs')}`;
+// Everything the bench writes stays under `dir` until the end: nothing is deleted between timed
+// steps. On ext4 without a journal (this machine's disk) the inode allocator skips inodes freed in
+// the last seconds (the kernel's recently_deleted), and creating files right after a large `rm`
+// cost the next step 2-4x (the 1,000-path case swung 0.83-1.82x against `nix copy` for the same
+// code, `cp` 0.21-0.83 s), so whichever step followed a deletion paid for the step before it.
 const dir = await mkdtemp(join(tmpdir(), 'pcr-bench-store-'));
 const psk = Buffer.alloc(95);
 (await import('@libp2p/pnet')).generateKey(psk);
@@ -162,7 +167,6 @@ async function runCase(
   await mkdir(join(caseDir, 'cp'));
   const [cpS] = await timed(() => execa('cp', ['-r', '-t', join(caseDir, 'cp'), ...closure]));
   rows.push({ case: name, method: 'plain copy (cp)', seconds: cpS, bytes, paths: closure.length });
-  await rm(join(caseDir, 'cp'), { recursive: true, force: true });
 
   // pcr: A -> B over libp2p, into a node-local store, then into a Nix chroot store.
   let haveMs = 0;
@@ -176,7 +180,7 @@ async function runCase(
     const serverCpu0 = cpuSeconds(serve.pid);
     const r = await nodeProc({
       role: 'fetch',
-      dir: join(caseDir, `b-${store}`),
+      dir: join(caseDir, `b-${store}-${bulk ? 'bulk' : 'stream'}`),
       store,
       bulk,
       peer: serve.id,
@@ -219,7 +223,6 @@ async function runCase(
       bytes,
       paths: closure.length,
     });
-    await rm(join(caseDir, `b-${store}`), { recursive: true, force: true });
   }
 
   // nix copy --from a static file:// cache over HTTP, signed, into a fresh chroot store.
@@ -250,7 +253,6 @@ async function runCase(
     bytes,
     paths: closure.length,
   });
-  await rm(caseDir, { recursive: true, force: true });
   process.stdout.write(
     `  ${name}: holder query (have, ${closure.length} hash parts, one peer) ${haveMs.toFixed(1)} ms\n${cpuLines.join('\n')}\n`,
   );

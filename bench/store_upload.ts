@@ -9,7 +9,7 @@
 // Per compression: none (the node keeps NARs uncompressed), zstd, and xz (Nix's default; on the
 // small-paths case only: on 256 MiB of random bytes it is minutes of CPU for nothing saved).
 
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -97,7 +97,6 @@ export async function uploadRows(
       seconds: fileS,
       wireBytes: Number(du.stdout.split('\t')[0]),
     });
-    await rm(fileCache, { recursive: true, force: true });
 
     const drop = await sink();
     const sinkS = await timed(() =>
@@ -140,7 +139,6 @@ export async function uploadRows(
       }
     } finally {
       await cache.close();
-      await rm(storeDir, { recursive: true, force: true });
     }
   }
   return rows;
@@ -176,6 +174,5 @@ async function downloadRow(
     };
   } finally {
     await cache.close();
-    await rm(dest, { recursive: true, force: true });
   }
 }
