@@ -7,7 +7,7 @@
 // --no-etcd runs pcr alone.
 // If etcd is installed (Debian: etcd-server), the same runs against a 3-member etcd on loopback
 // in the same run, and the ratios are printed.
-// Usage: npm run bench:cluster -- [--seconds 5] [--failovers 7] [--soak 0] [--no-etcd]
+// Usage: npm run bench:cluster -- [--seconds 5] [--warmup 5] [--failovers 7] [--soak 0] [--no-etcd]
 
 import '../node/polyfill.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -23,11 +23,16 @@ const {
   seconds: SECONDS,
   failovers: FAILOVERS,
   soak: SOAK_SECONDS,
+  warmup: WARMUP_SECONDS,
   'no-etcd': NO_ETCD,
 } = parseOptions(process.argv.slice(2), {
   seconds: { default: 5, min: 0.5 },
   failovers: { default: 7, min: 1, integer: true },
   soak: { default: 0, min: 0 },
+  // Writes at 16 clients before the measured levels, for both systems and not counted: a fresh
+  // Node process spends its first seconds compiling (V8 optimizes the hot paths, about 340
+  // TurboFan compilations per member, tapering off over 30 s), which Go does ahead of time.
+  warmup: { default: 5, min: 0 },
   // pcr alone (a soak to count elections takes as long again for etcd)
   'no-etcd': { flag: true },
 });
@@ -356,7 +361,7 @@ function printFailovers(pcr: Result, et: Result | undefined): void {
 async function main(): Promise<void> {
   const base = await mkdtemp(join(tmpdir(), 'pcr-bench-cluster-'));
   console.log(
-    `${machineLine(machine(), '3 members on loopback')}; 128-byte values; ${SECONDS} s per load level`,
+    `${machineLine(machine(), '3 members on loopback')}; 128-byte values; ${SECONDS} s per load level after ${WARMUP_SECONDS} s of warm-up at 16 clients`,
   );
   const results = new Map<string, Result>();
   const targets: (() => Promise<Target | undefined>)[] = [
@@ -377,6 +382,7 @@ async function main(): Promise<void> {
           `${t.name} healthy`,
         );
         const loads: LoadResult[] = [];
+        if (WARMUP_SECONDS > 0) await load(t, 16, WARMUP_SECONDS);
         const before = await t.elections();
         for (const c of CONCURRENCY) loads.push(await load(t, c, SECONDS));
         const soak = SOAK_SECONDS > 0 ? await load(t, 256, SOAK_SECONDS) : undefined;

@@ -6,7 +6,7 @@
 // machine; bench:cluster compares the totals with etcd.
 // Each case also prints the CPU milliseconds per write of every member and of the client (from
 // /proc), so that what limits it is visible: CPU on a shared core, or waiting (disk, hops).
-// Usage: npm run bench:write-path -- [--writes 300]
+// Usage: npm run bench:write-path -- [--writes 300] [--warmup 2000]
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,8 +14,11 @@ import { join } from 'node:path';
 import { closeClients, type NodeProc, request, startCluster, stop, until } from '../test/procs.ts';
 import { cpuSeconds, machine, machineLine, parseOptions } from './common.ts';
 
-const { writes: WRITES } = parseOptions(process.argv.slice(2), {
+const { writes: WRITES, warmup: WARMUP } = parseOptions(process.argv.slice(2), {
   writes: { default: 300, min: 10, integer: true },
+  // Writes before each case's measured ones, not counted: fresh Node processes spend their first
+  // seconds compiling the hot paths (bench:cluster's --warmup says more).
+  warmup: { default: 2000, min: 0, integer: true },
 });
 
 interface Latency {
@@ -48,6 +51,10 @@ async function latency(
   nodes: readonly NodeProc[],
 ): Promise<Latency> {
   await firstWrite(n, secretFrom);
+  for (let i = 0; i < WARMUP; i++) {
+    const r = await request(n, secretFrom, { op: 'kv.put', key: `w${i % 16}`, value: 'w' });
+    if (!r.ok) throw new Error(`warm-up write ${i}: ${r.error.message}`);
+  }
   const ms: number[] = [];
   const cpu0 = nodes.map(cpuOf);
   const self0 = process.cpuUsage();
@@ -102,7 +109,9 @@ const cpuRow = (l: Latency, target: number, leader: number): string => {
 const base = await mkdtemp(join(tmpdir(), 'pcr-bench-write-path-'));
 const procs: NodeProc[] = [];
 try {
-  console.log(machineLine(machine(), `${WRITES} sequential writes per case, one client`));
+  console.log(
+    machineLine(machine(), `${WRITES} sequential writes per case after ${WARMUP}, one client`),
+  );
   const one = await startCluster(join(base, 'one'), ['s0'], [], procs);
   const single = await latency(one[0]!, one[0]!, one);
   await stop(one[0]!);
