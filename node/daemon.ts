@@ -8,7 +8,7 @@
 import { bulkHostOf } from './store/bulk.ts';
 import './polyfill.ts';
 import { randomInt } from 'node:crypto';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import type { PeerId } from '@libp2p/interface';
@@ -32,6 +32,7 @@ import {
   apiRequest,
   serveExchange,
 } from './api/wire.ts';
+import { writeFileAtomic } from './atomic_file.ts';
 import {
   loadOrCreatePeerKey,
   loadOrCreateSecret,
@@ -576,13 +577,12 @@ export class Daemon {
     });
     const addrs = this.addrs();
     const socket = this.localApi?.path;
-    // Written whole, then renamed: a pcr reading it never sees half a file.
-    const info = join(this.o.dataDir, NODE_INFO_FILE);
-    await writeFile(
-      `${info}.tmp`,
+    // Replaced whole: a pcr reading it never sees half a file. Not synced: it describes this
+    // process, and a machine that lost power has none to describe.
+    await writeFileAtomic(
+      join(this.o.dataDir, NODE_INFO_FILE),
       `${JSON.stringify({ id: this.id, addrs, metrics: this.metricsUrl, cache: this.store.cacheUrl, socket, pid: process.pid }, null, 2)}\n`,
     );
-    await rename(`${info}.tmp`, info);
     this.log.info({ id: this.id, addrs }, 'node started');
   }
 

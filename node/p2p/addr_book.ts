@@ -9,12 +9,12 @@
 //   start: when a member restarted elsewhere, the others still have more to try than the table's
 //   newest (possibly stale) entry. Bounded: PEERS_MAX peers, ADDRS_PER_PEER_MAX addresses each.
 //
-// The file is written atomically (temporary file, then rename) and only when it changed. A missing
+// The file is replaced whole (node/atomic_file.ts, not synced) and only when it changed. A missing
 // or unreadable book is an empty one: it is a cache of hints, never a source of truth.
 
 import { readFileSync } from 'node:fs';
-import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../atomic_file.ts';
 
 export const ADDR_BOOK_FILE = 'addresses.json';
 /** Peers remembered at most (the most recently seen are kept). */
@@ -161,10 +161,7 @@ export class AddrBook {
     this.written = this.data;
     const text = JSON.stringify(this.data);
     const path = join(this.dataDir, ADDR_BOOK_FILE);
-    this.writing = this.writing.then(async () => {
-      await writeFile(`${path}.tmp`, `${text}\n`, { mode: 0o600 });
-      await rename(`${path}.tmp`, path);
-    });
+    this.writing = this.writing.then(() => writeFileAtomic(path, `${text}\n`, { mode: 0o600 }));
     return this.writing;
   }
 }
