@@ -13,12 +13,16 @@ import { JOIN_SEEDS_FILE } from './data_dir_files.ts';
 /** Seeds kept at most (the CLI takes a handful; a hand-edited file is cut here). */
 export const JOIN_SEEDS_MAX = 64;
 
-/** Keeps `seeds` for later starts of a node that has no log yet (replaced whole, not synced). */
+/**
+ * Keeps `seeds` for later starts of a node that has no log yet, replaced whole and synced: a
+ * machine that lost power right after the first start must still find them, or its next start
+ * without `--seed` bootstraps the second cluster this file exists to prevent.
+ */
 export async function keepJoinSeeds(dataDir: string, seeds: readonly string[]): Promise<void> {
   await writeFileAtomic(
     join(dataDir, JOIN_SEEDS_FILE),
     `${JSON.stringify({ seeds: seeds.slice(0, JOIN_SEEDS_MAX) })}\n`,
-    { mode: 0o600 },
+    { mode: 0o600, fsync: true },
   );
 }
 
