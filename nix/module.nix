@@ -72,6 +72,19 @@ let
   # value is escaped for systemd first, then quoted as one word.
   systemdArg = a: lib.escapeShellArg (builtins.replaceStrings [ "%" "$" ] [ "%%" "$$" ] (toString a));
 
+  # Raft's clock in milliseconds, whole ticks (node/raft_timing.ts: RAFT_TICK_MS,
+  # ELECTION_TIMEOUT_MS_MAX, ELECTION_TIMEOUT_HEARTBEATS_MIN and the defaults); the daemon checks
+  # again at start.
+  raftTickMs = 50;
+  raftMsType =
+    max:
+    types.addCheck (types.ints.between raftTickMs max) (ms: lib.mod ms raftTickMs == 0)
+    // {
+      description = "milliseconds, a multiple of ${toString raftTickMs} from ${toString raftTickMs} to ${toString max}";
+    };
+  heartbeatMs = if cfg.heartbeatInterval == null then 400 else cfg.heartbeatInterval;
+  electionMs = if cfg.electionTimeout == null then 1000 else cfg.electionTimeout;
+
   credentialsDir = "%d"; # systemd's $CREDENTIALS_DIRECTORY, as a specifier
   flag = name: value: [ "--${name}" value ];
 
@@ -87,6 +100,12 @@ let
     ))
     (lib.optionals (cfg.nodeDownAfter != null) (flag "node-down-after" cfg.nodeDownAfter))
     (lib.optionals (cfg.fenceAfter != null) (flag "fence-after" cfg.fenceAfter))
+    (lib.optionals (cfg.heartbeatInterval != null) (
+      flag "heartbeat-interval" (toString cfg.heartbeatInterval)
+    ))
+    (lib.optionals (cfg.electionTimeout != null) (
+      flag "election-timeout" (toString cfg.electionTimeout)
+    ))
     (flag "max-voters" (toString cfg.maxVoters))
     (flag "store" cfg.store.mode)
     (lib.optionals (cfg.store.maxMiB != null) (flag "store-max-mib" (toString cfg.store.maxMiB)))
@@ -204,6 +223,29 @@ in
       description = ''
         A node that hears no leader for this long stops its VMs (so no VM runs twice). Null: the
         daemon's default (4s).
+      '';
+    };
+
+    heartbeatInterval = mkOption {
+      type = types.nullOr (raftMsType 20000);
+      default = null;
+      example = 400;
+      description = ''
+        How often the Raft leader sends heartbeats, in milliseconds (`--heartbeat-interval`), a
+        multiple of the 50 ms tick. Null: the daemon's default (400). Give every member the same
+        value (docs/operations.md, "Tuning").
+      '';
+    };
+
+    electionTimeout = mkOption {
+      type = types.nullOr (raftMsType 50000);
+      default = null;
+      example = 1000;
+      description = ''
+        How long a follower waits without hearing a leader before it campaigns, in milliseconds
+        (`--election-timeout`; each wait is randomized up to twice it), a multiple of the 50 ms
+        tick, at least 2.5 heartbeat intervals. Null: the daemon's default (1000). Give every member
+        the same value. A longer timeout needs a longer nodeDownAfter (the fencing bound).
       '';
     };
 
@@ -415,6 +457,11 @@ in
       {
         assertion = !cfg.cache.useAsSubstituter || cache == null || cache.port != 0;
         message = "services.procurator.cache.useAsSubstituter needs a fixed cache port, not 0.";
+      }
+      {
+        # ELECTION_TIMEOUT_HEARTBEATS_MIN = 2.5, in integers.
+        assertion = 2 * electionMs >= 5 * heartbeatMs;
+        message = "services.procurator.electionTimeout (${toString electionMs} ms) must be at least 2.5 x heartbeatInterval (${toString heartbeatMs} ms), or one late heartbeat starts an election.";
       }
       {
         assertion = !cfg.openFirewall || !(builtins.elem 0 openPorts);

@@ -164,6 +164,35 @@ describeWithTools(
       );
     });
 
+    it("passes Raft's heartbeat interval and election timeout, and refuses what the daemon would", async () => {
+      const r = await evalModule({ enable: true, heartbeatInterval: 200, electionTimeout: 2000 });
+      expect(r.failedAssertions).toEqual([]);
+      expect(r.unit!.serviceConfig.ExecStart).toContain(
+        ' --heartbeat-interval 200 --election-timeout 2000 ',
+      );
+      const plain = (await evalModule({ enable: true })).unit!.serviceConfig.ExecStart;
+      expect(plain).not.toMatch(/--heartbeat-interval|--election-timeout/);
+      for (const settings of [
+        { heartbeatInterval: 120 },
+        { heartbeatInterval: 0 },
+        { electionTimeout: 50_050 },
+      ]) {
+        expect(await evalError({ enable: true, ...settings })).toContain(
+          `services.procurator.${Object.keys(settings)[0]}`,
+        );
+      }
+      // Under 2.5 heartbeats, with the other value given or the daemon's default.
+      expect((await evalModule({ enable: true, electionTimeout: 950 })).failedAssertions).toEqual([
+        expect.stringContaining(
+          'electionTimeout (950 ms) must be at least 2.5 x heartbeatInterval (400 ms)',
+        ),
+      ]);
+      expect(
+        (await evalModule({ enable: true, heartbeatInterval: 100, electionTimeout: 250 }))
+          .failedAssertions,
+      ).toEqual([]);
+    });
+
     it('passes the node name, and none when it is left to the host name', async () => {
       const named = await evalModule({ enable: true, name: 'host1' });
       expect(named.unit!.serviceConfig.ExecStart).toContain(' --name host1 ');

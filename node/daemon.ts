@@ -8,7 +8,7 @@
 import { bulkHostOf } from './store/bulk.ts';
 import './polyfill.ts';
 import { randomInt } from 'node:crypto';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import type { PeerId } from '@libp2p/interface';
@@ -32,6 +32,7 @@ import {
   apiRequest,
   serveExchange,
 } from './api/wire.ts';
+import { writeFileAtomic } from './atomic_file.ts';
 import {
   loadOrCreatePeerKey,
   loadOrCreateSecret,
@@ -68,6 +69,16 @@ import { RolloutDuty } from './placement/rollout_duty.ts';
 import { LevelDisk } from './raft/level_disk.ts';
 import { type Outcome, RaftNode } from './raft/node.ts';
 import { DurableStorage } from './raft/storage.ts';
+import {
+  type DaemonRaftTiming,
+  daemonRaftTiming,
+  ELECTION_TIMEOUT_MS_DEFAULT,
+  HEARTBEAT_INTERVAL_MS_DEFAULT,
+  LEADER_LOST_TICKS,
+  RAFT_TICK_MS,
+  raftNodeTiming,
+  raftTimingProblem,
+} from './raft_timing.ts';
 import { knownGoodRoots } from './state/deploy_pins.ts';
 import type { Command, Member, Query } from './state/machine.ts';
 import { VM_REASON_BYTES_MAX, type VmState } from './state/vms.ts';
@@ -93,6 +104,7 @@ export interface DaemonOptions {
   readonly secretFile?: string;
   /** How many members become voters; later ones stay learners. */
   readonly maxVoters?: number;
+  /** Raft's clock (daemonRaftTiming; `pcr node start --heartbeat-interval`, `--election-timeout`). */
   readonly tickMs?: number;
   readonly electionTicks?: number;
   readonly heartbeatTicks?: number;
@@ -156,12 +168,13 @@ export const DAEMON_DEFAULTS = {
    * Raft's clock (docs/operations.md, "Tuning" and "Failover"; D31, D42). Heartbeats every 400 ms
    * (idle cost, D42) and an election timeout of 1-2 s (2.5x and more): what bounds failover after a
    * partition or a paused leader. A leader whose process dies closes its connections, and its followers campaign within
-   * leaderLostTicks of that instead (the kill -9 failover).
+   * leaderLostTicks of that instead (the kill -9 failover). `pcr node start --heartbeat-interval`
+   * and `--election-timeout` change the heartbeat and the election timeout (node/raft_timing.ts).
    */
-  tickMs: 50,
-  heartbeatTicks: 8,
-  electionTicks: 20,
-  leaderLostTicks: 3,
+  tickMs: RAFT_TICK_MS,
+  heartbeatTicks: HEARTBEAT_INTERVAL_MS_DEFAULT / RAFT_TICK_MS,
+  electionTicks: ELECTION_TIMEOUT_MS_DEFAULT / RAFT_TICK_MS,
+  leaderLostTicks: LEADER_LOST_TICKS,
   /** How often the background loop joins, promotes, refreshes this member's record and runs the
    * placement duty (the fencing inequality counts this period: DUTY_PERIOD_MS). */
   reconcileMs: DUTY_PERIOD_MS,
@@ -198,6 +211,8 @@ export class Daemon {
   readonly host: Host;
   readonly node: RaftNode;
   private readonly o: DaemonOptions;
+  /** Raft's clock (daemonRaftTiming). */
+  readonly timing: DaemonRaftTiming;
   private readonly log: Logger;
   private readonly disk: LevelDisk;
   private readonly transport: RaftTransport;
@@ -264,6 +279,7 @@ export class Daemon {
     book: AddrBook,
   ) {
     this.o = o;
+    this.timing = daemonRaftTiming(o);
     this.book = book;
     this.log = o.logger;
     this.host = host;
@@ -287,10 +303,7 @@ export class Daemon {
       disk,
       transport: this.transport,
       random: cryptoRandom,
-      electionTicks: o.electionTicks ?? DAEMON_DEFAULTS.electionTicks,
-      heartbeatTicks: o.heartbeatTicks ?? DAEMON_DEFAULTS.heartbeatTicks,
-      requestTimeoutTicks: Math.ceil(5000 / (o.tickMs ?? DAEMON_DEFAULTS.tickMs)),
-      raft: { leaderLostTicks: DAEMON_DEFAULTS.leaderLostTicks },
+      ...raftNodeTiming(this.timing),
       ...(o.snapshotEntries !== undefined ? { snapshotEntries: o.snapshotEntries } : {}),
       ...(o.keepEntries !== undefined ? { keepEntries: o.keepEntries } : {}),
       onApply: () => {
@@ -374,15 +387,14 @@ export class Daemon {
 
   private placementDuty(node: RaftNode, vmms: Promise<string[]>): PlacementDuty {
     const o = this.o;
-    const tickMs = o.tickMs ?? DAEMON_DEFAULTS.tickMs;
     let backends: string[] | undefined;
     void vmms.then((b) => {
       backends = b;
     });
     return new PlacementDuty({
       self: this.id,
-      tickMs,
-      electionTimeoutMs: tickMs * (o.electionTicks ?? DAEMON_DEFAULTS.electionTicks),
+      tickMs: this.timing.tickMs,
+      electionTimeoutMs: this.timing.electionTimeoutMs,
       nodeDownAfterMs: o.nodeDownAfterMs ?? NODE_DOWN_AFTER_MS_DEFAULT,
       fenceAfterMs: o.fenceAfterMs ?? FENCE_AFTER_MS_DEFAULT,
       sm: () => node.sm,
@@ -406,11 +418,13 @@ export class Daemon {
 
   static async start(o: DaemonOptions): Promise<Daemon> {
     let seeds = o.seeds ?? [];
-    const tickMs = o.tickMs ?? DAEMON_DEFAULTS.tickMs;
+    const timing = daemonRaftTiming(o);
+    const clock = raftTimingProblem(timing, timing.tickMs);
+    if (clock !== undefined) throw new Error(clock);
     const fencing = fencingProblem({
       fenceAfterMs: o.fenceAfterMs ?? FENCE_AFTER_MS_DEFAULT,
       nodeDownAfterMs: o.nodeDownAfterMs ?? NODE_DOWN_AFTER_MS_DEFAULT,
-      electionTimeoutMs: tickMs * (o.electionTicks ?? DAEMON_DEFAULTS.electionTicks),
+      electionTimeoutMs: timing.electionTimeoutMs,
     });
     if (fencing !== undefined) throw new Error(fencing);
     const reserve = reserveProblem(o.reserveCpus ?? 0, o.reserveMemoryMiB ?? 0);
@@ -544,8 +558,7 @@ export class Daemon {
     await this.startVms();
     await this.transport.start();
     this.gossip.start();
-    const tickMs = this.o.tickMs ?? DAEMON_DEFAULTS.tickMs;
-    this.ticker = setInterval(() => this.node.tick(), tickMs);
+    this.ticker = setInterval(() => this.node.tick(), this.timing.tickMs);
     this.reconciler = setInterval(() => void this.reconcile(), DAEMON_DEFAULTS.reconcileMs);
     const [mhost, askedMetricsPort] = splitHostPort(this.o.metricsAddr ?? '127.0.0.1:0');
     const mport = await this.stickyPort('metrics', mhost, askedMetricsPort);
@@ -564,13 +577,12 @@ export class Daemon {
     });
     const addrs = this.addrs();
     const socket = this.localApi?.path;
-    // Written whole, then renamed: a pcr reading it never sees half a file.
-    const info = join(this.o.dataDir, NODE_INFO_FILE);
-    await writeFile(
-      `${info}.tmp`,
+    // Replaced whole: a pcr reading it never sees half a file. Not synced: it describes this
+    // process, and a machine that lost power has none to describe.
+    await writeFileAtomic(
+      join(this.o.dataDir, NODE_INFO_FILE),
       `${JSON.stringify({ id: this.id, addrs, metrics: this.metricsUrl, cache: this.store.cacheUrl, socket, pid: process.pid }, null, 2)}\n`,
     );
-    await rename(`${info}.tmp`, info);
     this.log.info({ id: this.id, addrs }, 'node started');
   }
 

@@ -5,21 +5,25 @@
 // a second cluster holding the first one's secret. With the file it joins through the kept seeds.
 // A node with a log never reads the file (its members are in its log and address book).
 
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from './atomic_file.ts';
 import { JOIN_SEEDS_FILE } from './data_dir_files.ts';
 
 /** Seeds kept at most (the CLI takes a handful; a hand-edited file is cut here). */
 export const JOIN_SEEDS_MAX = 64;
 
-/** Keeps `seeds` for later starts of a node that has no log yet (atomic: temporary file, rename). */
+/**
+ * Keeps `seeds` for later starts of a node that has no log yet, replaced whole and synced: a
+ * machine that lost power right after the first start must still find them, or its next start
+ * without `--seed` bootstraps the second cluster this file exists to prevent.
+ */
 export async function keepJoinSeeds(dataDir: string, seeds: readonly string[]): Promise<void> {
-  const path = join(dataDir, JOIN_SEEDS_FILE);
-  const tmp = `${path}.tmp`;
-  await writeFile(tmp, `${JSON.stringify({ seeds: seeds.slice(0, JOIN_SEEDS_MAX) })}\n`, {
-    mode: 0o600,
-  });
-  await rename(tmp, path);
+  await writeFileAtomic(
+    join(dataDir, JOIN_SEEDS_FILE),
+    `${JSON.stringify({ seeds: seeds.slice(0, JOIN_SEEDS_MAX) })}\n`,
+    { mode: 0o600, fsync: true },
+  );
 }
 
 /**

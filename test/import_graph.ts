@@ -115,6 +115,7 @@ export function isPureModule(path: string): boolean {
     path === 'node/agent/reconciler.ts' ||
     path === 'node/agent/health_verdict.ts' ||
     path === 'node/vmm/restart.ts' ||
+    path === 'node/raft_timing.ts' ||
     path === 'node/deploy/diff.ts' ||
     path === 'node/deploy/plan.ts' ||
     /^node\/store\/(nar|narinfo|keys|base32|store_path|hash|errors|cache_auth)\.ts$/.test(path) ||

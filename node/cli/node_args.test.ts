@@ -1,11 +1,28 @@
-// `pcr node start`'s argument checks and config file, in process.
+// `pcr node start`'s argument checks and config file, in process; the Raft timing flags from the
+// command line to the RaftNode the daemon builds.
 
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Command } from 'commander';
+import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
+import { bootstrap, seededRandom } from '../../consensus/index.ts';
+import { MemoryDisk } from '../raft/disk.ts';
+import { RaftNode } from '../raft/node.ts';
+import { DurableStorage } from '../raft/storage.ts';
+import {
+  daemonRaftTiming,
+  ELECTION_TIMEOUT_MS_DEFAULT,
+  ELECTION_TIMEOUT_MS_MAX,
+  HEARTBEAT_INTERVAL_MS_DEFAULT,
+  RAFT_TICK_MS,
+  raftNodeTiming,
+} from '../raft_timing.ts';
 import { EXIT } from './client.ts';
 import { CONFIG_BYTES_MAX, checkSeed, closest, readConfig, SEED_FORM } from './node_args.ts';
+import { addStartOptions, checkRaftTiming, daemonOptions, type StartOpts } from './node_cmd.ts';
+import { main } from './pcr.ts';
 
 const ID = '12D3KooWLjB3nhgf1kbk1mFPRjCHPGNyjk1jyZ2FacBXG8pJdXSu';
 const dir = await mkdtemp(join(tmpdir(), 'pcr-args-'));
@@ -79,10 +96,123 @@ describe('config file', () => {
   });
 });
 
-describe('the fencing check of pcr node start', () => {
-  it('uses the daemon’s election timeout', async () => {
-    const { ELECTION_TIMEOUT_MS } = await import('./node_cmd.ts');
+/** `pcr node start ARGS` in process, with a data dir of its own; what it printed and its exit code. */
+async function startInProcess(args: string[]): Promise<{ code: number; stderr: string }> {
+  let stderr = '';
+  const io = { out: () => {}, err: (t: string) => void (stderr += t) };
+  const dataDir = await mkdtemp(join(dir, 'node-'));
+  const code = await main(['node', 'start', '--data-dir', dataDir, ...args], io);
+  return { code, stderr };
+}
+
+/** `pcr node start`'s options as commander parses ARGS, without running the command. */
+function parseStart(args: string[]): StartOpts {
+  const cmd = addStartOptions(new Command('start'))
+    .exitOverride()
+    .configureOutput({ writeErr: () => {} })
+    .action(() => {});
+  cmd.parse(args, { from: 'user' });
+  return cmd.opts<StartOpts>();
+}
+
+describe('--heartbeat-interval and --election-timeout', () => {
+  it('default to 400 and 1000 ms, and take whole milliseconds', () => {
+    expect(parseStart([])).toMatchObject({
+      heartbeatInterval: HEARTBEAT_INTERVAL_MS_DEFAULT,
+      electionTimeout: ELECTION_TIMEOUT_MS_DEFAULT,
+    });
+    expect(
+      parseStart(['--heartbeat-interval', '100', '--election-timeout', '50000']),
+    ).toMatchObject({ heartbeatInterval: 100, electionTimeout: ELECTION_TIMEOUT_MS_MAX });
+  });
+
+  it.each([
+    [['--heartbeat-interval', 'abc'], /expected whole milliseconds \(e\.g\. 400\), got 'abc'/],
+    [['--heartbeat-interval', '400ms'], /expected whole milliseconds/],
+    [['--heartbeat-interval', '-50'], /expected whole milliseconds/],
+    [['--heartbeat-interval', '0'], /0 ms is shorter than HEARTBEAT_INTERVAL_TICKS_MIN/],
+    [
+      ['--heartbeat-interval', '120'],
+      /120 ms is not a multiple of the Raft tick .*: use 100 or 150/,
+    ],
+    [
+      ['--election-timeout', '1020'],
+      /1020 ms is not a multiple of the Raft tick .*: use 1000 or 1050/,
+    ],
+    [['--election-timeout', '50050'], /50050 ms exceeds ELECTION_TIMEOUT_MS_MAX \(50000 ms\)/],
+  ])('refuse %j with the usage exit code (2)', async (args, why) => {
+    expect(() => parseStart(args)).toThrow(why);
+    const r = await startInProcess(args);
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.stderr).toMatch(why);
+  });
+
+  it('refuse an election timeout under 2.5 heartbeats, before anything is written (2)', async () => {
+    const r = await startInProcess(['--heartbeat-interval', '400', '--election-timeout', '950']);
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.stderr).toContain(
+      'pcr: --election-timeout 950 ms must be at least ELECTION_TIMEOUT_HEARTBEATS_MIN 2.5 x --heartbeat-interval 400 ms = 1000 ms',
+    );
+    // Only the heartbeat given: the default election timeout is checked against it.
+    expect((await startInProcess(['--heartbeat-interval', '500'])).stderr).toMatch(
+      /--election-timeout 1000 ms must be at least .* 500 ms = 1250 ms/,
+    );
+    expect(() => checkRaftTiming({ heartbeatInterval: 100, electionTimeout: 250 })).not.toThrow();
+  });
+
+  it('are read from the config file (heartbeatInterval, electionTimeout)', async () => {
+    const file = join(dir, 'timing.json');
+    await writeFile(file, JSON.stringify({ heartbeatInterval: 200, electionTimeout: 450 }));
+    const r = await startInProcess(['--config', file]);
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.stderr).toMatch(/--election-timeout 450 ms .* --heartbeat-interval 200 ms = 500 ms/);
+  });
+
+  it('the fencing check uses the configured election timeout (exit 11, with what to change)', async () => {
+    const r = await startInProcess(['--election-timeout', '2000']);
+    expect(r.code).toBe(EXIT.badArgument);
+    expect(r.stderr).toMatch(/--node-down-after 10000 ms must exceed .*2 x election timeout 2000/);
+    expect(r.stderr).toMatch(/hint: .*--election-timeout/);
+  });
+});
+
+describe("the Raft timing flags reach the daemon's Raft config", () => {
+  const options = (args: string[]) =>
+    daemonOptions(parseStart(args), {
+      dataDir: dir,
+      name: 'n1',
+      labels: {},
+      logger: pino({ level: 'silent' }),
+    });
+
+  it("as ticks of the daemon, its election timeout for placement and fencing, and Raft's own", () => {
+    const o = options(['--heartbeat-interval', '200', '--election-timeout', '3000']);
+    expect(o).toMatchObject({ tickMs: RAFT_TICK_MS, heartbeatTicks: 4, electionTicks: 60 });
+    const timing = daemonRaftTiming(o);
+    expect(timing).toMatchObject({ heartbeatIntervalMs: 200, electionTimeoutMs: 3000 });
+    // The RaftNode the daemon builds (node/daemon.ts: `...raftNodeTiming(this.timing)`).
+    const storage = new DurableStorage();
+    bootstrap(storage.mem, ['n1']);
+    const node = new RaftNode({
+      id: 'n1',
+      storage,
+      disk: new MemoryDisk(),
+      transport: { send: () => {} },
+      random: seededRandom(1),
+      ...raftNodeTiming(timing),
+    });
+    expect(node.rn.raft.heartbeatTimeout).toBe(4);
+    expect(node.rn.raft.electionTimeout).toBe(60);
+  });
+
+  it('unchanged without the flags: DAEMON_DEFAULTS', async () => {
     const { DAEMON_DEFAULTS } = await import('../daemon.ts');
-    expect(ELECTION_TIMEOUT_MS).toBe(DAEMON_DEFAULTS.tickMs * DAEMON_DEFAULTS.electionTicks);
+    const o = options([]);
+    expect(o).toMatchObject({
+      tickMs: DAEMON_DEFAULTS.tickMs,
+      heartbeatTicks: DAEMON_DEFAULTS.heartbeatTicks,
+      electionTicks: DAEMON_DEFAULTS.electionTicks,
+    });
+    expect(daemonRaftTiming(o).electionTimeoutMs).toBe(ELECTION_TIMEOUT_MS_DEFAULT);
   });
 });

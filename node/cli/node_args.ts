@@ -167,6 +167,8 @@ export const CONFIG_KEYS = [
   'reserveMemoryMib',
   'nodeDownAfter',
   'fenceAfter',
+  'heartbeatInterval',
+  'electionTimeout',
   'logLevel',
   'logFormat',
 ] as const;

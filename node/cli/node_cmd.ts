@@ -5,8 +5,20 @@
 
 import { hostname } from 'node:os';
 import { type Command, InvalidArgumentError, type Option } from 'commander';
-import type { Daemon } from '../daemon.ts';
+import type { Logger } from 'pino';
+import type { Daemon, DaemonOptions } from '../daemon.ts';
 import { LOG_FORMATS, type LogFormat } from '../log_format.ts';
+import {
+  ELECTION_TIMEOUT_HEARTBEATS_MIN,
+  ELECTION_TIMEOUT_MS_DEFAULT,
+  ELECTION_TIMEOUT_MS_MAX,
+  electionTimeoutProblem,
+  HEARTBEAT_INTERVAL_MS_DEFAULT,
+  heartbeatIntervalProblem,
+  RAFT_TICK_MS,
+  raftTicks,
+  raftTimingProblem,
+} from '../raft_timing.ts';
 import type { StoreMode } from '../store/service.ts';
 import { CliError, defaultDataDir, EXIT } from './client.ts';
 import { durationOption, integerOption } from './context.ts';
@@ -15,7 +27,8 @@ import { registerNodePlacementCommands } from './node_placement_cmds.ts';
 
 // The checks, the logger and the daemon are loaded in the action: listing commands stays cheap.
 
-interface StartOpts {
+/** `pcr node start`'s options as commander parsed them (with the config file's filled in). */
+export interface StartOpts {
   config?: string;
   dataDir?: string;
   name?: string;
@@ -43,14 +56,31 @@ interface StartOpts {
   reserveMemoryMib: number;
   nodeDownAfter?: number;
   fenceAfter?: number;
+  /** Raft's clock, whole milliseconds (node/raft_timing.ts). */
+  heartbeatInterval: number;
+  electionTimeout: number;
   json?: boolean;
 }
 
 /** Voters by default (the daemon's DAEMON_DEFAULTS.maxVoters; here to keep help cheap). */
 const MAX_VOTERS_DEFAULT = 5;
 const DEFAULT_LISTEN = '/ip4/127.0.0.1/tcp/0';
-/** The daemon's election timeout (DAEMON_DEFAULTS: 20 ticks of 50 ms), for the fencing check. */
-export const ELECTION_TIMEOUT_MS = 1000;
+
+/**
+ * A commander option parser for whole milliseconds that `problem` accepts (node/raft_timing.ts);
+ * a bad value is a usage error (2), as every flag's own range is.
+ */
+function millisecondsOption(problem: (ms: number) => string | undefined): (v: string) => number {
+  return (v) => {
+    if (!/^\s*\d+\s*$/.test(v)) {
+      throw new InvalidArgumentError(`expected whole milliseconds (e.g. 400), got '${v}'.`);
+    }
+    const ms = Number(v);
+    const why = problem(ms);
+    if (why !== undefined) throw new InvalidArgumentError(`${why}.`);
+    return ms;
+  };
+}
 
 /** `--store auto|nix|local|nix:DIR`. */
 function storeMode(v: string): StoreMode {
@@ -79,7 +109,8 @@ function defaultName(MEMBER_NAME_BYTES_MAX: number): string {
   return n === '' ? 'node' : n;
 }
 
-function addStartOptions(cmd: Command): Command {
+/** `pcr node start`'s options (exported for the tests that parse a command line without starting). */
+export function addStartOptions(cmd: Command): Command {
   return cmd
     .option(
       '--config <file>',
@@ -207,6 +238,22 @@ function addStartOptions(cmd: Command): Command {
       durationOption(500, 86_400_000),
     )
     .option(
+      '--heartbeat-interval <ms>',
+      `how often the Raft leader sends heartbeats, in milliseconds: a multiple of the ${RAFT_TICK_MS} ms tick ` +
+        '(not rounded: other values are refused); every member should use the same values',
+      millisecondsOption(heartbeatIntervalProblem),
+      HEARTBEAT_INTERVAL_MS_DEFAULT,
+    )
+    .option(
+      '--election-timeout <ms>',
+      'how long a follower waits without hearing a leader before it campaigns, in milliseconds ' +
+        `(each wait is randomized up to twice it): a multiple of the ${RAFT_TICK_MS} ms tick, at least ` +
+        `${ELECTION_TIMEOUT_HEARTBEATS_MIN}x the heartbeat interval, at most ${ELECTION_TIMEOUT_MS_MAX}; ` +
+        'every member should use the same values',
+      millisecondsOption(electionTimeoutProblem),
+      ELECTION_TIMEOUT_MS_DEFAULT,
+    )
+    .option(
       '--rejoin',
       "after a removal: wipe this data dir's Raft state and identity (keeps cluster.secret) and join through --seed as a new member",
     )
@@ -273,17 +320,34 @@ async function checkArguments(o: StartOpts, dataDir: string): Promise<string> {
   return name;
 }
 
+/**
+ * The heartbeat interval and the election timeout together (each flag's own bounds were checked as
+ * it was parsed): a usage error (2) with the numbers.
+ */
+export function checkRaftTiming(o: Pick<StartOpts, 'heartbeatInterval' | 'electionTimeout'>): void {
+  const why = raftTimingProblem({
+    heartbeatIntervalMs: o.heartbeatInterval,
+    electionTimeoutMs: o.electionTimeout,
+  });
+  if (why !== undefined) throw new CliError(why, EXIT.usage);
+}
+
 /** The fencing inequality and the reserves, before anything starts (exit 11 with the numbers). */
 async function checkPlacementFlags(o: StartOpts): Promise<void> {
   const duty = await import('../placement/duty.ts');
   const { reserveProblem } = await import('../placement/registration.ts');
-  const why =
-    duty.fencingProblem({
-      fenceAfterMs: o.fenceAfter ?? duty.FENCE_AFTER_MS_DEFAULT,
-      nodeDownAfterMs: o.nodeDownAfter ?? duty.NODE_DOWN_AFTER_MS_DEFAULT,
-      electionTimeoutMs: ELECTION_TIMEOUT_MS,
-    }) ?? reserveProblem(o.reserveCpus, o.reserveMemoryMib);
-  if (why !== undefined) throw new CliError(why, EXIT.badArgument);
+  const fencing = duty.fencingProblem({
+    fenceAfterMs: o.fenceAfter ?? duty.FENCE_AFTER_MS_DEFAULT,
+    nodeDownAfterMs: o.nodeDownAfter ?? duty.NODE_DOWN_AFTER_MS_DEFAULT,
+    electionTimeoutMs: o.electionTimeout,
+  });
+  if (fencing !== undefined) {
+    throw new CliError(fencing, EXIT.badArgument, {
+      hint: 'raise --node-down-after, or lower --fence-after or --election-timeout (docs/scheduling.md)',
+    });
+  }
+  const reserve = reserveProblem(o.reserveCpus, o.reserveMemoryMib);
+  if (reserve !== undefined) throw new CliError(reserve, EXIT.badArgument);
 }
 
 /** `--label k=v` flags as a map; a malformed or invalid label is a bad argument (exit 11). */
@@ -304,6 +368,52 @@ async function parseLabels(flags: readonly string[]): Promise<Record<string, str
   return labels;
 }
 
+/** What the daemon gets of checked options: every flag, and Raft's clock in ticks. */
+export function daemonOptions(
+  o: StartOpts,
+  checked: {
+    readonly dataDir: string;
+    readonly name: string;
+    readonly labels: Record<string, string>;
+    readonly logger: Logger;
+  },
+): DaemonOptions {
+  const { heartbeatTicks, electionTicks } = raftTicks({
+    heartbeatIntervalMs: o.heartbeatInterval,
+    electionTimeoutMs: o.electionTimeout,
+  });
+  return {
+    dataDir: checked.dataDir,
+    name: checked.name,
+    listen: o.listen.length > 0 ? o.listen : [DEFAULT_LISTEN],
+    ...(o.advertise.length > 0 ? { advertise: o.advertise } : {}),
+    seeds: o.seed,
+    ...(o.secretFile !== undefined ? { secretFile: o.secretFile } : {}),
+    maxVoters: o.maxVoters,
+    metricsAddr: o.metrics,
+    tickMs: RAFT_TICK_MS,
+    heartbeatTicks,
+    electionTicks,
+    ...(o.snapshotEntries !== undefined ? { snapshotEntries: o.snapshotEntries } : {}),
+    ...(o.keepEntries !== undefined ? { keepEntries: o.keepEntries } : {}),
+    store: o.store,
+    ...(o.storeMaxMib !== undefined ? { storeMaxBytes: o.storeMaxMib * 1024 * 1024 } : {}),
+    cacheAddr: o.cache,
+    trustedKeys: o.trustedKey,
+    cacheAuth: o.cacheAuth,
+    cacheCompression: o.cacheCompression,
+    upstreams: o.upstream,
+    accel: o.accel,
+    ...(o.rejoin === true ? { rejoin: true } : {}),
+    labels: checked.labels,
+    reserveCpus: o.reserveCpus,
+    reserveMemoryMiB: o.reserveMemoryMib,
+    ...(o.nodeDownAfter !== undefined ? { nodeDownAfterMs: o.nodeDownAfter } : {}),
+    ...(o.fenceAfter !== undefined ? { fenceAfterMs: o.fenceAfter } : {}),
+    logger: checked.logger,
+  };
+}
+
 const isLoopback = (a: string): boolean => /^\/(ip4\/127\.|ip6\/::1\/|dns4?\/localhost\/)/.test(a);
 
 export function registerNodeCommands(program: Command): void {
@@ -320,6 +430,7 @@ export function registerNodeCommands(program: Command): void {
   );
   start.action(async (o: StartOpts, cmd: Command) => {
     await applyConfig(cmd, o);
+    checkRaftTiming(o);
     const dataDir = o.dataDir ?? defaultDataDir();
     const name = await checkArguments(o, dataDir);
     const labels = await parseLabels(o.label);
@@ -327,36 +438,9 @@ export function registerNodeCommands(program: Command): void {
     const { createLogger } = await import('../log.ts');
     const logger = createLogger(o.logLevel, o.logFormat);
     const { Daemon: DaemonClass } = await import('../daemon.ts');
-    const listen = o.listen.length > 0 ? o.listen : [DEFAULT_LISTEN];
     let daemon: Daemon;
     try {
-      daemon = await DaemonClass.start({
-        dataDir,
-        name,
-        listen,
-        ...(o.advertise.length > 0 ? { advertise: o.advertise } : {}),
-        seeds: o.seed,
-        ...(o.secretFile !== undefined ? { secretFile: o.secretFile } : {}),
-        maxVoters: o.maxVoters,
-        metricsAddr: o.metrics,
-        ...(o.snapshotEntries !== undefined ? { snapshotEntries: o.snapshotEntries } : {}),
-        ...(o.keepEntries !== undefined ? { keepEntries: o.keepEntries } : {}),
-        store: o.store,
-        ...(o.storeMaxMib !== undefined ? { storeMaxBytes: o.storeMaxMib * 1024 * 1024 } : {}),
-        cacheAddr: o.cache,
-        trustedKeys: o.trustedKey,
-        cacheAuth: o.cacheAuth,
-        cacheCompression: o.cacheCompression,
-        upstreams: o.upstream,
-        accel: o.accel,
-        ...(o.rejoin === true ? { rejoin: true } : {}),
-        labels,
-        reserveCpus: o.reserveCpus,
-        reserveMemoryMiB: o.reserveMemoryMib,
-        ...(o.nodeDownAfter !== undefined ? { nodeDownAfterMs: o.nodeDownAfter } : {}),
-        ...(o.fenceAfter !== undefined ? { fenceAfterMs: o.fenceAfter } : {}),
-        logger,
-      });
+      daemon = await DaemonClass.start(daemonOptions(o, { dataDir, name, labels, logger }));
     } catch (e) {
       // The trace goes to the log at debug; the user sees one line (pcr.ts).
       logger.debug({ err: (e as Error).stack }, 'start failed');

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -67,6 +67,24 @@ describe('remember', () => {
 });
 
 describe('AddrBook on disk', () => {
+  it('a failed write fails its flush only: the next flush writes the book again', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pcr-book-'));
+    try {
+      const book = new AddrBook(dir);
+      book.remember('p', ['/a']);
+      // A directory where the temporary file goes: the write cannot happen (as a full disk).
+      const blocker = join(dir, `${ADDR_BOOK_FILE}.tmp`);
+      await mkdir(join(blocker, 'x'), { recursive: true });
+      await expect(book.flush()).rejects.toThrow();
+      await rm(blocker, { recursive: true });
+      // Nothing changed since, yet the book is not on disk: this flush must write it.
+      await book.flush();
+      expect(new AddrBook(dir).addrsOf('p')).toEqual(['/a']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('round-trips, and reads a damaged file as an empty book', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'pcr-book-'));
     try {

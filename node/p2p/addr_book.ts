@@ -9,12 +9,12 @@
 //   start: when a member restarted elsewhere, the others still have more to try than the table's
 //   newest (possibly stale) entry. Bounded: PEERS_MAX peers, ADDRS_PER_PEER_MAX addresses each.
 //
-// The file is written atomically (temporary file, then rename) and only when it changed. A missing
+// The file is replaced whole (node/atomic_file.ts, not synced) and only when it changed. A missing
 // or unreadable book is an empty one: it is a cache of hints, never a source of truth.
 
 import { readFileSync } from 'node:fs';
-import { rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../atomic_file.ts';
 
 export const ADDR_BOOK_FILE = 'addresses.json';
 /** Peers remembered at most (the most recently seen are kept). */
@@ -117,8 +117,11 @@ function parseBook(raw: unknown): AddrBookData | undefined {
 /** The persisted book: changes are written (atomically) when they change something. */
 export class AddrBook {
   private data: AddrBookData;
-  /** The data last written (or read): books are replaced, never changed, so identity says it all. */
-  private written: AddrBookData;
+  /**
+   * The data last written (or read), undefined after a failed write: books are replaced, never
+   * changed, so identity says it all.
+   */
+  private written: AddrBookData | undefined;
   private writing: Promise<void> = Promise.resolve();
   private readonly dataDir: string;
 
@@ -155,16 +158,24 @@ export class AddrBook {
     this.data = remember(this.data, id, addrs);
   }
 
-  /** Writes the book if it changed since the last write; writes are serialized. */
+  /**
+   * Writes the book if it changed since the last write; writes are serialized. A write that fails
+   * rejects this flush only: the next flush writes again (a full disk once does not stop the book
+   * from being saved for the rest of the process's life).
+   */
   flush(): Promise<void> {
     if (this.data === this.written) return this.writing;
-    this.written = this.data;
-    const text = JSON.stringify(this.data);
+    const data = this.data;
+    this.written = data;
+    const text = JSON.stringify(data);
     const path = join(this.dataDir, ADDR_BOOK_FILE);
-    this.writing = this.writing.then(async () => {
-      await writeFile(`${path}.tmp`, `${text}\n`, { mode: 0o600 });
-      await rename(`${path}.tmp`, path);
-    });
+    this.writing = this.writing
+      .catch(() => undefined)
+      .then(() => writeFileAtomic(path, `${text}\n`, { mode: 0o600 }))
+      .catch((e: unknown) => {
+        if (this.written === data) this.written = undefined;
+        throw e;
+      });
     return this.writing;
   }
 }

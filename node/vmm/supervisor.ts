@@ -6,8 +6,9 @@
 
 import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../atomic_file.ts';
 import { formatSpecErrors, specHash, type VmSpec } from '../state/vm_spec.ts';
 import {
   type Backend,
@@ -519,9 +520,7 @@ export class Supervisor {
     const write = async (): Promise<void> => {
       if (entry.removing === true) return;
       const { record } = entry;
-      const tmp = `${record.paths.record}.tmp`;
-      await writeFile(tmp, `${JSON.stringify(record)}\n`);
-      await rename(tmp, record.paths.record);
+      await writeFileAtomic(record.paths.record, `${JSON.stringify(record)}\n`);
     };
     const next = (entry.recordWrites ?? Promise.resolve()).then(write);
     entry.recordWrites = next.catch(() => undefined);

@@ -1,0 +1,67 @@
+// Replacing a small file of the data dir whole: written to `PATH.tmp`, then renamed over PATH, so
+// that a reader (or a restart after a crash of this process) finds the old content or the new,
+// never a part. Used for node.json, join-seeds.json, addresses.json and the VM records. Not for
+// node/store/, whose files have a crash contract of their own.
+//
+// Without `fsync` the new content survives a crash of the process but not necessarily of the
+// machine: after a power loss PATH may hold the old content (or, on some file systems, be empty).
+// With it, the data is synced before the rename and the directory after it.
+//
+// One writer per PATH at a time (the callers serialize theirs): two at once share the temporary
+// file.
+
+import { open, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+/** The temporary file's name beside the target (a crash may leave it; the next write replaces it). */
+export const ATOMIC_TEMP_SUFFIX = '.tmp';
+
+export interface WriteFileAtomicOptions {
+  /** The new file's mode (before the umask), as writeFile's; default 0o666. */
+  readonly mode?: number;
+  /** Sync the data before the rename and the directory after it: the write survives a power loss. */
+  readonly fsync?: boolean;
+}
+
+/**
+ * Replaces `path` with `data`. On failure the temporary file is removed, `path` is as it was, and
+ * the error is thrown.
+ */
+export async function writeFileAtomic(
+  path: string,
+  data: string | Uint8Array,
+  o: WriteFileAtomicOptions = {},
+): Promise<void> {
+  const tmp = `${path}${ATOMIC_TEMP_SUFFIX}`;
+  try {
+    // A temporary file left by a crash would keep its own mode: start from none.
+    await rm(tmp, { force: true });
+    if (o.fsync === true) await writeSynced(tmp, data, o.mode ?? 0o666);
+    else await writeFile(tmp, data, { mode: o.mode ?? 0o666 });
+    await rename(tmp, path);
+  } catch (e) {
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw e;
+  }
+  if (o.fsync === true) await syncDirectory(dirname(path));
+}
+
+async function writeSynced(path: string, data: string | Uint8Array, mode: number): Promise<void> {
+  const fh = await open(path, 'w', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Makes a rename in `dir` durable. */
+async function syncDirectory(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
