@@ -7,6 +7,7 @@
 
 import type { Stream } from '@libp2p/interface';
 import { type LengthPrefixedStream, lpStream } from '@libp2p/utils';
+import { varintLength } from '../p2p/length_prefix.ts';
 import {
   API_REQUEST_BYTES_MAX,
   API_RESPONSE_BYTES_MAX,
@@ -89,7 +90,10 @@ export async function serveSession(
   stream: Stream,
   handle: (req: unknown) => Promise<ApiResponse>,
 ): Promise<void> {
-  const lp = lpStream(stream, { maxDataLength: API_REQUEST_BYTES_MAX });
+  const lp = lpStream(stream, {
+    maxDataLength: API_REQUEST_BYTES_MAX,
+    lengthDecoder: varintLength,
+  });
   const writer = new FrameWriter(lp, (e) => stream.abort(e));
   let inflight = 0;
   let slot: (() => void) | undefined;
@@ -168,7 +172,10 @@ export class ApiSession {
 
   constructor(stream: Stream) {
     this.stream = stream;
-    this.lp = lpStream(stream, { maxDataLength: API_RESPONSE_BYTES_MAX });
+    this.lp = lpStream(stream, {
+      maxDataLength: API_RESPONSE_BYTES_MAX,
+      lengthDecoder: varintLength,
+    });
     this.writer = new FrameWriter(this.lp, (e) => this.fail(e));
     void this.readLoop();
   }

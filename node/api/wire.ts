@@ -5,6 +5,7 @@ import { lpStream } from '@libp2p/utils';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import { Packr } from 'msgpackr';
 import type { ErrorCode } from '../errors.ts';
+import { varintLength } from '../p2p/length_prefix.ts';
 
 export const API_PROTOCOL = '/pcr/api/1.0.0';
 /** Largest request frame a member reads. */
@@ -55,7 +56,10 @@ export async function serveExchange(
   stream: Stream,
   handle: (req: unknown) => Promise<ApiResponse>,
 ): Promise<void> {
-  const lp = lpStream(stream, { maxDataLength: API_REQUEST_BYTES_MAX });
+  const lp = lpStream(stream, {
+    maxDataLength: API_REQUEST_BYTES_MAX,
+    lengthDecoder: varintLength,
+  });
   let req: unknown;
   try {
     req = packr.unpack((await lp.read()).subarray());
@@ -97,7 +101,10 @@ export async function requestExchange(
   req: ApiRequest,
   signal?: AbortSignal,
 ): Promise<ApiResponse> {
-  const lp = lpStream(stream, { maxDataLength: API_RESPONSE_BYTES_MAX });
+  const lp = lpStream(stream, {
+    maxDataLength: API_RESPONSE_BYTES_MAX,
+    lengthDecoder: varintLength,
+  });
   const frame = packr.pack(req);
   if (frame.length > API_REQUEST_BYTES_MAX) {
     await stream.close().catch(() => stream.abort(new Error('request too large')));

@@ -12,6 +12,7 @@ import { ping } from '@libp2p/ping';
 import { tcp } from '@libp2p/tcp';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p, type Libp2p } from 'libp2p';
+import { installQuietLengthPrefixes } from './length_prefix.ts';
 import { clusterProtector } from './protector.ts';
 import { installHalfWindowUpdates } from './yamux_window.ts';
 
@@ -47,6 +48,7 @@ export type Host = Libp2p<{
 
 export async function createHost(o: HostOptions): Promise<Host> {
   installHalfWindowUpdates();
+  installQuietLengthPrefixes();
   return (await createLibp2p({
     privateKey: o.privateKey,
     addresses: { listen: [...o.listen], ...advertised(o.advertise ?? []) },

@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Connection, Libp2p } from '@libp2p/interface';
 import { lpStream } from '@libp2p/utils';
+import { varintLength } from './length_prefix.ts';
 
 export const INSTANCE_PROTOCOL = '/pcr/instance/1.0.0';
 /** An instance nonce is 16 random bytes, hex. */
@@ -35,7 +36,7 @@ export class DuplicateInstanceError extends Error {
 /** Answers this process's nonce to whoever asks (members checking a newcomer with our ID). */
 export async function serveInstance(host: Libp2p, nonce: string): Promise<void> {
   await host.handle(INSTANCE_PROTOCOL, (stream) => {
-    const lp = lpStream(stream, { maxDataLength: 64 });
+    const lp = lpStream(stream, { maxDataLength: 64, lengthDecoder: varintLength });
     lp.write(new TextEncoder().encode(nonce))
       .then(() => stream.close())
       .catch((e: Error) => stream.abort(e));
@@ -53,7 +54,7 @@ export async function askInstance(
   const signal = AbortSignal.timeout(timeoutMs);
   try {
     const stream = await connection.newStream(INSTANCE_PROTOCOL, { signal });
-    const lp = lpStream(stream, { maxDataLength: 64 });
+    const lp = lpStream(stream, { maxDataLength: 64, lengthDecoder: varintLength });
     const nonce = new TextDecoder().decode((await lp.read({ signal })).subarray());
     await stream.close().catch(() => {});
     return isInstanceNonce(nonce) ? nonce : undefined;

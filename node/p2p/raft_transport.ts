@@ -10,6 +10,7 @@ import type { Message, NodeId } from '../../consensus/index.ts';
 import { decodeMessage, encodeMessage, MESSAGE_BYTES_MAX } from '../raft/codec.ts';
 import type { Transport } from '../raft/node.ts';
 import type { Host } from './host.ts';
+import { varintLength } from './length_prefix.ts';
 import {
   receiveSnapshot,
   SNAPSHOT_MESSAGE_BYTES_MAX,
@@ -174,7 +175,7 @@ export class RaftTransport implements Transport {
       const stream = await this.o.host.dialProtocol([...addrs], RAFT_PROTOCOL, {
         signal: AbortSignal.timeout(DIAL_TIMEOUT_MS),
       });
-      return lpStream(stream, { maxDataLength: MESSAGE_BYTES_MAX });
+      return lpStream(stream, { maxDataLength: MESSAGE_BYTES_MAX, lengthDecoder: varintLength });
     } catch (e) {
       this.stats.dialFailures++;
       this.o.warn?.('cannot dial raft peer', { peer: to, err: (e as Error).message });
@@ -221,7 +222,7 @@ export class RaftTransport implements Transport {
   }
 
   private async readLoop(stream: Stream, remote: PeerId): Promise<void> {
-    const lp = lpStream(stream, { maxDataLength: MESSAGE_BYTES_MAX });
+    const lp = lpStream(stream, { maxDataLength: MESSAGE_BYTES_MAX, lengthDecoder: varintLength });
     const peer = remote.toString();
     for (;;) {
       let frame: Uint8Array;

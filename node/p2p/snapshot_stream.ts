@@ -10,6 +10,7 @@
 import type { Stream } from '@libp2p/interface';
 import { type LengthPrefixedStream, lpStream } from '@libp2p/utils';
 import { Packr } from 'msgpackr';
+import { varintLength } from './length_prefix.ts';
 
 export const SNAPSHOT_PROTOCOL = '/pcr/raft-snapshot/1.0.0';
 /** Bytes of one chunk. */
@@ -47,7 +48,7 @@ export async function sendSnapshot(stream: Stream, bytes: Uint8Array): Promise<{
       `snapshot of ${bytes.byteLength} bytes is above SNAPSHOT_MESSAGE_BYTES_MAX`,
     );
   }
-  const lp = lpStream(stream, { maxDataLength: SNAPSHOT_CHUNK_BYTES });
+  const lp = lpStream(stream, { maxDataLength: SNAPSHOT_CHUNK_BYTES, lengthDecoder: varintLength });
   const chunks = Math.max(1, Math.ceil(bytes.byteLength / SNAPSHOT_CHUNK_BYTES));
   try {
     await lp.write(packr.pack({ size: bytes.byteLength, chunks }));
@@ -89,7 +90,7 @@ export async function receiveSnapshot(
   stream: Stream,
   accept: (bytes: Uint8Array) => string | undefined,
 ): Promise<void> {
-  const lp = lpStream(stream, { maxDataLength: SNAPSHOT_CHUNK_BYTES });
+  const lp = lpStream(stream, { maxDataLength: SNAPSHOT_CHUNK_BYTES, lengthDecoder: varintLength });
   const refuse = async (why: string): Promise<never> => {
     await lp.write(packr.pack({ error: why })).catch(() => {});
     stream.abort(new SnapshotStreamError(why));

@@ -9,6 +9,7 @@ import { type LengthPrefixedStream, lpStream } from '@libp2p/utils';
 import type { Multiaddr } from '@multiformats/multiaddr';
 import { Packr } from 'msgpackr';
 import type { Host } from '../p2p/host.ts';
+import { varintLength } from '../p2p/length_prefix.ts';
 import {
   BULK_CHUNK_BYTES,
   BULK_HEAD_BYTES_MAX,
@@ -229,7 +230,7 @@ export class StoreServer {
   }
 
   private async serve(stream: Stream): Promise<void> {
-    const lp = lpStream(stream, { maxDataLength: REQUEST_BYTES_MAX });
+    const lp = lpStream(stream, { maxDataLength: REQUEST_BYTES_MAX, lengthDecoder: varintLength });
     try {
       let req: Request;
       try {
@@ -631,7 +632,10 @@ export class StoreClient {
 
   private async query(peer: string, req: Request): Promise<Record<string, unknown>> {
     const stream = await this.open(peer);
-    const lp = lpStream(stream, { maxDataLength: CONTROL_FRAME_BYTES_MAX });
+    const lp = lpStream(stream, {
+      maxDataLength: CONTROL_FRAME_BYTES_MAX,
+      lengthDecoder: varintLength,
+    });
     const signal = AbortSignal.timeout(STORE_QUERY_TIMEOUT_MS);
     try {
       await lp.write(packr.pack(req), { signal });
@@ -727,6 +731,7 @@ export class StoreClient {
     const lp = lpStream(stream, {
       maxDataLength: Math.max(CONTROL_FRAME_BYTES_MAX, NAR_FRAME_BYTES_MAX),
       maxBufferSize: window + NAR_READ_SLACK_BYTES,
+      lengthDecoder: varintLength,
     });
     try {
       await lp.write(packr.pack({ op: 'nars', paths: infos.map((i) => i.path), window }));
