@@ -161,6 +161,8 @@ async function portFree(host: string, port: number): Promise<boolean> {
 
 /** How long this node's own addresses are reused before libp2p is asked again (see addrs()). */
 export const ADDRS_CACHE_MS = 5000;
+/** Member IDs kept parsed (keepConnected); past it the cache starts again. */
+export const PEER_IDS_CACHED_MAX = 1024;
 
 export const DAEMON_DEFAULTS = {
   maxVoters: 5,
@@ -250,6 +252,10 @@ export class Daemon {
   private readonly nonce = newInstanceNonce();
   /** When each member was last redialed (keepConnected). */
   private readonly lastDial = new Map<NodeId, number>();
+  /** Parsed member IDs (the 300 ms loop asks for each member's connections; parsing costs more). */
+  private readonly peerIds = new Map<NodeId, PeerId>();
+  /** The applied index whose member table rememberAddrs() last copied into the address book. */
+  private addrsAppliedSeen = -1;
   readonly stats = { memberRedials: 0 };
   /** The node's store, its P2P server and its binary cache (started in run()). */
   store: StoreService | undefined;
@@ -367,7 +373,7 @@ export class Daemon {
     this.placement = this.placementDuty(node, vmms);
     this.rollouts = new RolloutDuty({
       sm: () => node.sm,
-      leader: () => node.status().lead === this.id,
+      leader: () => node.leadership().lead === this.id,
       submit: async (c) => {
         const out = await this.submit(c);
         return out.ok ? out.result : { ok: false, code: 'invalid', message: out.message };
@@ -387,6 +393,7 @@ export class Daemon {
 
   private placementDuty(node: RaftNode, vmms: Promise<string[]>): PlacementDuty {
     const o = this.o;
+    const machine = nodeRegistration(o.reserveCpus ?? 0, o.reserveMemoryMiB ?? 0);
     let backends: string[] | undefined;
     void vmms.then((b) => {
       backends = b;
@@ -398,13 +405,11 @@ export class Daemon {
       nodeDownAfterMs: o.nodeDownAfterMs ?? NODE_DOWN_AFTER_MS_DEFAULT,
       fenceAfterMs: o.fenceAfterMs ?? FENCE_AFTER_MS_DEFAULT,
       sm: () => node.sm,
-      raft: () => ({ leader: node.status().lead === this.id, ...node.contact() }),
+      raft: () => ({ leader: node.leadership().lead === this.id, ...node.contact() }),
       counted: () => this.membership.counted(),
-      registration: () => ({
-        ...nodeRegistration(o.reserveCpus ?? 0, o.reserveMemoryMiB ?? 0),
-        labels: o.labels ?? {},
-        backends,
-      }),
+      // The machine's cores and memory are read once: a node registers what it had at start
+      // (docs/scheduling.md), and the duty asks every 300 ms.
+      registration: () => ({ ...machine, labels: o.labels ?? {}, backends }),
       submit: async (c) => {
         const out = await this.submit(c);
         return out.ok ? out.result : { ok: false, code: 'invalid', message: out.message };
@@ -663,9 +668,13 @@ export class Daemon {
 
   /** Remembers the members' current addresses (and ours), written only when they changed. */
   private rememberAddrs(): void {
-    const table = this.node.sm.query({ op: 'members' });
-    for (const m of table.ok ? (table.members ?? []) : []) {
-      if (m.id !== this.id) this.book.remember(m.id, m.addrs);
+    // The member table changes only by applying entries: read it again only after one.
+    if (this.node.sm.applied !== this.addrsAppliedSeen) {
+      this.addrsAppliedSeen = this.node.sm.applied;
+      const table = this.node.sm.query({ op: 'members' });
+      for (const m of table.ok ? (table.members ?? []) : []) {
+        if (m.id !== this.id) this.book.remember(m.id, m.addrs);
+      }
     }
     this.book.setListen(this.addrs());
     this.book
@@ -799,19 +808,30 @@ export class Daemon {
   // Background duties: join, keep our record current, promote learners.
 
   /** Dials members we hold no connection to (each at most every memberRedialMs). */
+  /** A member ID as a PeerId, undefined if it is not one; parsed once per ID. */
+  private peerIdOf(id: NodeId): PeerId | undefined {
+    let peer = this.peerIds.get(id);
+    if (peer === undefined) {
+      try {
+        peer = peerIdFromString(id);
+      } catch {
+        return undefined;
+      }
+      // Members come and go rarely; a table past its bound starts again rather than grow.
+      if (this.peerIds.size >= PEER_IDS_CACHED_MAX) this.peerIds.clear();
+      this.peerIds.set(id, peer);
+    }
+    return peer;
+  }
+
   private keepConnected(): void {
     const now = Date.now();
     const table = this.node.sm.query({ op: 'members' });
     for (const m of table.ok ? (table.members ?? []) : []) {
       if (m.id === this.id || m.addrs.length === 0) continue;
       if ((this.lastDial.get(m.id) ?? 0) + DAEMON_DEFAULTS.memberRedialMs > now) continue;
-      let peer: PeerId;
-      try {
-        peer = peerIdFromString(m.id);
-      } catch {
-        continue;
-      }
-      if (this.host.getConnections(peer).length > 0) continue;
+      const peer = this.peerIdOf(m.id);
+      if (peer === undefined || this.host.getConnections(peer).length > 0) continue;
       this.lastDial.set(m.id, now);
       this.stats.memberRedials++;
       this.host
@@ -851,7 +871,7 @@ export class Daemon {
    * from the logs.
    */
   private logLeaderChange(): void {
-    const st = this.node.status();
+    const st = this.node.leadership();
     const seen = `${st.lead}@${st.term}`;
     if (seen === this.leaderSeen) return;
     this.leaderSeen = seen;

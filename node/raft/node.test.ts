@@ -160,6 +160,16 @@ describe('RaftNode', () => {
     expect(c.node(leader).stats.diskBatches - before).toBeLessThan(10);
   });
 
+  it('leadership() says what status() says of the leader, its term and the role', async () => {
+    const c = new Cluster(['a', 'b', 'c']);
+    const leader = await c.elect();
+    for (const id of c.ids) {
+      const st = c.node(id).status();
+      expect(c.node(id).leadership()).toEqual({ lead: st.lead, term: st.term, state: st.state });
+      expect(c.node(id).leadership().lead).toBe(leader);
+    }
+  });
+
   it('restarts from its disk alone and replays to the same state', async () => {
     const c = new Cluster(['a', 'b', 'c']);
     const leader = await c.elect();

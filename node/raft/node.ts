@@ -24,6 +24,7 @@ import {
   type RandomSource,
   RawNode,
   type Ready,
+  type StateType,
   type Status,
 } from '../../consensus/index.ts';
 import {
@@ -202,6 +203,15 @@ export class RaftNode {
     this.rn.tick();
     this.expire();
     this.pump();
+  }
+
+  /**
+   * The leader this node knows ("" if none), its term and this node's role: what the daemon's
+   * 300 ms loop asks several times a round, without the copy of the whole status().
+   */
+  leadership(): { readonly lead: NodeId; readonly term: number; readonly state: StateType } {
+    const r = this.rn.raft;
+    return { lead: r.lead, term: r.term, state: r.state };
   }
 
   /**
