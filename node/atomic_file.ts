@@ -10,7 +10,7 @@
 // One writer per PATH at a time (the callers serialize theirs): two at once share the temporary
 // file.
 
-import { open, rename, rm, writeFile } from 'node:fs/promises';
+import { link, open, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /** The temporary file's name beside the target (a crash may leave it; the next write replaces it). */
@@ -44,6 +44,30 @@ export async function writeFileAtomic(
     throw e;
   }
   if (o.fsync === true) await syncDirectory(dirname(path));
+}
+
+/**
+ * Creates `path` with `data`, synced, and fails with EEXIST if it exists (as `writeFile` with
+ * flag 'wx'), but never leaves a part of the data at `path`: the data is written and synced
+ * under the temporary name, then hard-linked to `path` (which fails if `path` exists) and the
+ * directory synced. For files that must never be half there and never be replaced: the node's
+ * key and the cluster secret (node/identity.ts), whose partial copy after a crash failed every
+ * later start.
+ */
+export async function createFileAtomic(
+  path: string,
+  data: string | Uint8Array,
+  o: { readonly mode?: number } = {},
+): Promise<void> {
+  const tmp = `${path}${ATOMIC_TEMP_SUFFIX}`;
+  try {
+    await rm(tmp, { force: true });
+    await writeSynced(tmp, data, o.mode ?? 0o666);
+    await link(tmp, path);
+  } finally {
+    await rm(tmp, { force: true }).catch(() => undefined);
+  }
+  await syncDirectory(dirname(path));
 }
 
 async function writeSynced(path: string, data: string | Uint8Array, mode: number): Promise<void> {

@@ -1,12 +1,13 @@
 // The data dir's credentials: the node's libp2p Ed25519 key (its peer ID, stable across restarts)
 // and the cluster secret (a @libp2p/pnet swarm key). Both are files readable by the owner only.
 
-import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { chmod, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import type { PrivateKey } from '@libp2p/interface';
 import { generateKey } from '@libp2p/pnet';
 
+import { createFileAtomic } from './atomic_file.ts';
 import { CLUSTER_SECRET_FILE, NODE_INFO_FILE, PEER_KEY_FILE } from './data_dir_files.ts';
 
 export { CLUSTER_SECRET_FILE, NODE_INFO_FILE, PEER_KEY_FILE };
@@ -23,10 +24,26 @@ async function readIfExists(path: string): Promise<Buffer | undefined> {
 export async function loadOrCreatePeerKey(dataDir: string): Promise<PrivateKey> {
   const path = join(dataDir, PEER_KEY_FILE);
   const bytes = await readIfExists(path);
-  if (bytes !== undefined) return privateKeyFromProtobuf(bytes);
+  if (bytes !== undefined) {
+    try {
+      return privateKeyFromProtobuf(bytes);
+    } catch (e) {
+      throw new IdentityError(
+        `${path} is damaged (${(e as Error).message}): this node's identity is lost. Start it with ` +
+          "--rejoin --seed <a member's address> to join as a new member (docs/membership.md)",
+      );
+    }
+  }
   const key = await generateKeyPair('Ed25519');
-  await writeFile(path, privateKeyToProtobuf(key), { mode: 0o600, flag: 'wx' });
+  // Whole and synced, or not there: a partial key failed every later start, and a key lost to a
+  // power loss beside a surviving Raft log would bring the node back as a stranger.
+  await createFileAtomic(path, privateKeyToProtobuf(key), { mode: 0o600 });
   return key;
+}
+
+/** The node's key file cannot be read as a key. */
+export class IdentityError extends Error {
+  override readonly name = 'IdentityError';
 }
 
 export class SecretError extends Error {
@@ -83,7 +100,7 @@ export async function loadOrCreateSecret(
       'joining a cluster needs its secret: pass --secret-file (the cluster.secret of a member)',
     );
   }
-  await writeFile(path, secret, { mode: 0o600, flag: 'wx' });
+  await createFileAtomic(path, secret, { mode: 0o600 });
   await chmod(path, 0o600);
   return secret;
 }

@@ -136,6 +136,7 @@ export function explainStartError(e: unknown): unknown {
   if (err.code === 'DUPLICATE_INSTANCE' || err.name === 'DataDirLockedError')
     return new CliError(String(err.message), EXIT.failed);
   if (err.name === 'SecretError') return bad(String(err.message));
+  if (err.name === 'IdentityError') return new CliError(String(err.message), EXIT.failed);
   return e;
 }
 
