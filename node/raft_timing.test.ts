@@ -13,6 +13,7 @@ import {
   heartbeatIntervalProblem,
   LEADER_LOST_TICKS,
   RAFT_TICK_MS,
+  REQUEST_TIMEOUT_ELECTIONS,
   REQUEST_TIMEOUT_MS,
   raftNodeTiming,
   raftTicks,
@@ -94,13 +95,25 @@ describe("a daemon's Raft clock", () => {
     });
   });
 
-  it('gives RaftNode the configured ticks, the leader-lost ranking and a 5 s request timeout', () => {
+  it('lets a request outlive an election: 5 s, or REQUEST_TIMEOUT_ELECTIONS election timeouts', () => {
+    const of = (electionTicks: number) => raftNodeTiming(daemonRaftTiming({ electionTicks }));
+    // The defaults (1 s) and anything up to 5 s / 3: the 5 s floor.
+    expect(of(20).requestTimeoutTicks).toBe(REQUEST_TIMEOUT_MS / RAFT_TICK_MS);
+    expect(of(33).requestTimeoutTicks).toBe(REQUEST_TIMEOUT_MS / RAFT_TICK_MS);
+    // Past it, three election timeouts: a 10 s timeout gives requests 30 s, the 50 s bound 150 s.
+    expect(of(200).requestTimeoutTicks * RAFT_TICK_MS).toBe(REQUEST_TIMEOUT_ELECTIONS * 10_000);
+    expect(of(ELECTION_TIMEOUT_MS_MAX / RAFT_TICK_MS).requestTimeoutTicks * RAFT_TICK_MS).toBe(
+      150_000,
+    );
+  });
+
+  it('gives RaftNode the configured ticks, the leader-lost ranking and the request timeout', () => {
     const t = daemonRaftTiming({ heartbeatTicks: 4, electionTicks: 60 });
     expect(t.electionTimeoutMs).toBe(3000);
     expect(raftNodeTiming(t)).toEqual({
       heartbeatTicks: 4,
       electionTicks: 60,
-      requestTimeoutTicks: REQUEST_TIMEOUT_MS / RAFT_TICK_MS,
+      requestTimeoutTicks: (REQUEST_TIMEOUT_ELECTIONS * 3000) / RAFT_TICK_MS,
       raft: { leaderLostTicks: LEADER_LOST_TICKS },
     });
   });

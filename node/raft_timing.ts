@@ -99,8 +99,22 @@ export function raftTicks(t: RaftTimingMs, tickMs = RAFT_TICK_MS): RaftTicks {
  * that two do not split the vote (D31).
  */
 export const LEADER_LOST_TICKS = 3;
-/** A client request proposed or read through Raft fails as TIMEOUT after this long. */
+/**
+ * A client request proposed or read through Raft fails as TIMEOUT after this long, or after
+ * REQUEST_TIMEOUT_ELECTIONS election timeouts if that is longer (requestTimeoutMs).
+ */
 export const REQUEST_TIMEOUT_MS = 5000;
+/**
+ * A request outlives an election: a follower waits up to twice the election timeout (randomized)
+ * before it campaigns, and the vote takes its round. etcd's request timeout grows with its
+ * election timeout the same way (5 s + 2 election timeouts).
+ */
+export const REQUEST_TIMEOUT_ELECTIONS = 3;
+
+/** How long a client request may wait for Raft with this clock. */
+export function requestTimeoutMs(t: RaftTimingMs): number {
+  return Math.max(REQUEST_TIMEOUT_MS, REQUEST_TIMEOUT_ELECTIONS * t.electionTimeoutMs);
+}
 
 /** The Raft clock a daemon runs. */
 export interface DaemonRaftTiming extends RaftTicks, RaftTimingMs {
@@ -139,7 +153,7 @@ export function raftNodeTiming(t: DaemonRaftTiming): {
   return {
     electionTicks: t.electionTicks,
     heartbeatTicks: t.heartbeatTicks,
-    requestTimeoutTicks: Math.ceil(REQUEST_TIMEOUT_MS / t.tickMs),
+    requestTimeoutTicks: Math.ceil(requestTimeoutMs(t) / t.tickMs),
     raft: { leaderLostTicks: LEADER_LOST_TICKS },
   };
 }
