@@ -200,6 +200,58 @@ describe('deploy API', () => {
     ).toMatchObject({ ok: true, version: 1 });
   });
 
+  it('deploy.check answers what deploy.submit would, and commits nothing', async () => {
+    const c = client!;
+    const mars = {
+      ...spec,
+      constraints: [{ attribute: 'label.zone', operator: '=', value: 'mars' }],
+    };
+    const versions = async (name: string) =>
+      (
+        (await c.request({ op: 'deploy.get', name })) as unknown as {
+          deployment: Deployment;
+        }
+      ).deployment.versions;
+    const current = { ...spec, memoryMiB: 264 };
+    const submitted = (await c.request({
+      op: 'deploy.submit',
+      name: 'web',
+      spec: current,
+      source,
+    })) as unknown as { version: number };
+    const before = await versions('web');
+    // Unplaceable: the submit's very refusal (message included), for a new deployment and a new
+    // version of one.
+    const refusal = await c.request({ op: 'deploy.submit', name: 'nowhere', spec: mars, source });
+    expect(await c.request({ op: 'deploy.check', name: 'nowhere', spec: mars })).toEqual(refusal);
+    expect(await c.request({ op: 'deploy.check', name: 'web', spec: mars })).toMatchObject({
+      ok: false,
+      error: { code: 'UNPLACEABLE' },
+    });
+    // Bad input at the door, as the submit: an unknown update field.
+    expect(
+      await c.request({ op: 'deploy.check', name: 'web', spec, update: { nope: 1 } }),
+    ).toMatchObject({
+      ok: false,
+      error: { code: 'INVALID', message: expect.stringMatching(/nope/) },
+    });
+    // The newest version again: a no-op, with its number.
+    expect(await c.request({ op: 'deploy.check', name: 'web', spec: current })).toEqual({
+      ok: true,
+      noop: true,
+      version: submitted.version,
+    });
+    // A placeable new version: ok; nothing was committed by any of these.
+    expect(
+      await c.request({ op: 'deploy.check', name: 'web', spec: { ...spec, memoryMiB: 300 } }),
+    ).toEqual({ ok: true });
+    expect(await versions('web')).toEqual(before);
+    expect(await c.request({ op: 'deploy.get', name: 'nowhere' })).toMatchObject({
+      ok: false,
+      error: { code: 'NOT_FOUND' },
+    });
+  });
+
   it('a re-submission of the newest version stays a no-op when no node could hold it any more', async () => {
     const c = client!;
     const get = async () =>

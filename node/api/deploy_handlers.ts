@@ -39,6 +39,21 @@ export async function handleDeploySubmit(
   );
 }
 
+/**
+ * `deploy.check`: what `deploy.submit` of this spec would answer, committing nothing, on this
+ * member's state: INVALID with the state machine's reason, UNPLACEABLE with the filter counts, or
+ * ok (`noop` with the version when the newest already holds it). `pcr deploy` asks it before it
+ * pushes a closure the submit would then refuse. Advisory: the submit checks everything again.
+ */
+export function handleDeployCheck(deps: ApiDeps, req: RequestOf<'deploy.check'>): ApiResponse {
+  const p = deps.node.sm.deployments.previewSubmit(req, deps.node.sm.vms);
+  if (!p.ok) return apiError('INVALID', p.message);
+  if (p.noop !== undefined) return { ok: true, noop: true, version: p.noop };
+  const never = neverPlaceable(deps, p.spec);
+  if (never !== undefined) return apiError('UNPLACEABLE', never);
+  return { ok: true };
+}
+
 export async function handleDeployRead(
   deps: ApiDeps,
   req: RequestOf<'deploy.get' | 'deploy.list'>,

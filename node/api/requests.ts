@@ -48,6 +48,13 @@ export type StateRequest =
   | { readonly op: 'node.eligibility'; readonly node: string; readonly eligible: boolean }
   /** Deployments (docs/deploy.md): the member fills in `atMs`. */
   | Omit<CommandOf<'deploy.submit'>, 'atMs'>
+  /** What deploy.submit of this would answer, committing nothing (pcr deploy, before pushing). */
+  | {
+      readonly op: 'deploy.check';
+      readonly name: string;
+      readonly spec: unknown;
+      readonly update?: unknown;
+    }
   | Omit<CommandOf<'deploy.promote'>, 'atMs'>
   | Omit<CommandOf<'deploy.rollback'>, 'atMs'>
   | Omit<CommandOf<'deploy.stop' | 'deploy.rm'>, 'atMs'>
@@ -130,6 +137,8 @@ const PROBLEMS: { readonly [O in Op]: (o: Record<string, unknown>) => string | u
   'vm.plan': (o) => (o.node === undefined ? undefined : nodeProblem(o.node)),
   'node.list': () => undefined,
   'deploy.submit': (o) => commandProblem({ ...o, atMs: 0 }),
+  // The submit's own shape check; `source` is not the check's business.
+  'deploy.check': (o) => commandProblem({ ...o, op: 'deploy.submit', source: {}, atMs: 0 }),
   'deploy.promote': (o) => commandProblem({ ...o, atMs: 0 }),
   'deploy.rollback': (o) => commandProblem({ ...o, atMs: 0 }),
   'deploy.stop': (o) => commandProblem({ ...o, atMs: 0 }),

@@ -5,6 +5,7 @@
 
 import type { Connection } from '@libp2p/interface';
 import {
+  handleDeployCheck,
   handleDeployPromote,
   handleDeployRead,
   handleDeployRollback,
@@ -103,6 +104,8 @@ async function dispatch(
       return handleVmList(deps, req, req.stale === true);
     case 'deploy.submit':
       return handleDeploySubmit(deps, req);
+    case 'deploy.check':
+      return handleDeployCheck(deps, req);
     case 'deploy.get':
     case 'deploy.list':
       return handleDeployRead(deps, req);

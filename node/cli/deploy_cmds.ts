@@ -381,6 +381,19 @@ function memberSteps(c: Connection, nix: NixRunner, log: (l: string) => void): D
     log,
     push: async (path) => ({ imported: Number((await pushPath(c, path)).imported) }),
     submit: (req) => deployRequest(c, req),
+    check: async (req) => {
+      try {
+        await deployRequest(c, {
+          op: 'deploy.check',
+          name: req.name,
+          spec: req.spec,
+          ...(req.update !== undefined ? { update: req.update } : {}),
+        });
+      } catch (e) {
+        // A member of older code does not know the op: push and let the submit decide, as before.
+        if (!/unknown op "deploy\.check"/.test((e as Error).message)) throw e;
+      }
+    },
   };
 }
 

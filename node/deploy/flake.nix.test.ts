@@ -171,6 +171,36 @@ describeWithTools(['nix', 'nix-store', 'git'], 'pcr deploy REF with the real Nix
       }
     });
 
+    it("the member's refusal of the check stops the deploy before the closure is pushed", {
+      timeout: 120_000,
+    }, async () => {
+      const { dir } = await flake({ deployments: WEB });
+      const r = recorder();
+      const refusal = new Error('UNPLACEABLE: no node fits (label.zone = mars: 3 nodes removed)');
+      const e = await deployFlake(`${dir}#web`, {
+        nix,
+        ...r,
+        check: async (req) => {
+          r.calls.push(`check ${req.name}`);
+          throw refusal;
+        },
+      }).catch((x: unknown) => x);
+      expect(e).toBe(refusal);
+      expect(r.calls).toEqual(['check web']);
+      // Accepted, it runs first, then the push and the submit.
+      const ok = recorder();
+      await deployFlake(`${dir}#web`, {
+        nix,
+        ...ok,
+        check: async (req) => {
+          ok.calls.push(`check ${req.name}`);
+        },
+      });
+      expect(ok.calls[0]).toBe('check web');
+      expect(ok.calls.at(-1)).toBe('submit web');
+      expect(ok.calls.filter((c) => c.startsWith('push ')).length).toBeGreaterThan(0);
+    });
+
     it("a build failure carries Nix's text and pushes nothing", { timeout: 120_000 }, async () => {
       const { dir } = await flake({
         deployments: WEB,

@@ -314,6 +314,11 @@ export interface DeploySteps {
   /** `pcr store push` of one path to the member; throws when the member does not take it. */
   readonly push: (path: string) => Promise<PushResult>;
   readonly submit: (req: DeploySubmit) => Promise<Record<string, unknown>>;
+  /**
+   * Asks the member what the submit would answer (`deploy.check`) before anything is pushed;
+   * throws its refusal (INVALID, UNPLACEABLE) as the submit would. Absent: no check.
+   */
+  readonly check?: (req: DeploySubmit) => Promise<void>;
   /** Evaluate, validate and build only: nothing is pushed or submitted. */
   readonly dryRun?: boolean;
   /** Progress, for people (stderr). */
@@ -346,6 +351,11 @@ export async function deployFlake(refText: string, s: DeploySteps): Promise<Depl
     source,
   };
   if (s.dryRun === true) return { request, closure, imported: 0 };
+  // A spec the member would refuse is refused before its closure crosses the network.
+  if (s.check !== undefined) {
+    log(`checking ${ref.name} with the member`);
+    await s.check(request);
+  }
   let imported = 0;
   for (const path of ev.paths) {
     log(`pushing the closure of ${path}`);

@@ -362,6 +362,17 @@ const stale = (message: string): DeployResult => ({ ok: false, code: 'stale', me
 const invalid = (message: string): DeployResult => ({ ok: false, code: 'invalid', message });
 
 /** What the table needs of the rest of the state: the VM table and the placement context. */
+/** DeploymentTable.previewSubmit's answer. */
+export type SubmitPreview =
+  | { readonly ok: false; readonly message: string }
+  | {
+      readonly ok: true;
+      readonly spec: VmSpec;
+      readonly policy: UpdatePolicy;
+      /** The newest version when it already holds this spec and policy (a no-op submit). */
+      readonly noop: number | undefined;
+    };
+
 export interface DeployContext {
   readonly vms: VmTable;
   readonly placement: PlacementContext;
@@ -496,29 +507,53 @@ export class DeploymentTable {
     return d === undefined ? notFound(q.name) : { ok: true, deployment: d };
   }
 
+  /**
+   * What `deploy.submit` of this would do, applied to the table as it is, without changing
+   * anything: refused (and why), a no-op (the newest version already holds it), or a new version.
+   * The submit itself goes through here, so the API's `deploy.check` cannot disagree with it.
+   */
+  previewSubmit(
+    c: { readonly name: string; readonly spec: unknown; readonly update?: unknown },
+    vms: VmTable,
+  ): SubmitPreview {
+    const s = deploySpec(c.name, c.spec);
+    if (!s.ok) return { ok: false, message: s.message };
+    const u = validateUpdatePolicy(c.update, placementOf(s.spec).count);
+    if (!u.ok) return { ok: false, message: u.errors.join('\n') };
+    const d = this.deployments.get(c.name);
+    if (d === undefined) {
+      if (this.deployments.size >= DEPLOYMENTS_MAX)
+        return {
+          ok: false,
+          message: `the cluster holds DEPLOYMENTS_MAX (${DEPLOYMENTS_MAX}) deployments`,
+        };
+      if (vms.groupInstances(c.name).length > 0)
+        return {
+          ok: false,
+          message: `a VM group ${c.name} exists outside deployments (pcr vm run): remove it (pcr vm rm ${c.name}) or deploy under another name`,
+        };
+      return { ok: true, spec: s.spec, policy: u.policy, noop: undefined };
+    }
+    return {
+      ok: true,
+      spec: s.spec,
+      policy: u.policy,
+      noop: this.sameAsNewest(c.name, s.spec, u.policy),
+    };
+  }
+
   private submit(
     index: number,
     c: DeployCommand & { op: 'deploy.submit' },
     ctx: DeployContext,
   ): DeployResult {
-    const s = deploySpec(c.name, c.spec);
-    if (!s.ok) return invalid(s.message);
-    const u = validateUpdatePolicy(c.update, placementOf(s.spec).count);
-    if (!u.ok) return invalid(u.errors.join('\n'));
+    const p = this.previewSubmit(c, ctx.vms);
+    if (!p.ok) return invalid(p.message);
     const d = this.deployments.get(c.name);
-    if (d === undefined) {
-      if (this.deployments.size >= DEPLOYMENTS_MAX)
-        return invalid(`the cluster holds DEPLOYMENTS_MAX (${DEPLOYMENTS_MAX}) deployments`);
-      if (ctx.vms.groupInstances(c.name).length > 0)
-        return invalid(
-          `a VM group ${c.name} exists outside deployments (pcr vm run): remove it (pcr vm rm ${c.name}) or deploy under another name`,
-        );
-    }
-    const same = this.sameAsNewest(c.name, s.spec, u.policy);
-    if (d !== undefined && same !== undefined)
-      return { ok: true, noop: true, version: same, deployment: d };
+    if (d !== undefined && p.noop !== undefined)
+      return { ok: true, noop: true, version: p.noop, deployment: d };
     const source: DeploySource = { ...pickSource(c.source), atMs: c.atMs };
-    return this.addVersion(index, c.name, s.spec, u.policy, source, c.atMs, ctx);
+    return this.addVersion(index, c.name, p.spec, p.policy, source, c.atMs, ctx);
   }
 
   /**
