@@ -257,7 +257,8 @@ export function rolloutStep(
  * The times, after `nowMs`, at which an input of rolloutStep crosses a threshold by time alone
  * (no entry applied): an instance of the target reaching minHealthyMs, an instance in flight
  * passing healthyDeadlineMs, the rollout passing progressDeadlineMs (from its progress now, or from
- * an instance that becomes healthy later). Between two of them the decision cannot change.
+ * an instance that becomes healthy later). Between two of them the decision cannot change. Sorted,
+ * each time once.
  */
 function thresholdsMs(
   d: RolloutDeployment,
@@ -278,7 +279,9 @@ function thresholdsMs(
     }
     out.push((atTargetSinceMs(row) ?? d.rollout!.startedAtMs) + u.healthyDeadlineMs + 1);
   }
-  return out.filter((t) => t > nowMs).sort((a, b) => a - b);
+  // Instances that started or turned healthy together share their thresholds: each time once,
+  // or nextRolloutChangeMs evaluates the same step again for every instance of a wave.
+  return [...new Set(out.filter((t) => t > nowMs))].sort((a, b) => a - b);
 }
 
 const sameDecision = (a: RolloutDecision, b: RolloutDecision): boolean =>
