@@ -361,7 +361,6 @@ const notFound = (name: string): DeployResult => ({
 const stale = (message: string): DeployResult => ({ ok: false, code: 'stale', message });
 const invalid = (message: string): DeployResult => ({ ok: false, code: 'invalid', message });
 
-/** What the table needs of the rest of the state: the VM table and the placement context. */
 /** DeploymentTable.previewSubmit's answer. */
 export type SubmitPreview =
   | { readonly ok: false; readonly message: string }
@@ -373,6 +372,7 @@ export type SubmitPreview =
       readonly noop: number | undefined;
     };
 
+/** What the table needs of the rest of the state: the VM table and the placement context. */
 export interface DeployContext {
   readonly vms: VmTable;
   readonly placement: PlacementContext;
