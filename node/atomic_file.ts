@@ -9,8 +9,11 @@
 //
 // One writer per PATH at a time (the callers serialize theirs): two at once share the temporary
 // file.
+//
+// Below them, the primitives they are made of, shared with node/store/ (whose commit has its own
+// order of writes and renames, docs/store.md): writeFileSynced, syncPath, readIfExists.
 
-import { link, open, rename, rm, writeFile } from 'node:fs/promises';
+import { link, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /** The temporary file's name beside the target (a crash may leave it; the next write replaces it). */
@@ -36,14 +39,14 @@ export async function writeFileAtomic(
   try {
     // A temporary file left by a crash would keep its own mode: start from none.
     await rm(tmp, { force: true });
-    if (o.fsync === true) await writeSynced(tmp, data, o.mode ?? 0o666);
+    if (o.fsync === true) await writeFileSynced(tmp, data, { mode: o.mode ?? 0o666, fsync: true });
     else await writeFile(tmp, data, { mode: o.mode ?? 0o666 });
     await rename(tmp, path);
   } catch (e) {
     await rm(tmp, { force: true }).catch(() => undefined);
     throw e;
   }
-  if (o.fsync === true) await syncDirectory(dirname(path));
+  if (o.fsync === true) await syncPath(dirname(path));
 }
 
 /**
@@ -62,30 +65,45 @@ export async function createFileAtomic(
   const tmp = `${path}${ATOMIC_TEMP_SUFFIX}`;
   try {
     await rm(tmp, { force: true });
-    await writeSynced(tmp, data, o.mode ?? 0o666);
+    await writeFileSynced(tmp, data, { mode: o.mode ?? 0o666, fsync: true });
     await link(tmp, path);
   } finally {
     await rm(tmp, { force: true }).catch(() => undefined);
   }
-  await syncDirectory(dirname(path));
+  await syncPath(dirname(path));
 }
 
-async function writeSynced(path: string, data: string | Uint8Array, mode: number): Promise<void> {
-  const fh = await open(path, 'w', mode);
+/** Writes `path` (created or truncated) and, with `fsync`, syncs it before closing. */
+export async function writeFileSynced(
+  path: string,
+  data: string | Uint8Array,
+  o: { readonly mode: number; readonly fsync: boolean },
+): Promise<void> {
+  const fh = await open(path, 'w', o.mode);
   try {
     await fh.writeFile(data);
+    if (o.fsync) await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Syncs a file, or a directory (which makes the renames and links in it durable). */
+export async function syncPath(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
     await fh.sync();
   } finally {
     await fh.close();
   }
 }
 
-/** Makes a rename in `dir` durable. */
-async function syncDirectory(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
+/** The file's bytes, or undefined when it does not exist (other errors are thrown). */
+export async function readIfExists(path: string): Promise<Buffer | undefined> {
   try {
-    await fh.sync();
-  } finally {
-    await fh.close();
+    return await readFile(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
   }
 }

@@ -1,25 +1,16 @@
 // The data dir's credentials: the node's libp2p Ed25519 key (its peer ID, stable across restarts)
 // and the cluster secret (a @libp2p/pnet swarm key). Both are files readable by the owner only.
 
-import { chmod, readFile } from 'node:fs/promises';
+import { chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import type { PrivateKey } from '@libp2p/interface';
 import { generateKey } from '@libp2p/pnet';
 
-import { createFileAtomic } from './atomic_file.ts';
+import { createFileAtomic, readIfExists } from './atomic_file.ts';
 import { CLUSTER_SECRET_FILE, NODE_INFO_FILE, PEER_KEY_FILE } from './data_dir_files.ts';
 
 export { CLUSTER_SECRET_FILE, NODE_INFO_FILE, PEER_KEY_FILE };
-
-async function readIfExists(path: string): Promise<Buffer | undefined> {
-  try {
-    return await readFile(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
-}
 
 export async function loadOrCreatePeerKey(dataDir: string): Promise<PrivateKey> {
   const path = join(dataDir, PEER_KEY_FILE);

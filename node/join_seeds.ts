@@ -5,9 +5,8 @@
 // a second cluster holding the first one's secret. With the file it joins through the kept seeds.
 // A node with a log never reads the file (its members are in its log and address book).
 
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from './atomic_file.ts';
+import { readIfExists, writeFileAtomic } from './atomic_file.ts';
 import { JOIN_SEEDS_FILE } from './data_dir_files.ts';
 
 /** Seeds kept at most (the CLI takes a handful; a hand-edited file is cut here). */
@@ -32,16 +31,11 @@ export async function keepJoinSeeds(dataDir: string, seeds: readonly string[]): 
  */
 export async function keptJoinSeeds(dataDir: string): Promise<string[]> {
   const path = join(dataDir, JOIN_SEEDS_FILE);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw e;
-  }
+  const bytes = await readIfExists(path);
+  if (bytes === undefined) return [];
   let seeds: unknown;
   try {
-    seeds = (JSON.parse(text) as { seeds?: unknown }).seeds;
+    seeds = (JSON.parse(bytes.toString('utf8')) as { seeds?: unknown }).seeds;
   } catch {
     seeds = undefined;
   }

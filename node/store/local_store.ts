@@ -22,6 +22,7 @@ import {
   utimes,
 } from 'node:fs/promises';
 import { join } from 'node:path';
+import { syncPath, writeFileSynced } from '../atomic_file.ts';
 import { StoreError } from './errors.ts';
 import { formatNarInfo, parseNarInfo, uncompressedNarInfo } from './narinfo.ts';
 import {
@@ -351,21 +352,24 @@ export class LocalStore implements Store {
     const tmpInfo = (hp: string) => join(this.o.dir, 'tmp', `${hp}.narinfo`);
     await forEachLimit(items, COMMIT_IO_PARALLEL, async ({ info, file, synced }) => {
       const hp = parseStorePath(info.path).hashPart;
-      if (fsync && synced !== true) await syncFile(file);
+      if (fsync && synced !== true) await syncPath(file);
       await rename(file, join(this.o.dir, 'nar', `${hp}.nar`));
       await writeFileSynced(
         tmpInfo(hp),
         formatNarInfo(uncompressedNarInfo(info, `nar/${hp}.nar`)),
-        fsync,
+        {
+          mode: 0o644,
+          fsync,
+        },
       );
     });
-    if (fsync) await syncFile(join(this.o.dir, 'nar'));
+    if (fsync) await syncPath(join(this.o.dir, 'nar'));
     for (const { info } of items) {
       const hp = parseStorePath(info.path).hashPart;
       await rename(tmpInfo(hp), join(this.o.dir, 'info', `${hp}.narinfo`));
       this.insert(info, this.now());
     }
-    if (fsync) await syncFile(join(this.o.dir, 'info'));
+    if (fsync) await syncPath(join(this.o.dir, 'info'));
     for (const { info } of items) this.release(parseStorePath(info.path).hashPart);
   }
 
@@ -542,23 +546,4 @@ async function forEachLimit<T>(
     }),
   );
   if (failed !== undefined) throw failed.e;
-}
-
-async function writeFileSynced(path: string, text: string, fsync: boolean): Promise<void> {
-  const fh = await open(path, 'w', 0o644);
-  try {
-    await fh.writeFile(text);
-    if (fsync) await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-async function syncFile(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
