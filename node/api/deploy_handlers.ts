@@ -7,26 +7,36 @@
 // very check vm.run makes (placement_handlers.ts neverPlaceable).
 
 import { bootRoots } from '../state/deploy_pins.ts';
-import { deploySpec, rollbackTarget } from '../state/deployments.ts';
+import { rollbackTarget } from '../state/deployments.ts';
 import { type ApiDeps, answer } from './deps.ts';
 import { neverPlaceable } from './placement_handlers.ts';
 import type { RequestOf } from './requests.ts';
 import { type ApiResponse, apiError } from './wire.ts';
 
+/**
+ * What deploy.submit of this answers before anything is committed, on this member's state: a
+ * valid spec no node could ever hold is UNPLACEABLE (unless it is the newest version again: placement
+ * is not asked then, since `pcr deploy watch` re-submits it after every commit, also once the
+ * cluster shrank below what it needs); then the state machine's own refusal
+ * (DeploymentTable.previewSubmit, the function its apply runs) is INVALID; else ok, `noop` with the
+ * version for the newest again. deploy.check answers this; deploy.submit acts on it.
+ */
+function admission(deps: ApiDeps, req: RequestOf<'deploy.submit' | 'deploy.check'>): ApiResponse {
+  const p = deps.node.sm.deployments.previewSubmit(req, deps.node.sm.vms);
+  if (p.ok && p.noop !== undefined) return { ok: true, noop: true, version: p.noop };
+  const never = p.spec === undefined ? undefined : neverPlaceable(deps, p.spec);
+  if (never !== undefined) return apiError('UNPLACEABLE', never);
+  return p.ok ? { ok: true } : apiError('INVALID', p.message);
+}
+
 export async function handleDeploySubmit(
   deps: ApiDeps,
   req: RequestOf<'deploy.submit'>,
 ): Promise<ApiResponse> {
-  // An invalid spec goes on to the state machine, which says everything wrong with it and the
-  // policy at once. Placement is not asked for a re-submission of the newest version (a no-op):
-  // `pcr deploy watch` re-submits it after every commit, also once the cluster shrank below what
-  // it needs.
-  const s = deploySpec(req.name, req.spec);
-  const never =
-    s.ok && !deps.node.sm.deployments.submitIsNoop(s.spec, req.update)
-      ? neverPlaceable(deps, s.spec)
-      : undefined;
-  if (never !== undefined) return apiError('UNPLACEABLE', never);
+  // Refused as unplaceable here; anything else goes on to the state machine, which decides on
+  // the state it applies to (and says everything wrong with a spec and its policy at once).
+  const a = admission(deps, req);
+  if (!a.ok && a.error.code === 'UNPLACEABLE') return a;
   return answer(
     await deps.submit({
       op: 'deploy.submit',
@@ -40,18 +50,12 @@ export async function handleDeploySubmit(
 }
 
 /**
- * `deploy.check`: what `deploy.submit` of this spec would answer, committing nothing, on this
- * member's state: INVALID with the state machine's reason, UNPLACEABLE with the filter counts, or
- * ok (`noop` with the version when the newest already holds it). `pcr deploy` asks it before it
- * pushes a closure the submit would then refuse. Advisory: the submit checks everything again.
+ * `deploy.check`: what `deploy.submit` of this spec would answer, committing nothing (admission).
+ * `pcr deploy` asks it before it pushes a closure the submit would then refuse. Advisory: the
+ * submit checks everything again.
  */
 export function handleDeployCheck(deps: ApiDeps, req: RequestOf<'deploy.check'>): ApiResponse {
-  const p = deps.node.sm.deployments.previewSubmit(req, deps.node.sm.vms);
-  if (!p.ok) return apiError('INVALID', p.message);
-  if (p.noop !== undefined) return { ok: true, noop: true, version: p.noop };
-  const never = neverPlaceable(deps, p.spec);
-  if (never !== undefined) return apiError('UNPLACEABLE', never);
-  return { ok: true };
+  return admission(deps, req);
 }
 
 export async function handleDeployRead(

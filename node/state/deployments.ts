@@ -363,7 +363,12 @@ const invalid = (message: string): DeployResult => ({ ok: false, code: 'invalid'
 
 /** DeploymentTable.previewSubmit's answer. */
 export type SubmitPreview =
-  | { readonly ok: false; readonly message: string }
+  | {
+      readonly ok: false;
+      readonly message: string;
+      /** The spec, when it is valid itself (the policy or the table refused it). */
+      readonly spec?: VmSpec;
+    }
   | {
       readonly ok: true;
       readonly spec: VmSpec;
@@ -476,17 +481,6 @@ export class DeploymentTable {
     return newest.specHash === versionHash(spec, update) && !ended ? newest.n : undefined;
   }
 
-  /**
-   * Whether a deploy.submit of `spec` (valid, from deploySpec) and the raw `update` would be a
-   * no-op on this table as it stands (an invalid policy is not): the API lets those through to
-   * the state machine without asking placement, so that re-submitting the running version stays
-   * a no-op after the cluster shrank.
-   */
-  submitIsNoop(spec: VmSpec, update: unknown): boolean {
-    const u = validateUpdatePolicy(update, placementOf(spec).count);
-    return u.ok && this.sameAsNewest(spec.name, spec, u.policy) !== undefined;
-  }
-
   /** Whether a VM group (by name) is a deployment's. */
   owns(group: string): boolean {
     return this.deployments.has(group);
@@ -519,18 +513,20 @@ export class DeploymentTable {
     const s = deploySpec(c.name, c.spec);
     if (!s.ok) return { ok: false, message: s.message };
     const u = validateUpdatePolicy(c.update, placementOf(s.spec).count);
-    if (!u.ok) return { ok: false, message: u.errors.join('\n') };
+    if (!u.ok) return { ok: false, message: u.errors.join('\n'), spec: s.spec };
     const d = this.deployments.get(c.name);
     if (d === undefined) {
       if (this.deployments.size >= DEPLOYMENTS_MAX)
         return {
           ok: false,
           message: `the cluster holds DEPLOYMENTS_MAX (${DEPLOYMENTS_MAX}) deployments`,
+          spec: s.spec,
         };
       if (vms.groupInstances(c.name).length > 0)
         return {
           ok: false,
           message: `a VM group ${c.name} exists outside deployments (pcr vm run): remove it (pcr vm rm ${c.name}) or deploy under another name`,
+          spec: s.spec,
         };
       return { ok: true, spec: s.spec, policy: u.policy, noop: undefined };
     }
