@@ -1,11 +1,10 @@
 // length_prefix.ts: varint prefixes decoded with a shared signal while incomplete, and no RangeError
 // built per message on a real pair of hosts (TCP, protector, noise, yamux, lpStream).
 
-import { generateKeyPair } from '@libp2p/crypto/keys';
-import { generateKey } from '@libp2p/pnet';
 import { LengthPrefixedDecoder, lpStream } from '@libp2p/utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHost, type Host } from './host.ts';
+import { loopbackHosts } from '../../test/hosts.ts';
+import type { Host } from './host.ts';
 import {
   INCOMPLETE_LENGTH_PREFIX,
   InvalidLengthPrefixError,
@@ -117,15 +116,7 @@ describe('length prefixes on a real pair of hosts', () => {
   let received: Promise<number[]>;
 
   beforeAll(async () => {
-    const psk = new Uint8Array(95);
-    generateKey(psk);
-    const make = async () =>
-      createHost({
-        privateKey: await generateKeyPair('Ed25519'),
-        psk,
-        listen: ['/ip4/127.0.0.1/tcp/0'],
-      });
-    [a, b] = await Promise.all([make(), make()]);
+    [a, b] = (await loopbackHosts(2)) as [Host, Host];
     let done: (sizes: number[]) => void = () => {};
     received = new Promise((r) => {
       done = r;

@@ -2,13 +2,12 @@
 // back, and refusals (absurd size, overrun, truncation, a message the receiver rejects), each
 // with nothing delivered.
 
-import { generateKeyPair } from '@libp2p/crypto/keys';
 import type { Stream } from '@libp2p/interface';
-import { generateKey } from '@libp2p/pnet';
 import { lpStream } from '@libp2p/utils';
 import { Packr } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHost, type Host } from './host.ts';
+import { loopbackHosts } from '../../test/hosts.ts';
+import type { Host } from './host.ts';
 import {
   receiveSnapshot,
   SNAPSHOT_CHUNK_BYTES,
@@ -19,23 +18,13 @@ import {
 } from './snapshot_stream.ts';
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
-const psk = new Uint8Array(95);
-generateKey(psk);
 let a: Host;
 let b: Host;
 /** What b's handler does with the next inbound stream. */
 let onStream: (s: Stream) => void = () => {};
 
 beforeAll(async () => {
-  [a, b] = (await Promise.all(
-    [0, 1].map(async () =>
-      createHost({
-        privateKey: await generateKeyPair('Ed25519'),
-        psk,
-        listen: ['/ip4/127.0.0.1/tcp/0'],
-      }),
-    ),
-  )) as [Host, Host];
+  [a, b] = (await loopbackHosts(2)) as [Host, Host];
   await b.handle(SNAPSHOT_PROTOCOL, (s) => onStream(s));
 });
 afterAll(async () => {

@@ -1,11 +1,10 @@
 // The half-window rule of yamux_window.ts on a real pair of hosts (TCP, protector, noise, yamux):
 // small messages draw no window update each, and a bulk transfer still gets its credit.
 
-import { generateKeyPair } from '@libp2p/crypto/keys';
 import type { Stream } from '@libp2p/interface';
-import { generateKey } from '@libp2p/pnet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHost, type Host } from './host.ts';
+import { loopbackHosts } from '../../test/hosts.ts';
+import type { Host } from './host.ts';
 
 const PROTOCOL = '/pcr/test-window/1.0.0';
 const WINDOW_UPDATE = 1; // yamux frame type
@@ -29,15 +28,7 @@ describe('yamux window updates at half the window (yamux_window.ts)', () => {
   const done: (() => void)[] = [];
 
   beforeAll(async () => {
-    const psk = new Uint8Array(95);
-    generateKey(psk);
-    const make = async () =>
-      createHost({
-        privateKey: await generateKeyPair('Ed25519'),
-        psk,
-        listen: ['/ip4/127.0.0.1/tcp/0'],
-      });
-    [a, b] = await Promise.all([make(), make()]);
+    [a, b] = (await loopbackHosts(2)) as [Host, Host];
     await b.handle(PROTOCOL, async (stream) => {
       const r = { bytes: 0, updates: countWindowUpdates(stream) };
       received.push(r);
