@@ -933,11 +933,8 @@ export class Daemon {
   private quorumProblem(): string | undefined {
     const st = this.node.status();
     return quorumProblem(this.id, st.config.voters, (id) => {
-      try {
-        return this.host.getConnections(peerIdFromString(id)).length > 0;
-      } catch {
-        return false;
-      }
+      const peer = this.peerIdOf(id);
+      return peer !== undefined && this.host.getConnections(peer).length > 0;
     });
   }
 
