@@ -14,6 +14,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys';
 import { generateKey } from '@libp2p/pnet';
 import { lpStream } from '@libp2p/utils';
 import { createHost } from '../node/p2p/host.ts';
+import { varintLength } from '../node/p2p/length_prefix.ts';
 import { FRAME_DATA, Opener, payloadOf, Sealer } from '../node/store/bulk.ts';
 import { machine, machineLine, parseOptions } from './common.ts';
 
@@ -104,12 +105,14 @@ async function libp2pEcho(): Promise<number> {
     ),
   );
   await a!.handle('/pcr/bench-echo/1', async (stream) => {
-    const lp = lpStream(stream);
+    const lp = lpStream(stream, { lengthDecoder: varintLength });
     try {
       for (;;) await lp.write((await lp.read()).subarray());
     } catch {}
   });
-  const lp = lpStream(await b!.dialProtocol(a!.getMultiaddrs(), '/pcr/bench-echo/1'));
+  const lp = lpStream(await b!.dialProtocol(a!.getMultiaddrs(), '/pcr/bench-echo/1'), {
+    lengthDecoder: varintLength,
+  });
   const us = await time(async () => {
     await lp.write(msg);
     await lp.read();
