@@ -9,8 +9,10 @@
 // closure, per compression (bench/store_upload.ts).
 // Usage: npm run bench:store -- [--mib 256] [--paths 1000] [--small-bytes 1000] [--upload-only]
 //        [--fetch-only]
-// PCR_BENCH_PROF=DIR: CPU profiles of the node processes in DIR. PCR_BENCH_NOFSYNC=1: the fetching
-// node-local store skips its fsyncs (not durable: shows what durability costs a transfer).
+// PCR_BENCH_PROF=DIR: CPU profiles of the node processes in DIR. PCR_PERF=1: the node processes
+// run with --perf-basic-prof (so `perf record -g` names their JavaScript frames).
+// PCR_BENCH_NOFSYNC=1: the fetching node-local store skips its fsyncs (not durable: shows what
+// durability costs a transfer).
 
 import '../node/polyfill.ts';
 import { createHash, randomBytes } from 'node:crypto';
@@ -73,6 +75,7 @@ function nodeProc(config: Record<string, unknown>) {
       ...(process.env.PCR_BENCH_PROF !== undefined
         ? ['--cpu-prof', `--cpu-prof-dir=${process.env.PCR_BENCH_PROF}`]
         : []),
+      ...(process.env.PCR_PERF ? ['--perf-basic-prof'] : []),
       '--import',
       loader,
       join(root, 'bench/store_node.ts'),
