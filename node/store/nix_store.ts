@@ -9,7 +9,8 @@
 // until the files match again: Nix repairs them (`nix-store --repair-path`), not us.
 
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { lstatSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StoreError } from './errors.ts';
 import { normaliseSha256, Sha256Sink } from './hash.ts';
@@ -17,12 +18,16 @@ import { dumpNar } from './nar_fs.ts';
 import { formatNarInfo, nixCacheInfo, uncompressedNarInfo } from './narinfo.ts';
 import { nixPathInfoEntries } from './nix_json.ts';
 import {
+  CLOSURE_PATHS_MAX,
+  closureTooLarge,
   newCounters,
+  notInStore,
   type PathInfo,
   type StagedPath,
   type Store,
   type StoreCounters,
   type StoreSummary,
+  topoSort,
 } from './store.ts';
 import { isHashPart, parseStorePath, STORE_DIR } from './store_path.ts';
 import { narDamage, type QuarantinedPath } from './verify.ts';
@@ -35,6 +40,20 @@ export const NIX_ARGS_PATHS_MAX = 2000;
  * collects shows within this time.
  */
 export const NIX_SUMMARY_TTL_MS = 5_000;
+/**
+ * What Nix said of a path is reused for at most this long, and only while the path's top entry
+ * on disk is the one it was read with (docs/store.md "Nix store").
+ */
+export const NIX_INFO_CACHE_MS = 30_000;
+/** Path infos kept at most; the oldest go first. */
+export const NIX_INFO_CACHE_PATHS_MAX = 16_384;
+/**
+ * An entry (a store path, or the store directory for its listing) changed less than this before
+ * it was read is not remembered: a change in the same clock tick would not change its times.
+ */
+export const NIX_RACY_MS = 1_000;
+/** Paths checked on disk between two turns of the event loop. */
+const LSTATS_PER_TURN = 1_000;
 
 export interface NixStoreOptions {
   /** A chroot store dir; undefined is the machine's /nix/store. */
@@ -88,6 +107,12 @@ export class NixStore implements Store {
   private counted?: { readonly atMs: number; readonly paths: number; readonly bytes: number };
   /** Bumped by each change of ours: a count taken across one is not kept. */
   private changes = 0;
+  /** What Nix said of paths, with the identity of their entry on disk (NIX_INFO_CACHE_MS). */
+  private readonly known = new Map<string, KnownInfo>();
+  /** The store directory's entries, sorted, with its mtime when they were read. */
+  private listing?: { readonly names: readonly string[]; readonly mtimeMs: number };
+  /** `nix` and `nix-store` processes run (tests and benchmarks). */
+  nixProcesses = 0;
 
   constructor(o: NixStoreOptions) {
     this.o = o;
@@ -122,6 +147,7 @@ export class NixStore implements Store {
   private async nix(cmd: string, args: string[]): Promise<string> {
     // Loaded at the first call: execa is some 70 modules, off the daemon's start.
     const { execa } = await import('execa');
+    this.nixProcesses++;
     const r = await execa(cmd, args, { env: this.o.env, reject: false, maxBuffer: 1 << 30 });
     if (r.exitCode !== 0) {
       throw new StoreError(
@@ -138,12 +164,23 @@ export class NixStore implements Store {
     return valid;
   }
 
-  /** What Nix calls valid (quarantined paths included). */
-  private async validInNix(paths: readonly string[]): Promise<Set<string>> {
+  /**
+   * What Nix calls valid (quarantined paths included): paths with a known info count as valid,
+   * unless `fresh` asks Nix about every one.
+   */
+  private async validInNix(paths: readonly string[], fresh = false): Promise<Set<string>> {
     const out = new Set<string>();
-    for (let i = 0; i < paths.length; i += NIX_ARGS_PATHS_MAX) {
-      const chunk = paths.slice(i, i + NIX_ARGS_PATHS_MAX).filter(valid);
-      if (chunk.length === 0) continue;
+    const ask: string[] = [];
+    const nowMs = Date.now();
+    let n = 0;
+    for (const p of paths) {
+      if (++n % LSTATS_PER_TURN === 0) await turn();
+      if (!valid(p)) continue;
+      if (!fresh && this.knownInfo(p, nowMs) !== undefined) out.add(p);
+      else ask.push(p);
+    }
+    for (let i = 0; i < ask.length; i += NIX_ARGS_PATHS_MAX) {
+      const chunk = ask.slice(i, i + NIX_ARGS_PATHS_MAX);
       const invalid = new Set(
         (
           await this.nix('nix-store', [
@@ -162,25 +199,125 @@ export class NixStore implements Store {
   }
 
   async info(paths: readonly string[]): Promise<Map<string, PathInfo>> {
-    const out = await this.infoInNix(paths.filter((p) => !this.held.has(p)));
-    return out;
+    return this.infoInNix(paths.filter((p) => !this.held.has(p)));
   }
 
-  private async infoInNix(paths: readonly string[]): Promise<Map<string, PathInfo>> {
+  /** Nix's infos of `paths` (quarantined included): known ones unless `fresh`, the rest asked. */
+  private async infoInNix(paths: readonly string[], fresh = false): Promise<Map<string, PathInfo>> {
     const out = new Map<string, PathInfo>();
-    for (let i = 0; i < paths.length; i += NIX_ARGS_PATHS_MAX) {
-      const chunk = paths.slice(i, i + NIX_ARGS_PATHS_MAX).filter(valid);
-      if (chunk.length === 0) continue;
-      for (const info of pathInfosOfNixJson(
-        await this.nix('nix', ['path-info', ...this.storeArgs(), '--json', ...chunk]),
-      )) {
-        out.set(info.path, info);
-      }
+    const ask: string[] = [];
+    const nowMs = Date.now();
+    let n = 0;
+    for (const p of paths) {
+      if (++n % LSTATS_PER_TURN === 0) await turn();
+      if (!valid(p)) continue;
+      const k = fresh ? undefined : this.knownInfo(p, nowMs);
+      if (k !== undefined) out.set(p, k);
+      else ask.push(p);
+    }
+    for (let i = 0; i < ask.length; i += NIX_ARGS_PATHS_MAX) {
+      const chunk = ask.slice(i, i + NIX_ARGS_PATHS_MAX);
+      for (const info of await this.askInfos(['--json', ...chunk])) out.set(info.path, info);
     }
     return out;
   }
 
+  /** `nix path-info ARGS`: the valid paths' infos, remembered (NIX_INFO_CACHE_MS). */
+  private async askInfos(args: readonly string[]): Promise<PathInfo[]> {
+    const askedAtMs = Date.now();
+    const infos = pathInfosOfNixJson(
+      await this.nix('nix', ['path-info', ...this.storeArgs(), ...args]),
+    );
+    let n = 0;
+    for (const info of infos) {
+      if (++n % LSTATS_PER_TURN === 0) await turn();
+      this.remember(info, askedAtMs);
+    }
+    return infos;
+  }
+
+  /**
+   * The closure of `roots` (closureOf's contract) from known infos when every path is known,
+   * else from one `nix path-info --recursive` (not one query per level).
+   */
+  async closure(roots: readonly string[]): Promise<PathInfo[]> {
+    const rs = [...new Set(roots)];
+    let all = this.knownClosure(rs);
+    if (all === undefined) {
+      all = new Map();
+      for (let i = 0; i < rs.length; i += NIX_ARGS_PATHS_MAX) {
+        const chunk = rs.slice(i, i + NIX_ARGS_PATHS_MAX);
+        const infos = await this.askInfos(['--json', '--recursive', ...chunk]).catch(
+          async (e: unknown) => {
+            // Nix refuses a closure of a path it does not hold: say which, as the walk would.
+            const top = await this.infoInNix(chunk.filter(valid), true);
+            for (const r of chunk) if (!top.has(r)) throw notInStore(r);
+            throw e;
+          },
+        );
+        for (const info of infos) all.set(info.path, info);
+      }
+    }
+    if (all.size > CLOSURE_PATHS_MAX) throw closureTooLarge(rs);
+    for (const r of rs) if (!all.has(r)) throw notInStore(r);
+    for (const info of all.values()) {
+      if (this.held.has(info.path)) throw notInStore(info.path);
+      for (const r of info.references) if (!all.has(r)) throw notInStore(r);
+    }
+    return topoSort([...all.values()]);
+  }
+
+  /** The closure of `roots` from known infos alone; undefined at the first path not known. */
+  private knownClosure(roots: readonly string[]): Map<string, PathInfo> | undefined {
+    const nowMs = Date.now();
+    const seen = new Map<string, PathInfo>();
+    const stack = [...roots];
+    while (stack.length > 0) {
+      const p = stack.pop()!;
+      if (seen.has(p)) continue;
+      const k = valid(p) ? this.knownInfo(p, nowMs) : undefined;
+      if (k === undefined || seen.size >= CLOSURE_PATHS_MAX) return undefined;
+      seen.set(p, k);
+      for (const r of k.references) if (!seen.has(r)) stack.push(r);
+    }
+    return seen;
+  }
+
+  /** The known info of `path` if it still holds: young enough, and the same entry on disk. */
+  private knownInfo(path: string, nowMs: number): PathInfo | undefined {
+    const k = this.known.get(path);
+    if (k === undefined) return undefined;
+    const e = nowMs - k.atMs < NIX_INFO_CACHE_MS ? this.entryOf(path) : undefined;
+    if (e !== undefined && e.ino === k.ino && e.ctimeMs === k.ctimeMs) return k.info;
+    this.known.delete(path);
+    return undefined;
+  }
+
+  /** Keeps what Nix said of a path asked at `askedAtMs`, unless its entry changed since just before. */
+  private remember(info: PathInfo, askedAtMs: number): void {
+    const e = this.entryOf(info.path);
+    if (e === undefined || e.ctimeMs >= askedAtMs - NIX_RACY_MS) return;
+    this.known.delete(info.path);
+    this.known.set(info.path, { info, ino: e.ino, ctimeMs: e.ctimeMs, atMs: askedAtMs });
+    if (this.known.size > NIX_INFO_CACHE_PATHS_MAX) {
+      this.known.delete(this.known.keys().next().value as string);
+    }
+  }
+
+  /** The identity of a path's top entry on disk; undefined when it is not there. */
+  private entryOf(path: string): { readonly ino: number; readonly ctimeMs: number } | undefined {
+    try {
+      const st = lstatSync(join(this.realStoreDir, path.slice(STORE_DIR.length + 1)), {
+        throwIfNoEntry: false,
+      });
+      return st === undefined ? undefined : { ino: st.ino, ctimeMs: st.ctimeMs };
+    } catch {
+      return undefined;
+    }
+  }
+
   async list(): Promise<PathInfo[]> {
+    // Not remembered: every path, for a summary or a verify run, would crowd out a fetch's.
     const all = pathInfosOfNixJson(
       await this.nix('nix', ['path-info', ...this.storeArgs(), '--json', '--all']),
     );
@@ -192,7 +329,7 @@ export class NixStore implements Store {
   }
 
   async quarantine(path: string, reason: string): Promise<void> {
-    if (this.held.has(path) || !(await this.validInNix([path])).has(path)) return;
+    if (this.held.has(path) || !(await this.validInNix([path], true)).has(path)) return;
     const q: QuarantinedPath = { path, reason, atMs: Date.now() };
     this.held.set(path, q);
     this.changed();
@@ -213,7 +350,7 @@ export class NixStore implements Store {
    */
   async recheck(): Promise<string[]> {
     const released: string[] = [];
-    const infos = await this.infoInNix([...this.held.keys()]);
+    const infos = await this.infoInNix([...this.held.keys()], true);
     for (const [path, info] of infos) {
       if (!(await this.filesMatch(info))) continue;
       this.held.delete(path);
@@ -229,18 +366,39 @@ export class NixStore implements Store {
   }
 
   async byHashParts(hashParts: readonly string[]): Promise<Map<string, string>> {
-    const want = new Set(hashParts.filter(isHashPart));
+    const want = [...new Set(hashParts.filter(isHashPart))];
     const out = new Map<string, string>();
-    if (want.size === 0) return out;
-    // Nix has no CLI for queryPathFromHashPart: one directory scan per batch (O(store), no
-    // process), then one validity check for the candidates.
-    const candidates = (await readdir(this.realStoreDir))
-      .filter((n) => n[32] === '-' && want.has(n.slice(0, 32)) && !n.endsWith('.lock'))
-      .map((n) => `${STORE_DIR}/${n}`)
-      .filter(valid);
+    if (want.length === 0) return out;
+    // Nix has no CLI for queryPathFromHashPart: the store directory's listing (kept while the
+    // directory is unchanged), then one validity check for the candidates.
+    const names = await this.storeEntries();
+    const candidates: string[] = [];
+    for (const hp of want) {
+      const i = lowerBound(names, hp);
+      if (i < names.length && names[i]!.startsWith(`${hp}-`)) {
+        const p = `${STORE_DIR}/${names[i]}`;
+        if (valid(p)) candidates.push(p);
+      }
+    }
     for (const p of await this.has(candidates))
       out.set(p.slice(STORE_DIR.length + 1, STORE_DIR.length + 33), p);
     return out;
+  }
+
+  /**
+   * The store directory's entries (store path names, no lock files), sorted: read again when the
+   * directory's mtime changed, or was within NIX_RACY_MS of the last reading.
+   */
+  private async storeEntries(): Promise<readonly string[]> {
+    const mtimeMs = (await stat(this.realStoreDir)).mtimeMs;
+    const l = this.listing;
+    if (l !== undefined && l.mtimeMs === mtimeMs) return l.names;
+    const readAtMs = Date.now();
+    const names = (await readdir(this.realStoreDir))
+      .filter((n) => n[32] === '-' && !n.endsWith('.lock'))
+      .sort();
+    this.listing = mtimeMs < readAtMs - NIX_RACY_MS ? { names, mtimeMs } : undefined;
+    return names;
   }
 
   private async filesMatch(info: PathInfo): Promise<boolean> {
@@ -337,6 +495,31 @@ export class NixStore implements Store {
       inQuarantine: this.held.size,
     };
   }
+}
+
+interface KnownInfo {
+  readonly info: PathInfo;
+  /** The path's top entry on disk when Nix was asked. */
+  readonly ino: number;
+  readonly ctimeMs: number;
+  readonly atMs: number;
+}
+
+/** Lets the event loop run between batches of synchronous work. */
+function turn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** The first index of sorted `names` whose name is not below `key`. */
+function lowerBound(names: readonly string[], key: string): number {
+  let lo = 0;
+  let hi = names.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (names[mid]! < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function valid(p: string): boolean {

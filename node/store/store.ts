@@ -81,6 +81,11 @@ export interface Store {
    */
   commit(items: readonly StagedPath[]): Promise<void>;
   summary(): Promise<StoreSummary>;
+  /**
+   * The closure of `roots`, references first, answered at once (closureOf's contract); a store
+   * without it is walked level by level through `info`.
+   */
+  closure?(roots: readonly string[]): Promise<PathInfo[]>;
 }
 
 /** `pcr store gc`'s bounds: stop once this much is freed; only say what would go. */
@@ -198,8 +203,22 @@ export function topoSort(infos: readonly PathInfo[]): PathInfo[] {
 /** Bound on the paths of one closure walk. */
 export const CLOSURE_PATHS_MAX = 100_000;
 
-/** The closure of `roots` in `store`, references first. Throws NOT_FOUND on a missing path. */
+/** A path a closure needs and the store does not hold (quarantined included). */
+export function notInStore(path: string): StoreError {
+  return new StoreError('NOT_FOUND', `${path} is not in this store`);
+}
+
+/** A closure over CLOSURE_PATHS_MAX. */
+export function closureTooLarge(roots: readonly string[]): StoreError {
+  return new StoreError('TOO_LARGE', `closure of ${roots[0]} exceeds ${CLOSURE_PATHS_MAX} paths`);
+}
+
+/**
+ * The closure of `roots` in `store`, references first: from `store.closure` when the store has
+ * one, else a walk of `info`, level by level. Throws NOT_FOUND on a missing path.
+ */
 export async function closureOf(store: Store, roots: readonly string[]): Promise<PathInfo[]> {
+  if (store.closure !== undefined) return store.closure(roots);
   const seen = new Map<string, PathInfo>();
   let frontier = [...new Set(roots)];
   while (frontier.length > 0) {
@@ -207,16 +226,11 @@ export async function closureOf(store: Store, roots: readonly string[]): Promise
     const next = new Set<string>();
     for (const p of frontier) {
       const i = infos.get(p);
-      if (i === undefined) throw new StoreError('NOT_FOUND', `${p} is not in this store`);
+      if (i === undefined) throw notInStore(p);
       seen.set(p, i);
       for (const r of i.references) if (!seen.has(r) && !frontier.includes(r)) next.add(r);
     }
-    if (seen.size + next.size > CLOSURE_PATHS_MAX) {
-      throw new StoreError(
-        'TOO_LARGE',
-        `closure of ${roots[0]} exceeds ${CLOSURE_PATHS_MAX} paths`,
-      );
-    }
+    if (seen.size + next.size > CLOSURE_PATHS_MAX) throw closureTooLarge(roots);
     frontier = [...next].filter((p) => !seen.has(p));
   }
   return topoSort([...seen.values()]);
