@@ -21,7 +21,12 @@ export type StoreErrorCode =
   /** A bound on work in flight was reached (bulk tickets): try later or another way. */
   | 'BUSY'
   /** This node's own copy failed its check (and is now quarantined): ask another holder. */
-  | 'DAMAGED';
+  | 'DAMAGED'
+  /**
+   * A source could not be asked (an upstream cache's 5xx, a refused connection, a timeout):
+   * nothing was decided, so the answer is "try again", never "not there".
+   */
+  | 'UNAVAILABLE';
 
 export class StoreError extends Error {
   override readonly name = 'StoreError';

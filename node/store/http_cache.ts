@@ -12,6 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { which } from '../which.ts';
 import { encodeNix32 } from './base32.ts';
 import { authorize, type CacheAuth, type CacheScope } from './cache_auth.ts';
+import { isStoreError } from './errors.ts';
 import { parseSha256 } from './hash.ts';
 import { refuse, send } from './http_reply.ts';
 import { type SecretKey, type TrustPolicy, withSignature } from './keys.ts';
@@ -53,8 +54,21 @@ export function servedCompression(
   if (setting === 'remote' && isLoopbackAddress(remoteAddress)) return 'none';
   return 'zstd';
 }
-/** What a 503 tells Nix to wait before asking again. */
+/** What a 503 or 502 tells Nix to wait before asking again. */
 export const RETRY_AFTER_S = 5;
+
+/**
+ * A miss: nobody has it (404), still fetching (503), or a source could not be asked (502, see
+ * upstream.ts).
+ */
+type Miss = 'absent' | 'wait' | 'unavailable';
+
+/** A miss not decided yet: a 5xx, which Nix retries and does not remember (a 404 it would). */
+function undecided(res: ServerResponse, r: 'wait' | 'unavailable', head: boolean): void {
+  res.setHeader('Retry-After', String(RETRY_AFTER_S));
+  if (r === 'wait') return send(res, 503, 'fetching from peers; try again\n', head);
+  return send(res, 502, 'an upstream cache could not be asked; try again\n', head);
+}
 
 export interface HttpCacheOptions {
   readonly store: Store;
@@ -106,8 +120,11 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
     return (await o.store.info([path])).get(path);
   }
 
-  /** 'absent' only when peers were asked and nobody has it; 'wait' when still fetching. */
-  async function resolve(hashPart: string): Promise<PathInfo | 'absent' | 'wait'> {
+  /**
+   * 'absent' only when peers were asked and nobody has it; 'wait' when still fetching;
+   * 'unavailable' when a source could not be asked (UNAVAILABLE: nothing was decided).
+   */
+  async function resolve(hashPart: string): Promise<PathInfo | Miss> {
     const here = await lookup(hashPart);
     if (here !== undefined) {
       counters.hits++;
@@ -124,7 +141,7 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
 
   async function resolveMiss(
     hashPart: string,
-  ): Promise<{ info: PathInfo; from: 'member' | 'upstream' } | 'absent' | 'wait'> {
+  ): Promise<{ info: PathInfo; from: 'member' | 'upstream' } | Miss> {
     if (o.onMiss === undefined) return 'absent';
     let p = misses.get(hashPart);
     if (p === undefined) {
@@ -135,14 +152,13 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
     const outcome = await Promise.race([
       p.then(
         (found) => (found === 'upstream' ? 'upstream' : found ? 'member' : 'absent'),
-        () => 'absent' as const,
+        (e: unknown) => (isStoreError(e, 'UNAVAILABLE') ? 'unavailable' : 'absent'),
       ),
       new Promise<'wait'>((r) => {
         timer = setTimeout(() => r('wait'), missWaitMs);
       }),
     ]).finally(() => clearTimeout(timer));
-    if (outcome === 'wait') return 'wait';
-    if (outcome === 'absent') return 'absent';
+    if (outcome === 'wait' || outcome === 'absent' || outcome === 'unavailable') return outcome;
     const info = await lookup(hashPart);
     return info === undefined ? 'absent' : { info, from: outcome };
   }
@@ -220,10 +236,7 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
   ): Promise<void> {
     const r = await resolve(hashPart);
     if (r === 'absent') return send(res, 404, 'not in this cache or on any peer\n', head);
-    if (r === 'wait') {
-      res.setHeader('Retry-After', String(RETRY_AFTER_S));
-      return send(res, 503, 'fetching from peers; try again\n', head);
-    }
+    if (r === 'wait' || r === 'unavailable') return undecided(res, r, head);
     const signed = withSignature(o.key, r);
     const c = servedCompression(o.compression ?? 'none', req.socket.remoteAddress, !!zstd);
     // Compressed on the fly: no FileHash or FileSize to give (Nix checks the NarHash).
@@ -244,10 +257,7 @@ export async function startHttpCache(o: HttpCacheOptions): Promise<HttpCache> {
     // Nix keeps narinfos it got (narinfo-cache-positive-ttl, 30 days), so after this node
     // quarantined a path Nix asks for its NAR directly: a miss here asks the members too.
     const r = (await lookup(hashPart)) ?? (await resolve(hashPart));
-    if (r === 'wait') {
-      res.setHeader('Retry-After', String(RETRY_AFTER_S));
-      return send(res, 503, 'fetching from peers; try again\n', head);
-    }
+    if (r === 'wait' || r === 'unavailable') return undecided(res, r, head);
     const zst = url.endsWith('.zst');
     if (r === 'absent' || narUrl(r) !== url.slice(1, zst ? -4 : undefined))
       return send(res, 404, 'no such NAR\n', head);

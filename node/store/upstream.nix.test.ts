@@ -26,13 +26,19 @@ import { fetchFromUpstreams } from './upstream.ts';
 const upKey = generateSecretKey('upstream-1');
 const nodeKey = generateSecretKey('node-up-1');
 
-/** A static binary cache over HTTP; counts the requests it answers. */
+/**
+ * A static binary cache over HTTP; counts the requests it answers. `fail` may name a status to
+ * answer a request with instead (an upstream in trouble).
+ */
 async function staticCache(
   dir: string,
+  fail: (url: string) => number | undefined = () => undefined,
 ): Promise<{ url: string; hits: () => number; server: Server }> {
   let hits = 0;
   const server = createServer((req, res) => {
     hits++;
+    const status = fail(req.url ?? '/');
+    if (status !== undefined) return void res.writeHead(status).end('upstream trouble\n');
     const p = normalize(join(dir, (req.url ?? '/').split('?')[0]!));
     if (!p.startsWith(dir)) return void res.writeHead(403).end();
     stat(p).then(
@@ -84,7 +90,11 @@ describeWithTools(['nix', 'nix-store', 'xz', 'zstd'], 'upstream caches', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function node(name: string, upstream: string, keys = [formatPublicKey(upKey.publicKey)]) {
+  async function node(
+    name: string,
+    upstream: string | string[],
+    keys = [formatPublicKey(upKey.publicKey)],
+  ) {
     const counters = newCounters();
     const store = await LocalStore.open({
       dir: join(dir, name),
@@ -92,7 +102,8 @@ describeWithTools(['nix', 'nix-store', 'xz', 'zstd'], 'upstream caches', () => {
       counters,
       fsync: false,
     });
-    const o = { urls: [upstream], store, trust: new TrustPolicy(keys), counters, findTool: which };
+    const urls = typeof upstream === 'string' ? [upstream] : upstream;
+    const o = { urls, store, trust: new TrustPolicy(keys), counters, findTool: which };
     const cache = await startHttpCache({
       store,
       key: nodeKey,
@@ -168,5 +179,64 @@ describeWithTools(['nix', 'nix-store', 'xz', 'zstd'], 'upstream caches', () => {
     closers.push(() => up.server.close());
     const n = await node('n-none', up.url);
     expect(await fetchFromUpstreams('0'.repeat(31) + '1', n.o)).toBe(false);
+  });
+
+  it('a failing upstream is "try again" (502), never "not there" (404)', async () => {
+    let failing = true;
+    const up = await staticCache(join(dir, 'up-xz'), () => (failing ? 500 : undefined));
+    closers.push(() => up.server.close());
+    const n = await node('n-failing', up.url);
+    const hp = parseStorePath(root).hashPart;
+    await expect(fetchFromUpstreams(hp, n.o)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+    const r = await fetch(`${n.cache.url}/${hp}.narinfo`);
+    expect(r.status).toBe(502);
+    expect(r.headers.get('retry-after')).toBe('5');
+    expect((await n.store.has(closure)).size).toBe(0);
+
+    // The real Nix: a 502 fails this copy but is not remembered, so once the upstream is back
+    // the same client (the same narinfo disk cache) gets the closure. A 404 it would remember
+    // for an hour (narinfo-cache-negative-ttl), and this second copy would fail.
+    const trusted = `${env.NIX_CONFIG}\ntrusted-public-keys = ${formatPublicKey(nodeKey.publicKey)}\ndownload-attempts = 1`;
+    const e = { ...env, NIX_CONFIG: trusted, XDG_CACHE_HOME: join(dir, 'xdg-failing') };
+    const dest = join(dir, 'dest-failing');
+    const first = await execa('nix', ['copy', '--from', n.cache.url, '--to', dest, root], {
+      env: e,
+      reject: false,
+    });
+    expect(first.exitCode).not.toBe(0);
+    failing = false;
+    await execa('nix', ['copy', '--from', n.cache.url, '--to', dest, root], { env: e });
+    expect([...(await n.store.has(closure))].sort()).toEqual(closure);
+  });
+
+  it('a NAR an upstream cannot serve is UNAVAILABLE; nothing is kept', async () => {
+    const up = await staticCache(join(dir, 'up-zstd'), (url) =>
+      url.startsWith('/nar/') ? 503 : undefined,
+    );
+    closers.push(() => up.server.close());
+    const n = await node('n-nar-failing', up.url);
+    await expect(fetchFromUpstreams(parseStorePath(root).hashPart, n.o)).rejects.toMatchObject({
+      code: 'UNAVAILABLE',
+    });
+    expect((await n.store.has(closure)).size).toBe(0);
+    expect(await readdir(n.store.stagingDir())).toEqual([]);
+  });
+
+  it('an upstream that cannot be reached is passed over for the next', async () => {
+    // A port nobody listens on: the connection is refused.
+    const gone = createServer();
+    await new Promise<void>((ok) => gone.listen(0, '127.0.0.1', ok));
+    const deadUrl = `http://127.0.0.1:${(gone.address() as AddressInfo).port}`;
+    await new Promise((ok) => gone.close(ok));
+    const up = await staticCache(join(dir, 'up-xz'));
+    closers.push(() => up.server.close());
+    const n = await node('n-second', [deadUrl, up.url]);
+    expect(await fetchFromUpstreams(parseStorePath(root).hashPart, n.o)).toBe(true);
+    expect([...(await n.store.has(closure))].sort()).toEqual(closure);
+    // Alone, it is UNAVAILABLE, and it says which upstream and why.
+    const alone = await node('n-dead', deadUrl);
+    await expect(fetchFromUpstreams(parseStorePath(root).hashPart, alone.o)).rejects.toThrow(
+      /could not be asked/,
+    );
   });
 });

@@ -5,7 +5,9 @@
 // checked against the trust policy (the configured keys: `--trusted-key cache.nixos.org-1:...`),
 // then the NARs (none, xz or zstd, decompressed by the program), each hashed, size-checked and
 // parsed as it is staged, and the whole closure committed references first. Nothing is kept of a
-// closure that fails anywhere.
+// closure that fails anywhere. Only a 404 or 403 means "not there" (as Nix reads a cache); an
+// upstream that cannot answer (5xx, no connection, a timeout) makes the lookup UNAVAILABLE, which
+// the HTTP cache answers with a 502: a 404 would be remembered by Nix for an hour.
 
 import { rm } from 'node:fs/promises';
 import { StoreError } from './errors.ts';
@@ -65,15 +67,33 @@ function baseOf(url: string): string {
   return url.replace(/\/+$/, '');
 }
 
-/** The narinfo of `hashPart` from the first upstream that has it, or undefined. */
+/** What Nix takes for "this cache does not have it" (an S3 bucket answers 403). */
+function isAbsentStatus(status: number): boolean {
+  return status === 404 || status === 403;
+}
+
+function unavailable(what: string, failures: readonly string[]): StoreError {
+  return new StoreError(
+    'UNAVAILABLE',
+    `${what}: ${failures.join('; ')}; nothing was decided, ask again later`,
+  );
+}
+
+/**
+ * The narinfo of `hashPart` from the first upstream that has it; undefined when every upstream
+ * answered that it does not. Throws UNAVAILABLE when none had it and one could not answer.
+ */
 async function narInfoFrom(urls: readonly string[], hashPart: string): Promise<Found | undefined> {
+  const failures: string[] = [];
   for (const u of urls) {
     const base = baseOf(u);
     const res = await fetch(`${base}/${hashPart}.narinfo`, {
       signal: AbortSignal.timeout(UPSTREAM_REQUEST_MS),
-    }).catch(() => undefined);
-    if (res === undefined || !res.ok) {
-      await res?.body?.cancel();
+    }).catch((e: unknown) => (e as Error).message);
+    if (typeof res === 'string' || !res.ok) {
+      if (typeof res === 'string') failures.push(`${base} could not be asked (${res})`);
+      else if (!isAbsentStatus(res.status)) failures.push(`${base} answered ${res.status}`);
+      if (typeof res !== 'string') await res.body?.cancel();
       continue;
     }
     const text = await res.text();
@@ -84,6 +104,7 @@ async function narInfoFrom(urls: readonly string[], hashPart: string): Promise<F
     }
     return { base, info };
   }
+  if (failures.length > 0) throw unavailable(`${hashPart}.narinfo`, failures);
   return undefined;
 }
 
@@ -133,9 +154,16 @@ async function stageNar(f: Found, o: UpstreamOptions): Promise<StagedPath> {
   }
   const res = await fetch(new URL(info.url, `${f.base}/`), {
     signal: AbortSignal.timeout(UPSTREAM_REQUEST_MS),
+  }).catch((e: unknown) => {
+    throw unavailable(`${info.path}'s NAR`, [
+      `${f.base} could not be asked (${(e as Error).message})`,
+    ]);
   });
   if (!res.ok || res.body === null) {
     await res.body?.cancel();
+    if (!isAbsentStatus(res.status)) {
+      throw unavailable(`${info.path}'s NAR`, [`${f.base} answered ${res.status}`]);
+    }
     throw new StoreError('NO_HOLDER', `${info.path}: ${f.base} answers ${res.status} for its NAR`);
   }
   const body = res.body as unknown as AsyncIterable<Uint8Array>;
