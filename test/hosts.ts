@@ -5,8 +5,11 @@ import { generateKeyPair } from '@libp2p/crypto/keys';
 import { generateKey } from '@libp2p/pnet';
 import { createHost, type Host } from '../node/p2p/host.ts';
 
-/** `count` hosts listening on 127.0.0.1, sharing a newly generated cluster secret. */
-export async function loopbackHosts(count: number): Promise<Host[]> {
+/**
+ * `count` hosts listening on 127.0.0.1, sharing a newly generated cluster secret; with `gossip`,
+ * running gossipsub as members do.
+ */
+export async function loopbackHosts(count: number, o: { gossip?: boolean } = {}): Promise<Host[]> {
   const psk = new Uint8Array(95);
   generateKey(psk);
   return Promise.all(
@@ -15,6 +18,7 @@ export async function loopbackHosts(count: number): Promise<Host[]> {
         privateKey: await generateKeyPair('Ed25519'),
         psk,
         listen: ['/ip4/127.0.0.1/tcp/0'],
+        ...(o.gossip === true ? { gossip: true } : {}),
       }),
     ),
   );
