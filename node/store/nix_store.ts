@@ -374,8 +374,8 @@ export class NixStore implements Store {
     const names = await this.storeEntries();
     const candidates: string[] = [];
     for (const hp of want) {
-      const i = lowerBound(names, hp);
-      if (i < names.length && names[i]!.startsWith(`${hp}-`)) {
+      // Every entry under the hash part (a leftover beside the path is refused by `has`).
+      for (let i = lowerBound(names, hp); names[i]?.startsWith(`${hp}-`) === true; i++) {
         const p = `${STORE_DIR}/${names[i]}`;
         if (valid(p)) candidates.push(p);
       }
