@@ -12,6 +12,7 @@ import { ping } from '@libp2p/ping';
 import { tcp } from '@libp2p/tcp';
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr';
 import { createLibp2p, type Libp2p } from 'libp2p';
+import { GOSSIP_HEARTBEAT_MS } from './gossip.ts';
 import { installQuietLengthPrefixes } from './length_prefix.ts';
 import { clusterProtector } from './protector.ts';
 import { installHalfWindowUpdates } from './yamux_window.ts';
@@ -70,6 +71,7 @@ export async function createHost(o: HostOptions): Promise<Host> {
               scoreParams: { IPColocationFactorWeight: 0 },
               // Copies of a message are dropped before their signature is checked (D45).
               fastMsgIdFn: fastMessageId,
+              heartbeatInterval: GOSSIP_HEARTBEAT_MS,
             }),
           }
         : {}),
