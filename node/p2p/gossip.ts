@@ -16,13 +16,6 @@ export const METRICS_TOPIC = '/pcr/metrics/1';
  * (docs/operations.md, "Idle cost"; D14). The view is for people and tie-breaks, so 10 s is enough.
  */
 export const GOSSIP_INTERVAL_MS = 10_000;
-/**
- * gossipsub's own clock (its default is 1 s): mesh upkeep, and IHAVE to the peers outside the
- * mesh. Members publish every GOSSIP_INTERVAL_MS and each publisher sends to every subscribed
- * peer (floodPublish), so the mesh only forwards copies; at 1 s the heartbeat's IHAVEs were a
- * tenth of an idle 16-member cluster's CPU (D46).
- */
-export const GOSSIP_HEARTBEAT_MS = 5_000;
 /** A metrics message larger than this is refused. */
 export const METRICS_BYTES_MAX = 8 * 1024;
 /** Not heard from in this many intervals: suspect. */
