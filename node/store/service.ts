@@ -13,7 +13,7 @@ import type { ApiErrorCode } from '../api/wire.ts';
 import type { Host } from '../p2p/host.ts';
 import { which } from '../which.ts';
 import type { CacheAuth } from './cache_auth.ts';
-import { StoreError, type StoreErrorCode } from './errors.ts';
+import { isStoreError, StoreError, type StoreErrorCode } from './errors.ts';
 import {
   type FetchOptions,
   type FetchProgress,
@@ -165,7 +165,7 @@ export class StoreService {
 
   /** A cache miss: the members first, then the upstream caches (verified by configured keys only). */
   private async fetchOnMiss(hashPart: string): Promise<boolean | 'upstream'> {
-    if (await fetchByHashPart(hashPart, this.fetchOptions())) return true;
+    if (await fetchByHashPart(hashPart, this.fetchOptions()).catch(memberFetchFailure)) return true;
     const found = await fetchFromUpstreams(hashPart, {
       urls: this.o.upstreams ?? [],
       store: this.store,
@@ -382,6 +382,21 @@ const REFUSED: readonly StoreErrorCode[] = [
   'BAD_SIGNATURE',
   'UNTRUSTED',
 ];
+
+/**
+ * A cache miss that a member holds but could not be fetched: unless the data was refused (a
+ * definite no: damaged, unsigned, forged) or the closure is over the bound, nothing was decided
+ * (the holder went away mid-transfer, its disk failed, this node's store is full), so the miss is
+ * UNAVAILABLE, which the cache answers 502: a 404 Nix would remember for an hour.
+ */
+export function memberFetchFailure(e: unknown): never {
+  if (apiCodeOfStoreError(e) === 'CORRUPT' || isStoreError(e, 'TOO_LARGE')) throw e;
+  if (isStoreError(e, 'UNAVAILABLE')) throw e;
+  throw new StoreError(
+    'UNAVAILABLE',
+    `a member holds it, but fetching it failed: ${(e as Error).message ?? String(e)}`,
+  );
+}
 
 /**
  * The API code of a store operation's failure: CORRUPT when the data was refused (pcr exits 9),
