@@ -58,8 +58,8 @@ export function servedCompression(
 export const RETRY_AFTER_S = 5;
 
 /**
- * A miss: nobody has it (404), still fetching (503), or a source could not be asked (502, see
- * upstream.ts).
+ * A miss: nobody has it (404), still fetching (503), or a source could not be asked or failed
+ * mid-fetch (502: UNAVAILABLE from upstream.ts or service.ts's memberFetchFailure).
  */
 type Miss = 'absent' | 'wait' | 'unavailable';
 
@@ -67,7 +67,12 @@ type Miss = 'absent' | 'wait' | 'unavailable';
 function undecided(res: ServerResponse, r: 'wait' | 'unavailable', head: boolean): void {
   res.setHeader('Retry-After', String(RETRY_AFTER_S));
   if (r === 'wait') return send(res, 503, 'fetching from peers; try again\n', head);
-  return send(res, 502, 'an upstream cache could not be asked; try again\n', head);
+  return send(
+    res,
+    502,
+    'a member or an upstream cache holding it failed to answer; try again\n',
+    head,
+  );
 }
 
 export interface HttpCacheOptions {

@@ -176,7 +176,11 @@ async function stageNar(f: Found, o: UpstreamOptions): Promise<StagedPath> {
     for await (const c of nar) await ing.write(c);
   } catch (e) {
     await ing.abort(e);
-    throw e;
+    // What the NAR's checks refuse stays refused; a connection cut mid-body decided nothing.
+    if (e instanceof StoreError) throw e;
+    throw unavailable(`${info.path}'s NAR`, [
+      `${f.base} stopped sending (${(e as Error).message})`,
+    ]);
   }
   const staged = await ing.finish();
   o.counters.bytesFetched += info.narSize;
