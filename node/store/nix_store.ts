@@ -169,18 +169,9 @@ export class NixStore implements Store {
    * unless `fresh` asks Nix about every one.
    */
   private async validInNix(paths: readonly string[], fresh = false): Promise<Set<string>> {
-    const out = new Set<string>();
-    const ask: string[] = [];
-    const nowMs = Date.now();
-    let n = 0;
-    for (const p of paths) {
-      if (++n % LSTATS_PER_TURN === 0) await turn();
-      if (!valid(p)) continue;
-      if (!fresh && this.knownInfo(p, nowMs) !== undefined) out.add(p);
-      else ask.push(p);
-    }
-    for (let i = 0; i < ask.length; i += NIX_ARGS_PATHS_MAX) {
-      const chunk = ask.slice(i, i + NIX_ARGS_PATHS_MAX);
+    const { known, ask } = await this.sortKnown(paths, fresh);
+    const out = new Set(known.keys());
+    for (const chunk of chunksOf(ask)) {
       const invalid = new Set(
         (
           await this.nix('nix-store', [
@@ -204,7 +195,22 @@ export class NixStore implements Store {
 
   /** Nix's infos of `paths` (quarantined included): known ones unless `fresh`, the rest asked. */
   private async infoInNix(paths: readonly string[], fresh = false): Promise<Map<string, PathInfo>> {
-    const out = new Map<string, PathInfo>();
+    const { known: out, ask } = await this.sortKnown(paths, fresh);
+    for (const chunk of chunksOf(ask)) {
+      for (const info of await this.askInfos(['--json', ...chunk])) out.set(info.path, info);
+    }
+    return out;
+  }
+
+  /**
+   * Store paths among `paths` (others are dropped) sorted into those whose info is known (unless
+   * `fresh`) and those to ask Nix about.
+   */
+  private async sortKnown(
+    paths: readonly string[],
+    fresh: boolean,
+  ): Promise<{ known: Map<string, PathInfo>; ask: string[] }> {
+    const known = new Map<string, PathInfo>();
     const ask: string[] = [];
     const nowMs = Date.now();
     let n = 0;
@@ -212,14 +218,10 @@ export class NixStore implements Store {
       if (++n % LSTATS_PER_TURN === 0) await turn();
       if (!valid(p)) continue;
       const k = fresh ? undefined : this.knownInfo(p, nowMs);
-      if (k !== undefined) out.set(p, k);
+      if (k !== undefined) known.set(p, k);
       else ask.push(p);
     }
-    for (let i = 0; i < ask.length; i += NIX_ARGS_PATHS_MAX) {
-      const chunk = ask.slice(i, i + NIX_ARGS_PATHS_MAX);
-      for (const info of await this.askInfos(['--json', ...chunk])) out.set(info.path, info);
-    }
-    return out;
+    return { known, ask };
   }
 
   /** `nix path-info ARGS`: the valid paths' infos, remembered (NIX_INFO_CACHE_MS). */
@@ -245,12 +247,11 @@ export class NixStore implements Store {
     let all = this.knownClosure(rs);
     if (all === undefined) {
       all = new Map();
-      for (let i = 0; i < rs.length; i += NIX_ARGS_PATHS_MAX) {
-        const chunk = rs.slice(i, i + NIX_ARGS_PATHS_MAX);
+      for (const chunk of chunksOf(rs)) {
         const infos = await this.askInfos(['--json', '--recursive', ...chunk]).catch(
           async (e: unknown) => {
             // Nix refuses a closure of a path it does not hold: say which, as the walk would.
-            const top = await this.infoInNix(chunk.filter(valid), true);
+            const top = await this.infoInNix(chunk, true);
             for (const r of chunk) if (!top.has(r)) throw notInStore(r);
             throw e;
           },
@@ -449,8 +450,7 @@ export class NixStore implements Store {
           formatNarInfo(uncompressedNarInfo(info, `nar/${hp}.nar`)),
         );
       }
-      const paths = items.map((i) => i.info.path);
-      for (let i = 0; i < paths.length; i += NIX_ARGS_PATHS_MAX) {
+      for (const chunk of chunksOf(items.map((i) => i.info.path))) {
         await this.nix('nix', [
           'copy',
           '--no-recursive',
@@ -459,7 +459,7 @@ export class NixStore implements Store {
           `file://${cache}`,
           '--to',
           this.o.root ?? 'auto',
-          ...paths.slice(i, i + NIX_ARGS_PATHS_MAX),
+          ...chunk,
         ]);
       }
     } finally {
@@ -503,6 +503,13 @@ interface KnownInfo {
   readonly ino: number;
   readonly ctimeMs: number;
   readonly atMs: number;
+}
+
+/** `paths` in slices of NIX_ARGS_PATHS_MAX, one `nix` invocation each. */
+function* chunksOf(paths: readonly string[]): Generator<string[]> {
+  for (let i = 0; i < paths.length; i += NIX_ARGS_PATHS_MAX) {
+    yield paths.slice(i, i + NIX_ARGS_PATHS_MAX);
+  }
 }
 
 /** Lets the event loop run between batches of synchronous work. */

@@ -390,8 +390,8 @@ const REFUSED: readonly StoreErrorCode[] = [
  * UNAVAILABLE, which the cache answers 502: a 404 Nix would remember for an hour.
  */
 export function memberFetchFailure(e: unknown): never {
-  if (apiCodeOfStoreError(e) === 'CORRUPT' || isStoreError(e, 'TOO_LARGE')) throw e;
-  if (isStoreError(e, 'UNAVAILABLE')) throw e;
+  const decided = apiCodeOfStoreError(e) === 'CORRUPT' || isStoreError(e, 'TOO_LARGE');
+  if (decided || isStoreError(e, 'UNAVAILABLE')) throw e;
   throw new StoreError(
     'UNAVAILABLE',
     `a member holds it, but fetching it failed: ${(e as Error).message ?? String(e)}`,

@@ -90,10 +90,13 @@ async function narInfoFrom(urls: readonly string[], hashPart: string): Promise<F
     const res = await fetch(`${base}/${hashPart}.narinfo`, {
       signal: AbortSignal.timeout(UPSTREAM_REQUEST_MS),
     }).catch((e: unknown) => (e as Error).message);
-    if (typeof res === 'string' || !res.ok) {
-      if (typeof res === 'string') failures.push(`${base} could not be asked (${res})`);
-      else if (!isAbsentStatus(res.status)) failures.push(`${base} answered ${res.status}`);
-      if (typeof res !== 'string') await res.body?.cancel();
+    if (typeof res === 'string') {
+      failures.push(`${base} could not be asked (${res})`);
+      continue;
+    }
+    if (!res.ok) {
+      await res.body?.cancel();
+      if (!isAbsentStatus(res.status)) failures.push(`${base} answered ${res.status}`);
       continue;
     }
     const text = await res.text();
