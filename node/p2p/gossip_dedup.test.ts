@@ -5,6 +5,7 @@
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loopbackHosts } from '../../test/hosts.ts';
+import { until } from '../../test/until.ts';
 import { fastMessageId, type Host } from './host.ts';
 
 const TOPIC = '/pcr/test-dedup/1';
@@ -14,14 +15,6 @@ afterEach(async () => {
   await Promise.all(hosts.map((h) => h.stop()));
   hosts = [];
 });
-
-async function until(ok: () => boolean, what: string, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('gossip message IDs before verification', () => {
   it('are the author and the sequence number', () => {
@@ -49,7 +42,7 @@ describe('gossip message IDs before verification', () => {
     // class, not on the GossipSub interface.
     const mesh = (h: Host) =>
       (h.services.pubsub as unknown as { getMeshPeers(t: string): unknown[] }).getMeshPeers(TOPIC);
-    await until(() => hosts.every((h) => mesh(h).length === 3), 'a full mesh');
+    await until(() => hosts.every((h) => mesh(h).length === 3), 20_000, 'a full mesh');
 
     // Count the ed25519 verifications from here on (all keys share the class).
     const proto = Object.getPrototypeOf((await generateKeyPair('Ed25519')).publicKey) as {
@@ -65,7 +58,7 @@ describe('gossip message IDs before verification', () => {
       for (let i = 0; i < MESSAGES; i++) {
         await hosts[0]!.services.pubsub!.publish(TOPIC, new TextEncoder().encode(`m${i}`));
       }
-      await until(() => received.slice(1).every((n) => n === MESSAGES), 'every message');
+      await until(() => received.slice(1).every((n) => n === MESSAGES), 20_000, 'every message');
       // The forwarded copies arrive after the first: give them time to be counted.
       await new Promise((r) => setTimeout(r, 1000));
     } finally {

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import { generateKey } from '@libp2p/pnet';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { fileNar } from '../../test/store/nar_fixtures.ts';
 import { createHost, type Host } from '../p2p/host.ts';
 import {
   BULK_FRAME_BYTES_MAX,
@@ -36,7 +37,6 @@ import { formatSha256 } from './hash.ts';
 import { addPath } from './ingest.ts';
 import { generateSecretKey } from './keys.ts';
 import { LocalStore } from './local_store.ts';
-import { narString } from './nar.ts';
 import {
   BULK_BUSY_RETRY_MS,
   BULK_RETRY_MS,
@@ -291,14 +291,6 @@ describe('bulk transfers between two libp2p hosts', () => {
   const infos: PathInfo[] = [];
   const nars = new Map<string, Buffer>();
 
-  function narOf(contents: Buffer): Buffer {
-    return Buffer.concat([
-      ...['nix-archive-1', '(', 'type', 'regular', 'contents'].map((t) => narString(t)),
-      narString(contents),
-      narString(')'),
-    ]);
-  }
-
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'pcr-bulk-'));
     [a, b, plain] = await Promise.all(
@@ -316,7 +308,7 @@ describe('bulk transfers between two libp2p hosts', () => {
       ...Array.from({ length: 20 }, (_, i) => randomBytes(100 + i)),
     ];
     for (const [i, c] of contents.entries()) {
-      const nar = narOf(c);
+      const nar = fileNar(c);
       const info: PathInfo = {
         path: `/nix/store/${NIX32[i % 32]!.repeat(31)}${NIX32[Math.floor(i / 32)]!}-p${i}`,
         narHash: formatSha256(createHash('sha256').update(nar).digest()),

@@ -12,13 +12,13 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loopbackHosts } from '../../test/hosts.ts';
+import { fileNar } from '../../test/store/nar_fixtures.ts';
 import type { Host } from '../p2p/host.ts';
 import { isStoreError, StoreError } from './errors.ts';
 import { formatSha256 } from './hash.ts';
 import { addPath } from './ingest.ts';
 import { generateSecretKey } from './keys.ts';
 import { LocalStore } from './local_store.ts';
-import { narString } from './nar.ts';
 import { StoreServer } from './protocol.ts';
 import { memberFetchFailure, StoreService } from './service.ts';
 import type { PathInfo, Store } from './store.ts';
@@ -40,9 +40,7 @@ afterAll(async () => {
 });
 
 function pathOf(name: string, contents: string): { info: PathInfo; nar: Buffer } {
-  const nar = Buffer.concat(
-    ['nix-archive-1', '(', 'type', 'regular', 'contents', contents, ')'].map((t) => narString(t)),
-  );
+  const nar = fileNar(contents);
   const hash = createHash('sha256')
     .update(name)
     .digest('hex')

@@ -20,12 +20,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster } from '../../test/deploy/table.ts';
+import { fileNar } from '../../test/store/nar_fixtures.ts';
 import { knownGoodRoots } from '../state/deploy_pins.ts';
 import { formatSha256 } from './hash.ts';
 import { addPath, ingestNar } from './ingest.ts';
 import { generateSecretKey, signPath, TrustPolicy } from './keys.ts';
 import { LocalStore } from './local_store.ts';
-import { narString } from './nar.ts';
 import { newCounters, type PathInfo } from './store.ts';
 import { openVerifiedNar, verifyStore } from './verify.ts';
 
@@ -37,19 +37,13 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function narOf(contents: string): Buffer {
-  return Buffer.concat(
-    ['nix-archive-1', '(', 'type', 'regular', 'contents', contents, ')'].map((t) => narString(t)),
-  );
-}
-
 let n = 0;
 function path(
   name: string,
   contents: string,
   references: string[] = [],
 ): { info: PathInfo; nar: Buffer } {
-  const nar = narOf(contents);
+  const nar = fileNar(contents);
   const hash = (n++).toString().padStart(32, '0');
   return {
     info: {
