@@ -807,7 +807,6 @@ export class Daemon {
   // ---------------------------------------------------------------------------------------------
   // Background duties: join, keep our record current, promote learners.
 
-  /** Dials members we hold no connection to (each at most every memberRedialMs). */
   /** A member ID as a PeerId, undefined if it is not one; parsed once per ID. */
   private peerIdOf(id: NodeId): PeerId | undefined {
     let peer = this.peerIds.get(id);
@@ -824,6 +823,7 @@ export class Daemon {
     return peer;
   }
 
+  /** Dials members we hold no connection to (each at most every memberRedialMs). */
   private keepConnected(): void {
     const now = Date.now();
     const table = this.node.sm.query({ op: 'members' });
