@@ -1,4 +1,5 @@
-// npm run bench:idle -- [--nodes 3,10,16] [--seconds 30] [--settle 30]: what an idle member costs.
+// npm run bench:idle -- [--nodes 3,10,16] [--seconds 30] [--settle 30] [--later 600]: what an idle
+// member costs.
 // For each cluster size, real node processes (bin/pcr node start) form a cluster through one seed;
 // the bench prints how long forming took and how many elections it cost, lets the members settle
 // for --settle seconds (after start-up V8's memory reducer compacts each heap once, about 0.1-0.2 s
@@ -6,6 +7,10 @@
 // prints each member's CPU over that window (utime + stime from /proc, so the
 // figure is CPU consumed, not wall time: other load on the machine changes it little), the leader
 // apart from the followers, and the elections during the idle window (should be 0).
+// --later S measures a second window of --seconds, S seconds after forming: an idle member's
+// code runs so rarely that V8 takes minutes to optimize it (TurboFan still compiled a fifth of an
+// idle member's CPU two minutes after start), so the first window shows the warm-up and the later
+// one what a member costs for as long as it runs.
 // Anchor: an idle Nomad or Consul agent uses well under 1% of a core; the target here is <= 1%.
 
 import '../node/polyfill.ts';
@@ -18,28 +23,40 @@ import { cpuSeconds, formatTable, machine, machineLine } from './common.ts';
 /** Members beyond this many stay learners (the daemon's default maxVoters). */
 const VOTERS_MAX = 5;
 
-function parseArgs(argv: readonly string[]): { sizes: number[]; seconds: number; settle: number } {
+interface Args {
+  sizes: number[];
+  seconds: number;
+  settle: number;
+  /** Seconds after forming to start the second window; 0: no second window. */
+  later: number;
+}
+
+function parseArgs(argv: readonly string[]): Args {
   let sizes = [3, 10, 16];
   let seconds = 30;
   let settle = 30;
+  let later = 0;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[++i] ?? '';
     if (a === '--nodes') sizes = v.split(',').map(Number);
     else if (a === '--seconds') seconds = Number(v);
     else if (a === '--settle') settle = Number(v);
+    else if (a === '--later') later = Number(v);
     else fail(`unknown option ${a}`);
   }
   if (!sizes.every((n) => Number.isSafeInteger(n) && n >= 1 && n <= 64))
     fail('--nodes takes sizes 1..64, comma-separated');
   if (!Number.isFinite(seconds) || seconds < 1) fail('--seconds takes a number >= 1');
   if (!Number.isFinite(settle) || settle < 0) fail('--settle takes a number >= 0');
-  return { sizes, seconds, settle };
+  if (!Number.isFinite(later) || (later !== 0 && later < settle + seconds))
+    fail('--later takes 0 (no second window) or seconds >= --settle + --seconds');
+  return { sizes, seconds, settle, later };
 }
 
 function fail(why: string): never {
   process.stderr.write(
-    `bench:idle: ${why} (options: --nodes 3,10,16, --seconds 30, --settle 30)\n`,
+    `bench:idle: ${why} (options: --nodes 3,10,16, --seconds 30, --settle 30, --later 0)\n`,
   );
   process.exit(2);
 }
@@ -56,18 +73,50 @@ async function sum(nodes: NodeProc[], name: string): Promise<number> {
   return total;
 }
 
+/** CPU of the members over one window. */
+interface Window {
+  leaderPct: string;
+  followerMedianPct: string;
+  followerMaxPct: string;
+  elections: number;
+  coresUsed: string;
+}
+
 interface Row {
   nodes: number;
   formS: string;
   formElections: number;
-  leaderPct: string;
-  followerMedianPct: string;
-  followerMaxPct: string;
-  idleElections: number;
-  coresUsed: string;
+  first: Window;
+  /** The window --later seconds after forming, if asked for. */
+  later: Window | undefined;
 }
 
-async function measure(n: number, seconds: number, settle: number): Promise<Row> {
+const sleep = (s: number) => new Promise((r) => setTimeout(r, s * 1000));
+
+async function window(nodes: NodeProc[], seconds: number): Promise<Window> {
+  const electionsBefore = await sum(nodes, 'pcr_raft_elections_total');
+  const before = nodes.map((p) => cpuSeconds(p.child.pid!));
+  await sleep(seconds);
+  const used = nodes.map((p, i) => cpuSeconds(p.child.pid!) - before[i]!);
+  const elections = (await sum(nodes, 'pcr_raft_elections_total')) - electionsBefore;
+  const leaderAt = (await Promise.all(nodes.map((p) => metric(p, 'pcr_raft_is_leader')))).indexOf(
+    1,
+  );
+  const pct = (s: number) => (100 * s) / seconds;
+  const followers = used
+    .filter((_, i) => i !== leaderAt)
+    .map(pct)
+    .sort((a, b) => a - b);
+  return {
+    leaderPct: leaderAt < 0 ? '-' : pct(used[leaderAt]!).toFixed(1),
+    followerMedianPct: (followers[Math.floor(followers.length / 2)] ?? 0).toFixed(1),
+    followerMaxPct: (followers[followers.length - 1] ?? 0).toFixed(1),
+    elections,
+    coresUsed: (used.reduce((a, b) => a + b, 0) / seconds).toFixed(2),
+  };
+}
+
+async function measure(n: number, a: Args): Promise<Row> {
   const base = await mkdtemp(join(tmpdir(), 'pcr-idle-'));
   const nodes: NodeProc[] = [];
   try {
@@ -84,31 +133,17 @@ async function measure(n: number, seconds: number, settle: number): Promise<Row>
       120_000,
       `${voters} voters`,
     );
-    const formS = ((performance.now() - t0) / 1000).toFixed(1);
-    await new Promise((r) => setTimeout(r, settle * 1000));
+    const formed = performance.now();
+    const formS = ((formed - t0) / 1000).toFixed(1);
+    await sleep(a.settle);
     const formElections = await sum(nodes, 'pcr_raft_elections_total');
-    const before = nodes.map((p) => cpuSeconds(p.child.pid!));
-    await new Promise((r) => setTimeout(r, seconds * 1000));
-    const used = nodes.map((p, i) => cpuSeconds(p.child.pid!) - before[i]!);
-    const idleElections = (await sum(nodes, 'pcr_raft_elections_total')) - formElections;
-    const leaderAt = (await Promise.all(nodes.map((p) => metric(p, 'pcr_raft_is_leader')))).indexOf(
-      1,
-    );
-    const pct = (s: number) => (100 * s) / seconds;
-    const followers = used
-      .filter((_, i) => i !== leaderAt)
-      .map(pct)
-      .sort((a, b) => a - b);
-    return {
-      nodes: n,
-      formS,
-      formElections,
-      leaderPct: leaderAt < 0 ? '-' : pct(used[leaderAt]!).toFixed(1),
-      followerMedianPct: (followers[Math.floor(followers.length / 2)] ?? 0).toFixed(1),
-      followerMaxPct: (followers[followers.length - 1] ?? 0).toFixed(1),
-      idleElections,
-      coresUsed: (used.reduce((a, b) => a + b, 0) / seconds).toFixed(2),
-    };
+    const first = await window(nodes, a.seconds);
+    let later: Window | undefined;
+    if (a.later > 0) {
+      await sleep(Math.max(0, a.later - (performance.now() - formed) / 1000));
+      later = await window(nodes, a.seconds);
+    }
+    return { nodes: n, formS, formElections, first, later };
   } finally {
     await closeClients();
     for (const p of nodes) await kill9(p).catch(() => {});
@@ -116,35 +151,47 @@ async function measure(n: number, seconds: number, settle: number): Promise<Row>
   }
 }
 
-const { sizes, seconds, settle } = parseArgs(process.argv.slice(2));
+const args = parseArgs(process.argv.slice(2));
+const windows =
+  args.later > 0
+    ? `CPU over ${args.seconds} s after ${args.settle} s to settle, and again ${args.later} s after forming`
+    : `CPU over ${args.seconds} s after ${args.settle} s to settle`;
 process.stdout.write(
-  `${machineLine(machine(), `idle members, CPU over ${seconds} s after ${settle} s to settle; target <= 1% of a core per member`)}\n`,
+  `${machineLine(machine(), `idle members, ${windows}; target <= 1% of a core per member`)}\n`,
 );
+const windowHeader = (w: string): string[] => [
+  `leader %${w}`,
+  `follower median %${w}`,
+  `follower max %${w}`,
+  `idle elections${w}`,
+  `cores used${w}`,
+];
+const windowCells = (w: Window): string[] => [
+  w.leaderPct,
+  w.followerMedianPct,
+  w.followerMaxPct,
+  String(w.elections),
+  w.coresUsed,
+];
 const HEADER = [
   'nodes',
   'form s',
   'form elections',
-  'leader %',
-  'follower median %',
-  'follower max %',
-  'idle elections',
-  'cores used',
+  ...windowHeader(''),
+  ...(args.later > 0 ? windowHeader(` at ${args.later} s`) : []),
 ];
 const cells = (r: Row): string[] => [
   String(r.nodes),
   r.formS,
   String(r.formElections),
-  r.leaderPct,
-  r.followerMedianPct,
-  r.followerMaxPct,
-  String(r.idleElections),
-  r.coresUsed,
+  ...windowCells(r.first),
+  ...(r.later !== undefined ? windowCells(r.later) : []),
 ];
 // Each size's row as soon as it is measured (a later size that fails to form loses none), then
 // the table of all.
 const rows: Row[] = [];
-for (const n of sizes) {
-  const row = await measure(n, seconds, settle);
+for (const n of args.sizes) {
+  const row = await measure(n, args);
   rows.push(row);
   process.stdout.write(`${HEADER.map((h, i) => `${h} ${cells(row)[i]}`).join(', ')}\n`);
 }
