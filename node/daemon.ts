@@ -547,6 +547,8 @@ export class Daemon {
         : {}),
       upstreams: this.o.upstreams ?? [],
       peers: () => this.otherMembers(),
+      // A cache miss does not wait for members the leader marked down (docs/store.md).
+      down: (id) => this.node.sm.nodes.get(id)?.down === true,
       // The runners of the VMs placed here, and every deployment's known-good boot closures (a
       // rollback or an auto-revert must find them: docs/deploy.md).
       pins: () => [

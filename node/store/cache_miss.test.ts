@@ -93,7 +93,12 @@ async function holder(
   closers.push(() => server.close());
 }
 
-async function asker(host: Host, holderHost: Host): Promise<StoreService> {
+/** A member's store service on `host` whose other members are `members` (the first dialed). */
+async function asker(
+  host: Host,
+  members: Host[],
+  down: (peer: string) => boolean = () => false,
+): Promise<StoreService> {
   const dataDir = await mkdtemp(join(dir, 'a-'));
   const s = await StoreService.start({
     dataDir,
@@ -102,12 +107,13 @@ async function asker(host: Host, holderHost: Host): Promise<StoreService> {
     mode: 'local',
     nixAvailable: false,
     cache: { host: '127.0.0.1', port: 0 },
-    peers: () => [holderHost.peerId.toString()],
-    addrsOf: () => holderHost.getMultiaddrs(),
+    peers: () => members.map((m) => m.peerId.toString()),
+    addrsOf: (peer) => members.find((m) => m.peerId.toString() === peer)?.getMultiaddrs() ?? [],
+    down,
     log: pino({ level: 'silent' }),
   });
   closers.push(() => s.close());
-  await host.dial(holderHost.getMultiaddrs());
+  await host.dial(members[0]!.getMultiaddrs());
   return s;
 }
 
@@ -120,7 +126,7 @@ describe('a cache miss a member holds', () => {
       code: 'EIO',
     });
     await holder(b, p, () => failure);
-    const s = await asker(a, b);
+    const s = await asker(a, [b]);
     const url = `${s.cacheUrl}/${parseStorePath(p.info.path).hashPart}.narinfo`;
 
     const failed = await fetch(url);
@@ -141,10 +147,43 @@ describe('a cache miss a member holds', () => {
     const p = pathOf('miss-refused', 'world');
     // Bytes of the right length that are not the NAR its narinfo names.
     await holder(b, p, () => pathOf('miss-other', 'WORLD').nar);
-    const s = await asker(a, b);
+    const s = await asker(a, [b]);
     const r = await fetch(`${s.cacheUrl}/${parseStorePath(p.info.path).hashPart}.narinfo`);
     expect(r.status).toBe(404);
     expect(await s.store.has([p.info.path])).toEqual(new Set());
+  });
+});
+
+describe('a cache miss while a member does not answer', () => {
+  it('is a 502 until the member is marked down, then a 404', { timeout: 60_000 }, async () => {
+    hosts = await loopbackHosts(3);
+    const [a, b, c] = hosts as [Host, Host, Host];
+    await holder(b, pathOf('miss-held', 'here'), () => undefined);
+    const marked = new Set<string>();
+    const s = await asker(a, [b, c], (peer) => marked.has(peer));
+    // c is gone (its process died, its machine is cut off): it may hold the path.
+    await c.stop();
+    const hashPart = parseStorePath(pathOf('miss-nowhere', 'none').info.path).hashPart;
+
+    const silent = await fetch(`${s.cacheUrl}/${hashPart}.narinfo`);
+    expect(silent.status).toBe(502);
+    expect(silent.headers.get('retry-after')).toBe('5');
+
+    // The leader marked c down (node-down-after without a Raft answer): a miss no longer waits.
+    marked.add(c.peerId.toString());
+    expect((await fetch(`${s.cacheUrl}/${hashPart}.narinfo`)).status).toBe(404);
+  });
+
+  it('does not hide a path that a member that answers holds', { timeout: 60_000 }, async () => {
+    hosts = await loopbackHosts(3);
+    const [a, b, c] = hosts as [Host, Host, Host];
+    const p = pathOf('miss-held-too', 'there');
+    await holder(b, p, () => undefined);
+    const s = await asker(a, [b, c]);
+    await c.stop();
+    const r = await fetch(`${s.cacheUrl}/${parseStorePath(p.info.path).hashPart}.narinfo`);
+    expect(r.status).toBe(200);
+    expect(await r.text()).toContain(`StorePath: ${p.info.path}`);
   });
 });
 

@@ -86,27 +86,45 @@ async function mapLimit<T, R>(
   return out;
 }
 
-/** Who holds which of `hashParts`: asks every peer (unreachable peers count as holding nothing). */
+/** What the members answered about some hash parts: who holds which, and who did not answer. */
+export interface HolderAnswers {
+  readonly holders: Map<string, { path: string; peers: string[] }>;
+  /** Peers whose query failed (unreachable, timed out, reset): they may hold any of them. */
+  readonly unanswered: string[];
+}
+
+/** Who holds which of `hashParts`: asks every peer at once (HOLDER_PEERS_MAX at a time). */
+export async function askHolders(
+  client: StoreClient,
+  peers: readonly string[],
+  hashParts: readonly string[],
+): Promise<HolderAnswers> {
+  const want = hashParts.filter(isHashPart);
+  const holders = new Map<string, { path: string; peers: string[] }>();
+  const unanswered: string[] = [];
+  const answers = await mapLimit(peers, HOLDER_PEERS_MAX, async (peer) => ({
+    peer,
+    paths: await client.have(peer, want).catch(() => undefined),
+  }));
+  for (const { peer, paths } of answers) {
+    if (paths === undefined) unanswered.push(peer);
+    for (const p of paths ?? []) {
+      const hp = parseStorePath(p).hashPart;
+      const e = holders.get(hp);
+      if (e === undefined) holders.set(hp, { path: p, peers: [peer] });
+      else if (e.path === p) e.peers.push(peer);
+    }
+  }
+  return { holders, unanswered };
+}
+
+/** Who holds which of `hashParts` (peers that did not answer count as holding nothing). */
 export async function findHolders(
   client: StoreClient,
   peers: readonly string[],
   hashParts: readonly string[],
 ): Promise<Map<string, { path: string; peers: string[] }>> {
-  const want = hashParts.filter(isHashPart);
-  const out = new Map<string, { path: string; peers: string[] }>();
-  const answers = await mapLimit(peers, HOLDER_PEERS_MAX, async (peer) => ({
-    peer,
-    paths: await client.have(peer, want).catch(() => [] as string[]),
-  }));
-  for (const { peer, paths } of answers) {
-    for (const p of paths) {
-      const hp = parseStorePath(p).hashPart;
-      const e = out.get(hp);
-      if (e === undefined) out.set(hp, { path: p, peers: [peer] });
-      else if (e.path === p) e.peers.push(peer);
-    }
-  }
-  return out;
+  return (await askHolders(client, peers, hashParts)).holders;
 }
 
 async function addPeerKeys(o: FetchOptions): Promise<void> {
@@ -410,11 +428,15 @@ class ClosureDownload {
 
 /**
  * For the HTTP cache's misses: if a peer holds the path with this hash part, fetch its closure
- * and return true; false when no peer holds it.
+ * (`fetched`); otherwise the peers that did not answer, which may hold it (`unanswered`).
  */
-export async function fetchByHashPart(hashPart: string, o: FetchOptions): Promise<boolean> {
-  const h = (await findHolders(o.client, o.peers(), [hashPart])).get(hashPart);
-  if (h === undefined) return false;
+export async function fetchByHashPart(
+  hashPart: string,
+  o: FetchOptions,
+): Promise<{ fetched: boolean; unanswered: readonly string[] }> {
+  const { holders, unanswered } = await askHolders(o.client, o.peers(), [hashPart]);
+  const h = holders.get(hashPart);
+  if (h === undefined) return { fetched: false, unanswered };
   await fetchClosure([h.path], o);
-  return true;
+  return { fetched: true, unanswered };
 }

@@ -264,7 +264,7 @@ describeWithTools(['nix', 'nix-store'], 'closures between nodes, checked by the 
     const cache = await startHttpCache({
       store: g.store,
       key: g.key,
-      onMiss: (h) => fetchByHashPart(h, o),
+      onMiss: async (h) => (await fetchByHashPart(h, o)).fetched,
     });
     try {
       const hp = parseStorePath(root).hashPart;

@@ -11,6 +11,7 @@ import type { Multiaddr } from '@multiformats/multiaddr';
 import type { Logger } from 'pino';
 import type { ApiErrorCode } from '../api/wire.ts';
 import type { Host } from '../p2p/host.ts';
+import { plural } from '../plural.ts';
 import { which } from '../which.ts';
 import type { CacheAuth } from './cache_auth.ts';
 import { isStoreError, StoreError, type StoreErrorCode } from './errors.ts';
@@ -70,6 +71,12 @@ export interface StoreServiceOptions {
   readonly trustedKeys?: readonly string[];
   /** The other members (peer IDs), asked for closures. */
   readonly peers: () => readonly string[];
+  /**
+   * Whether the cluster marks a member down (no Raft answer for --node-down-after). A cache miss
+   * waits for the answer of every member that is not down: a silent one makes it a 502, not a 404
+   * (docs/store.md, "HTTP binary cache"). Default: none is down.
+   */
+  readonly down?: (peer: string) => boolean;
   readonly addrsOf: (peer: string) => readonly Multiaddr[];
   /** Closure roots the local store must keep (VMs running or about to). */
   readonly pins?: () => Iterable<string>;
@@ -165,7 +172,8 @@ export class StoreService {
 
   /** A cache miss: the members first, then the upstream caches (verified by configured keys only). */
   private async fetchOnMiss(hashPart: string): Promise<boolean | 'upstream'> {
-    if (await fetchByHashPart(hashPart, this.fetchOptions()).catch(memberFetchFailure)) return true;
+    const members = await fetchByHashPart(hashPart, this.fetchOptions()).catch(memberFetchFailure);
+    if (members.fetched) return true;
     const found = await fetchFromUpstreams(hashPart, {
       urls: this.o.upstreams ?? [],
       store: this.store,
@@ -173,7 +181,15 @@ export class StoreService {
       counters: this.counters,
       findTool: which,
     });
-    return found ? 'upstream' : false;
+    if (found) return 'upstream';
+    const silent = members.unanswered.filter((p) => this.o.down?.(p) !== true);
+    if (silent.length > 0) {
+      throw new StoreError(
+        'UNAVAILABLE',
+        `no member that answered holds it, and ${plural(silent.length, 'member')} that may did not answer: ${silent.join(', ')}`,
+      );
+    }
+    return false;
   }
 
   get cacheUrl(): string | undefined {
