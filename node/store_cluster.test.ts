@@ -15,6 +15,7 @@ import {
   pcr,
   secretFileOf,
   startCluster,
+  until,
 } from '../test/procs.ts';
 import { CLOSURE_EXPR, nixBuild, nixClosure } from '../test/store/nix_fixtures.ts';
 import { describeWithTools, nixEnv } from '../test/tools.ts';
@@ -150,5 +151,28 @@ describeWithTools(['nix', 'nix-store'], 'pcr store on real node processes', () =
     expect(r.stderr).toMatch(/no peer holds/);
     const bad = await cli(b, ['store', 'where', '/tmp/not-a-store-path']);
     expect(bad.exitCode, bad.stderr).toBe(2);
+  });
+
+  // Last: it kills C.
+  it('while a member does not answer, a path nobody else holds is undecided until it is marked down', {
+    timeout: 120_000,
+  }, async () => {
+    const missing = '/nix/store/11111111111111111111111111111111-held-by-nobody';
+    const narinfo = `${(JSON.parse(await readFile(join(b.dataDir, NODE_INFO_FILE), 'utf8')) as { cache: string }).cache}/${missing.slice(11, 43)}.narinfo`;
+    expect((await fetch(narinfo)).status).toBe(404);
+    await kill9(c);
+    // C may hold it: not a 404 that Nix would remember for an hour, and `where` cannot say no.
+    const where = await cli(b, ['store', 'where', missing]);
+    expect(where.exitCode, where.stderr).toBe(4);
+    expect(where.stderr).toMatch(/1 member did not answer/);
+    expect((await fetch(narinfo)).status).toBe(502);
+    // The leader marks C down after --node-down-after (10 s): then a miss is a 404 again.
+    await until(
+      async () => ((await fetch(narinfo)).status === 404 ? true : undefined),
+      60_000,
+      'the cache to answer 404 once C is marked down',
+    );
+    const after = await cli(b, ['store', 'where', missing]);
+    expect(after.exitCode, after.stderr).toBe(7);
   });
 });

@@ -6,6 +6,7 @@
 // A spec no node could ever hold is refused before anything is committed (UNPLACEABLE), by the
 // very check vm.run makes (placement_handlers.ts neverPlaceable).
 
+import { plural } from '../plural.ts';
 import { bootRoots } from '../state/deploy_pins.ts';
 import { rollbackTarget } from '../state/deployments.ts';
 import { type ApiDeps, answer } from './deps.ts';
@@ -106,7 +107,10 @@ async function rollbackClosureMissing(
   if (!t.ok) return undefined; // the state machine says why
   for (const root of bootRoots(t.version.spec)) {
     if ((await store.info(root)) !== undefined) continue;
-    if ((await store.where(root)).length > 0) continue;
+    const where = await store.where(root);
+    if (where.holders.length > 0) continue;
+    if (where.unanswered.length > 0)
+      return `version ${t.version.n} of ${req.name} boots from ${root}, which no member that answered holds (${plural(where.unanswered.length, 'member')} did not answer: ${where.unanswered.join(', ')}): try again once they answer`;
     return `version ${t.version.n} of ${req.name} boots from ${root}, which no member holds any more: deploy its source again (pcr deploy of the flake at ${t.version.source.rev ?? t.version.source.commit ?? 'its revision'})`;
   }
   return undefined;

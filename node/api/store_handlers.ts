@@ -26,10 +26,10 @@ async function handleStore(deps: ApiDeps, req: StoreRequest): Promise<ApiRespons
     case 'store.info': {
       const info = await store.info(req.path);
       if (info !== undefined) return { ok: true, here: true, info };
-      return { ok: true, here: false, holders: await store.where(req.path) };
+      return { ok: true, here: false, ...(await store.where(req.path)) };
     }
     case 'store.where':
-      return { ok: true, holders: await store.where(req.path) };
+      return { ok: true, ...(await store.where(req.path)) };
     case 'store.verify':
       return { ok: true, ...(await store.verify(req.repair === true)) };
     case 'store.gc':

@@ -160,12 +160,21 @@ export function registerStoreCommands(program: Command, ctx: CliContext): void {
     async (path: string, o: Opts) => {
       const { r, ms } = await callWithMembers(o, { op: 'store.where', path });
       const holders = r.holders as string[];
+      // Members that did not answer may hold it too (older members do not send the field).
+      const silent = ((r.unanswered as string[] | undefined) ?? []).map((id) => label(id, ms));
       print(o, holders, () =>
-        holders.length === 0
-          ? `no member holds ${path}`
-          : holders.map((id) => label(id, ms)).join('\n'),
+        holders.length > 0
+          ? holders.map((id) => label(id, ms)).join('\n')
+          : silent.length > 0
+            ? `no member that answered holds ${path}`
+            : `no member holds ${path}`,
       );
-      if (holders.length === 0) ctx.exitCode = EXIT.notFound;
+      if (silent.length > 0)
+        ctx.io.err(
+          `pcr: ${plural(silent.length, 'member')} did not answer: ${silent.join(', ')}\n`,
+        );
+      // Not found only when every member answered; else nobody can tell (as for a member down).
+      if (holders.length === 0) ctx.exitCode = silent.length > 0 ? EXIT.unreachable : EXIT.notFound;
     },
   );
 

@@ -168,10 +168,13 @@ describe('a cache miss while a member does not answer', () => {
     const silent = await fetch(`${s.cacheUrl}/${hashPart}.narinfo`);
     expect(silent.status).toBe(502);
     expect(silent.headers.get('retry-after')).toBe('5');
+    const path = pathOf('miss-nowhere', 'none').info.path;
+    expect(await s.where(path)).toEqual({ holders: [], unanswered: [c.peerId.toString()] });
 
     // The leader marked c down (node-down-after without a Raft answer): a miss no longer waits.
     marked.add(c.peerId.toString());
     expect((await fetch(`${s.cacheUrl}/${hashPart}.narinfo`)).status).toBe(404);
+    expect(await s.where(path)).toEqual({ holders: [], unanswered: [] });
   });
 
   it('does not hide a path that a member that answers holds', { timeout: 60_000 }, async () => {
@@ -181,6 +184,10 @@ describe('a cache miss while a member does not answer', () => {
     await holder(b, p, () => undefined);
     const s = await asker(a, [b, c]);
     await c.stop();
+    expect(await s.where(p.info.path)).toEqual({
+      holders: [b.peerId.toString()],
+      unanswered: [c.peerId.toString()],
+    });
     const r = await fetch(`${s.cacheUrl}/${parseStorePath(p.info.path).hashPart}.narinfo`);
     expect(r.status).toBe(200);
     expect(await r.text()).toContain(`StorePath: ${p.info.path}`);

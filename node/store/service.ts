@@ -16,12 +16,12 @@ import { which } from '../which.ts';
 import type { CacheAuth } from './cache_auth.ts';
 import { isStoreError, StoreError, type StoreErrorCode } from './errors.ts';
 import {
+  askHolders,
   type FetchOptions,
   type FetchProgress,
   type FetchReport,
   fetchByHashPart,
   fetchClosure,
-  findHolders,
 } from './fetch.ts';
 import { type HttpCache, type ServeCompression, startHttpCache } from './http_cache.ts';
 import { addPath } from './ingest.ts';
@@ -182,7 +182,7 @@ export class StoreService {
       findTool: which,
     });
     if (found) return 'upstream';
-    const silent = members.unanswered.filter((p) => this.o.down?.(p) !== true);
+    const silent = this.mayHold(members.unanswered);
     if (silent.length > 0) {
       throw new StoreError(
         'UNAVAILABLE',
@@ -213,14 +213,22 @@ export class StoreService {
     return (await this.store.info([path])).get(path);
   }
 
-  /** Which members hold `path` (this node included when it does). */
-  async where(path: string): Promise<string[]> {
+  /**
+   * Which members hold `path` (this node included when it does), and which did not answer and
+   * may hold it too (members the cluster marks down are not counted).
+   */
+  async where(path: string): Promise<{ holders: string[]; unanswered: string[] }> {
     const { hashPart } = parseStorePath(path);
-    const holders = await findHolders(this.client, this.o.peers(), [hashPart]);
+    const { holders, unanswered } = await askHolders(this.client, this.o.peers(), [hashPart]);
     const h = holders.get(hashPart);
     const peers = h?.path === path ? [...h.peers] : [];
     if ((await this.store.has([path])).has(path)) peers.unshift(this.o.peerId);
-    return peers;
+    return { holders: peers, unanswered: this.mayHold(unanswered) };
+  }
+
+  /** Of the members that did not answer, those whose silence decides nothing: not marked down. */
+  private mayHold(unanswered: readonly string[]): string[] {
+    return unanswered.filter((p) => this.o.down?.(p) !== true);
   }
 
   /** Fetches the closure of `path` from the members; concurrent callers share one fetch. */
