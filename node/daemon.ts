@@ -256,6 +256,9 @@ export class Daemon {
   private readonly peerIds = new Map<NodeId, PeerId>();
   /** The applied index whose member table rememberAddrs() last copied into the address book. */
   private addrsAppliedSeen = -1;
+  /** membersTable()'s copy and the applied index it was read at. */
+  private membersRead: readonly Member[] = [];
+  private membersAt = -1;
   readonly stats = { memberRedials: 0 };
   /** The node's store, its P2P server and its binary cache (started in run()). */
   store: StoreService | undefined;
@@ -601,8 +604,7 @@ export class Daemon {
    */
   private async checkUnique(): Promise<void> {
     const targets = new Map<NodeId, Multiaddr[]>(this.extraAddrs);
-    const table = this.node.sm.query({ op: 'members' });
-    for (const m of table.ok ? (table.members ?? []) : []) {
+    for (const m of this.membersTable()) {
       if (m.id !== this.id) targets.set(m.id, this.addrsOf(m.id));
     }
     targets.delete(this.id);
@@ -673,8 +675,7 @@ export class Daemon {
     // The member table changes only by applying entries: read it again only after one.
     if (this.node.sm.applied !== this.addrsAppliedSeen) {
       this.addrsAppliedSeen = this.node.sm.applied;
-      const table = this.node.sm.query({ op: 'members' });
-      for (const m of table.ok ? (table.members ?? []) : []) {
+      for (const m of this.membersTable()) {
         if (m.id !== this.id) this.book.remember(m.id, m.addrs);
       }
     }
@@ -798,8 +799,22 @@ export class Daemon {
 
   /** Peer IDs of the other members (the store asks them for closures). */
   private otherMembers(): string[] {
-    const table = this.node.sm.query({ op: 'members' });
-    return (table.ok ? (table.members ?? []) : []).map((m) => m.id).filter((id) => id !== this.id);
+    return this.membersTable()
+      .map((m) => m.id)
+      .filter((id) => id !== this.id);
+  }
+
+  /**
+   * The member table, sorted by ID. It changes only by applying entries, so it is read again only
+   * after one: the 300 ms loop and the membership view read it every round.
+   */
+  private membersTable(): readonly Member[] {
+    if (this.membersAt !== this.node.sm.applied) {
+      const table = this.node.sm.query({ op: 'members' });
+      this.membersRead = table.ok ? (table.members ?? []) : [];
+      this.membersAt = this.node.sm.applied;
+    }
+    return this.membersRead;
   }
 
   private member(id: NodeId): Member | undefined {
@@ -828,8 +843,7 @@ export class Daemon {
   /** Dials members we hold no connection to (each at most every memberRedialMs). */
   private keepConnected(): void {
     const now = Date.now();
-    const table = this.node.sm.query({ op: 'members' });
-    for (const m of table.ok ? (table.members ?? []) : []) {
+    for (const m of this.membersTable()) {
       if (m.id === this.id || m.addrs.length === 0) continue;
       if ((this.lastDial.get(m.id) ?? 0) + DAEMON_DEFAULTS.memberRedialMs > now) continue;
       const peer = this.peerIdOf(m.id);
@@ -905,8 +919,7 @@ export class Daemon {
       addrs: () => this.addrs(),
       name: () => {
         if (this.o.name === undefined) return undefined;
-        const table = this.node.sm.query({ op: 'members' });
-        return uniqueName(this.o.name, this.id, table.ok ? (table.members ?? []) : []);
+        return uniqueName(this.o.name, this.id, this.membersTable());
       },
       peers: () => this.peers(),
       ask: (id, req, timeoutMs) => {
