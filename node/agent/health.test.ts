@@ -273,6 +273,37 @@ describe('HealthMonitor with a fake clock', () => {
     expect(proposals).toHaveLength(2);
   });
 
+  it('with failureThreshold, one failed run among passing ones proposes nothing; enough in a row do', async () => {
+    const spec = specOf([
+      {
+        http: { host: '127.0.0.1', port, path: '/health' },
+        intervalMs: 1000,
+        graceMs: 0,
+        failureThreshold: 3,
+      },
+    ]);
+    const { proposals, desired, m } = harness();
+    const start = now;
+    const run = async (code: number) => {
+      status = code;
+      m.update(desired(spec), [observedOf(spec, start)]);
+      await m.runDue();
+      await settle();
+      now += 1000;
+    };
+    await run(200);
+    const check = `http 127.0.0.1:${port}/health`;
+    expect(proposals).toEqual([{ healthy: true, check }]);
+    // A flap: one or two failed runs between passing ones.
+    for (const code of [503, 200, 503, 503, 200]) await run(code);
+    expect(proposals).toHaveLength(1);
+    for (const code of [503, 503, 503]) await run(code);
+    expect(proposals).toEqual([
+      { healthy: true, check },
+      { healthy: false, check, message: '503' },
+    ]);
+  });
+
   it('a console check fails when its grace ends unseen; a restarted healthy VM is proposed unhealthy', async () => {
     const spec = specOf([{ console: 'web ready', graceMs: 2000 }]);
     const { proposals, state, desired, m } = harness();

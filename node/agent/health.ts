@@ -19,6 +19,7 @@ import {
   type CheckOutcome,
   type HealthVerdict,
   healthToPropose,
+  settledOutcome,
   verdictOf,
 } from './health_verdict.ts';
 import type { DesiredVm } from './reconciler.ts';
@@ -189,7 +190,10 @@ interface Tracker {
   readonly generation: number;
   readonly startedAtMs: number;
   readonly checks: readonly HealthCheck[];
+  /** The outcome that counts for each check (settledOutcome: thresholds applied). */
   readonly outcomes: (CheckOutcome | undefined)[];
+  /** Each tcp or http check's last run's `ok` and how many runs in a row had it. */
+  readonly streaks: ({ ok: boolean; runs: number } | undefined)[];
   /** When each tcp or http check runs next (console checks: unused). */
   readonly dueAtMs: number[];
   readonly running: boolean[];
@@ -295,6 +299,7 @@ export class HealthMonitor {
       startedAtMs,
       checks,
       outcomes: checks.map(() => undefined),
+      streaks: checks.map(() => undefined),
       dueAtMs: checks.map(() => now),
       running: checks.map(() => false),
       consoleOffset,
@@ -314,18 +319,23 @@ export class HealthMonitor {
     const interval = 'console' in c ? 0 : c.intervalMs;
     t.running[i] = true;
     t.dueAtMs[i] = this.deps.now() + interval;
+    let run: CheckOutcome;
     try {
       const r = await probe(c);
-      t.outcomes[i] = {
+      run = {
         ok: r.ok,
         ...(r.message !== undefined ? { message: r.message } : {}),
         atMs: this.deps.now(),
       };
     } catch (e) {
-      t.outcomes[i] = { ok: false, message: (e as Error).message, atMs: this.deps.now() };
+      run = { ok: false, message: (e as Error).message, atMs: this.deps.now() };
     } finally {
       t.running[i] = false;
     }
+    const last = t.streaks[i];
+    const runs = last?.ok === run.ok ? last.runs + 1 : 1;
+    t.streaks[i] = { ok: run.ok, runs };
+    t.outcomes[i] = settledOutcome(c, t.outcomes[i], run, runs);
     this.evaluate(t);
     this.schedule();
   }

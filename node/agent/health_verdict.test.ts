@@ -11,6 +11,7 @@ import {
   checkStatus,
   healthToPropose,
   RESTART_CHECK,
+  settledOutcome,
   verdictOf,
 } from './health_verdict.ts';
 
@@ -54,6 +55,57 @@ describe('checkStatus', () => {
     });
     // No grace: the first failure counts.
     expect(checkStatus(TCP, fail(START), START, START)).toMatchObject({ kind: 'fail' });
+  });
+});
+
+describe('settledOutcome', () => {
+  const pass = (atMs: number) => ({ ok: true, atMs });
+  const fail = (atMs: number) => ({ ok: false, message: 'timeout', atMs });
+  /** Plays runs through settledOutcome as the monitor does; the outcome that counts after each. */
+  function play(check: HealthCheck, runs: { ok: boolean; atMs: number }[]) {
+    let counted: ReturnType<typeof settledOutcome>;
+    let streak = { ok: true, n: 0 };
+    return runs.map((r) => {
+      streak =
+        streak.n > 0 && streak.ok === r.ok ? { ok: r.ok, n: streak.n + 1 } : { ok: r.ok, n: 1 };
+      counted = settledOutcome(check, counted, r, streak.n);
+      return counted === undefined ? '-' : counted.ok ? 'pass' : 'fail';
+    });
+  }
+
+  it('with the default thresholds every run counts', () => {
+    expect(play(TCP, [pass(1), fail(2), pass(3), fail(4)])).toEqual([
+      'pass',
+      'fail',
+      'pass',
+      'fail',
+    ]);
+  });
+
+  it('a passing check fails only after failureThreshold failed runs in a row', () => {
+    const flappy: HealthCheck = { ...TCP, failureThreshold: 3 };
+    expect(
+      play(flappy, [pass(1), fail(2), fail(3), pass(4), fail(5), fail(6), fail(7), pass(8)]),
+    ).toEqual(['pass', 'pass', 'pass', 'pass', 'pass', 'pass', 'fail', 'pass']);
+  });
+
+  it('a new or failing check passes only after successThreshold passing runs in a row', () => {
+    const slow: HealthCheck = { ...TCP, successThreshold: 2 };
+    expect(play(slow, [pass(1), pass(2), fail(3), pass(4), fail(5), pass(6), pass(7)])).toEqual([
+      '-',
+      'pass',
+      'fail',
+      'fail',
+      'fail',
+      'fail',
+      'pass',
+    ]);
+    // The outcome that counts keeps its own time (what the grace is measured against).
+    expect(settledOutcome(slow, fail(3), pass(4), 1)).toEqual(fail(3));
+  });
+
+  it('a console check has no runs to count: what it saw counts', () => {
+    expect(settledOutcome(CONSOLE, undefined, pass(5), 1)).toEqual(pass(5));
   });
 });
 

@@ -14,6 +14,23 @@ export interface CheckOutcome {
   readonly atMs: number;
 }
 
+/**
+ * The outcome that counts for a tcp or http check after one more run: the run itself once it is
+ * the `successThreshold`-th passing run in a row (`failureThreshold`-th failing one), else the
+ * outcome that counted before. `streak` is how many runs in a row, this one included, had this
+ * run's `ok`. With both thresholds 1 (the default) every run counts.
+ */
+export function settledOutcome(
+  check: HealthCheck,
+  counted: CheckOutcome | undefined,
+  run: CheckOutcome,
+  streak: number,
+): CheckOutcome | undefined {
+  if ('console' in check) return run;
+  const needed = run.ok ? (check.successThreshold ?? 1) : (check.failureThreshold ?? 1);
+  return streak >= needed ? run : counted;
+}
+
 export type CheckStatus =
   | { readonly kind: 'pass' }
   | { readonly kind: 'pending' }

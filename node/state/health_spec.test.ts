@@ -8,10 +8,11 @@ import {
   HEALTH_HTTP_PATH_BYTES_MAX,
   HEALTH_INTERVAL_MS_MIN,
   HEALTH_MS_MAX,
+  HEALTH_THRESHOLD_MAX,
   healthCheckLabel,
   isIpLiteral,
 } from './health_spec.ts';
-import { validateVmSpec } from './vm_spec.ts';
+import { specHash, validateVmSpec } from './vm_spec.ts';
 
 const TAP = { version: 1, name: 'web', kernel: '/k', network: { mode: 'tap', bridge: 'br0' } };
 const RUNNER = '/nix/store/0c6lw3rq0qvd4n4ys4fvnnbd5bxxc0nk-microvm-run-web';
@@ -100,6 +101,45 @@ describe('health checks in the VM spec', () => {
     expect(errors([{ console: 'up', graceMs: 0 }])).toEqual([]);
   });
 
+  it('takes failure and success thresholds (1..HEALTH_THRESHOLD_MAX) on tcp and http checks; 1 is dropped', () => {
+    expect(
+      checks([
+        http({}, { failureThreshold: 3, successThreshold: HEALTH_THRESHOLD_MAX }),
+        { tcp: { host: '10.0.0.2', port: 22 }, failureThreshold: 1, successThreshold: 1 },
+      ]),
+    ).toEqual([
+      {
+        http: { host: '10.0.0.2', port: 80, path: '/' },
+        intervalMs: 5000,
+        timeoutMs: 2000,
+        graceMs: 30_000,
+        failureThreshold: 3,
+        successThreshold: HEALTH_THRESHOLD_MAX,
+      },
+      { tcp: { host: '10.0.0.2', port: 22 }, intervalMs: 5000, timeoutMs: 2000, graceMs: 30_000 },
+    ]);
+    // The default given spells the same spec: no restart of VMs whose spec did not change.
+    const hash = (t: Record<string, unknown>) => {
+      const r = validateVmSpec({ ...TAP, health: [http({}, t)] });
+      if (!r.ok) throw new Error('spec');
+      return specHash(r.spec);
+    };
+    expect(hash({ failureThreshold: 1, successThreshold: 1 })).toBe(hash({}));
+    expect(hash({ failureThreshold: 2 })).not.toBe(hash({}));
+    for (const bad of [0, HEALTH_THRESHOLD_MAX + 1, 1.5, '3']) {
+      expect(errors([http({}, { failureThreshold: bad })])).toEqual([
+        `health[0].failureThreshold: ${JSON.stringify(bad)} must be an integer from 1 to ${HEALTH_THRESHOLD_MAX} (HEALTH_THRESHOLD_MAX): runs in a row`,
+      ]);
+    }
+    expect(errors([http({}, { successThreshold: 0 })])).toEqual([
+      `health[0].successThreshold: 0 must be an integer from 1 to ${HEALTH_THRESHOLD_MAX} (HEALTH_THRESHOLD_MAX): runs in a row`,
+    ]);
+    // A console check has no runs to count.
+    expect(errors([{ console: 'up', failureThreshold: 2 }])).toEqual([
+      'health[0].failureThreshold: unknown field (known: console, graceMs)',
+    ]);
+  });
+
   it('checks ports (1..65535), hosts (IP literals) and http paths (HEALTH_HTTP_PATH_BYTES_MAX)', () => {
     expect(errors([http({ port: 1 }), http({ port: 65_535 })])).toEqual([]);
     expect(errors([http({ port: 0 })])).toEqual([
@@ -163,7 +203,7 @@ describe('health checks in the VM spec', () => {
       'health[0].http.method: unknown field (known: host, port, path)',
     ]);
     expect(errors([http({}, { retries: 3 })])).toEqual([
-      'health[0].retries: unknown field (known: http, intervalMs, timeoutMs, graceMs)',
+      'health[0].retries: unknown field (known: http, intervalMs, timeoutMs, graceMs, failureThreshold, successThreshold)',
     ]);
     expect(errors(['up'])).toEqual([
       'health[0]: must be an object with one of console, tcp, http; got string "up"',

@@ -21,6 +21,8 @@ export const HEALTH_TIMEOUT_MS_MIN = 1;
 export const HEALTH_CONSOLE_BYTES_MAX = 256;
 /** The longest path an http check asks for. */
 export const HEALTH_HTTP_PATH_BYTES_MAX = 512;
+/** The most runs in a row a tcp or http check's failureThreshold or successThreshold may ask. */
+export const HEALTH_THRESHOLD_MAX = 10;
 export const PORT_MIN = 1;
 export const PORT_MAX = 65_535;
 
@@ -36,18 +38,24 @@ export type HealthCheck =
       /** After the start, how long before "not seen yet" counts as failing. */
       readonly graceMs: number;
     }
-  | {
-      readonly tcp: { readonly host: string; readonly port: number };
-      readonly intervalMs: number;
-      readonly timeoutMs: number;
-      readonly graceMs: number;
-    }
-  | {
+  | ({ readonly tcp: { readonly host: string; readonly port: number } } & ProbeTiming)
+  | ({
       readonly http: { readonly host: string; readonly port: number; readonly path: string };
-      readonly intervalMs: number;
-      readonly timeoutMs: number;
-      readonly graceMs: number;
-    };
+    } & ProbeTiming);
+
+/** When a tcp or http check runs, and how many runs in a row change what it says. */
+export interface ProbeTiming {
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly graceMs: number;
+  /**
+   * Failed runs in a row before a passing check counts as failing; absent: 1 (every run counts,
+   * and a spec that gives 1 hashes as one that gives nothing).
+   */
+  readonly failureThreshold?: number;
+  /** Passing runs in a row before a failing or new check counts as passing; absent: 1. */
+  readonly successThreshold?: number;
+}
 
 /** What the VM's network is, for the rule that tcp and http checks need one. */
 export type HealthNetwork = 'none' | 'tap' | 'runner';
@@ -116,7 +124,12 @@ function parseCheck(
     const graceMs = timing(c, 'graceMs', 0, DEFAULT_HEALTH_GRACE_MS, p, fail);
     return text === undefined || graceMs === undefined ? undefined : { console: text, graceMs };
   }
-  unknownFields(c, [kind, 'intervalMs', 'timeoutMs', 'graceMs'], `${p}.`, fail);
+  unknownFields(
+    c,
+    [kind, 'intervalMs', 'timeoutMs', 'graceMs', 'failureThreshold', 'successThreshold'],
+    `${p}.`,
+    fail,
+  );
   if (network === 'none') {
     fail(
       `${p}.${kind}`,
@@ -150,8 +163,17 @@ function parseCheck(
     return undefined;
   }
   if (target === undefined || intervalMs === undefined || timeoutMs === undefined) return undefined;
-  if (graceMs === undefined) return undefined;
-  const t = { intervalMs, timeoutMs, graceMs };
+  const failureThreshold = threshold(c, 'failureThreshold', p, fail);
+  const successThreshold = threshold(c, 'successThreshold', p, fail);
+  if (graceMs === undefined || failureThreshold === undefined || successThreshold === undefined)
+    return undefined;
+  const t: ProbeTiming = {
+    intervalMs,
+    timeoutMs,
+    graceMs,
+    ...(failureThreshold > 1 ? { failureThreshold } : {}),
+    ...(successThreshold > 1 ? { successThreshold } : {}),
+  };
   return kind === 'tcp'
     ? { tcp: { host: target.host, port: target.port }, ...t }
     : { http: { host: target.host, port: target.port, path: target.path ?? '/' }, ...t };
@@ -214,6 +236,23 @@ function parseTarget(
 }
 
 /** An integer timing field of a check, its default when absent. */
+function threshold(
+  c: Obj,
+  key: 'failureThreshold' | 'successThreshold',
+  p: string,
+  fail: Fail,
+): number | undefined {
+  const v = c[key];
+  if (v === undefined) return 1;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > HEALTH_THRESHOLD_MAX) {
+    return fail(
+      `${p}.${key}`,
+      `${JSON.stringify(v)} must be an integer from 1 to ${HEALTH_THRESHOLD_MAX} (HEALTH_THRESHOLD_MAX): runs in a row`,
+    );
+  }
+  return v;
+}
+
 function timing(
   c: Obj,
   key: 'intervalMs' | 'timeoutMs' | 'graceMs',
