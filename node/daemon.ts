@@ -47,7 +47,7 @@ import { Histogram, renderSamples, serveMetrics } from './metrics.ts';
 import { uniqueName } from './names.ts';
 import { NODE_METRICS, readMetrics } from './node_metrics.ts';
 import { AddrBook, type StickyPort, stickyListen } from './p2p/addr_book.ts';
-import { collectMetrics, GOSSIP_INTERVAL_MS, Gossip } from './p2p/gossip.ts';
+import { collectMetrics, GOSSIP_INTERVAL_MS, Gossip, type NodeMetrics } from './p2p/gossip.ts';
 import { createHost, type Host } from './p2p/host.ts';
 import {
   DuplicateInstanceError,
@@ -79,6 +79,7 @@ import {
   raftNodeTiming,
   raftTimingProblem,
 } from './raft_timing.ts';
+import { type SharedTiming, timingDifferences } from './shared_timing.ts';
 import { knownGoodRoots } from './state/deploy_pins.ts';
 import type { Command, Member, Query } from './state/machine.ts';
 import { VM_REASON_BYTES_MAX, type VmState } from './state/vms.ts';
@@ -260,6 +261,8 @@ export class Daemon {
   private membersRead: readonly Member[] = [];
   private membersAt = -1;
   readonly stats = { memberRedials: 0 };
+  /** Members whose gossiped timing values differ from ours, and how (docs/operations.md "Tuning"). */
+  private readonly timingMismatches = new Map<NodeId, string>();
   /** The node's store, its P2P server and its binary cache (started in run()). */
   store: StoreService | undefined;
   /** What the API handlers (node/api/) see of this node. */
@@ -346,10 +349,17 @@ export class Daemon {
     const vmms = this.capabilities.then((c) =>
       (Object.keys(c.backends) as BackendName[]).filter((n) => c.backends[n].available),
     );
+    const shared: SharedTiming = {
+      heartbeatIntervalMs: this.timing.heartbeatIntervalMs,
+      electionTimeoutMs: this.timing.electionTimeoutMs,
+      fenceAfterMs: o.fenceAfterMs ?? FENCE_AFTER_MS_DEFAULT,
+      nodeDownAfterMs: o.nodeDownAfterMs ?? NODE_DOWN_AFTER_MS_DEFAULT,
+    };
     this.gossip = new Gossip(
       host,
-      async () => collectMetrics(this.id, PCR_VERSION, o.dataDir, await vmms),
+      async () => collectMetrics(this.id, PCR_VERSION, o.dataDir, await vmms, shared),
       o.gossipMs ?? GOSSIP_INTERVAL_MS,
+      (m) => this.compareTiming(shared, m),
     );
     this.api = {
       id: this.id,
@@ -798,6 +808,32 @@ export class Daemon {
   }
 
   /** Peer IDs of the other members (the store asks them for closures). */
+  /**
+   * Compares a member's gossiped timing values with ours; logs at warn when it starts or stops
+   * differing (once per change, not per message).
+   */
+  private compareTiming(mine: SharedTiming, m: NodeMetrics): void {
+    if (m.timing === undefined) return;
+    const differs = timingDifferences(mine, m.timing).join(', ');
+    if ((this.timingMismatches.get(m.id) ?? '') === differs) return;
+    const fields = { member: this.node.sm.member(m.id)?.name ?? m.id, differs };
+    if (differs === '') {
+      this.timingMismatches.delete(m.id);
+      this.log.info(fields, 'cluster member runs our timing values again');
+    } else {
+      this.timingMismatches.set(m.id, differs);
+      this.log.warn(
+        { ...fields, values: 'ours/theirs' },
+        'cluster members run other timing values: fencing and elections assume the same (docs/operations.md, "Tuning")',
+      );
+    }
+  }
+
+  /** Current members whose timing values differ from ours (removed ones no longer count). */
+  timingMismatchedMembers(): NodeId[] {
+    return [...this.timingMismatches.keys()].filter((id) => this.node.sm.member(id) !== undefined);
+  }
+
   private otherMembers(): string[] {
     return this.membersTable()
       .map((m) => m.id)
@@ -1006,7 +1042,10 @@ export class Daemon {
       node: this.node.stats,
       transport: this.transport.stats,
       gossip: this.gossip.stats,
-      daemon: this.stats,
+      daemon: {
+        memberRedials: this.stats.memberRedials,
+        timingMismatchedMembers: this.timingMismatchedMembers().length,
+      },
       store: this.store?.counters ?? newCounters(),
       tokenUses: this.store?.tokenUses ?? new Map(),
     });

@@ -18,7 +18,7 @@ export interface MetricSources {
     readonly received: number;
     readonly refused: number;
   };
-  readonly daemon: { readonly memberRedials: number };
+  readonly daemon: { readonly memberRedials: number; readonly timingMismatchedMembers: number };
   readonly store: Readonly<StoreCounters>;
   /** Uses of each cache token on this node (not replicated). */
   readonly tokenUses: ReadonlyMap<string, number>;
@@ -165,6 +165,12 @@ export const NODE_METRICS: readonly MetricDef[] = [
     help: 'Dials of members this node held no connection to.',
     type: 'counter',
     read: (s) => s.daemon.memberRedials,
+  },
+  {
+    name: 'pcr_timing_mismatched_members',
+    help: "Members whose gossiped heartbeat, election, fence-after or node-down-after values differ from this node's.",
+    type: 'gauge',
+    read: (s) => s.daemon.timingMismatchedMembers,
   },
   {
     name: 'pcr_gossip_messages_published_total',

@@ -7,6 +7,7 @@
 import { statfs } from 'node:fs/promises';
 import { cpus, freemem, loadavg, totalmem } from 'node:os';
 import { Packr } from 'msgpackr';
+import { type SharedTiming, sharedTimingProblem } from '../shared_timing.ts';
 import type { Host } from './host.ts';
 
 export const METRICS_TOPIC = '/pcr/metrics/1';
@@ -33,6 +34,8 @@ export interface NodeMetrics {
   readonly memFree: number;
   readonly diskFree: number;
   readonly vmms: readonly string[];
+  /** The member's timing values (node/shared_timing.ts); absent from older members. */
+  readonly timing?: SharedTiming;
 }
 
 export interface ViewEntry {
@@ -55,6 +58,7 @@ function metricsProblem(x: unknown): string | undefined {
     return 'id or version is not a string';
   if (!Array.isArray(m.vmms) || !m.vmms.every((v) => typeof v === 'string'))
     return 'vmms is not a list of strings';
+  if (m.timing !== undefined) return sharedTimingProblem(m.timing);
   return undefined;
 }
 
@@ -64,12 +68,20 @@ export class Gossip {
   private readonly host: Host;
   private readonly collect: () => Promise<NodeMetrics>;
   private readonly intervalMs: number;
+  private readonly onMetrics: ((m: NodeMetrics) => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(host: Host, collect: () => Promise<NodeMetrics>, intervalMs = GOSSIP_INTERVAL_MS) {
+  /** `onMetrics` sees each member's metrics as they are accepted (not this node's own). */
+  constructor(
+    host: Host,
+    collect: () => Promise<NodeMetrics>,
+    intervalMs = GOSSIP_INTERVAL_MS,
+    onMetrics?: (m: NodeMetrics) => void,
+  ) {
     this.host = host;
     this.collect = collect;
     this.intervalMs = intervalMs;
+    this.onMetrics = onMetrics;
   }
 
   start(): void {
@@ -104,6 +116,7 @@ export class Gossip {
     }
     this.stats.received++;
     this.view.set(from, { metrics: m as NodeMetrics, lastSeen: Date.now() });
+    this.onMetrics?.(m as NodeMetrics);
     return true;
   }
 
@@ -139,6 +152,7 @@ export async function collectMetrics(
   version: string,
   dataDir: string,
   vmms: readonly string[],
+  timing?: SharedTiming,
 ): Promise<NodeMetrics> {
   let diskFree = 0;
   try {
@@ -157,5 +171,6 @@ export async function collectMetrics(
     memFree: freemem(),
     diskFree,
     vmms: [...vmms],
+    ...(timing !== undefined ? { timing } : {}),
   };
 }
