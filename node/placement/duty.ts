@@ -15,6 +15,7 @@ import type { Command, Result, StateMachine } from '../state/machine.ts';
 import { pendingDemands } from '../state/view.ts';
 import { placementOf } from '../state/vm_spec.ts';
 import { type PlacedInstance, placedInstance, VM_PLACE_BATCH_MAX } from '../state/vms.ts';
+import { CoalescedPass } from './coalesced.ts';
 
 /** Bound of the clock-rate drift between two nodes, in the fencing argument. */
 export const CLOCK_DRIFT_MAX = 0.05;
@@ -98,8 +99,7 @@ export interface DutyPorts {
 
 export class PlacementDuty {
   private readonly p: DutyPorts;
-  private evaluating = false;
-  private again = false;
+  private readonly evaluation: CoalescedPass;
   private leaderSinceMs: number | undefined;
   private registering = false;
   /**
@@ -116,6 +116,11 @@ export class PlacementDuty {
 
   constructor(p: DutyPorts) {
     this.p = p;
+    this.evaluation = new CoalescedPass(
+      () => this.evaluateOnce(),
+      () => this.p.raft().leader,
+      (e) => this.p.log.debug({ err: e.message }, 'evaluation failed'),
+    );
   }
 
   /** Whether this node has fenced itself: its agent runs nothing and stops what runs. */
@@ -130,24 +135,7 @@ export class PlacementDuty {
 
   /** After an applied change of the VM or node table. */
   poke(): void {
-    if (!this.p.raft().leader) return;
-    if (this.evaluating) {
-      this.again = true;
-      return;
-    }
-    this.evaluating = true;
-    void (async () => {
-      try {
-        do {
-          this.again = false;
-          await this.evaluateOnce();
-        } while (this.again && this.p.raft().leader);
-      } catch (e) {
-        this.p.log.debug({ err: (e as Error).message }, 'evaluation failed');
-      } finally {
-        this.evaluating = false;
-      }
-    })();
+    this.evaluation.request();
   }
 
   /** The periodic part (the daemon's reconcile loop): fence, register, lifecycle, drains. */

@@ -13,6 +13,7 @@
 
 import { nextRolloutChangeMs, rolloutStep } from '../sched/rollout.ts';
 import type { Command, Result, StateMachine } from '../state/machine.ts';
+import { CoalescedPass } from './coalesced.ts';
 
 /** The leader evaluates rollouts at least this often (besides every table change). */
 export const ROLLOUT_EVALUATE_MS = 1000;
@@ -34,36 +35,23 @@ export interface RolloutPorts {
 
 export class RolloutDuty {
   private readonly p: RolloutPorts;
-  private evaluating = false;
-  private again = false;
+  private readonly evaluation: CoalescedPass;
   private lastMs: number | undefined;
   /** The pending evaluation at the next change by time alone, if any. */
   private timer: { readonly atMs: number; readonly cancel: () => void } | undefined;
 
   constructor(p: RolloutPorts) {
     this.p = p;
+    this.evaluation = new CoalescedPass(
+      () => this.evaluateOnce(),
+      () => this.p.leader(),
+      (e) => this.p.log.debug({ err: e.message }, 'rollout evaluation failed'),
+    );
   }
 
   /** After an applied change of the VM or deployment table. */
   poke(): void {
-    if (!this.p.leader()) return;
-    if (this.evaluating) {
-      this.again = true;
-      return;
-    }
-    this.evaluating = true;
-    void (async () => {
-      try {
-        do {
-          this.again = false;
-          await this.evaluateOnce();
-        } while (this.again && this.p.leader());
-      } catch (e) {
-        this.p.log.debug({ err: (e as Error).message }, 'rollout evaluation failed');
-      } finally {
-        this.evaluating = false;
-      }
-    })();
+    this.evaluation.request();
   }
 
   /** The periodic part (the daemon's reconcile loop): deadlines pass without entries. */
