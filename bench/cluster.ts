@@ -4,7 +4,8 @@
 // median of several runs, after kill -9 of the leader (its connections close: the followers know
 // at once) and after SIGSTOP of the leader (nothing closes: the election timeout decides, as for a
 // partition or a lost machine). --soak S runs 256 clients for S more seconds and counts elections;
-// --no-etcd runs pcr alone.
+// --no-etcd runs pcr alone. The clients start at the leader in both systems (the one client
+// writes to the leader; more spread over all three members).
 // If etcd is installed (Debian: etcd-server), the same runs against a 3-member etcd on loopback
 // in the same run, and the ratios are printed.
 // Usage: npm run bench:cluster -- [--seconds 5] [--warmup 5] [--failovers 7] [--soak 0] [--no-etcd]
@@ -68,7 +69,8 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-async function load(t: Target, clients: number, seconds: number): Promise<LoadResult> {
+/** Client w writes to member (first + w) % 3. */
+async function load(t: Target, clients: number, seconds: number, first = 0): Promise<LoadResult> {
   const lat: number[] = [];
   let errors = 0;
   const end = performance.now() + seconds * 1000;
@@ -76,7 +78,9 @@ async function load(t: Target, clients: number, seconds: number): Promise<LoadRe
     Array.from({ length: clients }, async (_, w) => {
       for (let i = 0; performance.now() < end; i++) {
         const t0 = performance.now();
-        const ok = await t.put(w, `bench/${w}/${i % 64}`, 'x'.repeat(128), 5000).catch(() => false);
+        const ok = await t
+          .put(first + w, `bench/${w}/${i % 64}`, 'x'.repeat(128), 5000)
+          .catch(() => false);
         if (ok) lat.push(performance.now() - t0);
         else errors++;
       }
@@ -383,8 +387,15 @@ async function main(): Promise<void> {
         );
         const loads: LoadResult[] = [];
         if (WARMUP_SECONDS > 0) await load(t, 16, WARMUP_SECONDS);
+        // The clients start at the leader (client w writes to member (leader + w) % 3), in both
+        // systems: a single client on a follower pays one hop more (its write is forwarded), so
+        // the one-client level compares the same path. The busier levels spread over all three.
+        const leaderAt = await t.leaderIndex();
+        console.log(
+          `${t.name}: the one-client level writes to the leader (member ${leaderAt ?? 'unknown: member 0'})`,
+        );
         const before = await t.elections();
-        for (const c of CONCURRENCY) loads.push(await load(t, c, SECONDS));
+        for (const c of CONCURRENCY) loads.push(await load(t, c, SECONDS, leaderAt ?? 0));
         const soak = SOAK_SECONDS > 0 ? await load(t, 256, SOAK_SECONDS) : undefined;
         const loadElections = (await t.elections()) - before;
         const kill = await failover(t, FAILOVERS, 'kill');
