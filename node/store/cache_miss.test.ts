@@ -155,7 +155,9 @@ describe('a cache miss a member holds', () => {
 });
 
 describe('a cache miss while a member does not answer', () => {
-  it('is a 502 until the member is marked down, then a 404', { timeout: 60_000 }, async () => {
+  it('is a 502 (and a fetch UNAVAILABLE) until the member is marked down, then a 404', {
+    timeout: 60_000,
+  }, async () => {
     hosts = await loopbackHosts(3);
     const [a, b, c] = hosts as [Host, Host, Host];
     await holder(b, pathOf('miss-held', 'here'), () => undefined);
@@ -170,11 +172,13 @@ describe('a cache miss while a member does not answer', () => {
     expect(silent.headers.get('retry-after')).toBe('5');
     const path = pathOf('miss-nowhere', 'none').info.path;
     expect(await s.where(path)).toEqual({ holders: [], unanswered: [c.peerId.toString()] });
+    await expect(s.fetch(path)).rejects.toMatchObject({ code: 'UNAVAILABLE' });
 
     // The leader marked c down (node-down-after without a Raft answer): a miss no longer waits.
     marked.add(c.peerId.toString());
     expect((await fetch(`${s.cacheUrl}/${hashPart}.narinfo`)).status).toBe(404);
     expect(await s.where(path)).toEqual({ holders: [], unanswered: [] });
+    await expect(s.fetch(path)).rejects.toMatchObject({ code: 'NO_HOLDER' });
   });
 
   it('does not hide a path that a member that answers holds', { timeout: 60_000 }, async () => {

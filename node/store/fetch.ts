@@ -47,6 +47,11 @@ export interface FetchOptions {
   readonly fsync?: boolean;
   /** Called once the missing part is known, then as bytes arrive and paths complete. */
   readonly onProgress?: (p: FetchProgress) => void;
+  /**
+   * Whether the cluster marks a peer down. A peer that did not answer and is not down may hold
+   * what no peer that answered holds: the fetch is then UNAVAILABLE, not NO_HOLDER.
+   */
+  readonly down?: (peer: string) => boolean;
 }
 
 export interface FetchProgress {
@@ -118,6 +123,14 @@ export async function askHolders(
   return { holders, unanswered };
 }
 
+/** Of the peers that did not answer, those whose silence decides nothing: not marked down. */
+export function mayHold(
+  unanswered: readonly string[],
+  down: ((peer: string) => boolean) | undefined,
+): string[] {
+  return unanswered.filter((p) => down?.(p) !== true);
+}
+
 /** Who holds which of `hashParts` (peers that did not answer count as holding nothing). */
 export async function findHolders(
   client: StoreClient,
@@ -174,16 +187,23 @@ async function closureInfos(
   peers: readonly string[],
   o: FetchOptions,
 ): Promise<Map<string, PathInfo>> {
-  const rootHolders = await findHolders(
+  const asked = await askHolders(
     o.client,
     peers,
     missingRoots.map((r) => parseStorePath(r).hashPart),
   );
+  const silent = mayHold(asked.unanswered, o.down);
   const infos = new Map<string, PathInfo>();
   for (const root of missingRoots) {
     if (infos.has(root)) continue;
-    const h = rootHolders.get(parseStorePath(root).hashPart);
+    const h = asked.holders.get(parseStorePath(root).hashPart);
     if (h === undefined || h.path !== root) {
+      if (silent.length > 0) {
+        throw new StoreError(
+          'UNAVAILABLE',
+          `no peer that answered holds ${root}, and ${plural(silent.length, 'peer')} that may did not answer: ${silent.join(', ')}`,
+        );
+      }
       throw new StoreError(
         'NO_HOLDER',
         `no peer holds ${root} (asked ${plural(peers.length, 'peer')})`,

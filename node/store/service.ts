@@ -22,6 +22,7 @@ import {
   type FetchReport,
   fetchByHashPart,
   fetchClosure,
+  mayHold,
 } from './fetch.ts';
 import { type HttpCache, type ServeCompression, startHttpCache } from './http_cache.ts';
 import { addPath } from './ingest.ts';
@@ -182,7 +183,7 @@ export class StoreService {
       findTool: which,
     });
     if (found) return 'upstream';
-    const silent = this.mayHold(members.unanswered);
+    const silent = mayHold(members.unanswered, this.o.down);
     if (silent.length > 0) {
       throw new StoreError(
         'UNAVAILABLE',
@@ -203,6 +204,7 @@ export class StoreService {
       peers: this.o.peers,
       trust: this.trust,
       counters: this.counters,
+      ...(this.o.down !== undefined ? { down: this.o.down } : {}),
       ...(onProgress !== undefined ? { onProgress } : {}),
     };
   }
@@ -223,12 +225,7 @@ export class StoreService {
     const h = holders.get(hashPart);
     const peers = h?.path === path ? [...h.peers] : [];
     if ((await this.store.has([path])).has(path)) peers.unshift(this.o.peerId);
-    return { holders: peers, unanswered: this.mayHold(unanswered) };
-  }
-
-  /** Of the members that did not answer, those whose silence decides nothing: not marked down. */
-  private mayHold(unanswered: readonly string[]): string[] {
-    return unanswered.filter((p) => this.o.down?.(p) !== true);
+    return { holders: peers, unanswered: mayHold(unanswered, this.o.down) };
   }
 
   /** Fetches the closure of `path` from the members; concurrent callers share one fetch. */
