@@ -807,7 +807,6 @@ export class Daemon {
     if (!out.ok) throw new Error(`health of ${name} not committed: ${out.message}`);
   }
 
-  /** Peer IDs of the other members (the store asks them for closures). */
   /**
    * Compares a member's gossiped timing values with ours; logs at warn when it starts or stops
    * differing (once per change, not per message).
@@ -834,6 +833,7 @@ export class Daemon {
     return [...this.timingMismatches.keys()].filter((id) => this.node.sm.member(id) !== undefined);
   }
 
+  /** Peer IDs of the other members (the store asks them for closures). */
   private otherMembers(): string[] {
     return this.membersTable()
       .map((m) => m.id)
