@@ -43,7 +43,10 @@ describeWithTools(['nix', 'nix-store'], 'pcr store on real node processes', () =
 
   beforeAll(async () => {
     root = await nixBuild(base, CLOSURE_EXPR, `store-cluster-${Date.now()}`);
-    [a, b, c] = (await startCluster(base, ['a', 'b', 'c'], ['--store', 'local'], procs)) as [
+    // node-down-after 20 s (default 10): the last test checks what a member that does not answer
+    // does before the leader marks it down, which must not race a slow machine.
+    const args = ['--store', 'local', '--node-down-after', '20s'];
+    [a, b, c] = (await startCluster(base, ['a', 'b', 'c'], args, procs)) as [
       NodeProc,
       NodeProc,
       NodeProc,
@@ -166,7 +169,7 @@ describeWithTools(['nix', 'nix-store'], 'pcr store on real node processes', () =
     expect(where.exitCode, where.stderr).toBe(4);
     expect(where.stderr).toMatch(/1 member did not answer/);
     expect((await fetch(narinfo)).status).toBe(502);
-    // The leader marks C down after --node-down-after (10 s): then a miss is a 404 again.
+    // The leader marks C down after --node-down-after (20 s here): then a miss is a 404 again.
     await until(
       async () => ((await fetch(narinfo)).status === 404 ? true : undefined),
       60_000,
