@@ -98,6 +98,7 @@ async function asker(
   host: Host,
   members: Host[],
   down: (peer: string) => boolean = () => false,
+  logLines?: string[],
 ): Promise<StoreService> {
   const dataDir = await mkdtemp(join(dir, 'a-'));
   const s = await StoreService.start({
@@ -110,7 +111,10 @@ async function asker(
     peers: () => members.map((m) => m.peerId.toString()),
     addrsOf: (peer) => members.find((m) => m.peerId.toString() === peer)?.getMultiaddrs() ?? [],
     down,
-    log: pino({ level: 'silent' }),
+    log:
+      logLines === undefined
+        ? pino({ level: 'silent' })
+        : pino({ level: 'info' }, { write: (line: string) => void logLines.push(line) }),
   });
   closers.push(() => s.close());
   await host.dial(members[0]!.getMultiaddrs());
@@ -162,7 +166,8 @@ describe('a cache miss while a member does not answer', () => {
     const [a, b, c] = hosts as [Host, Host, Host];
     await holder(b, pathOf('miss-held', 'here'), () => undefined);
     const marked = new Set<string>();
-    const s = await asker(a, [b, c], (peer) => marked.has(peer));
+    const logLines: string[] = [];
+    const s = await asker(a, [b, c], (peer) => marked.has(peer), logLines);
     // c is gone (its process died, its machine is cut off): it may hold the path.
     await c.stop();
     const hashPart = parseStorePath(pathOf('miss-nowhere', 'none').info.path).hashPart;
@@ -170,6 +175,11 @@ describe('a cache miss while a member does not answer', () => {
     const silent = await fetch(`${s.cacheUrl}/${hashPart}.narinfo`);
     expect(silent.status).toBe(502);
     expect(silent.headers.get('retry-after')).toBe('5');
+    // The 502's reason, naming the member, is in the node's log.
+    const logged = logLines.map((l) => JSON.parse(l) as { msg: string; why?: string });
+    expect(logged.find((l) => l.msg === 'cache miss undecided (answered 502)')?.why).toContain(
+      `did not answer: ${c.peerId.toString()}`,
+    );
     const path = pathOf('miss-nowhere', 'none').info.path;
     expect(await s.where(path)).toEqual({ holders: [], unanswered: [c.peerId.toString()] });
     await expect(s.fetch(path)).rejects.toMatchObject({ code: 'UNAVAILABLE' });

@@ -160,7 +160,13 @@ export class StoreService {
         host: o.cache.host,
         port: o.cache.port,
         counters,
-        onMiss: (hashPart) => s.fetchOnMiss(hashPart),
+        // A miss that decided nothing is answered 502 without its reason: say it here.
+        onMiss: (hashPart) =>
+          s.fetchOnMiss(hashPart).catch((e: Error) => {
+            if (isStoreError(e, 'UNAVAILABLE'))
+              s.o.log.info({ hashPart, why: e.message }, 'cache miss undecided (answered 502)');
+            throw e;
+          }),
         // Uploads (nix copy --to) must be signed by a configured key or a member's store key.
         trust: s.trust,
         ...(o.cacheAuth !== undefined ? { auth: o.cacheAuth } : {}),
