@@ -155,6 +155,8 @@ function parseCheck(
     fail,
   );
   const graceMs = timing(c, 'graceMs', 0, DEFAULT_HEALTH_GRACE_MS, p, fail);
+  const failureThreshold = threshold(c, 'failureThreshold', p, fail);
+  const successThreshold = threshold(c, 'successThreshold', p, fail);
   if (intervalMs !== undefined && timeoutMs !== undefined && timeoutMs > intervalMs) {
     fail(
       `${p}.timeoutMs`,
@@ -163,8 +165,6 @@ function parseCheck(
     return undefined;
   }
   if (target === undefined || intervalMs === undefined || timeoutMs === undefined) return undefined;
-  const failureThreshold = threshold(c, 'failureThreshold', p, fail);
-  const successThreshold = threshold(c, 'successThreshold', p, fail);
   if (graceMs === undefined || failureThreshold === undefined || successThreshold === undefined)
     return undefined;
   const t: ProbeTiming = {
@@ -235,7 +235,7 @@ function parseTarget(
   return { host, port: port as number, ...(path !== undefined ? { path } : {}) };
 }
 
-/** An integer timing field of a check, its default when absent. */
+/** A run count of a check (failureThreshold, successThreshold), 1 when absent. */
 function threshold(
   c: Obj,
   key: 'failureThreshold' | 'successThreshold',
@@ -253,6 +253,7 @@ function threshold(
   return v;
 }
 
+/** An integer timing field of a check, its default when absent. */
 function timing(
   c: Obj,
   key: 'intervalMs' | 'timeoutMs' | 'graceMs',
