@@ -150,6 +150,22 @@ export interface DaemonOptions {
   readonly logger: Logger;
 }
 
+/**
+ * The timing values every member should share (node/shared_timing.ts), defaults filled in: what
+ * the fencing bound checks, what the placement duty runs with, what gossip tells the others.
+ */
+function sharedTimingOf(
+  o: DaemonOptions,
+  raft: { readonly heartbeatIntervalMs: number; readonly electionTimeoutMs: number },
+): SharedTiming {
+  return {
+    heartbeatIntervalMs: raft.heartbeatIntervalMs,
+    electionTimeoutMs: raft.electionTimeoutMs,
+    fenceAfterMs: o.fenceAfterMs ?? FENCE_AFTER_MS_DEFAULT,
+    nodeDownAfterMs: o.nodeDownAfterMs ?? NODE_DOWN_AFTER_MS_DEFAULT,
+  };
+}
+
 /** Whether a TCP port can be listened on now (a moment later it may not: the caller handles that). */
 async function portFree(host: string, port: number): Promise<boolean> {
   const { createServer } = await import('node:net');
@@ -349,12 +365,7 @@ export class Daemon {
     const vmms = this.capabilities.then((c) =>
       (Object.keys(c.backends) as BackendName[]).filter((n) => c.backends[n].available),
     );
-    const shared: SharedTiming = {
-      heartbeatIntervalMs: this.timing.heartbeatIntervalMs,
-      electionTimeoutMs: this.timing.electionTimeoutMs,
-      fenceAfterMs: o.fenceAfterMs ?? FENCE_AFTER_MS_DEFAULT,
-      nodeDownAfterMs: o.nodeDownAfterMs ?? NODE_DOWN_AFTER_MS_DEFAULT,
-    };
+    const shared = sharedTimingOf(o, this.timing);
     this.gossip = new Gossip(
       host,
       async () => collectMetrics(this.id, PCR_VERSION, o.dataDir, await vmms, shared),
@@ -414,9 +425,7 @@ export class Daemon {
     return new PlacementDuty({
       self: this.id,
       tickMs: this.timing.tickMs,
-      electionTimeoutMs: this.timing.electionTimeoutMs,
-      nodeDownAfterMs: o.nodeDownAfterMs ?? NODE_DOWN_AFTER_MS_DEFAULT,
-      fenceAfterMs: o.fenceAfterMs ?? FENCE_AFTER_MS_DEFAULT,
+      ...sharedTimingOf(o, this.timing),
       sm: () => node.sm,
       raft: () => ({ leader: node.leadership().lead === this.id, ...node.contact() }),
       counted: () => this.membership.counted(),
@@ -439,11 +448,7 @@ export class Daemon {
     const timing = daemonRaftTiming(o);
     const clock = raftTimingProblem(timing, timing.tickMs);
     if (clock !== undefined) throw new Error(clock);
-    const fencing = fencingProblem({
-      fenceAfterMs: o.fenceAfterMs ?? FENCE_AFTER_MS_DEFAULT,
-      nodeDownAfterMs: o.nodeDownAfterMs ?? NODE_DOWN_AFTER_MS_DEFAULT,
-      electionTimeoutMs: timing.electionTimeoutMs,
-    });
+    const fencing = fencingProblem(sharedTimingOf(o, timing));
     if (fencing !== undefined) throw new Error(fencing);
     const reserve = reserveProblem(o.reserveCpus ?? 0, o.reserveMemoryMiB ?? 0);
     if (reserve !== undefined) throw new Error(reserve);
