@@ -448,15 +448,15 @@ class ClosureDownload {
 
 /**
  * For the HTTP cache's misses: if a peer holds the path with this hash part, fetch its closure
- * (`fetched`); otherwise the peers that did not answer, which may hold it (`unanswered`).
+ * (`fetched`); otherwise the peers that did not answer and may hold it (`silent`: not `down`).
  */
 export async function fetchByHashPart(
   hashPart: string,
   o: FetchOptions,
-): Promise<{ fetched: boolean; unanswered: readonly string[] }> {
+): Promise<{ fetched: boolean; silent: readonly string[] }> {
   const { holders, unanswered } = await askHolders(o.client, o.peers(), [hashPart]);
   const h = holders.get(hashPart);
-  if (h === undefined) return { fetched: false, unanswered };
+  if (h === undefined) return { fetched: false, silent: mayHold(unanswered, o.down) };
   await fetchClosure([h.path], o);
-  return { fetched: true, unanswered };
+  return { fetched: true, silent: [] };
 }

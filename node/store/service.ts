@@ -189,7 +189,7 @@ export class StoreService {
       findTool: which,
     });
     if (found) return 'upstream';
-    const silent = mayHold(members.unanswered, this.o.down);
+    const { silent } = members;
     if (silent.length > 0) {
       throw new StoreError(
         'UNAVAILABLE',
