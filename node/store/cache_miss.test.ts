@@ -65,7 +65,8 @@ async function holder(
   host: Host,
   p: { info: PathInfo; nar: Buffer },
   serve: () => Error | Buffer | undefined,
-): Promise<void> {
+): Promise<{ haveQueries: number }> {
+  const counts = { haveQueries: 0 };
   const store = await LocalStore.open({
     dir: join(dir, `b-${p.info.path.slice(-12)}`),
     maxBytes: 1 << 20,
@@ -74,6 +75,13 @@ async function holder(
   await addPath(store, p.info, [p.nar]);
   const wrapped = new Proxy(store, {
     get(t, k) {
+      // What the server's `have` answers from: one call per holder query.
+      if (k === 'byHashParts') {
+        return (hashParts: readonly string[]) => {
+          counts.haveQueries++;
+          return t.byHashParts(hashParts);
+        };
+      }
       if (k === 'nar') {
         return (path: string, o?: { use?: boolean }) => {
           const what = serve();
@@ -91,6 +99,7 @@ async function holder(
   const server = new StoreServer({ host, store: wrapped, key: generateSecretKey('holder-1') });
   await server.start();
   closers.push(() => server.close());
+  return counts;
 }
 
 /** A member's store service on `host` whose other members are `members` (the first dialed). */
@@ -129,7 +138,7 @@ describe('a cache miss a member holds', () => {
     let failure: Error | undefined = Object.assign(new Error('EIO: i/o error, read'), {
       code: 'EIO',
     });
-    await holder(b, p, () => failure);
+    const counts = await holder(b, p, () => failure);
     const s = await asker(a, [b]);
     const url = `${s.cacheUrl}/${parseStorePath(p.info.path).hashPart}.narinfo`;
 
@@ -140,8 +149,12 @@ describe('a cache miss a member holds', () => {
 
     // The holder's disk is back: the next request fetches and serves it.
     failure = undefined;
+    const queriesBefore = counts.haveQueries;
     const ok = await fetch(url);
     expect(ok.status).toBe(200);
+    // Two holder queries: the miss's (which the closure's infos reuse: three before) and the
+    // download's, for the holders of every missing path.
+    expect(counts.haveQueries - queriesBefore).toBe(2);
     expect(await ok.text()).toContain(`StorePath: ${p.info.path}`);
   });
 

@@ -151,10 +151,14 @@ async function addPeerKeys(o: FetchOptions): Promise<void> {
   });
 }
 
-/** Fetches what is missing of the closures of `roots` into `o.store`. */
+/**
+ * Fetches what is missing of the closures of `roots` into `o.store`. `asked`: what the peers
+ * already answered about the roots' hash parts (fetchByHashPart), so they are not asked again.
+ */
 export async function fetchClosure(
   roots: readonly string[],
   o: FetchOptions,
+  asked?: HolderAnswers,
 ): Promise<FetchReport> {
   const counters = o.counters ?? newCounters();
   for (const r of roots) parseStorePath(r);
@@ -164,7 +168,7 @@ export async function fetchClosure(
   if (missingRoots.length === 0) return empty;
   const peers = o.peers();
   await addPeerKeys(o);
-  const infos = await closureInfos(missingRoots, peers, o);
+  const infos = await closureInfos(missingRoots, peers, o, asked);
   const missing = await missingAndTrusted(roots, infos, o, counters);
   const report = {
     present: infos.size - missing.length,
@@ -186,12 +190,15 @@ async function closureInfos(
   missingRoots: readonly string[],
   peers: readonly string[],
   o: FetchOptions,
+  answered?: HolderAnswers,
 ): Promise<Map<string, PathInfo>> {
-  const asked = await askHolders(
-    o.client,
-    peers,
-    missingRoots.map((r) => parseStorePath(r).hashPart),
-  );
+  const asked =
+    answered ??
+    (await askHolders(
+      o.client,
+      peers,
+      missingRoots.map((r) => parseStorePath(r).hashPart),
+    ));
   const silent = mayHold(asked.unanswered, o.down);
   const infos = new Map<string, PathInfo>();
   for (const root of missingRoots) {
@@ -454,9 +461,9 @@ export async function fetchByHashPart(
   hashPart: string,
   o: FetchOptions,
 ): Promise<{ fetched: boolean; silent: readonly string[] }> {
-  const { holders, unanswered } = await askHolders(o.client, o.peers(), [hashPart]);
-  const h = holders.get(hashPart);
-  if (h === undefined) return { fetched: false, silent: mayHold(unanswered, o.down) };
-  await fetchClosure([h.path], o);
+  const asked = await askHolders(o.client, o.peers(), [hashPart]);
+  const h = asked.holders.get(hashPart);
+  if (h === undefined) return { fetched: false, silent: mayHold(asked.unanswered, o.down) };
+  await fetchClosure([h.path], o, asked);
   return { fetched: true, silent: [] };
 }
