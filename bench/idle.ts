@@ -6,7 +6,8 @@
 // of CPU per member, which is no steady cost), then leaves the cluster idle for --seconds and
 // prints each member's CPU over that window (utime + stime from /proc, so the
 // figure is CPU consumed, not wall time: other load on the machine changes it little), the leader
-// apart from the followers, and the elections during the idle window (should be 0).
+// apart from the followers, the learners' median apart too (beyond 5 members; D48 heartbeats them
+// less often), and the elections during the idle window (should be 0).
 // --later S measures a second window of --seconds, S seconds after forming: an idle member's
 // code runs so rarely that V8 takes minutes to optimize it (TurboFan still compiled a fifth of an
 // idle member's CPU two minutes after start), so the first window shows the warm-up and the later
@@ -17,7 +18,7 @@ import '../node/polyfill.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { closeClients, kill9, type NodeProc, startCluster, until } from '../test/procs.ts';
+import { closeClients, kill9, type NodeProc, request, startCluster, until } from '../test/procs.ts';
 import { cpuSeconds, formatTable, machine, machineLine } from './common.ts';
 
 /** Members beyond this many stay learners (the daemon's default maxVoters). */
@@ -78,6 +79,8 @@ interface Window {
   leaderPct: string;
   followerMedianPct: string;
   followerMaxPct: string;
+  /** The learners' median ('-' with no learners). */
+  learnerMedianPct: string;
   elections: number;
   coresUsed: string;
 }
@@ -103,17 +106,32 @@ async function window(nodes: NodeProc[], seconds: number): Promise<Window> {
     1,
   );
   const pct = (s: number) => (100 * s) / seconds;
+  const median = (xs: number[]) => xs[Math.floor(xs.length / 2)];
   const followers = used
     .filter((_, i) => i !== leaderAt)
     .map(pct)
     .sort((a, b) => a - b);
+  const learnerIds = await learners(nodes);
+  const learnerPcts = used
+    .filter((_, i) => learnerIds.has(nodes[i]!.id))
+    .map(pct)
+    .sort((a, b) => a - b);
+  const learnerMedian = median(learnerPcts);
   return {
     leaderPct: leaderAt < 0 ? '-' : pct(used[leaderAt]!).toFixed(1),
-    followerMedianPct: (followers[Math.floor(followers.length / 2)] ?? 0).toFixed(1),
+    followerMedianPct: (median(followers) ?? 0).toFixed(1),
     followerMaxPct: (followers[followers.length - 1] ?? 0).toFixed(1),
+    learnerMedianPct: learnerMedian === undefined ? '-' : learnerMedian.toFixed(1),
     elections,
     coresUsed: (used.reduce((a, b) => a + b, 0) / seconds).toFixed(2),
   };
+}
+
+/** The IDs of the learners, as the first member sees the configuration. */
+async function learners(nodes: NodeProc[]): Promise<Set<string>> {
+  const r = await request(nodes[0]!, nodes[0]!, { op: 'members' });
+  const members = (r.ok ? r.members : []) as { id: string; role: string }[];
+  return new Set(members.filter((m) => m.role === 'learner').map((m) => m.id));
 }
 
 async function measure(n: number, a: Args): Promise<Row> {
@@ -163,6 +181,7 @@ const windowHeader = (w: string): string[] => [
   `leader %${w}`,
   `follower median %${w}`,
   `follower max %${w}`,
+  `learner median %${w}`,
   `idle elections${w}`,
   `cores used${w}`,
 ];
@@ -170,6 +189,7 @@ const windowCells = (w: Window): string[] => [
   w.leaderPct,
   w.followerMedianPct,
   w.followerMaxPct,
+  w.learnerMedianPct,
   String(w.elections),
   w.coresUsed,
 ];

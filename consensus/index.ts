@@ -10,7 +10,14 @@ export {
 } from './confchange.ts';
 export { isRaftError, RaftError, type RaftErrorCode } from './errors.ts';
 export type { ProgressState } from './progress.ts';
-export { CAMPAIGN_TRANSFER, type Config, DEFAULTS, Raft, type RaftStats } from './raft.ts';
+export {
+  CAMPAIGN_TRANSFER,
+  type Config,
+  DEFAULTS,
+  LEARNER_HEARTBEAT_EVERY_MAX,
+  Raft,
+  type RaftStats,
+} from './raft.ts';
 export { type RandomSource, seededRandom } from './rand.ts';
 export { type ProgressStatus, RawNode, type Status } from './rawnode.ts';
 export type { ReadOnlyOption } from './read_only.ts';

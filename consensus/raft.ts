@@ -68,6 +68,14 @@ export interface Config {
   readonly maxInflightBytes?: number;
   /** pendingReadsMax: ReadIndex requests a leader holds unanswered at once. */
   readonly maxPendingReads?: number;
+  /**
+   * A leader's periodic heartbeat round reaches learners only every this many rounds (the first
+   * round of a term reaches everyone). Learners do not vote, so no quorum, lease or ReadIndex
+   * waits for their answers; what still needs them is the application's own use of the leader's
+   * word (a learner's fencing, the leader's down detection), which sets how far apart they may
+   * be. ReadIndex rounds and appends are not thinned. Default 1: every round, as etcd.
+   */
+  readonly learnerHeartbeatEvery?: number;
   /** A leader steps down if a quorum was not heard from in an election timeout. Default on. */
   readonly checkQuorum?: boolean;
   /** Pre-vote (§9.6): a partitioned node cannot disrupt the cluster on rejoining. Default on. */
@@ -88,6 +96,9 @@ export const DEFAULTS = {
   maxInflightBytes: 0,
   maxPendingReads: 4096,
 } as const;
+
+/** learnerHeartbeatEvery above this is refused: a learner's leader would look gone for too long. */
+export const LEARNER_HEARTBEAT_EVERY_MAX = 16;
 
 /** What a node counts about itself: dropped input by reason, and protocol events. */
 export interface RaftStats {
@@ -148,6 +159,9 @@ export class Raft {
   readonly electionTimeout: number;
   readonly heartbeatTimeout: number;
   readonly leaderLostTimeout: number;
+  readonly learnerHeartbeatEvery: number;
+  /** Periodic heartbeat rounds of this term as leader (learners get every learnerHeartbeatEvery-th). */
+  private heartbeatRounds = 0;
   readonly checkQuorum: boolean;
   readonly preVote: boolean;
   readonly disableProposalForwarding: boolean;
@@ -190,8 +204,22 @@ export class Raft {
     if (!(Number.isSafeInteger(leaderLostTicks) && leaderLostTicks > 0)) {
       throw new RaftError('INVALID_CONFIG', 'config.leaderLostTicks must be a positive integer');
     }
+    const learnerHeartbeatEvery = c.learnerHeartbeatEvery ?? 1;
+    if (
+      !(
+        Number.isSafeInteger(learnerHeartbeatEvery) &&
+        learnerHeartbeatEvery >= 1 &&
+        learnerHeartbeatEvery <= LEARNER_HEARTBEAT_EVERY_MAX
+      )
+    ) {
+      throw new RaftError(
+        'INVALID_CONFIG',
+        `config.learnerHeartbeatEvery must be an integer in 1..${LEARNER_HEARTBEAT_EVERY_MAX} (LEARNER_HEARTBEAT_EVERY_MAX)`,
+      );
+    }
     this.id = c.id;
     this.random = c.random;
+    this.learnerHeartbeatEvery = learnerHeartbeatEvery;
     this.electionTimeout = c.electionTicks;
     this.heartbeatTimeout = c.heartbeatTicks;
     this.leaderLostTimeout = leaderLostTicks;
@@ -361,10 +389,13 @@ export class Raft {
     }
   }
 
+  /** The periodic round: every voter, and the learners every learnerHeartbeatEvery-th round. */
   private bcastHeartbeat(): void {
     const ctx = this.readOnly.lastPendingRequestContext();
-    for (const id of this.trk.progress.keys()) {
-      if (id !== this.id) this.sendHeartbeat(id, ctx);
+    const learnersToo = this.heartbeatRounds % this.learnerHeartbeatEvery === 0;
+    this.heartbeatRounds++;
+    for (const [id, pr] of this.trk.progress) {
+      if (id !== this.id && (learnersToo || !pr.isLearner)) this.sendHeartbeat(id, ctx);
     }
   }
 
@@ -380,6 +411,7 @@ export class Raft {
     this.lead = NONE;
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
+    this.heartbeatRounds = 0;
     this.resetRandomizedElectionTimeout();
     this.abortLeaderTransfer();
     this.trk.resetVotes();

@@ -331,7 +331,7 @@ export class Daemon {
       disk,
       transport: this.transport,
       random: cryptoRandom,
-      ...raftNodeTiming(this.timing),
+      ...raftNodeTiming(this.timing, sharedTimingOf(o, this.timing).fenceAfterMs),
       ...(o.snapshotEntries !== undefined ? { snapshotEntries: o.snapshotEntries } : {}),
       ...(o.keepEntries !== undefined ? { keepEntries: o.keepEntries } : {}),
       onApply: () => {

@@ -2,16 +2,20 @@
 // timeout, their ticks, and what a daemon's options give RaftNode.
 
 import { describe, expect, it } from 'vitest';
+import { FENCE_AFTER_MS_DEFAULT } from './placement/duty.ts';
 import {
   daemonRaftTiming,
   ELECTION_TIMEOUT_HEARTBEATS_MIN,
   ELECTION_TIMEOUT_MS_DEFAULT,
   ELECTION_TIMEOUT_MS_MAX,
   electionTimeoutProblem,
+  FENCE_AFTER_HEARTBEATS_MIN,
   HEARTBEAT_INTERVAL_MS_DEFAULT,
   HEARTBEAT_INTERVAL_TICKS_MIN,
   heartbeatIntervalProblem,
   LEADER_LOST_TICKS,
+  LEARNER_HEARTBEAT_EVERY,
+  learnerHeartbeatEvery,
   RAFT_TICK_MS,
   REQUEST_TIMEOUT_ELECTIONS,
   REQUEST_TIMEOUT_MS,
@@ -96,7 +100,8 @@ describe("a daemon's Raft clock", () => {
   });
 
   it('lets a request outlive an election: 5 s, or REQUEST_TIMEOUT_ELECTIONS election timeouts', () => {
-    const of = (electionTicks: number) => raftNodeTiming(daemonRaftTiming({ electionTicks }));
+    const of = (electionTicks: number) =>
+      raftNodeTiming(daemonRaftTiming({ electionTicks }), FENCE_AFTER_MS_DEFAULT);
     // The defaults (1 s) and anything up to 5 s / 3: the 5 s floor.
     expect(of(20).requestTimeoutTicks).toBe(REQUEST_TIMEOUT_MS / RAFT_TICK_MS);
     expect(of(33).requestTimeoutTicks).toBe(REQUEST_TIMEOUT_MS / RAFT_TICK_MS);
@@ -110,11 +115,42 @@ describe("a daemon's Raft clock", () => {
   it('gives RaftNode the configured ticks, the leader-lost ranking and the request timeout', () => {
     const t = daemonRaftTiming({ heartbeatTicks: 4, electionTicks: 60 });
     expect(t.electionTimeoutMs).toBe(3000);
-    expect(raftNodeTiming(t)).toEqual({
+    expect(raftNodeTiming(t, 4000)).toEqual({
       heartbeatTicks: 4,
       electionTicks: 60,
       requestTimeoutTicks: (REQUEST_TIMEOUT_ELECTIONS * 3000) / RAFT_TICK_MS,
-      raft: { leaderLostTicks: LEADER_LOST_TICKS },
+      raft: { leaderLostTicks: LEADER_LOST_TICKS, learnerHeartbeatEvery: 3 },
     });
+  });
+});
+
+describe('heartbeats to learners (D48)', () => {
+  const every = (heartbeatIntervalMs: number, fenceAfterMs: number) =>
+    learnerHeartbeatEvery({ heartbeatIntervalMs, fenceAfterMs });
+
+  it('every third round with the defaults: 1.2 s apart against fence-after 4 s', () => {
+    expect(every(HEARTBEAT_INTERVAL_MS_DEFAULT, FENCE_AFTER_MS_DEFAULT)).toBe(
+      LEARNER_HEARTBEAT_EVERY,
+    );
+    expect(LEARNER_HEARTBEAT_EVERY).toBe(3);
+  });
+
+  it('fewer skipped rounds when FENCE_AFTER_HEARTBEATS_MIN of them would not fit in fence-after', () => {
+    expect(every(600, 4000)).toBe(2); // 3 x 2 x 600 = 3.6 s
+    expect(every(1000, 4000)).toBe(1);
+    expect(every(400, 1000)).toBe(1); // not even one round fits three times: every round
+    expect(every(50, 60_000)).toBe(LEARNER_HEARTBEAT_EVERY); // never more than the maximum
+  });
+
+  it('a learner hears FENCE_AFTER_HEARTBEATS_MIN heartbeats within fence-after whenever it can', () => {
+    for (let hb = RAFT_TICK_MS; hb <= 2000; hb += RAFT_TICK_MS) {
+      for (let fence = 500; fence <= 20_000; fence += 250) {
+        const k = every(hb, fence);
+        expect(k).toBeGreaterThanOrEqual(1);
+        expect(k).toBeLessThanOrEqual(LEARNER_HEARTBEAT_EVERY);
+        // Thinned only where the bound holds; at 1 the learner is heartbeaten like a voter.
+        if (k > 1) expect(FENCE_AFTER_HEARTBEATS_MIN * k * hb).toBeLessThanOrEqual(fence);
+      }
+    }
   });
 });

@@ -143,17 +143,53 @@ export function daemonRaftTiming(o: {
   };
 }
 
-/** RaftNode's timing options (node/raft/node.ts) for a daemon with this clock. */
-export function raftNodeTiming(t: DaemonRaftTiming): {
+/**
+ * The most a daemon thins the leader's heartbeats to learners (D48): a learner gets every third
+ * round (1.2 s apart with the default 400 ms interval).
+ */
+export const LEARNER_HEARTBEAT_EVERY = 3;
+/**
+ * A learner hears at least this many heartbeats within `--fence-after`: it fences its VMs after
+ * that long without a word from the leader (node/placement/duty.ts), so a single late or lost
+ * heartbeat must not come near it.
+ */
+export const FENCE_AFTER_HEARTBEATS_MIN = 3;
+
+/**
+ * Every how many heartbeat rounds a learner gets one (consensus Config.learnerHeartbeatEvery):
+ * LEARNER_HEARTBEAT_EVERY, or fewer so that FENCE_AFTER_HEARTBEATS_MIN of its heartbeats fit in
+ * fence-after; at least 1 (every round). Voters are not thinned: their answers are the leader's
+ * quorum. A learner's answers are also what the leader's down detection counts, and
+ * `--node-down-after` exceeds fence-after (fencingProblem), so this bound covers it too.
+ */
+export function learnerHeartbeatEvery(t: {
+  readonly heartbeatIntervalMs: number;
+  readonly fenceAfterMs: number;
+}): number {
+  const fit = Math.floor(t.fenceAfterMs / (FENCE_AFTER_HEARTBEATS_MIN * t.heartbeatIntervalMs));
+  return Math.max(1, Math.min(LEARNER_HEARTBEAT_EVERY, fit));
+}
+
+/** RaftNode's timing options (node/raft/node.ts) for a daemon with this clock and fence-after. */
+export function raftNodeTiming(
+  t: DaemonRaftTiming,
+  fenceAfterMs: number,
+): {
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
   readonly requestTimeoutTicks: number;
-  readonly raft: { readonly leaderLostTicks: number };
+  readonly raft: { readonly leaderLostTicks: number; readonly learnerHeartbeatEvery: number };
 } {
   return {
     electionTicks: t.electionTicks,
     heartbeatTicks: t.heartbeatTicks,
     requestTimeoutTicks: Math.ceil(requestTimeoutMs(t) / t.tickMs),
-    raft: { leaderLostTicks: LEADER_LOST_TICKS },
+    raft: {
+      leaderLostTicks: LEADER_LOST_TICKS,
+      learnerHeartbeatEvery: learnerHeartbeatEvery({
+        heartbeatIntervalMs: t.heartbeatIntervalMs,
+        fenceAfterMs,
+      }),
+    },
   };
 }

@@ -29,6 +29,7 @@ import {
 import { decodeMessage } from '../node/raft/codec.ts';
 import { type NodeStats, type Outcome, RaftNode } from '../node/raft/node.ts';
 import { DurableStorage } from '../node/raft/storage.ts';
+import { LEARNER_HEARTBEAT_EVERY } from '../node/raft_timing.ts';
 import { type Command, decodeEnvelope, type Query, type Result } from '../node/state/machine.ts';
 import { DISK_LATENCY_DEFAULT, type DiskLatency, SimDisk } from './disk.ts';
 import { type Arrival, NETWORK_DEFAULTS, type NetworkOptions, SimNetwork } from './network.ts';
@@ -57,7 +58,10 @@ export interface ClusterOptions {
   readonly pausedInboxMax?: number;
   /** Report a partitioned link to the sender (reportUnreachable) at most this often. */
   readonly unreachableReportMs?: number;
-  /** Further options of the consensus core (pre-vote and check-quorum are on by default). */
+  /**
+   * Further options of the consensus core. Pre-vote and check-quorum are on by default, and
+   * learners get every LEARNER_HEARTBEAT_EVERY-th heartbeat round, as the daemon runs them (D48).
+   */
   readonly raft?: Partial<Omit<Config, 'id' | 'storage' | 'random' | 'applied'>>;
   /**
    * The voters the group is bootstrapped with (default: every node). The others start with an
@@ -707,7 +711,12 @@ export class SimCluster {
         requestTimeoutTicks: this.opts.requestTimeoutTicks,
         snapshotEntries: this.opts.snapshotEntries,
         keepEntries: this.opts.keepEntries,
-        raft: { preVote: true, checkQuorum: true, ...this.raftOptions },
+        raft: {
+          preVote: true,
+          checkQuorum: true,
+          learnerHeartbeatEvery: LEARNER_HEARTBEAT_EVERY,
+          ...this.raftOptions,
+        },
         onApply: (e, r) => this.applied(slot, e, r),
       });
     } catch (e) {

@@ -190,7 +190,7 @@ describe("the Raft timing flags reach the daemon's Raft config", () => {
     expect(o).toMatchObject({ tickMs: RAFT_TICK_MS, heartbeatTicks: 4, electionTicks: 60 });
     const timing = daemonRaftTiming(o);
     expect(timing).toMatchObject({ heartbeatIntervalMs: 200, electionTimeoutMs: 3000 });
-    // The RaftNode the daemon builds (node/daemon.ts: `...raftNodeTiming(this.timing)`).
+    // The RaftNode the daemon builds (node/daemon.ts: `...raftNodeTiming(this.timing, fenceAfterMs)`).
     const storage = new DurableStorage();
     bootstrap(storage.mem, ['n1']);
     const node = new RaftNode({
@@ -199,9 +199,10 @@ describe("the Raft timing flags reach the daemon's Raft config", () => {
       disk: new MemoryDisk(),
       transport: { send: () => {} },
       random: seededRandom(1),
-      ...raftNodeTiming(timing),
+      ...raftNodeTiming(timing, 4000),
     });
     expect(node.rn.raft.heartbeatTimeout).toBe(4);
+    expect(node.rn.raft.learnerHeartbeatEvery).toBe(3);
     expect(node.rn.raft.electionTimeout).toBe(60);
   });
 
