@@ -3,6 +3,13 @@
 
 import { describe, expect, it } from 'vitest';
 import { bootstrap, isRaftError, type NodeId, seededRandom } from '../../consensus/index.ts';
+import { FENCE_AFTER_MS_DEFAULT } from '../placement/duty.ts';
+import {
+  daemonRaftTiming,
+  FENCE_AFTER_HEARTBEATS_MIN,
+  LEARNER_HEARTBEAT_EVERY,
+  raftNodeTiming,
+} from '../raft_timing.ts';
 import type { Command, Query } from '../state/machine.ts';
 import { decodeMessage, encodeMessage } from './codec.ts';
 import { type Disk, type DiskOp, MemoryDisk, type WriteOptions } from './disk.ts';
@@ -232,6 +239,30 @@ describe('RaftNode', () => {
     expect(outs).toMatchObject([{ ok: false, code: 'PROPOSAL_DROPPED', indeterminate: false }]);
     await c.tick(3);
     expect(outs[1]).toMatchObject({ ok: true });
+  });
+
+  it("with the daemon's clock a learner hears its leader every third heartbeat round, voters every round (D48)", async () => {
+    const timing = daemonRaftTiming({});
+    const c = new Cluster(['a', 'b', 'c'], raftNodeTiming(timing, FENCE_AFTER_MS_DEFAULT));
+    const leader = await c.elect();
+    const d = c.addEmpty('d');
+    expect(await c.change(leader, 'addLearner', 'd')).toMatchObject({ ok: true });
+    await c.tick(timing.electionTicks);
+    const voter = c.ids.find((x) => x !== leader && x !== 'd')!;
+    let learnerMax = 0;
+    let voterMax = 0;
+    for (let i = 0; i < 20 * timing.heartbeatTicks; i++) {
+      await c.tick();
+      learnerMax = Math.max(learnerMax, d.contact().leaderAgeTicks);
+      voterMax = Math.max(voterMax, c.node(voter).contact().leaderAgeTicks);
+    }
+    // Read after each tick's messages arrived: the age peaks one tick short of the next round.
+    expect(voterMax).toBe(timing.heartbeatTicks - 1);
+    expect(learnerMax).toBe(LEARNER_HEARTBEAT_EVERY * timing.heartbeatTicks - 1);
+    // What the learner's fencing needs (node/placement/duty.ts): well inside fence-after.
+    expect(learnerMax * timing.tickMs * FENCE_AFTER_HEARTBEATS_MIN).toBeLessThanOrEqual(
+      FENCE_AFTER_MS_DEFAULT,
+    );
   });
 
   it('a write forwarded to a leader that died is proposed again to the next leader, and applied once', async () => {
