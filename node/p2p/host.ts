@@ -71,7 +71,6 @@ export async function createHost(o: HostOptions): Promise<Host> {
               // Copies of a message are dropped before their signature is checked (D45).
               fastMsgIdFn: fastMessageId,
               heartbeatInterval: GOSSIP_HEARTBEAT_MS,
-              ...GOSSIP_MESH,
             }),
           }
         : {}),
@@ -86,16 +85,6 @@ export async function createHost(o: HostOptions): Promise<Host> {
  * tenth of an idle 16-member cluster's CPU (D46).
  */
 export const GOSSIP_HEARTBEAT_MS = 5_000;
-
-/**
- * gossipsub's mesh degrees (its defaults: D 6, Dlo 4, Dhi 12, Dout 2, Dscore 4), smaller (D49).
- * A publisher already sends each message to every subscribed peer (floodPublish), and members
- * keep a connection to every member, so a copy the mesh forwards is nearly always one the
- * receiver already has: with meshes of 6-12 peers, a 16-member cluster moved 6-12 copies of each
- * message per member. The mesh stays, smaller, for a member the publisher cannot reach directly
- * (and IHAVE gossip at each heartbeat, to Dlazy peers outside the mesh, for what it missed).
- */
-export const GOSSIP_MESH = { D: 3, Dlo: 2, Dhi: 4, Dout: 1, Dscore: 2 } as const;
 
 /**
  * A gossip message's ID before it is verified: its author and sequence number, what gossipsub's
