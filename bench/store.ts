@@ -177,9 +177,10 @@ async function runCase(
   let haveMs = 0;
   const cpuLines: string[] = [];
   // The first fetch of a closure from the serving node pays that node's warm-up (its first `nix
-  // path-info` of the closure, V8 compiling the serving code): 0.2-0.45 s here, charged to
-  // whichever variant ran first (session 12 found the order decided which of bulk and stream
-  // looked faster). It runs once, printed as its own row; the variants compared run after it.
+  // path-info` of the closure, V8 compiling the serving code): up to 0.9 s here for the 1,000
+  // small paths, charged to whichever variant ran first (session 12 found the order decided which
+  // of bulk and stream looked faster). It runs once, printed as its own row; the variants
+  // compared run after it.
   const variants = [
     { store: 'local', bulk: true, cold: true },
     { store: 'local', bulk: true, cold: false },
