@@ -232,6 +232,8 @@ export class Daemon {
   private readonly o: DaemonOptions;
   /** Raft's clock (daemonRaftTiming). */
   readonly timing: DaemonRaftTiming;
+  /** The timing values every member should share, defaults filled in (sharedTimingOf). */
+  private readonly shared: SharedTiming;
   private readonly log: Logger;
   private readonly disk: LevelDisk;
   private readonly transport: RaftTransport;
@@ -308,6 +310,7 @@ export class Daemon {
   ) {
     this.o = o;
     this.timing = daemonRaftTiming(o);
+    this.shared = sharedTimingOf(o, this.timing);
     this.book = book;
     this.log = o.logger;
     this.host = host;
@@ -331,7 +334,7 @@ export class Daemon {
       disk,
       transport: this.transport,
       random: cryptoRandom,
-      ...raftNodeTiming(this.timing, sharedTimingOf(o, this.timing).fenceAfterMs),
+      ...raftNodeTiming(this.timing, this.shared.fenceAfterMs),
       ...(o.snapshotEntries !== undefined ? { snapshotEntries: o.snapshotEntries } : {}),
       ...(o.keepEntries !== undefined ? { keepEntries: o.keepEntries } : {}),
       onApply: () => {
@@ -365,12 +368,11 @@ export class Daemon {
     const vmms = this.capabilities.then((c) =>
       (Object.keys(c.backends) as BackendName[]).filter((n) => c.backends[n].available),
     );
-    const shared = sharedTimingOf(o, this.timing);
     this.gossip = new Gossip(
       host,
-      async () => collectMetrics(this.id, PCR_VERSION, o.dataDir, await vmms, shared),
+      async () => collectMetrics(this.id, PCR_VERSION, o.dataDir, await vmms, this.shared),
       o.gossipMs ?? GOSSIP_INTERVAL_MS,
-      (m) => this.compareTiming(shared, m),
+      (m) => this.compareTiming(m),
     );
     this.api = {
       id: this.id,
@@ -425,7 +427,7 @@ export class Daemon {
     return new PlacementDuty({
       self: this.id,
       tickMs: this.timing.tickMs,
-      ...sharedTimingOf(o, this.timing),
+      ...this.shared,
       sm: () => node.sm,
       raft: () => ({ leader: node.leadership().lead === this.id, ...node.contact() }),
       counted: () => this.membership.counted(),
@@ -816,9 +818,9 @@ export class Daemon {
    * Compares a member's gossiped timing values with ours; logs at warn when it starts or stops
    * differing (once per change, not per message).
    */
-  private compareTiming(mine: SharedTiming, m: NodeMetrics): void {
+  private compareTiming(m: NodeMetrics): void {
     if (m.timing === undefined) return;
-    const differs = timingDifferences(mine, m.timing).join(', ');
+    const differs = timingDifferences(this.shared, m.timing).join(', ');
     if ((this.timingMismatches.get(m.id) ?? '') === differs) return;
     const fields = { member: this.node.sm.member(m.id)?.name ?? m.id, differs };
     if (differs === '') {
