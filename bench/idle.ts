@@ -102,18 +102,16 @@ async function window(nodes: NodeProc[], seconds: number): Promise<Window> {
   await sleep(seconds);
   const used = nodes.map((p, i) => cpuSeconds(p.child.pid!) - before[i]!);
   const elections = (await sum(nodes, 'pcr_raft_elections_total')) - electionsBefore;
-  const leaderAt = (await Promise.all(nodes.map((p) => metric(p, 'pcr_raft_is_leader')))).indexOf(
-    1,
-  );
+  const { leader, learners } = await roles(nodes);
+  const leaderAt = nodes.findIndex((p) => p.id === leader);
   const pct = (s: number) => (100 * s) / seconds;
   const median = (xs: number[]) => xs[Math.floor(xs.length / 2)];
   const followers = used
     .filter((_, i) => i !== leaderAt)
     .map(pct)
     .sort((a, b) => a - b);
-  const learnerIds = await learners(nodes);
   const learnerPcts = used
-    .filter((_, i) => learnerIds.has(nodes[i]!.id))
+    .filter((_, i) => learners.has(nodes[i]!.id))
     .map(pct)
     .sort((a, b) => a - b);
   const learnerMedian = median(learnerPcts);
@@ -127,11 +125,15 @@ async function window(nodes: NodeProc[], seconds: number): Promise<Window> {
   };
 }
 
-/** The IDs of the learners, as the first member sees the configuration. */
-async function learners(nodes: NodeProc[]): Promise<Set<string>> {
+/** The leader and the learners, as the first member sees them (one `members` request). */
+async function roles(nodes: NodeProc[]): Promise<{ leader?: string; learners: Set<string> }> {
   const r = await request(nodes[0]!, nodes[0]!, { op: 'members' });
-  const members = (r.ok ? r.members : []) as { id: string; role: string }[];
-  return new Set(members.filter((m) => m.role === 'learner').map((m) => m.id));
+  const members = (r.ok ? r.members : []) as { id: string; role: string; leader: boolean }[];
+  const leader = members.find((m) => m.leader)?.id;
+  return {
+    ...(leader !== undefined ? { leader } : {}),
+    learners: new Set(members.filter((m) => m.role === 'learner').map((m) => m.id)),
+  };
 }
 
 async function measure(n: number, a: Args): Promise<Row> {
