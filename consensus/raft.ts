@@ -391,12 +391,9 @@ export class Raft {
 
   /** The periodic round: every voter, and the learners every learnerHeartbeatEvery-th round. */
   private bcastHeartbeat(): void {
-    const ctx = this.readOnly.lastPendingRequestContext();
     const learnersToo = this.heartbeatRounds % this.learnerHeartbeatEvery === 0;
     this.heartbeatRounds++;
-    for (const [id, pr] of this.trk.progress) {
-      if (id !== this.id && (learnersToo || !pr.isLearner)) this.sendHeartbeat(id, ctx);
-    }
+    this.bcastHeartbeatWithContext(this.readOnly.lastPendingRequestContext(), learnersToo);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -948,9 +945,9 @@ export class Raft {
     }
   }
 
-  private bcastHeartbeatWithContext(ctx: string): void {
-    for (const id of this.trk.progress.keys()) {
-      if (id !== this.id) this.sendHeartbeat(id, ctx);
+  private bcastHeartbeatWithContext(ctx: string, learnersToo = true): void {
+    for (const [id, pr] of this.trk.progress) {
+      if (id !== this.id && (learnersToo || !pr.isLearner)) this.sendHeartbeat(id, ctx);
     }
   }
 
